@@ -1,0 +1,55 @@
+//! Identifiers. Member, group and client ids are never 0: a 0 on the wire means
+//! "not set", so the types make 0 unrepresentable and decoding maps it to `None`.
+
+use std::fmt;
+use std::num::NonZeroU64;
+
+/// An election epoch of an order (or of the council). 0 is the term before any election.
+pub type Term = u64;
+
+/// The position of an entry in an order's replicated log. Index 0 is "before the first entry".
+pub type LogIndex = u64;
+
+macro_rules! nonzero_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(NonZeroU64);
+
+        impl $name {
+            /// Wraps `value`; `None` for 0, which means "not set" on the wire.
+            pub fn new(value: u64) -> Option<Self> {
+                NonZeroU64::new(value).map(Self)
+            }
+
+            /// The raw value, never 0.
+            pub fn get(self) -> u64 {
+                self.0.get()
+            }
+
+            /// The wire form of an optional id: 0 stands for `None`.
+            pub fn to_wire(id: Option<Self>) -> u64 {
+                id.map_or(0, Self::get)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+nonzero_id!(
+    /// A radiant's permanent identity within a system.
+    MemberId
+);
+nonzero_id!(
+    /// An order's (replica group's) identity.
+    GroupId
+);
+nonzero_id!(
+    /// A client session's identity, used with a sequence number for exactly-once writes.
+    ClientId
+);

@@ -1,0 +1,1 @@
+//! Key to hash slot to shard.
