@@ -143,16 +143,7 @@ impl fmt::Display for DecodeError {
             DecodeError::UnknownKind {
                 kind,
                 correlation_id,
-            } => {
-                write!(
-                    f,
-                    "message kind 0x{kind:02x} (correlation id {correlation_id}) "
-                )?;
-                if let Some(family) = Family::of_byte(*kind) {
-                    write!(f, "is in the {family} range but ")?;
-                }
-                f.write_str("is unknown to this version; upgrade this radiant or stop sending it")
-            }
+            } => write_unknown_kind(f, *kind, *correlation_id),
             DecodeError::Truncated {
                 kind,
                 field,
@@ -195,6 +186,19 @@ impl fmt::Display for DecodeError {
             }
         }
     }
+}
+
+/// Names the family range an unknown kind falls in, so an operator can tell a newer
+/// peer (known range) from garbage (no range).
+fn write_unknown_kind(f: &mut fmt::Formatter<'_>, kind: u8, correlation_id: u64) -> fmt::Result {
+    write!(
+        f,
+        "message kind 0x{kind:02x} (correlation id {correlation_id}) "
+    )?;
+    if let Some(family) = Family::of_byte(kind) {
+        write!(f, "is in the {family} range but ")?;
+    }
+    f.write_str("is unknown to this version; upgrade this radiant or stop sending it")
 }
 
 impl std::error::Error for DecodeError {}
