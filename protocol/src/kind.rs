@@ -1,0 +1,199 @@
+//! Message kinds: the byte after the version in every frame header.
+//!
+//! This module owns the kind numbers and their family ranges. It must not decode
+//! payloads; each family's file under `message/` does that.
+//!
+//! Each family owns a range of kind bytes so that later kinds never renumber earlier
+//! ones and a radiant can tell which family an unknown kind belongs to:
+//!
+//! | range       | family                                        |
+//! |-------------|-----------------------------------------------|
+//! | 0x00        | never used (a zeroed buffer is not a message) |
+//! | 0x01 – 0x0F | beacon (handshake, address table exchange)    |
+//! | 0x10 – 0x1F | join (join system, admin add/remove)          |
+//! | 0x20 – 0x2F | vote (order and council elections)            |
+//! | 0x30 – 0x3F | replication (append, ack, snapshot chunks)    |
+//! | 0x40 – 0x4F | controller (configuration, shard transfer)    |
+//! | 0x50 – 0x5F | client requests                               |
+//! | 0x60 – 0x6F | client responses                              |
+//! | 0x70        | error response                                |
+//! | 0x71 – 0xFF | unassigned                                    |
+
+use std::fmt;
+
+/// A message family: a group of kinds that share a range and a file under `message/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Discovery between radiants, kinds 0x01–0x0F. Specified by later work.
+    Beacon,
+    /// Joining a system and admin membership changes, kinds 0x10–0x1F. Specified later.
+    Join,
+    /// Elections of heralds and of the controller, kinds 0x20–0x2F. Specified later.
+    Vote,
+    /// Log replication inside an order, kinds 0x30–0x3F. Specified later.
+    Replication,
+    /// Configuration and shard transfer, kinds 0x40–0x4F. Specified later.
+    Controller,
+    /// Requests from clients, kinds 0x50–0x5F.
+    ClientRequest,
+    /// Responses to clients, kinds 0x60–0x6F.
+    ClientResponse,
+    /// The error response, kind 0x70.
+    Error,
+}
+
+impl Family {
+    /// The family whose reserved range holds `kind`, or `None` for 0x00 and 0x71–0xFF.
+    /// Works for kinds this version does not know, which makes errors more helpful.
+    pub fn of_byte(kind: u8) -> Option<Family> {
+        match kind {
+            0x01..=0x0F => Some(Family::Beacon),
+            0x10..=0x1F => Some(Family::Join),
+            0x20..=0x2F => Some(Family::Vote),
+            0x30..=0x3F => Some(Family::Replication),
+            0x40..=0x4F => Some(Family::Controller),
+            0x50..=0x5F => Some(Family::ClientRequest),
+            0x60..=0x6F => Some(Family::ClientResponse),
+            0x70 => Some(Family::Error),
+            _ => None,
+        }
+    }
+
+    /// A lowercase name for messages and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Beacon => "beacon",
+            Family::Join => "join",
+            Family::Vote => "vote",
+            Family::Replication => "replication",
+            Family::Controller => "controller",
+            Family::ClientRequest => "client request",
+            Family::ClientResponse => "client response",
+            Family::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of a frame's payload. Unknown kind bytes have no variant: `decode_frame`
+/// reports them as `DecodeError::UnknownKind` after consuming the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Read one key.
+    Get = 0x50,
+    /// Write one key.
+    Put = 0x51,
+    /// Delete one key.
+    Delete = 0x52,
+    /// Compare-and-set one key.
+    Cas = 0x53,
+    /// Check that a radiant answers.
+    Ping = 0x54,
+    /// The answer to `Get`.
+    GetResult = 0x60,
+    /// The answer to `Put`.
+    PutResult = 0x61,
+    /// The answer to `Delete`.
+    DeleteResult = 0x62,
+    /// The answer to `Cas`.
+    CasResult = 0x63,
+    /// The answer to `Ping`.
+    Pong = 0x64,
+    /// A request failed; the payload says why and what to do.
+    Error = 0x70,
+}
+
+impl Kind {
+    /// Every kind this version knows, in byte order.
+    pub const ALL: [Kind; 11] = [
+        Kind::Get,
+        Kind::Put,
+        Kind::Delete,
+        Kind::Cas,
+        Kind::Ping,
+        Kind::GetResult,
+        Kind::PutResult,
+        Kind::DeleteResult,
+        Kind::CasResult,
+        Kind::Pong,
+        Kind::Error,
+    ];
+
+    /// The kind with wire byte `byte`, or `None` if this version does not know it.
+    pub fn from_u8(byte: u8) -> Option<Kind> {
+        match byte {
+            0x50 => Some(Kind::Get),
+            0x51 => Some(Kind::Put),
+            0x52 => Some(Kind::Delete),
+            0x53 => Some(Kind::Cas),
+            0x54 => Some(Kind::Ping),
+            0x60 => Some(Kind::GetResult),
+            0x61 => Some(Kind::PutResult),
+            0x62 => Some(Kind::DeleteResult),
+            0x63 => Some(Kind::CasResult),
+            0x64 => Some(Kind::Pong),
+            0x70 => Some(Kind::Error),
+            _ => None,
+        }
+    }
+
+    /// The wire byte.
+    pub fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The family this kind belongs to.
+    pub fn family(self) -> Family {
+        match self {
+            Kind::Get | Kind::Put | Kind::Delete | Kind::Cas | Kind::Ping => Family::ClientRequest,
+            Kind::GetResult
+            | Kind::PutResult
+            | Kind::DeleteResult
+            | Kind::CasResult
+            | Kind::Pong => Family::ClientResponse,
+            Kind::Error => Family::Error,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_kind_round_trips_through_its_byte() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_u8(kind.to_u8()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn every_byte_maps_to_at_most_one_kind_and_matches_its_family_range() {
+        for byte in 0..=u8::MAX {
+            if let Some(kind) = Kind::from_u8(byte) {
+                assert_eq!(kind.to_u8(), byte);
+                assert_eq!(Family::of_byte(byte), Some(kind.family()));
+            }
+        }
+    }
+
+    #[test]
+    fn zero_and_high_bytes_belong_to_no_family() {
+        assert_eq!(Family::of_byte(0x00), None);
+        assert_eq!(Family::of_byte(0x71), None);
+        assert_eq!(Family::of_byte(0xFF), None);
+        assert_eq!(Family::of_byte(0x31), Some(Family::Replication));
+    }
+}

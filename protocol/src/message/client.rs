@@ -1,0 +1,439 @@
+//! Client requests and responses (kinds 0x50–0x6F): `Get`, `Put`, `Delete`, `Cas`,
+//! `Ping` and their results.
+//!
+//! This module owns their payload layouts, decode beside encode. It must not decide
+//! what a request means for the store; the daemon's core does.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::codec::{put_bool, put_bytes, put_optional_bytes, Reader};
+use crate::error::DecodeError;
+use crate::ids::{ClientId, MemberId};
+use crate::kind::Kind;
+use crate::limits::Limits;
+
+/// How fresh a `Get` must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ReadConsistency {
+    /// Confirmed with a majority of the order (read index): never stale.
+    Linearizable = 0,
+    /// Served by the herald under its lease: linearizable unless clocks drift too far.
+    Lease = 1,
+    /// Served by any member: may miss recent writes.
+    Stale = 2,
+}
+
+impl ReadConsistency {
+    /// Every level, in code order.
+    pub const ALL: [ReadConsistency; 3] = [
+        ReadConsistency::Linearizable,
+        ReadConsistency::Lease,
+        ReadConsistency::Stale,
+    ];
+
+    /// The level with wire code `code`, or `None` for an unknown code.
+    pub fn from_u8(code: u8) -> Option<ReadConsistency> {
+        match code {
+            0 => Some(ReadConsistency::Linearizable),
+            1 => Some(ReadConsistency::Lease),
+            2 => Some(ReadConsistency::Stale),
+            _ => None,
+        }
+    }
+}
+
+/// A client session position for exactly-once writes: a retried write carries the same
+/// `(client_id, sequence)` and is applied once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Session {
+    /// The client's session id.
+    pub client_id: ClientId,
+    /// The write's sequence number within the session, starting at 1.
+    pub sequence: u64,
+}
+
+impl Session {
+    /// Reads the 16-byte session field: `u64` client id, `u64` sequence. Client id 0
+    /// means "no session" and must come with sequence 0, so each value has one encoding.
+    pub(crate) fn decode(reader: &mut Reader) -> Result<Option<Session>, DecodeError> {
+        let client_id = reader.read_u64("session.client_id")?;
+        let sequence = reader.read_u64("session.sequence")?;
+        match (ClientId::new(client_id), sequence) {
+            (None, 0) => Ok(None),
+            (None, _) => Err(reader.invalid("session.sequence", "a sequence needs a client id")),
+            (Some(_), 0) => Err(reader.invalid("session.sequence", "sequences start at 1")),
+            (Some(client_id), sequence) => Ok(Some(Session {
+                client_id,
+                sequence,
+            })),
+        }
+    }
+
+    /// Writes the 16-byte session field; `None` is two zeros.
+    pub(crate) fn encode(session: Option<Session>, dst: &mut BytesMut) {
+        debug_assert!(
+            session.map_or(true, |session| session.sequence != 0),
+            "sequence 0"
+        );
+        dst.put_u64(ClientId::to_wire(session.map(|session| session.client_id)));
+        dst.put_u64(session.map_or(0, |session| session.sequence));
+    }
+}
+
+/// A request from a client. Keys are never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Read `key`.
+    Get {
+        /// The key.
+        key: Bytes,
+        /// How fresh the answer must be.
+        consistency: ReadConsistency,
+    },
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The new value (may be empty).
+        value: Bytes,
+        /// For exactly-once application of retries.
+        session: Option<Session>,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: Bytes,
+        /// For exactly-once application of retries.
+        session: Option<Session>,
+    },
+    /// If `key` currently holds `expected`, make it hold `new`.
+    Cas {
+        /// The key.
+        key: Bytes,
+        /// The value the key must hold; `None` means the key must be absent.
+        expected: Option<Bytes>,
+        /// The value to store on a match; `None` deletes the key on a match.
+        new: Option<Bytes>,
+        /// For exactly-once application of retries.
+        session: Option<Session>,
+    },
+    /// Check that the radiant answers; it replies with its member id.
+    Ping,
+}
+
+// ===== impl ClientRequest =====
+
+impl ClientRequest {
+    /// The frame kind of this request.
+    pub fn kind(&self) -> Kind {
+        match self {
+            ClientRequest::Get { .. } => Kind::Get,
+            ClientRequest::Put { .. } => Kind::Put,
+            ClientRequest::Delete { .. } => Kind::Delete,
+            ClientRequest::Cas { .. } => Kind::Cas,
+            ClientRequest::Ping => Kind::Ping,
+        }
+    }
+
+    /// The key the request addresses, `None` for `Ping`.
+    pub fn key(&self) -> Option<&Bytes> {
+        match self {
+            ClientRequest::Get { key, .. }
+            | ClientRequest::Put { key, .. }
+            | ClientRequest::Delete { key, .. }
+            | ClientRequest::Cas { key, .. } => Some(key),
+            ClientRequest::Ping => None,
+        }
+    }
+
+    /// Decodes the payload of a frame of `kind`, consuming it exactly.
+    pub fn decode(kind: Kind, payload: Bytes, limits: &Limits) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(payload, Some(kind));
+        let request = match kind {
+            Kind::Get => {
+                let code = reader.read_u8("consistency")?;
+                let consistency = ReadConsistency::from_u8(code)
+                    .ok_or_else(|| reader.invalid("consistency", "unknown consistency code"))?;
+                let key = reader.read_key("key", limits)?;
+                ClientRequest::Get { key, consistency }
+            }
+            Kind::Put => {
+                let session = Session::decode(&mut reader)?;
+                let key = reader.read_key("key", limits)?;
+                let value = reader.read_value("value", limits)?;
+                ClientRequest::Put {
+                    key,
+                    value,
+                    session,
+                }
+            }
+            Kind::Delete => {
+                let session = Session::decode(&mut reader)?;
+                let key = reader.read_key("key", limits)?;
+                ClientRequest::Delete { key, session }
+            }
+            Kind::Cas => {
+                let session = Session::decode(&mut reader)?;
+                let key = reader.read_key("key", limits)?;
+                let expected = reader.read_optional_value("expected", limits)?;
+                let new = reader.read_optional_value("new", limits)?;
+                ClientRequest::Cas {
+                    key,
+                    expected,
+                    new,
+                    session,
+                }
+            }
+            Kind::Ping => ClientRequest::Ping,
+            _ => return Err(reader.invalid("kind", "not a client request kind")),
+        };
+        reader.finish()?;
+        Ok(request)
+    }
+
+    /// Appends the payload (not the frame header) to `dst`.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            ClientRequest::Get { key, consistency } => {
+                dst.put_u8(*consistency as u8);
+                put_bytes(dst, key);
+            }
+            ClientRequest::Put {
+                key,
+                value,
+                session,
+            } => {
+                Session::encode(*session, dst);
+                put_bytes(dst, key);
+                put_bytes(dst, value);
+            }
+            ClientRequest::Delete { key, session } => {
+                Session::encode(*session, dst);
+                put_bytes(dst, key);
+            }
+            ClientRequest::Cas {
+                key,
+                expected,
+                new,
+                session,
+            } => {
+                Session::encode(*session, dst);
+                put_bytes(dst, key);
+                put_optional_bytes(dst, expected.as_ref());
+                put_optional_bytes(dst, new.as_ref());
+            }
+            ClientRequest::Ping => {}
+        }
+    }
+}
+
+/// A successful answer to a client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResponse {
+    /// The answer to `Get`: the value, or `None` if the key is absent.
+    GetResult {
+        /// The value.
+        value: Option<Bytes>,
+    },
+    /// The answer to `Put`: the write is durable on a majority.
+    PutResult,
+    /// The answer to `Delete`.
+    DeleteResult {
+        /// Whether the key existed before the delete.
+        existed: bool,
+    },
+    /// The answer to `Cas`.
+    CasResult {
+        /// Whether the comparison matched and the write happened.
+        succeeded: bool,
+        /// The value after the operation (`None` = absent), so a failed client can retry
+        /// with the right `expected` without another `Get`.
+        current: Option<Bytes>,
+    },
+    /// The answer to `Ping`.
+    Pong {
+        /// The answering radiant's id; `None` while it has not joined a system yet.
+        member_id: Option<MemberId>,
+    },
+}
+
+// ===== impl ClientResponse =====
+
+impl ClientResponse {
+    /// The frame kind of this response.
+    pub fn kind(&self) -> Kind {
+        match self {
+            ClientResponse::GetResult { .. } => Kind::GetResult,
+            ClientResponse::PutResult => Kind::PutResult,
+            ClientResponse::DeleteResult { .. } => Kind::DeleteResult,
+            ClientResponse::CasResult { .. } => Kind::CasResult,
+            ClientResponse::Pong { .. } => Kind::Pong,
+        }
+    }
+
+    /// Decodes the payload of a frame of `kind`, consuming it exactly.
+    pub fn decode(kind: Kind, payload: Bytes, limits: &Limits) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(payload, Some(kind));
+        let response = match kind {
+            Kind::GetResult => ClientResponse::GetResult {
+                value: reader.read_optional_value("value", limits)?,
+            },
+            Kind::PutResult => ClientResponse::PutResult,
+            Kind::DeleteResult => ClientResponse::DeleteResult {
+                existed: reader.read_bool("existed")?,
+            },
+            Kind::CasResult => {
+                let succeeded = reader.read_bool("succeeded")?;
+                let current = reader.read_optional_value("current", limits)?;
+                ClientResponse::CasResult { succeeded, current }
+            }
+            Kind::Pong => ClientResponse::Pong {
+                member_id: MemberId::new(reader.read_u64("member_id")?),
+            },
+            _ => return Err(reader.invalid("kind", "not a client response kind")),
+        };
+        reader.finish()?;
+        Ok(response)
+    }
+
+    /// Appends the payload (not the frame header) to `dst`.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            ClientResponse::GetResult { value } => put_optional_bytes(dst, value.as_ref()),
+            ClientResponse::PutResult => {}
+            ClientResponse::DeleteResult { existed } => put_bool(dst, *existed),
+            ClientResponse::CasResult { succeeded, current } => {
+                put_bool(dst, *succeeded);
+                put_optional_bytes(dst, current.as_ref());
+            }
+            ClientResponse::Pong { member_id } => dst.put_u64(MemberId::to_wire(*member_id)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn payload(request: &ClientRequest) -> Bytes {
+        let mut dst = BytesMut::new();
+        request.encode(&mut dst);
+        dst.freeze()
+    }
+
+    fn session(client_id: u64, sequence: u64) -> Option<Session> {
+        Some(Session {
+            client_id: ClientId::new(client_id).unwrap(),
+            sequence,
+        })
+    }
+
+    #[test]
+    fn put_payload_layout_is_session_key_value() {
+        let request = ClientRequest::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"vv"),
+            session: session(2, 3),
+        };
+        let mut expected = vec![0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3];
+        expected.extend_from_slice(&[0, 0, 0, 1, b'k', 0, 0, 0, 2, b'v', b'v']);
+        assert_eq!(payload(&request).as_ref(), expected.as_slice());
+    }
+
+    #[test]
+    fn session_with_client_id_zero_decodes_to_none() {
+        let request = ClientRequest::Delete {
+            key: Bytes::from_static(b"k"),
+            session: None,
+        };
+        let decoded = ClientRequest::decode(Kind::Delete, payload(&request), &Limits::DEFAULT);
+        assert_eq!(decoded, Ok(request));
+    }
+
+    #[test]
+    fn rejects_session_with_client_id_and_sequence_zero() {
+        let mut bytes = BytesMut::new();
+        bytes.put_u64(5);
+        bytes.put_u64(0);
+        put_bytes(&mut bytes, b"k");
+        let error = ClientRequest::decode(Kind::Delete, bytes.freeze(), &Limits::DEFAULT);
+        assert!(matches!(
+            error,
+            Err(DecodeError::InvalidField {
+                field: "session.sequence",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_unknown_read_consistency() {
+        let bytes = Bytes::from_static(&[3, 0, 0, 0, 1, b'k']);
+        let error = ClientRequest::decode(Kind::Get, bytes, &Limits::DEFAULT);
+        assert!(matches!(
+            error,
+            Err(DecodeError::InvalidField {
+                field: "consistency",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_ping_with_a_payload() {
+        let error = ClientRequest::decode(Kind::Ping, Bytes::from_static(&[0]), &Limits::DEFAULT);
+        assert_eq!(
+            error,
+            Err(DecodeError::TrailingBytes {
+                kind: Some(Kind::Ping),
+                count: 1
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_response_kind_as_request() {
+        let error = ClientRequest::decode(Kind::Pong, Bytes::new(), &Limits::DEFAULT);
+        assert!(matches!(
+            error,
+            Err(DecodeError::InvalidField { field: "kind", .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_delete_result_with_a_boolean_of_two() {
+        let error = ClientResponse::decode(
+            Kind::DeleteResult,
+            Bytes::from_static(&[2]),
+            &Limits::DEFAULT,
+        );
+        assert!(matches!(
+            error,
+            Err(DecodeError::InvalidField {
+                field: "existed",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pong_with_member_id_zero_means_not_joined() {
+        let bytes = Bytes::from_static(&[0; 8]);
+        let decoded = ClientResponse::decode(Kind::Pong, bytes, &Limits::DEFAULT);
+        assert_eq!(decoded, Ok(ClientResponse::Pong { member_id: None }));
+    }
+
+    #[test]
+    fn cas_with_absent_expected_and_new_round_trips() {
+        let request = ClientRequest::Cas {
+            key: Bytes::from_static(b"key"),
+            expected: None,
+            new: Some(Bytes::new()),
+            session: session(1, 1),
+        };
+        let decoded = ClientRequest::decode(Kind::Cas, payload(&request), &Limits::DEFAULT);
+        assert_eq!(decoded, Ok(request));
+    }
+}

@@ -1,0 +1,225 @@
+//! Property tests of the wire format: every message and command survives a round trip,
+//! arbitrary bytes never panic the decoders, and framing is independent of how bytes
+//! arrive. The fuzz targets run the same `fuzzing` functions without proptest.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use radiant_protocol::fuzzing::{
+    decode_command_bytes, decode_frame_bytes, decode_message_bytes, FUZZ_LIMITS,
+};
+use radiant_protocol::{
+    decode_frame, ClientId, ClientRequest, ClientResponse, Command, ErrorResponse, Frame, Limits,
+    MemberId, Message, OrderStateOp, ReadConsistency, Session,
+};
+
+fn key() -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(any::<u8>(), 1..=64).prop_map(Bytes::from)
+}
+
+fn value() -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(any::<u8>(), 0..=256).prop_map(Bytes::from)
+}
+
+fn optional_value() -> impl Strategy<Value = Option<Bytes>> {
+    prop::option::of(value())
+}
+
+fn session() -> impl Strategy<Value = Option<Session>> {
+    prop::option::of(
+        (1..=u64::MAX, 1..=u64::MAX).prop_map(|(client_id, sequence)| Session {
+            client_id: ClientId::new(client_id).unwrap(),
+            sequence,
+        }),
+    )
+}
+
+fn member_id() -> impl Strategy<Value = Option<MemberId>> {
+    any::<u64>().prop_map(MemberId::new)
+}
+
+fn reason() -> impl Strategy<Value = String> {
+    // Up to 250 characters of up to 4 bytes each stays within MAX_REASON_BYTES (1024).
+    "\\PC{0,250}"
+}
+
+fn request() -> impl Strategy<Value = ClientRequest> {
+    prop_oneof![
+        (key(), prop::sample::select(ReadConsistency::ALL.to_vec()))
+            .prop_map(|(key, consistency)| ClientRequest::Get { key, consistency }),
+        (key(), value(), session()).prop_map(|(key, value, session)| ClientRequest::Put {
+            key,
+            value,
+            session
+        }),
+        (key(), session()).prop_map(|(key, session)| ClientRequest::Delete { key, session }),
+        (key(), optional_value(), optional_value(), session()).prop_map(
+            |(key, expected, new, session)| ClientRequest::Cas {
+                key,
+                expected,
+                new,
+                session
+            }
+        ),
+        Just(ClientRequest::Ping),
+    ]
+}
+
+fn response() -> impl Strategy<Value = ClientResponse> {
+    prop_oneof![
+        optional_value().prop_map(|value| ClientResponse::GetResult { value }),
+        Just(ClientResponse::PutResult),
+        any::<bool>().prop_map(|existed| ClientResponse::DeleteResult { existed }),
+        (any::<bool>(), optional_value())
+            .prop_map(|(succeeded, current)| ClientResponse::CasResult { succeeded, current }),
+        member_id().prop_map(|member_id| ClientResponse::Pong { member_id }),
+    ]
+}
+
+fn error_response() -> impl Strategy<Value = ErrorResponse> {
+    prop_oneof![
+        (member_id(), prop::option::of("[a-z0-9.:]{0,60}"))
+            .prop_map(|(herald, address)| ErrorResponse::NotHerald { herald, address }),
+        any::<u64>().prop_map(|config_num| ErrorResponse::WrongOrder { config_num }),
+        prop::sample::select(OrderStateOp::ALL.to_vec()).prop_map(ErrorResponse::Locked),
+        reason().prop_map(|reason| ErrorResponse::Unavailable { reason }),
+        reason().prop_map(|reason| ErrorResponse::BadRequest { reason }),
+    ]
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        request().prop_map(Message::Request),
+        response().prop_map(Message::Response),
+        error_response().prop_map(Message::Error),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        Just(Command::Noop),
+        (key(), value(), session()).prop_map(|(key, value, session)| Command::Put {
+            key,
+            value,
+            session
+        }),
+        (key(), session()).prop_map(|(key, session)| Command::Delete { key, session }),
+        (key(), optional_value(), optional_value(), session()).prop_map(
+            |(key, expected, new, session)| Command::Cas {
+                key,
+                expected,
+                new,
+                session
+            }
+        ),
+    ]
+}
+
+fn encoded(message: &Message, correlation_id: u64) -> BytesMut {
+    let mut buf = BytesMut::new();
+    message.encode(correlation_id, &mut buf);
+    buf
+}
+
+fn decode_all(buf: &mut BytesMut) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    while let Some(frame) = decode_frame(buf, Limits::DEFAULT.max_frame_bytes).unwrap() {
+        frames.push(frame);
+    }
+    frames
+}
+
+proptest! {
+    #[test]
+    fn every_message_round_trips(message in message(), correlation_id in any::<u64>()) {
+        let mut buf = encoded(&message, correlation_id);
+        let frame = decode_frame(&mut buf, Limits::DEFAULT.max_frame_bytes).unwrap().unwrap();
+        prop_assert!(buf.is_empty());
+        prop_assert_eq!(frame.kind, message.kind());
+        prop_assert_eq!(frame.correlation_id, correlation_id);
+        prop_assert_eq!(Message::decode(frame, &Limits::DEFAULT).unwrap(), message);
+    }
+
+    #[test]
+    fn every_command_round_trips(command in command()) {
+        let decoded = Command::decode(command.to_bytes(), &Limits::DEFAULT).unwrap();
+        prop_assert_eq!(decoded, command);
+    }
+
+    #[test]
+    fn valid_messages_pass_the_fuzz_oracle(message in message(), correlation_id in any::<u64>()) {
+        // FUZZ_LIMITS are small; generated keys and values fit within them.
+        prop_assert!(FUZZ_LIMITS.max_key_bytes >= 64 && FUZZ_LIMITS.max_value_bytes >= 256);
+        decode_message_bytes(&encoded(&message, correlation_id));
+    }
+
+    #[test]
+    fn valid_commands_pass_the_fuzz_oracle(command in command()) {
+        decode_command_bytes(&command.to_bytes());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        decode_frame_bytes(&data);
+        decode_message_bytes(&data);
+        decode_command_bytes(&data);
+    }
+
+    #[test]
+    fn arbitrary_payloads_of_every_kind_never_panic(
+        kind in prop::sample::select(radiant_protocol::Kind::ALL.to_vec()),
+        payload in prop::collection::vec(any::<u8>(), 0..128),
+    ) {
+        let mut buf = BytesMut::new();
+        radiant_protocol::encode_frame(&mut buf, kind, 1, |dst| dst.extend_from_slice(&payload));
+        decode_message_bytes(&buf);
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_needs_more_bytes(message in message()) {
+        let whole = encoded(&message, 3);
+        for end in 0..whole.len() {
+            let mut prefix = BytesMut::from(&whole[..end]);
+            prop_assert_eq!(decode_frame(&mut prefix, Limits::DEFAULT.max_frame_bytes), Ok(None));
+            prop_assert_eq!(prefix.len(), end);
+        }
+    }
+
+    #[test]
+    fn two_frames_back_to_back_decode_in_order(first in message(), second in message()) {
+        let mut buf = encoded(&first, 1);
+        buf.extend_from_slice(&encoded(&second, 2));
+        let frames = decode_all(&mut buf);
+        prop_assert!(buf.is_empty());
+        prop_assert_eq!(frames.len(), 2);
+        let decoded: Vec<Message> = frames
+            .into_iter()
+            .map(|frame| Message::decode(frame, &Limits::DEFAULT).unwrap())
+            .collect();
+        prop_assert_eq!(decoded, vec![first, second]);
+    }
+
+    #[test]
+    fn a_frame_split_at_every_position_decodes_the_same(message in message()) {
+        let whole = encoded(&message, 11);
+        for split in 0..=whole.len() {
+            let mut buf = BytesMut::from(&whole[..split]);
+            let early = decode_frame(&mut buf, Limits::DEFAULT.max_frame_bytes).unwrap();
+            let frame = match early {
+                Some(frame) => frame,
+                None => {
+                    buf.extend_from_slice(&whole[split..]);
+                    decode_frame(&mut buf, Limits::DEFAULT.max_frame_bytes).unwrap().unwrap()
+                }
+            };
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(frame.correlation_id, 11);
+            prop_assert_eq!(Message::decode(frame, &Limits::DEFAULT).unwrap(), message.clone());
+        }
+    }
+}
