@@ -362,3 +362,405 @@ impl Wal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::segment::{encode_header, segment_path};
+    use super::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn small_options() -> WalOptions {
+        WalOptions {
+            segment_max_bytes: 200,
+            max_record_bytes: 4096,
+        }
+    }
+
+    fn make_entries(indexes: std::ops::RangeInclusive<u64>, term: Term) -> Vec<LogEntry> {
+        let make = |index| LogEntry {
+            term,
+            index,
+            data: Bytes::from(format!("entry {index} of term {term}")),
+        };
+        indexes.map(make).collect()
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn open(dir: &Path) -> (Wal, Recovered) {
+        Wal::open(dir, small_options()).unwrap()
+    }
+
+    const HARD_STATE: HardState = HardState {
+        term: 4,
+        voted_for: 2,
+        commit: 3,
+    };
+
+    #[test]
+    fn a_new_wal_is_empty_and_starts_at_index_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, recovered) = open(dir.path());
+        assert_eq!(
+            (wal.first_index(), wal.last_index(), wal.last_term()),
+            (1, 0, 0)
+        );
+        assert_eq!(recovered.first_index, 1);
+        assert!(recovered.entries.is_empty());
+        assert_eq!(recovered.hard_state, HardState::default());
+    }
+
+    #[test]
+    fn append_sync_and_reopen_return_every_entry_and_the_hard_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.append(&make_entries(1..=3, 1)).unwrap();
+        wal.save_hard_state(HARD_STATE).unwrap();
+        wal.append(&make_entries(4..=5, 4)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let mut expected = make_entries(1..=3, 1);
+        expected.extend(make_entries(4..=5, 4));
+        assert_eq!(recovered.entries, expected);
+        assert_eq!(recovered.hard_state, HARD_STATE);
+        assert_eq!(recovered.torn_tail, None);
+        assert_eq!(
+            (wal.last_index(), wal.last_term(), wal.term_at(2)),
+            (5, 4, Some(1))
+        );
+        assert_eq!(wal.hard_state(), HARD_STATE);
+    }
+
+    /// Writes entries 1..=3, then damages the last record with `damage`, reopens and checks
+    /// the tail was cut, reported, and that appending continues from index 3.
+    fn check_torn_tail_is_cut(damage: impl FnOnce(&Path, u64)) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.append(&make_entries(1..=2, 1)).unwrap();
+        wal.save_hard_state(HARD_STATE).unwrap();
+        wal.append(&make_entries(3..=3, 4)).unwrap();
+        wal.sync().unwrap();
+        let last_offset = wal.active().entries[2].offset_bytes;
+        drop(wal);
+        let segment = segment_files(dir.path()).remove(0);
+        damage(&segment, last_offset);
+        let (mut wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let torn_tail = recovered.torn_tail.expect("torn tail reported");
+        assert_eq!(
+            (torn_tail.segment, torn_tail.offset),
+            (segment, last_offset)
+        );
+        assert!(torn_tail.dropped_bytes > 0);
+        assert_eq!(recovered.entries, make_entries(1..=2, 1));
+        assert_eq!(recovered.hard_state, HARD_STATE);
+        wal.append(&make_entries(3..=4, 5)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let mut expected = make_entries(1..=2, 1);
+        expected.extend(make_entries(3..=4, 5));
+        assert_eq!(recovered.entries, expected);
+        assert_eq!(
+            (recovered.hard_state, recovered.torn_tail),
+            (HARD_STATE, None)
+        );
+    }
+
+    #[test]
+    fn a_record_cut_mid_way_is_a_torn_tail_that_is_truncated_and_reported() {
+        check_torn_tail_is_cut(|segment, last_offset| {
+            let file = fs::OpenOptions::new().write(true).open(segment).unwrap();
+            file.set_len(last_offset + 11).unwrap();
+        });
+    }
+
+    #[test]
+    fn a_flipped_checksum_byte_in_the_last_record_is_a_torn_tail() {
+        check_torn_tail_is_cut(|segment, last_offset| {
+            let mut bytes = fs::read(segment).unwrap();
+            bytes[last_offset as usize + 5] ^= 0xff;
+            fs::write(segment, bytes).unwrap();
+        });
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_earlier_record_with_valid_records_after_it_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.append(&make_entries(1..=5, 1)).unwrap();
+        wal.sync().unwrap();
+        let damaged_offset = wal.active().entries[1].offset_bytes;
+        drop(wal);
+        let segment = segment_files(dir.path()).remove(0);
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes[damaged_offset as usize + 20] ^= 0x01;
+        fs::write(&segment, &bytes).unwrap();
+        let error = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+        let WalError::Corrupt {
+            segment: named,
+            offset,
+            ..
+        } = &error
+        else {
+            panic!("expected Corrupt, got {error:?}");
+        };
+        assert_eq!((named, *offset), (&segment, damaged_offset));
+        let message = error.to_string();
+        assert!(message.contains("valid record follows"), "{message}");
+        assert!(message.contains("data directory"), "{message}");
+        // Refusing must not have modified the file.
+        assert_eq!(fs::read(&segment).unwrap(), bytes);
+    }
+
+    #[test]
+    fn rotation_creates_several_segments_and_recovery_spans_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        for index in 1..=30 {
+            wal.append(&make_entries(index..=index, 1 + index / 10))
+                .unwrap();
+        }
+        wal.save_hard_state(HARD_STATE).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        assert!(segment_files(dir.path()).len() >= 5);
+        let (wal, recovered) = open(dir.path());
+        let indexes: Vec<u64> = recovered.entries.iter().map(|entry| entry.index).collect();
+        assert_eq!(indexes, (1..=30).collect::<Vec<_>>());
+        assert_eq!(recovered.hard_state, HARD_STATE);
+        assert_eq!((wal.last_index(), wal.last_term()), (30, 4));
+    }
+
+    #[test]
+    fn truncate_suffix_then_appending_a_new_term_reopens_as_exactly_the_new_suffix() {
+        for from_index in [2, 9, 10, 17, 20] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut wal, _) = open(dir.path());
+            for index in 1..=20 {
+                wal.append(&make_entries(index..=index, 1)).unwrap();
+            }
+            wal.save_hard_state(HARD_STATE).unwrap();
+            wal.sync().unwrap();
+            wal.truncate_suffix(from_index).unwrap();
+            assert_eq!(
+                (wal.last_index(), wal.hard_state()),
+                (from_index - 1, HARD_STATE)
+            );
+            wal.append(&make_entries(from_index..=from_index + 2, 5))
+                .unwrap();
+            wal.sync().unwrap();
+            drop(wal);
+            let (wal, recovered) = open(dir.path());
+            let mut expected = make_entries(1..=from_index - 1, 1);
+            expected.extend(make_entries(from_index..=from_index + 2, 5));
+            assert_eq!(recovered.entries, expected, "from_index {from_index}");
+            assert_eq!(recovered.hard_state, HARD_STATE, "from_index {from_index}");
+            assert_eq!(wal.last_term(), 5);
+        }
+    }
+
+    #[test]
+    fn truncate_suffix_of_the_whole_log_leaves_it_empty_at_the_same_first_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        wal.append(&make_entries(1..=12, 1)).unwrap();
+        wal.save_hard_state(HARD_STATE).unwrap();
+        wal.truncate_suffix(1).unwrap();
+        drop(wal);
+        let (wal, recovered) = open(dir.path());
+        assert!(recovered.entries.is_empty());
+        assert_eq!(
+            (recovered.first_index, recovered.hard_state),
+            (1, HARD_STATE)
+        );
+        assert_eq!((wal.first_index(), wal.last_index()), (1, 0));
+    }
+
+    #[test]
+    fn recovery_finishes_a_truncation_interrupted_after_its_commit_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        for index in 1..=20 {
+            wal.append(&make_entries(index..=index, 1)).unwrap();
+        }
+        wal.sync().unwrap();
+        let from_index = wal.segments[1].first_index + 1;
+        drop(wal);
+        // Step 1 of truncate_suffix only: the hard-state segment named `from_index`.
+        let mut contents = encode_header(from_index).to_vec();
+        WalRecord::HardState(HARD_STATE).encode_into(&mut contents);
+        fs::write(segment_path(&dir.path().join("wal"), from_index), contents).unwrap();
+        let (mut wal, recovered) = open(dir.path());
+        assert_eq!(recovered.entries, make_entries(1..=from_index - 1, 1));
+        assert_eq!(recovered.hard_state, HARD_STATE);
+        wal.append(&make_entries(from_index..=from_index, 5))
+            .unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, recovered) = open(dir.path());
+        assert_eq!(recovered.entries.last().map(|entry| entry.term), Some(5));
+        assert_eq!(recovered.entries.len() as u64, from_index);
+    }
+
+    #[test]
+    fn a_missing_middle_segment_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        for index in 1..=20 {
+            wal.append(&make_entries(index..=index, 1)).unwrap();
+        }
+        wal.sync().unwrap();
+        drop(wal);
+        let files = segment_files(dir.path());
+        assert!(files.len() >= 3);
+        fs::remove_file(&files[1]).unwrap();
+        let error = Wal::open(dir.path(), small_options()).unwrap_err();
+        assert!(matches!(error, WalError::Corrupt { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains("a segment is missing"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_last_segment_shorter_than_its_header_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        wal.append(&make_entries(1..=3, 1)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        fs::write(segment_path(&dir.path().join("wal"), 4), b"RWA").unwrap();
+        let (mut wal, recovered) = open(dir.path());
+        assert_eq!(recovered.entries, make_entries(1..=3, 1));
+        wal.append(&make_entries(4..=4, 1)).unwrap();
+    }
+
+    #[test]
+    fn compact_prefix_removes_old_segments_but_keeps_the_hard_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        wal.save_hard_state(HARD_STATE).unwrap();
+        for index in 1..=30 {
+            wal.append(&make_entries(index..=index, 4)).unwrap();
+        }
+        wal.sync().unwrap();
+        let segments_before = segment_files(dir.path()).len();
+        wal.compact_prefix(20).unwrap();
+        assert!(segment_files(dir.path()).len() < segments_before);
+        let first_index = wal.first_index();
+        assert!(
+            first_index > 1 && first_index <= 21,
+            "first index {first_index}"
+        );
+        assert_eq!(wal.term_at(first_index - 1), None);
+        wal.compact_prefix(1000).unwrap();
+        assert_eq!(
+            segment_files(dir.path()).len(),
+            1,
+            "the active segment stays"
+        );
+        drop(wal);
+        let (wal, recovered) = open(dir.path());
+        assert_eq!(recovered.hard_state, HARD_STATE);
+        assert_eq!(recovered.first_index, wal.first_index());
+        assert_eq!(recovered.entries.last().map(|entry| entry.index), Some(30));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Operation {
+        Append { count: u64, new_term: bool },
+        SaveHardState { vote: bool },
+        Sync,
+        TruncateSuffix { back: u64 },
+        CompactPrefix { back: u64 },
+        Reopen,
+    }
+
+    fn operation() -> impl Strategy<Value = Operation> {
+        prop_oneof![
+            4 => (1..6u64, any::<bool>())
+                .prop_map(|(count, new_term)| Operation::Append { count, new_term }),
+            1 => any::<bool>().prop_map(|vote| Operation::SaveHardState { vote }),
+            1 => Just(Operation::Sync),
+            1 => (0..12u64).prop_map(|back| Operation::TruncateSuffix { back }),
+            1 => (0..20u64).prop_map(|back| Operation::CompactPrefix { back }),
+            1 => Just(Operation::Reopen),
+        ]
+    }
+
+    /// The model: every entry written (a reopen in the same process loses nothing, since the
+    /// page cache survives) and the last hard state saved.
+    struct Model {
+        entries: Vec<LogEntry>,
+        hard_state: HardState,
+        term: Term,
+    }
+
+    fn apply(wal: &mut Wal, model: &mut Model, operation: &Operation, dir: &Path) {
+        let last_index = wal.last_index();
+        match *operation {
+            Operation::Append { count, new_term } => {
+                model.term += u64::from(new_term);
+                let batch = make_entries(last_index + 1..=last_index + count, model.term);
+                wal.append(&batch).unwrap();
+                model.entries.extend(batch);
+            }
+            Operation::SaveHardState { vote } => {
+                let hard_state = HardState {
+                    term: model.term,
+                    voted_for: u64::from(vote) * 3,
+                    commit: last_index / 2,
+                };
+                wal.save_hard_state(hard_state).unwrap();
+                model.hard_state = hard_state;
+            }
+            Operation::Sync => wal.sync().unwrap(),
+            Operation::TruncateSuffix { back } => {
+                let from_index = (last_index + 1).saturating_sub(back).max(wal.first_index());
+                wal.truncate_suffix(from_index).unwrap();
+                model.entries.retain(|entry| entry.index < from_index);
+            }
+            Operation::CompactPrefix { back } => {
+                wal.compact_prefix(last_index.saturating_sub(back)).unwrap();
+                let first_index = wal.first_index();
+                model.entries.retain(|entry| entry.index >= first_index);
+            }
+            Operation::Reopen => {
+                let (reopened, recovered) = open(dir);
+                *wal = reopened;
+                assert_eq!(recovered.entries, model.entries);
+                assert_eq!(recovered.hard_state, model.hard_state);
+                assert_eq!(recovered.torn_tail, None);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn random_operations_and_reopens_match_an_in_memory_model(
+            operations in proptest::collection::vec(operation(), 1..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut wal, _) = open(dir.path());
+            let mut model = Model { entries: Vec::new(), hard_state: HardState::default(), term: 1 };
+            for operation in &operations {
+                apply(&mut wal, &mut model, operation, dir.path());
+                let model_last = model.entries.last().map(|entry| (entry.index, entry.term));
+                let wal_last = (wal.last_index(), wal.last_term());
+                prop_assert_eq!(model_last.unwrap_or((wal.first_index() - 1, 0)), wal_last);
+                prop_assert_eq!(wal.hard_state(), model.hard_state);
+            }
+            apply(&mut wal, &mut model, &Operation::Reopen, dir.path());
+        }
+    }
+}
