@@ -752,7 +752,8 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let (mut wal, _) = open(dir.path());
-            let mut model = Model { entries: Vec::new(), hard_state: HardState::default(), term: 1 };
+            let hard_state = HardState::default();
+            let mut model = Model { entries: Vec::new(), hard_state, term: 1 };
             for operation in &operations {
                 apply(&mut wal, &mut model, operation, dir.path());
                 let model_last = model.entries.last().map(|entry| (entry.index, entry.term));
