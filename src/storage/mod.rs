@@ -1,1 +1,11 @@
-//! Durable storage.
+//! Durable storage: the write-ahead log, key-value snapshots and the in-memory shard map.
+//!
+//! This module owns every file Radiant writes. It must not contain protocol logic: the core
+//! decides what to persist and when, and storage only makes it durable and reads it back.
+pub mod shard_map;
+pub mod snapshot;
+pub mod wal;
+
+pub use shard_map::{CasOutcome, ShardMap};
+pub use snapshot::{load_latest, LoadedSnapshot, SnapshotError, SnapshotLimits, SnapshotWriter};
+pub use wal::{HardState, Recovered, TornTail, Wal, WalError, WalOptions, WalRecord};

@@ -1,0 +1,292 @@
+//! The in-memory key-value state, one `RwLock`ed map per shard so that shard workers applying
+//! different shards never contend.
+//!
+//! This module owns the maps and the single-key operations on them. It must not decide which
+//! shard a key belongs to (callers pass `core::slots::key_shard`'s answer) and must not let
+//! `HashMap` iteration order reach any output: `clone_shard` returns keys sorted.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::core::slots::{key_shard, ShardId};
+
+/// The result of a compare-and-set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CasOutcome {
+    pub succeeded: bool,
+    /// The value after the operation on success; the existing value on failure.
+    pub current: Option<Bytes>,
+}
+
+#[derive(Debug)]
+pub struct ShardMap {
+    shards: Vec<RwLock<HashMap<Bytes, Bytes>>>,
+}
+
+impl ShardMap {
+    pub fn new(shard_count: u32) -> ShardMap {
+        assert!(
+            shard_count >= 1,
+            "shard map: shard_count must be at least 1"
+        );
+        let shards = (0..shard_count).map(|_| RwLock::default()).collect();
+        ShardMap { shards }
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        u32::try_from(self.shards.len()).expect("built from a u32 count")
+    }
+
+    fn shard(&self, shard: ShardId, key: &[u8]) -> &RwLock<HashMap<Bytes, Bytes>> {
+        debug_assert_eq!(
+            key_shard(key, self.shard_count()),
+            shard,
+            "shard map: key {key:?} does not belong to {shard}"
+        );
+        self.shard_lock(shard)
+    }
+
+    fn shard_lock(&self, shard: ShardId) -> &RwLock<HashMap<Bytes, Bytes>> {
+        let position = usize::try_from(shard.0).expect("u32 fits usize");
+        self.shards.get(position).unwrap_or_else(|| {
+            panic!(
+                "shard map: {shard} out of range for {} shards",
+                self.shards.len()
+            )
+        })
+    }
+
+    pub fn get(&self, shard: ShardId, key: &[u8]) -> Option<Bytes> {
+        self.shard(shard, key).read().get(key).cloned()
+    }
+
+    /// Stores `value` and returns the value it replaced.
+    pub fn put(&self, shard: ShardId, key: Bytes, value: Bytes) -> Option<Bytes> {
+        self.shard(shard, &key).write().insert(key, value)
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn delete(&self, shard: ShardId, key: &[u8]) -> bool {
+        self.shard(shard, key).write().remove(key).is_some()
+    }
+
+    /// Replaces the value of `key` with `new` (deleting it when `new` is `None`) only if the
+    /// current value equals `expected` (`None` = the key must be absent).
+    pub fn cas(
+        &self,
+        shard: ShardId,
+        key: Bytes,
+        expected: Option<&[u8]>,
+        new: Option<Bytes>,
+    ) -> CasOutcome {
+        let mut map = self.shard(shard, &key).write();
+        let existing = map.get(&key);
+        if existing.map(|value| &value[..]) != expected {
+            let current = existing.cloned();
+            return CasOutcome {
+                succeeded: false,
+                current,
+            };
+        }
+        match &new {
+            Some(value) => map.insert(key, value.clone()),
+            None => map.remove(&key),
+        };
+        CasOutcome {
+            succeeded: true,
+            current: new,
+        }
+    }
+
+    /// The number of keys in all shards.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.read().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn shard_len(&self, shard: ShardId) -> usize {
+        self.shard_lock(shard).read().len()
+    }
+
+    /// A copy of one shard's pairs sorted by key, so snapshots are deterministic.
+    pub fn clone_shard(&self, shard: ShardId) -> Vec<(Bytes, Bytes)> {
+        let mut pairs: Vec<(Bytes, Bytes)> = {
+            let map = self.shard_lock(shard).read();
+            map.iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        };
+        pairs.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        pairs
+    }
+
+    /// Inserts `pairs` into `shard` (used when loading a snapshot or receiving a shard).
+    pub fn load(&self, shard: ShardId, pairs: impl IntoIterator<Item = (Bytes, Bytes)>) {
+        let mut map = self.shard_lock(shard).write();
+        for (key, value) in pairs {
+            debug_assert_eq!(
+                key_shard(&key, self.shard_count()),
+                shard,
+                "load: wrong shard"
+            );
+            map.insert(key, value);
+        }
+    }
+
+    /// Removes every key of every shard.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            shard.write().clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const SHARD_COUNT: u32 = 8;
+
+    fn shard_of(key: &[u8]) -> ShardId {
+        key_shard(key, SHARD_COUNT)
+    }
+
+    #[derive(Clone, Debug)]
+    enum Operation {
+        Get(u8),
+        Put(u8, u8),
+        Delete(u8),
+        Cas(u8, Option<u8>, Option<u8>),
+        Clear,
+    }
+
+    fn key(number: u8) -> Bytes {
+        Bytes::from(format!("key-{}", number % 24))
+    }
+
+    fn value(number: u8) -> Bytes {
+        Bytes::from(vec![number % 4; 3])
+    }
+
+    fn operation() -> impl Strategy<Value = Operation> {
+        prop_oneof![
+            any::<u8>().prop_map(Operation::Get),
+            (any::<u8>(), any::<u8>()).prop_map(|(key, value)| Operation::Put(key, value)),
+            any::<u8>().prop_map(Operation::Delete),
+            (any::<u8>(), any::<Option<u8>>(), any::<Option<u8>>())
+                .prop_map(|(key, expected, new)| Operation::Cas(key, expected, new)),
+            Just(Operation::Clear),
+        ]
+    }
+
+    fn apply(map: &ShardMap, model: &mut BTreeMap<Bytes, Bytes>, operation: &Operation) {
+        match operation {
+            Operation::Get(number) => {
+                let key = key(*number);
+                assert_eq!(map.get(shard_of(&key), &key), model.get(&key).cloned());
+            }
+            Operation::Put(number, value_number) => {
+                let (key, value) = (key(*number), value(*value_number));
+                let old = map.put(shard_of(&key), key.clone(), value.clone());
+                assert_eq!(old, model.insert(key, value));
+            }
+            Operation::Delete(number) => {
+                let key = key(*number);
+                assert_eq!(
+                    map.delete(shard_of(&key), &key),
+                    model.remove(&key).is_some()
+                );
+            }
+            Operation::Cas(number, expected, new) => {
+                let key = key(*number);
+                let expected = expected.map(value);
+                let new = new.map(value);
+                let outcome = map.cas(
+                    shard_of(&key),
+                    key.clone(),
+                    expected.as_deref(),
+                    new.clone(),
+                );
+                let matches = model.get(&key) == expected.as_ref();
+                assert_eq!(outcome.succeeded, matches);
+                if matches {
+                    match &new {
+                        Some(value) => model.insert(key.clone(), value.clone()),
+                        None => model.remove(&key),
+                    };
+                    assert_eq!(outcome.current, new);
+                } else {
+                    assert_eq!(outcome.current, model.get(&key).cloned());
+                }
+            }
+            Operation::Clear => {
+                map.clear();
+                model.clear();
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn shard_map_matches_a_btreemap_model(
+            operations in proptest::collection::vec(operation(), 0..200),
+        ) {
+            let map = ShardMap::new(SHARD_COUNT);
+            let mut model = BTreeMap::new();
+            for operation in &operations {
+                apply(&map, &mut model, operation);
+                prop_assert_eq!(map.len(), model.len());
+            }
+            let mut all: Vec<(Bytes, Bytes)> = (0..SHARD_COUNT)
+                .flat_map(|shard| map.clone_shard(ShardId(shard)))
+                .collect();
+            all.sort();
+            let expected: Vec<(Bytes, Bytes)> = model.into_iter().collect();
+            prop_assert_eq!(all, expected);
+        }
+    }
+
+    #[test]
+    fn clone_shard_is_sorted_and_load_restores_it() {
+        let map = ShardMap::new(1);
+        for number in [5u8, 1, 9, 3] {
+            map.put(ShardId(0), key(number), value(number));
+        }
+        let pairs = map.clone_shard(ShardId(0));
+        assert!(pairs.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        let copy = ShardMap::new(1);
+        copy.load(ShardId(0), pairs.clone());
+        assert_eq!(copy.clone_shard(ShardId(0)), pairs);
+        assert_eq!(copy.shard_len(ShardId(0)), 4);
+    }
+
+    #[test]
+    fn concurrent_writers_on_all_shards_lose_no_update() {
+        let map = ShardMap::new(SHARD_COUNT);
+        let threads = 4;
+        let keys_per_thread = 500;
+        std::thread::scope(|scope| {
+            for thread in 0..threads {
+                let map = &map;
+                scope.spawn(move || {
+                    for number in 0..keys_per_thread {
+                        let key = Bytes::from(format!("t{thread}-k{number}"));
+                        let shard = shard_of(&key);
+                        map.put(shard, key.clone(), Bytes::from_static(b"a"));
+                        let outcome = map.cas(shard, key.clone(), Some(b"a"), Some("b".into()));
+                        assert!(outcome.succeeded);
+                        assert_eq!(map.get(shard, &key).as_deref(), Some(&b"b"[..]));
+                    }
+                });
+            }
+        });
+        assert_eq!(map.len(), threads * keys_per_thread);
+    }
+}

@@ -1,0 +1,291 @@
+//! WAL recovery: turns the segment files found at startup into the in-memory index, the
+//! entries and the newest hard state, repairing only what a crash can legitimately leave.
+//!
+//! Repairs (each logged with `warn!`): a torn record at the end of the last segment is cut
+//! off; a last segment shorter than its header (a crash while rotating) is removed; leftover
+//! `.wal.tmp` files are removed; the traces of an interrupted `truncate_suffix` are completed
+//! (see `Wal::truncate_suffix` for the protocol). Everything else that does not fit is
+//! `WalError::Corrupt`: recovery must never silently drop a record that may have been
+//! acknowledged. Entries must be contiguous inside and across segments.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use radiant_protocol::{LogEntry, LogIndex};
+use tracing::warn;
+
+use super::record::{decode_record, HardState, RecordRead, WalRecord, RECORD_HEADER_BYTES};
+use super::segment::{
+    decode_header, parse_segment_name, remove_file, sync_directory, EntryLocation, Segment,
+    SEGMENT_HEADER_BYTES,
+};
+use super::{TornTail, WalError};
+
+/// What recovery found; `segments` is empty only when the directory held no segment.
+#[derive(Default)]
+pub(super) struct Scan {
+    pub hard_state: HardState,
+    pub entries: Vec<LogEntry>,
+    pub segments: Vec<Segment>,
+    pub torn_tail: Option<TornTail>,
+    /// The first index for a fresh log when no segment survives.
+    pub empty_log_first_index: LogIndex,
+}
+
+fn corrupt(segment: &Path, offset: u64, reason: String) -> WalError {
+    WalError::Corrupt {
+        segment: segment.to_path_buf(),
+        offset,
+        reason,
+    }
+}
+
+/// Reads every segment in `wal_dir` in index order.
+pub(super) fn recover(wal_dir: &Path, max_record_bytes: u32) -> Result<Scan, WalError> {
+    let mut listed = list_segments(wal_dir)?;
+    let mut scan = Scan {
+        empty_log_first_index: 1,
+        ..Scan::default()
+    };
+    remove_unwritten_last_segment(&mut listed, &mut scan)?;
+    for (position, (first_index, path)) in listed.iter().enumerate() {
+        if let Some(previous) = scan.segments.last() {
+            if previous.entries.is_empty() {
+                // Only `truncate_suffix` leaves an entry-less segment before another one.
+                discard_leftover_segments(&listed[position..])?;
+                break;
+            }
+            if *first_index <= previous.last_index() {
+                finish_interrupted_truncation(&mut scan, *first_index, path)?;
+            } else if *first_index != previous.next_index() {
+                let reason = format!(
+                    "segment starts at index {first_index} but the previous segment `{}` ends \
+                     at index {}: a segment is missing",
+                    previous.path.display(),
+                    previous.last_index()
+                );
+                return Err(corrupt(path, 0, reason));
+            }
+        }
+        let is_last = position + 1 == listed.len();
+        scan_segment(path, *first_index, is_last, max_record_bytes, &mut scan)?;
+    }
+    sync_directory(wal_dir)?;
+    Ok(scan)
+}
+
+/// Segment files sorted by first index; removes leftover temporary files.
+fn list_segments(wal_dir: &Path) -> Result<Vec<(LogIndex, PathBuf)>, WalError> {
+    let read_error = |source| WalError::io("list directory", wal_dir, source);
+    let mut listed = Vec::new();
+    for dir_entry in fs::read_dir(wal_dir).map_err(read_error)? {
+        let path = dir_entry.map_err(read_error)?.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        if let Some(first_index) = parse_segment_name(name) {
+            listed.push((first_index, path));
+        } else if name.ends_with(".wal.tmp") {
+            warn!(path = %path.display(), "wal: removing leftover temporary segment");
+            remove_file(&path)?;
+        } else {
+            warn!(path = %path.display(), "wal: ignoring unexpected file");
+        }
+    }
+    listed.sort();
+    Ok(listed)
+}
+
+/// A last segment shorter than its header was being created when the radiant stopped; it
+/// holds nothing that was ever synced.
+fn remove_unwritten_last_segment(
+    listed: &mut Vec<(LogIndex, PathBuf)>,
+    scan: &mut Scan,
+) -> Result<(), WalError> {
+    let Some((first_index, path)) = listed.last() else {
+        return Ok(());
+    };
+    let metadata = fs::metadata(path).map_err(|source| WalError::io("stat", path, source))?;
+    if metadata.len() >= SEGMENT_HEADER_BYTES {
+        return Ok(());
+    }
+    let length_bytes = metadata.len();
+    warn!(segment = %path.display(), length_bytes, "wal: removing segment cut short in its header");
+    remove_file(path)?;
+    scan.empty_log_first_index = *first_index;
+    listed.pop();
+    Ok(())
+}
+
+fn discard_leftover_segments(leftovers: &[(LogIndex, PathBuf)]) -> Result<(), WalError> {
+    for (_, path) in leftovers {
+        warn!(segment = %path.display(), "wal: removing segment left by an interrupted truncation");
+        remove_file(path)?;
+    }
+    Ok(())
+}
+
+/// A segment named `from_index` that overlaps the previous one was created by
+/// `truncate_suffix`, which stopped before cutting the previous segment: cut it now.
+fn finish_interrupted_truncation(
+    scan: &mut Scan,
+    from_index: LogIndex,
+    newer_segment: &Path,
+) -> Result<(), WalError> {
+    let previous = scan
+        .segments
+        .last_mut()
+        .expect("caller checked a previous segment");
+    if from_index <= previous.first_index {
+        let reason = format!("segment overlaps all of `{}`", previous.path.display());
+        return Err(corrupt(newer_segment, 0, reason));
+    }
+    let kept = usize::try_from(from_index - previous.first_index).expect("within entries.len()");
+    let offset_bytes = previous.entries[kept].offset_bytes;
+    warn!(
+        segment = %previous.path.display(), from_index, offset_bytes,
+        "wal: finishing an interrupted truncation"
+    );
+    cut_file(&previous.path, offset_bytes)?;
+    let dropped = previous.entries.len() - kept;
+    previous.entries.truncate(kept);
+    previous.length_bytes = offset_bytes;
+    scan.entries.truncate(scan.entries.len() - dropped);
+    Ok(())
+}
+
+/// Shortens a file to `length_bytes` and makes that durable.
+pub(super) fn cut_file(path: &Path, length_bytes: u64) -> Result<(), WalError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| WalError::io("open segment for truncation", path, source))?;
+    file.set_len(length_bytes)
+        .map_err(|source| WalError::io("truncate segment", path, source))?;
+    file.sync_all()
+        .map_err(|source| WalError::io("fsync truncated segment", path, source))
+}
+
+fn scan_segment(
+    path: &Path,
+    first_index: LogIndex,
+    is_last: bool,
+    max_record_bytes: u32,
+    scan: &mut Scan,
+) -> Result<(), WalError> {
+    let bytes = fs::read(path).map_err(|source| WalError::io("read segment", path, source))?;
+    let header_index = decode_header(&bytes).map_err(|reason| corrupt(path, 0, reason))?;
+    if header_index != first_index {
+        let reason = format!("header says first index {header_index}, name says {first_index}");
+        return Err(corrupt(path, 0, reason));
+    }
+    let mut segment = Segment {
+        path: path.to_path_buf(),
+        first_index,
+        length_bytes: 0,
+        entries: Vec::new(),
+    };
+    let mut offset = SEGMENT_HEADER_BYTES as usize;
+    loop {
+        let damage = match decode_record(&bytes[offset..], max_record_bytes) {
+            RecordRead::Complete { record, consumed } => {
+                accept_record(record, offset as u64, &mut segment, scan)?;
+                offset += consumed;
+                continue;
+            }
+            RecordRead::End if offset == bytes.len() => break,
+            RecordRead::End => "zero-filled tail".to_string(),
+            RecordRead::Torn { reason } => reason.to_string(),
+        };
+        if !is_last {
+            let reason = format!("{damage} in a segment that is not the last one");
+            return Err(corrupt(path, offset as u64, reason));
+        }
+        cut_torn_tail(path, &bytes, offset, damage, max_record_bytes, scan)?;
+        break;
+    }
+    segment.length_bytes = offset as u64;
+    scan.segments.push(segment);
+    Ok(())
+}
+
+fn accept_record(
+    record: WalRecord,
+    offset_bytes: u64,
+    segment: &mut Segment,
+    scan: &mut Scan,
+) -> Result<(), WalError> {
+    let entry = match record {
+        WalRecord::HardState(hard_state) => {
+            scan.hard_state = hard_state;
+            return Ok(());
+        }
+        WalRecord::Entry(entry) => entry,
+    };
+    if entry.index != segment.next_index() {
+        let reason = format!(
+            "entry index {} where {} was expected",
+            entry.index,
+            segment.next_index()
+        );
+        return Err(corrupt(&segment.path, offset_bytes, reason));
+    }
+    if let Some(previous) = scan.entries.last() {
+        if entry.term < previous.term {
+            let reason = format!("entry term {} after term {}", entry.term, previous.term);
+            return Err(corrupt(&segment.path, offset_bytes, reason));
+        }
+    }
+    let term = entry.term;
+    segment.entries.push(EntryLocation { offset_bytes, term });
+    scan.entries.push(entry);
+    Ok(())
+}
+
+/// The bytes from `offset` on in the last segment are not a record. If a valid record
+/// follows, the damage is inside the log and may hide acknowledged writes: refuse. Otherwise
+/// it is a write the crash interrupted, which was never synced: cut it off.
+fn cut_torn_tail(
+    path: &Path,
+    bytes: &[u8],
+    offset: usize,
+    reason: String,
+    max_record_bytes: u32,
+    scan: &mut Scan,
+) -> Result<(), WalError> {
+    if let Some(valid_offset) = find_valid_record(bytes, offset + 1, max_record_bytes) {
+        let reason = format!(
+            "{reason}, yet a valid record follows at byte offset {valid_offset}, so this is \
+             damage inside the log rather than a write cut short by a crash"
+        );
+        return Err(corrupt(path, offset as u64, reason));
+    }
+    let dropped_bytes = (bytes.len() - offset) as u64;
+    cut_file(path, offset as u64)?;
+    warn!(
+        segment = %path.display(), offset, dropped_bytes, %reason,
+        "wal: cut off torn tail"
+    );
+    scan.torn_tail = Some(TornTail {
+        segment: path.to_path_buf(),
+        offset: offset as u64,
+        dropped_bytes,
+        reason,
+    });
+    Ok(())
+}
+
+/// The first offset at or after `start` where a complete record with a valid checksum
+/// begins. All-zero headers are skipped cheaply (they are never records).
+fn find_valid_record(bytes: &[u8], start: usize, max_record_bytes: u32) -> Option<usize> {
+    (start..bytes.len().saturating_sub(RECORD_HEADER_BYTES - 1)).find(|&candidate| {
+        let header = &bytes[candidate..candidate + RECORD_HEADER_BYTES];
+        if header.iter().all(|&byte| byte == 0) {
+            return false;
+        }
+        matches!(
+            decode_record(&bytes[candidate..], max_record_bytes),
+            RecordRead::Complete { .. }
+        )
+    })
+}
