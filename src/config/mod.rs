@@ -167,7 +167,6 @@ impl Config {
         Some(SocketAddr::new(self.neighbor_ip?, self.neighbor_port?))
     }
 
-    /* protocol_limits: enabled when radiant-protocol lands
     /// The protocol limits every decoder uses.
     pub fn protocol_limits(&self) -> radiant_protocol::Limits {
         radiant_protocol::Limits {
@@ -176,7 +175,6 @@ impl Config {
             max_value_bytes: self.max_value_bytes,
         }
     }
-    */
 }
 
 #[cfg(test)]
@@ -198,17 +196,27 @@ mod tests {
         let mut checked = 0;
         for entry in std::fs::read_dir(&directory).expect("config/ exists") {
             let path = entry.expect("readable directory entry").path();
-            if path.extension().is_some_and(|extension| extension == "toml") {
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+            {
                 Config::load(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
                 checked += 1;
             }
         }
-        assert!(checked >= 1, "no example configs found in {}", directory.display());
+        assert!(
+            checked >= 1,
+            "no example configs found in {}",
+            directory.display()
+        );
     }
 
     #[test]
     fn an_empty_file_means_all_defaults() {
-        assert_eq!(Config::from_toml_str("", "empty").expect("valid"), Config::default());
+        assert_eq!(
+            Config::from_toml_str("", "empty").expect("valid"),
+            Config::default()
+        );
     }
 
     #[test]

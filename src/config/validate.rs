@@ -49,12 +49,19 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config key `{}` = {} {}", self.key, self.value, self.reason)
+        write!(
+            f,
+            "config key `{}` = {} {}",
+            self.key, self.value, self.reason
+        )
     }
 }
 
 fn list(problems: &[Problem]) -> String {
-    let lines: Vec<String> = problems.iter().map(|problem| format!("  - {problem}")).collect();
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| format!("  - {problem}"))
+        .collect();
     lines.join("\n")
 }
 
@@ -66,7 +73,11 @@ struct Checker {
 impl Checker {
     fn check(&mut self, ok: bool, key: &'static str, value: impl fmt::Display, reason: String) {
         if !ok {
-            self.problems.push(Problem { key, value: value.to_string(), reason });
+            self.problems.push(Problem {
+                key,
+                value: value.to_string(),
+                reason,
+            });
         }
     }
 
@@ -86,7 +97,9 @@ const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 impl Config {
     /// Checks ranges and relations between keys; reports every problem found.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let mut checker = Checker { problems: Vec::new() };
+        let mut checker = Checker {
+            problems: Vec::new(),
+        };
         self.validate_addresses(&mut checker);
         self.validate_timing(&mut checker);
         self.validate_sizes(&mut checker);
@@ -94,7 +107,10 @@ impl Config {
         if checker.problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid { origin: origin.to_string(), problems: checker.problems })
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                problems: checker.problems,
+            })
         }
     }
 
@@ -104,9 +120,15 @@ impl Config {
         let reason = "is half a neighbour: set both `neighbor_ip` and `neighbor_port`, or neither";
         checker.check(both, "neighbor_port", shown, reason.to_string());
         if let Some(port) = self.neighbor_port {
-            checker.check(port != 0, "neighbor_port", port, "must name a real port".into());
+            checker.check(
+                port != 0,
+                "neighbor_port",
+                port,
+                "must name a real port".into(),
+            );
         }
-        let same = self.my_port != 0 && self.my_port == self.client_port && self.my_ip == self.client_ip;
+        let same =
+            self.my_port != 0 && self.my_port == self.client_port && self.my_ip == self.client_ip;
         let reason = format!("is also `my_port`: peers and clients need separate ports");
         checker.check(!same, "client_port", self.client_port, reason);
         if let Some(secret) = &self.cluster_secret {
@@ -129,8 +151,18 @@ impl Config {
         checker.check(ok, "election_timeout", self.election_timeout, reason);
         checker.range("bootstrap_backoff", self.bootstrap_backoff, 0, 100_000);
         checker.range("beacon_interval", self.beacon_interval, 1, 100_000);
-        checker.range("write_stall_timeout_ms", self.write_stall_timeout_ms, 100, 3_600_000);
-        checker.range("client_idle_timeout_ms", self.client_idle_timeout_ms, 100, 86_400_000);
+        checker.range(
+            "write_stall_timeout_ms",
+            self.write_stall_timeout_ms,
+            100,
+            3_600_000,
+        );
+        checker.range(
+            "client_idle_timeout_ms",
+            self.client_idle_timeout_ms,
+            100,
+            86_400_000,
+        );
     }
 
     fn validate_sizes(&self, checker: &mut Checker) {
@@ -146,14 +178,29 @@ impl Config {
         checker.check(frame >= needed, "max_frame_bytes", frame, reason);
         checker.range("max_frame_bytes", frame, 1 << 10, 1 << 31);
         let replication = u64::from(self.replication_max_bytes);
-        checker.range("replication_max_bytes", replication, 1 << 10, frame.max(1 << 10));
+        checker.range(
+            "replication_max_bytes",
+            replication,
+            1 << 10,
+            frame.max(1 << 10),
+        );
         let high_water = self.connection_write_high_water_bytes;
         let reason = format!("must be at least `max_frame_bytes` ({frame}) so one reply fits");
-        checker.check(high_water >= frame, "connection_write_high_water_bytes", high_water, reason);
+        checker.check(
+            high_water >= frame,
+            "connection_write_high_water_bytes",
+            high_water,
+            reason,
+        );
         let cap = self.connection_write_max_bytes;
         let reason = format!("must exceed `connection_write_high_water_bytes` ({high_water})");
         checker.check(cap > high_water, "connection_write_max_bytes", cap, reason);
-        checker.range("wal_segment_max_bytes", self.wal_segment_max_bytes, 1 << 16, 1 << 40);
+        checker.range(
+            "wal_segment_max_bytes",
+            self.wal_segment_max_bytes,
+            1 << 16,
+            1 << 40,
+        );
     }
 
     fn validate_runtime(&self, checker: &mut Checker) {
@@ -168,7 +215,12 @@ impl Config {
         checker.range("snapshot_interval_entries", snapshot, 100, 1 << 40);
         let level_ok = LOG_LEVELS.contains(&self.log_level.as_str());
         let reason = format!("must be one of {}", LOG_LEVELS.join(", "));
-        checker.check(level_ok, "log_level", format!("{:?}", self.log_level), reason);
+        checker.check(
+            level_ok,
+            "log_level",
+            format!("{:?}", self.log_level),
+            reason,
+        );
     }
 }
 
@@ -188,7 +240,10 @@ mod tests {
         let found = problems("election_timeout = 5\nheartbeat_interval = 3\n");
         assert_eq!(found.len(), 1, "{found:?}");
         let message = found[0].to_string();
-        assert!(message.starts_with("config key `election_timeout` = 5"), "{message}");
+        assert!(
+            message.starts_with("config key `election_timeout` = 5"),
+            "{message}"
+        );
         assert!(message.contains("`heartbeat_interval` (3)"), "{message}");
     }
 
@@ -208,14 +263,20 @@ mod tests {
     #[test]
     fn frame_too_small_for_the_largest_value_is_rejected() {
         let found = problems("max_value_bytes = 1048576\nmax_frame_bytes = 1048576\n");
-        assert!(found.iter().any(|problem| problem.key == "max_frame_bytes"), "{found:?}");
+        assert!(
+            found.iter().any(|problem| problem.key == "max_frame_bytes"),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn the_error_message_lists_each_problem_on_its_own_line() {
         let error = Config::from_toml_str("order_size = 0\n", "cluster.toml").unwrap_err();
         let message = error.to_string();
-        assert!(message.starts_with("cluster.toml: 1 invalid value(s):"), "{message}");
+        assert!(
+            message.starts_with("cluster.toml: 1 invalid value(s):"),
+            "{message}"
+        );
         assert!(message.contains("config key `order_size` = 0 must be between 1 and 9"));
     }
 }

@@ -1,0 +1,232 @@
+//! The `radiant` command line: `start` runs the daemon, `check-config` validates a
+//! file, and `get`/`put`/`delete`/`cas` talk to a running radiant.
+//!
+//! Exit status: 0 success; 1 error (message on stderr); 2 a definite negative answer
+//! (`get`/`delete` of an absent key, a `cas` whose expected value did not match).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::{Client, ClientOptions};
+use crate::config::Config;
+
+/// Exit status for a definite negative answer.
+const EXIT_NEGATIVE: u8 = 2;
+
+/// Radiant: a sharded, replicated, strongly consistent key-value store.
+#[derive(Debug, Parser)]
+#[command(name = "radiant", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// Client address of a radiant.
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    addr: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a radiant (without --config: a single-node system on 127.0.0.1).
+    Start {
+        /// TOML configuration file (see config/ for examples).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and print every problem found.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the value of KEY.
+    Get {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Store VALUE under KEY (durable when this returns).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete KEY.
+    Delete {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Compare-and-set: replace KEY's value if it currently equals --expected.
+    Cas {
+        /// The key.
+        key: String,
+        /// The value KEY must hold; omit to require that KEY is absent.
+        #[arg(long)]
+        expected: Option<String>,
+        /// The value to store on a match; omit to delete KEY on a match.
+        #[arg(long)]
+        new: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Parses the arguments and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("radiant: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Formats an error with its whole source chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn execute(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Start { config } => start(config),
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file).map_err(|error| error_chain(&error))?;
+            println!(
+                "{}: ok (clients on {}, peers on {}, data in {})",
+                file.display(),
+                config.client_addr(),
+                config.peer_addr(),
+                config.data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { key, target } => {
+            let value = connect(&target)?
+                .get(key.as_bytes())
+                .map_err(|error| error_chain(&error))?;
+            match value {
+                Some(value) => {
+                    let mut stdout = std::io::stdout().lock();
+                    let written = stdout
+                        .write_all(&value)
+                        .and_then(|()| stdout.write_all(b"\n"));
+                    written.map_err(|error| format!("cannot write to stdout: {error}"))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => negative(&format!("key `{key}` not found")),
+            }
+        }
+        Command::Put { key, value, target } => {
+            connect(&target)?
+                .put(key.as_bytes(), value.as_bytes())
+                .map_err(|error| error_chain(&error))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete { key, target } => {
+            let existed = connect(&target)?
+                .delete(key.as_bytes())
+                .map_err(|error| error_chain(&error))?;
+            if existed {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                negative(&format!("key `{key}` not found"))
+            }
+        }
+        Command::Cas {
+            key,
+            expected,
+            new,
+            target,
+        } => {
+            let outcome = connect(&target)?
+                .cas(
+                    key.as_bytes(),
+                    expected.as_deref().map(str::as_bytes),
+                    new.as_deref().map(str::as_bytes),
+                )
+                .map_err(|error| error_chain(&error))?;
+            if outcome.succeeded {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let current = match &outcome.current {
+                Some(value) => format!("holds `{}`", String::from_utf8_lossy(value)),
+                None => "is absent".to_string(),
+            };
+            negative(&format!("cas on `{key}` did not match: the key {current}"))
+        }
+    }
+}
+
+fn negative(message: &str) -> Result<ExitCode, String> {
+    eprintln!("radiant: {message}");
+    Ok(ExitCode::from(EXIT_NEGATIVE))
+}
+
+fn connect(target: &Target) -> Result<Client, String> {
+    let timeout = Duration::try_from_secs_f64(target.timeout).map_err(|_| {
+        format!(
+            "--timeout {} is not a usable number of seconds",
+            target.timeout
+        )
+    })?;
+    let options = ClientOptions {
+        timeout,
+        ..ClientOptions::default()
+    };
+    Client::connect(&target.addr, options).map_err(|error| error_chain(&error))
+}
+
+fn start(path: Option<PathBuf>) -> Result<ExitCode, String> {
+    let config = match &path {
+        Some(path) => Config::load(path).map_err(|error| error_chain(&error))?,
+        None => Config::embedded_default(),
+    };
+    init_logging(&config.log_level);
+    match &path {
+        Some(path) => tracing::info!(config = %path.display(), "radiant: starting"),
+        None => {
+            tracing::info!("radiant: starting a single-node system on the embedded default config")
+        }
+    }
+    crate::server::run(config).map_err(|error| error_chain(&error))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colour only for a person at a terminal; journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    let _ = subscriber.with_writer(std::io::stderr).try_init();
+}

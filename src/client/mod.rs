@@ -1,0 +1,365 @@
+//! The blocking client library: one TCP connection to a radiant, one request at a
+//! time (or a window of pipelined requests for load generation), clear errors.
+//!
+//! `Unavailable` answers (no herald yet, shutting down) are retried with a capped
+//! backoff until the call's deadline; every other server error is returned as is.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use radiant_protocol::{
+    decode_frame, ClientRequest, ClientResponse, DecodeError, ErrorResponse, Limits, Message,
+    ReadConsistency,
+};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address did not resolve.
+    #[error("cannot resolve radiant address `{address}`: {reason}")]
+    Resolve {
+        /// The address as given.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// No connection could be made.
+    #[error(
+        "cannot connect to radiant at {address}: {source} (is `radiant start` running there?)"
+    )]
+    Connect {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection failed mid-call; the request's outcome is unknown.
+    #[error(
+        "connection to {address} failed: {source}; the request may or may not have been applied"
+    )]
+    Io {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No answer before the deadline; the request's outcome is unknown.
+    #[error(
+        "no answer from {address} within {timeout:?}; the request may or may not have been applied"
+    )]
+    Timeout {
+        /// The address.
+        address: SocketAddr,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+    /// The server sent bytes that do not decode.
+    #[error("radiant at {address} sent an undecodable frame: {source}")]
+    Protocol {
+        /// The address.
+        address: SocketAddr,
+        /// Why it does not decode.
+        #[source]
+        source: DecodeError,
+    },
+    /// The server answered with an error.
+    #[error("radiant at {address} refused the request: {error}")]
+    Server {
+        /// The address.
+        address: SocketAddr,
+        /// The error.
+        error: ErrorResponse,
+    },
+    /// The server answered with the wrong kind of response.
+    #[error("radiant at {address} answered a {request} with an unexpected {response:?}")]
+    Unexpected {
+        /// The address.
+        address: SocketAddr,
+        /// What was asked.
+        request: &'static str,
+        /// What came back.
+        response: Box<ClientResponse>,
+    },
+}
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Deadline for one call, retries of `Unavailable` included.
+    pub timeout: Duration,
+    /// Decoder limits for responses.
+    pub limits: Limits,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            limits: Limits::DEFAULT,
+        }
+    }
+}
+
+/// Outcome of a compare-and-set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CasOutcome {
+    /// Whether the value matched and was replaced.
+    pub succeeded: bool,
+    /// The value after the call: the new one on success, the existing one on failure.
+    pub current: Option<Bytes>,
+}
+
+/// A connection to one radiant.
+pub struct Client {
+    stream: TcpStream,
+    address: SocketAddr,
+    options: ClientOptions,
+    read_buffer: BytesMut,
+    write_buffer: BytesMut,
+    next_correlation_id: u64,
+}
+
+/// First wait before retrying an `Unavailable` answer.
+const RETRY_INITIAL: Duration = Duration::from_millis(10);
+/// Longest wait between retries.
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+impl Client {
+    /// Connects to `address` (`host:port`).
+    pub fn connect(address: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let resolve_error = |reason: String| ClientError::Resolve {
+            address: address.to_string(),
+            reason,
+        };
+        let resolved = address
+            .to_socket_addrs()
+            .map_err(|error| resolve_error(error.to_string()))?
+            .next()
+            .ok_or_else(|| resolve_error("no addresses".to_string()))?;
+        let stream = TcpStream::connect_timeout(&resolved, options.timeout).map_err(|source| {
+            ClientError::Connect {
+                address: resolved,
+                source,
+            }
+        })?;
+        let _ = stream.set_nodelay(true);
+        Ok(Client {
+            stream,
+            address: resolved,
+            options,
+            read_buffer: BytesMut::with_capacity(4096),
+            write_buffer: BytesMut::with_capacity(4096),
+            next_correlation_id: 1,
+        })
+    }
+
+    /// The radiant's address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Reads `key` linearizably; `None` if it is absent.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ClientError> {
+        self.get_with(key, ReadConsistency::Linearizable)
+    }
+
+    /// Reads `key` with the named consistency.
+    pub fn get_with(
+        &mut self,
+        key: &[u8],
+        consistency: ReadConsistency,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let request = ClientRequest::Get {
+            key: Bytes::copy_from_slice(key),
+            consistency,
+        };
+        match self.call(request)? {
+            ClientResponse::GetResult { value } => Ok(value),
+            other => Err(self.unexpected("get", other)),
+        }
+    }
+
+    /// Stores `value` under `key`; returns once it is durable.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+        let request = ClientRequest::Put {
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::copy_from_slice(value),
+            session: None,
+        };
+        match self.call(request)? {
+            ClientResponse::PutResult => Ok(()),
+            other => Err(self.unexpected("put", other)),
+        }
+    }
+
+    /// Deletes `key`; true if it existed.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
+        let request = ClientRequest::Delete {
+            key: Bytes::copy_from_slice(key),
+            session: None,
+        };
+        match self.call(request)? {
+            ClientResponse::DeleteResult { existed } => Ok(existed),
+            other => Err(self.unexpected("delete", other)),
+        }
+    }
+
+    /// Sets `key` to `new` if it holds `expected` (`None`: absent; `new` `None`: delete).
+    pub fn cas(
+        &mut self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<CasOutcome, ClientError> {
+        let request = ClientRequest::Cas {
+            key: Bytes::copy_from_slice(key),
+            expected: expected.map(Bytes::copy_from_slice),
+            new: new.map(Bytes::copy_from_slice),
+            session: None,
+        };
+        match self.call(request)? {
+            ClientResponse::CasResult { succeeded, current } => {
+                Ok(CasOutcome { succeeded, current })
+            }
+            other => Err(self.unexpected("cas", other)),
+        }
+    }
+
+    /// Checks the radiant answers.
+    pub fn ping(&mut self) -> Result<(), ClientError> {
+        match self.call(ClientRequest::Ping)? {
+            ClientResponse::Pong { .. } => Ok(()),
+            other => Err(self.unexpected("ping", other)),
+        }
+    }
+
+    fn unexpected(&self, request: &'static str, response: ClientResponse) -> ClientError {
+        ClientError::Unexpected {
+            address: self.address,
+            request,
+            response: Box::new(response),
+        }
+    }
+
+    /// Sends `request` and waits for its answer, retrying `Unavailable` until the deadline.
+    pub fn call(&mut self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
+        let deadline = Instant::now() + self.options.timeout;
+        let mut backoff = RETRY_INITIAL;
+        loop {
+            let correlation_id = self.send(&request)?;
+            match self.receive(correlation_id, deadline)? {
+                Message::Response(response) => return Ok(response),
+                Message::Error(ErrorResponse::Unavailable { .. })
+                    if Instant::now() + backoff < deadline =>
+                {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+                Message::Error(error) => {
+                    return Err(ClientError::Server {
+                        address: self.address,
+                        error,
+                    })
+                }
+                Message::Request(_) => {
+                    let source = DecodeError::InvalidField {
+                        kind: None,
+                        field: "kind",
+                        reason: "a radiant sent a request on a client connection",
+                    };
+                    return Err(ClientError::Protocol {
+                        address: self.address,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Encodes and writes one request; returns its correlation id.
+    pub fn send(&mut self, request: &ClientRequest) -> Result<u64, ClientError> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        self.write_buffer.clear();
+        Message::Request(request.clone()).encode(correlation_id, &mut self.write_buffer);
+        self.stream
+            .write_all(&self.write_buffer)
+            .map_err(|source| ClientError::Io {
+                address: self.address,
+                source,
+            })?;
+        Ok(correlation_id)
+    }
+
+    /// Reads frames until the one answering `correlation_id` arrives.
+    pub fn receive(
+        &mut self,
+        correlation_id: u64,
+        deadline: Instant,
+    ) -> Result<Message, ClientError> {
+        loop {
+            let (frame_correlation_id, message) = self.receive_any(deadline)?;
+            // Id 0 is the server speaking about the connection itself (it is closing).
+            if frame_correlation_id == correlation_id || frame_correlation_id == 0 {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Reads the next frame, whatever it answers.
+    pub fn receive_any(&mut self, deadline: Instant) -> Result<(u64, Message), ClientError> {
+        let address = self.address;
+        loop {
+            let decoded = decode_frame(&mut self.read_buffer, self.options.limits.max_frame_bytes)
+                .map_err(|source| ClientError::Protocol { address, source })?;
+            if let Some(frame) = decoded {
+                let correlation_id = frame.correlation_id;
+                let message = Message::decode(frame, &self.options.limits)
+                    .map_err(|source| ClientError::Protocol { address, source })?;
+                return Ok((correlation_id, message));
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ClientError::Timeout {
+                    address,
+                    timeout: self.options.timeout,
+                });
+            }
+            self.stream
+                .set_read_timeout(Some(remaining))
+                .map_err(|source| ClientError::Io { address, source })?;
+            let start = self.read_buffer.len();
+            self.read_buffer.resize(start + 64 * 1024, 0);
+            let result = self.stream.read(&mut self.read_buffer[start..]);
+            let count = *result.as_ref().unwrap_or(&0);
+            self.read_buffer.truncate(start + count);
+            match result {
+                Ok(0) => {
+                    let source = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the radiant closed the connection",
+                    );
+                    return Err(ClientError::Io { address, source });
+                }
+                Ok(_) => {}
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(ClientError::Timeout {
+                        address,
+                        timeout: self.options.timeout,
+                    });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(ClientError::Io { address, source }),
+            }
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The daemon: opens the data directory, recovers state, binds the listeners and runs
+//! the threads that drive the core.
+//!
+//! ```text
+//!              ┌──────────── reactor (mio, this thread) ◄───────────┐ replies (Waker)
+//!   sockets ◄──┤  StateEvent::Client / Tick                          │
+//!              └──────────► state thread (core) ──Apply/Read──► shard workers ──┘
+//!                               │   ▲ Durable                        │ barrier copies
+//!                         Append│   │                                ▼
+//!                               ▼   │                          snapshot writer
+//!                           WAL writer (group commit, fsync)
+//! ```
+//!
+//! Shutdown (SIGTERM/SIGINT): the reactor stops accepting and reading, delivers the
+//! replies still owed, then the state thread tells the WAL writer to sync and exit,
+//! and the workers finish their queues. Exit status 0 means everything was flushed.
+
+pub mod channels;
+pub mod reactor;
+pub mod recovery;
+pub mod shard_worker;
+pub mod snapshot_thread;
+pub mod state_thread;
+pub mod wal_thread;
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use radiant_protocol::MemberId;
+use tracing::{error, info};
+
+use self::reactor::{bind_listener, Reactor, ReactorEvent, ReactorOptions};
+use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
+use crate::config::Config;
+use crate::core::{OrderOptions, Radiant};
+use crate::limits::{SHARD_WORKER_QUEUE_CAPACITY, STATE_INBOX_CAPACITY, WAL_QUEUE_CAPACITY};
+use crate::storage::shard_map::ShardMap;
+
+/// The file, in the data directory, that records the bound addresses.
+pub const ADDRESS_FILE: &str = "radiant.addr";
+/// The lock file that keeps two radiants off one data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data directory could not be created or used.
+    #[error("cannot use data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory's lock.
+    #[error(
+        "data directory {} is in use by another radiant (it holds {}/{LOCK_FILE}); stop it or \
+         choose another data_dir",
+        path.display(), path.display()
+    )]
+    DataDirLocked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Recovery found the data unusable.
+    #[error(transparent)]
+    Recovery(#[from] recovery::RecoveryError),
+    /// A listener could not be bound.
+    #[error(
+        "cannot listen for {what} on {address}: {source} (is another process using the port?)"
+    )]
+    Bind {
+        /// "clients" or "peers".
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread, poll or signal handler could not be set up.
+    #[error("cannot start {what}: {source}")]
+    Runtime {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The write-ahead log failed while running; the daemon stopped acknowledging writes.
+    #[error("the write-ahead log failed: {0}; no write was acknowledged after the failure")]
+    WalFailed(String),
+}
+
+/// The member id of the sole radiant of a single-node system. Systems of several
+/// radiants get their ids from the controller when they form.
+pub const SINGLE_NODE_MEMBER_ID: u64 = 1;
+
+/// Runs the daemon until SIGTERM/SIGINT (or a fatal WAL failure).
+pub fn run(config: Config) -> Result<(), StartupError> {
+    let data_dir = prepare_data_dir(&config.data_dir)?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let map = Arc::new(ShardMap::new(config.shard_count));
+    let recovered = recovery::recover(&data_dir, &config, &map)?;
+    let runtime = |what| move |source| StartupError::Runtime { what, source };
+    let client_listener =
+        bind_listener(config.client_addr()).map_err(|source| StartupError::Bind {
+            what: "clients",
+            address: config.client_addr(),
+            source,
+        })?;
+    let peer_listener = bind_listener(config.peer_addr()).map_err(|source| StartupError::Bind {
+        what: "peers",
+        address: config.peer_addr(),
+        source,
+    })?;
+    let client_address = client_listener
+        .local_addr()
+        .map_err(runtime("client listener"))?;
+    let peer_address = peer_listener
+        .local_addr()
+        .map_err(runtime("peer listener"))?;
+    write_address_file(&data_dir, client_address, peer_address).map_err(|source| {
+        StartupError::DataDir {
+            path: data_dir.clone(),
+            source,
+        }
+    })?;
+
+    let member_id = MemberId::new(SINGLE_NODE_MEMBER_ID).expect("nonzero constant");
+    let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
+    let (reactor, reactor_sender) = Reactor::new(
+        reactor_options(&config, member_id),
+        client_listener,
+        peer_listener,
+        state_sender.clone(),
+    )
+    .map_err(runtime("reactor"))?;
+    if let Some(neighbor) = config.neighbor_addr() {
+        let _ = reactor_sender.send(ReactorEvent::LinkPeer(neighbor));
+    }
+    let signals = signal_thread(reactor_sender.clone()).map_err(runtime("signal handler"))?;
+
+    let (wal_sender, wal_requests) = crossbeam_channel::bounded(WAL_QUEUE_CAPACITY);
+    let wal_counters = Arc::new(wal_thread::WalCounters::default());
+    let wal = wal_thread::spawn(
+        recovered.wal,
+        wal_requests,
+        state_sender.clone(),
+        wal_counters,
+    )
+    .map_err(runtime("WAL writer thread"))?;
+    let workers_count = config.shard_workers as usize;
+    let mut worker_senders = Vec::with_capacity(workers_count);
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for number in 0..workers_count {
+        let (sender, requests) = crossbeam_channel::bounded(SHARD_WORKER_QUEUE_CAPACITY);
+        worker_senders.push(sender);
+        let worker = shard_worker::spawn(
+            number,
+            workers_count,
+            Arc::clone(&map),
+            requests,
+            reactor_sender.clone(),
+        )
+        .map_err(runtime("shard worker thread"))?;
+        threads.push(worker);
+    }
+    let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(2);
+    let snapshot_writer = snapshot_thread::spawn(
+        data_dir.clone(),
+        config.shard_count,
+        snapshot_jobs,
+        state_sender.clone(),
+    )
+    .map_err(runtime("snapshot thread"))?;
+    threads.push(snapshot_writer);
+
+    let options = OrderOptions {
+        shard_count: config.shard_count,
+        snapshot_interval_entries: config.snapshot_interval_entries,
+    };
+    let radiant = Radiant::new(member_id, options, recovered.log);
+    let links = StateThreadLinks {
+        inbox: state_inbox,
+        wal: wal_sender,
+        workers: worker_senders,
+        snapshots: snapshot_sender,
+        reactor: reactor_sender,
+    };
+    let state = state_thread::spawn(radiant, links).map_err(runtime("state thread"))?;
+
+    info!(
+        clients = %client_address,
+        peers = %peer_address,
+        data_dir = %data_dir.display(),
+        keys = map.len(),
+        last_index = recovered.log.last_index,
+        "radiant: serving"
+    );
+    eprintln!(
+        "radiant: serving clients on {client_address}, peers on {peer_address}; data in {}",
+        data_dir.display()
+    );
+    let reactor_result = reactor.run();
+    let _ = state_sender.send(StateEvent::Shutdown);
+    drop(state_sender);
+    let state_exit = state
+        .join()
+        .unwrap_or(StateThreadExit::WalFailed("state thread panicked".into()));
+    let _ = wal.join();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    drop(signals);
+    reactor_result.map_err(runtime("reactor"))?;
+    match state_exit {
+        StateThreadExit::Clean => {
+            info!("radiant: shut down cleanly; every accepted write is durable");
+            Ok(())
+        }
+        StateThreadExit::WalFailed(reason) => {
+            error!(%reason, "radiant: stopped after a write-ahead log failure");
+            Err(StartupError::WalFailed(reason))
+        }
+    }
+}
+
+fn reactor_options(config: &Config, member_id: MemberId) -> ReactorOptions {
+    ReactorOptions {
+        limits: config.protocol_limits(),
+        max_connections: config.max_connections as usize,
+        max_inflight_per_connection: config.max_inflight_per_connection,
+        write_high_water_bytes: usize::try_from(config.connection_write_high_water_bytes)
+            .unwrap_or(usize::MAX),
+        write_max_bytes: usize::try_from(config.connection_write_max_bytes).unwrap_or(usize::MAX),
+        write_stall_timeout: Duration::from_millis(config.write_stall_timeout_ms),
+        client_idle_timeout: Duration::from_millis(config.client_idle_timeout_ms),
+        tick: Duration::from_millis(config.tick_ms),
+        member_id: Some(member_id),
+        seed: u64::from(std::process::id()),
+    }
+}
+
+fn prepare_data_dir(path: &Path) -> Result<PathBuf, StartupError> {
+    let error = |source| StartupError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(error)?;
+    std::fs::canonicalize(path).map_err(error)
+}
+
+/// Holds an exclusive lock on `DATA_DIR/LOCK` for the daemon's lifetime; the kernel
+/// releases it when the process dies, even by `kill -9`.
+fn lock_data_dir(data_dir: &Path) -> Result<File, StartupError> {
+    let path = data_dir.join(LOCK_FILE);
+    let error = |source| StartupError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartupError::DataDirLocked {
+            path: data_dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(error(source)),
+    }
+}
+
+/// Writes the bound addresses atomically, so tests that bind port 0 can find them.
+fn write_address_file(
+    data_dir: &Path,
+    client: SocketAddr,
+    peer: SocketAddr,
+) -> std::io::Result<()> {
+    let temporary = data_dir.join(format!("{ADDRESS_FILE}.tmp"));
+    let mut file = File::create(&temporary)?;
+    writeln!(file, "client={client}")?;
+    writeln!(file, "peer={peer}")?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, data_dir.join(ADDRESS_FILE))
+}
+
+/// Reads `client=` and `peer=` from an address file.
+pub fn read_address_file(data_dir: &Path) -> Option<(SocketAddr, SocketAddr)> {
+    let text = std::fs::read_to_string(data_dir.join(ADDRESS_FILE)).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    };
+    Some((field("client")?, field("peer")?))
+}
+
+/// A thread that turns SIGTERM and SIGINT into a reactor shutdown.
+fn signal_thread(reactor: channels::ReactorSender<ReactorEvent>) -> std::io::Result<SignalGuard> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let handle = signals.handle();
+    let thread = std::thread::Builder::new()
+        .name("radiant-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                info!(signal = name, "radiant: shutting down on signal");
+                let _ = reactor.send(ReactorEvent::Shutdown);
+            }
+        })?;
+    Ok(SignalGuard {
+        handle,
+        thread: Some(thread),
+    })
+}
+
+struct SignalGuard {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

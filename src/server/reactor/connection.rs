@@ -1,0 +1,170 @@
+//! One TCP connection's buffers and limits: partial-frame reads into a buffer capped
+//! at one maximal frame, a write queue with a high-water mark (stop reading) and a
+//! hard cap (close), and the timestamps the idle and stall timeouts need.
+//!
+//! It must not decide what frames mean: the reactor decodes and routes them.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use mio::net::TcpStream;
+use mio::Interest;
+
+/// Bytes read per `read(2)` call; large enough for a burst of small requests.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Which listener a connection came from, or that we dialled it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A client on the client port.
+    Client,
+    /// A peer radiant that connected to our peer port.
+    PeerInbound,
+    /// A peer link we dialled; the index is its slot in the reactor's peer table.
+    PeerOutbound(usize),
+}
+
+/// What a read turn found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadOutcome {
+    /// Read until the socket had nothing more.
+    Drained,
+    /// Stopped at the per-turn budget; the socket may hold more.
+    BudgetSpent,
+    /// The peer closed its side.
+    Closed,
+}
+
+pub(crate) struct Connection {
+    pub(crate) stream: TcpStream,
+    pub(crate) side: Side,
+    pub(crate) peer_address: std::net::SocketAddr,
+    pub(crate) read_buffer: BytesMut,
+    write_buffer: BytesMut,
+    /// Requests handed to the state thread whose replies have not been queued yet.
+    pub(crate) inflight: u32,
+    /// Close once the write buffer is flushed (after a fatal protocol error).
+    pub(crate) closing: bool,
+    /// Last time a frame arrived or a reply was queued.
+    pub(crate) last_activity: Instant,
+    /// When the write buffer last made progress, while it is non-empty.
+    write_progress_at: Option<Instant>,
+    /// The interest currently registered with the poll.
+    pub(crate) registered: Interest,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: TcpStream,
+        side: Side,
+        peer_address: std::net::SocketAddr,
+        now: Instant,
+    ) -> Self {
+        Connection {
+            stream,
+            side,
+            peer_address,
+            read_buffer: BytesMut::with_capacity(4096),
+            write_buffer: BytesMut::new(),
+            inflight: 0,
+            closing: false,
+            last_activity: now,
+            write_progress_at: None,
+            registered: Interest::READABLE,
+        }
+    }
+
+    /// Reads into the read buffer until the socket would block, the buffer holds
+    /// `max_buffer_bytes`, or `budget_bytes` were read this turn.
+    pub(crate) fn read_some(
+        &mut self,
+        max_buffer_bytes: usize,
+        budget_bytes: usize,
+    ) -> io::Result<ReadOutcome> {
+        let mut read_this_turn = 0;
+        loop {
+            let room = max_buffer_bytes.saturating_sub(self.read_buffer.len());
+            if room == 0 || read_this_turn >= budget_bytes {
+                return Ok(ReadOutcome::BudgetSpent);
+            }
+            let chunk = room.min(READ_CHUNK_BYTES);
+            let start = self.read_buffer.len();
+            self.read_buffer.resize(start + chunk, 0);
+            let result = self.stream.read(&mut self.read_buffer[start..]);
+            let count = *result.as_ref().unwrap_or(&0);
+            self.read_buffer.truncate(start + count);
+            match result {
+                Ok(0) => return Ok(ReadOutcome::Closed),
+                Ok(read) => read_this_turn += read,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadOutcome::Drained)
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Queues an encoded frame for writing. The caller enforces the caps.
+    pub(crate) fn queue(&mut self, frame: &[u8], now: Instant) {
+        if self.write_buffer.is_empty() {
+            self.write_progress_at = Some(now);
+        }
+        self.write_buffer.extend_from_slice(frame);
+        self.last_activity = now;
+    }
+
+    /// The buffer new frames are encoded into directly (saves a copy).
+    pub(crate) fn write_buffer_mut(&mut self, now: Instant) -> &mut BytesMut {
+        if self.write_buffer.is_empty() {
+            self.write_progress_at = Some(now);
+        }
+        self.last_activity = now;
+        &mut self.write_buffer
+    }
+
+    pub(crate) fn pending_write_bytes(&self) -> usize {
+        self.write_buffer.len()
+    }
+
+    /// Writes queued bytes until the socket would block or the queue is empty.
+    pub(crate) fn flush(&mut self, now: Instant) -> io::Result<()> {
+        while !self.write_buffer.is_empty() {
+            match self.stream.write(&self.write_buffer) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.write_buffer.advance(written);
+                    self.write_progress_at = Some(now);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if self.write_buffer.is_empty() {
+            self.write_progress_at = None;
+            // Give back the memory of a large reply once it is sent.
+            if self.write_buffer.capacity() > READ_CHUNK_BYTES * 4 {
+                self.write_buffer = BytesMut::new();
+            }
+        }
+        Ok(())
+    }
+
+    /// How long pending replies have made no progress, if any are pending.
+    pub(crate) fn write_stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
+        self.write_progress_at
+            .map(|since| now.saturating_duration_since(since))
+    }
+
+    /// The interest this connection needs: writable only while bytes are pending
+    /// (Pelikan's `Session::interest`), readable always, so a peer's close is seen.
+    pub(crate) fn wanted_interest(&self) -> Interest {
+        if self.write_buffer.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        }
+    }
+}

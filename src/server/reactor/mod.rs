@@ -1,0 +1,852 @@
+//! The reactor: one thread, one `mio::Poll`, every socket of the radiant.
+//!
+//! ```text
+//!  clients ──► client listener ─┐                      ┌─► state thread (StateEvent)
+//!  peers   ──► peer listener  ──┼─► connection slab ───┤
+//!  peer links (dialled)  ───────┘   read ▸ decode ▸ route └─◄ ReactorEvent (replies, via Waker)
+//! ```
+//!
+//! Each turn: poll (timeout = next timer), accept, read and decode a bounded amount
+//! per connection, hand requests to the state thread with `try_send` (full = stop
+//! reading that connection, retry next turn), drain replies, flush, run timers.
+//! It never blocks on disk or on another thread, and it owns no protocol logic.
+
+mod connection;
+mod connections;
+mod peers;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use crossbeam_channel::{Sender, TrySendError};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry};
+use radiant_protocol::{
+    decode_frame, ClientRequest, ClientResponse, DecodeError, ErrorResponse, Frame, Limits,
+    MemberId, Message, FRAME_HEADER_BYTES,
+};
+use tracing::{debug, info, warn};
+
+use self::connection::{Connection, ReadOutcome, Side};
+use self::connections::{
+    id_of, token_of, Slab, CLIENT_LISTENER_TOKEN, PEER_LISTENER_TOKEN, WAKER_TOKEN,
+};
+use self::peers::{LinkState, PeerLink};
+use super::channels::{reactor_channel, ReactorReceiver, ReactorSender};
+use super::state_thread::StateEvent;
+use crate::core::prng::Prng;
+use crate::core::{ConnectionId, ReplyTo};
+use crate::limits::{
+    MAX_ACCEPTS_PER_TURN, MAX_EVENTS, MAX_FRAMES_PER_TURN, MAX_READ_BYTES_PER_TURN,
+    REACTOR_HOUSEKEEPING_INTERVAL, REACTOR_INBOX_CAPACITY, SHUTDOWN_DRAIN_TIMEOUT,
+};
+
+/// Messages into the reactor from other threads.
+#[derive(Debug)]
+pub enum ReactorEvent {
+    /// A reply (response or error) for a client request.
+    Reply {
+        /// The connection and correlation id of the request.
+        reply_to: ReplyTo,
+        /// The message to send.
+        message: Message,
+    },
+    /// Keep a link to this peer address up, redialling when it drops.
+    LinkPeer(SocketAddr),
+    /// Send an encoded frame on the link to `address`; dropped if the link is down.
+    SendPeer {
+        /// The link.
+        address: SocketAddr,
+        /// A complete encoded frame.
+        frame: bytes::Bytes,
+    },
+    /// Stop accepting and reading, deliver outstanding replies, then exit.
+    Shutdown,
+}
+
+/// The reactor's limits and timeouts, taken from the configuration.
+#[derive(Clone, Debug)]
+pub struct ReactorOptions {
+    /// Decoder limits (frame, key, value sizes).
+    pub limits: Limits,
+    /// Most open connections (clients and peers).
+    pub max_connections: usize,
+    /// Most requests in flight per client connection.
+    pub max_inflight_per_connection: u32,
+    /// Stop reading a connection whose unsent replies exceed this.
+    pub write_high_water_bytes: usize,
+    /// Close a connection whose unsent replies exceed this.
+    pub write_max_bytes: usize,
+    /// Close a connection whose unsent replies make no progress for this long.
+    pub write_stall_timeout: Duration,
+    /// Close a client connection with no traffic for this long.
+    pub client_idle_timeout: Duration,
+    /// How often to send `StateEvent::Tick`.
+    pub tick: Duration,
+    /// This radiant's id, reported in `Pong`.
+    pub member_id: Option<MemberId>,
+    /// Seed for reconnect jitter.
+    pub seed: u64,
+}
+
+/// Counters for tests and `status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReactorCounters {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections refused at `max_connections`.
+    pub refused_at_limit: u64,
+    /// Connections closed for a protocol error.
+    pub closed_for_protocol_error: u64,
+    /// Connections closed for not reading replies (cap or stall).
+    pub closed_for_slow_reader: u64,
+    /// Replies dropped because their connection had closed.
+    pub replies_to_closed_connections: u64,
+}
+
+/// The reactor. Build it with [`Reactor::new`], then call [`Reactor::run`] on its thread.
+pub struct Reactor {
+    poll: Poll,
+    options: ReactorOptions,
+    client_listener: Option<TcpListener>,
+    peer_listener: Option<TcpListener>,
+    connections: Slab<Connection>,
+    inbox: ReactorReceiver<ReactorEvent>,
+    state: Sender<StateEvent>,
+    links: Vec<PeerLink>,
+    prng: Prng,
+    /// Connections to revisit without a readiness event: read budget spent, or they
+    /// were paused and have resumed (mio is edge-triggered).
+    revisit: Vec<ConnectionId>,
+    /// Connections whose write buffers need a flush at the end of the turn.
+    dirty: Vec<ConnectionId>,
+    /// A request the state thread had no room for, per connection (at most one each).
+    blocked: Vec<(ConnectionId, StateEvent)>,
+    accept_pending: [bool; 2],
+    draining_since: Option<Instant>,
+    next_tick: Instant,
+    next_housekeeping: Instant,
+    counters: ReactorCounters,
+    scratch_frame: BytesMut,
+}
+
+/// Binds a listening socket with SO_REUSEADDR and a deep backlog.
+pub fn bind_listener(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(crate::limits::LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn tune_stream(stream: &TcpStream) {
+    // Best effort: a socket without these options still works, just less well.
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+impl Reactor {
+    /// Registers the listeners and creates the reactor's inbox.
+    pub fn new(
+        options: ReactorOptions,
+        client_listener: std::net::TcpListener,
+        peer_listener: std::net::TcpListener,
+        state: Sender<StateEvent>,
+    ) -> io::Result<(Reactor, ReactorSender<ReactorEvent>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let (sender, inbox) = reactor_channel(REACTOR_INBOX_CAPACITY, waker);
+        client_listener.set_nonblocking(true)?;
+        peer_listener.set_nonblocking(true)?;
+        let mut client_listener = TcpListener::from_std(client_listener);
+        let mut peer_listener = TcpListener::from_std(peer_listener);
+        poll.registry().register(
+            &mut client_listener,
+            CLIENT_LISTENER_TOKEN,
+            Interest::READABLE,
+        )?;
+        poll.registry()
+            .register(&mut peer_listener, PEER_LISTENER_TOKEN, Interest::READABLE)?;
+        let now = Instant::now();
+        let reactor = Reactor {
+            poll,
+            connections: Slab::new(options.max_connections),
+            prng: Prng::new(options.seed),
+            next_tick: now + options.tick,
+            options,
+            client_listener: Some(client_listener),
+            peer_listener: Some(peer_listener),
+            inbox,
+            state,
+            links: Vec::new(),
+            revisit: Vec::new(),
+            dirty: Vec::new(),
+            blocked: Vec::new(),
+            accept_pending: [false; 2],
+            draining_since: None,
+            next_housekeeping: now + REACTOR_HOUSEKEEPING_INTERVAL,
+            counters: ReactorCounters::default(),
+            scratch_frame: BytesMut::new(),
+        };
+        Ok((reactor, sender))
+    }
+
+    /// Runs turns until a shutdown has drained. Returns the counters.
+    pub fn run(mut self) -> io::Result<ReactorCounters> {
+        let mut events = Events::with_capacity(MAX_EVENTS);
+        let mut inbox = Vec::new();
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.on_event(event, now);
+            }
+            self.accept_pending_connections(now);
+            self.retry_blocked(now);
+            self.revisit_connections(now);
+            self.inbox.drain(REACTOR_INBOX_CAPACITY, &mut inbox);
+            for event in inbox.drain(..) {
+                self.on_reactor_event(event, now);
+            }
+            self.flush_dirty(now);
+            self.run_timers(now);
+            if self.drained(now) {
+                info!(counters = ?self.counters, "reactor: drained, exiting");
+                return Ok(self.counters);
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Duration {
+        let busy = !self.revisit.is_empty()
+            || !self.blocked.is_empty()
+            || self.accept_pending.iter().any(|&pending| pending)
+            || !self.inbox.is_empty();
+        if busy {
+            return if self.blocked.is_empty() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(1)
+            };
+        }
+        let mut deadline = self.next_tick.min(self.next_housekeeping);
+        for link in &self.links {
+            if let LinkState::Idle { dial_at } = link.state {
+                deadline = deadline.min(dial_at);
+            }
+        }
+        deadline.saturating_duration_since(now)
+    }
+
+    fn on_event(&mut self, event: &mio::event::Event, now: Instant) {
+        match event.token() {
+            WAKER_TOKEN => {}
+            CLIENT_LISTENER_TOKEN => self.accept_pending[0] = true,
+            PEER_LISTENER_TOKEN => self.accept_pending[1] = true,
+            token => {
+                let id = id_of(token);
+                if event.is_writable() {
+                    self.on_writable(id, now);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read_and_process(id, now);
+                }
+            }
+        }
+    }
+
+    // ===== accepting =====
+
+    fn accept_pending_connections(&mut self, now: Instant) {
+        for (slot, side) in [(0, Side::Client), (1, Side::PeerInbound)] {
+            if self.accept_pending[slot] {
+                self.accept_pending[slot] = self.accept_some(side, now);
+            }
+        }
+    }
+
+    /// Accepts up to `MAX_ACCEPTS_PER_TURN`; true if the listener may hold more.
+    fn accept_some(&mut self, side: Side, now: Instant) -> bool {
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
+            let listener = match side {
+                Side::Client => self.client_listener.as_ref(),
+                _ => self.peer_listener.as_ref(),
+            };
+            let Some(listener) = listener else {
+                return false;
+            };
+            match listener.accept() {
+                Ok((stream, address)) => self.on_accepted(stream, address, side, now),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    // EMFILE and friends: back off to the next turn instead of spinning.
+                    warn!(%error, "reactor: accept failed");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn on_accepted(
+        &mut self,
+        mut stream: TcpStream,
+        address: SocketAddr,
+        side: Side,
+        now: Instant,
+    ) {
+        tune_stream(&stream);
+        if self.connections.is_full() {
+            self.counters.refused_at_limit += 1;
+            let reason = format!(
+                "too many connections (max_connections = {}); retry later or raise the limit",
+                self.options.max_connections
+            );
+            warn!(peer = %address, "reactor: refusing connection at max_connections");
+            let message = Message::Error(ErrorResponse::Unavailable { reason });
+            self.scratch_frame.clear();
+            message.encode(0, &mut self.scratch_frame);
+            // One best-effort write of a small frame to a fresh socket, then close.
+            let _ = io::Write::write(&mut stream, &self.scratch_frame);
+            return;
+        }
+        let make = |_| Connection::new(stream, side, address, now);
+        let Some(id) = self.connections.insert_with(make) else {
+            return;
+        };
+        self.counters.accepted += 1;
+        debug!(peer = %address, ?side, ?id, "reactor: accepted");
+        if let Err(error) = self.register(id, Interest::READABLE) {
+            warn!(%error, peer = %address, "reactor: cannot register connection");
+            self.close(id, "registration failed");
+            return;
+        }
+        // Data may have arrived before registration; edge-triggered polls would not say.
+        self.revisit.push(id);
+    }
+}
+
+// ===== reading and routing =====
+
+impl Reactor {
+    fn register(&mut self, id: ConnectionId, interest: Interest) -> io::Result<()> {
+        let registry: &Registry = self.poll.registry();
+        let connection = self
+            .connections
+            .get_mut(id)
+            .expect("register: live connection");
+        registry.register(&mut connection.stream, token_of(id), interest)?;
+        connection.registered = interest;
+        Ok(())
+    }
+
+    fn read_and_process(&mut self, id: ConnectionId, now: Instant) {
+        let max_buffer = self.options.limits.max_frame_bytes as usize + FRAME_HEADER_BYTES;
+        if self.link_connecting(id) {
+            return;
+        }
+        if self.is_paused(id) {
+            return;
+        }
+        let connection = self.connections.get_mut(id).expect("checked above");
+        let outcome = connection.read_some(max_buffer, MAX_READ_BYTES_PER_TURN);
+        match outcome {
+            Ok(ReadOutcome::Closed) => {
+                self.process_frames(id, now);
+                self.close(id, "peer closed the connection");
+                return;
+            }
+            Ok(ReadOutcome::BudgetSpent) => self.revisit.push(id),
+            Ok(ReadOutcome::Drained) => {}
+            Err(error) => {
+                debug!(%error, ?id, "reactor: read failed");
+                self.close(id, "read error");
+                return;
+            }
+        }
+        self.process_frames(id, now);
+    }
+
+    /// A connection reads only while it is not paused: not closing, not waiting on the
+    /// state thread, under its in-flight limit, and under the write high-water mark.
+    fn is_paused(&mut self, id: ConnectionId) -> bool {
+        let blocked = self.blocked.iter().any(|(blocked, _)| *blocked == id);
+        let Some(connection) = self.connections.get_mut(id) else {
+            return true;
+        };
+        blocked
+            || connection.closing
+            || self.draining_since.is_some()
+            || connection.inflight >= self.options.max_inflight_per_connection
+            || connection.pending_write_bytes() > self.options.write_high_water_bytes
+    }
+
+    /// Decodes and routes up to `MAX_FRAMES_PER_TURN` buffered frames.
+    fn process_frames(&mut self, id: ConnectionId, now: Instant) {
+        for _ in 0..MAX_FRAMES_PER_TURN {
+            if self.is_paused(id) {
+                return;
+            }
+            let max_frame_bytes = self.options.limits.max_frame_bytes;
+            let Some(connection) = self.connections.get_mut(id) else {
+                return;
+            };
+            match decode_frame(&mut connection.read_buffer, max_frame_bytes) {
+                Ok(None) => return,
+                Ok(Some(frame)) => {
+                    connection.last_activity = now;
+                    self.on_frame(id, frame, now);
+                }
+                Err(DecodeError::UnknownKind {
+                    kind,
+                    correlation_id,
+                }) => {
+                    // The frame's length was sound, so it was skipped: answer and go on.
+                    let reason = format!("unknown message kind 0x{kind:02x}; this radiant speaks protocol version {}", radiant_protocol::PROTOCOL_VERSION);
+                    self.reply_error(
+                        id,
+                        correlation_id,
+                        ErrorResponse::BadRequest { reason },
+                        now,
+                    );
+                }
+                Err(error) => {
+                    // Framing itself is broken; nothing after this point can be trusted.
+                    self.counters.closed_for_protocol_error += 1;
+                    let peer = connection.peer_address;
+                    warn!(%peer, %error, "reactor: closing connection after a framing error");
+                    let reason = format!("{error}; closing the connection");
+                    self.reply_error(id, 0, ErrorResponse::BadRequest { reason }, now);
+                    if let Some(connection) = self.connections.get_mut(id) {
+                        connection.closing = true;
+                        connection.read_buffer.clear();
+                    }
+                    return;
+                }
+            }
+        }
+        // Frames may remain buffered: come back next turn.
+        self.revisit.push(id);
+    }
+
+    fn on_frame(&mut self, id: ConnectionId, frame: Frame, now: Instant) {
+        let correlation_id = frame.correlation_id;
+        let side = match self.connections.get_mut(id) {
+            Some(connection) => connection.side,
+            None => return,
+        };
+        let message = match Message::decode(frame, &self.options.limits) {
+            Ok(message) => message,
+            Err(error) => {
+                let reason = error.to_string();
+                self.reply_error(
+                    id,
+                    correlation_id,
+                    ErrorResponse::BadRequest { reason },
+                    now,
+                );
+                return;
+            }
+        };
+        match (side, message) {
+            (_, Message::Request(ClientRequest::Ping)) => {
+                let pong = ClientResponse::Pong {
+                    member_id: self.options.member_id,
+                };
+                self.queue_message(id, correlation_id, &Message::Response(pong), now);
+            }
+            (Side::Client, Message::Request(request)) => {
+                let reply_to = ReplyTo {
+                    connection: id,
+                    correlation_id,
+                };
+                if let Some(connection) = self.connections.get_mut(id) {
+                    connection.inflight += 1;
+                }
+                self.hand_to_state(id, StateEvent::Client { reply_to, request });
+            }
+            (Side::PeerOutbound(_), Message::Response(response)) => {
+                debug!(?id, ?response, "reactor: peer link response");
+            }
+            (_, other) => {
+                let reason = format!(
+                    "a {:?} message is not accepted on this port; send client requests to the client port",
+                    other.kind()
+                );
+                self.reply_error(
+                    id,
+                    correlation_id,
+                    ErrorResponse::BadRequest { reason },
+                    now,
+                );
+            }
+        }
+    }
+
+    fn hand_to_state(&mut self, id: ConnectionId, event: StateEvent) {
+        match self.state.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event)) => self.blocked.push((id, event)),
+            Err(TrySendError::Disconnected(_)) => {
+                // The state thread is gone only during shutdown; the drain closes this.
+                debug!(?id, "reactor: state thread gone, request dropped");
+            }
+        }
+    }
+
+    fn retry_blocked(&mut self, now: Instant) {
+        let blocked = std::mem::take(&mut self.blocked);
+        let mut still_blocked = Vec::new();
+        for (id, event) in blocked {
+            if !still_blocked.is_empty() {
+                still_blocked.push((id, event));
+                continue;
+            }
+            match self.state.try_send(event) {
+                Ok(()) => self.revisit.push(id),
+                Err(TrySendError::Full(event)) => still_blocked.push((id, event)),
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+        self.blocked = still_blocked;
+        let _ = now;
+    }
+
+    fn revisit_connections(&mut self, now: Instant) {
+        let mut revisit = std::mem::take(&mut self.revisit);
+        revisit.sort_unstable_by_key(|id| id.0);
+        revisit.dedup();
+        for id in revisit {
+            self.read_and_process(id, now);
+        }
+    }
+}
+
+// ===== writing =====
+
+impl Reactor {
+    fn on_reactor_event(&mut self, event: ReactorEvent, now: Instant) {
+        match event {
+            ReactorEvent::Reply { reply_to, message } => self.on_reply(reply_to, &message, now),
+            ReactorEvent::LinkPeer(address) => {
+                if !self.links.iter().any(|link| link.address == address) {
+                    info!(peer = %address, "reactor: keeping a link to peer");
+                    self.links.push(PeerLink::new(address, now));
+                }
+            }
+            ReactorEvent::SendPeer { address, frame } => self.send_on_link(address, &frame, now),
+            ReactorEvent::Shutdown => self.begin_drain(now),
+        }
+    }
+
+    fn on_reply(&mut self, reply_to: ReplyTo, message: &Message, now: Instant) {
+        let Some(connection) = self.connections.get_mut(reply_to.connection) else {
+            self.counters.replies_to_closed_connections += 1;
+            return;
+        };
+        assert!(
+            connection.inflight > 0,
+            "reply to {:?} with nothing in flight",
+            reply_to
+        );
+        connection.inflight -= 1;
+        let was_paused_by_inflight =
+            connection.inflight + 1 >= self.options.max_inflight_per_connection;
+        self.queue_message(reply_to.connection, reply_to.correlation_id, message, now);
+        if was_paused_by_inflight {
+            self.revisit.push(reply_to.connection);
+        }
+    }
+
+    fn reply_error(
+        &mut self,
+        id: ConnectionId,
+        correlation_id: u64,
+        error: ErrorResponse,
+        now: Instant,
+    ) {
+        self.queue_message(id, correlation_id, &Message::Error(error), now);
+    }
+
+    /// Encodes `message` onto the connection's write queue, enforcing the hard cap.
+    fn queue_message(
+        &mut self,
+        id: ConnectionId,
+        correlation_id: u64,
+        message: &Message,
+        now: Instant,
+    ) {
+        let Some(connection) = self.connections.get_mut(id) else {
+            return;
+        };
+        message.encode(correlation_id, connection.write_buffer_mut(now));
+        self.after_queue(id);
+    }
+
+    fn after_queue(&mut self, id: ConnectionId) {
+        let Some(connection) = self.connections.get_mut(id) else {
+            return;
+        };
+        let pending = connection.pending_write_bytes();
+        if pending > self.options.write_max_bytes {
+            self.counters.closed_for_slow_reader += 1;
+            warn!(
+                peer = %connection.peer_address,
+                pending_bytes = pending,
+                limit = self.options.write_max_bytes,
+                "reactor: closing a connection that does not read its replies"
+            );
+            self.close(id, "write queue over connection_write_max_bytes");
+            return;
+        }
+        self.dirty.push(id);
+    }
+
+    fn flush_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable_by_key(|id| id.0);
+        dirty.dedup();
+        for id in dirty.drain(..) {
+            self.flush(id, now);
+        }
+        self.dirty = dirty;
+    }
+
+    fn on_writable(&mut self, id: ConnectionId, now: Instant) {
+        if self.link_connecting(id) {
+            self.on_link_connect_result(id, now);
+            return;
+        }
+        self.flush(id, now);
+    }
+
+    fn flush(&mut self, id: ConnectionId, now: Instant) {
+        let high_water = self.options.write_high_water_bytes;
+        let Some(connection) = self.connections.get_mut(id) else {
+            return;
+        };
+        let was_over_high_water = connection.pending_write_bytes() > high_water;
+        if let Err(error) = connection.flush(now) {
+            debug!(%error, ?id, "reactor: write failed");
+            self.close(id, "write error");
+            return;
+        }
+        let pending = connection.pending_write_bytes();
+        if pending == 0 && connection.closing {
+            self.close(id, "closed after a protocol error");
+            return;
+        }
+        let wanted = connection.wanted_interest();
+        if wanted != connection.registered {
+            let registry: &Registry = self.poll.registry();
+            if registry
+                .reregister(&mut connection.stream, token_of(id), wanted)
+                .is_err()
+            {
+                self.close(id, "reregister failed");
+                return;
+            }
+            connection.registered = wanted;
+        }
+        if was_over_high_water && pending <= high_water {
+            self.revisit.push(id);
+        }
+    }
+
+    fn close(&mut self, id: ConnectionId, why: &str) {
+        let Some(mut connection) = self.connections.remove(id) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut connection.stream);
+        self.blocked.retain(|(blocked, _)| *blocked != id);
+        debug!(peer = %connection.peer_address, ?id, why, "reactor: closed");
+        if let Side::PeerOutbound(slot) = connection.side {
+            if let Some(link) = self.links.get_mut(slot) {
+                let delay = link.on_failure(Instant::now(), &mut self.prng);
+                info!(peer = %link.address, ?delay, why, "reactor: peer link down, redialling");
+            }
+        }
+    }
+}
+
+// ===== timers, peer links and shutdown =====
+
+impl Reactor {
+    fn run_timers(&mut self, now: Instant) {
+        if now >= self.next_tick {
+            // Ticks coalesce: if the state thread is behind, a skipped tick is harmless.
+            let _ = self.state.try_send(StateEvent::Tick);
+            self.next_tick = now + self.options.tick;
+        }
+        self.dial_due_links(now);
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + REACTOR_HOUSEKEEPING_INTERVAL;
+            self.close_idle_and_stalled(now);
+        }
+    }
+
+    fn close_idle_and_stalled(&mut self, now: Instant) {
+        for id in self.connections.ids() {
+            let Some(connection) = self.connections.get_mut(id) else {
+                continue;
+            };
+            let stalled = connection
+                .write_stalled_for(now)
+                .is_some_and(|stall| stall >= self.options.write_stall_timeout);
+            let idle = connection.side == Side::Client
+                && connection.inflight == 0
+                && connection.pending_write_bytes() == 0
+                && now.saturating_duration_since(connection.last_activity)
+                    >= self.options.client_idle_timeout;
+            if stalled {
+                self.counters.closed_for_slow_reader += 1;
+                warn!(peer = %connection.peer_address, "reactor: closing a connection whose replies stalled");
+                self.close(id, "write stalled past write_stall_timeout_ms");
+            } else if idle {
+                self.close(id, "idle past client_idle_timeout_ms");
+            }
+        }
+    }
+
+    fn link_connecting(&self, id: ConnectionId) -> bool {
+        self.links
+            .iter()
+            .any(|link| link.state == LinkState::Connecting(id))
+    }
+
+    fn dial_due_links(&mut self, now: Instant) {
+        for slot in 0..self.links.len() {
+            let LinkState::Idle { dial_at } = self.links[slot].state else {
+                continue;
+            };
+            if dial_at > now || self.draining_since.is_some() {
+                continue;
+            }
+            let address = self.links[slot].address;
+            let dialled = TcpStream::connect(address).and_then(|stream| {
+                let make = |_| Connection::new(stream, Side::PeerOutbound(slot), address, now);
+                let id = self.connections.insert_with(make).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::OutOfMemory, "connection slab full")
+                })?;
+                if let Err(error) = self.register(id, Interest::READABLE | Interest::WRITABLE) {
+                    self.connections.remove(id);
+                    return Err(error);
+                }
+                Ok(id)
+            });
+            match dialled {
+                Ok(id) => self.links[slot].state = LinkState::Connecting(id),
+                Err(error) => {
+                    let delay = self.links[slot].on_failure(now, &mut self.prng);
+                    debug!(peer = %address, %error, ?delay, "reactor: dial failed");
+                }
+            }
+        }
+    }
+
+    /// A non-blocking connect finished: `take_error` and `peer_addr` tell how.
+    fn on_link_connect_result(&mut self, id: ConnectionId, now: Instant) {
+        let Some(slot) = self
+            .links
+            .iter()
+            .position(|link| link.state == LinkState::Connecting(id))
+        else {
+            return;
+        };
+        let Some(connection) = self.connections.get_mut(id) else {
+            return;
+        };
+        let failed = matches!(connection.stream.take_error(), Ok(Some(_)) | Err(_));
+        if failed || connection.stream.peer_addr().is_err() {
+            self.close(id, "connect failed");
+            return;
+        }
+        tune_stream(&connection.stream);
+        let address = self.links[slot].address;
+        self.links[slot].on_connected(id);
+        info!(peer = %address, "reactor: peer link up");
+        self.flush(id, now);
+        self.revisit.push(id);
+    }
+
+    fn send_on_link(&mut self, address: SocketAddr, frame: &[u8], now: Instant) {
+        let Some(link) = self.links.iter_mut().find(|link| link.address == address) else {
+            debug!(peer = %address, "reactor: send to an unlinked peer dropped");
+            return;
+        };
+        let LinkState::Up(id) = link.state else {
+            link.dropped_frames += 1;
+            return;
+        };
+        if let Some(connection) = self.connections.get_mut(id) {
+            connection.queue(frame, now);
+            self.after_queue(id);
+        }
+    }
+
+    fn begin_drain(&mut self, now: Instant) {
+        if self.draining_since.is_some() {
+            return;
+        }
+        info!("reactor: shutting down: no longer accepting, delivering outstanding replies");
+        self.draining_since = Some(now);
+        for listener in [self.client_listener.take(), self.peer_listener.take()] {
+            if let Some(mut listener) = listener {
+                let _ = self.poll.registry().deregister(&mut listener);
+            }
+        }
+        // Requests not yet handed over were never acknowledged: drop them.
+        self.blocked.clear();
+        let inflight: Vec<ConnectionId> = self.connections.ids();
+        for id in inflight {
+            let idle = self.connections.get_mut(id).is_some_and(|connection| {
+                connection.inflight == 0 && connection.pending_write_bytes() == 0
+            });
+            if idle {
+                self.close(id, "shutting down");
+            }
+        }
+    }
+
+    /// Draining is over when every reply was delivered, or the drain timed out.
+    fn drained(&mut self, now: Instant) -> bool {
+        let Some(since) = self.draining_since else {
+            return false;
+        };
+        let mut outstanding = false;
+        for id in self.connections.ids() {
+            let Some(connection) = self.connections.get_mut(id) else {
+                continue;
+            };
+            if connection.inflight == 0 && connection.pending_write_bytes() == 0 {
+                self.close(id, "shutting down");
+            } else {
+                outstanding = true;
+            }
+        }
+        let timed_out = now.saturating_duration_since(since) >= SHUTDOWN_DRAIN_TIMEOUT;
+        if outstanding && timed_out {
+            warn!("reactor: shutdown drain timed out with replies outstanding");
+        }
+        !outstanding || timed_out
+    }
+
+    /// Live connections (for tests and status).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+}

@@ -1,0 +1,249 @@
+//! Shared helpers for multi-process tests: a `Daemon` guard that runs the real
+//! `radiant` binary on 127.0.0.1 with port 0, finds its bound addresses through
+//! `DATA_DIR/radiant.addr`, and kills its PID when dropped (also when a test fails).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use radiant::client::{Client, ClientOptions};
+
+/// Longest a daemon may take to start and answer a ping.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a clean shutdown may take.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `radiant` process, killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its config file.
+    pub config_path: PathBuf,
+    /// Its client address.
+    pub client_address: SocketAddr,
+    /// Its peer address.
+    pub peer_address: SocketAddr,
+    /// Where its stderr goes.
+    pub log_path: PathBuf,
+}
+
+/// Writes a config for a radiant with its data in `data_dir`, loopback port 0, plus `extra`
+/// TOML lines, and returns its path.
+pub fn write_config(data_dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(data_dir).expect("create data dir");
+    let path = data_dir.with_extension("toml");
+    let text = format!(
+        "my_ip = \"127.0.0.1\"\nmy_port = 0\nclient_ip = \"127.0.0.1\"\nclient_port = 0\n\
+         data_dir = {:?}\nlog_level = \"info\"\n{extra}\n",
+        data_dir.display().to_string()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+impl Daemon {
+    /// Starts a radiant on `data_dir` (created if missing) with `extra` config lines.
+    pub fn start(data_dir: &Path, extra: &str) -> Daemon {
+        let config_path = write_config(data_dir, extra);
+        Daemon::start_with_config(data_dir, &config_path)
+    }
+
+    /// Starts a radiant with an existing config file whose data_dir is `data_dir`.
+    pub fn start_with_config(data_dir: &Path, config_path: &Path) -> Daemon {
+        // A stale address file from an earlier run would point at a dead port.
+        let _ = std::fs::remove_file(data_dir.join(radiant::server::ADDRESS_FILE));
+        let log_path = data_dir.with_extension(format!("log.{}", unique_suffix()));
+        let log = std::fs::File::create(&log_path).expect("create log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_radiant"))
+            .arg("start")
+            .arg("--config")
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn radiant");
+        let mut daemon = Daemon {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            config_path: config_path.to_path_buf(),
+            client_address: "127.0.0.1:1".parse().expect("literal"),
+            peer_address: "127.0.0.1:1".parse().expect("literal"),
+            log_path,
+        };
+        daemon.wait_until_serving();
+        daemon
+    }
+
+    fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.try_exit_status() {
+                panic!(
+                    "radiant exited during start-up with {status}; log:\n{}",
+                    self.log()
+                );
+            }
+            if let Some((client, peer)) = radiant::server::read_address_file(&self.data_dir) {
+                self.client_address = client;
+                self.peer_address = peer;
+                if self
+                    .client()
+                    .and_then(|mut client| client.ping().ok())
+                    .is_some()
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "radiant did not serve within {START_TIMEOUT:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client connected to this radiant, or `None` if it cannot connect.
+    pub fn client(&self) -> Option<Client> {
+        let options = ClientOptions {
+            timeout: Duration::from_secs(10),
+            ..ClientOptions::default()
+        };
+        Client::connect(&self.client_address.to_string(), options).ok()
+    }
+
+    /// A connected client; panics with the log if it cannot connect.
+    pub fn connect(&self) -> Client {
+        self.client().unwrap_or_else(|| {
+            panic!(
+                "cannot connect to {}; log:\n{}",
+                self.client_address,
+                self.log()
+            )
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: `pid` is our own child, not yet reaped, so it cannot have been reused.
+        #[allow(unsafe_code)]
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill(SIGTERM) failed");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.try_exit_status() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                panic!(
+                    "radiant ignored SIGTERM for {STOP_TIMEOUT:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_some() && self.try_exit_status().is_none()
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Resident memory of the process in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A seed for randomised tests: `RADIANT_TEST_SEED` if set, else the clock. Printed so a
+/// failure can be rerun with the same choices.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = std::env::var("RADIANT_TEST_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |elapsed| elapsed.as_nanos() as u64)
+        });
+    eprintln!("{test}: seed {seed} (rerun with RADIANT_TEST_SEED={seed})");
+    seed
+}
+
+/// Runs `command` to completion, killing it (by PID) if it outlives `timeout`.
+pub fn run_bounded(command: &mut Command, timeout: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "{command:?} outlived {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
