@@ -129,7 +129,7 @@ impl Config {
         }
         let same =
             self.my_port != 0 && self.my_port == self.client_port && self.my_ip == self.client_ip;
-        let reason = format!("is also `my_port`: peers and clients need separate ports");
+        let reason = "is also `my_port`: peers and clients need separate ports".to_string();
         checker.check(!same, "client_port", self.client_port, reason);
         if let Some(secret) = &self.cluster_secret {
             let reason = "must be at least 16 bytes long to be worth having".to_string();
@@ -178,11 +178,14 @@ impl Config {
         checker.check(frame >= needed, "max_frame_bytes", frame, reason);
         checker.range("max_frame_bytes", frame, 1 << 10, 1 << 31);
         let replication = u64::from(self.replication_max_bytes);
-        checker.range(
+        checker.range("replication_max_bytes", replication, 1 << 10, 1 << 30);
+        let reason =
+            format!("must not exceed `max_frame_bytes` ({frame}): a batch travels in one frame");
+        checker.check(
+            replication <= frame,
             "replication_max_bytes",
             replication,
-            1 << 10,
-            frame.max(1 << 10),
+            reason,
         );
         let high_water = self.connection_write_high_water_bytes;
         let reason = format!("must be at least `max_frame_bytes` ({frame}) so one reply fits");

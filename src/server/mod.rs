@@ -108,31 +108,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let _lock = lock_data_dir(&data_dir)?;
     let map = Arc::new(ShardMap::new(config.shard_count));
     let recovered = recovery::recover(&data_dir, &config, &map)?;
-    let runtime = |what| move |source| StartupError::Runtime { what, source };
-    let client_listener =
-        bind_listener(config.client_addr()).map_err(|source| StartupError::Bind {
-            what: "clients",
-            address: config.client_addr(),
-            source,
-        })?;
-    let peer_listener = bind_listener(config.peer_addr()).map_err(|source| StartupError::Bind {
-        what: "peers",
-        address: config.peer_addr(),
-        source,
-    })?;
-    let client_address = client_listener
-        .local_addr()
-        .map_err(runtime("client listener"))?;
-    let peer_address = peer_listener
-        .local_addr()
-        .map_err(runtime("peer listener"))?;
-    write_address_file(&data_dir, client_address, peer_address).map_err(|source| {
-        StartupError::DataDir {
-            path: data_dir.clone(),
-            source,
-        }
-    })?;
-
+    let (client_listener, peer_listener) = bind_listeners(&config, &data_dir)?;
     let member_id = MemberId::new(SINGLE_NODE_MEMBER_ID).expect("nonzero constant");
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
     let (reactor, reactor_sender) = Reactor::new(
@@ -141,85 +117,34 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         peer_listener,
         state_sender.clone(),
     )
-    .map_err(runtime("reactor"))?;
+    .map_err(runtime_error("reactor"))?;
     if let Some(neighbor) = config.neighbor_addr() {
         let _ = reactor_sender.send(ReactorEvent::LinkPeer(neighbor));
     }
-    let signals = signal_thread(reactor_sender.clone()).map_err(runtime("signal handler"))?;
-
-    let (wal_sender, wal_requests) = crossbeam_channel::bounded(WAL_QUEUE_CAPACITY);
-    let wal_counters = Arc::new(wal_thread::WalCounters::default());
-    let wal = wal_thread::spawn(
+    let signals = signal_thread(reactor_sender.clone()).map_err(runtime_error("signal handler"))?;
+    let last_index = recovered.log.last_index;
+    let radiant = Radiant::new(
+        member_id,
+        OrderOptions {
+            shard_count: config.shard_count,
+            snapshot_interval_entries: config.snapshot_interval_entries,
+        },
+        recovered.log,
+    );
+    let threads = Threads::spawn(
+        &config,
+        &data_dir,
+        radiant,
         recovered.wal,
-        wal_requests,
-        state_sender.clone(),
-        wal_counters,
-    )
-    .map_err(runtime("WAL writer thread"))?;
-    let workers_count = config.shard_workers as usize;
-    let mut worker_senders = Vec::with_capacity(workers_count);
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    for number in 0..workers_count {
-        let (sender, requests) = crossbeam_channel::bounded(SHARD_WORKER_QUEUE_CAPACITY);
-        worker_senders.push(sender);
-        let worker = shard_worker::spawn(
-            number,
-            workers_count,
-            Arc::clone(&map),
-            requests,
-            reactor_sender.clone(),
-        )
-        .map_err(runtime("shard worker thread"))?;
-        threads.push(worker);
-    }
-    let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(2);
-    let snapshot_writer = snapshot_thread::spawn(
-        data_dir.clone(),
-        config.shard_count,
-        snapshot_jobs,
-        state_sender.clone(),
-    )
-    .map_err(runtime("snapshot thread"))?;
-    threads.push(snapshot_writer);
-
-    let options = OrderOptions {
-        shard_count: config.shard_count,
-        snapshot_interval_entries: config.snapshot_interval_entries,
-    };
-    let radiant = Radiant::new(member_id, options, recovered.log);
-    let links = StateThreadLinks {
-        inbox: state_inbox,
-        wal: wal_sender,
-        workers: worker_senders,
-        snapshots: snapshot_sender,
-        reactor: reactor_sender,
-    };
-    let state = state_thread::spawn(radiant, links).map_err(runtime("state thread"))?;
-
-    info!(
-        clients = %client_address,
-        peers = %peer_address,
-        data_dir = %data_dir.display(),
-        keys = map.len(),
-        last_index = recovered.log.last_index,
-        "radiant: serving"
-    );
-    eprintln!(
-        "radiant: serving clients on {client_address}, peers on {peer_address}; data in {}",
-        data_dir.display()
-    );
+        &map,
+        (state_sender, state_inbox),
+        reactor_sender,
+    )?;
+    info!(data_dir = %data_dir.display(), keys = map.len(), last_index, "radiant: serving");
     let reactor_result = reactor.run();
-    let _ = state_sender.send(StateEvent::Shutdown);
-    drop(state_sender);
-    let state_exit = state
-        .join()
-        .unwrap_or(StateThreadExit::WalFailed("state thread panicked".into()));
-    let _ = wal.join();
-    for thread in threads {
-        let _ = thread.join();
-    }
+    let state_exit = threads.stop();
     drop(signals);
-    reactor_result.map_err(runtime("reactor"))?;
+    reactor_result.map_err(runtime_error("reactor"))?;
     match state_exit {
         StateThreadExit::Clean => {
             info!("radiant: shut down cleanly; every accepted write is durable");
@@ -231,6 +156,122 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         }
     }
 }
+
+fn runtime_error(what: &'static str) -> impl Fn(std::io::Error) -> StartupError {
+    move |source| StartupError::Runtime { what, source }
+}
+
+/// Binds both listeners, records their addresses in the data directory and says where
+/// the radiant serves (on stderr, so `radiant start` in a terminal shows it at once).
+fn bind_listeners(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<(std::net::TcpListener, std::net::TcpListener), StartupError> {
+    let bind = |what, address| {
+        bind_listener(address).map_err(|source| StartupError::Bind {
+            what,
+            address,
+            source,
+        })
+    };
+    let client_listener = bind("clients", config.client_addr())?;
+    let peer_listener = bind("peers", config.peer_addr())?;
+    let client_address = client_listener
+        .local_addr()
+        .map_err(runtime_error("listener"))?;
+    let peer_address = peer_listener
+        .local_addr()
+        .map_err(runtime_error("listener"))?;
+    write_address_file(data_dir, client_address, peer_address).map_err(|source| {
+        StartupError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        }
+    })?;
+    info!(clients = %client_address, peers = %peer_address, "radiant: listening");
+    eprintln!(
+        "radiant: serving clients on {client_address}, peers on {peer_address}; data in {}",
+        data_dir.display()
+    );
+    Ok((client_listener, peer_listener))
+}
+
+/// The threads around the reactor, in the order they must stop.
+struct Threads {
+    state_sender: crossbeam_channel::Sender<StateEvent>,
+    state: JoinHandle<StateThreadExit>,
+    wal: JoinHandle<()>,
+    others: Vec<JoinHandle<()>>,
+}
+
+impl Threads {
+    fn spawn(
+        config: &Config,
+        data_dir: &Path,
+        radiant: Radiant,
+        wal: crate::storage::wal::Wal,
+        map: &Arc<ShardMap>,
+        (state_sender, state_inbox): StateChannel,
+        reactor_sender: channels::ReactorSender<ReactorEvent>,
+    ) -> Result<Threads, StartupError> {
+        let (wal_sender, wal_requests) = crossbeam_channel::bounded(WAL_QUEUE_CAPACITY);
+        let counters = Arc::new(wal_thread::WalCounters::default());
+        let wal = wal_thread::spawn(wal, wal_requests, state_sender.clone(), counters)
+            .map_err(runtime_error("WAL writer thread"))?;
+        let workers = config.shard_workers as usize;
+        let mut worker_senders = Vec::with_capacity(workers);
+        let mut others = Vec::new();
+        for number in 0..workers {
+            let (sender, requests) = crossbeam_channel::bounded(SHARD_WORKER_QUEUE_CAPACITY);
+            worker_senders.push(sender);
+            let map = Arc::clone(map);
+            let worker =
+                shard_worker::spawn(number, workers, map, requests, reactor_sender.clone())
+                    .map_err(runtime_error("shard worker thread"))?;
+            others.push(worker);
+        }
+        let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(2);
+        let snapshot_state = state_sender.clone();
+        let directory = data_dir.to_path_buf();
+        let snapshots =
+            snapshot_thread::spawn(directory, config.shard_count, snapshot_jobs, snapshot_state)
+                .map_err(runtime_error("snapshot thread"))?;
+        others.push(snapshots);
+        let links = StateThreadLinks {
+            inbox: state_inbox,
+            wal: wal_sender,
+            workers: worker_senders,
+            snapshots: snapshot_sender,
+            reactor: reactor_sender,
+        };
+        let state = state_thread::spawn(radiant, links).map_err(runtime_error("state thread"))?;
+        Ok(Threads {
+            state_sender,
+            state,
+            wal,
+            others,
+        })
+    }
+
+    /// Called once the reactor has drained: the state thread passes shutdown on to
+    /// the WAL writer (which syncs) and drops the worker queues (which drain).
+    fn stop(self) -> StateThreadExit {
+        let _ = self.state_sender.send(StateEvent::Shutdown);
+        drop(self.state_sender);
+        let panicked = || StateThreadExit::WalFailed("the state thread panicked".into());
+        let exit = self.state.join().unwrap_or_else(|_| panicked());
+        let _ = self.wal.join();
+        for thread in self.others {
+            let _ = thread.join();
+        }
+        exit
+    }
+}
+
+type StateChannel = (
+    crossbeam_channel::Sender<StateEvent>,
+    crossbeam_channel::Receiver<StateEvent>,
+);
 
 fn reactor_options(config: &Config, member_id: MemberId) -> ReactorOptions {
     ReactorOptions {

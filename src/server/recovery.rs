@@ -72,26 +72,7 @@ pub fn recover(
     config: &Config,
     map: &ShardMap,
 ) -> Result<Recovered, RecoveryError> {
-    let limits = config.protocol_limits();
-    let snapshot_limits = SnapshotLimits {
-        max_key_bytes: limits.max_key_bytes,
-        max_value_bytes: limits.max_value_bytes,
-    };
-    let mut snapshot_index = 0;
-    let mut snapshot_term = 0;
-    if let Some(snapshot) = snapshot::load_latest(data_dir, snapshot_limits)? {
-        snapshot_index = snapshot.last_index;
-        snapshot_term = snapshot.last_term;
-        // Shards are recomputed from the keys, so a changed shard_count still loads.
-        for (_, key, value) in snapshot.key_values {
-            map.put(key_shard(&key, config.shard_count), key, value);
-        }
-        info!(
-            index = snapshot_index,
-            keys = map.len(),
-            "recovery: snapshot loaded"
-        );
-    }
+    let (snapshot_index, snapshot_term) = load_snapshot(data_dir, config, map)?;
     let options = WalOptions {
         segment_max_bytes: config.wal_segment_max_bytes,
         max_record_bytes: config
@@ -108,44 +89,21 @@ pub fn recover(
             "recovery: truncated a torn write at the end of the log (never acknowledged)"
         );
     }
-    let first_index = recovered.entries.first().map(|entry| entry.index);
-    if let Some(first_index) = first_index {
-        if first_index > snapshot_index + 1 {
-            return Err(RecoveryError::Gap {
-                data_dir: data_dir.to_path_buf(),
-                first_index,
-                snapshot_index,
-            });
+    let gap = |first_index| RecoveryError::Gap {
+        data_dir: data_dir.to_path_buf(),
+        first_index,
+        snapshot_index,
+    };
+    if let Some(first) = recovered.entries.first() {
+        if first.index > snapshot_index + 1 {
+            return Err(gap(first.index));
         }
-    }
-    let mut replayed = 0u64;
-    for entry in recovered
-        .entries
-        .into_iter()
-        .filter(|entry| entry.index > snapshot_index)
-    {
-        let index = entry.index;
-        let command =
-            Command::decode(entry.data, &limits).map_err(|source| RecoveryError::Command {
-                data_dir: data_dir.to_path_buf(),
-                index,
-                source,
-            })?;
-        if let Some(key) = command.key() {
-            let shard = key_shard(key, config.shard_count);
-            apply(map, shard, command);
-        }
-        replayed += 1;
     }
     if wal.last_index() < snapshot_index {
         // Compaction never deletes the active segment, so only lost files get here.
-        let first_index = wal.last_index() + 1;
-        return Err(RecoveryError::Gap {
-            data_dir: data_dir.to_path_buf(),
-            first_index,
-            snapshot_index,
-        });
+        return Err(gap(wal.last_index() + 1));
     }
+    let replayed = replay(data_dir, config, map, recovered.entries, snapshot_index)?;
     let (last_index, last_term) = (wal.last_index(), wal.last_term().max(snapshot_term));
     info!(
         replayed,
@@ -161,4 +119,58 @@ pub fn recover(
         snapshot_index,
     };
     Ok(Recovered { wal, log })
+}
+
+/// Loads the newest snapshot into `map`; returns its last index and term (0, 0 if none).
+fn load_snapshot(
+    data_dir: &Path,
+    config: &Config,
+    map: &ShardMap,
+) -> Result<(LogIndex, u64), RecoveryError> {
+    let limits = SnapshotLimits {
+        max_key_bytes: config.max_key_bytes,
+        max_value_bytes: config.max_value_bytes,
+    };
+    let Some(snapshot) = snapshot::load_latest(data_dir, limits)? else {
+        return Ok((0, 0));
+    };
+    // Shards are recomputed from the keys, so a changed shard_count still loads.
+    for (_, key, value) in snapshot.key_values {
+        map.put(key_shard(&key, config.shard_count), key, value);
+    }
+    info!(
+        index = snapshot.last_index,
+        keys = map.len(),
+        "recovery: snapshot loaded"
+    );
+    Ok((snapshot.last_index, snapshot.last_term))
+}
+
+/// Applies every entry past the snapshot, exactly as the shard workers would have.
+fn replay(
+    data_dir: &Path,
+    config: &Config,
+    map: &ShardMap,
+    entries: Vec<radiant_protocol::LogEntry>,
+    snapshot_index: LogIndex,
+) -> Result<u64, RecoveryError> {
+    let limits = config.protocol_limits();
+    let mut replayed = 0;
+    for entry in entries
+        .into_iter()
+        .filter(|entry| entry.index > snapshot_index)
+    {
+        let index = entry.index;
+        let command =
+            Command::decode(entry.data, &limits).map_err(|source| RecoveryError::Command {
+                data_dir: data_dir.to_path_buf(),
+                index,
+                source,
+            })?;
+        if let Some(key) = command.key() {
+            apply(map, key_shard(key, config.shard_count), command);
+        }
+        replayed += 1;
+    }
+    Ok(replayed)
 }

@@ -1,7 +1,7 @@
 //! Shared helpers for multi-process tests: a `Daemon` guard that runs the real
 //! `radiant` binary on 127.0.0.1 with port 0, finds its bound addresses through
 //! `DATA_DIR/radiant.addr`, and kills its PID when dropped (also when a test fails).
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -73,7 +73,7 @@ impl Session {
     /// Writes the 16-byte session field; `None` is two zeros.
     pub(crate) fn encode(session: Option<Session>, dst: &mut BytesMut) {
         debug_assert!(
-            session.map_or(true, |session| session.sequence != 0),
+            session.is_none_or(|session| session.sequence != 0),
             "sequence 0"
         );
         dst.put_u64(ClientId::to_wire(session.map(|session| session.client_id)));

@@ -804,10 +804,9 @@ impl Reactor {
         }
         info!("reactor: shutting down: no longer accepting, delivering outstanding replies");
         self.draining_since = Some(now);
-        for listener in [self.client_listener.take(), self.peer_listener.take()] {
-            if let Some(mut listener) = listener {
-                let _ = self.poll.registry().deregister(&mut listener);
-            }
+        let listeners = [self.client_listener.take(), self.peer_listener.take()];
+        for mut listener in listeners.into_iter().flatten() {
+            let _ = self.poll.registry().deregister(&mut listener);
         }
         // Requests not yet handed over were never acknowledged: drop them.
         self.blocked.clear();
