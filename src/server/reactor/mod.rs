@@ -14,6 +14,8 @@
 mod connection;
 mod connections;
 mod peers;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
