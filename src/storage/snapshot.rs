@@ -45,9 +45,9 @@ pub enum SnapshotError {
         source: io::Error,
     },
     #[error(
-        "snapshot file `{}` is unusable: {reason}. Move it aside to start from the previous \
-         snapshot and the WAL, or remove this radiant's data directory so it catches up from \
-         its order",
+        "snapshot file `{}` is unusable: {reason}. Restore the data directory from a backup \
+         (a member of a replicated order can instead remove its data directory and catch up \
+         from the order); deleting the file loses what the compacted log no longer holds",
         path.display()
     )]
     Corrupt { path: PathBuf, reason: String },

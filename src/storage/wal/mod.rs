@@ -76,9 +76,9 @@ pub enum WalError {
     },
     #[error(
         "wal segment `{}` is corrupt at byte offset {offset}: {reason}. The radiant refuses to \
-         start because acknowledged writes may be damaged; remove this radiant's data directory \
-         so it rejoins and catches up from its order, or move the segment aside after \
-         inspecting it",
+         start because acknowledged writes may be damaged. A single-node system must restore its \
+         data directory from a backup; a member of a replicated order can instead remove its \
+         data directory and catch up from the order",
         segment.display()
     )]
     Corrupt {
