@@ -10,9 +10,10 @@
 //! also runs without them. The set is kept small on purpose (fewer than 50 files).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use radiant::config::Config;
 use radiant_protocol::{
     ClientId, ClientRequest, ClientResponse, Command, ErrorResponse, MemberId, Message,
     OrderStateOp, ReadConsistency, Session,
@@ -30,11 +31,21 @@ fn main() -> std::io::Result<()> {
 
 fn session() -> Option<Session> {
     let client_id = ClientId::new(42)?;
-    Some(Session { client_id, sequence: 7 })
+    Some(Session {
+        client_id,
+        sequence: 7,
+    })
 }
 
 /// One message of every kind this protocol version defines, named for its file.
 fn sample_messages() -> Vec<(&'static str, Message)> {
+    let mut messages = sample_requests();
+    messages.extend(sample_replies(Bytes::from_static(b"radiant")));
+    messages
+}
+
+/// One request of every kind, with and without sessions and optional fields.
+fn sample_requests() -> Vec<(&'static str, Message)> {
     let key = Bytes::from_static(b"user:{42}:name");
     let value = Bytes::from_static(b"radiant");
     vec![
@@ -63,7 +74,10 @@ fn sample_messages() -> Vec<(&'static str, Message)> {
         ),
         (
             "delete",
-            Message::Request(ClientRequest::Delete { key: key.clone(), session: None }),
+            Message::Request(ClientRequest::Delete {
+                key: key.clone(),
+                session: None,
+            }),
         ),
         (
             "cas",
@@ -74,9 +88,17 @@ fn sample_messages() -> Vec<(&'static str, Message)> {
                 session: session(),
             }),
         ),
+    ]
+}
+
+/// One reply of every response and error kind.
+fn sample_replies(value: Bytes) -> Vec<(&'static str, Message)> {
+    vec![
         (
             "get_result",
-            Message::Response(ClientResponse::GetResult { value: Some(value.clone()) }),
+            Message::Response(ClientResponse::GetResult {
+                value: Some(value.clone()),
+            }),
         ),
         ("put_result", Message::Response(ClientResponse::PutResult)),
         (
@@ -85,11 +107,16 @@ fn sample_messages() -> Vec<(&'static str, Message)> {
         ),
         (
             "cas_result",
-            Message::Response(ClientResponse::CasResult { succeeded: false, current: Some(value) }),
+            Message::Response(ClientResponse::CasResult {
+                succeeded: false,
+                current: Some(value),
+            }),
         ),
         (
             "pong",
-            Message::Response(ClientResponse::Pong { member_id: MemberId::new(3) }),
+            Message::Response(ClientResponse::Pong {
+                member_id: MemberId::new(3),
+            }),
         ),
         (
             "not_herald",
@@ -98,15 +125,25 @@ fn sample_messages() -> Vec<(&'static str, Message)> {
                 address: Some("127.0.0.1:7411".to_string()),
             }),
         ),
-        ("wrong_order", Message::Error(ErrorResponse::WrongOrder { config_num: 9 })),
-        ("locked", Message::Error(ErrorResponse::Locked(OrderStateOp::Replicating))),
+        (
+            "wrong_order",
+            Message::Error(ErrorResponse::WrongOrder { config_num: 9 }),
+        ),
+        (
+            "locked",
+            Message::Error(ErrorResponse::Locked(OrderStateOp::Replicating)),
+        ),
         (
             "unavailable",
-            Message::Error(ErrorResponse::Unavailable { reason: "no majority".to_string() }),
+            Message::Error(ErrorResponse::Unavailable {
+                reason: "no majority".to_string(),
+            }),
         ),
         (
             "bad_request",
-            Message::Error(ErrorResponse::BadRequest { reason: "empty key".to_string() }),
+            Message::Error(ErrorResponse::BadRequest {
+                reason: "empty key".to_string(),
+            }),
         ),
     ]
 }
@@ -126,7 +163,11 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 fn write_message_seeds(dir: &Path, messages: &[(&str, Message)]) -> std::io::Result<()> {
     for (index, (name, message)) in messages.iter().enumerate() {
         let correlation_id = index as u64 + 1;
-        write(dir, &format!("{name}.bin"), &encode(message, correlation_id))?;
+        write(
+            dir,
+            &format!("{name}.bin"),
+            &encode(message, correlation_id),
+        )?;
     }
     Ok(())
 }
@@ -168,14 +209,47 @@ fn write_command_seeds(dir: &Path) -> std::io::Result<()> {
     let value = Bytes::from_static(b"v1");
     let commands = [
         ("noop", Command::Noop),
-        ("put", Command::Put { key: key.clone(), value: value.clone(), session: session() }),
-        ("put_no_session", Command::Put { key: key.clone(), value: Bytes::new(), session: None }),
-        ("delete", Command::Delete { key: key.clone(), session: session() }),
+        (
+            "put",
+            Command::Put {
+                key: key.clone(),
+                value: value.clone(),
+                session: session(),
+            },
+        ),
+        (
+            "put_no_session",
+            Command::Put {
+                key: key.clone(),
+                value: Bytes::new(),
+                session: None,
+            },
+        ),
+        (
+            "delete",
+            Command::Delete {
+                key: key.clone(),
+                session: session(),
+            },
+        ),
         (
             "cas_insert",
-            Command::Cas { key: key.clone(), expected: None, new: Some(value.clone()), session: None },
+            Command::Cas {
+                key: key.clone(),
+                expected: None,
+                new: Some(value.clone()),
+                session: None,
+            },
         ),
-        ("cas_delete", Command::Cas { key, expected: Some(value), new: None, session: session() }),
+        (
+            "cas_delete",
+            Command::Cas {
+                key,
+                expected: Some(value),
+                new: None,
+                session: session(),
+            },
+        ),
     ];
     for (name, command) in commands {
         write(dir, &format!("{name}.bin"), &command.to_bytes())?;
@@ -184,15 +258,24 @@ fn write_command_seeds(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The shipped example configs plus a few that exercise optional keys and validation.
+/// The shipped ones must be valid: a broken example is a bug this catches early.
 fn write_config_seeds(dir: &Path) -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shipped: [PathBuf; 2] =
-        [root.join("config/single.toml"), root.join("systemd/radiant.toml")];
-    for path in shipped.iter().filter(|path| path.exists()) {
-        let stem = path.parent().and_then(Path::file_name).unwrap_or_default();
-        let name = format!("{}_{}", stem.to_string_lossy(), path.file_name().unwrap_or_default().to_string_lossy());
-        fs::create_dir_all(dir)?;
-        fs::copy(path, dir.join(name))?;
+    let shipped = [
+        ("single.toml", "config/single.toml"),
+        ("systemd.toml", "systemd/radiant.toml"),
+    ];
+    for (name, relative) in shipped {
+        let path = root.join(relative);
+        let text = fs::read_to_string(&path)?;
+        if let Err(error) = Config::from_toml_str(&text, relative) {
+            let message = format!("shipped config is invalid: {error}");
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                message,
+            ));
+        }
+        write(dir, name, text.as_bytes())?;
     }
     let joiner = "my_ip = \"::1\"\nmy_port = 0\nclient_port = 0\n\
                   neighbor_ip = \"::1\"\nneighbor_port = 7400\nbootstrap_expect = 3\n\
@@ -201,5 +284,9 @@ fn write_config_seeds(dir: &Path) -> std::io::Result<()> {
     let invalid = "tick_ms = 0\nelection_timeout = 3\nheartbeat_interval = 2\n\
                    max_value_bytes = 1073741824\nlog_level = \"loud\"\n";
     write(dir, "invalid_values.toml", invalid.as_bytes())?;
-    write(dir, "unknown_key.toml", b"electon_timeout = 5\n[extra]\nx = [1, 2.5, \"s\"]\n")
+    write(
+        dir,
+        "unknown_key.toml",
+        b"electon_timeout = 5\n[extra]\nx = [1, 2.5, \"s\"]\n",
+    )
 }
