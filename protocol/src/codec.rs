@@ -1,15 +1,19 @@
 //! Field-level reading and writing shared by every message family.
 //!
-//! This module owns the encoding rules: big-endian integers, strict booleans, length-
-//! prefixed byte strings, optional byte strings and UTF-8 strings. It must not know any
-//! message layout, and the reader must never read past its payload, panic, or grow a
+//! This module owns the encoding rules: big-endian integers, strict booleans, required
+//! ids, length-prefixed byte strings, optional byte strings and UTF-8 strings. It must
+//! not know any message layout, and the reader must never read past its payload, panic, or grow a
 //! buffer from a length it has not checked.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
+use crate::ids::{GroupId, MemberId};
 use crate::kind::Kind;
-use crate::limits::Limits;
+use crate::limits::{Limits, MAX_ADDRESS_BYTES};
+
+/// The reason reported for an address longer than `MAX_ADDRESS_BYTES`.
+const ADDRESS_TOO_LONG: &str = "longer than MAX_ADDRESS_BYTES (255)";
 
 /// Reads fields off the front of a payload. Every byte string it returns is a
 /// zero-copy slice of the payload.
@@ -33,7 +37,9 @@ impl Reader {
         }
     }
 
-    fn need(&self, field: &'static str, needed: usize) -> Result<(), DecodeError> {
+    /// Checks that `needed` more bytes remain for `field`, else `Truncated`. Decoders
+    /// also call it with a count's minimum size before allocating for that count.
+    pub(crate) fn need(&self, field: &'static str, needed: usize) -> Result<(), DecodeError> {
         let remaining = self.bytes.remaining();
         if remaining < needed {
             return Err(DecodeError::Truncated {
@@ -64,6 +70,16 @@ impl Reader {
     pub(crate) fn read_u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         self.need(field, 8)?;
         Ok(self.bytes.get_u64())
+    }
+
+    /// A required member id: a `u64` that must not be 0 ("not set").
+    pub(crate) fn read_member_id(&mut self, field: &'static str) -> Result<MemberId, DecodeError> {
+        MemberId::new(self.read_u64(field)?).ok_or(DecodeError::ZeroId { field })
+    }
+
+    /// A required group id: a `u64` that must not be 0 ("not set").
+    pub(crate) fn read_group_id(&mut self, field: &'static str) -> Result<GroupId, DecodeError> {
+        GroupId::new(self.read_u64(field)?).ok_or(DecodeError::ZeroId { field })
     }
 
     /// A boolean: exactly 0 or 1, so every value has one encoding.
@@ -120,6 +136,34 @@ impl Reader {
         self.read_slice(field, len)
     }
 
+    /// A byte string of at most `max_bytes`: `u32` length (checked before slicing), then
+    /// the bytes. `too_long` is the reason reported when the length exceeds `max_bytes`.
+    pub(crate) fn read_bytes_at_most(
+        &mut self,
+        field: &'static str,
+        max_bytes: u32,
+        too_long: &'static str,
+    ) -> Result<Bytes, DecodeError> {
+        let len = self.read_u32(field)?;
+        if len > max_bytes {
+            return Err(self.invalid(field, too_long));
+        }
+        self.read_slice(field, len)
+    }
+
+    /// A long UTF-8 string: `u32` length (at most `max_bytes`, checked before slicing),
+    /// then the bytes. For documents such as status JSON that outgrow a `u16`.
+    pub(crate) fn read_long_string(
+        &mut self,
+        field: &'static str,
+        max_bytes: u32,
+        too_long: &'static str,
+    ) -> Result<String, DecodeError> {
+        let bytes = self.read_bytes_at_most(field, max_bytes, too_long)?;
+        // Why: the copy is bounded by the frame, which this reader already holds.
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.invalid(field, "not valid UTF-8"))
+    }
+
     /// An optional value: a `u8` presence flag (0 absent, 1 present), then the value.
     pub(crate) fn read_optional_value(
         &mut self,
@@ -158,6 +202,11 @@ impl Reader {
         // Why: this copy is bounded by max_bytes (at most a few hundred bytes), and error
         // text is read by people, so an owned String is worth it.
         String::from_utf8(bytes.to_vec()).map_err(|_| self.invalid(field, "not valid UTF-8"))
+    }
+
+    /// A radiant's address (`host:port`): a UTF-8 string of at most `MAX_ADDRESS_BYTES`.
+    pub(crate) fn read_address(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        self.read_string(field, MAX_ADDRESS_BYTES, ADDRESS_TOO_LONG)
     }
 
     /// Ends decoding: the payload must be consumed exactly.
@@ -209,6 +258,11 @@ pub(crate) fn put_string(dst: &mut BytesMut, text: &str, max_bytes: usize) {
     let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
     dst.put_u16(len);
     dst.put_slice(text.as_bytes());
+}
+
+/// Writes a radiant's address, cut to `MAX_ADDRESS_BYTES` like every short string.
+pub(crate) fn put_address(dst: &mut BytesMut, address: &str) {
+    put_string(dst, address, MAX_ADDRESS_BYTES);
 }
 
 /// The longest prefix of `text` of at most `max_bytes` bytes that ends on a character.
@@ -307,6 +361,45 @@ mod tests {
         let mut reader = Reader::new(Bytes::from_static(&[0, 1, 0xFF]), None);
         assert!(matches!(
             reader.read_string("reason", 4, "too long"),
+            Err(DecodeError::InvalidField {
+                reason: "not valid UTF-8",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn required_ids_reject_zero_with_the_field_name() {
+        let mut reader = Reader::new(Bytes::from_static(&[0; 16]), None);
+        assert_eq!(
+            reader.read_member_id("member"),
+            Err(DecodeError::ZeroId { field: "member" })
+        );
+        assert_eq!(
+            reader.read_group_id("group"),
+            Err(DecodeError::ZeroId { field: "group" })
+        );
+        let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 7]), None);
+        assert_eq!(
+            reader.read_member_id("member"),
+            Ok(MemberId::new(7).unwrap())
+        );
+    }
+
+    #[test]
+    fn bounded_byte_strings_check_the_limit_before_slicing() {
+        let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 9]), None);
+        assert_eq!(
+            reader.read_bytes_at_most("chunk", 8, "too long"),
+            Err(DecodeError::InvalidField {
+                kind: None,
+                field: "chunk",
+                reason: "too long"
+            })
+        );
+        let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 2, 0xC3, 0x28]), None);
+        assert!(matches!(
+            reader.read_long_string("json", 8, "too long"),
             Err(DecodeError::InvalidField {
                 reason: "not valid UTF-8",
                 ..

@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn unknown_kind_knows_its_correlation_id_and_family() {
         let error = DecodeError::UnknownKind {
-            kind: 0x31,
+            kind: 0x3F,
             correlation_id: 7,
         };
         assert_eq!(error.correlation_id(), Some(7));

@@ -222,13 +222,13 @@ mod tests {
     #[test]
     fn unknown_kind_consumes_the_frame() {
         let mut buf = encoded(Kind::Ping, 42, b"abc");
-        buf[5] = 0x31;
+        buf[5] = 0x3F;
         buf.extend_from_slice(&encoded(Kind::Ping, 43, b""));
         let error = decode_frame(&mut buf, 1000).unwrap_err();
         assert_eq!(
             error,
             DecodeError::UnknownKind {
-                kind: 0x31,
+                kind: 0x3F,
                 correlation_id: 42
             }
         );

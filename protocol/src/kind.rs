@@ -28,9 +28,11 @@ pub enum Family {
     Beacon,
     /// Joining a system and admin membership changes, kinds 0x10–0x1F. Specified later.
     Join,
-    /// Elections of heralds and of the controller, kinds 0x20–0x2F. Specified later.
+    /// Elections of heralds and of the controller, kinds 0x20–0x2F. Order elections
+    /// (`RequestVote`, `Vote`, `TimeoutNow`) are defined; council votes come later.
     Vote,
-    /// Log replication inside an order, kinds 0x30–0x3F. Specified later.
+    /// Log replication inside an order, kinds 0x30–0x3F: `Append` (also the heartbeat),
+    /// `AppendAck`, `InstallSnapshot`, `InstallSnapshotAck`.
     Replication,
     /// Configuration and shard transfer, kinds 0x40–0x4F. Specified later.
     Controller,
@@ -85,6 +87,20 @@ impl fmt::Display for Family {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Kind {
+    /// A candidate (or pre-candidate) asks for a member's vote.
+    RequestVote = 0x20,
+    /// A member's answer to `RequestVote`.
+    Vote = 0x21,
+    /// The herald tells the member it hands over to: start an election now.
+    TimeoutNow = 0x22,
+    /// The herald sends log entries (none for a heartbeat) and its commit index.
+    Append = 0x30,
+    /// A member's answer to `Append`.
+    AppendAck = 0x31,
+    /// The herald sends one chunk of a snapshot to a lagging member.
+    InstallSnapshot = 0x32,
+    /// A member's answer to `InstallSnapshot`.
+    InstallSnapshotAck = 0x33,
     /// Read one key.
     Get = 0x50,
     /// Write one key.
@@ -95,6 +111,14 @@ pub enum Kind {
     Cas = 0x53,
     /// Check that a radiant answers.
     Ping = 0x54,
+    /// Admin: add a radiant to the system.
+    AddMember = 0x55,
+    /// Admin: remove a radiant from the system.
+    RemoveMember = 0x56,
+    /// Admin: make the herald of an order hand over to another member.
+    TransferHerald = 0x57,
+    /// Admin: ask a radiant for its status.
+    Status = 0x58,
     /// The answer to `Get`.
     GetResult = 0x60,
     /// The answer to `Put`.
@@ -105,39 +129,69 @@ pub enum Kind {
     CasResult = 0x63,
     /// The answer to `Ping`.
     Pong = 0x64,
+    /// The answer to `AddMember`, `RemoveMember` and `TransferHerald`: carried out.
+    Done = 0x65,
+    /// The answer to `Status` (`ClientResponse::Status`): a JSON document.
+    StatusResult = 0x66,
     /// A request failed; the payload says why and what to do.
     Error = 0x70,
 }
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 24] = [
+        Kind::RequestVote,
+        Kind::Vote,
+        Kind::TimeoutNow,
+        Kind::Append,
+        Kind::AppendAck,
+        Kind::InstallSnapshot,
+        Kind::InstallSnapshotAck,
         Kind::Get,
         Kind::Put,
         Kind::Delete,
         Kind::Cas,
         Kind::Ping,
+        Kind::AddMember,
+        Kind::RemoveMember,
+        Kind::TransferHerald,
+        Kind::Status,
         Kind::GetResult,
         Kind::PutResult,
         Kind::DeleteResult,
         Kind::CasResult,
         Kind::Pong,
+        Kind::Done,
+        Kind::StatusResult,
         Kind::Error,
     ];
 
     /// The kind with wire byte `byte`, or `None` if this version does not know it.
     pub fn from_u8(byte: u8) -> Option<Kind> {
         match byte {
+            0x20 => Some(Kind::RequestVote),
+            0x21 => Some(Kind::Vote),
+            0x22 => Some(Kind::TimeoutNow),
+            0x30 => Some(Kind::Append),
+            0x31 => Some(Kind::AppendAck),
+            0x32 => Some(Kind::InstallSnapshot),
+            0x33 => Some(Kind::InstallSnapshotAck),
             0x50 => Some(Kind::Get),
             0x51 => Some(Kind::Put),
             0x52 => Some(Kind::Delete),
             0x53 => Some(Kind::Cas),
             0x54 => Some(Kind::Ping),
+            0x55 => Some(Kind::AddMember),
+            0x56 => Some(Kind::RemoveMember),
+            0x57 => Some(Kind::TransferHerald),
+            0x58 => Some(Kind::Status),
             0x60 => Some(Kind::GetResult),
             0x61 => Some(Kind::PutResult),
             0x62 => Some(Kind::DeleteResult),
             0x63 => Some(Kind::CasResult),
             0x64 => Some(Kind::Pong),
+            0x65 => Some(Kind::Done),
+            0x66 => Some(Kind::StatusResult),
             0x70 => Some(Kind::Error),
             _ => None,
         }
@@ -151,12 +205,26 @@ impl Kind {
     /// The family this kind belongs to.
     pub fn family(self) -> Family {
         match self {
-            Kind::Get | Kind::Put | Kind::Delete | Kind::Cas | Kind::Ping => Family::ClientRequest,
+            Kind::RequestVote | Kind::Vote | Kind::TimeoutNow => Family::Vote,
+            Kind::Append | Kind::AppendAck | Kind::InstallSnapshot | Kind::InstallSnapshotAck => {
+                Family::Replication
+            }
+            Kind::Get
+            | Kind::Put
+            | Kind::Delete
+            | Kind::Cas
+            | Kind::Ping
+            | Kind::AddMember
+            | Kind::RemoveMember
+            | Kind::TransferHerald
+            | Kind::Status => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult
             | Kind::CasResult
-            | Kind::Pong => Family::ClientResponse,
+            | Kind::Pong
+            | Kind::Done
+            | Kind::StatusResult => Family::ClientResponse,
             Kind::Error => Family::Error,
         }
     }
@@ -187,6 +255,25 @@ mod tests {
                 assert_eq!(Family::of_byte(byte), Some(kind.family()));
             }
         }
+    }
+
+    #[test]
+    fn all_lists_every_known_byte_once_in_byte_order() {
+        let known: Vec<u8> = (0..=u8::MAX)
+            .filter(|&byte| Kind::from_u8(byte).is_some())
+            .collect();
+        let listed: Vec<u8> = Kind::ALL.iter().map(|kind| kind.to_u8()).collect();
+        assert_eq!(listed, known);
+    }
+
+    #[test]
+    fn peer_kinds_belong_to_the_vote_and_replication_families() {
+        assert_eq!(Kind::RequestVote.family(), Family::Vote);
+        assert_eq!(Kind::TimeoutNow.family(), Family::Vote);
+        assert_eq!(Kind::Append.family(), Family::Replication);
+        assert_eq!(Kind::InstallSnapshotAck.family(), Family::Replication);
+        assert_eq!(Kind::Status.family(), Family::ClientRequest);
+        assert_eq!(Kind::StatusResult.family(), Family::ClientResponse);
     }
 
     #[test]

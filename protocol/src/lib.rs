@@ -50,7 +50,9 @@ pub use ids::{ClientId, GroupId, LogIndex, MemberId, Term};
 pub use kind::{Family, Kind};
 pub use limits::{Limits, MAX_ADDRESS_BYTES, MAX_REASON_BYTES};
 pub use message::{
-    ClientRequest, ClientResponse, Command, ErrorResponse, Message, ReadConsistency, Session,
+    Append, AppendAck, ClientRequest, ClientResponse, Command, ErrorResponse, InstallSnapshot,
+    InstallSnapshotAck, MembershipChange, Message, PeerBody, PeerHeader, PeerMessage,
+    ReadConsistency, RequestVote, Session, Vote,
 };
 pub use replication::LogEntry;
 pub use state::OrderStateOp;

@@ -6,7 +6,8 @@
 /// The most bytes an `ErrorResponse` reason (`Unavailable`, `BadRequest`) may hold.
 pub const MAX_REASON_BYTES: usize = 1024;
 
-/// The most bytes a `NotHerald` address hint (`host:port`) may hold.
+/// The most bytes a radiant's address (`host:port`) may hold: the `NotHerald` hint, the
+/// address of `AddMember` and of a `MembershipChange::AddLearner`.
 pub const MAX_ADDRESS_BYTES: usize = 255;
 
 /// Per-connection decoding limits. A length field larger than its limit is rejected

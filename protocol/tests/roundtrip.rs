@@ -14,8 +14,10 @@ use radiant_protocol::fuzzing::{
     decode_command_bytes, decode_frame_bytes, decode_message_bytes, FUZZ_LIMITS,
 };
 use radiant_protocol::{
-    decode_frame, ClientId, ClientRequest, ClientResponse, Command, ErrorResponse, Frame, Limits,
-    MemberId, Message, OrderStateOp, ReadConsistency, Session,
+    decode_frame, Append, AppendAck, ClientId, ClientRequest, ClientResponse, Command,
+    ErrorResponse, Frame, GroupId, InstallSnapshot, InstallSnapshotAck, Limits, LogEntry, MemberId,
+    MembershipChange, Message, OrderStateOp, PeerBody, PeerHeader, PeerMessage, ReadConsistency,
+    RequestVote, Session, Vote,
 };
 
 fn key() -> impl Strategy<Value = Bytes> {
@@ -43,6 +45,19 @@ fn member_id() -> impl Strategy<Value = Option<MemberId>> {
     any::<u64>().prop_map(MemberId::new)
 }
 
+fn required_member_id() -> impl Strategy<Value = MemberId> {
+    (1..=u64::MAX).prop_map(|id| MemberId::new(id).unwrap())
+}
+
+fn address() -> impl Strategy<Value = String> {
+    "[a-z0-9.:]{0,60}"
+}
+
+fn json() -> impl Strategy<Value = String> {
+    // Up to 200 characters of up to 4 bytes each stays far below FUZZ_LIMITS' frame.
+    "\\PC{0,200}"
+}
+
 fn reason() -> impl Strategy<Value = String> {
     // Up to 250 characters of up to 4 bytes each stays within MAX_REASON_BYTES (1024).
     "\\PC{0,250}"
@@ -67,6 +82,11 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             }
         ),
         Just(ClientRequest::Ping),
+        (required_member_id(), address())
+            .prop_map(|(member, address)| ClientRequest::AddMember { member, address }),
+        required_member_id().prop_map(|member| ClientRequest::RemoveMember { member }),
+        member_id().prop_map(|to| ClientRequest::TransferHerald { to }),
+        Just(ClientRequest::Status),
     ]
 }
 
@@ -78,6 +98,8 @@ fn response() -> impl Strategy<Value = ClientResponse> {
         (any::<bool>(), optional_value())
             .prop_map(|(succeeded, current)| ClientResponse::CasResult { succeeded, current }),
         member_id().prop_map(|member_id| ClientResponse::Pong { member_id }),
+        Just(ClientResponse::Done),
+        json().prop_map(|json| ClientResponse::Status { json }),
     ]
 }
 
@@ -92,11 +114,137 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
     ]
 }
 
+fn peer_header() -> impl Strategy<Value = PeerHeader> {
+    (
+        1..=u64::MAX,
+        required_member_id(),
+        required_member_id(),
+        any::<u64>(),
+    )
+        .prop_map(|(group, from, to, term)| PeerHeader {
+            group: GroupId::new(group).unwrap(),
+            from,
+            to,
+            term,
+        })
+}
+
+/// An `Append` with 0..4 entries contiguous after `prev_log_index`, terms growing from
+/// `prev_log_term` by 0..=2 per entry. Bounds keep indexes and terms from overflowing.
+fn append() -> impl Strategy<Value = Append> {
+    (
+        0..u64::MAX / 2,
+        0..u64::MAX / 2,
+        any::<u64>(),
+        any::<u64>(),
+        prop::collection::vec((0..=2u64, value()), 0..4),
+    )
+        .prop_map(|(prev_log_index, prev_log_term, commit, read_round, raw)| {
+            let mut term = prev_log_term;
+            let entries = (1..)
+                .zip(raw)
+                .map(|(offset, (term_step, data))| {
+                    term += term_step;
+                    LogEntry {
+                        term,
+                        index: prev_log_index + offset,
+                        data,
+                    }
+                })
+                .collect();
+            Append {
+                prev_log_index,
+                prev_log_term,
+                commit,
+                read_round,
+                entries,
+            }
+        })
+}
+
+/// A snapshot chunk that lies within `total_bytes`, ending exactly there when `done`.
+fn install_snapshot() -> impl Strategy<Value = InstallSnapshot> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        0..u64::MAX / 2,
+        0..u64::MAX / 4,
+        any::<bool>(),
+        value(),
+    )
+        .prop_map(
+            |(snapshot_index, snapshot_term, offset, spare, done, chunk)| {
+                let end = offset + chunk.len() as u64;
+                InstallSnapshot {
+                    snapshot_index,
+                    snapshot_term,
+                    offset,
+                    total_bytes: if done { end } else { end + spare },
+                    done,
+                    chunk,
+                }
+            },
+        )
+}
+
+fn peer_body() -> impl Strategy<Value = PeerBody> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
+            |(last_log_index, last_log_term, pre_vote, transfer)| {
+                PeerBody::RequestVote(RequestVote {
+                    last_log_index,
+                    last_log_term,
+                    pre_vote,
+                    transfer,
+                })
+            }
+        ),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(granted, pre_vote)| PeerBody::Vote(Vote { granted, pre_vote })),
+        Just(PeerBody::TimeoutNow),
+        append().prop_map(PeerBody::Append),
+        (any::<bool>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(success, match_index, reject_hint, read_round)| {
+                PeerBody::AppendAck(AppendAck {
+                    success,
+                    match_index,
+                    reject_hint,
+                    read_round,
+                })
+            }
+        ),
+        install_snapshot().prop_map(PeerBody::InstallSnapshot),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+            |(snapshot_index, next_offset, done)| {
+                PeerBody::InstallSnapshotAck(InstallSnapshotAck {
+                    snapshot_index,
+                    next_offset,
+                    done,
+                })
+            }
+        ),
+    ]
+}
+
+fn peer_message() -> impl Strategy<Value = PeerMessage> {
+    (peer_header(), peer_body()).prop_map(|(header, body)| PeerMessage { header, body })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         request().prop_map(Message::Request),
         response().prop_map(Message::Response),
         error_response().prop_map(Message::Error),
+        peer_message().prop_map(Message::Peer),
+    ]
+}
+
+fn membership_change() -> impl Strategy<Value = MembershipChange> {
+    prop_oneof![
+        (required_member_id(), address())
+            .prop_map(|(member, address)| MembershipChange::AddLearner { member, address }),
+        required_member_id().prop_map(|member| MembershipChange::Promote { member }),
+        required_member_id().prop_map(|member| MembershipChange::Remove { member }),
     ]
 }
 
@@ -117,6 +265,7 @@ fn command() -> impl Strategy<Value = Command> {
                 session
             }
         ),
+        membership_change().prop_map(Command::Membership),
     ]
 }
 
@@ -143,6 +292,44 @@ proptest! {
         prop_assert_eq!(frame.kind, message.kind());
         prop_assert_eq!(frame.correlation_id, correlation_id);
         prop_assert_eq!(Message::decode(frame, &Limits::DEFAULT).unwrap(), message);
+    }
+
+    #[test]
+    fn every_peer_message_round_trips_and_keeps_its_header(
+        peer in peer_message(),
+        correlation_id in any::<u64>(),
+    ) {
+        let message = Message::from(peer.clone());
+        prop_assert_eq!(message.kind(), peer.body.kind());
+        let mut buf = encoded(&message, correlation_id);
+        let frame = decode_frame(&mut buf, Limits::DEFAULT.max_frame_bytes).unwrap().unwrap();
+        let Message::Peer(decoded) = Message::decode(frame, &Limits::DEFAULT).unwrap() else {
+            panic!("a peer frame decoded to another family");
+        };
+        prop_assert_eq!(decoded.header, peer.header);
+        prop_assert_eq!(decoded, peer);
+    }
+
+    #[test]
+    fn arbitrary_peer_bodies_behind_a_valid_header_never_panic(
+        header in peer_header(),
+        kind in prop::sample::select(
+            radiant_protocol::Kind::ALL
+                .iter()
+                .copied()
+                .filter(|kind| kind.to_u8() < 0x40)
+                .collect::<Vec<_>>(),
+        ),
+        body in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let mut buf = BytesMut::new();
+        radiant_protocol::encode_frame(&mut buf, kind, 1, |dst| {
+            for field in [header.group.get(), header.from.get(), header.to.get(), header.term] {
+                dst.extend_from_slice(&field.to_be_bytes());
+            }
+            dst.extend_from_slice(&body);
+        });
+        decode_message_bytes(&buf);
     }
 
     #[test]

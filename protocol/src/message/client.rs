@@ -1,12 +1,13 @@
 //! Client requests and responses (kinds 0x50–0x6F): `Get`, `Put`, `Delete`, `Cas`,
-//! `Ping` and their results.
+//! `Ping` and their results, and the admin requests (`AddMember`, `RemoveMember`,
+//! `TransferHerald`, `Status`) with their answers `Done` and `Status`.
 //!
 //! This module owns their payload layouts, decode beside encode. It must not decide
 //! what a request means for the store; the daemon's core does.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::{put_bool, put_bytes, put_optional_bytes, Reader};
+use crate::codec::{put_address, put_bool, put_bytes, put_optional_bytes, Reader};
 use crate::error::DecodeError;
 use crate::ids::{ClientId, MemberId};
 use crate::kind::Kind;
@@ -120,6 +121,28 @@ pub enum ClientRequest {
     },
     /// Check that the radiant answers; it replies with its member id.
     Ping,
+    /// Admin: add the radiant `member`, reachable at `address`, to the system. It first
+    /// catches up as a learner and is then promoted. Answered by `Done`.
+    AddMember {
+        /// The new member's id.
+        member: MemberId,
+        /// Its peer address (`host:port`), at most `MAX_ADDRESS_BYTES`.
+        address: String,
+    },
+    /// Admin: remove the radiant `member` from the system. Answered by `Done`.
+    RemoveMember {
+        /// The member to remove.
+        member: MemberId,
+    },
+    /// Admin: make the herald of the receiving radiant's order hand over (for a planned
+    /// restart). Answered by `Done` once the new herald is elected.
+    TransferHerald {
+        /// The member to take over; `None` (0 on the wire) lets the herald pick the
+        /// most up-to-date one.
+        to: Option<MemberId>,
+    },
+    /// Admin: ask the radiant for its status. Answered by `ClientResponse::Status`.
+    Status,
 }
 
 // ===== impl ClientRequest =====
@@ -133,17 +156,25 @@ impl ClientRequest {
             ClientRequest::Delete { .. } => Kind::Delete,
             ClientRequest::Cas { .. } => Kind::Cas,
             ClientRequest::Ping => Kind::Ping,
+            ClientRequest::AddMember { .. } => Kind::AddMember,
+            ClientRequest::RemoveMember { .. } => Kind::RemoveMember,
+            ClientRequest::TransferHerald { .. } => Kind::TransferHerald,
+            ClientRequest::Status => Kind::Status,
         }
     }
 
-    /// The key the request addresses, `None` for `Ping`.
+    /// The key the request addresses, `None` for `Ping` and the admin requests.
     pub fn key(&self) -> Option<&Bytes> {
         match self {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }
             | ClientRequest::Delete { key, .. }
             | ClientRequest::Cas { key, .. } => Some(key),
-            ClientRequest::Ping => None,
+            ClientRequest::Ping
+            | ClientRequest::AddMember { .. }
+            | ClientRequest::RemoveMember { .. }
+            | ClientRequest::TransferHerald { .. }
+            | ClientRequest::Status => None,
         }
     }
 
@@ -186,6 +217,17 @@ impl ClientRequest {
                 }
             }
             Kind::Ping => ClientRequest::Ping,
+            Kind::AddMember => ClientRequest::AddMember {
+                member: reader.read_member_id("member")?,
+                address: reader.read_address("address")?,
+            },
+            Kind::RemoveMember => ClientRequest::RemoveMember {
+                member: reader.read_member_id("member")?,
+            },
+            Kind::TransferHerald => ClientRequest::TransferHerald {
+                to: MemberId::new(reader.read_u64("to")?),
+            },
+            Kind::Status => ClientRequest::Status,
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
@@ -223,7 +265,13 @@ impl ClientRequest {
                 put_optional_bytes(dst, expected.as_ref());
                 put_optional_bytes(dst, new.as_ref());
             }
-            ClientRequest::Ping => {}
+            ClientRequest::Ping | ClientRequest::Status => {}
+            ClientRequest::AddMember { member, address } => {
+                dst.put_u64(member.get());
+                put_address(dst, address);
+            }
+            ClientRequest::RemoveMember { member } => dst.put_u64(member.get()),
+            ClientRequest::TransferHerald { to } => dst.put_u64(MemberId::to_wire(*to)),
         }
     }
 }
@@ -256,6 +304,14 @@ pub enum ClientResponse {
         /// The answering radiant's id; `None` while it has not joined a system yet.
         member_id: Option<MemberId>,
     },
+    /// The answer to `AddMember`, `RemoveMember` and `TransferHerald`: the admin request
+    /// was carried out (committed, or for a transfer, the new herald is elected).
+    Done,
+    /// The answer to `Status` (frame kind `StatusResult`).
+    Status {
+        /// The radiant's status as a JSON document, at most `max_frame_bytes`.
+        json: String,
+    },
 }
 
 // ===== impl ClientResponse =====
@@ -269,6 +325,8 @@ impl ClientResponse {
             ClientResponse::DeleteResult { .. } => Kind::DeleteResult,
             ClientResponse::CasResult { .. } => Kind::CasResult,
             ClientResponse::Pong { .. } => Kind::Pong,
+            ClientResponse::Done => Kind::Done,
+            ClientResponse::Status { .. } => Kind::StatusResult,
         }
     }
 
@@ -291,6 +349,14 @@ impl ClientResponse {
             Kind::Pong => ClientResponse::Pong {
                 member_id: MemberId::new(reader.read_u64("member_id")?),
             },
+            Kind::Done => ClientResponse::Done,
+            Kind::StatusResult => ClientResponse::Status {
+                json: reader.read_long_string(
+                    "json",
+                    limits.max_frame_bytes,
+                    "longer than max_frame_bytes",
+                )?,
+            },
             _ => return Err(reader.invalid("kind", "not a client response kind")),
         };
         reader.finish()?;
@@ -308,6 +374,8 @@ impl ClientResponse {
                 put_optional_bytes(dst, current.as_ref());
             }
             ClientResponse::Pong { member_id } => dst.put_u64(MemberId::to_wire(*member_id)),
+            ClientResponse::Done => {}
+            ClientResponse::Status { json } => put_bytes(dst, json.as_bytes()),
         }
     }
 }
@@ -435,5 +503,130 @@ mod tests {
         };
         let decoded = ClientRequest::decode(Kind::Cas, payload(&request), &Limits::DEFAULT);
         assert_eq!(decoded, Ok(request));
+    }
+
+    fn round_trip_request(request: ClientRequest) {
+        let decoded = ClientRequest::decode(request.kind(), payload(&request), &Limits::DEFAULT);
+        assert_eq!(decoded, Ok(request));
+    }
+
+    fn round_trip_response(response: ClientResponse) {
+        let mut dst = BytesMut::new();
+        response.encode(&mut dst);
+        let decoded = ClientResponse::decode(response.kind(), dst.freeze(), &Limits::DEFAULT);
+        assert_eq!(decoded, Ok(response));
+    }
+
+    #[test]
+    fn admin_requests_round_trip_and_address_no_key() {
+        let requests = [
+            ClientRequest::AddMember {
+                member: MemberId::new(4).unwrap(),
+                address: "10.0.0.4:7400".to_owned(),
+            },
+            ClientRequest::RemoveMember {
+                member: MemberId::new(4).unwrap(),
+            },
+            ClientRequest::TransferHerald { to: None },
+            ClientRequest::TransferHerald {
+                to: MemberId::new(2),
+            },
+            ClientRequest::Status,
+        ];
+        for request in requests {
+            assert_eq!(request.key(), None);
+            round_trip_request(request);
+        }
+    }
+
+    #[test]
+    fn add_member_layout_is_member_then_address() {
+        let request = ClientRequest::AddMember {
+            member: MemberId::new(3).unwrap(),
+            address: "h:1".to_owned(),
+        };
+        assert_eq!(
+            payload(&request).as_ref(),
+            [0, 0, 0, 0, 0, 0, 0, 3, 0, 3, b'h', b':', b'1'].as_slice()
+        );
+    }
+
+    #[test]
+    fn add_or_remove_member_zero_is_rejected() {
+        for kind in [Kind::AddMember, Kind::RemoveMember] {
+            let error = ClientRequest::decode(kind, Bytes::from_static(&[0; 10]), &Limits::DEFAULT);
+            assert_eq!(error, Err(DecodeError::ZeroId { field: "member" }));
+        }
+    }
+
+    #[test]
+    fn add_member_address_longer_than_max_address_bytes_is_rejected() {
+        let mut bytes = BytesMut::new();
+        bytes.put_u64(3);
+        bytes.put_u16(256);
+        bytes.put_slice(&[b'a'; 256]);
+        let error = ClientRequest::decode(Kind::AddMember, bytes.freeze(), &Limits::DEFAULT);
+        assert!(matches!(
+            error,
+            Err(DecodeError::InvalidField {
+                field: "address",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn transfer_herald_to_zero_means_any_member() {
+        let decoded = ClientRequest::decode(
+            Kind::TransferHerald,
+            Bytes::from_static(&[0; 8]),
+            &Limits::DEFAULT,
+        );
+        assert_eq!(decoded, Ok(ClientRequest::TransferHerald { to: None }));
+    }
+
+    #[test]
+    fn admin_responses_round_trip() {
+        round_trip_response(ClientResponse::Done);
+        round_trip_response(ClientResponse::Status {
+            json: String::new(),
+        });
+        round_trip_response(ClientResponse::Status {
+            json: r#"{"member":1,"role":"herald","é":true}"#.to_owned(),
+        });
+    }
+
+    #[test]
+    fn status_json_is_checked_for_length_before_slicing_and_for_utf8() {
+        let limits = Limits {
+            max_frame_bytes: 16,
+            ..Limits::DEFAULT
+        };
+        let error = ClientResponse::decode(
+            Kind::StatusResult,
+            Bytes::from_static(&[0, 0, 0, 17]),
+            &limits,
+        );
+        assert_eq!(
+            error,
+            Err(DecodeError::InvalidField {
+                kind: Some(Kind::StatusResult),
+                field: "json",
+                reason: "longer than max_frame_bytes"
+            })
+        );
+        let error = ClientResponse::decode(
+            Kind::StatusResult,
+            Bytes::from_static(&[0, 0, 0, 1, 0xFF]),
+            &limits,
+        );
+        assert!(matches!(
+            error,
+            Err(DecodeError::InvalidField {
+                field: "json",
+                reason: "not valid UTF-8",
+                ..
+            })
+        ));
     }
 }

@@ -7,8 +7,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::{put_bytes, put_optional_bytes, Reader};
+use crate::codec::{put_address, put_bytes, put_optional_bytes, Reader};
 use crate::error::DecodeError;
+use crate::ids::MemberId;
 use crate::limits::Limits;
 use crate::message::client::Session;
 
@@ -46,30 +47,63 @@ pub enum Command {
         /// The client session, for exactly-once application.
         session: Option<Session>,
     },
+    /// Change the order's membership, one member at a time. Tag 4.
+    Membership(MembershipChange),
+}
+
+/// One step of a membership change, committed through the order's log so that every
+/// member switches configuration at the same index. A new member first catches up as a
+/// learner (it receives entries but does not vote) and is then promoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add `member` as a non-voting learner reachable at `address`. Sub-tag 1.
+    AddLearner {
+        /// The new member.
+        member: MemberId,
+        /// Its peer address (`host:port`), at most `MAX_ADDRESS_BYTES`.
+        address: String,
+    },
+    /// Make the learner `member` a voter. Sub-tag 2.
+    Promote {
+        /// The learner to promote.
+        member: MemberId,
+    },
+    /// Remove `member`, voter or learner, from the order. Sub-tag 3.
+    Remove {
+        /// The member to remove.
+        member: MemberId,
+    },
 }
 
 const TAG_NOOP: u8 = 0;
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
 const TAG_CAS: u8 = 3;
+const TAG_MEMBERSHIP: u8 = 4;
+
+const CHANGE_ADD_LEARNER: u8 = 1;
+const CHANGE_PROMOTE: u8 = 2;
+const CHANGE_REMOVE: u8 = 3;
 
 // ===== impl Command =====
 
 impl Command {
-    /// The key the command writes, `None` for `Noop`. Shard workers route by it.
+    /// The key the command writes, `None` for `Noop` and membership changes. Shard
+    /// workers route by it.
     pub fn key(&self) -> Option<&Bytes> {
         match self {
-            Command::Noop => None,
+            Command::Noop | Command::Membership(_) => None,
             Command::Put { key, .. } | Command::Delete { key, .. } | Command::Cas { key, .. } => {
                 Some(key)
             }
         }
     }
 
-    /// The client session of a write, `None` for `Noop` and session-less writes.
+    /// The client session of a write, `None` for `Noop`, membership changes and
+    /// session-less writes.
     pub fn session(&self) -> Option<Session> {
         match self {
-            Command::Noop => None,
+            Command::Noop | Command::Membership(_) => None,
             Command::Put { session, .. }
             | Command::Delete { session, .. }
             | Command::Cas { session, .. } => *session,
@@ -110,6 +144,7 @@ impl Command {
                     session,
                 }
             }
+            TAG_MEMBERSHIP => Command::Membership(MembershipChange::decode(&mut reader)?),
             _ => return Err(reader.invalid("tag", "unknown command tag")),
         };
         reader.finish()?;
@@ -147,6 +182,10 @@ impl Command {
                 put_optional_bytes(dst, expected.as_ref());
                 put_optional_bytes(dst, new.as_ref());
             }
+            Command::Membership(change) => {
+                dst.put_u8(TAG_MEMBERSHIP);
+                change.encode(dst);
+            }
         }
     }
 
@@ -155,6 +194,57 @@ impl Command {
         let mut dst = BytesMut::new();
         self.encode(&mut dst);
         dst.freeze()
+    }
+}
+
+// ===== impl MembershipChange =====
+
+impl MembershipChange {
+    /// The member the change is about.
+    pub fn member(&self) -> MemberId {
+        match self {
+            MembershipChange::AddLearner { member, .. }
+            | MembershipChange::Promote { member }
+            | MembershipChange::Remove { member } => *member,
+        }
+    }
+
+    /// Reads a change after the command tag: `u8` sub-tag, `u64` member (never 0), and
+    /// for `AddLearner` the address.
+    fn decode(reader: &mut Reader) -> Result<MembershipChange, DecodeError> {
+        let change = match reader.read_u8("change")? {
+            CHANGE_ADD_LEARNER => MembershipChange::AddLearner {
+                member: reader.read_member_id("member")?,
+                address: reader.read_address("address")?,
+            },
+            CHANGE_PROMOTE => MembershipChange::Promote {
+                member: reader.read_member_id("member")?,
+            },
+            CHANGE_REMOVE => MembershipChange::Remove {
+                member: reader.read_member_id("member")?,
+            },
+            _ => return Err(reader.invalid("change", "unknown membership change")),
+        };
+        Ok(change)
+    }
+
+    /// Appends the change (sub-tag onwards) to `dst`.
+    fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            MembershipChange::AddLearner { member, address } => {
+                dst.put_u8(CHANGE_ADD_LEARNER);
+                dst.put_u64(member.get());
+                put_address(dst, address);
+            }
+            MembershipChange::Promote { member } => {
+                dst.put_u8(CHANGE_PROMOTE);
+                dst.put_u64(member.get());
+            }
+            MembershipChange::Remove { member } => {
+                dst.put_u8(CHANGE_REMOVE);
+                dst.put_u64(member.get());
+            }
+        }
     }
 }
 
@@ -192,7 +282,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_tag() {
-        let error = Command::decode(Bytes::from_static(&[4]), &Limits::DEFAULT);
+        let error = Command::decode(Bytes::from_static(&[5]), &Limits::DEFAULT);
         assert_eq!(
             error,
             Err(DecodeError::InvalidField {
@@ -226,5 +316,62 @@ mod tests {
                 count: 1
             })
         );
+    }
+
+    #[test]
+    fn membership_changes_round_trip_without_key_or_session() {
+        let member = MemberId::new(6).unwrap();
+        for change in [
+            MembershipChange::AddLearner {
+                member,
+                address: "10.0.0.6:7400".to_owned(),
+            },
+            MembershipChange::Promote { member },
+            MembershipChange::Remove { member },
+        ] {
+            assert_eq!(change.member(), member);
+            let command = Command::Membership(change);
+            assert_eq!(command.key(), None);
+            assert_eq!(command.session(), None);
+            assert_eq!(
+                Command::decode(command.to_bytes(), &Limits::DEFAULT),
+                Ok(command)
+            );
+        }
+    }
+
+    #[test]
+    fn promote_layout_is_tag_sub_tag_member() {
+        let command = Command::Membership(MembershipChange::Promote {
+            member: MemberId::new(258).unwrap(),
+        });
+        assert_eq!(
+            command.to_bytes().as_ref(),
+            [4, 2, 0, 0, 0, 0, 0, 0, 1, 2].as_slice()
+        );
+    }
+
+    #[test]
+    fn membership_change_of_member_zero_is_rejected() {
+        let error = Command::decode(
+            Bytes::from_static(&[4, 3, 0, 0, 0, 0, 0, 0, 0, 0]),
+            &Limits::DEFAULT,
+        );
+        assert_eq!(error, Err(DecodeError::ZeroId { field: "member" }));
+    }
+
+    #[test]
+    fn rejects_unknown_membership_change() {
+        for sub_tag in [0, 4] {
+            let error = Command::decode(Bytes::from(vec![4, sub_tag]), &Limits::DEFAULT);
+            assert_eq!(
+                error,
+                Err(DecodeError::InvalidField {
+                    kind: None,
+                    field: "change",
+                    reason: "unknown membership change"
+                })
+            );
+        }
     }
 }

@@ -7,11 +7,11 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::{put_string, truncate_at_char_boundary, Reader};
+use crate::codec::{put_address, put_string, truncate_at_char_boundary, Reader};
 use crate::error::DecodeError;
 use crate::ids::MemberId;
 use crate::kind::Kind;
-use crate::limits::{Limits, MAX_ADDRESS_BYTES, MAX_REASON_BYTES};
+use crate::limits::{Limits, MAX_REASON_BYTES};
 use crate::state::OrderStateOp;
 
 /// A failed request. Each variant tells the client whether and where to retry.
@@ -52,7 +52,6 @@ const CODE_UNAVAILABLE: u8 = 4;
 const CODE_BAD_REQUEST: u8 = 5;
 
 const REASON_TOO_LONG: &str = "longer than MAX_REASON_BYTES (1024)";
-const ADDRESS_TOO_LONG: &str = "longer than MAX_ADDRESS_BYTES (255)";
 
 // ===== impl ErrorResponse =====
 
@@ -80,7 +79,7 @@ impl ErrorResponse {
             CODE_NOT_HERALD => {
                 let herald = MemberId::new(reader.read_u64("herald")?);
                 let address = if reader.read_presence("address")? {
-                    Some(reader.read_string("address", MAX_ADDRESS_BYTES, ADDRESS_TOO_LONG)?)
+                    Some(reader.read_address("address")?)
                 } else {
                     None
                 };
@@ -117,7 +116,7 @@ impl ErrorResponse {
                 match address {
                     Some(address) => {
                         dst.put_u8(1);
-                        put_string(dst, address, MAX_ADDRESS_BYTES);
+                        put_address(dst, address);
                     }
                     None => dst.put_u8(0),
                 }
