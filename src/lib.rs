@@ -16,4 +16,5 @@ pub mod config;
 pub mod core;
 pub mod limits;
 pub mod server;
+pub mod sim;
 pub mod storage;
