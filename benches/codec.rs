@@ -20,9 +20,8 @@ fn messages() -> Vec<(&'static str, usize, Message)> {
         key: Bytes::from_static(b"user:1000:profile"),
         consistency: ReadConsistency::Linearizable,
     });
-    let result = Message::Response(ClientResponse::GetResult {
-        value: Some(Bytes::from(vec![1u8; 100])),
-    });
+    let result =
+        Message::Response(ClientResponse::GetResult { value: Some(Bytes::from(vec![1u8; 100])) });
     vec![
         ("get", 0, get),
         ("get_result", 100, result),

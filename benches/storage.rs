@@ -17,9 +17,7 @@ const KEYS: usize = 100_000;
 const OPS_PER_THREAD: usize = 20_000;
 
 fn keys() -> Vec<Bytes> {
-    (0..KEYS)
-        .map(|index| Bytes::from(format!("key-{index:08}")))
-        .collect()
+    (0..KEYS).map(|index| Bytes::from(format!("key-{index:08}"))).collect()
 }
 
 /// Each thread does OPS_PER_THREAD operations: 90% gets, 10% puts, over shared keys.
@@ -59,10 +57,7 @@ fn shard_map(criterion: &mut Criterion) {
 
 fn wal_group_commit_in(criterion: &mut Criterion, label: &str, parent: &Path) {
     let directory = tempfile::tempdir_in(parent).expect("temp dir");
-    let options = WalOptions {
-        segment_max_bytes: 64 << 20,
-        max_record_bytes: 1 << 20,
-    };
+    let options = WalOptions { segment_max_bytes: 64 << 20, max_record_bytes: 1 << 20 };
     let (mut wal, _) = Wal::open(directory.path(), options).expect("open wal");
     let data = Bytes::from(vec![3u8; 100]);
     let mut group = criterion.benchmark_group(format!("wal_group_commit_{label}"));
@@ -73,11 +68,7 @@ fn wal_group_commit_in(criterion: &mut Criterion, label: &str, parent: &Path) {
             bencher.iter(|| {
                 let first = wal.last_index() + 1;
                 let entries: Vec<LogEntry> = (0..batch as u64)
-                    .map(|offset| LogEntry {
-                        term: 1,
-                        index: first + offset,
-                        data: data.clone(),
-                    })
+                    .map(|offset| LogEntry { term: 1, index: first + offset, data: data.clone() })
                     .collect();
                 wal.append(&entries).expect("append");
                 wal.sync().expect("sync");

@@ -21,6 +21,10 @@ pub const SHARD_WORKER_QUEUE_CAPACITY: usize = 16_384;
 pub const WAL_QUEUE_CAPACITY: usize = 4_096;
 /// Most entries one WAL group commit covers (one fsync).
 pub const MAX_ENTRIES_PER_GROUP_COMMIT: usize = 8_192;
+/// `Append` messages in flight per follower before the herald waits for acknowledgements.
+pub const MAX_INFLIGHT_APPENDS: usize = 8;
+/// Entries a herald keeps past its snapshot for members only a little behind.
+pub const CATCH_UP_ENTRIES: u64 = 1_000;
 /// Listen backlog for both listeners.
 pub const LISTEN_BACKLOG: i32 = 1024;
 /// How often the reactor checks idle and stalled connections.

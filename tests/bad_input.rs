@@ -23,9 +23,7 @@ const SMALL_LIMITS: &str = "max_value_bytes = 65536\nmax_key_bytes = 1024\n\
 
 fn raw_connect(daemon: &Daemon) -> TcpStream {
     let stream = TcpStream::connect(daemon.client_address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     stream
 }
 
@@ -40,10 +38,7 @@ fn read_message(stream: &mut TcpStream, buffer: &mut BytesMut) -> Option<(u64, M
                 Message::decode(frame, &Limits::DEFAULT).expect("decodes"),
             ));
         }
-        assert!(
-            Instant::now() < deadline,
-            "no frame and no close within 10 s"
-        );
+        assert!(Instant::now() < deadline, "no frame and no close within 10 s");
         let mut chunk = [0u8; 4096];
         match stream.read(&mut chunk) {
             Ok(0) => return None,
@@ -73,22 +68,14 @@ fn closes_within(stream: &mut TcpStream, limit: Duration) -> bool {
 
 fn assert_still_serving(daemon: &Daemon) {
     let mut client = daemon.connect();
-    client
-        .put(b"canary", b"alive")
-        .expect("daemon still takes writes");
-    assert_eq!(
-        client.get(b"canary").expect("and reads").as_deref(),
-        Some(&b"alive"[..])
-    );
+    client.put(b"canary", b"alive").expect("daemon still takes writes");
+    assert_eq!(client.get(b"canary").expect("and reads").as_deref(), Some(&b"alive"[..]));
 }
 
 fn expect_bad_request(message: &Message, needle: &str) {
     match message {
         Message::Error(ErrorResponse::BadRequest { reason }) => {
-            assert!(
-                reason.contains(needle),
-                "reason {reason:?} lacks {needle:?}"
-            );
+            assert!(reason.contains(needle), "reason {reason:?} lacks {needle:?}");
         }
         other => panic!("expected BadRequest, got {other:?}"),
     }
@@ -99,9 +86,7 @@ fn oversized_length_gets_an_error_frame_and_a_disconnect() {
     let directory = tempfile::tempdir().expect("temp dir");
     let daemon = Daemon::start(&directory.path().join("radiant"), SMALL_LIMITS);
     let mut stream = raw_connect(&daemon);
-    stream
-        .write_all(&[0xFF, 0xFF, 0xFF, 0xF0, 1, 0x50])
-        .expect("write");
+    stream.write_all(&[0xFF, 0xFF, 0xFF, 0xF0, 1, 0x50]).expect("write");
     let mut buffer = BytesMut::new();
     let (correlation_id, message) = read_message(&mut stream, &mut buffer).expect("an error frame");
     assert_eq!(correlation_id, 0);
@@ -116,18 +101,15 @@ fn garbage_and_truncated_frames_never_hurt_other_clients() {
     let daemon = Daemon::start(&directory.path().join("radiant"), SMALL_LIMITS);
     // Garbage: a plausible length, then a wrong version byte.
     let mut stream = raw_connect(&daemon);
-    stream
-        .write_all(&[0, 0, 0, 12, 9, 9, 1, 2, 3, 4, 5, 6, 7, 8, 0xAA, 0xBB])
-        .expect("write");
+    stream.write_all(&[0, 0, 0, 12, 9, 9, 1, 2, 3, 4, 5, 6, 7, 8, 0xAA, 0xBB]).expect("write");
     let mut buffer = BytesMut::new();
     let (_, message) = read_message(&mut stream, &mut buffer).expect("an error frame");
     expect_bad_request(&message, "version");
     assert!(closes_within(&mut stream, Duration::from_secs(5)));
     // Pseudo-random bytes: an error frame or a plain close, never a crash.
     let mut stream = raw_connect(&daemon);
-    let garbage: Vec<u8> = (0u32..4096)
-        .map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> =
+        (0u32..4096).map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let _ = stream.write_all(&garbage);
     assert!(closes_within(&mut stream, Duration::from_secs(5)));
     // Truncated frames: a header promising more than arrives, then the sender vanishes.
@@ -148,9 +130,7 @@ fn unknown_kind_and_wrong_direction_get_bad_request_and_the_connection_stays_ope
     let mut stream = raw_connect(&daemon);
     let mut buffer = BytesMut::new();
     // Kind 0x5F is in the client-request range but unassigned.
-    stream
-        .write_all(&[0, 0, 0, 10, 1, 0x5F, 0, 0, 0, 0, 0, 0, 0, 42])
-        .expect("write");
+    stream.write_all(&[0, 0, 0, 10, 1, 0x5F, 0, 0, 0, 0, 0, 0, 0, 42]).expect("write");
     let (correlation_id, message) = read_message(&mut stream, &mut buffer).expect("reply");
     assert_eq!(correlation_id, 42);
     expect_bad_request(&message, "unknown message kind 0x5f");
@@ -164,11 +144,8 @@ fn unknown_kind_and_wrong_direction_get_bad_request_and_the_connection_stays_ope
     // A key over max_key_bytes.
     frame.clear();
     let key = bytes::Bytes::from(vec![b'k'; 2048]);
-    Message::Request(ClientRequest::Get {
-        key,
-        consistency: ReadConsistency::Linearizable,
-    })
-    .encode(44, &mut frame);
+    Message::Request(ClientRequest::Get { key, consistency: ReadConsistency::Linearizable })
+        .encode(44, &mut frame);
     stream.write_all(&frame).expect("write");
     let (correlation_id, message) = read_message(&mut stream, &mut buffer).expect("reply");
     assert_eq!(correlation_id, 44);
@@ -179,10 +156,7 @@ fn unknown_kind_and_wrong_direction_get_bad_request_and_the_connection_stays_ope
     stream.write_all(&frame).expect("write");
     let (correlation_id, message) = read_message(&mut stream, &mut buffer).expect("pong");
     assert_eq!(correlation_id, 45);
-    assert!(
-        matches!(message, Message::Response(ClientResponse::Pong { .. })),
-        "{message:?}"
-    );
+    assert!(matches!(message, Message::Response(ClientResponse::Pong { .. })), "{message:?}");
 }
 
 #[test]
@@ -201,11 +175,7 @@ fn connections_beyond_max_connections_are_refused_with_unavailable() {
     }
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon
-        .client()
-        .and_then(|mut client| client.ping().ok())
-        .is_none()
-    {
+    while daemon.client().and_then(|mut client| client.ping().ok()).is_none() {
         assert!(Instant::now() < deadline, "slots were not freed");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -215,14 +185,10 @@ fn connections_beyond_max_connections_are_refused_with_unavailable() {
 fn a_client_that_stops_reading_is_cut_off_with_bounded_memory() {
     let directory = tempfile::tempdir().expect("temp dir");
     let daemon = Daemon::start(&directory.path().join("radiant"), SMALL_LIMITS);
-    daemon
-        .connect()
-        .put(b"big", &vec![b'v'; 60_000])
-        .expect("put a large value");
+    daemon.connect().put(b"big", &vec![b'v'; 60_000]).expect("put a large value");
     let rss_before = daemon.rss_kib();
     let mut slow = raw_connect(&daemon);
-    slow.set_write_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    slow.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let mut frame = BytesMut::new();
     let get = ClientRequest::Get {
         key: bytes::Bytes::from_static(b"big"),
@@ -235,9 +201,7 @@ fn a_client_that_stops_reading_is_cut_off_with_bounded_memory() {
     let _ = slow.write_all(&frame);
     let mut other = daemon.connect();
     for round in 0..20 {
-        other
-            .put(format!("other-{round}").as_bytes(), b"v")
-            .expect("others are still served");
+        other.put(format!("other-{round}").as_bytes(), b"v").expect("others are still served");
     }
     let rss_during = daemon.rss_kib();
     assert!(
@@ -246,9 +210,6 @@ fn a_client_that_stops_reading_is_cut_off_with_bounded_memory() {
     );
     // The stall timeout (1 s) cuts it off; after that, reading ends in EOF or reset.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        closes_within(&mut slow, Duration::from_secs(20)),
-        "slow reader was never cut off"
-    );
+    assert!(closes_within(&mut slow, Duration::from_secs(20)), "slow reader was never cut off");
     assert_still_serving(&daemon);
 }

@@ -11,10 +11,7 @@ use common::{run_bounded, Daemon};
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn radiant(args: &[&str]) -> (i32, String, String) {
-    let output = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_radiant")).args(args),
-        CLI_TIMEOUT,
-    );
+    let output = run_bounded(Command::new(env!("CARGO_BIN_EXE_radiant")).args(args), CLI_TIMEOUT);
     let code = output.status.code().expect("exited normally");
     (
         code,
@@ -34,25 +31,15 @@ fn put_get_cas_delete_through_the_command_line() {
         radiant(&all)
     };
     assert_eq!(with_addr(&["put", "k", "v"]).0, 0);
-    assert_eq!(
-        with_addr(&["get", "k"]),
-        (0, "v\n".to_string(), String::new())
-    );
+    assert_eq!(with_addr(&["get", "k"]), (0, "v\n".to_string(), String::new()));
     let (code, _, stderr) = with_addr(&["get", "missing"]);
     assert_eq!(code, 2, "absent key exits 2");
     assert!(stderr.contains("key `missing` not found"), "{stderr}");
-    assert_eq!(
-        with_addr(&["cas", "k", "--expected", "v", "--new", "w"]).0,
-        0
-    );
+    assert_eq!(with_addr(&["cas", "k", "--expected", "v", "--new", "w"]).0, 0);
     let (code, _, stderr) = with_addr(&["cas", "k", "--expected", "v", "--new", "x"]);
     assert_eq!(code, 2, "a failed cas exits 2");
     assert!(stderr.contains("holds `w`"), "{stderr}");
-    assert_eq!(
-        with_addr(&["cas", "fresh", "--new", "1"]).0,
-        0,
-        "cas without --expected creates"
-    );
+    assert_eq!(with_addr(&["cas", "fresh", "--new", "1"]).0, 0, "cas without --expected creates");
     assert_eq!(with_addr(&["delete", "k"]).0, 0);
     assert_eq!(with_addr(&["delete", "k"]).0, 2);
 }
@@ -62,28 +49,19 @@ fn an_unreachable_radiant_is_an_error_with_a_hint() {
     // Port 1 on loopback: nothing listens there.
     let (code, _, stderr) = radiant(&["get", "k", "--addr", "127.0.0.1:1", "--timeout", "2"]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("cannot connect to radiant at 127.0.0.1:1"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot connect to radiant at 127.0.0.1:1"), "{stderr}");
 }
 
 #[test]
 fn a_bad_config_names_the_key_and_exits_non_zero() {
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "election_timeout = 4\nheartbeat_interval = 3\nshard_count = 0\n",
-    )
-    .expect("write");
+    std::fs::write(&path, "election_timeout = 4\nheartbeat_interval = 3\nshard_count = 0\n")
+        .expect("write");
     let path_text = path.display().to_string();
     let (code, _, stderr) = radiant(&["check-config", &path_text]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("config key `election_timeout` = 4"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("config key `election_timeout` = 4"), "{stderr}");
     assert!(stderr.contains("config key `shard_count` = 0"), "{stderr}");
     let (code, _, stderr) = radiant(&["start", "--config", &path_text]);
     assert_eq!(code, 1, "start refuses a bad config");
@@ -92,17 +70,11 @@ fn a_bad_config_names_the_key_and_exits_non_zero() {
     std::fs::write(&path, "elction_timeout = 40\n").expect("write");
     let (code, _, stderr) = radiant(&["check-config", &path_text]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("unknown field `elction_timeout`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("unknown field `elction_timeout`"), "{stderr}");
 
     let (code, _, stderr) = radiant(&["check-config", "/nonexistent/radiant.toml"]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("cannot read config file /nonexistent/radiant.toml"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot read config file /nonexistent/radiant.toml"), "{stderr}");
 }
 
 #[test]

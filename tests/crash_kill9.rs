@@ -55,10 +55,7 @@ fn every_acknowledged_write_survives_kill_9_at_a_random_point() {
                     let value = value_for(key, seed);
                     match client.put(format!("key-{key}").as_bytes(), &value) {
                         Ok(()) => {
-                            acknowledged
-                                .lock()
-                                .expect("not poisoned")
-                                .insert(key, value);
+                            acknowledged.lock().expect("not poisoned").insert(key, value);
                             acks.fetch_add(1, Ordering::AcqRel);
                         }
                         // After the kill, outcomes are unknown: not acknowledged.
@@ -92,9 +89,7 @@ fn every_acknowledged_write_survives_kill_9_at_a_random_point() {
     let restarted = Daemon::start(&data_dir, extra);
     let mut client = restarted.connect();
     for (key, value) in &acknowledged {
-        let stored = client
-            .get(format!("key-{key}").as_bytes())
-            .expect("get after restart");
+        let stored = client.get(format!("key-{key}").as_bytes()).expect("get after restart");
         assert_eq!(
             stored.as_deref(),
             Some(value.as_slice()),
@@ -110,31 +105,17 @@ fn sigterm_shuts_down_cleanly_and_keeps_every_write() {
     let mut daemon = Daemon::start(&data_dir, "");
     let mut client = daemon.connect();
     for key in 0..500u64 {
-        client
-            .put(format!("k{key}").as_bytes(), &value_for(key, 0))
-            .expect("put");
+        client.put(format!("k{key}").as_bytes(), &value_for(key, 0)).expect("put");
     }
     let status = daemon.terminate();
-    assert!(
-        status.success(),
-        "SIGTERM exit status {status}; log:\n{}",
-        daemon.log()
-    );
-    assert!(
-        daemon.log().contains("shut down cleanly"),
-        "log:\n{}",
-        daemon.log()
-    );
+    assert!(status.success(), "SIGTERM exit status {status}; log:\n{}", daemon.log());
+    assert!(daemon.log().contains("shut down cleanly"), "log:\n{}", daemon.log());
 
     let restarted = Daemon::start(&data_dir, "");
     let mut client = restarted.connect();
     for key in 0..500u64 {
         let stored = client.get(format!("k{key}").as_bytes()).expect("get");
-        assert_eq!(
-            stored.as_deref(),
-            Some(value_for(key, 0).as_slice()),
-            "k{key}"
-        );
+        assert_eq!(stored.as_deref(), Some(value_for(key, 0).as_slice()), "k{key}");
     }
 }
 

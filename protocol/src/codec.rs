@@ -30,11 +30,7 @@ impl Reader {
 
     /// An `InvalidField` error for `field` of this message.
     pub(crate) fn invalid(&self, field: &'static str, reason: &'static str) -> DecodeError {
-        DecodeError::InvalidField {
-            kind: self.kind,
-            field,
-            reason,
-        }
+        DecodeError::InvalidField { kind: self.kind, field, reason }
     }
 
     /// Checks that `needed` more bytes remain for `field`, else `Truncated`. Decoders
@@ -42,12 +38,7 @@ impl Reader {
     pub(crate) fn need(&self, field: &'static str, needed: usize) -> Result<(), DecodeError> {
         let remaining = self.bytes.remaining();
         if remaining < needed {
-            return Err(DecodeError::Truncated {
-                kind: self.kind,
-                field,
-                needed,
-                remaining,
-            });
+            return Err(DecodeError::Truncated { kind: self.kind, field, needed, remaining });
         }
         Ok(())
     }
@@ -112,10 +103,7 @@ impl Reader {
             return Err(DecodeError::EmptyKey);
         }
         if len > limits.max_key_bytes {
-            return Err(DecodeError::KeyTooLarge {
-                len,
-                max: limits.max_key_bytes,
-            });
+            return Err(DecodeError::KeyTooLarge { len, max: limits.max_key_bytes });
         }
         self.read_slice(field, len)
     }
@@ -128,10 +116,7 @@ impl Reader {
     ) -> Result<Bytes, DecodeError> {
         let len = self.read_u32(field)?;
         if len > limits.max_value_bytes {
-            return Err(DecodeError::ValueTooLarge {
-                len,
-                max: limits.max_value_bytes,
-            });
+            return Err(DecodeError::ValueTooLarge { len, max: limits.max_value_bytes });
         }
         self.read_slice(field, len)
     }
@@ -213,10 +198,7 @@ impl Reader {
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
         let count = self.bytes.remaining();
         if count != 0 {
-            return Err(DecodeError::TrailingBytes {
-                kind: self.kind,
-                count,
-            });
+            return Err(DecodeError::TrailingBytes { kind: self.kind, count });
         }
         Ok(())
     }
@@ -225,11 +207,7 @@ impl Reader {
 /// Writes a byte string with its `u32` length. The caller keeps it within the limits.
 pub(crate) fn put_bytes(dst: &mut BytesMut, bytes: &[u8]) {
     let len = u32::try_from(bytes.len());
-    debug_assert!(
-        len.is_ok(),
-        "byte string of {} bytes exceeds u32",
-        bytes.len()
-    );
+    debug_assert!(len.is_ok(), "byte string of {} bytes exceeds u32", bytes.len());
     dst.put_u32(len.unwrap_or(u32::MAX));
     dst.put_slice(bytes);
 }
@@ -280,11 +258,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits {
-            max_frame_bytes: 1024,
-            max_key_bytes: 4,
-            max_value_bytes: 8,
-        }
+        Limits { max_frame_bytes: 1024, max_key_bytes: 4, max_value_bytes: 8 }
     }
 
     #[test]
@@ -300,10 +274,7 @@ mod tests {
     #[test]
     fn rejects_empty_key() {
         let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 0]), Some(Kind::Get));
-        assert_eq!(
-            reader.read_key("key", &limits()),
-            Err(DecodeError::EmptyKey)
-        );
+        assert_eq!(reader.read_key("key", &limits()), Err(DecodeError::EmptyKey));
     }
 
     #[test]
@@ -311,10 +282,7 @@ mod tests {
         let mut reader = Reader::new(Bytes::from_static(&[0xFF, 0xFF, 0xFF, 0xFF]), None);
         assert_eq!(
             reader.read_value("value", &limits()),
-            Err(DecodeError::ValueTooLarge {
-                len: u32::MAX,
-                max: 8
-            })
+            Err(DecodeError::ValueTooLarge { len: u32::MAX, max: 8 })
         );
     }
 
@@ -337,10 +305,7 @@ mod tests {
         let mut reader = Reader::new(Bytes::from_static(&[0, 1, 2]), None);
         assert_eq!(reader.read_bool("flag"), Ok(false));
         assert_eq!(reader.read_bool("flag"), Ok(true));
-        assert!(matches!(
-            reader.read_bool("flag"),
-            Err(DecodeError::InvalidField { .. })
-        ));
+        assert!(matches!(reader.read_bool("flag"), Err(DecodeError::InvalidField { .. })));
         let mut reader = Reader::new(Bytes::from_static(&[2]), None);
         assert!(matches!(
             reader.read_optional_value("value", &limits()),
@@ -353,37 +318,22 @@ mod tests {
         let mut reader = Reader::new(Bytes::from_static(&[0, 5]), None);
         assert!(matches!(
             reader.read_string("reason", 4, "too long"),
-            Err(DecodeError::InvalidField {
-                reason: "too long",
-                ..
-            })
+            Err(DecodeError::InvalidField { reason: "too long", .. })
         ));
         let mut reader = Reader::new(Bytes::from_static(&[0, 1, 0xFF]), None);
         assert!(matches!(
             reader.read_string("reason", 4, "too long"),
-            Err(DecodeError::InvalidField {
-                reason: "not valid UTF-8",
-                ..
-            })
+            Err(DecodeError::InvalidField { reason: "not valid UTF-8", .. })
         ));
     }
 
     #[test]
     fn required_ids_reject_zero_with_the_field_name() {
         let mut reader = Reader::new(Bytes::from_static(&[0; 16]), None);
-        assert_eq!(
-            reader.read_member_id("member"),
-            Err(DecodeError::ZeroId { field: "member" })
-        );
-        assert_eq!(
-            reader.read_group_id("group"),
-            Err(DecodeError::ZeroId { field: "group" })
-        );
+        assert_eq!(reader.read_member_id("member"), Err(DecodeError::ZeroId { field: "member" }));
+        assert_eq!(reader.read_group_id("group"), Err(DecodeError::ZeroId { field: "group" }));
         let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 7]), None);
-        assert_eq!(
-            reader.read_member_id("member"),
-            Ok(MemberId::new(7).unwrap())
-        );
+        assert_eq!(reader.read_member_id("member"), Ok(MemberId::new(7).unwrap()));
     }
 
     #[test]
@@ -391,19 +341,12 @@ mod tests {
         let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 9]), None);
         assert_eq!(
             reader.read_bytes_at_most("chunk", 8, "too long"),
-            Err(DecodeError::InvalidField {
-                kind: None,
-                field: "chunk",
-                reason: "too long"
-            })
+            Err(DecodeError::InvalidField { kind: None, field: "chunk", reason: "too long" })
         );
         let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 2, 0xC3, 0x28]), None);
         assert!(matches!(
             reader.read_long_string("json", 8, "too long"),
-            Err(DecodeError::InvalidField {
-                reason: "not valid UTF-8",
-                ..
-            })
+            Err(DecodeError::InvalidField { reason: "not valid UTF-8", .. })
         ));
     }
 
@@ -412,10 +355,7 @@ mod tests {
         let reader = Reader::new(Bytes::from_static(&[1, 2]), Some(Kind::Ping));
         assert_eq!(
             reader.finish(),
-            Err(DecodeError::TrailingBytes {
-                kind: Some(Kind::Ping),
-                count: 2
-            })
+            Err(DecodeError::TrailingBytes { kind: Some(Kind::Ping), count: 2 })
         );
     }
 

@@ -140,16 +140,10 @@ impl fmt::Display for DecodeError {
                  {}); upgrade the older side",
                 crate::frame::PROTOCOL_VERSION
             ),
-            DecodeError::UnknownKind {
-                kind,
-                correlation_id,
-            } => write_unknown_kind(f, *kind, *correlation_id),
-            DecodeError::Truncated {
-                kind,
-                field,
-                needed,
-                remaining,
-            } => write!(
+            DecodeError::UnknownKind { kind, correlation_id } => {
+                write_unknown_kind(f, *kind, *correlation_id)
+            }
+            DecodeError::Truncated { kind, field, needed, remaining } => write!(
                 f,
                 "{} is truncated: field `{field}` needs {needed} bytes but only {remaining} \
                  remain; the sender's encoder is broken",
@@ -162,10 +156,7 @@ impl fmt::Display for DecodeError {
                 Subject(*kind)
             ),
             DecodeError::KeyTooLarge { len, max } => {
-                write!(
-                    f,
-                    "key of {len} bytes exceeds max_key_bytes {max}; use a shorter key"
-                )
+                write!(f, "key of {len} bytes exceeds max_key_bytes {max}; use a shorter key")
             }
             DecodeError::ValueTooLarge { len, max } => write!(
                 f,
@@ -177,11 +168,7 @@ impl fmt::Display for DecodeError {
                 f,
                 "field `{field}` holds id 0, which means \"not set\", but an id is required"
             ),
-            DecodeError::InvalidField {
-                kind,
-                field,
-                reason,
-            } => {
+            DecodeError::InvalidField { kind, field, reason } => {
                 write!(f, "{} field `{field}` is invalid: {reason}", Subject(*kind))
             }
         }
@@ -191,10 +178,7 @@ impl fmt::Display for DecodeError {
 /// Names the family range an unknown kind falls in, so an operator can tell a newer
 /// peer (known range) from garbage (no range).
 fn write_unknown_kind(f: &mut fmt::Formatter<'_>, kind: u8, correlation_id: u64) -> fmt::Result {
-    write!(
-        f,
-        "message kind 0x{kind:02x} (correlation id {correlation_id}) "
-    )?;
+    write!(f, "message kind 0x{kind:02x} (correlation id {correlation_id}) ")?;
     if let Some(family) = Family::of_byte(kind) {
         write!(f, "is in the {family} range but ")?;
     }
@@ -209,10 +193,7 @@ mod tests {
 
     #[test]
     fn frame_too_large_names_both_numbers() {
-        let error = DecodeError::FrameTooLarge {
-            len: 20_000_000,
-            max: 17_825_792,
-        };
+        let error = DecodeError::FrameTooLarge { len: 20_000_000, max: 17_825_792 };
         let text = error.to_string();
         assert!(text.starts_with("frame length 20000000 exceeds max_frame_bytes 17825792"));
         assert!(error.is_fatal());
@@ -221,10 +202,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_knows_its_correlation_id_and_family() {
-        let error = DecodeError::UnknownKind {
-            kind: 0x3F,
-            correlation_id: 7,
-        };
+        let error = DecodeError::UnknownKind { kind: 0x3F, correlation_id: 7 };
         assert_eq!(error.correlation_id(), Some(7));
         assert!(!error.is_fatal());
         assert!(error.to_string().contains("replication range"));
@@ -232,21 +210,10 @@ mod tests {
 
     #[test]
     fn log_command_errors_say_log_command() {
-        let error = DecodeError::TrailingBytes {
-            kind: None,
-            count: 3,
-        };
-        assert!(error
-            .to_string()
-            .starts_with("log command has 3 unexpected bytes"));
-        let error = DecodeError::Truncated {
-            kind: Some(Kind::Put),
-            field: "key",
-            needed: 5,
-            remaining: 2,
-        };
-        assert!(error
-            .to_string()
-            .starts_with("Put message is truncated: field `key`"));
+        let error = DecodeError::TrailingBytes { kind: None, count: 3 };
+        assert!(error.to_string().starts_with("log command has 3 unexpected bytes"));
+        let error =
+            DecodeError::Truncated { kind: Some(Kind::Put), field: "key", needed: 5, remaining: 2 };
+        assert!(error.to_string().starts_with("Put message is truncated: field `key`"));
     }
 }

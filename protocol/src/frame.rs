@@ -68,10 +68,7 @@ pub fn decode_frame(
     // Why: the length must be judged before any reserve, or a peer could make us
     // allocate 4 GiB by sending four bytes.
     if len > max_frame_bytes {
-        return Err(DecodeError::FrameTooLarge {
-            len,
-            max: max_frame_bytes,
-        });
+        return Err(DecodeError::FrameTooLarge { len, max: max_frame_bytes });
     }
     if len < MIN_FRAME_LENGTH {
         return Err(DecodeError::FrameTooShort { len });
@@ -79,10 +76,7 @@ pub fn decode_frame(
     let total = usize::try_from(len)
         .ok()
         .and_then(|len| len.checked_add(LENGTH_PREFIX_BYTES))
-        .ok_or(DecodeError::FrameTooLarge {
-            len,
-            max: max_frame_bytes,
-        })?;
+        .ok_or(DecodeError::FrameTooLarge { len, max: max_frame_bytes })?;
     if buf.len() < total {
         buf.reserve(total - buf.len());
         return Ok(None);
@@ -97,18 +91,11 @@ pub fn decode_frame(
         // Why: the boundary is known, so dropping the frame keeps the stream in sync and
         // lets an older radiant answer a newer peer with an error instead of hanging up.
         buf.advance(total);
-        return Err(DecodeError::UnknownKind {
-            kind: kind_byte,
-            correlation_id,
-        });
+        return Err(DecodeError::UnknownKind { kind: kind_byte, correlation_id });
     };
     let mut payload = buf.split_to(total).freeze();
     payload.advance(FRAME_HEADER_BYTES);
-    Ok(Some(Frame {
-        kind,
-        correlation_id,
-        payload,
-    }))
+    Ok(Some(Frame { kind, correlation_id, payload }))
 }
 
 /// Appends one frame to `dst`: the header, then whatever `write_payload` writes, then
@@ -128,10 +115,7 @@ pub fn encode_frame(
     write_payload(dst);
     let written = dst.len() - start - LENGTH_PREFIX_BYTES;
     let length = u32::try_from(written);
-    debug_assert!(
-        length.is_ok(),
-        "frame of {written} bytes does not fit a u32 length"
-    );
+    debug_assert!(length.is_ok(), "frame of {written} bytes does not fit a u32 length");
     let length = length.unwrap_or(u32::MAX);
     if let Some(slot) = dst.get_mut(start..start + LENGTH_PREFIX_BYTES) {
         slot.copy_from_slice(&length.to_be_bytes());
@@ -174,13 +158,7 @@ mod tests {
         buf.put_u32(1_000_000);
         let capacity = buf.capacity();
         let error = decode_frame(&mut buf, 1000).unwrap_err();
-        assert_eq!(
-            error,
-            DecodeError::FrameTooLarge {
-                len: 1_000_000,
-                max: 1000
-            }
-        );
+        assert_eq!(error, DecodeError::FrameTooLarge { len: 1_000_000, max: 1000 });
         assert_eq!(buf.capacity(), capacity);
         assert_eq!(buf.len(), 4);
     }
@@ -189,10 +167,7 @@ mod tests {
     fn rejects_frame_shorter_than_a_header() {
         let mut buf = BytesMut::new();
         buf.put_u32(9);
-        assert_eq!(
-            decode_frame(&mut buf, 1000),
-            Err(DecodeError::FrameTooShort { len: 9 })
-        );
+        assert_eq!(decode_frame(&mut buf, 1000), Err(DecodeError::FrameTooShort { len: 9 }));
         assert_eq!(buf.len(), 4);
     }
 
@@ -212,10 +187,7 @@ mod tests {
     fn rejects_unsupported_version_and_leaves_the_buffer() {
         let mut buf = encoded(Kind::Ping, 1, b"");
         buf[4] = 2;
-        assert_eq!(
-            decode_frame(&mut buf, 1000),
-            Err(DecodeError::UnsupportedVersion(2))
-        );
+        assert_eq!(decode_frame(&mut buf, 1000), Err(DecodeError::UnsupportedVersion(2)));
         assert_eq!(buf.len(), FRAME_HEADER_BYTES);
     }
 
@@ -225,13 +197,7 @@ mod tests {
         buf[5] = 0x3F;
         buf.extend_from_slice(&encoded(Kind::Ping, 43, b""));
         let error = decode_frame(&mut buf, 1000).unwrap_err();
-        assert_eq!(
-            error,
-            DecodeError::UnknownKind {
-                kind: 0x3F,
-                correlation_id: 42
-            }
-        );
+        assert_eq!(error, DecodeError::UnknownKind { kind: 0x3F, correlation_id: 42 });
         let next = decode_frame(&mut buf, 1000).unwrap().unwrap();
         assert_eq!(next.correlation_id, 43);
         assert!(buf.is_empty());

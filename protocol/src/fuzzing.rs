@@ -13,11 +13,8 @@ use crate::limits::Limits;
 use crate::message::{Command, Message};
 
 /// Small limits, so that random inputs hit the limit checks often.
-pub const FUZZ_LIMITS: Limits = Limits {
-    max_frame_bytes: 4096,
-    max_key_bytes: 64,
-    max_value_bytes: 1024,
-};
+pub const FUZZ_LIMITS: Limits =
+    Limits { max_frame_bytes: 4096, max_key_bytes: 64, max_value_bytes: 1024 };
 
 /// The longest chunk `decode_frame_bytes` feeds at once when it splits its input.
 const MAX_CHUNK_BYTES: usize = 32;
@@ -29,10 +26,7 @@ pub fn decode_frame_bytes(data: &[u8]) {
     let whole = decode_stream(&[data], FUZZ_LIMITS.max_frame_bytes);
     let chunks = split_into_chunks(data);
     let chunked = decode_stream(&chunks, FUZZ_LIMITS.max_frame_bytes);
-    assert_eq!(
-        whole, chunked,
-        "splitting the stream changed what it decodes to"
-    );
+    assert_eq!(whole, chunked, "splitting the stream changed what it decodes to");
 }
 
 /// Decodes frames from `data`, then messages from the frames: client requests and
@@ -62,17 +56,9 @@ pub fn decode_command_bytes(data: &[u8]) {
         return;
     };
     let encoded = command.to_bytes();
-    assert_eq!(
-        encoded.as_ref(),
-        data,
-        "command re-encoded to different bytes"
-    );
+    assert_eq!(encoded.as_ref(), data, "command re-encoded to different bytes");
     let decoded = Command::decode(encoded, &FUZZ_LIMITS);
-    assert_eq!(
-        decoded.as_ref(),
-        Ok(&command),
-        "command did not survive a round trip"
-    );
+    assert_eq!(decoded.as_ref(), Ok(&command), "command did not survive a round trip");
 }
 
 fn check_message_round_trip(frame: Frame, frame_bytes: &[u8]) {
@@ -82,27 +68,16 @@ fn check_message_round_trip(frame: Frame, frame_bytes: &[u8]) {
     };
     let mut encoded = BytesMut::new();
     message.encode(correlation_id, &mut encoded);
-    assert_eq!(
-        encoded.as_ref(),
-        frame_bytes,
-        "message re-encoded to different bytes"
-    );
+    assert_eq!(encoded.as_ref(), frame_bytes, "message re-encoded to different bytes");
     let frame = decode_frame(&mut encoded, FUZZ_LIMITS.max_frame_bytes);
-    assert!(
-        matches!(frame, Ok(Some(_))),
-        "re-encoded message is not one frame: {frame:?}"
-    );
+    assert!(matches!(frame, Ok(Some(_))), "re-encoded message is not one frame: {frame:?}");
     let Ok(Some(frame)) = frame else {
         return;
     };
     assert!(encoded.is_empty(), "re-encoded message left bytes behind");
     assert_eq!(frame.correlation_id, correlation_id);
     let decoded = Message::decode(frame, &FUZZ_LIMITS);
-    assert_eq!(
-        decoded.as_ref(),
-        Ok(&message),
-        "message did not survive a round trip"
-    );
+    assert_eq!(decoded.as_ref(), Ok(&message), "message did not survive a round trip");
 }
 
 /// Runs a connection's decode loop over `chunks` arriving one after another and records
@@ -126,10 +101,7 @@ fn decode_stream(chunks: &[&[u8]], max_frame_bytes: u32) -> Vec<Result<Frame, De
                     return decoded;
                 }
                 Err(error) => {
-                    assert!(
-                        buf.len() < before,
-                        "a non-fatal error did not consume its frame"
-                    );
+                    assert!(buf.len() < before, "a non-fatal error did not consume its frame");
                     decoded.push(Err(error));
                 }
             }
@@ -169,11 +141,7 @@ mod tests {
             term: 2,
         };
         let entries = (1..=2)
-            .map(|index| LogEntry {
-                term: 2,
-                index,
-                data: Bytes::from_static(b"\x01data"),
-            })
+            .map(|index| LogEntry { term: 2, index, data: Bytes::from_static(b"\x01data") })
             .collect();
         let body = PeerBody::Append(Append {
             prev_log_index: 0,
@@ -208,18 +176,12 @@ mod tests {
         let data: Vec<u8> = (0..=255).collect();
         let chunks = split_into_chunks(&data);
         assert_eq!(chunks.concat(), data);
-        assert!(chunks
-            .iter()
-            .all(|chunk| !chunk.is_empty() && chunk.len() <= MAX_CHUNK_BYTES));
+        assert!(chunks.iter().all(|chunk| !chunk.is_empty() && chunk.len() <= MAX_CHUNK_BYTES));
     }
 
     #[test]
     fn fuzz_entry_points_accept_empty_and_garbage_input() {
-        for data in [
-            &[][..],
-            &[0xFF; 40][..],
-            &[0, 0, 0, 10, 1, 0x54, 0, 0, 0, 0, 0, 0, 0, 0],
-        ] {
+        for data in [&[][..], &[0xFF; 40][..], &[0, 0, 0, 10, 1, 0x54, 0, 0, 0, 0, 0, 0, 0, 0]] {
             decode_frame_bytes(data);
             decode_message_bytes(data);
             decode_command_bytes(data);

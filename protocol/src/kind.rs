@@ -259,9 +259,7 @@ mod tests {
 
     #[test]
     fn all_lists_every_known_byte_once_in_byte_order() {
-        let known: Vec<u8> = (0..=u8::MAX)
-            .filter(|&byte| Kind::from_u8(byte).is_some())
-            .collect();
+        let known: Vec<u8> = (0..=u8::MAX).filter(|&byte| Kind::from_u8(byte).is_some()).collect();
         let listed: Vec<u8> = Kind::ALL.iter().map(|kind| kind.to_u8()).collect();
         assert_eq!(listed, known);
     }

@@ -23,12 +23,7 @@
 //! # Ok::<(), radiant_protocol::DecodeError>(())
 //! ```
 #![deny(missing_docs)]
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod codec;
 pub mod error;

@@ -77,10 +77,7 @@ mod tests {
 
     #[test]
     fn display_prints_the_seed_spelling() {
-        assert_eq!(
-            OrderStateOp::MembershipUpdate.to_string(),
-            "MEMBERSHIP_UPDATE"
-        );
+        assert_eq!(OrderStateOp::MembershipUpdate.to_string(), "MEMBERSHIP_UPDATE");
         assert_eq!(OrderStateOp::MembershipSet.to_string(), "MEMBERSHIP_SET");
         assert_eq!(OrderStateOp::Replicating.to_string(), "REPLICATING");
         assert_eq!(OrderStateOp::Voting.to_string(), "VOTING");

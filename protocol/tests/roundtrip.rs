@@ -1,12 +1,7 @@
 //! Property tests of the wire format: every message and command survives a round trip,
 //! arbitrary bytes never panic the decoders, and framing is independent of how bytes
 //! arrive. The fuzz targets run the same `fuzzing` functions without proptest.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
@@ -33,12 +28,10 @@ fn optional_value() -> impl Strategy<Value = Option<Bytes>> {
 }
 
 fn session() -> impl Strategy<Value = Option<Session>> {
-    prop::option::of(
-        (1..=u64::MAX, 1..=u64::MAX).prop_map(|(client_id, sequence)| Session {
-            client_id: ClientId::new(client_id).unwrap(),
-            sequence,
-        }),
-    )
+    prop::option::of((1..=u64::MAX, 1..=u64::MAX).prop_map(|(client_id, sequence)| Session {
+        client_id: ClientId::new(client_id).unwrap(),
+        sequence,
+    }))
 }
 
 fn member_id() -> impl Strategy<Value = Option<MemberId>> {
@@ -74,12 +67,7 @@ fn request() -> impl Strategy<Value = ClientRequest> {
         }),
         (key(), session()).prop_map(|(key, session)| ClientRequest::Delete { key, session }),
         (key(), optional_value(), optional_value(), session()).prop_map(
-            |(key, expected, new, session)| ClientRequest::Cas {
-                key,
-                expected,
-                new,
-                session
-            }
+            |(key, expected, new, session)| ClientRequest::Cas { key, expected, new, session }
         ),
         Just(ClientRequest::Ping),
         (required_member_id(), address())
@@ -115,18 +103,14 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
 }
 
 fn peer_header() -> impl Strategy<Value = PeerHeader> {
-    (
-        1..=u64::MAX,
-        required_member_id(),
-        required_member_id(),
-        any::<u64>(),
-    )
-        .prop_map(|(group, from, to, term)| PeerHeader {
+    (1..=u64::MAX, required_member_id(), required_member_id(), any::<u64>()).prop_map(
+        |(group, from, to, term)| PeerHeader {
             group: GroupId::new(group).unwrap(),
             from,
             to,
             term,
-        })
+        },
+    )
 }
 
 /// An `Append` with 0..4 entries contiguous after `prev_log_index`, terms growing from
@@ -145,46 +129,28 @@ fn append() -> impl Strategy<Value = Append> {
                 .zip(raw)
                 .map(|(offset, (term_step, data))| {
                     term += term_step;
-                    LogEntry {
-                        term,
-                        index: prev_log_index + offset,
-                        data,
-                    }
+                    LogEntry { term, index: prev_log_index + offset, data }
                 })
                 .collect();
-            Append {
-                prev_log_index,
-                prev_log_term,
-                commit,
-                read_round,
-                entries,
-            }
+            Append { prev_log_index, prev_log_term, commit, read_round, entries }
         })
 }
 
 /// A snapshot chunk that lies within `total_bytes`, ending exactly there when `done`.
 fn install_snapshot() -> impl Strategy<Value = InstallSnapshot> {
-    (
-        any::<u64>(),
-        any::<u64>(),
-        0..u64::MAX / 2,
-        0..u64::MAX / 4,
-        any::<bool>(),
-        value(),
+    (any::<u64>(), any::<u64>(), 0..u64::MAX / 2, 0..u64::MAX / 4, any::<bool>(), value()).prop_map(
+        |(snapshot_index, snapshot_term, offset, spare, done, chunk)| {
+            let end = offset + chunk.len() as u64;
+            InstallSnapshot {
+                snapshot_index,
+                snapshot_term,
+                offset,
+                total_bytes: if done { end } else { end + spare },
+                done,
+                chunk,
+            }
+        },
     )
-        .prop_map(
-            |(snapshot_index, snapshot_term, offset, spare, done, chunk)| {
-                let end = offset + chunk.len() as u64;
-                InstallSnapshot {
-                    snapshot_index,
-                    snapshot_term,
-                    offset,
-                    total_bytes: if done { end } else { end + spare },
-                    done,
-                    chunk,
-                }
-            },
-        )
 }
 
 fn peer_body() -> impl Strategy<Value = PeerBody> {
@@ -205,12 +171,7 @@ fn peer_body() -> impl Strategy<Value = PeerBody> {
         append().prop_map(PeerBody::Append),
         (any::<bool>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
             |(success, match_index, reject_hint, read_round)| {
-                PeerBody::AppendAck(AppendAck {
-                    success,
-                    match_index,
-                    reject_hint,
-                    read_round,
-                })
+                PeerBody::AppendAck(AppendAck { success, match_index, reject_hint, read_round })
             }
         ),
         install_snapshot().prop_map(PeerBody::InstallSnapshot),
@@ -257,14 +218,8 @@ fn command() -> impl Strategy<Value = Command> {
             session
         }),
         (key(), session()).prop_map(|(key, session)| Command::Delete { key, session }),
-        (key(), optional_value(), optional_value(), session()).prop_map(
-            |(key, expected, new, session)| Command::Cas {
-                key,
-                expected,
-                new,
-                session
-            }
-        ),
+        (key(), optional_value(), optional_value(), session())
+            .prop_map(|(key, expected, new, session)| Command::Cas { key, expected, new, session }),
         membership_change().prop_map(Command::Membership),
     ]
 }

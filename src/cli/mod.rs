@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+pub mod sim;
+
 use crate::client::{Client, ClientOptions};
 use crate::config::Config;
 
@@ -71,6 +73,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run the deterministic simulator (one seed, or a sweep with --seeds).
+    Sim(sim::SimArgs),
     /// Compare-and-set: replace KEY's value if it currently equals --expected.
     Cas {
         /// The key.
@@ -116,6 +120,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 fn execute(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Start { config } => start(config),
+        Command::Sim(args) => sim::run(&args),
         Command::CheckConfig { file } => {
             let config = Config::load(&file).map_err(|error| error_chain(&error))?;
             println!(
@@ -128,15 +133,12 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get { key, target } => {
-            let value = connect(&target)?
-                .get(key.as_bytes())
-                .map_err(|error| error_chain(&error))?;
+            let value =
+                connect(&target)?.get(key.as_bytes()).map_err(|error| error_chain(&error))?;
             match value {
                 Some(value) => {
                     let mut stdout = std::io::stdout().lock();
-                    let written = stdout
-                        .write_all(&value)
-                        .and_then(|()| stdout.write_all(b"\n"));
+                    let written = stdout.write_all(&value).and_then(|()| stdout.write_all(b"\n"));
                     written.map_err(|error| format!("cannot write to stdout: {error}"))?;
                     Ok(ExitCode::SUCCESS)
                 }
@@ -150,21 +152,15 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Delete { key, target } => {
-            let existed = connect(&target)?
-                .delete(key.as_bytes())
-                .map_err(|error| error_chain(&error))?;
+            let existed =
+                connect(&target)?.delete(key.as_bytes()).map_err(|error| error_chain(&error))?;
             if existed {
                 Ok(ExitCode::SUCCESS)
             } else {
                 negative(&format!("key `{key}` not found"))
             }
         }
-        Command::Cas {
-            key,
-            expected,
-            new,
-            target,
-        } => {
+        Command::Cas { key, expected, new, target } => {
             let outcome = connect(&target)?
                 .cas(
                     key.as_bytes(),
@@ -190,16 +186,9 @@ fn negative(message: &str) -> Result<ExitCode, String> {
 }
 
 fn connect(target: &Target) -> Result<Client, String> {
-    let timeout = Duration::try_from_secs_f64(target.timeout).map_err(|_| {
-        format!(
-            "--timeout {} is not a usable number of seconds",
-            target.timeout
-        )
-    })?;
-    let options = ClientOptions {
-        timeout,
-        ..ClientOptions::default()
-    };
+    let timeout = Duration::try_from_secs_f64(target.timeout)
+        .map_err(|_| format!("--timeout {} is not a usable number of seconds", target.timeout))?;
+    let options = ClientOptions { timeout, ..ClientOptions::default() };
     Client::connect(&target.addr, options).map_err(|error| error_chain(&error))
 }
 
@@ -225,8 +214,6 @@ fn init_logging(default_level: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colour only for a person at a terminal; journald and log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _ = subscriber.with_writer(std::io::stderr).try_init();
 }

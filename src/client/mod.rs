@@ -1,8 +1,10 @@
 //! The blocking client library: one TCP connection to a radiant, one request at a
 //! time (or a window of pipelined requests for load generation), clear errors.
 //!
-//! `Unavailable` answers (no herald yet, shutting down) are retried with a capped
-//! backoff until the call's deadline; every other server error is returned as is.
+//! A `NotHerald` answer naming the herald's address makes the client reconnect there and
+//! resend; `Unavailable`, `Locked` and `NotHerald` without a hint are retried with a
+//! capped backoff until the call's deadline; every other server error is returned.
+//! Writes carry a session (client id + sequence), so a resent write applies once.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -10,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use radiant_protocol::{
-    decode_frame, ClientRequest, ClientResponse, DecodeError, ErrorResponse, Limits, Message,
-    ReadConsistency,
+    decode_frame, ClientId, ClientRequest, ClientResponse, DecodeError, ErrorResponse, Limits,
+    Message, ReadConsistency, Session,
 };
 
 /// Why a client call failed.
@@ -97,10 +99,7 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions {
-            timeout: Duration::from_secs(10),
-            limits: Limits::DEFAULT,
-        }
+        ClientOptions { timeout: Duration::from_secs(10), limits: Limits::DEFAULT }
     }
 }
 
@@ -117,10 +116,35 @@ pub struct CasOutcome {
 pub struct Client {
     stream: TcpStream,
     address: SocketAddr,
+    client_id: ClientId,
+    sequence: u64,
     options: ClientOptions,
     read_buffer: BytesMut,
     write_buffer: BytesMut,
     next_correlation_id: u64,
+}
+
+/// Most `NotHerald` redirects one call follows (a bound against redirect loops).
+const MAX_REDIRECTS: u32 = 8;
+
+fn open(address: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientError> {
+    let stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|source| ClientError::Connect { address, source })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A client id that is unique in practice: clock nanoseconds, process id and a counter.
+fn new_client_id() -> ClientId {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let mixed = nanos
+        ^ u64::from(std::process::id()).rotate_left(40)
+        ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(20);
+    ClientId::new(mixed).unwrap_or(ClientId::new(1).expect("nonzero"))
 }
 
 /// First wait before retrying an `Unavailable` answer.
@@ -131,30 +155,30 @@ const RETRY_MAX: Duration = Duration::from_millis(500);
 impl Client {
     /// Connects to `address` (`host:port`).
     pub fn connect(address: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let resolve_error = |reason: String| ClientError::Resolve {
-            address: address.to_string(),
-            reason,
-        };
+        let resolve_error =
+            |reason: String| ClientError::Resolve { address: address.to_string(), reason };
         let resolved = address
             .to_socket_addrs()
             .map_err(|error| resolve_error(error.to_string()))?
             .next()
             .ok_or_else(|| resolve_error("no addresses".to_string()))?;
-        let stream = TcpStream::connect_timeout(&resolved, options.timeout).map_err(|source| {
-            ClientError::Connect {
-                address: resolved,
-                source,
-            }
-        })?;
-        let _ = stream.set_nodelay(true);
+        let stream = open(resolved, options.timeout)?;
         Ok(Client {
             stream,
             address: resolved,
+            client_id: new_client_id(),
+            sequence: 0,
             options,
             read_buffer: BytesMut::with_capacity(4096),
             write_buffer: BytesMut::with_capacity(4096),
             next_correlation_id: 1,
         })
+    }
+
+    /// The next session for a write; a resent write reuses its session.
+    fn next_session(&mut self) -> Option<Session> {
+        self.sequence += 1;
+        Some(Session { client_id: self.client_id, sequence: self.sequence })
     }
 
     /// The radiant's address.
@@ -173,10 +197,7 @@ impl Client {
         key: &[u8],
         consistency: ReadConsistency,
     ) -> Result<Option<Bytes>, ClientError> {
-        let request = ClientRequest::Get {
-            key: Bytes::copy_from_slice(key),
-            consistency,
-        };
+        let request = ClientRequest::Get { key: Bytes::copy_from_slice(key), consistency };
         match self.call(request)? {
             ClientResponse::GetResult { value } => Ok(value),
             other => Err(self.unexpected("get", other)),
@@ -188,7 +209,7 @@ impl Client {
         let request = ClientRequest::Put {
             key: Bytes::copy_from_slice(key),
             value: Bytes::copy_from_slice(value),
-            session: None,
+            session: self.next_session(),
         };
         match self.call(request)? {
             ClientResponse::PutResult => Ok(()),
@@ -198,10 +219,7 @@ impl Client {
 
     /// Deletes `key`; true if it existed.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
-        let request = ClientRequest::Delete {
-            key: Bytes::copy_from_slice(key),
-            session: None,
-        };
+        let request = ClientRequest::Delete { key: Bytes::copy_from_slice(key), session: None };
         match self.call(request)? {
             ClientResponse::DeleteResult { existed } => Ok(existed),
             other => Err(self.unexpected("delete", other)),
@@ -219,7 +237,7 @@ impl Client {
             key: Bytes::copy_from_slice(key),
             expected: expected.map(Bytes::copy_from_slice),
             new: new.map(Bytes::copy_from_slice),
-            session: None,
+            session: self.next_session(),
         };
         match self.call(request)? {
             ClientResponse::CasResult { succeeded, current } => {
@@ -238,46 +256,62 @@ impl Client {
     }
 
     fn unexpected(&self, request: &'static str, response: ClientResponse) -> ClientError {
-        ClientError::Unexpected {
-            address: self.address,
-            request,
-            response: Box::new(response),
-        }
+        ClientError::Unexpected { address: self.address, request, response: Box::new(response) }
     }
 
-    /// Sends `request` and waits for its answer, retrying `Unavailable` until the deadline.
+    /// Sends `request` and waits for its answer, following `NotHerald` hints and
+    /// retrying `Unavailable`/`Locked` until the deadline.
     pub fn call(&mut self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
         let deadline = Instant::now() + self.options.timeout;
         let mut backoff = RETRY_INITIAL;
+        let mut redirects = 0;
         loop {
             let correlation_id = self.send(&request)?;
-            match self.receive(correlation_id, deadline)? {
+            let error = match self.receive(correlation_id, deadline)? {
                 Message::Response(response) => return Ok(response),
-                Message::Error(ErrorResponse::Unavailable { .. })
-                    if Instant::now() + backoff < deadline =>
-                {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
-                Message::Error(error) => {
-                    return Err(ClientError::Server {
-                        address: self.address,
-                        error,
-                    })
-                }
-                Message::Request(_) => {
+                Message::Error(error) => error,
+                Message::Request(_) | Message::Peer(_) => {
                     let source = DecodeError::InvalidField {
                         kind: None,
                         field: "kind",
                         reason: "a radiant sent a request on a client connection",
                     };
-                    return Err(ClientError::Protocol {
-                        address: self.address,
-                        source,
-                    });
+                    return Err(ClientError::Protocol { address: self.address, source });
                 }
+            };
+            let retry = match &error {
+                ErrorResponse::NotHerald { address: Some(herald), .. }
+                    if redirects < MAX_REDIRECTS =>
+                {
+                    redirects += 1;
+                    if self.redirect(herald).is_ok() {
+                        continue;
+                    }
+                    true
+                }
+                ErrorResponse::NotHerald { .. }
+                | ErrorResponse::Unavailable { .. }
+                | ErrorResponse::Locked(_) => true,
+                _ => false,
+            };
+            if !retry || Instant::now() + backoff >= deadline {
+                return Err(ClientError::Server { address: self.address, error });
             }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(RETRY_MAX);
         }
+    }
+
+    /// Reconnects to the herald's client address given in a `NotHerald` answer.
+    fn redirect(&mut self, herald: &str) -> Result<(), ClientError> {
+        let address: SocketAddr = herald.parse().map_err(|_| ClientError::Resolve {
+            address: herald.to_string(),
+            reason: "not an IP:PORT address".to_string(),
+        })?;
+        self.stream = open(address, self.options.timeout)?;
+        self.address = address;
+        self.read_buffer.clear();
+        Ok(())
     }
 
     /// Encodes and writes one request; returns its correlation id.
@@ -288,10 +322,7 @@ impl Client {
         Message::Request(request.clone()).encode(correlation_id, &mut self.write_buffer);
         self.stream
             .write_all(&self.write_buffer)
-            .map_err(|source| ClientError::Io {
-                address: self.address,
-                source,
-            })?;
+            .map_err(|source| ClientError::Io { address: self.address, source })?;
         Ok(correlation_id)
     }
 
@@ -324,10 +355,7 @@ impl Client {
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(ClientError::Timeout {
-                    address,
-                    timeout: self.options.timeout,
-                });
+                return Err(ClientError::Timeout { address, timeout: self.options.timeout });
             }
             self.stream
                 .set_read_timeout(Some(remaining))
@@ -352,10 +380,7 @@ impl Client {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Err(ClientError::Timeout {
-                        address,
-                        timeout: self.options.timeout,
-                    });
+                    return Err(ClientError::Timeout { address, timeout: self.options.timeout });
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(source) => return Err(ClientError::Io { address, source }),

@@ -86,6 +86,23 @@ pub struct Config {
     pub snapshot_interval_entries: u64,
     /// Default log filter (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// This radiant's member id in a statically configured order (see `members`).
+    pub member_id: u64,
+    /// Static bootstrap, like etcd's initial cluster: every member of the order with its
+    /// addresses. Empty means a single-node system. Every member must list the same set.
+    pub members: Vec<MemberConfig>,
+}
+
+/// One member of a statically configured order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Its member id (nonzero, unique).
+    pub id: u64,
+    /// Its peer address (`my_ip:my_port` in its own config).
+    pub peer: SocketAddr,
+    /// Its client address (`client_ip:client_port` in its own config).
+    pub client: SocketAddr,
 }
 
 impl Default for Config {
@@ -122,6 +139,8 @@ impl Default for Config {
             wal_segment_max_bytes: 64 << 20,
             snapshot_interval_entries: 100_000,
             log_level: "info".to_string(),
+            member_id: 1,
+            members: Vec::new(),
         }
     }
 }
@@ -139,10 +158,8 @@ impl Config {
 
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -196,27 +213,17 @@ mod tests {
         let mut checked = 0;
         for entry in std::fs::read_dir(&directory).expect("config/ exists") {
             let path = entry.expect("readable directory entry").path();
-            if path
-                .extension()
-                .is_some_and(|extension| extension == "toml")
-            {
+            if path.extension().is_some_and(|extension| extension == "toml") {
                 Config::load(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
                 checked += 1;
             }
         }
-        assert!(
-            checked >= 1,
-            "no example configs found in {}",
-            directory.display()
-        );
+        assert!(checked >= 1, "no example configs found in {}", directory.display());
     }
 
     #[test]
     fn an_empty_file_means_all_defaults() {
-        assert_eq!(
-            Config::from_toml_str("", "empty").expect("valid"),
-            Config::default()
-        );
+        assert_eq!(Config::from_toml_str("", "empty").expect("valid"), Config::default());
     }
 
     #[test]

@@ -49,19 +49,12 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "config key `{}` = {} {}",
-            self.key, self.value, self.reason
-        )
+        write!(f, "config key `{}` = {} {}", self.key, self.value, self.reason)
     }
 }
 
 fn list(problems: &[Problem]) -> String {
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|problem| format!("  - {problem}"))
-        .collect();
+    let lines: Vec<String> = problems.iter().map(|problem| format!("  - {problem}")).collect();
     lines.join("\n")
 }
 
@@ -73,11 +66,7 @@ struct Checker {
 impl Checker {
     fn check(&mut self, ok: bool, key: &'static str, value: impl fmt::Display, reason: String) {
         if !ok {
-            self.problems.push(Problem {
-                key,
-                value: value.to_string(),
-                reason,
-            });
+            self.problems.push(Problem { key, value: value.to_string(), reason });
         }
     }
 
@@ -97,20 +86,16 @@ const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 impl Config {
     /// Checks ranges and relations between keys; reports every problem found.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let mut checker = Checker {
-            problems: Vec::new(),
-        };
+        let mut checker = Checker { problems: Vec::new() };
         self.validate_addresses(&mut checker);
         self.validate_timing(&mut checker);
         self.validate_sizes(&mut checker);
         self.validate_runtime(&mut checker);
+        self.validate_members(&mut checker);
         if checker.problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid {
-                origin: origin.to_string(),
-                problems: checker.problems,
-            })
+            Err(ConfigError::Invalid { origin: origin.to_string(), problems: checker.problems })
         }
     }
 
@@ -120,12 +105,7 @@ impl Config {
         let reason = "is half a neighbour: set both `neighbor_ip` and `neighbor_port`, or neither";
         checker.check(both, "neighbor_port", shown, reason.to_string());
         if let Some(port) = self.neighbor_port {
-            checker.check(
-                port != 0,
-                "neighbor_port",
-                port,
-                "must name a real port".into(),
-            );
+            checker.check(port != 0, "neighbor_port", port, "must name a real port".into());
         }
         let same =
             self.my_port != 0 && self.my_port == self.client_port && self.my_ip == self.client_ip;
@@ -151,18 +131,8 @@ impl Config {
         checker.check(ok, "election_timeout", self.election_timeout, reason);
         checker.range("bootstrap_backoff", self.bootstrap_backoff, 0, 100_000);
         checker.range("beacon_interval", self.beacon_interval, 1, 100_000);
-        checker.range(
-            "write_stall_timeout_ms",
-            self.write_stall_timeout_ms,
-            100,
-            3_600_000,
-        );
-        checker.range(
-            "client_idle_timeout_ms",
-            self.client_idle_timeout_ms,
-            100,
-            86_400_000,
-        );
+        checker.range("write_stall_timeout_ms", self.write_stall_timeout_ms, 100, 3_600_000);
+        checker.range("client_idle_timeout_ms", self.client_idle_timeout_ms, 100, 86_400_000);
     }
 
     fn validate_sizes(&self, checker: &mut Checker) {
@@ -181,29 +151,14 @@ impl Config {
         checker.range("replication_max_bytes", replication, 1 << 10, 1 << 30);
         let reason =
             format!("must not exceed `max_frame_bytes` ({frame}): a batch travels in one frame");
-        checker.check(
-            replication <= frame,
-            "replication_max_bytes",
-            replication,
-            reason,
-        );
+        checker.check(replication <= frame, "replication_max_bytes", replication, reason);
         let high_water = self.connection_write_high_water_bytes;
         let reason = format!("must be at least `max_frame_bytes` ({frame}) so one reply fits");
-        checker.check(
-            high_water >= frame,
-            "connection_write_high_water_bytes",
-            high_water,
-            reason,
-        );
+        checker.check(high_water >= frame, "connection_write_high_water_bytes", high_water, reason);
         let cap = self.connection_write_max_bytes;
         let reason = format!("must exceed `connection_write_high_water_bytes` ({high_water})");
         checker.check(cap > high_water, "connection_write_max_bytes", cap, reason);
-        checker.range(
-            "wal_segment_max_bytes",
-            self.wal_segment_max_bytes,
-            1 << 16,
-            1 << 40,
-        );
+        checker.range("wal_segment_max_bytes", self.wal_segment_max_bytes, 1 << 16, 1 << 40);
     }
 
     fn validate_runtime(&self, checker: &mut Checker) {
@@ -218,12 +173,37 @@ impl Config {
         checker.range("snapshot_interval_entries", snapshot, 100, 1 << 40);
         let level_ok = LOG_LEVELS.contains(&self.log_level.as_str());
         let reason = format!("must be one of {}", LOG_LEVELS.join(", "));
-        checker.check(
-            level_ok,
-            "log_level",
-            format!("{:?}", self.log_level),
-            reason,
-        );
+        checker.check(level_ok, "log_level", format!("{:?}", self.log_level), reason);
+    }
+}
+
+impl Config {
+    fn validate_members(&self, checker: &mut Checker) {
+        checker.check(self.member_id != 0, "member_id", 0, "must be nonzero".to_string());
+        if self.members.is_empty() {
+            return;
+        }
+        let count = self.members.len() as u64;
+        checker.range("members", count, 1, 9);
+        let mut ids: Vec<u64> = self.members.iter().map(|member| member.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let reason = "must list each member once, with a nonzero id".to_string();
+        let unique = ids.len() == self.members.len() && !ids.contains(&0);
+        checker.check(unique, "members", format!("{:?}", ids), reason);
+        let me = self.members.iter().find(|member| member.id == self.member_id);
+        let reason = "is not among the ids in `members`".to_string();
+        checker.check(me.is_some(), "member_id", self.member_id, reason);
+        if let Some(me) = me {
+            let reason = format!(
+                "must match this radiant's own addresses (`my_ip`:`my_port` = {}, \
+                 `client_ip`:`client_port` = {}) in its `members` entry",
+                self.peer_addr(),
+                self.client_addr()
+            );
+            let same = me.peer == self.peer_addr() && me.client == self.client_addr();
+            checker.check(same, "members", format!("{{ id = {} }}", me.id), reason);
+        }
     }
 }
 
@@ -243,10 +223,7 @@ mod tests {
         let found = problems("election_timeout = 5\nheartbeat_interval = 3\n");
         assert_eq!(found.len(), 1, "{found:?}");
         let message = found[0].to_string();
-        assert!(
-            message.starts_with("config key `election_timeout` = 5"),
-            "{message}"
-        );
+        assert!(message.starts_with("config key `election_timeout` = 5"), "{message}");
         assert!(message.contains("`heartbeat_interval` (3)"), "{message}");
     }
 
@@ -258,6 +235,14 @@ mod tests {
     }
 
     #[test]
+    fn a_member_id_missing_from_members_is_rejected() {
+        let toml = "member_id = 4\n[[members]]\nid = 1\npeer = \"127.0.0.1:7400\"\n\
+                    client = \"127.0.0.1:7401\"\n";
+        let found = problems(toml);
+        assert!(found.iter().any(|problem| problem.key == "member_id"), "{found:?}");
+    }
+
+    #[test]
     fn half_a_neighbour_is_rejected() {
         let found = problems("neighbor_ip = \"127.0.0.1\"\n");
         assert_eq!(found[0].key, "neighbor_port");
@@ -266,20 +251,14 @@ mod tests {
     #[test]
     fn frame_too_small_for_the_largest_value_is_rejected() {
         let found = problems("max_value_bytes = 1048576\nmax_frame_bytes = 1048576\n");
-        assert!(
-            found.iter().any(|problem| problem.key == "max_frame_bytes"),
-            "{found:?}"
-        );
+        assert!(found.iter().any(|problem| problem.key == "max_frame_bytes"), "{found:?}");
     }
 
     #[test]
     fn the_error_message_lists_each_problem_on_its_own_line() {
         let error = Config::from_toml_str("order_size = 0\n", "cluster.toml").unwrap_err();
         let message = error.to_string();
-        assert!(
-            message.starts_with("cluster.toml: 1 invalid value(s):"),
-            "{message}"
-        );
+        assert!(message.starts_with("cluster.toml: 1 invalid value(s):"), "{message}");
         assert!(message.contains("config key `order_size` = 0 must be between 1 and 9"));
     }
 }

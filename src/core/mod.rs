@@ -19,9 +19,9 @@ pub mod prng;
 pub mod slots;
 
 use radiant_protocol::{ClientRequest, ClientResponse, Command, ErrorResponse, LogEntry};
-use radiant_protocol::{LogIndex, MemberId, Term};
+use radiant_protocol::{LogIndex, MemberId, PeerHeader, PeerMessage, Term};
 
-pub use order::{Order, OrderOptions, OrderRole};
+pub use order::{Membership, Order, OrderOptions, OrderRole, OrderState, RecoveredOrder};
 
 use crate::storage::wal::HardState;
 use slots::ShardId;
@@ -48,6 +48,8 @@ pub struct ReplyTo {
 pub enum Input {
     /// One tick of logical time passed.
     Tick,
+    /// A message from a peer radiant.
+    Message(PeerMessage),
     /// A client request arrived.
     Client {
         /// Where the answer goes.
@@ -55,28 +57,54 @@ pub enum Input {
         /// The request.
         request: ClientRequest,
     },
-    /// The log and hard state are durable through `index` (fsynced).
+    /// Every `Persist` (and `ResetLog`) through `sequence` is durable (fsynced).
     Durable {
-        /// The highest durable log index.
-        index: LogIndex,
+        /// The highest durable persist sequence.
+        sequence: u64,
     },
-    /// A snapshot of the applied state through `index` is durable.
+    /// The local snapshot the core asked for is durable.
     SnapshotWritten {
-        /// The snapshot's last included index.
+        /// Its last included index.
         index: LogIndex,
+        /// That entry's term.
+        term: Term,
     },
     /// The snapshot the core asked for could not be written.
     SnapshotFailed,
+    /// A received snapshot chunk (not the last) is stored; `next_offset` is expected next.
+    SnapshotChunkWritten {
+        /// The snapshot being received.
+        snapshot_index: LogIndex,
+        /// The offset the next chunk must start at.
+        next_offset: u64,
+    },
+    /// A received snapshot was completed, verified and installed into the state machine.
+    SnapshotInstalled {
+        /// Its last included index.
+        index: LogIndex,
+        /// That entry's term.
+        term: Term,
+        /// The membership it carried.
+        membership: Membership,
+    },
 }
 
 /// What the driver must do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Append `entries` (and first record `hard_state`, if any) to the log.
+    /// Send a message to the member `message.header.to`. Delivery may fail; the core
+    /// retries what matters.
+    Send(PeerMessage),
+    /// Make durable, in this order: the hard state (if any), a truncation of the log
+    /// from `truncate_from` (if any), then `entries`. Report `Input::Durable`.
     Persist {
-        /// A new term or vote to record before the entries.
+        /// Orders persists; durability is reported by sequence.
+        sequence: u64,
+        /// A new term, vote or commit index to record.
         hard_state: Option<HardState>,
-        /// Entries to append, contiguous and following the last persisted one.
+        /// Drop log entries from this index on, before appending.
+        truncate_from: Option<LogIndex>,
+        /// Entries to append, contiguous and following the last kept one.
         entries: Vec<LogEntry>,
     },
     /// Apply a committed command to `shard`; answer `reply_to` with the outcome.
@@ -106,18 +134,62 @@ pub enum Action {
         /// The answer.
         result: Result<ClientResponse, ErrorResponse>,
     },
-    /// Write a snapshot of the state through `index` (all earlier applies included).
+    /// Write a snapshot of the state through `index` (all earlier applies included),
+    /// recording `membership` in it; report `Input::SnapshotWritten`.
     Snapshot {
         /// Last included index.
         index: LogIndex,
         /// Term of that entry.
         term: Term,
+        /// The membership as of `index`.
+        membership: Membership,
     },
-    /// Delete log entries through `through` (a snapshot covers them).
+    /// Delete log entries through `through` (a snapshot covers them). Not urgent.
     CompactLog {
         /// Last index that may be deleted.
         through: LogIndex,
     },
+    /// Discard the whole log: an installed snapshot replaces it. The next entry will
+    /// be `snapshot_index + 1`.
+    ResetLog {
+        /// The installed snapshot's last index.
+        snapshot_index: LogIndex,
+        /// Its term.
+        snapshot_term: Term,
+    },
+    /// Read up to `max_bytes` of the local snapshot file `snapshot_index` from `offset`
+    /// and send it as `InstallSnapshot` with `header`. If that snapshot is gone, send nothing.
+    SendSnapshotChunk {
+        /// Header for the `InstallSnapshot` message.
+        header: PeerHeader,
+        /// Which snapshot.
+        snapshot_index: LogIndex,
+        /// Its term.
+        snapshot_term: Term,
+        /// Where to read from.
+        offset: u64,
+        /// Most bytes to send.
+        max_bytes: u64,
+    },
+    /// Store a received snapshot chunk at `offset`; when `done`, verify and install the
+    /// whole snapshot durably and report `Input::SnapshotInstalled`, otherwise report
+    /// `Input::SnapshotChunkWritten`.
+    WriteSnapshotChunk {
+        /// The sender.
+        from: MemberId,
+        /// Which snapshot.
+        snapshot_index: LogIndex,
+        /// Its term.
+        snapshot_term: Term,
+        /// Where the chunk goes.
+        offset: u64,
+        /// The bytes.
+        data: bytes::Bytes,
+        /// Whether this is the last chunk.
+        done: bool,
+    },
+    /// The membership changed: connect to new members, forget removed ones.
+    MembershipChanged(Membership),
 }
 
 /// The buffer of actions a `step` produces. The driver drains and reuses it.
@@ -153,21 +225,6 @@ impl Actions {
     }
 }
 
-/// What the driver recovered from disk before starting the core.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RecoveredLog {
-    /// The last persisted term and vote.
-    pub hard_state: HardState,
-    /// Index and term of the last entry in the log (or of the snapshot, if the log is empty).
-    pub last_index: LogIndex,
-    /// Term of `last_index`.
-    pub last_term: Term,
-    /// Everything through this index is already applied (snapshot plus replay).
-    pub applied_index: LogIndex,
-    /// Index of the newest durable snapshot, 0 if none.
-    pub snapshot_index: LogIndex,
-}
-
 /// One radiant's core. Today it holds this radiant's replica of its order; the
 /// council and lifecycle state machines join it as they are built.
 #[derive(Debug)]
@@ -177,22 +234,34 @@ pub struct Radiant {
 }
 
 impl Radiant {
-    /// A radiant in a single-member order, resuming from `recovered`.
-    pub fn new(member_id: MemberId, options: OrderOptions, recovered: RecoveredLog) -> Self {
-        Radiant {
-            member_id,
-            order: Order::new(member_id, options, recovered),
-        }
+    /// A radiant whose replica of its order resumes from `recovered`. `seed` fixes
+    /// every random choice the core makes (election timeouts).
+    pub fn new(
+        member_id: MemberId,
+        options: OrderOptions,
+        recovered: RecoveredOrder,
+        seed: u64,
+    ) -> Self {
+        Radiant { member_id, order: Order::new(member_id, options, recovered, seed) }
     }
 
     /// Processes one input completely, appending the resulting actions.
     pub fn step(&mut self, now: Tick, input: Input, actions: &mut Actions) {
         match input {
             Input::Tick => self.order.on_tick(now, actions),
+            Input::Message(message) => self.order.on_message(message, actions),
             Input::Client { reply_to, request } => self.order.on_client(reply_to, request, actions),
-            Input::Durable { index } => self.order.on_durable(index, actions),
-            Input::SnapshotWritten { index } => self.order.on_snapshot_written(index, actions),
-            Input::SnapshotFailed => self.order.on_snapshot_failed(),
+            Input::Durable { sequence } => self.order.on_durable_input(sequence, actions),
+            Input::SnapshotWritten { index, term } => {
+                self.order.on_snapshot_written_input(index, term, actions)
+            }
+            Input::SnapshotFailed => self.order.on_snapshot_failed_input(),
+            Input::SnapshotChunkWritten { snapshot_index, next_offset } => {
+                self.order.on_snapshot_chunk_written_input(snapshot_index, next_offset, actions);
+            }
+            Input::SnapshotInstalled { index, term, membership } => {
+                self.order.on_snapshot_installed_input(index, term, membership, actions);
+            }
         }
         self.order.check_invariants();
     }
@@ -202,7 +271,7 @@ impl Radiant {
         self.member_id
     }
 
-    /// This radiant's replica of its order (read-only, for status and tests).
+    /// This radiant's replica of its order (read-only, for status and checkers).
     pub fn order(&self) -> &Order {
         &self.order
     }

@@ -21,9 +21,7 @@ impl Prng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Prng {
-            state: [next(), next(), next(), next()],
-        }
+        Prng { state: [next(), next(), next(), next()] }
     }
 
     /// The next 64 random bits.

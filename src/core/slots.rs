@@ -31,11 +31,7 @@ const fn build_crc16_table() -> [u16; 256] {
         let mut crc = (byte as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
             bit += 1;
         }
         table[byte] = crc;
@@ -72,10 +68,7 @@ pub fn key_slot(key: &[u8]) -> u16 {
 }
 
 fn assert_shard_count(shard_count: u32) {
-    assert!(
-        shard_count >= 1,
-        "shard_count {shard_count} must be at least 1"
-    );
+    assert!(shard_count >= 1, "shard_count {shard_count} must be at least 1");
     assert!(
         shard_count <= u32::from(SLOT_COUNT),
         "shard_count {shard_count} must not exceed the {SLOT_COUNT} hash slots"
@@ -85,10 +78,7 @@ fn assert_shard_count(shard_count: u32) {
 /// The shard owning `slot` when the slots are split into `shard_count` contiguous ranges.
 pub fn slot_shard(slot: u16, shard_count: u32) -> ShardId {
     assert_shard_count(shard_count);
-    assert!(
-        slot < SLOT_COUNT,
-        "slot {slot} out of range 0..{SLOT_COUNT}"
-    );
+    assert!(slot < SLOT_COUNT, "slot {slot} out of range 0..{SLOT_COUNT}");
     // u64 so that slot * shard_count cannot overflow.
     let shard = u64::from(slot) * u64::from(shard_count) / u64::from(SLOT_COUNT);
     ShardId(u32::try_from(shard).expect("shard < shard_count, which is a u32"))
@@ -102,10 +92,7 @@ pub fn key_shard(key: &[u8], shard_count: u32) -> ShardId {
 /// The slots owned by `shard`: exactly the slots for which `slot_shard` returns `shard`.
 pub fn shard_slot_range(shard: ShardId, shard_count: u32) -> Range<u16> {
     assert_shard_count(shard_count);
-    assert!(
-        shard.0 < shard_count,
-        "{shard} out of range for shard_count {shard_count}"
-    );
+    assert!(shard.0 < shard_count, "{shard} out of range for shard_count {shard_count}");
     // slot_shard(slot) = floor(slot * n / S) >= s  <=>  slot >= ceil(s * S / n).
     let first_slot = |shard_number: u64| -> u16 {
         let slots = u64::from(SLOT_COUNT);
@@ -178,14 +165,8 @@ mod tests {
             let mut next_slot = 0u16;
             for shard in 0..shard_count {
                 let range = shard_slot_range(ShardId(shard), shard_count);
-                assert_eq!(
-                    range.start, next_slot,
-                    "gap or overlap, {shard_count} shards"
-                );
-                assert!(
-                    !range.is_empty(),
-                    "shard {shard} of {shard_count} owns no slot"
-                );
+                assert_eq!(range.start, next_slot, "gap or overlap, {shard_count} shards");
+                assert!(!range.is_empty(), "shard {shard} of {shard_count} owns no slot");
                 next_slot = range.end;
             }
             assert_eq!(next_slot, SLOT_COUNT, "{shard_count} shards miss slots");

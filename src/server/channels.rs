@@ -41,18 +41,8 @@ pub fn reactor_channel<T>(
 ) -> (ReactorSender<T>, ReactorReceiver<T>) {
     let (sender, receiver) = crossbeam_channel::bounded(capacity);
     let wake_pending = Arc::new(AtomicBool::new(false));
-    let sending = ReactorSender {
-        sender,
-        waker,
-        wake_pending: Arc::clone(&wake_pending),
-    };
-    (
-        sending,
-        ReactorReceiver {
-            receiver,
-            wake_pending,
-        },
-    )
+    let sending = ReactorSender { sender, waker, wake_pending: Arc::clone(&wake_pending) };
+    (sending, ReactorReceiver { receiver, wake_pending })
 }
 
 impl<T> ReactorSender<T> {

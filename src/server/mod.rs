@@ -21,6 +21,7 @@ pub mod recovery;
 pub mod shard_worker;
 pub mod snapshot_thread;
 pub mod state_thread;
+pub mod status;
 pub mod wal_thread;
 
 use std::fs::File;
@@ -31,15 +32,20 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use radiant_protocol::MemberId;
+use radiant_protocol::{GroupId, MemberId};
 use tracing::{error, info};
 
 use self::reactor::{bind_listener, Reactor, ReactorEvent, ReactorOptions};
 use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
 use crate::config::Config;
+use crate::core::order::membership::member_address;
+use crate::core::order::{InjectedBug, Membership};
 use crate::core::{OrderOptions, Radiant};
-use crate::limits::{SHARD_WORKER_QUEUE_CAPACITY, STATE_INBOX_CAPACITY, WAL_QUEUE_CAPACITY};
-use crate::storage::shard_map::ShardMap;
+use crate::limits::{
+    CATCH_UP_ENTRIES, MAX_INFLIGHT_APPENDS, SHARD_WORKER_QUEUE_CAPACITY, STATE_INBOX_CAPACITY,
+    WAL_QUEUE_CAPACITY,
+};
+use crate::storage::state_machine::StateMachine;
 
 /// The file, in the data directory, that records the bound addresses.
 pub const ADDRESS_FILE: &str = "radiant.addr";
@@ -98,18 +104,18 @@ pub enum StartupError {
     WalFailed(String),
 }
 
-/// The member id of the sole radiant of a single-node system. Systems of several
-/// radiants get their ids from the controller when they form.
-pub const SINGLE_NODE_MEMBER_ID: u64 = 1;
+/// The order's id while systems have one order (static bootstrap).
+pub const STATIC_ORDER_ID: u64 = 1;
 
 /// Runs the daemon until SIGTERM/SIGINT (or a fatal WAL failure).
 pub fn run(config: Config) -> Result<(), StartupError> {
     let data_dir = prepare_data_dir(&config.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let map = Arc::new(ShardMap::new(config.shard_count));
-    let recovered = recovery::recover(&data_dir, &config, &map)?;
     let (client_listener, peer_listener) = bind_listeners(&config, &data_dir)?;
-    let member_id = MemberId::new(SINGLE_NODE_MEMBER_ID).expect("nonzero constant");
+    let member_id = MemberId::new(config.member_id).expect("validated nonzero");
+    let membership = initial_membership(&config, &client_listener, &peer_listener);
+    let machine = Arc::new(StateMachine::new(config.shard_count));
+    let recovered = recovery::recover(&data_dir, &config, &machine, membership)?;
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
     let (reactor, reactor_sender) = Reactor::new(
         reactor_options(&config, member_id),
@@ -122,25 +128,20 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         let _ = reactor_sender.send(ReactorEvent::LinkPeer(neighbor));
     }
     let signals = signal_thread(reactor_sender.clone()).map_err(runtime_error("signal handler"))?;
-    let last_index = recovered.log.last_index;
-    let radiant = Radiant::new(
-        member_id,
-        OrderOptions {
-            shard_count: config.shard_count,
-            snapshot_interval_entries: config.snapshot_interval_entries,
-        },
-        recovered.log,
-    );
+    let last_index =
+        recovered.order.entries.last().map_or(recovered.order.snapshot_index, |entry| entry.index);
+    let seed = startup_seed(member_id);
+    let radiant = Radiant::new(member_id, order_options(&config), recovered.order, seed);
     let threads = Threads::spawn(
         &config,
         &data_dir,
         radiant,
         recovered.wal,
-        &map,
+        &machine,
         (state_sender, state_inbox),
         reactor_sender,
     )?;
-    info!(data_dir = %data_dir.display(), keys = map.len(), last_index, "radiant: serving");
+    info!(data_dir = %data_dir.display(), keys = machine.map().len(), last_index, "radiant: serving");
     let reactor_result = reactor.run();
     let state_exit = threads.stop();
     drop(signals);
@@ -157,6 +158,54 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     }
 }
 
+/// The order as configured: the `members` list, or this radiant alone.
+fn initial_membership(
+    config: &Config,
+    client: &std::net::TcpListener,
+    peer: &std::net::TcpListener,
+) -> Membership {
+    if config.members.is_empty() {
+        let bound = |listener: &std::net::TcpListener, fallback: SocketAddr| {
+            listener.local_addr().unwrap_or(fallback)
+        };
+        let address = member_address(
+            &bound(peer, config.peer_addr()).to_string(),
+            &bound(client, config.client_addr()).to_string(),
+        );
+        let member = MemberId::new(config.member_id).expect("validated nonzero");
+        return Membership::with_voters([(member, address)]);
+    }
+    Membership::with_voters(config.members.iter().map(|member| {
+        let id = MemberId::new(member.id).expect("validated nonzero");
+        (id, member_address(&member.peer.to_string(), &member.client.to_string()))
+    }))
+}
+
+/// The core's settings from the configuration.
+pub fn order_options(config: &Config) -> OrderOptions {
+    OrderOptions {
+        group: GroupId::new(STATIC_ORDER_ID).expect("nonzero constant"),
+        shard_count: config.shard_count,
+        snapshot_interval_entries: config.snapshot_interval_entries,
+        election_timeout_ticks: config.election_timeout,
+        heartbeat_interval_ticks: config.heartbeat_interval,
+        replication_max_bytes: u64::from(config.replication_max_bytes),
+        max_inflight_appends: MAX_INFLIGHT_APPENDS,
+        catch_up_entries: CATCH_UP_ENTRIES,
+        limits: config.protocol_limits(),
+        injected_bug: InjectedBug::None,
+    }
+}
+
+/// The daemon's seed for the core's PRNG. The daemon is not replayed, so the clock
+/// and process id are fine here; the core itself never reads them.
+fn startup_seed(member_id: MemberId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    nanos ^ u64::from(std::process::id()).rotate_left(32) ^ member_id.get()
+}
+
 fn runtime_error(what: &'static str) -> impl Fn(std::io::Error) -> StartupError {
     move |source| StartupError::Runtime { what, source }
 }
@@ -168,26 +217,14 @@ fn bind_listeners(
     data_dir: &Path,
 ) -> Result<(std::net::TcpListener, std::net::TcpListener), StartupError> {
     let bind = |what, address| {
-        bind_listener(address).map_err(|source| StartupError::Bind {
-            what,
-            address,
-            source,
-        })
+        bind_listener(address).map_err(|source| StartupError::Bind { what, address, source })
     };
     let client_listener = bind("clients", config.client_addr())?;
     let peer_listener = bind("peers", config.peer_addr())?;
-    let client_address = client_listener
-        .local_addr()
-        .map_err(runtime_error("listener"))?;
-    let peer_address = peer_listener
-        .local_addr()
-        .map_err(runtime_error("listener"))?;
-    write_address_file(data_dir, client_address, peer_address).map_err(|source| {
-        StartupError::DataDir {
-            path: data_dir.to_path_buf(),
-            source,
-        }
-    })?;
+    let client_address = client_listener.local_addr().map_err(runtime_error("listener"))?;
+    let peer_address = peer_listener.local_addr().map_err(runtime_error("listener"))?;
+    write_address_file(data_dir, client_address, peer_address)
+        .map_err(|source| StartupError::DataDir { path: data_dir.to_path_buf(), source })?;
     info!(clients = %client_address, peers = %peer_address, "radiant: listening");
     eprintln!(
         "radiant: serving clients on {client_address}, peers on {peer_address}; data in {}",
@@ -210,7 +247,7 @@ impl Threads {
         data_dir: &Path,
         radiant: Radiant,
         wal: crate::storage::wal::Wal,
-        map: &Arc<ShardMap>,
+        machine: &Arc<StateMachine>,
         (state_sender, state_inbox): StateChannel,
         reactor_sender: channels::ReactorSender<ReactorEvent>,
     ) -> Result<Threads, StartupError> {
@@ -224,18 +261,22 @@ impl Threads {
         for number in 0..workers {
             let (sender, requests) = crossbeam_channel::bounded(SHARD_WORKER_QUEUE_CAPACITY);
             worker_senders.push(sender);
-            let map = Arc::clone(map);
+            let machine = Arc::clone(machine);
             let worker =
-                shard_worker::spawn(number, workers, map, requests, reactor_sender.clone())
+                shard_worker::spawn(number, workers, machine, requests, reactor_sender.clone())
                     .map_err(runtime_error("shard worker thread"))?;
             others.push(worker);
         }
-        let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(2);
-        let snapshot_state = state_sender.clone();
-        let directory = data_dir.to_path_buf();
-        let snapshots =
-            snapshot_thread::spawn(directory, config.shard_count, snapshot_jobs, snapshot_state)
-                .map_err(runtime_error("snapshot thread"))?;
+        let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(64);
+        let snapshot_links = snapshot_thread::SnapshotThreadLinks {
+            data_dir: data_dir.to_path_buf(),
+            shard_count: config.shard_count,
+            limits: recovery::snapshot_limits(config),
+            state: state_sender.clone(),
+            reactor: reactor_sender.clone(),
+        };
+        let snapshots = snapshot_thread::spawn(snapshot_jobs, snapshot_links)
+            .map_err(runtime_error("snapshot thread"))?;
         others.push(snapshots);
         let links = StateThreadLinks {
             inbox: state_inbox,
@@ -243,14 +284,12 @@ impl Threads {
             workers: worker_senders,
             snapshots: snapshot_sender,
             reactor: reactor_sender,
+            machine: Arc::clone(machine),
+            config: config.clone(),
+            data_dir: data_dir.to_path_buf(),
         };
         let state = state_thread::spawn(radiant, links).map_err(runtime_error("state thread"))?;
-        Ok(Threads {
-            state_sender,
-            state,
-            wal,
-            others,
-        })
+        Ok(Threads { state_sender, state, wal, others })
     }
 
     /// Called once the reactor has drained: the state thread passes shutdown on to
@@ -268,10 +307,8 @@ impl Threads {
     }
 }
 
-type StateChannel = (
-    crossbeam_channel::Sender<StateEvent>,
-    crossbeam_channel::Receiver<StateEvent>,
-);
+type StateChannel =
+    (crossbeam_channel::Sender<StateEvent>, crossbeam_channel::Receiver<StateEvent>);
 
 fn reactor_options(config: &Config, member_id: MemberId) -> ReactorOptions {
     ReactorOptions {
@@ -290,10 +327,7 @@ fn reactor_options(config: &Config, member_id: MemberId) -> ReactorOptions {
 }
 
 fn prepare_data_dir(path: &Path) -> Result<PathBuf, StartupError> {
-    let error = |source| StartupError::DataDir {
-        path: path.to_path_buf(),
-        source,
-    };
+    let error = |source| StartupError::DataDir { path: path.to_path_buf(), source };
     std::fs::create_dir_all(path).map_err(error)?;
     std::fs::canonicalize(path).map_err(error)
 }
@@ -302,10 +336,7 @@ fn prepare_data_dir(path: &Path) -> Result<PathBuf, StartupError> {
 /// releases it when the process dies, even by `kill -9`.
 fn lock_data_dir(data_dir: &Path) -> Result<File, StartupError> {
     let path = data_dir.join(LOCK_FILE);
-    let error = |source| StartupError::DataDir {
-        path: data_dir.to_path_buf(),
-        source,
-    };
+    let error = |source| StartupError::DataDir { path: data_dir.to_path_buf(), source };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -314,9 +345,9 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StartupError> {
         .map_err(error)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StartupError::DataDirLocked {
-            path: data_dir.to_path_buf(),
-        }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartupError::DataDirLocked { path: data_dir.to_path_buf() })
+        }
         Err(std::fs::TryLockError::Error(source)) => Err(error(source)),
     }
 }
@@ -339,8 +370,7 @@ fn write_address_file(
 pub fn read_address_file(data_dir: &Path) -> Option<(SocketAddr, SocketAddr)> {
     let text = std::fs::read_to_string(data_dir.join(ADDRESS_FILE)).ok()?;
     let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
     };
     Some((field("client")?, field("peer")?))
 }
@@ -350,23 +380,14 @@ fn signal_thread(reactor: channels::ReactorSender<ReactorEvent>) -> std::io::Res
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     let handle = signals.handle();
-    let thread = std::thread::Builder::new()
-        .name("radiant-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                let name = if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                };
-                info!(signal = name, "radiant: shutting down on signal");
-                let _ = reactor.send(ReactorEvent::Shutdown);
-            }
-        })?;
-    Ok(SignalGuard {
-        handle,
-        thread: Some(thread),
-    })
+    let thread = std::thread::Builder::new().name("radiant-signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            info!(signal = name, "radiant: shutting down on signal");
+            let _ = reactor.send(ReactorEvent::Shutdown);
+        }
+    })?;
+    Ok(SignalGuard { handle, thread: Some(thread) })
 }
 
 struct SignalGuard {

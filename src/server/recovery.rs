@@ -1,22 +1,29 @@
-//! Start-up recovery: load the newest snapshot, then replay the write-ahead log past
-//! it into the shard map, so the radiant resumes with exactly the state it had
-//! durably before it stopped (cleanly or by `kill -9`).
+//! Start-up recovery: load the newest snapshot (key-values, session tables and
+//! membership), then replay the write-ahead log past it through the last persisted
+//! commit index. Entries after that go to the core, which applies them once it learns
+//! they are committed. The radiant resumes with exactly the state it had durably.
 
 use std::path::Path;
 
-use radiant_protocol::{Command, DecodeError, LogIndex};
+use bytes::{Buf, Bytes};
+use radiant_protocol::{Command, DecodeError, LogEntry, LogIndex};
 use tracing::{info, warn};
 
-use super::shard_worker::apply;
 use crate::config::Config;
+use crate::core::order::Membership;
 use crate::core::slots::key_shard;
-use crate::core::RecoveredLog;
-use crate::storage::shard_map::ShardMap;
-use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits};
+use crate::core::RecoveredOrder;
+use crate::storage::snapshot::{self, LoadedSnapshot, SnapshotError, SnapshotLimits};
+use crate::storage::state_machine::StateMachine;
 use crate::storage::wal::{Wal, WalError, WalOptions};
 
 /// Bytes a WAL record may take beyond the largest frame (record and entry headers).
 const WAL_RECORD_OVERHEAD_BYTES: u32 = 64;
+
+/// Tag of the snapshot section holding the membership.
+pub const SECTION_MEMBERSHIP: u8 = 1;
+/// Tag of a snapshot section holding one shard's session table.
+pub const SECTION_SESSIONS: u8 = 2;
 
 /// Why recovery refused to start the radiant.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,14 @@ pub enum RecoveryError {
         #[source]
         source: DecodeError,
     },
+    /// A snapshot section does not decode.
+    #[error("snapshot {} has an unreadable {section} section; restore the data directory from a backup", path.display())]
+    Section {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+        /// Which section.
+        section: &'static str,
+    },
     /// The log does not continue where the snapshot ends.
     #[error(
         "the write-ahead log in {} starts at index {first_index} but the newest snapshot ends at \
@@ -62,24 +77,34 @@ pub enum RecoveryError {
 pub struct Recovered {
     /// The open log, ready for appends.
     pub wal: Wal,
-    /// Positions for the core.
-    pub log: RecoveredLog,
+    /// The order's recovered state, for the core.
+    pub order: RecoveredOrder,
 }
 
-/// Loads the snapshot and replays the log into `map`.
+/// Snapshot limits from the configuration.
+pub fn snapshot_limits(config: &Config) -> SnapshotLimits {
+    SnapshotLimits { max_key_bytes: config.max_key_bytes, max_value_bytes: config.max_value_bytes }
+}
+
+/// Loads the snapshot and replays the log into `machine`. `membership` is the order as
+/// configured; a snapshot's membership replaces it.
 pub fn recover(
     data_dir: &Path,
     config: &Config,
-    map: &ShardMap,
+    machine: &StateMachine,
+    membership: Membership,
 ) -> Result<Recovered, RecoveryError> {
-    let (snapshot_index, snapshot_term) = load_snapshot(data_dir, config, map)?;
+    let mut membership = membership;
+    let (snapshot_index, snapshot_term) =
+        match snapshot::load_latest(data_dir, snapshot_limits(config))? {
+            Some(snapshot) => load_snapshot(snapshot, config, machine, &mut membership)?,
+            None => (0, 0),
+        };
     let options = WalOptions {
         segment_max_bytes: config.wal_segment_max_bytes,
-        max_record_bytes: config
-            .max_frame_bytes
-            .saturating_add(WAL_RECORD_OVERHEAD_BYTES),
+        max_record_bytes: config.max_frame_bytes.saturating_add(WAL_RECORD_OVERHEAD_BYTES),
     };
-    let (wal, recovered) = Wal::open(data_dir, options)?;
+    let (mut wal, recovered) = Wal::open(data_dir, options)?;
     if let Some(torn) = &recovered.torn_tail {
         warn!(
             segment = %torn.segment.display(),
@@ -89,88 +114,118 @@ pub fn recover(
             "recovery: truncated a torn write at the end of the log (never acknowledged)"
         );
     }
-    let gap = |first_index| RecoveryError::Gap {
-        data_dir: data_dir.to_path_buf(),
-        first_index,
-        snapshot_index,
-    };
-    if let Some(first) = recovered.entries.first() {
-        if first.index > snapshot_index + 1 {
-            return Err(gap(first.index));
+    let mut entries = recovered.entries;
+    let superseded = snapshot_index > 0
+        && (wal.last_index() < snapshot_index
+            || wal.term_at(snapshot_index).is_some_and(|term| term != snapshot_term));
+    if superseded {
+        // A snapshot received from the herald replaced this log, and the crash came
+        // before the log was reset: finish that now. Everything dropped is either in
+        // the snapshot or was never committed.
+        warn!(
+            snapshot_index,
+            "recovery: the log is superseded by an installed snapshot; resetting it"
+        );
+        wal.reset_to(snapshot_index + 1)?;
+        entries.clear();
+    }
+    entries.retain(|entry| entry.index > snapshot_index);
+    if let Some(first) = entries.first() {
+        if first.index != snapshot_index + 1 {
+            return Err(RecoveryError::Gap {
+                data_dir: data_dir.to_path_buf(),
+                first_index: first.index,
+                snapshot_index,
+            });
         }
     }
-    if wal.last_index() < snapshot_index {
-        // Compaction never deletes the active segment, so only lost files get here.
-        return Err(gap(wal.last_index() + 1));
-    }
-    let replayed = replay(data_dir, config, map, recovered.entries, snapshot_index)?;
-    let (last_index, last_term) = (wal.last_index(), wal.last_term().max(snapshot_term));
+    let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
+    let commit = recovered.hard_state.commit.clamp(snapshot_index, last_index);
+    replay(data_dir, config, machine, &mut membership, &entries, commit)?;
     info!(
-        replayed,
-        last_index,
-        keys = map.len(),
-        "recovery: log replayed"
-    );
-    let log = RecoveredLog {
-        hard_state: recovered.hard_state,
-        last_index,
-        last_term,
-        applied_index: last_index,
         snapshot_index,
+        replayed = commit - snapshot_index,
+        pending = last_index - commit,
+        keys = machine.map().len(),
+        "recovery: done"
+    );
+    let order = RecoveredOrder {
+        hard_state: recovered.hard_state,
+        snapshot_index,
+        snapshot_term,
+        membership,
+        entries,
+        applied_index: commit,
     };
-    Ok(Recovered { wal, log })
+    Ok(Recovered { wal, order })
 }
 
-/// Loads the newest snapshot into `map`; returns its last index and term (0, 0 if none).
-fn load_snapshot(
-    data_dir: &Path,
+/// Loads a snapshot's key-values and sections into `machine` and `membership`.
+pub fn load_snapshot(
+    snapshot: LoadedSnapshot,
     config: &Config,
-    map: &ShardMap,
+    machine: &StateMachine,
+    membership: &mut Membership,
 ) -> Result<(LogIndex, u64), RecoveryError> {
-    let limits = SnapshotLimits {
-        max_key_bytes: config.max_key_bytes,
-        max_value_bytes: config.max_value_bytes,
-    };
-    let Some(snapshot) = snapshot::load_latest(data_dir, limits)? else {
-        return Ok((0, 0));
-    };
+    machine.clear();
     // Shards are recomputed from the keys, so a changed shard_count still loads.
     for (_, key, value) in snapshot.key_values {
-        map.put(key_shard(&key, config.shard_count), key, value);
+        machine.map().put(key_shard(&key, config.shard_count), key, value);
     }
-    info!(
-        index = snapshot.last_index,
-        keys = map.len(),
-        "recovery: snapshot loaded"
-    );
+    let limits = config.protocol_limits();
+    for mut section in snapshot.opaque {
+        let broken = |section| RecoveryError::Section { path: snapshot.path.clone(), section };
+        if !section.has_remaining() {
+            return Err(broken("empty"));
+        }
+        match section.get_u8() {
+            SECTION_MEMBERSHIP => {
+                *membership = Membership::decode(section).ok_or_else(|| broken("membership"))?
+            }
+            SECTION_SESSIONS => {
+                machine.load_sessions(section, &limits).ok_or_else(|| broken("sessions"))?
+            }
+            _ => return Err(broken("unknown")),
+        }
+    }
+    info!(index = snapshot.last_index, keys = machine.map().len(), "recovery: snapshot loaded");
     Ok((snapshot.last_index, snapshot.last_term))
 }
 
-/// Applies every entry past the snapshot, exactly as the shard workers would have.
+/// Applies committed entries exactly as the shard workers would have.
 fn replay(
     data_dir: &Path,
     config: &Config,
-    map: &ShardMap,
-    entries: Vec<radiant_protocol::LogEntry>,
-    snapshot_index: LogIndex,
-) -> Result<u64, RecoveryError> {
+    machine: &StateMachine,
+    membership: &mut Membership,
+    entries: &[LogEntry],
+    commit: LogIndex,
+) -> Result<(), RecoveryError> {
     let limits = config.protocol_limits();
-    let mut replayed = 0;
-    for entry in entries
-        .into_iter()
-        .filter(|entry| entry.index > snapshot_index)
-    {
+    for entry in entries.iter().take_while(|entry| entry.index <= commit) {
         let index = entry.index;
-        let command =
-            Command::decode(entry.data, &limits).map_err(|source| RecoveryError::Command {
-                data_dir: data_dir.to_path_buf(),
-                index,
-                source,
-            })?;
-        if let Some(key) = command.key() {
-            apply(map, key_shard(key, config.shard_count), command);
+        let command = Command::decode(entry.data.clone(), &limits).map_err(|source| {
+            RecoveryError::Command { data_dir: data_dir.to_path_buf(), index, source }
+        })?;
+        match command {
+            Command::Noop => {}
+            Command::Membership(change) => {
+                membership.apply(&change);
+            }
+            command => {
+                let shard =
+                    key_shard(command.key().expect("data commands have keys"), config.shard_count);
+                machine.apply(shard, index, command);
+            }
         }
-        replayed += 1;
     }
-    Ok(replayed)
+    Ok(())
+}
+
+/// A section for a snapshot: its tag, then its bytes.
+pub fn section(tag: u8, bytes: &Bytes) -> Vec<u8> {
+    let mut section = Vec::with_capacity(bytes.len() + 1);
+    section.push(tag);
+    section.extend_from_slice(bytes);
+    section
 }

@@ -1,29 +1,32 @@
-//! Shard workers: threads that apply committed commands to the shard map and answer
-//! reads. Shard `s` belongs to worker `s % workers`, and each worker takes its
+//! Shard workers: threads that apply committed commands to the state machine and
+//! answer reads. Shard `s` belongs to worker `s % workers`, and each worker takes its
 //! requests in order, so a read queued after an apply for the same shard sees it.
 //!
-//! Workers decide outcomes (a CAS succeeds or not) but never what is committed.
+//! Workers compute outcomes (a CAS succeeds or not, a retried write is recognised by
+//! its session) through `StateMachine::apply`, never what is committed.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use radiant_protocol::{ClientResponse, Command, LogIndex, Message, Term};
+use radiant_protocol::{ClientResponse, Command, LogIndex, Message};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
 use crate::core::slots::ShardId;
 use crate::core::ReplyTo;
-use crate::storage::shard_map::ShardMap;
+use crate::storage::state_machine::StateMachine;
 
 /// One shard's contents at a snapshot point.
 #[derive(Debug)]
 pub struct ShardDump {
     /// The shard.
     pub shard: ShardId,
-    /// Its key-value pairs.
+    /// Its key-value pairs, sorted by key.
     pub pairs: Vec<(Bytes, Bytes)>,
+    /// Its session table, encoded.
+    pub sessions: Bytes,
 }
 
 /// Work for a shard worker.
@@ -33,7 +36,7 @@ pub enum WorkerRequest {
     Apply {
         /// The shard of the command's key.
         shard: ShardId,
-        /// The entry's index (for logs).
+        /// The entry's index.
         index: LogIndex,
         /// The command.
         command: Command,
@@ -51,12 +54,14 @@ pub enum WorkerRequest {
     },
     /// Copy this worker's shards as of this point in its queue into `sink`.
     SnapshotBarrier {
-        /// Last index the copy includes.
-        index: LogIndex,
-        /// That entry's term.
-        term: Term,
         /// Where the copies go.
         sink: Sender<ShardDump>,
+    },
+    /// Report when everything queued before this is done (before a snapshot install
+    /// replaces the state machine under the workers).
+    Quiesce {
+        /// Receives one message when the worker reaches this point.
+        done: Sender<()>,
     },
 }
 
@@ -69,95 +74,49 @@ pub fn worker_of(shard: ShardId, workers: usize) -> usize {
 pub fn spawn(
     number: usize,
     workers: usize,
-    map: Arc<ShardMap>,
+    machine: Arc<StateMachine>,
     requests: Receiver<WorkerRequest>,
     reactor: ReactorSender<ReactorEvent>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("radiant-shard-{number}"))
-        .spawn(move || {
-            for request in requests.iter() {
-                handle(&map, request, number, workers, &reactor);
-            }
-        })
+    std::thread::Builder::new().name(format!("radiant-shard-{number}")).spawn(move || {
+        for request in requests.iter() {
+            handle(&machine, request, number, workers, &reactor);
+        }
+    })
 }
 
 fn handle(
-    map: &ShardMap,
+    machine: &StateMachine,
     request: WorkerRequest,
     number: usize,
     workers: usize,
     reactor: &ReactorSender<ReactorEvent>,
 ) {
     match request {
-        WorkerRequest::Apply {
-            shard,
-            index: _,
-            command,
-            reply_to,
-        } => {
-            let response = apply(map, shard, command);
+        WorkerRequest::Apply { shard, index, command, reply_to } => {
+            let response = machine.apply(shard, index, command);
             if let Some(reply_to) = reply_to {
-                let _ = reactor.send(ReactorEvent::Reply {
-                    reply_to,
-                    message: Message::Response(response),
-                });
+                let message = Message::Response(response);
+                let _ = reactor.send(ReactorEvent::Reply { reply_to, message });
             }
         }
-        WorkerRequest::Read {
-            shard,
-            key,
-            reply_to,
-        } => {
-            let value = map.get(shard, &key);
+        WorkerRequest::Read { shard, key, reply_to } => {
+            let value = machine.get(shard, &key);
             let message = Message::Response(ClientResponse::GetResult { value });
             let _ = reactor.send(ReactorEvent::Reply { reply_to, message });
         }
-        WorkerRequest::SnapshotBarrier {
-            index: _,
-            term: _,
-            sink,
-        } => {
-            let owned = (0..map.shard_count())
+        WorkerRequest::SnapshotBarrier { sink } => {
+            let owned = (0..machine.shard_count())
                 .map(ShardId)
                 .filter(|&shard| worker_of(shard, workers) == number);
             for shard in owned {
-                let _ = sink.send(ShardDump {
-                    shard,
-                    pairs: map.clone_shard(shard),
-                });
+                let pairs = machine.map().clone_shard(shard);
+                let sessions = machine.encode_sessions(shard);
+                let _ = sink.send(ShardDump { shard, pairs, sessions });
             }
         }
-    }
-}
-
-/// Applies one command and returns what its client is told. Recovery uses it too, so a
-/// replayed log reaches exactly the state the live radiant had.
-pub fn apply(map: &ShardMap, shard: ShardId, command: Command) -> ClientResponse {
-    match command {
-        Command::Noop => ClientResponse::PutResult,
-        Command::Put {
-            key,
-            value,
-            session: _,
-        } => {
-            map.put(shard, key, value);
-            ClientResponse::PutResult
-        }
-        Command::Delete { key, session: _ } => ClientResponse::DeleteResult {
-            existed: map.delete(shard, &key),
-        },
-        Command::Cas {
-            key,
-            expected,
-            new,
-            session: _,
-        } => {
-            let outcome = map.cas(shard, key, expected.as_deref(), new);
-            ClientResponse::CasResult {
-                succeeded: outcome.succeeded,
-                current: outcome.current,
-            }
+        WorkerRequest::Quiesce { done } => {
+            let _ = done.send(());
         }
     }
 }

@@ -1,66 +1,240 @@
-//! The snapshot writer: collects the shard copies the workers took at a barrier and
-//! writes them as one atomic snapshot file, off every latency-critical thread.
+//! The snapshot thread: all snapshot file work, off every latency-critical thread.
+//! It writes local snapshots from the shard copies the workers take at a barrier,
+//! reads chunks of the newest snapshot for a member that is behind, and stores chunks
+//! of a snapshot arriving from the herald, verifying the whole file before it is
+//! renamed into place. The snapshot file itself is the transfer format.
 
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
-use radiant_protocol::{LogIndex, Term};
-use tracing::info;
+use radiant_protocol::{
+    InstallSnapshot, LogIndex, Message, PeerBody, PeerHeader, PeerMessage, Term,
+};
+use tracing::{info, warn};
 
+use super::channels::ReactorSender;
+use super::reactor::ReactorEvent;
+use super::recovery::{section, SECTION_MEMBERSHIP, SECTION_SESSIONS};
 use super::shard_worker::ShardDump;
 use super::state_thread::StateEvent;
-use crate::storage::snapshot::{SnapshotError, SnapshotWriter};
+use crate::core::order::Membership;
+use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits, SnapshotWriter};
 
-/// One snapshot to write.
+/// Work for the snapshot thread.
 #[derive(Debug)]
-pub struct SnapshotJob {
-    /// Last included index.
-    pub index: LogIndex,
-    /// Its term.
-    pub term: Term,
-    /// The shard copies; the channel closes when every worker has sent its own.
-    pub parts: Receiver<ShardDump>,
+pub enum SnapshotJob {
+    /// Write a local snapshot at `index` from the workers' copies.
+    Write {
+        /// Last included index.
+        index: LogIndex,
+        /// Its term.
+        term: Term,
+        /// The membership as of `index`.
+        membership: Membership,
+        /// The shard copies; the channel closes when every worker has sent its own.
+        parts: Receiver<ShardDump>,
+    },
+    /// Send a chunk of local snapshot `snapshot_index` to `address`.
+    SendChunk {
+        /// The member's peer address.
+        address: SocketAddr,
+        /// Header of the `InstallSnapshot` message.
+        header: PeerHeader,
+        /// Which snapshot.
+        snapshot_index: LogIndex,
+        /// Its term.
+        snapshot_term: Term,
+        /// Where to read from.
+        offset: u64,
+        /// Most bytes to send.
+        max_bytes: u64,
+    },
+    /// Store a chunk of a snapshot arriving from the herald.
+    ReceiveChunk {
+        /// Which snapshot.
+        snapshot_index: LogIndex,
+        /// Its term.
+        snapshot_term: Term,
+        /// Where the chunk goes.
+        offset: u64,
+        /// The bytes.
+        data: Bytes,
+        /// Whether it is the last chunk.
+        done: bool,
+    },
 }
 
-/// Starts the snapshot writer for `data_dir`.
+/// What the snapshot thread needs.
+pub struct SnapshotThreadLinks {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Shards in the state machine.
+    pub shard_count: u32,
+    /// Limits for verifying received snapshots.
+    pub limits: SnapshotLimits,
+    /// Results go to the state thread.
+    pub state: Sender<StateEvent>,
+    /// Chunks go out through the reactor.
+    pub reactor: ReactorSender<ReactorEvent>,
+}
+
+/// Starts the snapshot thread.
 pub fn spawn(
-    data_dir: PathBuf,
-    shard_count: u32,
     jobs: Receiver<SnapshotJob>,
-    state: Sender<StateEvent>,
+    links: SnapshotThreadLinks,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("radiant-snapshot".into())
-        .spawn(move || {
-            for job in jobs.iter() {
-                let index = job.index;
-                let event = match write(&data_dir, shard_count, job) {
-                    Ok((path, pairs)) => {
-                        info!(index, pairs, path = %path.display(), "snapshot: written");
-                        StateEvent::SnapshotWritten { index }
-                    }
-                    Err(error) => StateEvent::SnapshotFailed {
-                        reason: error.to_string(),
-                    },
-                };
-                let _ = state.send(event);
+    std::thread::Builder::new().name("radiant-snapshot".into()).spawn(move || {
+        for job in jobs.iter() {
+            if let Some(event) = run_job(job, &links) {
+                let _ = links.state.send(event);
             }
-        })
+        }
+    })
+}
+
+fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> {
+    match job {
+        SnapshotJob::Write { index, term, membership, parts } => {
+            Some(match write(links, index, term, &membership, &parts) {
+                Ok((path, pairs)) => {
+                    info!(index, pairs, path = %path.display(), "snapshot: written");
+                    StateEvent::SnapshotWritten { index, term }
+                }
+                Err(error) => StateEvent::SnapshotFailed { reason: error.to_string() },
+            })
+        }
+        SnapshotJob::SendChunk {
+            address,
+            header,
+            snapshot_index,
+            snapshot_term,
+            offset,
+            max_bytes,
+        } => {
+            match read_chunk(&links.data_dir, snapshot_index, offset, max_bytes) {
+                Ok((chunk, total_bytes)) => {
+                    let done = offset + chunk.len() as u64 == total_bytes;
+                    let body = InstallSnapshot {
+                        snapshot_index,
+                        snapshot_term,
+                        offset,
+                        total_bytes,
+                        done,
+                        chunk,
+                    };
+                    let mut frame = BytesMut::new();
+                    Message::Peer(PeerMessage { header, body: PeerBody::InstallSnapshot(body) })
+                        .encode(0, &mut frame);
+                    let _ = links
+                        .reactor
+                        .send(ReactorEvent::SendPeer { address, frame: frame.freeze() });
+                }
+                // A newer snapshot replaced it; the herald restarts the transfer later.
+                Err(error) => {
+                    warn!(snapshot_index, %error, "snapshot: cannot read a chunk to send")
+                }
+            }
+            None
+        }
+        SnapshotJob::ReceiveChunk { snapshot_index, snapshot_term, offset, data, done } => {
+            match receive_chunk(links, snapshot_index, offset, &data, done) {
+                Ok(next_offset) if !done => {
+                    Some(StateEvent::SnapshotChunkWritten { snapshot_index, next_offset })
+                }
+                Ok(_) => Some(StateEvent::SnapshotReceived {
+                    index: snapshot_index,
+                    term: snapshot_term,
+                }),
+                Err(error) => {
+                    warn!(snapshot_index, %error, "snapshot: a received snapshot is unusable; the herald will resend");
+                    None
+                }
+            }
+        }
+    }
 }
 
 fn write(
-    data_dir: &std::path::Path,
-    shard_count: u32,
-    job: SnapshotJob,
+    links: &SnapshotThreadLinks,
+    index: LogIndex,
+    term: Term,
+    membership: &Membership,
+    parts: &Receiver<ShardDump>,
 ) -> Result<(PathBuf, u64), SnapshotError> {
-    let mut writer = SnapshotWriter::create(data_dir, job.index, job.term, shard_count)?;
+    let mut writer = SnapshotWriter::create(&links.data_dir, index, term, links.shard_count)?;
+    writer.write_opaque(&section(SECTION_MEMBERSHIP, &membership.encode()))?;
     let mut pairs = 0u64;
-    for dump in job.parts.iter() {
+    for dump in parts.iter() {
+        writer.write_opaque(&section(SECTION_SESSIONS, &dump.sessions))?;
         for (key, value) in &dump.pairs {
             writer.write_key_value(dump.shard, key, value)?;
             pairs += 1;
         }
     }
     Ok((writer.finish()?, pairs))
+}
+
+fn read_chunk(
+    data_dir: &Path,
+    index: LogIndex,
+    offset: u64,
+    max_bytes: u64,
+) -> std::io::Result<(Bytes, u64)> {
+    let mut file = File::open(snapshot::snapshot_path(data_dir, index))?;
+    let total = file.metadata()?.len();
+    let length = max_bytes.min(total.saturating_sub(offset));
+    file.seek(SeekFrom::Start(offset))?;
+    let mut chunk = vec![0u8; length as usize];
+    file.read_exact(&mut chunk)?;
+    Ok((Bytes::from(chunk), total))
+}
+
+fn incoming_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots").join("incoming.part")
+}
+
+/// Appends a chunk; on the last one, fsyncs, verifies and installs the file. Returns
+/// the next expected offset.
+fn receive_chunk(
+    links: &SnapshotThreadLinks,
+    index: LogIndex,
+    offset: u64,
+    data: &[u8],
+    done: bool,
+) -> Result<u64, SnapshotError> {
+    let path = incoming_path(&links.data_dir);
+    let io = |operation| {
+        move |source| SnapshotError::Io { operation, path: incoming_path(&links.data_dir), source }
+    };
+    std::fs::create_dir_all(path.parent().expect("has a parent"))
+        .map_err(io("create directory"))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(offset == 0)
+        .open(&path)
+        .map_err(io("open"))?;
+    let length = file.metadata().map_err(io("stat"))?.len();
+    if length != offset {
+        return Err(SnapshotError::Corrupt {
+            path,
+            reason: format!("chunk at {offset} but {length} bytes stored"),
+        });
+    }
+    file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+    file.write_all(data).map_err(io("write"))?;
+    if !done {
+        return Ok(offset + data.len() as u64);
+    }
+    file.sync_all().map_err(io("fsync"))?;
+    drop(file);
+    snapshot::load_file(&path, links.limits)?;
+    snapshot::install_file(&links.data_dir, &path, index)?;
+    info!(index, "snapshot: received from the herald, verified and installed on disk");
+    Ok(offset + data.len() as u64)
 }

@@ -1,25 +1,38 @@
 //! The state thread (the seed's `RadiantController`; "controller" alone means the
 //! shard controller, so it is not called that here). It owns the core, feeds it
 //! inputs in arrival order, and carries out the actions it returns: WAL batches to
-//! the WAL writer, applies and reads to shard workers, replies to the reactor.
+//! the WAL writer, applies and reads to shard workers, messages to peers and replies
+//! to clients through the reactor, snapshot file work to the snapshot thread.
 //!
 //! It holds no protocol logic of its own: every decision is the core's.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender};
-use radiant_protocol::{ClientRequest, ErrorResponse, LogIndex, Message};
+use radiant_protocol::{
+    ClientRequest, ClientResponse, ErrorResponse, LogIndex, MemberId, Message, PeerMessage, Term,
+};
 use tracing::{error, info, info_span, warn};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
+use super::recovery::{load_snapshot, snapshot_limits};
 use super::shard_worker::{worker_of, ShardDump, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
 use super::wal_thread::WalRequest;
+use crate::config::Config;
+use crate::core::order::membership::member_peer_address;
+use crate::core::order::Membership;
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::limits::STATE_INBOX_CAPACITY;
+use crate::storage::state_machine::StateMachine;
 
-/// Inputs to the state thread, from the reactor, the WAL writer and the snapshot writer.
+/// Inputs to the state thread, from the reactor, the WAL writer and the snapshot thread.
 #[derive(Debug)]
 pub enum StateEvent {
     /// One tick of `tick_ms` passed.
@@ -31,20 +44,38 @@ pub enum StateEvent {
         /// The request.
         request: ClientRequest,
     },
-    /// The WAL is durable through `index`.
+    /// A message from a peer radiant.
+    Peer(PeerMessage),
+    /// Every WAL request through persist `sequence` is durable.
     Durable {
-        /// Highest durable index.
-        index: LogIndex,
+        /// Highest durable persist sequence.
+        sequence: u64,
     },
-    /// A snapshot through `index` is durable.
+    /// A local snapshot is durable.
     SnapshotWritten {
-        /// Its last included index.
+        /// Its last index.
         index: LogIndex,
+        /// Its term.
+        term: Term,
     },
     /// A snapshot could not be written; the log keeps growing until one succeeds.
     SnapshotFailed {
         /// Why.
         reason: String,
+    },
+    /// A chunk of a snapshot from the herald is stored.
+    SnapshotChunkWritten {
+        /// Which snapshot.
+        snapshot_index: LogIndex,
+        /// The next offset expected.
+        next_offset: u64,
+    },
+    /// A snapshot from the herald is complete, verified and durable on disk.
+    SnapshotReceived {
+        /// Its last index.
+        index: LogIndex,
+        /// Its term.
+        term: Term,
     },
     /// The WAL cannot write or fsync: nothing more may be acknowledged.
     WalFailed {
@@ -55,7 +86,7 @@ pub enum StateEvent {
     Shutdown,
 }
 
-/// The channels the state thread drives.
+/// What the state thread drives.
 pub struct StateThreadLinks {
     /// Its own inbox.
     pub inbox: Receiver<StateEvent>,
@@ -63,10 +94,16 @@ pub struct StateThreadLinks {
     pub wal: Sender<WalRequest>,
     /// To each shard worker, by worker number.
     pub workers: Vec<Sender<WorkerRequest>>,
-    /// To the snapshot writer.
+    /// To the snapshot thread.
     pub snapshots: Sender<SnapshotJob>,
-    /// Replies to clients.
+    /// Replies to clients, messages to peers.
     pub reactor: ReactorSender<ReactorEvent>,
+    /// The state machine the workers apply to (replaced wholesale by an install).
+    pub machine: Arc<StateMachine>,
+    /// The configuration (snapshot limits, shard count).
+    pub config: Config,
+    /// The data directory.
+    pub data_dir: PathBuf,
 }
 
 /// How the state thread ended.
@@ -83,20 +120,21 @@ pub fn spawn(
     radiant: Radiant,
     links: StateThreadLinks,
 ) -> std::io::Result<JoinHandle<StateThreadExit>> {
-    std::thread::Builder::new()
-        .name("radiant-state".into())
-        .spawn(move || {
-            let span = info_span!("radiant", member = %radiant.member_id());
-            let _entered = span.enter();
-            StateThread {
-                radiant,
-                links,
-                now: Tick(0),
-                actions: Actions::new(),
-                wal_failed: None,
-            }
-            .run()
-        })
+    std::thread::Builder::new().name("radiant-state".into()).spawn(move || {
+        let span = info_span!("radiant", member = %radiant.member_id());
+        let _entered = span.enter();
+        let mut thread = StateThread {
+            radiant,
+            links,
+            now: Tick(0),
+            actions: Actions::new(),
+            wal_failed: None,
+            peers: BTreeMap::new(),
+        };
+        let membership = thread.radiant.order().membership().clone();
+        thread.on_membership(&membership);
+        thread.run()
+    })
 }
 
 struct StateThread {
@@ -105,6 +143,7 @@ struct StateThread {
     now: Tick,
     actions: Actions,
     wal_failed: Option<String>,
+    peers: BTreeMap<MemberId, SocketAddr>,
 }
 
 impl StateThread {
@@ -116,8 +155,10 @@ impl StateThread {
             let mut shutdown = false;
             for event in batch.drain(..) {
                 shutdown |= self.on_event(event);
+                // Carry out each event's actions before the next: an install or a
+                // status answer must see everything before it done.
+                self.carry_out_actions();
             }
-            self.carry_out_actions();
             if shutdown {
                 return self.shut_down();
             }
@@ -137,19 +178,31 @@ impl StateThread {
                     let reason = format!(
                         "this radiant's write-ahead log failed ({reason}); it is shutting down"
                     );
-                    self.reply(
-                        reply_to,
-                        Message::Error(ErrorResponse::Unavailable { reason }),
-                    );
+                    self.reply(reply_to, Message::Error(ErrorResponse::Unavailable { reason }));
+                    return false;
+                }
+                if request == ClientRequest::Status {
+                    let json = super::status::status_json(&self.radiant, &self.links.machine);
+                    self.reply(reply_to, Message::Response(ClientResponse::Status { json }));
                     return false;
                 }
                 Input::Client { reply_to, request }
             }
-            StateEvent::Durable { index } => Input::Durable { index },
-            StateEvent::SnapshotWritten { index } => Input::SnapshotWritten { index },
+            StateEvent::Peer(message) => Input::Message(message),
+            StateEvent::Durable { sequence } => Input::Durable { sequence },
+            StateEvent::SnapshotWritten { index, term } => Input::SnapshotWritten { index, term },
             StateEvent::SnapshotFailed { reason } => {
                 warn!(%reason, "state: snapshot failed; will retry at the next interval");
                 Input::SnapshotFailed
+            }
+            StateEvent::SnapshotChunkWritten { snapshot_index, next_offset } => {
+                Input::SnapshotChunkWritten { snapshot_index, next_offset }
+            }
+            StateEvent::SnapshotReceived { index, term } => {
+                match self.install_snapshot(index, term) {
+                    Some(membership) => Input::SnapshotInstalled { index, term, membership },
+                    None => return false,
+                }
             }
             StateEvent::WalFailed { reason } => {
                 error!(%reason, "state: write-ahead log failed; stopping");
@@ -163,56 +216,46 @@ impl StateThread {
         false
     }
 
+    /// Loads a received snapshot into the state machine once every worker has finished
+    /// what was queued before it. Returns its membership.
+    fn install_snapshot(&mut self, index: LogIndex, term: Term) -> Option<Membership> {
+        let (done, finished) = crossbeam_channel::bounded(self.links.workers.len());
+        for worker in &self.links.workers {
+            let _ = worker.send(WorkerRequest::Quiesce { done: done.clone() });
+        }
+        for _ in 0..self.links.workers.len() {
+            let _ = finished.recv();
+        }
+        let limits = snapshot_limits(&self.links.config);
+        let mut membership = self.radiant.order().membership().clone();
+        let loaded = crate::storage::snapshot::load_latest(&self.links.data_dir, limits);
+        let result = match loaded {
+            Ok(Some(snapshot)) if snapshot.last_index == index && snapshot.last_term == term => {
+                load_snapshot(snapshot, &self.links.config, &self.links.machine, &mut membership)
+                    .map_err(|error| error.to_string())
+            }
+            Ok(_) => Err("the received snapshot is not the newest on disk".to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match result {
+            Ok(_) => Some(membership),
+            Err(reason) => {
+                error!(index, %reason, "state: cannot load a received snapshot");
+                None
+            }
+        }
+    }
+
     fn reply(&self, reply_to: ReplyTo, message: Message) {
-        let _ = self
-            .links
-            .reactor
-            .send(ReactorEvent::Reply { reply_to, message });
+        let _ = self.links.reactor.send(ReactorEvent::Reply { reply_to, message });
     }
 
     /// Carries out the step's actions in order. Consecutive `Persist` actions become
-    /// one WAL batch, so a burst of writes costs one channel message and one fsync.
+    /// one WAL batch where possible, so a burst of writes costs one fsync.
     fn carry_out_actions(&mut self) {
-        let mut pending: Option<WalRequest> = None;
         let actions: Vec<Action> = self.actions.drain().collect();
         for action in actions {
-            if let Action::Persist {
-                hard_state,
-                entries,
-            } = action
-            {
-                pending = Some(match pending.take() {
-                    Some(WalRequest::Append {
-                        hard_state: first,
-                        entries: mut batch,
-                    }) if hard_state.is_none() => {
-                        batch.extend(entries);
-                        WalRequest::Append {
-                            hard_state: first,
-                            entries: batch,
-                        }
-                    }
-                    Some(previous) => {
-                        self.send_wal(previous);
-                        WalRequest::Append {
-                            hard_state,
-                            entries,
-                        }
-                    }
-                    None => WalRequest::Append {
-                        hard_state,
-                        entries,
-                    },
-                });
-                continue;
-            }
-            if let Some(batch) = pending.take() {
-                self.send_wal(batch);
-            }
             self.carry_out(action);
-        }
-        if let Some(batch) = pending {
-            self.send_wal(batch);
         }
     }
 
@@ -225,31 +268,16 @@ impl StateThread {
     fn carry_out(&mut self, action: Action) {
         let workers = self.links.workers.len();
         match action {
-            Action::Persist { .. } => unreachable!("persist actions are batched by the caller"),
-            Action::Apply {
-                shard,
-                index,
-                command,
-                reply_to,
-            } => {
-                let request = WorkerRequest::Apply {
-                    shard,
-                    index,
-                    command,
-                    reply_to,
-                };
+            Action::Send(message) => self.send_peer(message),
+            Action::Persist { sequence, hard_state, truncate_from, entries } => {
+                self.send_wal(WalRequest::Append { sequence, hard_state, truncate_from, entries });
+            }
+            Action::Apply { shard, index, command, reply_to } => {
+                let request = WorkerRequest::Apply { shard, index, command, reply_to };
                 let _ = self.links.workers[worker_of(shard, workers)].send(request);
             }
-            Action::Read {
-                shard,
-                key,
-                reply_to,
-            } => {
-                let request = WorkerRequest::Read {
-                    shard,
-                    key,
-                    reply_to,
-                };
+            Action::Read { shard, key, reply_to } => {
+                let request = WorkerRequest::Read { shard, key, reply_to };
                 let _ = self.links.workers[worker_of(shard, workers)].send(request);
             }
             Action::Reply { reply_to, result } => {
@@ -259,34 +287,95 @@ impl StateThread {
                 };
                 self.reply(reply_to, message);
             }
-            Action::Snapshot { index, term } => self.start_snapshot(index, term),
+            Action::Snapshot { index, term, membership } => {
+                self.start_snapshot(index, term, membership)
+            }
             Action::CompactLog { through } => self.send_wal(WalRequest::Compact { through }),
+            Action::ResetLog { snapshot_index, .. } => {
+                self.send_wal(WalRequest::Reset { next_index: snapshot_index + 1 })
+            }
+            Action::SendSnapshotChunk {
+                header,
+                snapshot_index,
+                snapshot_term,
+                offset,
+                max_bytes,
+            } => {
+                let Some(&address) = self.peers.get(&header.to) else {
+                    return;
+                };
+                let job = SnapshotJob::SendChunk {
+                    address,
+                    header,
+                    snapshot_index,
+                    snapshot_term,
+                    offset,
+                    max_bytes,
+                };
+                let _ = self.links.snapshots.send(job);
+            }
+            Action::WriteSnapshotChunk {
+                snapshot_index,
+                snapshot_term,
+                offset,
+                data,
+                done,
+                ..
+            } => {
+                let job =
+                    SnapshotJob::ReceiveChunk { snapshot_index, snapshot_term, offset, data, done };
+                let _ = self.links.snapshots.send(job);
+            }
+            Action::MembershipChanged(membership) => self.on_membership(&membership),
         }
+    }
+
+    fn send_peer(&self, message: PeerMessage) {
+        let Some(&address) = self.peers.get(&message.header.to) else {
+            warn!(to = %message.header.to, "state: no address for a member; message dropped");
+            return;
+        };
+        let mut frame = BytesMut::new();
+        Message::Peer(message).encode(0, &mut frame);
+        let _ = self.links.reactor.send(ReactorEvent::SendPeer { address, frame: frame.freeze() });
+    }
+
+    /// Keeps a link to every other member's peer address.
+    fn on_membership(&mut self, membership: &Membership) {
+        let me = self.radiant.member_id();
+        let mut peers = BTreeMap::new();
+        for member in membership.others(me) {
+            match member_peer_address(membership, member).and_then(|address| address.parse().ok()) {
+                Some(address) => {
+                    peers.insert(member, address);
+                }
+                None => warn!(%member, "state: member has no usable peer address"),
+            }
+        }
+        for (&member, &address) in &peers {
+            if self.peers.get(&member) != Some(&address) {
+                info!(%member, %address, "state: linking to order member");
+                let _ = self.links.reactor.send(ReactorEvent::LinkPeer(address));
+            }
+        }
+        self.peers = peers;
     }
 
     /// Every worker copies its shards when the barrier reaches the front of its queue,
     /// i.e. after every apply through `index` and before any later one.
-    fn start_snapshot(&mut self, index: LogIndex, term: u64) {
+    fn start_snapshot(&mut self, index: LogIndex, term: Term, membership: Membership) {
         let (sink, parts) = crossbeam_channel::unbounded::<ShardDump>();
         for worker in &self.links.workers {
-            let barrier = WorkerRequest::SnapshotBarrier {
-                index,
-                term,
-                sink: sink.clone(),
-            };
-            let _ = worker.send(barrier);
+            let _ = worker.send(WorkerRequest::SnapshotBarrier { sink: sink.clone() });
         }
         drop(sink);
         info!(index, term, "state: snapshot started");
-        let _ = self
-            .links
-            .snapshots
-            .send(SnapshotJob { index, term, parts });
+        let _ = self.links.snapshots.send(SnapshotJob::Write { index, term, membership, parts });
     }
 
     fn shut_down(self) -> StateThreadExit {
         let _ = self.links.wal.send(WalRequest::Shutdown);
-        // Dropping the senders ends the workers and the snapshot writer once drained.
+        // Dropping the senders ends the workers and the snapshot thread once drained.
         match self.wal_failed {
             Some(reason) => StateThreadExit::WalFailed(reason),
             None => StateThreadExit::Clean,

@@ -18,15 +18,24 @@ use super::state_thread::StateEvent;
 use crate::limits::MAX_ENTRIES_PER_GROUP_COMMIT;
 use crate::storage::wal::{HardState, Wal, WalError};
 
-/// Work for the WAL writer.
+/// Work for the WAL writer, carried out in the order sent.
 #[derive(Debug)]
 pub enum WalRequest {
-    /// Record `hard_state` (if any), then append `entries`.
+    /// One `Action::Persist` of the core.
     Append {
-        /// A new term or vote.
+        /// Reported back in `StateEvent::Durable` once synced.
+        sequence: u64,
+        /// A new term, vote or commit index.
         hard_state: Option<HardState>,
-        /// Contiguous entries following the last appended one.
+        /// Drop entries from here on first (a conflict with the herald's log).
+        truncate_from: Option<LogIndex>,
+        /// Contiguous entries following the last kept one.
         entries: Vec<LogEntry>,
+    },
+    /// Discard the whole log; the next entry is `next_index` (a snapshot replaced it).
+    Reset {
+        /// The first index of the new log.
+        next_index: LogIndex,
     },
     /// Delete whole segments whose entries are all at or below `through`.
     Compact {
@@ -53,16 +62,12 @@ pub fn spawn(
     state: Sender<StateEvent>,
     counters: Arc<WalCounters>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("radiant-wal".into())
-        .spawn(move || {
-            if let Err(failure) = run(&mut wal, &requests, &state, &counters) {
-                error!(error = %failure, "wal: write or fsync failed; refusing further writes");
-                let _ = state.send(StateEvent::WalFailed {
-                    reason: failure.to_string(),
-                });
-            }
-        })
+    std::thread::Builder::new().name("radiant-wal".into()).spawn(move || {
+        if let Err(failure) = run(&mut wal, &requests, &state, &counters) {
+            error!(error = %failure, "wal: write or fsync failed; refusing further writes");
+            let _ = state.send(StateEvent::WalFailed { reason: failure.to_string() });
+        }
+    })
 }
 
 fn run(
@@ -78,19 +83,22 @@ fn run(
         };
         let mut shutting_down = false;
         let mut written = 0usize;
+        let mut durable_sequence = None;
         let mut next = Some(first);
         while let Some(request) = next.take() {
             match request {
-                WalRequest::Append {
-                    hard_state,
-                    entries,
-                } => {
+                WalRequest::Append { sequence, hard_state, truncate_from, entries } => {
                     if let Some(hard_state) = hard_state {
                         wal.save_hard_state(hard_state)?;
                     }
+                    if let Some(from) = truncate_from {
+                        wal.truncate_suffix(from)?;
+                    }
                     wal.append(&entries)?;
                     written += entries.len();
+                    durable_sequence = Some(sequence);
                 }
+                WalRequest::Reset { next_index } => wal.reset_to(next_index)?,
                 WalRequest::Compact { through } => compact_through = Some(through),
                 WalRequest::Shutdown => shutting_down = true,
             }
@@ -100,13 +108,11 @@ fn run(
         }
         wal.sync()?;
         counters.syncs.fetch_add(1, Ordering::Relaxed);
-        counters
-            .entries
-            .fetch_add(written as u64, Ordering::Relaxed);
-        // The state thread may have exited during shutdown; then nobody waits.
-        let _ = state.send(StateEvent::Durable {
-            index: wal.last_index(),
-        });
+        counters.entries.fetch_add(written as u64, Ordering::Relaxed);
+        if let Some(sequence) = durable_sequence {
+            // The state thread may have exited during shutdown; then nobody waits.
+            let _ = state.send(StateEvent::Durable { sequence });
+        }
         if let Some(through) = compact_through.take() {
             wal.compact_prefix(through)?;
         }

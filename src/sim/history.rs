@@ -122,11 +122,9 @@ impl fmt::Display for Operation {
             }
         }
         match self.return_ns {
-            Some(return_ns) => write!(
-                formatter,
-                " [called {} ns, returned {return_ns} ns]",
-                self.call_ns
-            ),
+            Some(return_ns) => {
+                write!(formatter, " [called {} ns, returned {return_ns} ns]", self.call_ns)
+            }
             None => write!(formatter, " [called {} ns, outcome unknown]", self.call_ns),
         }
     }
@@ -168,17 +166,12 @@ pub fn read_jsonl(input: impl BufRead) -> Result<Vec<Operation>, HistoryError> {
     let mut operations = Vec::new();
     for (index, line) in input.lines().enumerate() {
         let number = index + 1;
-        let text = line.map_err(|source| HistoryError::Read {
-            line: number,
-            source,
-        })?;
+        let text = line.map_err(|source| HistoryError::Read { line: number, source })?;
         if text.trim().is_empty() {
             continue;
         }
-        let operation = parse_line(&text).map_err(|reason| HistoryError::Invalid {
-            line: number,
-            reason,
-        })?;
+        let operation =
+            parse_line(&text).map_err(|reason| HistoryError::Invalid { line: number, reason })?;
         operations.push(operation);
     }
     Ok(operations)
@@ -222,10 +215,7 @@ fn parse_line(text: &str) -> Result<Operation, String> {
         .ok_or("missing field `return_ns` (write null when the outcome is unknown)")?;
     if let Some(return_ns) = return_ns {
         if return_ns < raw.call_ns {
-            return Err(format!(
-                "return_ns {return_ns} is before call_ns {}",
-                raw.call_ns
-            ));
+            return Err(format!("return_ns {return_ns} is before call_ns {}", raw.call_ns));
         }
     }
     check_fields(op, &raw, return_ns.is_some())?;
@@ -258,7 +248,7 @@ fn check_fields(op: OpKind, raw: &RawOperation, completed: bool) -> Result<(), S
         }
         OpKind::Cas if raw.value.is_none() => {
             return Err(
-                "cas needs a `value` field (the new value; null deletes on a match)".to_string(),
+                "cas needs a `value` field (the new value; null deletes on a match)".to_string()
             );
         }
         OpKind::Cas if raw.expected.is_none() => {
@@ -270,9 +260,9 @@ fn check_fields(op: OpKind, raw: &RawOperation, completed: bool) -> Result<(), S
         OpKind::Put | OpKind::Delete if is_set(&raw.output) => {
             Err(format!("`output` must be null for {name}"))
         }
-        OpKind::Get | OpKind::Cas if completed && raw.output.is_none() => Err(format!(
-            "a completed {name} needs an `output` field (null: the key was absent)"
-        )),
+        OpKind::Get | OpKind::Cas if completed && raw.output.is_none() => {
+            Err(format!("a completed {name} needs an `output` field (null: the key was absent)"))
+        }
         _ => Ok(()),
     }
 }
@@ -338,10 +328,7 @@ mod tests {
         let bad = r#"{"client":1,"op":"get","key":"k","call_ns":3,"return_ns":2,"output":null,"ok":true}"#;
         let error = read(&format!("{good}\n\n{bad}\n")).expect_err("return before call");
         assert_eq!(error.line(), 3);
-        assert_eq!(
-            error.to_string(),
-            "history line 3: return_ns 2 is before call_ns 3"
-        );
+        assert_eq!(error.to_string(), "history line 3: return_ns 2 is before call_ns 3");
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! The deterministic simulator's verification side: the client history format
+//! The deterministic simulator (`radiant sim`): many radiant cores in one thread over a
+//! seeded network ([`network`]) and disks ([`disk`]), driven by simulated clients
+//! ([`workload`]) in [`cluster`]; and its verification side: the client history format
 //! ([`history`]) and the checkers that judge a history ([`checker`]).
 //!
-//! This module owns recording and judging what clients saw. It must not drive
-//! radiants, read a clock or depend on unordered iteration: a history and its verdict
-//! are the same on every run and every machine.
+//! It must not read a clock, start a thread or depend on unordered iteration: a run,
+//! its history and its verdict are the same for a seed on every run and every machine.
 
 pub mod checker;
+pub mod cluster;
+pub mod disk;
 pub mod history;
+pub mod network;
+pub mod workload;

@@ -4,6 +4,7 @@
 //! decides what to persist and when, and storage only makes it durable and reads it back.
 pub mod shard_map;
 pub mod snapshot;
+pub mod state_machine;
 pub mod wal;
 
 pub use shard_map::{CasOutcome, ShardMap};

@@ -27,10 +27,7 @@ pub struct ShardMap {
 
 impl ShardMap {
     pub fn new(shard_count: u32) -> ShardMap {
-        assert!(
-            shard_count >= 1,
-            "shard map: shard_count must be at least 1"
-        );
+        assert!(shard_count >= 1, "shard map: shard_count must be at least 1");
         let shards = (0..shard_count).map(|_| RwLock::default()).collect();
         ShardMap { shards }
     }
@@ -51,10 +48,7 @@ impl ShardMap {
     fn shard_lock(&self, shard: ShardId) -> &RwLock<HashMap<Bytes, Bytes>> {
         let position = usize::try_from(shard.0).expect("u32 fits usize");
         self.shards.get(position).unwrap_or_else(|| {
-            panic!(
-                "shard map: {shard} out of range for {} shards",
-                self.shards.len()
-            )
+            panic!("shard map: {shard} out of range for {} shards", self.shards.len())
         })
     }
 
@@ -85,19 +79,13 @@ impl ShardMap {
         let existing = map.get(&key);
         if existing.map(|value| &value[..]) != expected {
             let current = existing.cloned();
-            return CasOutcome {
-                succeeded: false,
-                current,
-            };
+            return CasOutcome { succeeded: false, current };
         }
         match &new {
             Some(value) => map.insert(key, value.clone()),
             None => map.remove(&key),
         };
-        CasOutcome {
-            succeeded: true,
-            current: new,
-        }
+        CasOutcome { succeeded: true, current: new }
     }
 
     /// The number of keys in all shards.
@@ -117,9 +105,7 @@ impl ShardMap {
     pub fn clone_shard(&self, shard: ShardId) -> Vec<(Bytes, Bytes)> {
         let mut pairs: Vec<(Bytes, Bytes)> = {
             let map = self.shard_lock(shard).read();
-            map.iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect()
+            map.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
         };
         pairs.sort_unstable_by(|left, right| left.0.cmp(&right.0));
         pairs
@@ -129,11 +115,7 @@ impl ShardMap {
     pub fn load(&self, shard: ShardId, pairs: impl IntoIterator<Item = (Bytes, Bytes)>) {
         let mut map = self.shard_lock(shard).write();
         for (key, value) in pairs {
-            debug_assert_eq!(
-                key_shard(&key, self.shard_count()),
-                shard,
-                "load: wrong shard"
-            );
+            debug_assert_eq!(key_shard(&key, self.shard_count()), shard, "load: wrong shard");
             map.insert(key, value);
         }
     }
@@ -199,21 +181,14 @@ mod tests {
             }
             Operation::Delete(number) => {
                 let key = key(*number);
-                assert_eq!(
-                    map.delete(shard_of(&key), &key),
-                    model.remove(&key).is_some()
-                );
+                assert_eq!(map.delete(shard_of(&key), &key), model.remove(&key).is_some());
             }
             Operation::Cas(number, expected, new) => {
                 let key = key(*number);
                 let expected = expected.map(value);
                 let new = new.map(value);
-                let outcome = map.cas(
-                    shard_of(&key),
-                    key.clone(),
-                    expected.as_deref(),
-                    new.clone(),
-                );
+                let outcome =
+                    map.cas(shard_of(&key), key.clone(), expected.as_deref(), new.clone());
                 let matches = model.get(&key) == expected.as_ref();
                 assert_eq!(outcome.succeeded, matches);
                 if matches {

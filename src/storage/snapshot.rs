@@ -55,11 +55,7 @@ pub enum SnapshotError {
 
 fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError {
     let path = path.to_path_buf();
-    move |source| SnapshotError::Io {
-        operation,
-        path,
-        source,
-    }
+    move |source| SnapshotError::Io { operation, path, source }
 }
 
 /// Per-item size limits applied while loading, before any allocation.
@@ -113,7 +109,7 @@ impl SnapshotWriter {
         fs::create_dir_all(&snapshots_dir).map_err(io_error("create directory", &snapshots_dir))?;
         let name = format!("{last_index:020}");
         let temporary_path = snapshots_dir.join(format!("{name}{TEMPORARY_SUFFIX}"));
-        let final_path = snapshots_dir.join(format!("{name}{SNAPSHOT_SUFFIX}"));
+        let final_path = snapshot_path(dir, last_index);
         let file = File::create(&temporary_path).map_err(io_error("create", &temporary_path))?;
         let mut writer = SnapshotWriter {
             snapshots_dir,
@@ -134,9 +130,7 @@ impl SnapshotWriter {
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
         self.checksum = crc32c::crc32c_append(self.checksum, bytes);
         let path = &self.temporary_path;
-        self.writer
-            .write_all(bytes)
-            .map_err(io_error("write", path))
+        self.writer.write_all(bytes).map_err(io_error("write", path))
     }
 
     fn write_length(&mut self, bytes: &[u8], what: &str) -> Result<(), SnapshotError> {
@@ -176,14 +170,11 @@ impl SnapshotWriter {
         let checksum = self.checksum.to_le_bytes();
         let temporary_path = self.temporary_path;
         let mut writer = self.writer;
-        writer
-            .write_all(&checksum)
-            .map_err(io_error("write", &temporary_path))?;
+        writer.write_all(&checksum).map_err(io_error("write", &temporary_path))?;
         let file = writer
             .into_inner()
             .map_err(|error| io_error("flush", &temporary_path)(error.into_error()))?;
-        file.sync_all()
-            .map_err(io_error("fsync", &temporary_path))?;
+        file.sync_all().map_err(io_error("fsync", &temporary_path))?;
         drop(file);
         fs::rename(&temporary_path, &self.final_path)
             .map_err(io_error("rename into place", &self.final_path))?;
@@ -204,9 +195,7 @@ fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     let mut snapshots = Vec::new();
     let mut removed_any = false;
     for entry in entries {
-        let path = entry
-            .map_err(io_error("list directory", snapshots_dir))?
-            .path();
+        let path = entry.map_err(io_error("list directory", snapshots_dir))?.path();
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             continue;
         };
@@ -256,11 +245,35 @@ pub fn load_latest(
     parse_snapshot(newest, limits).map(Some)
 }
 
+/// The path of the completed snapshot whose last index is `index`.
+pub fn snapshot_path(dir: &Path, index: LogIndex) -> PathBuf {
+    snapshots_dir(dir).join(format!("{index:020}.snap"))
+}
+
+/// Verifies and loads one snapshot file (for a snapshot received from the herald,
+/// before it is installed).
+pub fn load_file(path: &Path, limits: SnapshotLimits) -> Result<LoadedSnapshot, SnapshotError> {
+    verify_checksum(path)?;
+    parse_snapshot(path, limits)
+}
+
+/// Makes a received, verified snapshot file the newest snapshot: renames it into place
+/// and fsyncs the directory, then drops older snapshots.
+pub fn install_file(
+    dir: &Path,
+    received: &Path,
+    index: LogIndex,
+) -> Result<PathBuf, SnapshotError> {
+    let snapshots = snapshots_dir(dir);
+    let path = snapshot_path(dir, index);
+    std::fs::rename(received, &path).map_err(io_error("rename received snapshot", &path))?;
+    sync_directory(&snapshots)?;
+    remove_older_snapshots(&snapshots)?;
+    Ok(path)
+}
+
 fn corrupt(path: &Path, reason: impl Into<String>) -> SnapshotError {
-    SnapshotError::Corrupt {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    SnapshotError::Corrupt { path: path.to_path_buf(), reason: reason.into() }
 }
 
 /// First pass: checks the trailing CRC32C against the whole file before anything is parsed
@@ -283,9 +296,7 @@ fn verify_checksum(path: &Path) -> Result<(), SnapshotError> {
         checksum = crc32c::crc32c_append(checksum, &chunk[..read]);
     }
     let mut stored = [0u8; 4];
-    reader
-        .read_exact(&mut stored)
-        .map_err(io_error("read", path))?;
+    reader.read_exact(&mut stored).map_err(io_error("read", path))?;
     let stored = u32::from_le_bytes(stored);
     if stored != checksum {
         let reason =
@@ -308,9 +319,7 @@ impl BodyReader<'_> {
             return Err(corrupt(self.path, format!("ends inside {field}")));
         }
         let mut bytes = [0u8; N];
-        self.reader
-            .read_exact(&mut bytes)
-            .map_err(io_error("read", self.path))?;
+        self.reader.read_exact(&mut bytes).map_err(io_error("read", self.path))?;
         self.remaining_bytes -= N as u64;
         Ok(bytes)
     }
@@ -328,19 +337,14 @@ impl BodyReader<'_> {
     fn read_sized(&mut self, field: &str, max_bytes: u32) -> Result<Bytes, SnapshotError> {
         let length = self.read_u32(field)?;
         if length > max_bytes {
-            return Err(corrupt(
-                self.path,
-                format!("{field} of {length} bytes, max {max_bytes}"),
-            ));
+            return Err(corrupt(self.path, format!("{field} of {length} bytes, max {max_bytes}")));
         }
         if u64::from(length) > self.remaining_bytes {
             let reason = format!("{field} of {length} bytes runs past the end");
             return Err(corrupt(self.path, reason));
         }
         let mut bytes = vec![0u8; length as usize];
-        self.reader
-            .read_exact(&mut bytes)
-            .map_err(io_error("read", self.path))?;
+        self.reader.read_exact(&mut bytes).map_err(io_error("read", self.path))?;
         self.remaining_bytes -= u64::from(length);
         Ok(Bytes::from(bytes))
     }
@@ -403,10 +407,7 @@ fn parse_snapshot(path: &Path, limits: SnapshotLimits) -> Result<LoadedSnapshot,
 mod tests {
     use super::*;
 
-    const LIMITS: SnapshotLimits = SnapshotLimits {
-        max_key_bytes: 64,
-        max_value_bytes: 1024,
-    };
+    const LIMITS: SnapshotLimits = SnapshotLimits { max_key_bytes: 64, max_value_bytes: 1024 };
 
     fn write_snapshot(dir: &Path, last_index: LogIndex) -> PathBuf {
         let mut writer = SnapshotWriter::create(dir, last_index, 3, 4).unwrap();
@@ -423,10 +424,7 @@ mod tests {
         let path = write_snapshot(dir.path(), 17);
         assert!(path.ends_with("snapshots/00000000000000000017.snap"));
         let loaded = load_latest(dir.path(), LIMITS).unwrap().unwrap();
-        assert_eq!(
-            (loaded.last_index, loaded.last_term, loaded.shard_count),
-            (17, 3, 4)
-        );
+        assert_eq!((loaded.last_index, loaded.last_term, loaded.shard_count), (17, 3, 4));
         let key_values = vec![
             (0, Bytes::from_static(b"alpha"), Bytes::from_static(b"1")),
             (3, Bytes::from_static(b"beta"), Bytes::new()),
@@ -464,10 +462,7 @@ mod tests {
             fs::write(&path, &damaged).unwrap();
             let error = load_latest(dir.path(), LIMITS).unwrap_err();
             assert!(matches!(error, SnapshotError::Corrupt { .. }), "{error:?}");
-            assert!(
-                error.to_string().contains(&path.display().to_string()),
-                "{error}"
-            );
+            assert!(error.to_string().contains(&path.display().to_string()), "{error}");
         }
     }
 
@@ -475,9 +470,7 @@ mod tests {
     fn oversized_keys_are_rejected_even_with_a_valid_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = SnapshotWriter::create(dir.path(), 1, 1, 1).unwrap();
-        writer
-            .write_key_value(ShardId(0), &[7u8; 65], b"v")
-            .unwrap();
+        writer.write_key_value(ShardId(0), &[7u8; 65], b"v").unwrap();
         writer.finish().unwrap();
         let error = load_latest(dir.path(), LIMITS).unwrap_err();
         assert!(error.to_string().contains("max 64"), "{error}");
@@ -489,9 +482,7 @@ mod tests {
         write_snapshot(dir.path(), 4);
         // A newer snapshot that was being written when the radiant stopped.
         let mut unfinished = SnapshotWriter::create(dir.path(), 8, 3, 4).unwrap();
-        unfinished
-            .write_key_value(ShardId(1), b"gamma", b"2")
-            .unwrap();
+        unfinished.write_key_value(ShardId(1), b"gamma", b"2").unwrap();
         let temporary_path = unfinished.temporary_path.clone();
         drop(unfinished);
         fs::write(&temporary_path, b"RSNP garbage").unwrap();

@@ -82,19 +82,12 @@ impl Daemon {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.try_exit_status() {
-                panic!(
-                    "radiant exited during start-up with {status}; log:\n{}",
-                    self.log()
-                );
+                panic!("radiant exited during start-up with {status}; log:\n{}", self.log());
             }
             if let Some((client, peer)) = radiant::server::read_address_file(&self.data_dir) {
                 self.client_address = client;
                 self.peer_address = peer;
-                if self
-                    .client()
-                    .and_then(|mut client| client.ping().ok())
-                    .is_some()
-                {
+                if self.client().and_then(|mut client| client.ping().ok()).is_some() {
                     return;
                 }
             }
@@ -109,21 +102,15 @@ impl Daemon {
 
     /// A client connected to this radiant, or `None` if it cannot connect.
     pub fn client(&self) -> Option<Client> {
-        let options = ClientOptions {
-            timeout: Duration::from_secs(10),
-            ..ClientOptions::default()
-        };
+        let options =
+            ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() };
         Client::connect(&self.client_address.to_string(), options).ok()
     }
 
     /// A connected client; panics with the log if it cannot connect.
     pub fn connect(&self) -> Client {
         self.client().unwrap_or_else(|| {
-            panic!(
-                "cannot connect to {}; log:\n{}",
-                self.client_address,
-                self.log()
-            )
+            panic!("cannot connect to {}; log:\n{}", self.client_address, self.log())
         })
     }
 
@@ -155,19 +142,14 @@ impl Daemon {
             }
             if Instant::now() >= deadline {
                 self.kill9();
-                panic!(
-                    "radiant ignored SIGTERM for {STOP_TIMEOUT:?}; log:\n{}",
-                    self.log()
-                );
+                panic!("radiant ignored SIGTERM for {STOP_TIMEOUT:?}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|child| child.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
     }
 
     /// Whether the process is still running.
@@ -201,11 +183,7 @@ impl Drop for Daemon {
 fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A seed for randomised tests: `RADIANT_TEST_SEED` if set, else the clock. Printed so a

@@ -27,11 +27,8 @@ pub enum ReadConsistency {
 
 impl ReadConsistency {
     /// Every level, in code order.
-    pub const ALL: [ReadConsistency; 3] = [
-        ReadConsistency::Linearizable,
-        ReadConsistency::Lease,
-        ReadConsistency::Stale,
-    ];
+    pub const ALL: [ReadConsistency; 3] =
+        [ReadConsistency::Linearizable, ReadConsistency::Lease, ReadConsistency::Stale];
 
     /// The level with wire code `code`, or `None` for an unknown code.
     pub fn from_u8(code: u8) -> Option<ReadConsistency> {
@@ -64,19 +61,13 @@ impl Session {
             (None, 0) => Ok(None),
             (None, _) => Err(reader.invalid("session.sequence", "a sequence needs a client id")),
             (Some(_), 0) => Err(reader.invalid("session.sequence", "sequences start at 1")),
-            (Some(client_id), sequence) => Ok(Some(Session {
-                client_id,
-                sequence,
-            })),
+            (Some(client_id), sequence) => Ok(Some(Session { client_id, sequence })),
         }
     }
 
     /// Writes the 16-byte session field; `None` is two zeros.
     pub(crate) fn encode(session: Option<Session>, dst: &mut BytesMut) {
-        debug_assert!(
-            session.is_none_or(|session| session.sequence != 0),
-            "sequence 0"
-        );
+        debug_assert!(session.is_none_or(|session| session.sequence != 0), "sequence 0");
         dst.put_u64(ClientId::to_wire(session.map(|session| session.client_id)));
         dst.put_u64(session.map_or(0, |session| session.sequence));
     }
@@ -193,11 +184,7 @@ impl ClientRequest {
                 let session = Session::decode(&mut reader)?;
                 let key = reader.read_key("key", limits)?;
                 let value = reader.read_value("value", limits)?;
-                ClientRequest::Put {
-                    key,
-                    value,
-                    session,
-                }
+                ClientRequest::Put { key, value, session }
             }
             Kind::Delete => {
                 let session = Session::decode(&mut reader)?;
@@ -209,24 +196,19 @@ impl ClientRequest {
                 let key = reader.read_key("key", limits)?;
                 let expected = reader.read_optional_value("expected", limits)?;
                 let new = reader.read_optional_value("new", limits)?;
-                ClientRequest::Cas {
-                    key,
-                    expected,
-                    new,
-                    session,
-                }
+                ClientRequest::Cas { key, expected, new, session }
             }
             Kind::Ping => ClientRequest::Ping,
             Kind::AddMember => ClientRequest::AddMember {
                 member: reader.read_member_id("member")?,
                 address: reader.read_address("address")?,
             },
-            Kind::RemoveMember => ClientRequest::RemoveMember {
-                member: reader.read_member_id("member")?,
-            },
-            Kind::TransferHerald => ClientRequest::TransferHerald {
-                to: MemberId::new(reader.read_u64("to")?),
-            },
+            Kind::RemoveMember => {
+                ClientRequest::RemoveMember { member: reader.read_member_id("member")? }
+            }
+            Kind::TransferHerald => {
+                ClientRequest::TransferHerald { to: MemberId::new(reader.read_u64("to")?) }
+            }
             Kind::Status => ClientRequest::Status,
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
@@ -241,11 +223,7 @@ impl ClientRequest {
                 dst.put_u8(*consistency as u8);
                 put_bytes(dst, key);
             }
-            ClientRequest::Put {
-                key,
-                value,
-                session,
-            } => {
+            ClientRequest::Put { key, value, session } => {
                 Session::encode(*session, dst);
                 put_bytes(dst, key);
                 put_bytes(dst, value);
@@ -254,12 +232,7 @@ impl ClientRequest {
                 Session::encode(*session, dst);
                 put_bytes(dst, key);
             }
-            ClientRequest::Cas {
-                key,
-                expected,
-                new,
-                session,
-            } => {
+            ClientRequest::Cas { key, expected, new, session } => {
                 Session::encode(*session, dst);
                 put_bytes(dst, key);
                 put_optional_bytes(dst, expected.as_ref());
@@ -334,21 +307,21 @@ impl ClientResponse {
     pub fn decode(kind: Kind, payload: Bytes, limits: &Limits) -> Result<Self, DecodeError> {
         let mut reader = Reader::new(payload, Some(kind));
         let response = match kind {
-            Kind::GetResult => ClientResponse::GetResult {
-                value: reader.read_optional_value("value", limits)?,
-            },
+            Kind::GetResult => {
+                ClientResponse::GetResult { value: reader.read_optional_value("value", limits)? }
+            }
             Kind::PutResult => ClientResponse::PutResult,
-            Kind::DeleteResult => ClientResponse::DeleteResult {
-                existed: reader.read_bool("existed")?,
-            },
+            Kind::DeleteResult => {
+                ClientResponse::DeleteResult { existed: reader.read_bool("existed")? }
+            }
             Kind::CasResult => {
                 let succeeded = reader.read_bool("succeeded")?;
                 let current = reader.read_optional_value("current", limits)?;
                 ClientResponse::CasResult { succeeded, current }
             }
-            Kind::Pong => ClientResponse::Pong {
-                member_id: MemberId::new(reader.read_u64("member_id")?),
-            },
+            Kind::Pong => {
+                ClientResponse::Pong { member_id: MemberId::new(reader.read_u64("member_id")?) }
+            }
             Kind::Done => ClientResponse::Done,
             Kind::StatusResult => ClientResponse::Status {
                 json: reader.read_long_string(
@@ -392,10 +365,7 @@ mod tests {
     }
 
     fn session(client_id: u64, sequence: u64) -> Option<Session> {
-        Some(Session {
-            client_id: ClientId::new(client_id).unwrap(),
-            sequence,
-        })
+        Some(Session { client_id: ClientId::new(client_id).unwrap(), sequence })
     }
 
     #[test]
@@ -412,10 +382,7 @@ mod tests {
 
     #[test]
     fn session_with_client_id_zero_decodes_to_none() {
-        let request = ClientRequest::Delete {
-            key: Bytes::from_static(b"k"),
-            session: None,
-        };
+        let request = ClientRequest::Delete { key: Bytes::from_static(b"k"), session: None };
         let decoded = ClientRequest::decode(Kind::Delete, payload(&request), &Limits::DEFAULT);
         assert_eq!(decoded, Ok(request));
     }
@@ -427,63 +394,33 @@ mod tests {
         bytes.put_u64(0);
         put_bytes(&mut bytes, b"k");
         let error = ClientRequest::decode(Kind::Delete, bytes.freeze(), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField {
-                field: "session.sequence",
-                ..
-            })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "session.sequence", .. })));
     }
 
     #[test]
     fn rejects_unknown_read_consistency() {
         let bytes = Bytes::from_static(&[3, 0, 0, 0, 1, b'k']);
         let error = ClientRequest::decode(Kind::Get, bytes, &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField {
-                field: "consistency",
-                ..
-            })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "consistency", .. })));
     }
 
     #[test]
     fn rejects_ping_with_a_payload() {
         let error = ClientRequest::decode(Kind::Ping, Bytes::from_static(&[0]), &Limits::DEFAULT);
-        assert_eq!(
-            error,
-            Err(DecodeError::TrailingBytes {
-                kind: Some(Kind::Ping),
-                count: 1
-            })
-        );
+        assert_eq!(error, Err(DecodeError::TrailingBytes { kind: Some(Kind::Ping), count: 1 }));
     }
 
     #[test]
     fn rejects_response_kind_as_request() {
         let error = ClientRequest::decode(Kind::Pong, Bytes::new(), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField { field: "kind", .. })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "kind", .. })));
     }
 
     #[test]
     fn rejects_delete_result_with_a_boolean_of_two() {
-        let error = ClientResponse::decode(
-            Kind::DeleteResult,
-            Bytes::from_static(&[2]),
-            &Limits::DEFAULT,
-        );
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField {
-                field: "existed",
-                ..
-            })
-        ));
+        let error =
+            ClientResponse::decode(Kind::DeleteResult, Bytes::from_static(&[2]), &Limits::DEFAULT);
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "existed", .. })));
     }
 
     #[test]
@@ -524,13 +461,9 @@ mod tests {
                 member: MemberId::new(4).unwrap(),
                 address: "10.0.0.4:7400".to_owned(),
             },
-            ClientRequest::RemoveMember {
-                member: MemberId::new(4).unwrap(),
-            },
+            ClientRequest::RemoveMember { member: MemberId::new(4).unwrap() },
             ClientRequest::TransferHerald { to: None },
-            ClientRequest::TransferHerald {
-                to: MemberId::new(2),
-            },
+            ClientRequest::TransferHerald { to: MemberId::new(2) },
             ClientRequest::Status,
         ];
         for request in requests {
@@ -566,13 +499,7 @@ mod tests {
         bytes.put_u16(256);
         bytes.put_slice(&[b'a'; 256]);
         let error = ClientRequest::decode(Kind::AddMember, bytes.freeze(), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField {
-                field: "address",
-                ..
-            })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "address", .. })));
     }
 
     #[test]
@@ -588,9 +515,7 @@ mod tests {
     #[test]
     fn admin_responses_round_trip() {
         round_trip_response(ClientResponse::Done);
-        round_trip_response(ClientResponse::Status {
-            json: String::new(),
-        });
+        round_trip_response(ClientResponse::Status { json: String::new() });
         round_trip_response(ClientResponse::Status {
             json: r#"{"member":1,"role":"herald","é":true}"#.to_owned(),
         });
@@ -598,15 +523,9 @@ mod tests {
 
     #[test]
     fn status_json_is_checked_for_length_before_slicing_and_for_utf8() {
-        let limits = Limits {
-            max_frame_bytes: 16,
-            ..Limits::DEFAULT
-        };
-        let error = ClientResponse::decode(
-            Kind::StatusResult,
-            Bytes::from_static(&[0, 0, 0, 17]),
-            &limits,
-        );
+        let limits = Limits { max_frame_bytes: 16, ..Limits::DEFAULT };
+        let error =
+            ClientResponse::decode(Kind::StatusResult, Bytes::from_static(&[0, 0, 0, 17]), &limits);
         assert_eq!(
             error,
             Err(DecodeError::InvalidField {
@@ -622,11 +541,7 @@ mod tests {
         );
         assert!(matches!(
             error,
-            Err(DecodeError::InvalidField {
-                field: "json",
-                reason: "not valid UTF-8",
-                ..
-            })
+            Err(DecodeError::InvalidField { field: "json", reason: "not valid UTF-8", .. })
         ));
     }
 }

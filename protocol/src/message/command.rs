@@ -121,11 +121,7 @@ impl Command {
                 let session = Session::decode(&mut reader)?;
                 let key = reader.read_key("key", limits)?;
                 let value = reader.read_value("value", limits)?;
-                Command::Put {
-                    key,
-                    value,
-                    session,
-                }
+                Command::Put { key, value, session }
             }
             TAG_DELETE => {
                 let session = Session::decode(&mut reader)?;
@@ -137,12 +133,7 @@ impl Command {
                 let key = reader.read_key("key", limits)?;
                 let expected = reader.read_optional_value("expected", limits)?;
                 let new = reader.read_optional_value("new", limits)?;
-                Command::Cas {
-                    key,
-                    expected,
-                    new,
-                    session,
-                }
+                Command::Cas { key, expected, new, session }
             }
             TAG_MEMBERSHIP => Command::Membership(MembershipChange::decode(&mut reader)?),
             _ => return Err(reader.invalid("tag", "unknown command tag")),
@@ -155,11 +146,7 @@ impl Command {
     pub fn encode(&self, dst: &mut BytesMut) {
         match self {
             Command::Noop => dst.put_u8(TAG_NOOP),
-            Command::Put {
-                key,
-                value,
-                session,
-            } => {
+            Command::Put { key, value, session } => {
                 dst.put_u8(TAG_PUT);
                 Session::encode(*session, dst);
                 put_bytes(dst, key);
@@ -170,12 +157,7 @@ impl Command {
                 Session::encode(*session, dst);
                 put_bytes(dst, key);
             }
-            Command::Cas {
-                key,
-                expected,
-                new,
-                session,
-            } => {
+            Command::Cas { key, expected, new, session } => {
                 dst.put_u8(TAG_CAS);
                 Session::encode(*session, dst);
                 put_bytes(dst, key);
@@ -217,12 +199,10 @@ impl MembershipChange {
                 member: reader.read_member_id("member")?,
                 address: reader.read_address("address")?,
             },
-            CHANGE_PROMOTE => MembershipChange::Promote {
-                member: reader.read_member_id("member")?,
-            },
-            CHANGE_REMOVE => MembershipChange::Remove {
-                member: reader.read_member_id("member")?,
-            },
+            CHANGE_PROMOTE => {
+                MembershipChange::Promote { member: reader.read_member_id("member")? }
+            }
+            CHANGE_REMOVE => MembershipChange::Remove { member: reader.read_member_id("member")? },
             _ => return Err(reader.invalid("change", "unknown membership change")),
         };
         Ok(change)
@@ -257,18 +237,12 @@ mod tests {
     #[test]
     fn noop_is_one_zero_byte() {
         assert_eq!(Command::Noop.to_bytes().as_ref(), [0].as_slice());
-        assert_eq!(
-            Command::decode(Bytes::from_static(&[0]), &Limits::DEFAULT),
-            Ok(Command::Noop)
-        );
+        assert_eq!(Command::decode(Bytes::from_static(&[0]), &Limits::DEFAULT), Ok(Command::Noop));
     }
 
     #[test]
     fn put_round_trips_and_exposes_key_and_session() {
-        let session = Session {
-            client_id: ClientId::new(9).unwrap(),
-            sequence: 4,
-        };
+        let session = Session { client_id: ClientId::new(9).unwrap(), sequence: 4 };
         let command = Command::Put {
             key: Bytes::from_static(b"k"),
             value: Bytes::from_static(b"v"),
@@ -296,36 +270,20 @@ mod tests {
     #[test]
     fn rejects_empty_data() {
         let error = Command::decode(Bytes::new(), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::Truncated {
-                kind: None,
-                field: "tag",
-                ..
-            })
-        ));
+        assert!(matches!(error, Err(DecodeError::Truncated { kind: None, field: "tag", .. })));
     }
 
     #[test]
     fn rejects_trailing_bytes_after_noop() {
         let error = Command::decode(Bytes::from_static(&[0, 0]), &Limits::DEFAULT);
-        assert_eq!(
-            error,
-            Err(DecodeError::TrailingBytes {
-                kind: None,
-                count: 1
-            })
-        );
+        assert_eq!(error, Err(DecodeError::TrailingBytes { kind: None, count: 1 }));
     }
 
     #[test]
     fn membership_changes_round_trip_without_key_or_session() {
         let member = MemberId::new(6).unwrap();
         for change in [
-            MembershipChange::AddLearner {
-                member,
-                address: "10.0.0.6:7400".to_owned(),
-            },
+            MembershipChange::AddLearner { member, address: "10.0.0.6:7400".to_owned() },
             MembershipChange::Promote { member },
             MembershipChange::Remove { member },
         ] {
@@ -333,30 +291,21 @@ mod tests {
             let command = Command::Membership(change);
             assert_eq!(command.key(), None);
             assert_eq!(command.session(), None);
-            assert_eq!(
-                Command::decode(command.to_bytes(), &Limits::DEFAULT),
-                Ok(command)
-            );
+            assert_eq!(Command::decode(command.to_bytes(), &Limits::DEFAULT), Ok(command));
         }
     }
 
     #[test]
     fn promote_layout_is_tag_sub_tag_member() {
-        let command = Command::Membership(MembershipChange::Promote {
-            member: MemberId::new(258).unwrap(),
-        });
-        assert_eq!(
-            command.to_bytes().as_ref(),
-            [4, 2, 0, 0, 0, 0, 0, 0, 1, 2].as_slice()
-        );
+        let command =
+            Command::Membership(MembershipChange::Promote { member: MemberId::new(258).unwrap() });
+        assert_eq!(command.to_bytes().as_ref(), [4, 2, 0, 0, 0, 0, 0, 0, 1, 2].as_slice());
     }
 
     #[test]
     fn membership_change_of_member_zero_is_rejected() {
-        let error = Command::decode(
-            Bytes::from_static(&[4, 3, 0, 0, 0, 0, 0, 0, 0, 0]),
-            &Limits::DEFAULT,
-        );
+        let error =
+            Command::decode(Bytes::from_static(&[4, 3, 0, 0, 0, 0, 0, 0, 0, 0]), &Limits::DEFAULT);
         assert_eq!(error, Err(DecodeError::ZeroId { field: "member" }));
     }
 

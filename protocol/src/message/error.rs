@@ -85,9 +85,9 @@ impl ErrorResponse {
                 };
                 ErrorResponse::NotHerald { herald, address }
             }
-            CODE_WRONG_ORDER => ErrorResponse::WrongOrder {
-                config_num: reader.read_u64("config_num")?,
-            },
+            CODE_WRONG_ORDER => {
+                ErrorResponse::WrongOrder { config_num: reader.read_u64("config_num")? }
+            }
             CODE_LOCKED => {
                 let code = reader.read_u8("op")?;
                 let op = OrderStateOp::from_u8(code)
@@ -144,18 +144,12 @@ impl ErrorResponse {
 impl fmt::Display for ErrorResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ErrorResponse::NotHerald {
-                herald: Some(herald),
-                address: Some(address),
-            } => write!(
+            ErrorResponse::NotHerald { herald: Some(herald), address: Some(address) } => write!(
                 f,
                 "this radiant is not the herald of the key's order: retry at herald {herald} \
                  ({address})"
             ),
-            ErrorResponse::NotHerald {
-                herald: Some(herald),
-                address: None,
-            } => write!(
+            ErrorResponse::NotHerald { herald: Some(herald), address: None } => write!(
                 f,
                 "this radiant is not the herald of the key's order: retry at herald {herald}"
             ),
@@ -196,34 +190,23 @@ mod tests {
     #[test]
     fn locked_display_names_the_operation_and_the_remedy() {
         let text = ErrorResponse::Locked(OrderStateOp::Replicating).to_string();
-        assert_eq!(
-            text,
-            "order is LOCKED(REPLICATING): retry after a short back-off"
-        );
+        assert_eq!(text, "order is LOCKED(REPLICATING): retry after a short back-off");
     }
 
     #[test]
     fn not_herald_layout_is_code_herald_address() {
-        let response = ErrorResponse::NotHerald {
-            herald: MemberId::new(3),
-            address: Some("h:1".to_owned()),
-        };
+        let response =
+            ErrorResponse::NotHerald { herald: MemberId::new(3), address: Some("h:1".to_owned()) };
         let mut dst = BytesMut::new();
         response.encode(&mut dst);
-        assert_eq!(
-            dst.as_ref(),
-            [1, 0, 0, 0, 0, 0, 0, 0, 3, 1, 0, 3, b'h', b':', b'1'].as_slice()
-        );
+        assert_eq!(dst.as_ref(), [1, 0, 0, 0, 0, 0, 0, 0, 3, 1, 0, 3, b'h', b':', b'1'].as_slice());
         assert_eq!(round_trip(&response), Ok(response));
     }
 
     #[test]
     fn rejects_unknown_error_code() {
         let error = ErrorResponse::decode(Kind::Error, Bytes::from_static(&[6]), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField { field: "code", .. })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "code", .. })));
     }
 
     #[test]
@@ -233,24 +216,14 @@ mod tests {
         dst.put_u16(1025);
         dst.put_slice(&[b'a'; 1025]);
         let error = ErrorResponse::decode(Kind::Error, dst.freeze(), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField {
-                field: "reason",
-                ..
-            })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "reason", .. })));
     }
 
     #[test]
     fn encode_cuts_an_over_long_reason_so_it_still_decodes() {
-        let response = ErrorResponse::Unavailable {
-            reason: "é".repeat(600),
-        };
+        let response = ErrorResponse::Unavailable { reason: "é".repeat(600) };
         let decoded = round_trip(&response).unwrap();
-        let ErrorResponse::Unavailable { reason } = decoded else {
-            unreachable!()
-        };
+        let ErrorResponse::Unavailable { reason } = decoded else { unreachable!() };
         assert_eq!(reason.len(), MAX_REASON_BYTES);
     }
 

@@ -121,9 +121,7 @@ mod tests {
     fn round_trip(message: &Message, correlation_id: u64) -> Message {
         let mut buf = BytesMut::new();
         message.encode(correlation_id, &mut buf);
-        let frame = decode_frame(&mut buf, Limits::DEFAULT.max_frame_bytes)
-            .unwrap()
-            .unwrap();
+        let frame = decode_frame(&mut buf, Limits::DEFAULT.max_frame_bytes).unwrap().unwrap();
         assert_eq!(frame.correlation_id, correlation_id);
         assert!(buf.is_empty());
         Message::decode(frame, &Limits::DEFAULT).unwrap()
@@ -140,10 +138,7 @@ mod tests {
             Message::Error(ErrorResponse::Locked(OrderStateOp::Voting)),
             Message::Peer(PeerMessage {
                 header: peer_header(),
-                body: PeerBody::Vote(Vote {
-                    granted: true,
-                    pre_vote: false,
-                }),
+                body: PeerBody::Vote(Vote { granted: true, pre_vote: false }),
             }),
             Message::Peer(PeerMessage {
                 header: peer_header(),
@@ -178,11 +173,7 @@ mod tests {
                 prev_log_term: 4,
                 commit: 9,
                 read_round: 3,
-                entries: vec![LogEntry {
-                    term: 5,
-                    index: 11,
-                    data: Bytes::from_static(b"cmd"),
-                }],
+                entries: vec![LogEntry { term: 5, index: 11, data: Bytes::from_static(b"cmd") }],
             }),
         });
         assert_eq!(message.kind(), Kind::Append);
@@ -192,11 +183,7 @@ mod tests {
         let payload_start = frame.payload.as_ptr() as usize;
         let decoded = Message::decode(frame, &Limits::DEFAULT).unwrap();
         assert_eq!(decoded, message);
-        let Message::Peer(PeerMessage {
-            body: PeerBody::Append(append),
-            ..
-        }) = decoded
-        else {
+        let Message::Peer(PeerMessage { body: PeerBody::Append(append), .. }) = decoded else {
             unreachable!("decoded a different message")
         };
         // Header 32, four u64s 32, count 4, entry term, index and length 20.
@@ -232,10 +219,7 @@ mod tests {
         let mut buf = BytesMut::new();
         message.encode(5, &mut buf);
         let frame = decode_frame(&mut buf, 1024).unwrap().unwrap();
-        let limits = Limits {
-            max_key_bytes: 3,
-            ..Limits::DEFAULT
-        };
+        let limits = Limits { max_key_bytes: 3, ..Limits::DEFAULT };
         assert_eq!(
             Message::decode(frame, &limits),
             Err(DecodeError::KeyTooLarge { len: 7, max: 3 })

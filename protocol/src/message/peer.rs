@@ -169,10 +169,7 @@ mod tests {
     }
 
     fn round_trip(body: PeerBody) {
-        let message = PeerMessage {
-            header: header(),
-            body,
-        };
+        let message = PeerMessage { header: header(), body };
         let mut dst = BytesMut::new();
         message.encode(&mut dst);
         let decoded = PeerMessage::decode(message.kind(), dst.freeze(), &Limits::DEFAULT);
@@ -181,10 +178,7 @@ mod tests {
 
     #[test]
     fn header_layout_is_group_from_to_term() {
-        let message = PeerMessage {
-            header: header(),
-            body: PeerBody::TimeoutNow,
-        };
+        let message = PeerMessage { header: header(), body: PeerBody::TimeoutNow };
         let mut dst = BytesMut::new();
         message.encode(&mut dst);
         let mut expected = Vec::new();
@@ -203,21 +197,14 @@ mod tests {
             pre_vote: false,
             transfer: true,
         }));
-        round_trip(PeerBody::Vote(Vote {
-            granted: true,
-            pre_vote: true,
-        }));
+        round_trip(PeerBody::Vote(Vote { granted: true, pre_vote: true }));
         round_trip(PeerBody::TimeoutNow);
         round_trip(PeerBody::Append(Append {
             prev_log_index: 0,
             prev_log_term: 0,
             commit: 0,
             read_round: 1,
-            entries: vec![LogEntry {
-                term: 4,
-                index: 1,
-                data: Bytes::from_static(b"\x00"),
-            }],
+            entries: vec![LogEntry { term: 4, index: 1, data: Bytes::from_static(b"\x00") }],
         }));
         round_trip(PeerBody::AppendAck(AppendAck {
             success: true,
@@ -256,13 +243,8 @@ mod tests {
 
     #[test]
     fn term_zero_in_the_header_is_allowed() {
-        let message = PeerMessage {
-            header: PeerHeader {
-                term: 0,
-                ..header()
-            },
-            body: PeerBody::TimeoutNow,
-        };
+        let message =
+            PeerMessage { header: PeerHeader { term: 0, ..header() }, body: PeerBody::TimeoutNow };
         let mut dst = BytesMut::new();
         message.encode(&mut dst);
         assert_eq!(
@@ -278,10 +260,7 @@ mod tests {
         dst.put_u8(0);
         assert_eq!(
             PeerMessage::decode(Kind::TimeoutNow, dst.freeze(), &Limits::DEFAULT),
-            Err(DecodeError::TrailingBytes {
-                kind: Some(Kind::TimeoutNow),
-                count: 1
-            })
+            Err(DecodeError::TrailingBytes { kind: Some(Kind::TimeoutNow), count: 1 })
         );
     }
 
@@ -306,9 +285,6 @@ mod tests {
     #[test]
     fn client_kind_is_not_a_peer_message() {
         let error = PeerMessage::decode(Kind::Ping, Bytes::new(), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField { field: "kind", .. })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "kind", .. })));
     }
 }

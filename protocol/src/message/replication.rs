@@ -110,23 +110,13 @@ impl Append {
             previous = (entry.index, entry.term);
             entries.push(entry);
         }
-        Ok(Append {
-            prev_log_index,
-            prev_log_term,
-            commit,
-            read_round,
-            entries,
-        })
+        Ok(Append { prev_log_index, prev_log_term, commit, read_round, entries })
     }
 
     /// Appends the body to `dst`. The entries must be contiguous after `prev_log_index`
     /// with non-decreasing terms, or the receiver rejects the message.
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
-        debug_assert!(
-            self.entries_invalid().is_none(),
-            "{:?}",
-            self.entries_invalid()
-        );
+        debug_assert!(self.entries_invalid().is_none(), "{:?}", self.entries_invalid());
         dst.put_u64(self.prev_log_index);
         dst.put_u64(self.prev_log_term);
         dst.put_u64(self.commit);
@@ -288,21 +278,11 @@ mod tests {
     use crate::kind::Kind;
 
     fn entry(term: Term, index: LogIndex, data: &'static [u8]) -> LogEntry {
-        LogEntry {
-            term,
-            index,
-            data: Bytes::from_static(data),
-        }
+        LogEntry { term, index, data: Bytes::from_static(data) }
     }
 
     fn append(entries: Vec<LogEntry>) -> Append {
-        Append {
-            prev_log_index: 4,
-            prev_log_term: 2,
-            commit: 3,
-            read_round: 9,
-            entries,
-        }
+        Append { prev_log_index: 4, prev_log_term: 2, commit: 3, read_round: 9, entries }
     }
 
     /// The body of an `Append` with the given header fields and raw entry bytes.
@@ -336,11 +316,7 @@ mod tests {
 
     #[test]
     fn append_with_entries_round_trips_and_slices_the_data() {
-        let sent = append(vec![
-            entry(2, 5, b"a"),
-            entry(3, 6, b""),
-            entry(3, 7, b"xyz"),
-        ]);
+        let sent = append(vec![entry(2, 5, b"a"), entry(3, 6, b""), entry(3, 7, b"xyz")]);
         let mut dst = BytesMut::new();
         sent.encode(&mut dst);
         let body = dst.freeze();
@@ -348,10 +324,7 @@ mod tests {
         let received = decode_append(body, &Limits::DEFAULT).unwrap();
         assert_eq!(received, sent);
         // Header 32 + count 4 + first entry's term, index and length 20.
-        assert_eq!(
-            received.entries.first().unwrap().data.as_ptr() as usize,
-            start + 56
-        );
+        assert_eq!(received.entries.first().unwrap().data.as_ptr() as usize, start + 56);
     }
 
     #[test]
@@ -401,13 +374,7 @@ mod tests {
             let count = u32::try_from(entries.len()).unwrap();
             let error = decode_append(raw_append(count, entries), &Limits::DEFAULT);
             assert!(
-                matches!(
-                    error,
-                    Err(DecodeError::InvalidField {
-                        field: "entries.index",
-                        ..
-                    })
-                ),
+                matches!(error, Err(DecodeError::InvalidField { field: "entries.index", .. })),
                 "{entries:?}: {error:?}"
             );
         }
@@ -424,13 +391,7 @@ mod tests {
         dst.put_u64(0);
         dst.put_u32(0);
         let error = decode_append(dst.freeze(), &Limits::DEFAULT);
-        assert!(matches!(
-            error,
-            Err(DecodeError::InvalidField {
-                field: "entries.index",
-                ..
-            })
-        ));
+        assert!(matches!(error, Err(DecodeError::InvalidField { field: "entries.index", .. })));
     }
 
     #[test]
@@ -442,13 +403,7 @@ mod tests {
             let count = u32::try_from(entries.len()).unwrap();
             let error = decode_append(raw_append(count, entries), &Limits::DEFAULT);
             assert!(
-                matches!(
-                    error,
-                    Err(DecodeError::InvalidField {
-                        field: "entries.term",
-                        ..
-                    })
-                ),
+                matches!(error, Err(DecodeError::InvalidField { field: "entries.term", .. })),
                 "{entries:?}: {error:?}"
             );
         }
@@ -456,10 +411,7 @@ mod tests {
 
     #[test]
     fn append_entry_data_longer_than_max_frame_bytes_is_rejected_before_slicing() {
-        let limits = Limits {
-            max_frame_bytes: 8,
-            ..Limits::DEFAULT
-        };
+        let limits = Limits { max_frame_bytes: 8, ..Limits::DEFAULT };
         let mut body = BytesMut::from(raw_append(1, &[]).as_ref());
         body.put_u64(2);
         body.put_u64(5);
@@ -477,12 +429,8 @@ mod tests {
 
     #[test]
     fn append_ack_round_trips() {
-        let ack = AppendAck {
-            success: false,
-            match_index: 0,
-            reject_hint: 17,
-            read_round: u64::MAX,
-        };
+        let ack =
+            AppendAck { success: false, match_index: 0, reject_hint: 17, read_round: u64::MAX };
         let mut dst = BytesMut::new();
         ack.encode(&mut dst);
         assert_eq!(dst.len(), 25);
@@ -526,10 +474,8 @@ mod tests {
 
     #[test]
     fn install_snapshot_chunk_past_total_is_rejected() {
-        for body in [
-            snapshot(5, 7, false, b"abc"),
-            snapshot(u64::MAX - 1, u64::MAX, false, b"abc"),
-        ] {
+        for body in [snapshot(5, 7, false, b"abc"), snapshot(u64::MAX - 1, u64::MAX, false, b"abc")]
+        {
             assert!(matches!(
                 decode_snapshot(body),
                 Err(DecodeError::InvalidField {
@@ -557,11 +503,7 @@ mod tests {
 
     #[test]
     fn install_snapshot_ack_round_trips() {
-        let ack = InstallSnapshotAck {
-            snapshot_index: 10,
-            next_offset: 4096,
-            done: false,
-        };
+        let ack = InstallSnapshotAck { snapshot_index: 10, next_offset: 4096, done: false };
         let mut dst = BytesMut::new();
         ack.encode(&mut dst);
         assert_eq!(dst.len(), 17);

@@ -68,10 +68,7 @@ impl RequestVote {
 impl Vote {
     /// Reads the body: boolean granted, boolean pre-vote.
     pub(crate) fn decode(reader: &mut Reader) -> Result<Vote, DecodeError> {
-        Ok(Vote {
-            granted: reader.read_bool("granted")?,
-            pre_vote: reader.read_bool("pre_vote")?,
-        })
+        Ok(Vote { granted: reader.read_bool("granted")?, pre_vote: reader.read_bool("pre_vote")? })
     }
 
     /// Appends the body to `dst`.
@@ -91,18 +88,11 @@ mod tests {
 
     #[test]
     fn request_vote_layout_is_index_term_pre_vote_transfer() {
-        let request = RequestVote {
-            last_log_index: 5,
-            last_log_term: 2,
-            pre_vote: true,
-            transfer: false,
-        };
+        let request =
+            RequestVote { last_log_index: 5, last_log_term: 2, pre_vote: true, transfer: false };
         let mut dst = BytesMut::new();
         request.encode(&mut dst);
-        assert_eq!(
-            dst.as_ref(),
-            [0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0].as_slice()
-        );
+        assert_eq!(dst.as_ref(), [0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0].as_slice());
         let mut reader = Reader::new(dst.freeze(), Some(Kind::RequestVote));
         assert_eq!(RequestVote::decode(&mut reader), Ok(request));
         reader.finish().unwrap();

@@ -154,8 +154,7 @@ impl Connection {
 
     /// How long pending replies have made no progress, if any are pending.
     pub(crate) fn write_stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
-        self.write_progress_at
-            .map(|since| now.saturating_duration_since(since))
+        self.write_progress_at.map(|since| now.saturating_duration_since(since))
     }
 
     /// The interest this connection needs: writable only while bytes are pending

@@ -43,16 +43,8 @@ pub(crate) struct Slab<C> {
 
 impl<C> Slab<C> {
     pub(crate) fn new(capacity: usize) -> Self {
-        assert!(
-            capacity < (u32::MAX as usize) - 3,
-            "slab capacity {capacity} too large"
-        );
-        Slab {
-            slots: Vec::new(),
-            free: Vec::new(),
-            capacity,
-            len: 0,
-        }
+        assert!(capacity < (u32::MAX as usize) - 3, "slab capacity {capacity} too large");
+        Slab { slots: Vec::new(), free: Vec::new(), capacity, len: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -74,10 +66,7 @@ impl<C> Slab<C> {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
+                self.slots.push(Slot { generation: 0, value: None });
                 u32::try_from(self.slots.len() - 1).expect("capacity checked in new")
             }
         };
@@ -113,14 +102,8 @@ impl<C> Slab<C> {
     }
 
     pub(crate) fn ids(&self) -> Vec<ConnectionId> {
-        let occupied = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.value.is_some());
-        occupied
-            .map(|(index, slot)| pack(index as u32, slot.generation))
-            .collect()
+        let occupied = self.slots.iter().enumerate().filter(|(_, slot)| slot.value.is_some());
+        occupied.map(|(index, slot)| pack(index as u32, slot.generation)).collect()
     }
 }
 

@@ -175,8 +175,7 @@ impl Reactor {
             CLIENT_LISTENER_TOKEN,
             Interest::READABLE,
         )?;
-        poll.registry()
-            .register(&mut peer_listener, PEER_LISTENER_TOKEN, Interest::READABLE)?;
+        poll.registry().register(&mut peer_listener, PEER_LISTENER_TOKEN, Interest::READABLE)?;
         let now = Instant::now();
         let reactor = Reactor {
             poll,
@@ -238,11 +237,7 @@ impl Reactor {
             || self.accept_pending.iter().any(|&pending| pending)
             || !self.inbox.is_empty();
         if busy {
-            return if self.blocked.is_empty() {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(1)
-            };
+            return if self.blocked.is_empty() { Duration::ZERO } else { Duration::from_millis(1) };
         }
         let mut deadline = self.next_tick.min(self.next_housekeeping);
         for link in &self.links {
@@ -347,10 +342,7 @@ impl Reactor {
 impl Reactor {
     fn register(&mut self, id: ConnectionId, interest: Interest) -> io::Result<()> {
         let registry: &Registry = self.poll.registry();
-        let connection = self
-            .connections
-            .get_mut(id)
-            .expect("register: live connection");
+        let connection = self.connections.get_mut(id).expect("register: live connection");
         registry.register(&mut connection.stream, token_of(id), interest)?;
         connection.registered = interest;
         Ok(())
@@ -413,18 +405,10 @@ impl Reactor {
                     connection.last_activity = now;
                     self.on_frame(id, frame, now);
                 }
-                Err(DecodeError::UnknownKind {
-                    kind,
-                    correlation_id,
-                }) => {
+                Err(DecodeError::UnknownKind { kind, correlation_id }) => {
                     // The frame's length was sound, so it was skipped: answer and go on.
                     let reason = format!("unknown message kind 0x{kind:02x}; this radiant speaks protocol version {}", radiant_protocol::PROTOCOL_VERSION);
-                    self.reply_error(
-                        id,
-                        correlation_id,
-                        ErrorResponse::BadRequest { reason },
-                        now,
-                    );
+                    self.reply_error(id, correlation_id, ErrorResponse::BadRequest { reason }, now);
                 }
                 Err(error) => {
                     // Framing itself is broken; nothing after this point can be trusted.
@@ -455,31 +439,24 @@ impl Reactor {
             Ok(message) => message,
             Err(error) => {
                 let reason = error.to_string();
-                self.reply_error(
-                    id,
-                    correlation_id,
-                    ErrorResponse::BadRequest { reason },
-                    now,
-                );
+                self.reply_error(id, correlation_id, ErrorResponse::BadRequest { reason }, now);
                 return;
             }
         };
         match (side, message) {
             (_, Message::Request(ClientRequest::Ping)) => {
-                let pong = ClientResponse::Pong {
-                    member_id: self.options.member_id,
-                };
+                let pong = ClientResponse::Pong { member_id: self.options.member_id };
                 self.queue_message(id, correlation_id, &Message::Response(pong), now);
             }
             (Side::Client, Message::Request(request)) => {
-                let reply_to = ReplyTo {
-                    connection: id,
-                    correlation_id,
-                };
+                let reply_to = ReplyTo { connection: id, correlation_id };
                 if let Some(connection) = self.connections.get_mut(id) {
                     connection.inflight += 1;
                 }
                 self.hand_to_state(id, StateEvent::Client { reply_to, request });
+            }
+            (Side::PeerInbound | Side::PeerOutbound(_), Message::Peer(message)) => {
+                self.hand_to_state(id, StateEvent::Peer(message));
             }
             (Side::PeerOutbound(_), Message::Response(response)) => {
                 debug!(?id, ?response, "reactor: peer link response");
@@ -489,12 +466,7 @@ impl Reactor {
                     "a {:?} message is not accepted on this port; send client requests to the client port",
                     other.kind()
                 );
-                self.reply_error(
-                    id,
-                    correlation_id,
-                    ErrorResponse::BadRequest { reason },
-                    now,
-                );
+                self.reply_error(id, correlation_id, ErrorResponse::BadRequest { reason }, now);
             }
         }
     }
@@ -560,11 +532,7 @@ impl Reactor {
             self.counters.replies_to_closed_connections += 1;
             return;
         };
-        assert!(
-            connection.inflight > 0,
-            "reply to {:?} with nothing in flight",
-            reply_to
-        );
+        assert!(connection.inflight > 0, "reply to {:?} with nothing in flight", reply_to);
         connection.inflight -= 1;
         let was_paused_by_inflight =
             connection.inflight + 1 >= self.options.max_inflight_per_connection;
@@ -655,10 +623,7 @@ impl Reactor {
         let wanted = connection.wanted_interest();
         if wanted != connection.registered {
             let registry: &Registry = self.poll.registry();
-            if registry
-                .reregister(&mut connection.stream, token_of(id), wanted)
-                .is_err()
-            {
+            if registry.reregister(&mut connection.stream, token_of(id), wanted).is_err() {
                 self.close(id, "reregister failed");
                 return;
             }
@@ -725,9 +690,7 @@ impl Reactor {
     }
 
     fn link_connecting(&self, id: ConnectionId) -> bool {
-        self.links
-            .iter()
-            .any(|link| link.state == LinkState::Connecting(id))
+        self.links.iter().any(|link| link.state == LinkState::Connecting(id))
     }
 
     fn dial_due_links(&mut self, now: Instant) {
@@ -762,10 +725,7 @@ impl Reactor {
 
     /// A non-blocking connect finished: `take_error` and `peer_addr` tell how.
     fn on_link_connect_result(&mut self, id: ConnectionId, now: Instant) {
-        let Some(slot) = self
-            .links
-            .iter()
-            .position(|link| link.state == LinkState::Connecting(id))
+        let Some(slot) = self.links.iter().position(|link| link.state == LinkState::Connecting(id))
         else {
             return;
         };

@@ -50,9 +50,7 @@ impl PeerLink {
     pub(crate) fn on_failure(&mut self, now: Instant, prng: &mut Prng) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let delay = backoff_delay(self.failures, prng);
-        self.state = LinkState::Idle {
-            dial_at: now + delay,
-        };
+        self.state = LinkState::Idle { dial_at: now + delay };
         delay
     }
 
@@ -83,10 +81,7 @@ mod tests {
             let delay = backoff_delay(failures, &mut prng).as_millis() as u64;
             let exponent = (failures - 1).min(16);
             let cap = (50u64 << exponent).min(5_000);
-            assert!(
-                delay >= cap / 2 && delay <= cap,
-                "failures {failures}: {delay} vs {cap}"
-            );
+            assert!(delay >= cap / 2 && delay <= cap, "failures {failures}: {delay} vs {cap}");
             assert!(cap >= previous_cap);
             previous_cap = cap;
         }

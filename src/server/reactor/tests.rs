@@ -36,18 +36,13 @@ fn accept_within(listener: &StdListener, limit: Duration) -> std::net::TcpStream
         match listener.accept() {
             Ok((stream, _)) => {
                 stream.set_nonblocking(false).expect("blocking");
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .expect("timeout");
+                stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
                 return stream;
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             Err(error) => panic!("accept: {error}"),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the reactor did not dial within {limit:?}"
-        );
+        assert!(Instant::now() < deadline, "the reactor did not dial within {limit:?}");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -68,18 +63,13 @@ fn read_one_frame(stream: &mut std::net::TcpStream) -> Message {
 #[test]
 fn a_peer_link_dials_with_backoff_connects_when_the_peer_appears_and_redials_after_a_drop() {
     // Find a free port, then leave it closed so the first dials fail.
-    let peer_address = StdListener::bind(loopback())
-        .expect("bind")
-        .local_addr()
-        .expect("address");
+    let peer_address = StdListener::bind(loopback()).expect("bind").local_addr().expect("address");
     let client = bind_listener(loopback()).expect("client listener");
     let peer = bind_listener(loopback()).expect("peer listener");
     let (state, _state_inbox) = crossbeam_channel::bounded(1024);
     let (reactor, sender) = Reactor::new(options(), client, peer, state).expect("reactor");
     let running = std::thread::spawn(move || reactor.run());
-    sender
-        .send(ReactorEvent::LinkPeer(peer_address))
-        .expect("send");
+    sender.send(ReactorEvent::LinkPeer(peer_address)).expect("send");
     std::thread::sleep(Duration::from_millis(300));
 
     let listener = StdListener::bind(peer_address).expect("rebind the peer's port");
@@ -88,24 +78,16 @@ fn a_peer_link_dials_with_backoff_connects_when_the_peer_appears_and_redials_aft
     Message::Request(ClientRequest::Ping).encode(77, &mut frame);
     // The link may report up a moment after the peer accepts; resend until a frame lands.
     let deadline = Instant::now() + Duration::from_secs(10);
-    accepted
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
+    accepted.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
     let mut received = BytesMut::new();
     loop {
         sender
-            .send(ReactorEvent::SendPeer {
-                address: peer_address,
-                frame: frame.clone().freeze(),
-            })
+            .send(ReactorEvent::SendPeer { address: peer_address, frame: frame.clone().freeze() })
             .expect("send");
         let mut chunk = [0u8; 256];
         if let Ok(count) = accepted.read(&mut chunk) {
             received.extend_from_slice(&chunk[..count]);
-            if decode_frame(&mut received, 1 << 20)
-                .expect("valid")
-                .is_some()
-            {
+            if decode_frame(&mut received, 1 << 20).expect("valid").is_some() {
                 break;
             }
         }
@@ -114,14 +96,9 @@ fn a_peer_link_dials_with_backoff_connects_when_the_peer_appears_and_redials_aft
 
     drop(accepted);
     let redialled = accept_within(&listener, Duration::from_secs(10));
-    redialled
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    redialled.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     sender.send(ReactorEvent::Shutdown).expect("send");
-    let counters = running
-        .join()
-        .expect("reactor thread")
-        .expect("reactor ran");
+    let counters = running.join().expect("reactor thread").expect("reactor ran");
     assert_eq!(counters.refused_at_limit, 0);
 }
 
@@ -134,9 +111,7 @@ fn ping_on_the_peer_port_gets_pong_and_shutdown_exits() {
     let (reactor, sender) = Reactor::new(options(), client, peer, state).expect("reactor");
     let running = std::thread::spawn(move || reactor.run());
     let mut stream = std::net::TcpStream::connect(peer_address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut frame = BytesMut::new();
     Message::Request(ClientRequest::Ping).encode(5, &mut frame);
     io::Write::write_all(&mut stream, &frame).expect("write");
@@ -147,8 +122,5 @@ fn ping_on_the_peer_port_gets_pong_and_shutdown_exits() {
         other => panic!("expected Pong, got {other:?}"),
     }
     sender.send(ReactorEvent::Shutdown).expect("send");
-    running
-        .join()
-        .expect("reactor thread")
-        .expect("reactor ran");
+    running.join().expect("reactor thread").expect("reactor ran");
 }

@@ -58,10 +58,9 @@ impl Verdict {
 impl fmt::Display for Verdict {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Linearizable { keys, operations } => write!(
-                formatter,
-                "linearizable ({keys} keys, {operations} operations)"
-            ),
+            Verdict::Linearizable { keys, operations } => {
+                write!(formatter, "linearizable ({keys} keys, {operations} operations)")
+            }
             Verdict::Violation { explanation, .. } => {
                 write!(formatter, "not linearizable: {explanation}")
             }
@@ -90,17 +89,12 @@ pub fn check(history: &[Operation], max_steps_per_key: u64) -> Verdict {
                 };
             }
             KeyOutcome::Undecided(steps) => {
-                undecided.get_or_insert_with(|| Verdict::Undecided {
-                    key: (*key).to_string(),
-                    steps,
-                });
+                undecided
+                    .get_or_insert_with(|| Verdict::Undecided { key: (*key).to_string(), steps });
             }
         }
     }
-    undecided.unwrap_or(Verdict::Linearizable {
-        keys: by_key.len(),
-        operations: history.len(),
-    })
+    undecided.unwrap_or(Verdict::Linearizable { keys: by_key.len(), operations: history.len() })
 }
 
 /// Groups operations by key, in history order within a key. Gets with an unknown
@@ -124,10 +118,8 @@ enum KeyOutcome {
 
 fn check_key(operations: &[&Operation], max_steps: u64) -> KeyOutcome {
     let values = Values::intern(operations);
-    let model: Vec<ModelOp> = operations
-        .iter()
-        .map(|operation| ModelOp::new(operation, &values))
-        .collect();
+    let model: Vec<ModelOp> =
+        operations.iter().map(|operation| ModelOp::new(operation, &values)).collect();
     let mut search = Search::new(operations, &model, max_steps);
     match search.run() {
         SearchEnd::Found => KeyOutcome::Linearizable,
@@ -194,21 +186,10 @@ struct ModelOp {
 /// Why an operation cannot be placed on a given state.
 #[derive(Debug, Clone, Copy)]
 enum Mismatch {
-    Read {
-        reported: u32,
-        current: u32,
-    },
-    Delete {
-        reported_existed: bool,
-    },
-    CasOutcome {
-        reported_success: bool,
-        current: u32,
-    },
-    CasOutput {
-        reported: u32,
-        after: u32,
-    },
+    Read { reported: u32, current: u32 },
+    Delete { reported_existed: bool },
+    CasOutcome { reported_success: bool, current: u32 },
+    CasOutput { reported: u32, after: u32 },
 }
 
 impl ModelOp {
@@ -228,32 +209,23 @@ impl ModelOp {
     /// checked, since the client never saw them.
     fn apply(&self, state: u32) -> Result<u32, Mismatch> {
         match self.kind {
-            OpKind::Get if self.completed && self.output != state => Err(Mismatch::Read {
-                reported: self.output,
-                current: state,
-            }),
+            OpKind::Get if self.completed && self.output != state => {
+                Err(Mismatch::Read { reported: self.output, current: state })
+            }
             OpKind::Get => Ok(state),
             OpKind::Put => Ok(self.value),
             OpKind::Delete if self.completed && self.ok != (state != ABSENT) => {
-                Err(Mismatch::Delete {
-                    reported_existed: self.ok,
-                })
+                Err(Mismatch::Delete { reported_existed: self.ok })
             }
             OpKind::Delete => Ok(ABSENT),
             OpKind::Cas => {
                 let matched = state == self.expected;
                 let after = if matched { self.value } else { state };
                 if self.completed && self.ok != matched {
-                    return Err(Mismatch::CasOutcome {
-                        reported_success: self.ok,
-                        current: state,
-                    });
+                    return Err(Mismatch::CasOutcome { reported_success: self.ok, current: state });
                 }
                 if self.completed && self.output != after {
-                    return Err(Mismatch::CasOutput {
-                        reported: self.output,
-                        after,
-                    });
+                    return Err(Mismatch::CasOutput { reported: self.output, after });
                 }
                 Ok(after)
             }
@@ -444,10 +416,7 @@ impl<'a> Search<'a> {
             self.placed[word] &= !bit;
             return false;
         }
-        self.stack.push(Frame {
-            operation,
-            state_before: self.state,
-        });
+        self.stack.push(Frame { operation, state_before: self.state });
         self.state = after;
         self.list.lift(operation);
         if op.completed {
@@ -520,9 +489,8 @@ impl<'a> Search<'a> {
             .filter_map(|index| self.operations[index].return_ns)
             .min()
             .unwrap_or(u64::MAX);
-        let mut candidates: Vec<usize> = unplaced()
-            .filter(|&index| self.operations[index].call_ns <= earliest_return)
-            .collect();
+        let mut candidates: Vec<usize> =
+            unplaced().filter(|&index| self.operations[index].call_ns <= earliest_return).collect();
         candidates.sort_by_key(|&index| (self.operations[index].call_ns, index));
         candidates
     }
@@ -530,29 +498,21 @@ impl<'a> Search<'a> {
 
 fn describe(mismatch: Mismatch, op: &ModelOp, values: &Values<'_>) -> String {
     match mismatch {
-        Mismatch::Read { reported, current } => format!(
-            "it read {} but the value is {}",
-            values.show(reported),
-            values.show(current)
-        ),
-        Mismatch::Delete {
-            reported_existed: true,
-        } => "it reported the key existed but the key is absent".to_string(),
-        Mismatch::Delete {
-            reported_existed: false,
-        } => "it reported the key absent but the key holds a value".to_string(),
-        Mismatch::CasOutcome {
-            reported_success: true,
-            current,
-        } => format!(
+        Mismatch::Read { reported, current } => {
+            format!("it read {} but the value is {}", values.show(reported), values.show(current))
+        }
+        Mismatch::Delete { reported_existed: true } => {
+            "it reported the key existed but the key is absent".to_string()
+        }
+        Mismatch::Delete { reported_existed: false } => {
+            "it reported the key absent but the key holds a value".to_string()
+        }
+        Mismatch::CasOutcome { reported_success: true, current } => format!(
             "it reported success but the value is {}, not the expected {}",
             values.show(current),
             values.show(op.expected)
         ),
-        Mismatch::CasOutcome {
-            reported_success: false,
-            current,
-        } => format!(
+        Mismatch::CasOutcome { reported_success: false, current } => format!(
             "it reported failure but the value {} matches what it expected",
             values.show(current)
         ),
@@ -599,10 +559,7 @@ mod tests {
     }
 
     fn delete(client: u64, existed: bool, call_ns: u64, return_ns: u64) -> Operation {
-        Operation {
-            ok: existed,
-            ..operation(client, OpKind::Delete, call_ns, return_ns)
-        }
+        Operation { ok: existed, ..operation(client, OpKind::Delete, call_ns, return_ns) }
     }
 
     /// `cas(expected → new)` that reports `ok` and `output`.
@@ -624,17 +581,11 @@ mod tests {
     }
 
     fn unknown(operation: Operation) -> Operation {
-        Operation {
-            return_ns: None,
-            ..operation
-        }
+        Operation { return_ns: None, ..operation }
     }
 
     fn on(key: &str, operation: Operation) -> Operation {
-        Operation {
-            key: key.to_string(),
-            ..operation
-        }
+        Operation { key: key.to_string(), ..operation }
     }
 
     fn explanation(history: &[Operation]) -> (String, String) {
@@ -654,13 +605,7 @@ mod tests {
             delete(2, false, 8, 9),
             get(1, None, 10, 11),
         ];
-        assert_eq!(
-            check(&history, STEPS),
-            Verdict::Linearizable {
-                keys: 1,
-                operations: 6
-            }
-        );
+        assert_eq!(check(&history, STEPS), Verdict::Linearizable { keys: 1, operations: 6 });
     }
 
     #[test]
@@ -687,28 +632,18 @@ mod tests {
 
     #[test]
     fn stale_read_after_a_newer_write_returned_is_a_violation() {
-        let history = [
-            put(1, "1", 0, 10),
-            put(1, "2", 20, 30),
-            get(2, Some("1"), 40, 50),
-        ];
+        let history = [put(1, "1", 0, 10), put(1, "2", 20, 30), get(2, Some("1"), 40, 50)];
         let (key, explanation) = explanation(&history);
         assert_eq!(key, "x");
         assert!(explanation.contains("places 2 of them"), "{explanation}");
-        assert!(
-            explanation.contains("it read \"1\" but the value is \"2\""),
-            "{explanation}"
-        );
+        assert!(explanation.contains("it read \"1\" but the value is \"2\""), "{explanation}");
     }
 
     #[test]
     fn lost_write_is_a_violation() {
         let history = [put(1, "1", 0, 10), get(2, None, 20, 30)];
         let (_, explanation) = explanation(&history);
-        assert!(
-            explanation.contains("it read absent but the value is \"1\""),
-            "{explanation}"
-        );
+        assert!(explanation.contains("it read absent but the value is \"1\""), "{explanation}");
     }
 
     #[test]
@@ -730,10 +665,7 @@ mod tests {
             get(1, Some("b"), 4, 5),
         ];
         assert!(check(&history, STEPS).is_linearizable());
-        let wrong_output = [
-            put(1, "a", 0, 1),
-            cas(Some("a"), Some("b"), true, Some("a"), 2, 3),
-        ];
+        let wrong_output = [put(1, "a", 0, 1), cas(Some("a"), Some("b"), true, Some("a"), 2, 3)];
         assert!(explanation(&wrong_output)
             .1
             .contains("it reported the value \"a\" but the value after it is \"b\""));
@@ -747,17 +679,11 @@ mod tests {
             get(1, Some("a"), 4, 5),
         ];
         assert!(check(&history, STEPS).is_linearizable());
-        let claims_success = [
-            put(1, "a", 0, 1),
-            cas(Some("z"), Some("b"), true, Some("b"), 2, 3),
-        ];
+        let claims_success = [put(1, "a", 0, 1), cas(Some("z"), Some("b"), true, Some("b"), 2, 3)];
         assert!(explanation(&claims_success)
             .1
             .contains("it reported success but the value is \"a\", not the expected \"z\""));
-        let claims_failure = [
-            put(1, "a", 0, 1),
-            cas(Some("a"), Some("b"), false, Some("a"), 2, 3),
-        ];
+        let claims_failure = [put(1, "a", 0, 1), cas(Some("a"), Some("b"), false, Some("a"), 2, 3)];
         assert!(explanation(&claims_failure)
             .1
             .contains("it reported failure but the value \"a\" matches"));
@@ -787,11 +713,8 @@ mod tests {
             delete(1, false, 6, 7),
         ];
         assert!(check(&history, STEPS).is_linearizable());
-        let value_survives = [
-            put(1, "a", 0, 1),
-            cas(Some("a"), None, true, None, 2, 3),
-            get(1, Some("a"), 4, 5),
-        ];
+        let value_survives =
+            [put(1, "a", 0, 1), cas(Some("a"), None, true, None, 2, 3), get(1, Some("a"), 4, 5)];
         assert!(!check(&value_survives, STEPS).is_linearizable());
     }
 
@@ -803,21 +726,14 @@ mod tests {
 
     #[test]
     fn unknown_put_whose_value_never_appears_passes() {
-        let history = [
-            unknown(put(1, "a", 0, 0)),
-            get(2, None, 100, 110),
-            get(2, None, 200, 210),
-        ];
+        let history = [unknown(put(1, "a", 0, 0)), get(2, None, 100, 110), get(2, None, 200, 210)];
         assert!(check(&history, STEPS).is_linearizable());
     }
 
     #[test]
     fn unknown_put_cannot_appear_and_then_vanish() {
-        let history = [
-            unknown(put(1, "a", 0, 0)),
-            get(2, Some("a"), 100, 110),
-            get(2, None, 200, 210),
-        ];
+        let history =
+            [unknown(put(1, "a", 0, 0)), get(2, Some("a"), 100, 110), get(2, None, 200, 210)];
         assert!(!check(&history, STEPS).is_linearizable());
     }
 
@@ -846,13 +762,7 @@ mod tests {
         assert_eq!(key, "b");
         assert!(explanation.starts_with("key `b`: "), "{explanation}");
         let fine = &history[..3];
-        assert_eq!(
-            check(fine, STEPS),
-            Verdict::Linearizable {
-                keys: 2,
-                operations: 3
-            }
-        );
+        assert_eq!(check(fine, STEPS), Verdict::Linearizable { keys: 2, operations: 3 });
     }
 
     #[test]
@@ -866,20 +776,13 @@ mod tests {
     #[test]
     fn running_out_of_steps_is_undecided_never_a_pass() {
         let history = [put(1, "1", 0, 10), get(2, Some("1"), 20, 30)];
-        assert_eq!(
-            check(&history, 1),
-            Verdict::Undecided {
-                key: "x".to_string(),
-                steps: 1
-            }
-        );
+        assert_eq!(check(&history, 1), Verdict::Undecided { key: "x".to_string(), steps: 1 });
     }
 
     #[test]
     fn a_violation_outranks_an_undecided_key() {
-        let mut history: Vec<Operation> = (0..8u64)
-            .map(|client| on("a", put(client, "v", 0, 100)))
-            .collect();
+        let mut history: Vec<Operation> =
+            (0..8u64).map(|client| on("a", put(client, "v", 0, 100))).collect();
         history.push(on("b", get(1, Some("never"), 0, 1)));
         assert!(matches!(
             check(&history, 3),

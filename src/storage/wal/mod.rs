@@ -81,11 +81,7 @@ pub enum WalError {
          data directory and catch up from the order",
         segment.display()
     )]
-    Corrupt {
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { segment: PathBuf, offset: u64, reason: String },
     #[error(
         "wal: unusable after an earlier write or sync failed; restart the radiant so it \
          recovers from what is on disk"
@@ -96,11 +92,7 @@ pub enum WalError {
 impl WalError {
     pub(crate) fn io(operation: &'static str, path: &Path, source: io::Error) -> Self {
         let path = path.to_path_buf();
-        Self::Io {
-            operation,
-            path,
-            source,
-        }
+        Self::Io { operation, path, source }
     }
 }
 
@@ -124,10 +116,7 @@ pub struct Wal {
 impl Wal {
     /// Opens (creating if needed) the WAL in `dir/wal` and recovers what it holds.
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovered), WalError> {
-        assert!(
-            options.max_record_bytes > 0,
-            "wal: max_record_bytes must be positive"
-        );
+        assert!(options.max_record_bytes > 0, "wal: max_record_bytes must be positive");
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir)
             .map_err(|source| WalError::io("create directory", &wal_dir, source))?;
@@ -242,9 +231,7 @@ impl Wal {
             );
             record.encode_into(&mut self.write_buffer);
             let term = entry.term;
-            segment
-                .entries
-                .push(segment::EntryLocation { offset_bytes, term });
+            segment.entries.push(segment::EntryLocation { offset_bytes, term });
             (last_index, last_term) = (entry.index, entry.term);
         }
         self.active_file
@@ -322,9 +309,7 @@ impl Wal {
         if index < self.first_index() || index > self.last_index() {
             return None;
         }
-        let after = self
-            .segments
-            .partition_point(|segment| segment.first_index <= index);
+        let after = self.segments.partition_point(|segment| segment.first_index <= index);
         Some(after - 1)
     }
 
@@ -371,10 +356,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn small_options() -> WalOptions {
-        WalOptions {
-            segment_max_bytes: 200,
-            max_record_bytes: 4096,
-        }
+        WalOptions { segment_max_bytes: 200, max_record_bytes: 4096 }
     }
 
     fn make_entries(indexes: std::ops::RangeInclusive<u64>, term: Term) -> Vec<LogEntry> {
@@ -387,10 +369,8 @@ mod tests {
     }
 
     fn segment_files(dir: &Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
+        let mut files: Vec<PathBuf> =
+            fs::read_dir(dir.join("wal")).unwrap().map(|entry| entry.unwrap().path()).collect();
         files.sort();
         files
     }
@@ -399,20 +379,13 @@ mod tests {
         Wal::open(dir, small_options()).unwrap()
     }
 
-    const HARD_STATE: HardState = HardState {
-        term: 4,
-        voted_for: 2,
-        commit: 3,
-    };
+    const HARD_STATE: HardState = HardState { term: 4, voted_for: 2, commit: 3 };
 
     #[test]
     fn a_new_wal_is_empty_and_starts_at_index_one() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, recovered) = open(dir.path());
-        assert_eq!(
-            (wal.first_index(), wal.last_index(), wal.last_term()),
-            (1, 0, 0)
-        );
+        assert_eq!((wal.first_index(), wal.last_index(), wal.last_term()), (1, 0, 0));
         assert_eq!(recovered.first_index, 1);
         assert!(recovered.entries.is_empty());
         assert_eq!(recovered.hard_state, HardState::default());
@@ -433,11 +406,55 @@ mod tests {
         assert_eq!(recovered.entries, expected);
         assert_eq!(recovered.hard_state, HARD_STATE);
         assert_eq!(recovered.torn_tail, None);
-        assert_eq!(
-            (wal.last_index(), wal.last_term(), wal.term_at(2)),
-            (5, 4, Some(1))
-        );
+        assert_eq!((wal.last_index(), wal.last_term(), wal.term_at(2)), (5, 4, Some(1)));
         assert_eq!(wal.hard_state(), HARD_STATE);
+    }
+
+    #[test]
+    fn reset_to_discards_the_log_keeps_the_hard_state_and_continues_at_the_new_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        wal.append(&make_entries(1..=30, 1)).unwrap();
+        wal.save_hard_state(HARD_STATE).unwrap();
+        wal.sync().unwrap();
+        wal.reset_to(101).unwrap();
+        assert_eq!((wal.first_index(), wal.last_index()), (101, 100));
+        wal.append(&make_entries(101..=102, 5)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (wal, recovered) = open(dir.path());
+        assert_eq!(recovered.entries, make_entries(101..=102, 5));
+        assert_eq!(recovered.hard_state, HARD_STATE);
+        assert_eq!(wal.first_index(), 101);
+    }
+
+    #[test]
+    fn recovery_finishes_a_reset_interrupted_before_the_old_segments_were_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        wal.save_hard_state(HARD_STATE).unwrap();
+        wal.append(&make_entries(1..=30, 1)).unwrap();
+        // One more small append, so the last segment holds an entry. (Were it entry-less,
+        // recovery would read the layout as an interrupted truncation and keep the old
+        // log with the same hard state: also safe, the daemon redoes the reset.)
+        wal.append(&make_entries(31..=31, 1)).unwrap();
+        wal.sync().unwrap();
+        let saved: Vec<(PathBuf, Vec<u8>)> = segment_files(dir.path())
+            .into_iter()
+            .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
+            .collect();
+        assert!(saved.len() > 1, "the small options rotate segments");
+        wal.reset_to(101).unwrap();
+        drop(wal);
+        // Put the old segments back, as if the crash came before their deletion.
+        for (path, bytes) in &saved {
+            std::fs::write(path, bytes).unwrap();
+        }
+        let (wal, recovered) = open(dir.path());
+        assert!(recovered.entries.is_empty());
+        assert_eq!(recovered.hard_state, HARD_STATE);
+        assert_eq!((wal.first_index(), wal.last_index()), (101, 100));
+        assert_eq!(segment_files(dir.path()).len(), 1);
     }
 
     /// Writes entries 1..=3, then damages the last record with `damage`, reopens and checks
@@ -455,10 +472,7 @@ mod tests {
         damage(&segment, last_offset);
         let (mut wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
         let torn_tail = recovered.torn_tail.expect("torn tail reported");
-        assert_eq!(
-            (torn_tail.segment, torn_tail.offset),
-            (segment, last_offset)
-        );
+        assert_eq!((torn_tail.segment, torn_tail.offset), (segment, last_offset));
         assert!(torn_tail.dropped_bytes > 0);
         assert_eq!(recovered.entries, make_entries(1..=2, 1));
         assert_eq!(recovered.hard_state, HARD_STATE);
@@ -469,10 +483,7 @@ mod tests {
         let mut expected = make_entries(1..=2, 1);
         expected.extend(make_entries(3..=4, 5));
         assert_eq!(recovered.entries, expected);
-        assert_eq!(
-            (recovered.hard_state, recovered.torn_tail),
-            (HARD_STATE, None)
-        );
+        assert_eq!((recovered.hard_state, recovered.torn_tail), (HARD_STATE, None));
     }
 
     #[test]
@@ -505,12 +516,7 @@ mod tests {
         bytes[damaged_offset as usize + 20] ^= 0x01;
         fs::write(&segment, &bytes).unwrap();
         let error = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
-        let WalError::Corrupt {
-            segment: named,
-            offset,
-            ..
-        } = &error
-        else {
+        let WalError::Corrupt { segment: named, offset, .. } = &error else {
             panic!("expected Corrupt, got {error:?}");
         };
         assert_eq!((named, *offset), (&segment, damaged_offset));
@@ -526,8 +532,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = open(dir.path());
         for index in 1..=30 {
-            wal.append(&make_entries(index..=index, 1 + index / 10))
-                .unwrap();
+            wal.append(&make_entries(index..=index, 1 + index / 10)).unwrap();
         }
         wal.save_hard_state(HARD_STATE).unwrap();
         wal.sync().unwrap();
@@ -551,12 +556,8 @@ mod tests {
             wal.save_hard_state(HARD_STATE).unwrap();
             wal.sync().unwrap();
             wal.truncate_suffix(from_index).unwrap();
-            assert_eq!(
-                (wal.last_index(), wal.hard_state()),
-                (from_index - 1, HARD_STATE)
-            );
-            wal.append(&make_entries(from_index..=from_index + 2, 5))
-                .unwrap();
+            assert_eq!((wal.last_index(), wal.hard_state()), (from_index - 1, HARD_STATE));
+            wal.append(&make_entries(from_index..=from_index + 2, 5)).unwrap();
             wal.sync().unwrap();
             drop(wal);
             let (wal, recovered) = open(dir.path());
@@ -578,10 +579,7 @@ mod tests {
         drop(wal);
         let (wal, recovered) = open(dir.path());
         assert!(recovered.entries.is_empty());
-        assert_eq!(
-            (recovered.first_index, recovered.hard_state),
-            (1, HARD_STATE)
-        );
+        assert_eq!((recovered.first_index, recovered.hard_state), (1, HARD_STATE));
         assert_eq!((wal.first_index(), wal.last_index()), (1, 0));
     }
 
@@ -602,8 +600,7 @@ mod tests {
         let (mut wal, recovered) = open(dir.path());
         assert_eq!(recovered.entries, make_entries(1..=from_index - 1, 1));
         assert_eq!(recovered.hard_state, HARD_STATE);
-        wal.append(&make_entries(from_index..=from_index, 5))
-            .unwrap();
+        wal.append(&make_entries(from_index..=from_index, 5)).unwrap();
         wal.sync().unwrap();
         drop(wal);
         let (_, recovered) = open(dir.path());
@@ -625,10 +622,7 @@ mod tests {
         fs::remove_file(&files[1]).unwrap();
         let error = Wal::open(dir.path(), small_options()).unwrap_err();
         assert!(matches!(error, WalError::Corrupt { .. }), "{error:?}");
-        assert!(
-            error.to_string().contains("a segment is missing"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("a segment is missing"), "{error}");
     }
 
     #[test]
@@ -657,17 +651,10 @@ mod tests {
         wal.compact_prefix(20).unwrap();
         assert!(segment_files(dir.path()).len() < segments_before);
         let first_index = wal.first_index();
-        assert!(
-            first_index > 1 && first_index <= 21,
-            "first index {first_index}"
-        );
+        assert!(first_index > 1 && first_index <= 21, "first index {first_index}");
         assert_eq!(wal.term_at(first_index - 1), None);
         wal.compact_prefix(1000).unwrap();
-        assert_eq!(
-            segment_files(dir.path()).len(),
-            1,
-            "the active segment stays"
-        );
+        assert_eq!(segment_files(dir.path()).len(), 1, "the active segment stays");
         drop(wal);
         let (wal, recovered) = open(dir.path());
         assert_eq!(recovered.hard_state, HARD_STATE);

@@ -51,15 +51,9 @@ pub enum TornReason {
     /// An all-zero header followed by bytes that are not all zero.
     ZeroHeaderBeforeData,
     /// The length field exceeds `max_record_bytes`.
-    TooLarge {
-        length_bytes: u32,
-        max_record_bytes: u32,
-    },
+    TooLarge { length_bytes: u32, max_record_bytes: u32 },
     /// The length field points past the end of the buffer.
-    PastEnd {
-        length_bytes: u32,
-        remaining_bytes: usize,
-    },
+    PastEnd { length_bytes: u32, remaining_bytes: usize },
     /// The stored checksum does not match the bytes.
     ChecksumMismatch { stored: u32, computed: u32 },
     /// The payload is empty, so it has no type byte.
@@ -74,23 +68,14 @@ impl fmt::Display for TornReason {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::HeaderTruncated { remaining_bytes } => {
-                write!(
-                    formatter,
-                    "record header cut short ({remaining_bytes} of 8 bytes)"
-                )
+                write!(formatter, "record header cut short ({remaining_bytes} of 8 bytes)")
             }
             Self::ZeroHeaderBeforeData => write!(formatter, "zero header followed by data"),
-            Self::TooLarge {
-                length_bytes,
-                max_record_bytes,
-            } => write!(
+            Self::TooLarge { length_bytes, max_record_bytes } => write!(
                 formatter,
                 "record length {length_bytes} exceeds max_record_bytes {max_record_bytes}"
             ),
-            Self::PastEnd {
-                length_bytes,
-                remaining_bytes,
-            } => write!(
+            Self::PastEnd { length_bytes, remaining_bytes } => write!(
                 formatter,
                 "record length {length_bytes} but only {remaining_bytes} bytes follow"
             ),
@@ -102,13 +87,9 @@ impl fmt::Display for TornReason {
             Self::UnknownType(record_type) => {
                 write!(formatter, "unknown record type {record_type}")
             }
-            Self::BadPayloadLength {
-                record_type,
-                length_bytes,
-            } => write!(
-                formatter,
-                "record type {record_type} cannot be {length_bytes} bytes long"
-            ),
+            Self::BadPayloadLength { record_type, length_bytes } => {
+                write!(formatter, "record type {record_type} cannot be {length_bytes} bytes long")
+            }
         }
     }
 }
@@ -183,24 +164,17 @@ pub fn decode_record(buf: &[u8], max_record_bytes: u32) -> RecordRead {
             return RecordRead::End;
         }
         let remaining_bytes = buf.len();
-        return RecordRead::Torn {
-            reason: TornReason::HeaderTruncated { remaining_bytes },
-        };
+        return RecordRead::Torn { reason: TornReason::HeaderTruncated { remaining_bytes } };
     };
     if length_bytes == 0 && stored == 0 {
         // Zero bytes where a header should be: the end of what was written, if it stays zero.
         if buf.iter().all(|&byte| byte == 0) {
             return RecordRead::End;
         }
-        return RecordRead::Torn {
-            reason: TornReason::ZeroHeaderBeforeData,
-        };
+        return RecordRead::Torn { reason: TornReason::ZeroHeaderBeforeData };
     }
     if length_bytes > max_record_bytes {
-        let reason = TornReason::TooLarge {
-            length_bytes,
-            max_record_bytes,
-        };
+        let reason = TornReason::TooLarge { length_bytes, max_record_bytes };
         return RecordRead::Torn { reason };
     }
     let remaining_bytes = buf.len() - RECORD_HEADER_BYTES;
@@ -208,10 +182,7 @@ pub fn decode_record(buf: &[u8], max_record_bytes: u32) -> RecordRead {
         .ok()
         .and_then(|length| buf.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + length))
     else {
-        let reason = TornReason::PastEnd {
-            length_bytes,
-            remaining_bytes,
-        };
+        let reason = TornReason::PastEnd { length_bytes, remaining_bytes };
         return RecordRead::Torn { reason };
     };
     let computed = record_checksum(&length_bytes.to_le_bytes(), payload);
@@ -220,10 +191,9 @@ pub fn decode_record(buf: &[u8], max_record_bytes: u32) -> RecordRead {
         return RecordRead::Torn { reason };
     }
     match decode_payload(payload, length_bytes) {
-        Ok(record) => RecordRead::Complete {
-            record,
-            consumed: RECORD_HEADER_BYTES + payload.len(),
-        },
+        Ok(record) => {
+            RecordRead::Complete { record, consumed: RECORD_HEADER_BYTES + payload.len() }
+        }
         Err(reason) => RecordRead::Torn { reason },
     }
 }
@@ -233,10 +203,7 @@ fn decode_payload(payload: &[u8], length_bytes: u32) -> Result<WalRecord, TornRe
     let Some(&record_type) = payload.first() else {
         return Err(TornReason::EmptyPayload);
     };
-    let bad_length = TornReason::BadPayloadLength {
-        record_type,
-        length_bytes,
-    };
+    let bad_length = TornReason::BadPayloadLength { record_type, length_bytes };
     match record_type {
         TYPE_ENTRY => {
             let (Some(term), Some(index)) = (read_u64(payload, 1), read_u64(payload, 9)) else {
@@ -250,19 +217,11 @@ fn decode_payload(payload: &[u8], length_bytes: u32) -> Result<WalRecord, TornRe
             if payload.len() != HARD_STATE_BYTES {
                 return Err(bad_length);
             }
-            let fields = (
-                read_u64(payload, 1),
-                read_u64(payload, 9),
-                read_u64(payload, 17),
-            );
+            let fields = (read_u64(payload, 1), read_u64(payload, 9), read_u64(payload, 17));
             let (Some(term), Some(voted_for), Some(commit)) = fields else {
                 return Err(bad_length);
             };
-            Ok(WalRecord::HardState(HardState {
-                term,
-                voted_for,
-                commit,
-            }))
+            Ok(WalRecord::HardState(HardState { term, voted_for, commit }))
         }
         unknown => Err(TornReason::UnknownType(unknown)),
     }
@@ -289,16 +248,9 @@ mod tests {
 
     #[test]
     fn entry_and_hard_state_round_trip() {
-        let hard_state = HardState {
-            term: 3,
-            voted_for: 9,
-            commit: 40,
-        };
-        for record in [
-            entry(2, 7, b"put x 1"),
-            entry(1, 1, b""),
-            WalRecord::HardState(hard_state),
-        ] {
+        let hard_state = HardState { term: 3, voted_for: 9, commit: 40 };
+        for record in [entry(2, 7, b"put x 1"), entry(1, 1, b""), WalRecord::HardState(hard_state)]
+        {
             let buffer = encode(&record);
             let read = decode_record(&buffer, MAX_RECORD_BYTES);
             let consumed = buffer.len();
@@ -318,10 +270,7 @@ mod tests {
         let buffer = encode(&entry(1, 1, b"hello"));
         for cut in 1..buffer.len() {
             let read = decode_record(&buffer[..cut], MAX_RECORD_BYTES);
-            assert!(
-                matches!(read, RecordRead::Torn { .. }),
-                "cut {cut}: {read:?}"
-            );
+            assert!(matches!(read, RecordRead::Torn { .. }), "cut {cut}: {read:?}");
         }
     }
 
@@ -332,10 +281,7 @@ mod tests {
             let mut damaged = buffer.clone();
             damaged[position] ^= 0x10;
             let read = decode_record(&damaged, MAX_RECORD_BYTES);
-            assert!(
-                matches!(read, RecordRead::Torn { .. }),
-                "byte {position}: {read:?}"
-            );
+            assert!(matches!(read, RecordRead::Torn { .. }), "byte {position}: {read:?}");
         }
     }
 
@@ -343,31 +289,19 @@ mod tests {
     fn rejects_length_above_max_record_bytes_before_reading_payload() {
         let buffer = encode(&entry(1, 1, b"0123456789"));
         let read = decode_record(&buffer, 4);
-        assert!(matches!(
-            read,
-            RecordRead::Torn {
-                reason: TornReason::TooLarge { .. }
-            }
-        ));
+        assert!(matches!(read, RecordRead::Torn { reason: TornReason::TooLarge { .. } }));
     }
 
     #[test]
     fn rejects_unknown_type_and_wrong_hard_state_length_with_valid_checksum() {
-        for payload in [
-            &[7u8, 1, 2][..],
-            &[TYPE_HARD_STATE, 1, 2, 3][..],
-            &[TYPE_ENTRY, 1][..],
-        ] {
+        for payload in [&[7u8, 1, 2][..], &[TYPE_HARD_STATE, 1, 2, 3][..], &[TYPE_ENTRY, 1][..]] {
             let length = u32::try_from(payload.len()).unwrap();
             let mut buffer = length.to_le_bytes().to_vec();
             let checksum = record_checksum(&length.to_le_bytes(), payload);
             buffer.extend_from_slice(&checksum.to_le_bytes());
             buffer.extend_from_slice(payload);
             let read = decode_record(&buffer, MAX_RECORD_BYTES);
-            assert!(
-                matches!(read, RecordRead::Torn { .. }),
-                "{payload:?}: {read:?}"
-            );
+            assert!(matches!(read, RecordRead::Torn { .. }), "{payload:?}: {read:?}");
         }
     }
 

@@ -3,8 +3,8 @@
 //!
 //! Repairs (each logged with `warn!`): a torn record at the end of the last segment is cut
 //! off; a last segment shorter than its header (a crash while rotating) is removed; leftover
-//! `.wal.tmp` files are removed; the traces of an interrupted `truncate_suffix` are completed
-//! (see `Wal::truncate_suffix` for the protocol). Everything else that does not fit is
+//! `.wal.tmp` files are removed; the traces of an interrupted `truncate_suffix` or `reset_to`
+//! are completed (see `Wal::truncate_suffix` and `Wal::reset_to` for the protocols). Everything else that does not fit is
 //! `WalError::Corrupt`: recovery must never silently drop a record that may have been
 //! acknowledged. Entries must be contiguous inside and across segments.
 
@@ -33,20 +33,13 @@ pub(super) struct Scan {
 }
 
 fn corrupt(segment: &Path, offset: u64, reason: String) -> WalError {
-    WalError::Corrupt {
-        segment: segment.to_path_buf(),
-        offset,
-        reason,
-    }
+    WalError::Corrupt { segment: segment.to_path_buf(), offset, reason }
 }
 
 /// Reads every segment in `wal_dir` in index order.
 pub(super) fn recover(wal_dir: &Path, max_record_bytes: u32) -> Result<Scan, WalError> {
     let mut listed = list_segments(wal_dir)?;
-    let mut scan = Scan {
-        empty_log_first_index: 1,
-        ..Scan::default()
-    };
+    let mut scan = Scan { empty_log_first_index: 1, ..Scan::default() };
     remove_unwritten_last_segment(&mut listed, &mut scan)?;
     for (position, (first_index, path)) in listed.iter().enumerate() {
         if let Some(previous) = scan.segments.last() {
@@ -58,6 +51,17 @@ pub(super) fn recover(wal_dir: &Path, max_record_bytes: u32) -> Result<Scan, Wal
             if *first_index <= previous.last_index() {
                 finish_interrupted_truncation(&mut scan, *first_index, path)?;
             } else if *first_index != previous.next_index() {
+                if position + 1 == listed.len() {
+                    let mut reset = Scan { empty_log_first_index: *first_index, ..Scan::default() };
+                    scan_segment(path, *first_index, true, max_record_bytes, &mut reset)?;
+                    if reset.entries.is_empty() {
+                        // Only `reset_to` leaves an entry-less last segment after a gap:
+                        // it stopped before deleting the old segments, so finish that.
+                        discard_leftover_segments(&listed[..position])?;
+                        scan = reset;
+                        break;
+                    }
+                }
                 let reason = format!(
                     "segment starts at index {first_index} but the previous segment `{}` ends \
                      at index {}: a segment is missing",
@@ -119,7 +123,7 @@ fn remove_unwritten_last_segment(
 
 fn discard_leftover_segments(leftovers: &[(LogIndex, PathBuf)]) -> Result<(), WalError> {
     for (_, path) in leftovers {
-        warn!(segment = %path.display(), "wal: removing segment left by an interrupted truncation");
+        warn!(segment = %path.display(), "wal: removing segment left by an interrupted truncation or reset");
         remove_file(path)?;
     }
     Ok(())
@@ -132,10 +136,7 @@ fn finish_interrupted_truncation(
     from_index: LogIndex,
     newer_segment: &Path,
 ) -> Result<(), WalError> {
-    let previous = scan
-        .segments
-        .last_mut()
-        .expect("caller checked a previous segment");
+    let previous = scan.segments.last_mut().expect("caller checked a previous segment");
     if from_index <= previous.first_index {
         let reason = format!("segment overlaps all of `{}`", previous.path.display());
         return Err(corrupt(newer_segment, 0, reason));
@@ -160,10 +161,8 @@ pub(super) fn cut_file(path: &Path, length_bytes: u64) -> Result<(), WalError> {
         .write(true)
         .open(path)
         .map_err(|source| WalError::io("open segment for truncation", path, source))?;
-    file.set_len(length_bytes)
-        .map_err(|source| WalError::io("truncate segment", path, source))?;
-    file.sync_all()
-        .map_err(|source| WalError::io("fsync truncated segment", path, source))
+    file.set_len(length_bytes).map_err(|source| WalError::io("truncate segment", path, source))?;
+    file.sync_all().map_err(|source| WalError::io("fsync truncated segment", path, source))
 }
 
 fn scan_segment(
@@ -179,12 +178,8 @@ fn scan_segment(
         let reason = format!("header says first index {header_index}, name says {first_index}");
         return Err(corrupt(path, 0, reason));
     }
-    let mut segment = Segment {
-        path: path.to_path_buf(),
-        first_index,
-        length_bytes: 0,
-        entries: Vec::new(),
-    };
+    let mut segment =
+        Segment { path: path.to_path_buf(), first_index, length_bytes: 0, entries: Vec::new() };
     let mut offset = SEGMENT_HEADER_BYTES as usize;
     loop {
         let damage = match decode_record(&bytes[offset..], max_record_bytes) {
@@ -223,11 +218,8 @@ fn accept_record(
         WalRecord::Entry(entry) => entry,
     };
     if entry.index != segment.next_index() {
-        let reason = format!(
-            "entry index {} where {} was expected",
-            entry.index,
-            segment.next_index()
-        );
+        let reason =
+            format!("entry index {} where {} was expected", entry.index, segment.next_index());
         return Err(corrupt(&segment.path, offset_bytes, reason));
     }
     if let Some(previous) = scan.entries.last() {
@@ -283,9 +275,6 @@ fn find_valid_record(bytes: &[u8], start: usize, max_record_bytes: u32) -> Optio
         if header.iter().all(|&byte| byte == 0) {
             return false;
         }
-        matches!(
-            decode_record(&bytes[candidate..], max_record_bytes),
-            RecordRead::Complete { .. }
-        )
+        matches!(decode_record(&bytes[candidate..], max_record_bytes), RecordRead::Complete { .. })
     })
 }

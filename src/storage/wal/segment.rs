@@ -114,12 +114,8 @@ pub(super) fn create_segment(
     contents.extend_from_slice(initial_records);
     file.write_all(&contents)
         .map_err(|source| WalError::io("write segment header", &path, source))?;
-    let segment = Segment {
-        path,
-        first_index,
-        length_bytes: contents.len() as u64,
-        entries: Vec::new(),
-    };
+    let segment =
+        Segment { path, first_index, length_bytes: contents.len() as u64, entries: Vec::new() };
     Ok((file, segment))
 }
 

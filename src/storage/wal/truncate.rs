@@ -41,9 +41,7 @@ impl Wal {
     }
 
     fn truncate_suffix_unchecked(&mut self, from_index: LogIndex) -> Result<(), WalError> {
-        let position = self
-            .segment_position(from_index)
-            .expect("from_index lies within the log");
+        let position = self.segment_position(from_index).expect("from_index lies within the log");
         let new_segment = self.write_hard_state_segment(from_index)?;
         for later in &self.segments[position + 1..] {
             remove_file(&later.path)?;
@@ -73,15 +71,11 @@ impl Wal {
         let path = segment_path(&self.wal_dir, first_index);
         let temporary_path = path.with_extension("wal.tmp");
         self.write_buffer.clear();
-        self.write_buffer
-            .extend_from_slice(&encode_header(first_index));
+        self.write_buffer.extend_from_slice(&encode_header(first_index));
         WalRecord::HardState(self.hard_state).encode_into(&mut self.write_buffer);
         let write = |buffer: &[u8]| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temporary_path)?;
+            let mut file =
+                OpenOptions::new().write(true).create(true).truncate(true).open(&temporary_path)?;
             file.write_all(buffer)?;
             file.sync_data()
         };
@@ -98,16 +92,39 @@ impl Wal {
         })
     }
 
+    /// Discards the whole log so the next entry is `next_index` (an installed snapshot
+    /// replaced it). Keeps the hard state. Durable on return. The new, entry-less segment
+    /// named `next_index` is put in place first (the commit point), then the old segments
+    /// are deleted; recovery finishes a reset interrupted in between, recognising an
+    /// entry-less last segment after a gap, which nothing else leaves.
+    pub fn reset_to(&mut self, next_index: LogIndex) -> Result<(), WalError> {
+        self.check_usable()?;
+        assert!(next_index >= 1, "wal reset_to: index 0");
+        let result = self.reset_to_unchecked(next_index);
+        self.break_on_error(result)
+    }
+
+    fn reset_to_unchecked(&mut self, next_index: LogIndex) -> Result<(), WalError> {
+        let new_segment = self.write_hard_state_segment(next_index)?;
+        for old in self.segments.iter().filter(|old| old.path != new_segment.path) {
+            remove_file(&old.path)?;
+        }
+        sync_directory(&self.wal_dir)?;
+        self.segments.clear();
+        self.active_file = open_for_append(&new_segment.path)?;
+        self.segments.push(new_segment);
+        self.directory_dirty = false;
+        Ok(())
+    }
+
     /// Deletes the oldest segments all of whose entries are `<= through_index` (they are
     /// covered by a snapshot). Never deletes the active segment, whose records include the
     /// newest hard state. Durable on return.
     pub fn compact_prefix(&mut self, through_index: LogIndex) -> Result<(), WalError> {
         self.check_usable()?;
         let closed = &self.segments[..self.segments.len() - 1];
-        let removable = closed
-            .iter()
-            .take_while(|segment| segment.last_index() <= through_index)
-            .count();
+        let removable =
+            closed.iter().take_while(|segment| segment.last_index() <= through_index).count();
         if removable == 0 {
             return Ok(());
         }

@@ -1,0 +1,95 @@
+//! `radiant sim`: runs the deterministic simulator for one seed or a sweep of seeds,
+//! prints what each run did, and on a failure the command that replays it exactly.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::sim::cluster::{SimFailure, SimOptions, Simulator};
+use crate::sim::history::write_jsonl;
+
+/// Arguments of `radiant sim`.
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// The seed (the first seed of a sweep).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many consecutive seeds to run.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// Radiants in the order (3 or 5 are typical).
+    #[arg(long, default_value_t = 3)]
+    radiants: usize,
+    /// Ticks of the faulty safety phase.
+    #[arg(long, default_value_t = 3_000)]
+    ticks: u64,
+    /// Write the client history of the (single) run as JSON lines to this file.
+    #[arg(long)]
+    history: Option<PathBuf>,
+}
+
+/// Runs the simulation(s).
+pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
+    if args.history.is_some() && args.seeds != 1 {
+        return Err("--history writes one run's history: use it with --seeds 1".to_string());
+    }
+    let mut failures = 0u64;
+    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+        let options = SimOptions::swarm(seed, args.radiants, args.ticks);
+        let reproduce = options.reproduce_command();
+        match run_one(options) {
+            Ok((report, history)) => {
+                println!(
+                    "seed {seed}: ok: {} ticks, {} ops ({} completed), {} heralds, {} crashes, \
+                     commit {}, {} snapshots installed, messages {}/{} delivered/dropped",
+                    report.ticks,
+                    report.operations,
+                    report.completed,
+                    report.heralds,
+                    report.crashes,
+                    report.committed,
+                    report.snapshots_installed,
+                    report.messages.0,
+                    report.messages.1
+                );
+                if let Some(path) = &args.history {
+                    let mut file = std::fs::File::create(path)
+                        .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+                    write_jsonl(&history, &mut file)
+                        .and_then(|()| file.flush())
+                        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+                }
+            }
+            Err(failure) => {
+                failures += 1;
+                println!("seed {seed}: FAILED: {failure}\n  reproduce with: {reproduce}");
+            }
+        }
+    }
+    if args.seeds > 1 {
+        println!("{} seeds, {failures} failed", args.seeds);
+    }
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs one simulation; a panic inside it is reported as a failure of that seed.
+pub fn run_one(
+    options: SimOptions,
+) -> Result<(crate::sim::cluster::SimReport, Vec<crate::sim::history::Operation>), SimFailure> {
+    let seed = options.seed;
+    match std::panic::catch_unwind(|| Simulator::new(options).run()) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_string()))
+                .unwrap_or_else(|| "panic".to_string());
+            Err(SimFailure::Invariant {
+                seed,
+                tick: 0,
+                message: format!("simulator panicked: {message}"),
+            })
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Client requests on an order replica: writes become log entries on the herald,
+//! reads go to `reads.rs`, admin requests change membership or hand over the herald
+//! role. A request this replica cannot serve gets `NotHerald` with the herald's
+//! client address when known, or `Locked(op)` while the order is voting.
+
+use radiant_protocol::{
+    ClientRequest, ClientResponse, Command, ErrorResponse, LogIndex, MemberId, MembershipChange,
+    OrderStateOp,
+};
+
+use super::membership::member_client_address;
+use super::{Order, OrderRole};
+use crate::core::{Action, Actions, ReplyTo};
+
+/// The first byte of an encoded `Command::Membership` (its tag).
+pub(super) const MEMBERSHIP_COMMAND_TAG: u8 = 4;
+
+impl Order {
+    pub(crate) fn on_client(
+        &mut self,
+        reply_to: ReplyTo,
+        request: ClientRequest,
+        actions: &mut Actions,
+    ) {
+        let Some(command) = self.command_for(request, reply_to, actions) else {
+            return;
+        };
+        if self.role != OrderRole::Herald || self.transfer.is_some() {
+            self.refuse(reply_to, actions);
+            return;
+        }
+        if let Command::Membership(change) = &command {
+            if let Err(error) = self.check_membership_change(change) {
+                actions.push(Action::Reply { reply_to, result: Err(error) });
+                return;
+            }
+        }
+        self.append_command(&command, Some(reply_to), actions);
+    }
+
+    /// The log command for a write or membership request; `None` when the request was
+    /// answered here (reads, pings, transfers, status).
+    fn command_for(
+        &mut self,
+        request: ClientRequest,
+        reply_to: ReplyTo,
+        actions: &mut Actions,
+    ) -> Option<Command> {
+        Some(match request {
+            ClientRequest::Get { key, consistency } => {
+                if !self.read(key, consistency, reply_to, actions) {
+                    self.refuse(reply_to, actions);
+                }
+                return None;
+            }
+            ClientRequest::Ping => {
+                let response = ClientResponse::Pong { member_id: Some(self.me) };
+                actions.push(Action::Reply { reply_to, result: Ok(response) });
+                return None;
+            }
+            ClientRequest::Put { key, value, session } => Command::Put { key, value, session },
+            ClientRequest::Delete { key, session } => Command::Delete { key, session },
+            ClientRequest::Cas { key, expected, new, session } => {
+                Command::Cas { key, expected, new, session }
+            }
+            ClientRequest::AddMember { member, address } => {
+                Command::Membership(MembershipChange::AddLearner { member, address })
+            }
+            ClientRequest::RemoveMember { member } => {
+                Command::Membership(MembershipChange::Remove { member })
+            }
+            ClientRequest::TransferHerald { to } => {
+                self.on_transfer_request(to, reply_to, actions);
+                return None;
+            }
+            ClientRequest::Status => {
+                // The driver answers status from its own view; the core never sees it.
+                let reason = "status is answered by the radiant, not the order".to_string();
+                actions.push(Action::Reply {
+                    reply_to,
+                    result: Err(ErrorResponse::BadRequest { reason }),
+                });
+                return None;
+            }
+        })
+    }
+
+    /// Appends `command` as herald: persist locally and replicate in parallel.
+    pub(super) fn append_command(
+        &mut self,
+        command: &Command,
+        reply_to: Option<ReplyTo>,
+        actions: &mut Actions,
+    ) -> LogIndex {
+        assert_eq!(self.role, OrderRole::Herald, "only a herald appends");
+        let entry = radiant_protocol::LogEntry {
+            term: self.term,
+            index: self.log.last_index() + 1,
+            data: command.to_bytes(),
+        };
+        let index = entry.index;
+        if matches!(command, Command::Membership(_)) {
+            self.pending_membership_index = Some(index);
+        }
+        if let Some(reply_to) = reply_to {
+            self.waiting.insert(index, (self.term, reply_to));
+        }
+        self.log.append(entry.clone());
+        self.persist(None, vec![entry], actions);
+        self.broadcast_append(actions);
+        index
+    }
+
+    /// Why this replica does not serve: `Locked(VOTING)` during an election (back off
+    /// and retry), otherwise `NotHerald` naming the herald if known.
+    fn refuse(&self, reply_to: ReplyTo, actions: &mut Actions) {
+        let voting = matches!(self.role, OrderRole::Candidate | OrderRole::PreCandidate)
+            || self.transfer.is_some();
+        let error = if voting {
+            ErrorResponse::Locked(OrderStateOp::Voting)
+        } else {
+            let address =
+                self.herald.and_then(|herald| member_client_address(&self.membership, herald));
+            ErrorResponse::NotHerald { herald: self.herald, address }
+        };
+        actions.push(Action::Reply { reply_to, result: Err(error) });
+    }
+
+    fn check_membership_change(&self, change: &MembershipChange) -> Result<(), ErrorResponse> {
+        if self.pending_membership_index.is_some() {
+            return Err(ErrorResponse::Locked(OrderStateOp::MembershipUpdate));
+        }
+        let mut next = self.membership.clone();
+        if !next.apply(change) {
+            let reason =
+                format!("membership change {change:?} does not apply to the current membership");
+            return Err(ErrorResponse::BadRequest { reason });
+        }
+        Ok(())
+    }
+
+    fn on_transfer_request(
+        &mut self,
+        to: Option<MemberId>,
+        reply_to: ReplyTo,
+        actions: &mut Actions,
+    ) {
+        if self.role != OrderRole::Herald {
+            self.refuse(reply_to, actions);
+            return;
+        }
+        let result = match self.start_transfer(to, actions) {
+            Ok(target) => {
+                tracing::info!(%target, "order: handing the herald role over");
+                Ok(ClientResponse::Done)
+            }
+            Err(reason) => Err(ErrorResponse::BadRequest { reason }),
+        };
+        actions.push(Action::Reply { reply_to, result });
+    }
+
+    /// A committed membership change takes effect now.
+    pub(super) fn apply_membership_change(
+        &mut self,
+        index: LogIndex,
+        change: &MembershipChange,
+        reply_to: Option<ReplyTo>,
+        actions: &mut Actions,
+    ) {
+        if self.pending_membership_index == Some(index) {
+            self.pending_membership_index = None;
+        }
+        let applied = self.membership.apply(change);
+        tracing::info!(index, ?change, applied, "order: membership change committed");
+        if applied {
+            actions.push(Action::MembershipChanged(self.membership.clone()));
+            self.after_membership_change(change);
+        }
+        if let Some(reply_to) = reply_to {
+            actions.push(Action::Reply { reply_to, result: Ok(ClientResponse::Done) });
+        }
+        if self.role == OrderRole::Herald && !self.membership.voters.contains(&self.me) {
+            // A herald removed from the order stops leading; the others elect anew.
+            tracing::info!("order: this herald was removed from the order, stepping down");
+            self.become_follower(self.term, None, actions);
+        }
+    }
+
+    fn after_membership_change(&mut self, change: &MembershipChange) {
+        if !self.membership.contains(self.me) && self.log.last_index() > 0 {
+            self.error = Some(super::OrderStateError::Recoverable(super::OrderError::Membership));
+        }
+        if self.role != OrderRole::Herald {
+            return;
+        }
+        let next_index = self.log.last_index() + 1;
+        match change {
+            MembershipChange::AddLearner { member, .. } => {
+                self.progress
+                    .insert(*member, super::replication::Progress::new(next_index, self.now));
+            }
+            MembershipChange::Remove { member } => {
+                self.progress.remove(member);
+            }
+            MembershipChange::Promote { .. } => {}
+        }
+    }
+
+    /// A learner that has caught up with the commit index is promoted to voter.
+    pub(super) fn maybe_promote_learner(&mut self, member: MemberId, actions: &mut Actions) {
+        let caught_up = self
+            .progress
+            .get(&member)
+            .is_some_and(|progress| progress.match_index >= self.commit_index);
+        if self.membership.learners.contains(&member)
+            && caught_up
+            && self.pending_membership_index.is_none()
+        {
+            tracing::info!(%member, "order: learner caught up, promoting it to voter");
+            self.append_command(
+                &Command::Membership(MembershipChange::Promote { member }),
+                None,
+                actions,
+            );
+        }
+    }
+
+    /// Clients waiting on this replica as herald: their writes may or may not commit
+    /// under the next herald, so they are told to retry there (with their session).
+    pub(super) fn fail_waiting_clients(&mut self, actions: &mut Actions) {
+        let waiting: Vec<ReplyTo> =
+            std::mem::take(&mut self.waiting).into_values().map(|(_, reply_to)| reply_to).collect();
+        let reads = self.take_pending_reads();
+        for reply_to in waiting.into_iter().chain(reads) {
+            self.refuse(reply_to, actions);
+        }
+    }
+}

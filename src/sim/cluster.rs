@@ -1,0 +1,1004 @@
+//! The simulator: several radiant cores, their disks and state machines, a seeded
+//! network and clients, all in one thread. Every random choice comes from one PRNG
+//! seeded by `--seed`, so a failing seed replays exactly.
+//!
+//! A run has two phases (TigerBeetle's VOPR): a safety phase with faults (loss,
+//! duplication, delay, partitions, crashes with only fsynced data surviving), checked
+//! every tick for election safety, log matching, leader completeness, state-machine
+//! safety and durability of committed entries; then a liveness phase on a healed
+//! network in which every client must finish its operations. The client history is
+//! then checked for linearizability.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use radiant_protocol::{
+    ClientRequest, ClientResponse, Command, ErrorResponse, GroupId, InstallSnapshot, Limits,
+    LogIndex, MemberId, PeerBody, PeerMessage, Term,
+};
+
+use super::disk::{decode_state, encode_state, PendingWrite, SimDisk, SimSnapshot};
+use super::history::Operation;
+use super::network::{Endpoint, Network, NetworkFaults};
+use super::workload::{ClientContext, ClientTiming, Send, SimClient};
+use crate::core::order::membership::member_address;
+use crate::core::order::{InjectedBug, Membership, OrderOptions, RecoveredOrder};
+use crate::core::prng::Prng;
+use crate::core::slots::key_shard;
+use crate::core::{Action, Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo, Tick};
+use crate::storage::state_machine::StateMachine;
+
+/// Messages on the simulated network.
+#[derive(Clone, Debug)]
+pub enum SimMessage {
+    /// Between radiants.
+    Peer(PeerMessage),
+    /// A client request.
+    Request {
+        /// Echoed in the reply.
+        correlation: u64,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// A radiant's answer.
+    Reply {
+        /// The request's correlation id.
+        correlation: u64,
+        /// The answer.
+        result: Result<ClientResponse, ErrorResponse>,
+    },
+}
+
+/// Fault rates for the safety phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimFaults {
+    /// Network loss, duplication and delay.
+    pub network: NetworkFaults,
+    /// Chance per tick that a live radiant crashes.
+    pub crash_per_million: u64,
+    /// Ticks a crashed radiant stays down (range).
+    pub down_ticks: (u64, u64),
+    /// Chance per tick that a partition starts (when none is active).
+    pub partition_per_million: u64,
+    /// Ticks a partition lasts (range).
+    pub partition_ticks: (u64, u64),
+    /// Longest fsync, ticks.
+    pub fsync_max_ticks: u64,
+}
+
+/// Everything a run depends on. The same options give the same run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimOptions {
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Radiants in the order.
+    pub radiants: usize,
+    /// Ticks of the safety phase.
+    pub ticks: u64,
+    /// Most ticks of the liveness phase.
+    pub liveness_ticks: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Operations each client issues in the safety phase.
+    pub operations_per_client: u64,
+    /// Operations each client issues in the liveness phase (all must complete).
+    pub liveness_operations_per_client: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// Faults of the safety phase.
+    pub faults: SimFaults,
+    /// Snapshot interval.
+    pub snapshot_interval_entries: u64,
+    /// Entries kept past a snapshot for lagging members.
+    pub catch_up_entries: u64,
+    /// Election timeout, ticks.
+    pub election_timeout_ticks: u64,
+    /// Heartbeat interval, ticks.
+    pub heartbeat_interval_ticks: u64,
+    /// Largest append batch, bytes.
+    pub replication_max_bytes: u64,
+    /// A deliberate bug to switch on (only in `cargo test` builds).
+    pub injected_bug: InjectedBug,
+}
+
+impl SimOptions {
+    /// Swarm testing: fault rates and sizes drawn from the seed, so different seeds
+    /// stress different mixes (TigerBeetle's `options_swarm`).
+    pub fn swarm(seed: u64, radiants: usize, ticks: u64) -> SimOptions {
+        let mut prng = Prng::new(seed ^ 0x5EED_5A7A_0F5A);
+        let delay_max = prng.range(1, 8);
+        SimOptions {
+            seed,
+            radiants,
+            ticks,
+            liveness_ticks: 4_000,
+            clients: prng.range(2, 7) as usize,
+            operations_per_client: prng.range(20, 80),
+            liveness_operations_per_client: 3,
+            keys: prng.range(1, 6),
+            faults: SimFaults {
+                network: NetworkFaults {
+                    loss_per_million: prng.range(0, 100_000),
+                    duplicate_per_million: prng.range(0, 50_000),
+                    delay_min_ticks: 1,
+                    delay_max_ticks: delay_max,
+                },
+                crash_per_million: prng.range(0, 3_000),
+                down_ticks: (10, prng.range(20, 200)),
+                partition_per_million: prng.range(0, 10_000),
+                partition_ticks: (10, prng.range(20, 300)),
+                fsync_max_ticks: prng.range(0, 4),
+            },
+            snapshot_interval_entries: prng.range(20, 200),
+            catch_up_entries: prng.range(0, 30),
+            election_timeout_ticks: 10,
+            heartbeat_interval_ticks: 2,
+            replication_max_bytes: prng.range(64, 4096),
+            injected_bug: InjectedBug::None,
+        }
+    }
+
+    /// The command that replays this run.
+    pub fn reproduce_command(&self) -> String {
+        format!(
+            "radiant sim --seed {} --radiants {} --ticks {}",
+            self.seed, self.radiants, self.ticks
+        )
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Ticks run, both phases.
+    pub ticks: u64,
+    /// Operations in the history.
+    pub operations: usize,
+    /// Of which completed with an answer.
+    pub completed: usize,
+    /// Heralds elected (distinct terms with a herald).
+    pub heralds: usize,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Highest committed index.
+    pub committed: LogIndex,
+    /// Snapshots installed on lagging members.
+    pub snapshots_installed: u64,
+    /// Messages delivered and dropped.
+    pub messages: (u64, u64),
+}
+
+/// Why a run failed. Always carries the seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimFailure {
+    /// A safety invariant broke.
+    Invariant {
+        /// The seed.
+        seed: u64,
+        /// The tick.
+        tick: u64,
+        /// What broke.
+        message: String,
+    },
+    /// Clients could not finish on a healed network.
+    Liveness {
+        /// The seed.
+        seed: u64,
+        /// What was still pending.
+        message: String,
+    },
+    /// The history is not linearizable (or the checker could not decide).
+    History {
+        /// The seed.
+        seed: u64,
+        /// The checker's verdict.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimFailure::Invariant { seed, tick, message } => {
+                write!(f, "seed {seed}: invariant broken at tick {tick}: {message}")
+            }
+            SimFailure::Liveness { seed, message } => {
+                write!(f, "seed {seed}: no progress on a healed network: {message}")
+            }
+            SimFailure::History { seed, message } => {
+                write!(f, "seed {seed}: history not linearizable: {message}")
+            }
+        }
+    }
+}
+
+/// One simulated radiant.
+struct SimRadiant {
+    member: MemberId,
+    core: Option<Radiant>,
+    machine: StateMachine,
+    disk: SimDisk,
+    incoming_snapshot: BytesMut,
+    restart_at: u64,
+    incarnation: u64,
+    /// Highest index whose commit this radiant reported to the checker.
+    checked_commit: LogIndex,
+}
+
+/// The simulator.
+pub struct Simulator {
+    options: SimOptions,
+    prng: Prng,
+    now: u64,
+    clock_ns: u64,
+    radiants: Vec<SimRadiant>,
+    network: Network<SimMessage>,
+    clients: Vec<SimClient>,
+    history: Vec<Operation>,
+    timing: ClientTiming,
+    initial_membership: Membership,
+    actions: Actions,
+    followups: VecDeque<(usize, Input)>,
+    // Checker state.
+    heralds_by_term: BTreeMap<Term, MemberId>,
+    committed: BTreeMap<LogIndex, (Term, Bytes)>,
+    crashes: u64,
+    partition_until: Option<u64>,
+    snapshots_installed: u64,
+    faults_on: bool,
+    liveness_start_ns: Option<u64>,
+    failure: Option<SimFailure>,
+}
+
+impl Simulator {
+    /// A simulator with every radiant up and empty.
+    pub fn new(options: SimOptions) -> Simulator {
+        assert!(options.radiants >= 1, "a simulation needs a radiant");
+        let initial_membership = Membership::with_voters((1..=options.radiants as u64).map(|id| {
+            let member = MemberId::new(id).expect("ids start at 1");
+            (member, member_address(&format!("sim-{id}"), &format!("sim-{id}")))
+        }));
+        let mut prng = Prng::new(options.seed);
+        let radiants = (1..=options.radiants as u64)
+            .map(|id| SimRadiant {
+                member: MemberId::new(id).expect("ids start at 1"),
+                core: None,
+                machine: StateMachine::new(8),
+                disk: SimDisk::default(),
+                incoming_snapshot: BytesMut::new(),
+                restart_at: 0,
+                incarnation: 0,
+                checked_commit: 0,
+            })
+            .collect();
+        let clients = (0..options.clients)
+            .map(|index| {
+                let mut client = SimClient::new(
+                    index,
+                    options.operations_per_client,
+                    prng.range(0, options.radiants as u64) as usize,
+                );
+                client.lease_reads = prng.chance(1, 2);
+                client
+            })
+            .collect();
+        let election = options.election_timeout_ticks;
+        let timing = ClientTiming {
+            attempt_timeout_ticks: 4 * election,
+            deadline_ticks: 30 * election,
+            backoff_ticks: election / 2,
+        };
+        let mut simulator = Simulator {
+            prng,
+            now: 0,
+            clock_ns: 0,
+            radiants,
+            network: Network::new(),
+            clients,
+            history: Vec::new(),
+            timing,
+            initial_membership,
+            actions: Actions::new(),
+            followups: VecDeque::new(),
+            heralds_by_term: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            crashes: 0,
+            partition_until: None,
+            snapshots_installed: 0,
+            faults_on: true,
+            liveness_start_ns: None,
+            failure: None,
+            options,
+        };
+        for index in 0..simulator.radiants.len() {
+            simulator.start(index);
+        }
+        simulator
+    }
+
+    /// Runs both phases and checks the history.
+    pub fn run(mut self) -> Result<(SimReport, Vec<Operation>), SimFailure> {
+        for _ in 0..self.options.ticks {
+            self.step_tick();
+            if let Some(failure) = self.failure.take() {
+                return Err(failure);
+            }
+        }
+        self.enter_liveness_phase();
+        let deadline = self.now + self.options.liveness_ticks;
+        while self.now < deadline && !self.all_clients_done() {
+            self.step_tick();
+            if let Some(failure) = self.failure.take() {
+                return Err(failure);
+            }
+        }
+        if !self.all_clients_done() {
+            let busy =
+                self.clients.iter().filter(|client| client.busy() || client.remaining > 0).count();
+            let heralds = self.current_heralds();
+            let message = format!(
+                "{busy} clients unfinished after {} healed ticks; heralds now {heralds:?}",
+                self.options.liveness_ticks
+            );
+            return Err(SimFailure::Liveness { seed: self.options.seed, message });
+        }
+        self.check_liveness_completions()?;
+        self.check_history()?;
+        Ok((self.report(), self.history))
+    }
+
+    fn report(&self) -> SimReport {
+        SimReport {
+            seed: self.options.seed,
+            ticks: self.now,
+            operations: self.history.len(),
+            completed: self
+                .history
+                .iter()
+                .filter(|operation| operation.return_ns.is_some())
+                .count(),
+            heralds: self.heralds_by_term.len(),
+            crashes: self.crashes,
+            committed: self.committed.keys().next_back().copied().unwrap_or(0),
+            snapshots_installed: self.snapshots_installed,
+            messages: (self.network.delivered, self.network.dropped),
+        }
+    }
+
+    fn check_history(&self) -> Result<(), SimFailure> {
+        use super::checker::linearizability::{check, Verdict};
+        match check(&self.history, 5_000_000) {
+            Verdict::Linearizable { .. } => Ok(()),
+            other => {
+                Err(SimFailure::History { seed: self.options.seed, message: format!("{other:?}") })
+            }
+        }
+    }
+
+    /// Operations started in the liveness phase must all have completed.
+    fn check_liveness_completions(&self) -> Result<(), SimFailure> {
+        let liveness_start = self.liveness_started_ns();
+        let unknown = self
+            .history
+            .iter()
+            .filter(|operation| {
+                operation.call_ns >= liveness_start && operation.return_ns.is_none()
+            })
+            .count();
+        if unknown > 0 {
+            let message =
+                format!("{unknown} operations issued on the healed network never completed");
+            return Err(SimFailure::Liveness { seed: self.options.seed, message });
+        }
+        Ok(())
+    }
+
+    fn liveness_started_ns(&self) -> u64 {
+        self.liveness_start_ns.unwrap_or(u64::MAX)
+    }
+}
+
+// ===== the tick loop =====
+
+impl Simulator {
+    fn step_tick(&mut self) {
+        self.now += 1;
+        if self.faults_on {
+            self.inject_faults();
+        }
+        self.restart_due();
+        for index in 0..self.radiants.len() {
+            if self.radiants[index].core.is_some() {
+                if let Some(sequence) = self.radiants[index].disk.sync_due(self.now) {
+                    self.step(index, Input::Durable { sequence });
+                }
+            }
+        }
+        while let Some((from, to, message)) = self.network.next_due(self.now) {
+            self.clock_ns += 1;
+            self.deliver(from, to, message);
+        }
+        for index in 0..self.radiants.len() {
+            if self.radiants[index].core.is_some() {
+                self.step(index, Input::Tick);
+            }
+        }
+        self.run_clients();
+        self.check_invariants();
+    }
+
+    fn deliver(&mut self, from: Endpoint, to: Endpoint, message: SimMessage) {
+        match (to, message) {
+            (Endpoint::Radiant(index), SimMessage::Peer(message)) => {
+                if self.radiants[index].core.is_some() {
+                    self.step(index, Input::Message(message));
+                }
+            }
+            (Endpoint::Radiant(index), SimMessage::Request { correlation, request }) => {
+                let Endpoint::Client(client) = from else {
+                    return;
+                };
+                if self.radiants[index].core.is_some() {
+                    let reply_to = ReplyTo {
+                        connection: ConnectionId(client as u64),
+                        correlation_id: correlation,
+                    };
+                    self.step(index, Input::Client { reply_to, request });
+                }
+            }
+            (Endpoint::Client(client), SimMessage::Reply { correlation, result }) => {
+                let context = ClientContext {
+                    now: self.now,
+                    clock_ns: self.clock_ns,
+                    radiants: self.radiants.len(),
+                    timing: self.timing,
+                };
+                let (prng, history) = (&mut self.prng, &mut self.history);
+                let resend =
+                    self.clients[client].on_reply(context, correlation, result, prng, history);
+                if let Some(send) = resend {
+                    self.client_send(client, send);
+                }
+            }
+            (to, message) => panic!("sim: {message:?} delivered to {to:?}"),
+        }
+    }
+
+    fn run_clients(&mut self) {
+        let radiants = self.radiants.len();
+        for client in 0..self.clients.len() {
+            self.clock_ns += 1;
+            let sent = self.clients[client].on_tick(
+                self.now,
+                self.clock_ns,
+                radiants,
+                self.timing,
+                &mut self.prng,
+                &mut self.history,
+            );
+            if let Some(send) = sent {
+                self.client_send(client, send);
+            }
+            self.clock_ns += 1;
+            let keys = self.options.keys;
+            if let Some(send) = self.clients[client].maybe_start(
+                self.now,
+                self.clock_ns,
+                keys,
+                &mut self.prng,
+                &mut self.history,
+            ) {
+                self.client_send(client, send);
+            }
+        }
+    }
+
+    fn client_send(&mut self, client: usize, send: Send) {
+        let Send { radiant, correlation, request } = send;
+        let message = SimMessage::Request { correlation, request };
+        let faults = self.network_faults();
+        self.network.send(
+            self.now,
+            Endpoint::Client(client),
+            Endpoint::Radiant(radiant),
+            message,
+            &faults,
+            &mut self.prng,
+        );
+    }
+
+    fn network_faults(&self) -> NetworkFaults {
+        if self.faults_on {
+            self.options.faults.network.clone()
+        } else {
+            NetworkFaults::none()
+        }
+    }
+
+    fn all_clients_done(&self) -> bool {
+        self.clients.iter().all(|client| !client.busy() && client.remaining == 0)
+    }
+
+    fn current_heralds(&self) -> Vec<(MemberId, Term)> {
+        self.radiants
+            .iter()
+            .filter_map(|radiant| radiant.core.as_ref())
+            .filter(|core| core.order().role() == OrderRole::Herald)
+            .map(|core| (core.member_id(), core.order().term()))
+            .collect()
+    }
+
+    fn enter_liveness_phase(&mut self) {
+        self.faults_on = false;
+        self.network.heal();
+        self.partition_until = None;
+        for index in 0..self.radiants.len() {
+            if self.radiants[index].core.is_none() {
+                self.start(index);
+            }
+        }
+        self.liveness_start_ns = Some(self.clock_ns + 1);
+        for client in &mut self.clients {
+            client.remaining += self.options.liveness_operations_per_client;
+        }
+    }
+}
+
+// ===== faults, crashes and recovery =====
+
+impl Simulator {
+    fn inject_faults(&mut self) {
+        let faults = self.options.faults.clone();
+        for index in 0..self.radiants.len() {
+            if self.radiants[index].core.is_some()
+                && self.prng.chance(faults.crash_per_million, 1_000_000)
+            {
+                self.crash(index);
+            }
+        }
+        match self.partition_until {
+            Some(until) if self.now >= until => {
+                self.network.heal();
+                self.partition_until = None;
+            }
+            None if self.prng.chance(faults.partition_per_million, 1_000_000) => {
+                self.start_partition()
+            }
+            _ => {}
+        }
+    }
+
+    fn start_partition(&mut self) {
+        let all: Vec<Endpoint> = (0..self.radiants.len()).map(Endpoint::Radiant).collect();
+        let isolated = self.prng.range(0, all.len() as u64) as usize;
+        if self.prng.chance(1, 3) {
+            // Asymmetric: the isolated radiant can send but not receive (or the reverse).
+            for other in all.iter().filter(|&&other| other != all[isolated]) {
+                if self.prng.chance(1, 2) {
+                    self.network.cut_one_way(*other, all[isolated]);
+                } else {
+                    self.network.cut_one_way(all[isolated], *other);
+                }
+            }
+        } else {
+            let size = self.prng.range(1, (all.len() as u64 / 2).max(1) + 1) as usize;
+            let side: Vec<Endpoint> =
+                (0..size).map(|offset| all[(isolated + offset) % all.len()]).collect();
+            self.network.partition(&side, &all);
+        }
+        let (low, high) = self.options.faults.partition_ticks;
+        self.partition_until = Some(self.now + self.prng.range(low, high + 1));
+    }
+
+    fn crash(&mut self, index: usize) {
+        self.crashes += 1;
+        let (low, high) = self.options.faults.down_ticks;
+        let down = self.prng.range(low, high + 1);
+        let radiant = &mut self.radiants[index];
+        radiant.core = None;
+        radiant.disk.crash(&mut self.prng);
+        radiant.incoming_snapshot.clear();
+        radiant.restart_at = self.now + down;
+    }
+
+    fn restart_due(&mut self) {
+        for index in 0..self.radiants.len() {
+            if self.radiants[index].core.is_none() && self.now >= self.radiants[index].restart_at {
+                self.start(index);
+            }
+        }
+    }
+
+    /// Recovers a radiant from its disk, as the daemon does: snapshot, then the log
+    /// replayed through the persisted commit index; the rest goes to the core.
+    fn start(&mut self, index: usize) {
+        let limits = Limits::DEFAULT;
+        let radiant = &mut self.radiants[index];
+        radiant.incarnation += 1;
+        radiant.machine.clear();
+        let mut membership = self.initial_membership.clone();
+        let (mut snapshot_index, mut snapshot_term) = (0, 0);
+        if let Some(snapshot) = &radiant.disk.snapshot {
+            membership = decode_state(snapshot.bytes.clone(), &radiant.machine)
+                .expect("sim snapshots decode");
+            (snapshot_index, snapshot_term) = (snapshot.index, snapshot.term);
+        }
+        let entries: Vec<_> =
+            radiant.disk.log.iter().filter(|entry| entry.index > snapshot_index).cloned().collect();
+        if let Some(first) = entries.first() {
+            assert_eq!(
+                first.index,
+                snapshot_index + 1,
+                "sim: durable log of radiant {} does not follow its snapshot",
+                radiant.member
+            );
+        }
+        let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
+        let commit = radiant.disk.hard_state.commit.clamp(snapshot_index, last_index);
+        for entry in entries.iter().take_while(|entry| entry.index <= commit) {
+            match Command::decode(entry.data.clone(), &limits).expect("logged commands decode") {
+                Command::Noop => {}
+                Command::Membership(change) => {
+                    membership.apply(&change);
+                }
+                command => {
+                    let shard = key_shard(
+                        command.key().expect("data command"),
+                        radiant.machine.shard_count(),
+                    );
+                    radiant.machine.apply(shard, entry.index, command);
+                }
+            }
+        }
+        let recovered = RecoveredOrder {
+            hard_state: radiant.disk.hard_state,
+            snapshot_index,
+            snapshot_term,
+            membership,
+            entries,
+            applied_index: commit,
+        };
+        let options = OrderOptions {
+            group: GroupId::new(1).expect("nonzero"),
+            shard_count: radiant.machine.shard_count(),
+            snapshot_interval_entries: self.options.snapshot_interval_entries,
+            election_timeout_ticks: self.options.election_timeout_ticks,
+            heartbeat_interval_ticks: self.options.heartbeat_interval_ticks,
+            replication_max_bytes: self.options.replication_max_bytes,
+            max_inflight_appends: 4,
+            catch_up_entries: self.options.catch_up_entries,
+            limits,
+            injected_bug: self.options.injected_bug,
+        };
+        let seed = self.options.seed ^ (radiant.member.get() << 32) ^ radiant.incarnation;
+        radiant.core = Some(Radiant::new(radiant.member, options, recovered, seed));
+        radiant.checked_commit = commit;
+    }
+}
+
+// ===== carrying out actions =====
+
+impl Simulator {
+    fn step(&mut self, index: usize, input: Input) {
+        self.followups.push_back((index, input));
+        while let Some((index, input)) = self.followups.pop_front() {
+            let Some(core) = self.radiants[index].core.as_mut() else {
+                continue;
+            };
+            let now = Tick(self.now);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                core.step(now, input, &mut self.actions)
+            }));
+            if let Err(panic) = result {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                    .unwrap_or_else(|| "core panicked".to_string());
+                self.fail(format!("radiant {} core assertion: {message}", index + 1));
+                self.actions.drain().for_each(drop);
+                return;
+            }
+            let actions: Vec<Action> = self.actions.drain().collect();
+            for action in actions {
+                self.execute(index, action);
+            }
+        }
+    }
+
+    fn execute(&mut self, index: usize, action: Action) {
+        match action {
+            Action::Send(message) => {
+                let to = message.header.to.get() as usize - 1;
+                let faults = self.network_faults();
+                self.network.send(
+                    self.now,
+                    Endpoint::Radiant(index),
+                    Endpoint::Radiant(to),
+                    SimMessage::Peer(message),
+                    &faults,
+                    &mut self.prng,
+                );
+            }
+            Action::Persist { sequence, hard_state, truncate_from, entries } => {
+                let delay = self.prng.range(0, self.options.faults.fsync_max_ticks + 1);
+                let write = PendingWrite {
+                    sequence,
+                    hard_state,
+                    truncate_from,
+                    entries,
+                    sync_at: self.now + delay,
+                };
+                self.radiants[index].disk.write(write);
+            }
+            Action::Apply { shard, index: log_index, command, reply_to } => {
+                let response = self.radiants[index].machine.apply(shard, log_index, command);
+                if let Some(reply_to) = reply_to {
+                    self.reply(index, reply_to, Ok(response));
+                }
+            }
+            Action::Read { shard, key, reply_to } => {
+                let value = self.radiants[index].machine.get(shard, &key);
+                self.reply(index, reply_to, Ok(ClientResponse::GetResult { value }));
+            }
+            Action::Reply { reply_to, result } => self.reply(index, reply_to, result),
+            Action::Snapshot { index: log_index, term, membership } => {
+                let radiant = &mut self.radiants[index];
+                let bytes = encode_state(&radiant.machine, &membership);
+                radiant.disk.snapshot = Some(SimSnapshot { index: log_index, term, bytes });
+                self.followups
+                    .push_back((index, Input::SnapshotWritten { index: log_index, term }));
+            }
+            Action::CompactLog { through } => self.radiants[index].disk.compact(through),
+            Action::ResetLog { .. } => self.radiants[index].disk.reset_log(),
+            Action::SendSnapshotChunk {
+                header,
+                snapshot_index,
+                snapshot_term,
+                offset,
+                max_bytes,
+            } => {
+                let snapshot = (snapshot_index, snapshot_term);
+                self.send_snapshot_chunk(index, header, snapshot, offset, max_bytes);
+            }
+            Action::WriteSnapshotChunk {
+                snapshot_index,
+                snapshot_term,
+                offset,
+                data,
+                done,
+                ..
+            } => {
+                self.write_snapshot_chunk(index, snapshot_index, snapshot_term, offset, data, done);
+            }
+            Action::MembershipChanged(_) => {}
+        }
+    }
+
+    fn send_snapshot_chunk(
+        &mut self,
+        index: usize,
+        header: radiant_protocol::PeerHeader,
+        (snapshot_index, snapshot_term): (LogIndex, Term),
+        offset: u64,
+        max_bytes: u64,
+    ) {
+        let Some(snapshot) = self.radiants[index].disk.snapshot.clone() else { return };
+        if snapshot.index != snapshot_index {
+            return;
+        }
+        let total = snapshot.bytes.len() as u64;
+        let start = offset.min(total) as usize;
+        let end = (offset + max_bytes).min(total) as usize;
+        let chunk = InstallSnapshot {
+            snapshot_index,
+            snapshot_term,
+            offset,
+            total_bytes: total,
+            done: end as u64 == total,
+            chunk: snapshot.bytes.slice(start..end),
+        };
+        let message = PeerMessage { header, body: PeerBody::InstallSnapshot(chunk) };
+        self.execute(index, Action::Send(message));
+    }
+
+    fn write_snapshot_chunk(
+        &mut self,
+        index: usize,
+        snapshot_index: LogIndex,
+        term: Term,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) {
+        let radiant = &mut self.radiants[index];
+        if offset == 0 {
+            radiant.incoming_snapshot.clear();
+        }
+        assert_eq!(
+            offset,
+            radiant.incoming_snapshot.len() as u64,
+            "sim: snapshot chunk out of order"
+        );
+        radiant.incoming_snapshot.extend_from_slice(&data);
+        let next_offset = radiant.incoming_snapshot.len() as u64;
+        if !done {
+            self.followups
+                .push_back((index, Input::SnapshotChunkWritten { snapshot_index, next_offset }));
+            return;
+        }
+        let bytes = std::mem::take(&mut radiant.incoming_snapshot).freeze();
+        let membership =
+            decode_state(bytes.clone(), &radiant.machine).expect("transferred snapshots decode");
+        radiant.disk.snapshot = Some(SimSnapshot { index: snapshot_index, term, bytes });
+        self.snapshots_installed += 1;
+        self.followups.push_back((
+            index,
+            Input::SnapshotInstalled { index: snapshot_index, term, membership },
+        ));
+    }
+
+    fn reply(
+        &mut self,
+        index: usize,
+        reply_to: ReplyTo,
+        result: Result<ClientResponse, ErrorResponse>,
+    ) {
+        let client = reply_to.connection.0 as usize;
+        let message = SimMessage::Reply { correlation: reply_to.correlation_id, result };
+        let faults = self.network_faults();
+        self.network.send(
+            self.now,
+            Endpoint::Radiant(index),
+            Endpoint::Client(client),
+            message,
+            &faults,
+            &mut self.prng,
+        );
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.failure.is_none() {
+            self.failure =
+                Some(SimFailure::Invariant { seed: self.options.seed, tick: self.now, message });
+        }
+    }
+}
+
+// ===== cross-radiant invariants =====
+
+impl Simulator {
+    fn check_invariants(&mut self) {
+        self.check_election_safety();
+        self.check_committed_entries();
+        if self.now.is_multiple_of(16) {
+            self.check_log_matching();
+            self.check_herald_completeness();
+        }
+        self.check_durability();
+    }
+
+    /// At most one herald per term, ever.
+    fn check_election_safety(&mut self) {
+        for (member, term) in self.current_heralds() {
+            let recorded = *self.heralds_by_term.entry(term).or_insert(member);
+            if recorded != member {
+                self.fail(format!(
+                    "election safety: {recorded} and {member} both herald in term {term}"
+                ));
+            }
+        }
+    }
+
+    /// State-machine safety: every radiant commits the same entry at each index.
+    fn check_committed_entries(&mut self) {
+        let mut violations = Vec::new();
+        for radiant in &mut self.radiants {
+            let Some(core) = radiant.core.as_ref() else {
+                continue;
+            };
+            let order = core.order();
+            let from = radiant.checked_commit.max(order.snapshot_index()) + 1;
+            for index in from..=order.commit_index() {
+                let Some(entry) = order.log_entry(index) else {
+                    continue;
+                };
+                match self.committed.get(&index) {
+                    Some((term, data)) if *term != entry.term || *data != entry.data => violations.push(format!(
+                        "state-machine safety: radiant {} committed ({}, {index}) where ({term}, {index}) was committed",
+                        radiant.member, entry.term
+                    )),
+                    Some(_) => {}
+                    None => {
+                        self.committed.insert(index, (entry.term, entry.data.clone()));
+                    }
+                }
+            }
+            radiant.checked_commit = radiant.checked_commit.max(order.commit_index());
+        }
+        if let Some(violation) = violations.into_iter().next() {
+            self.fail(violation);
+        }
+    }
+
+    /// Log matching: same index and term means same entry and same history before it.
+    fn check_log_matching(&mut self) {
+        let orders: Vec<_> = self
+            .radiants
+            .iter()
+            .filter_map(|radiant| radiant.core.as_ref())
+            .map(Radiant::order)
+            .collect();
+        let mut violation = None;
+        for (position, a) in orders.iter().enumerate() {
+            for b in &orders[position + 1..] {
+                let low = a.snapshot_index().max(b.snapshot_index()) + 1;
+                let high = a.last_index().min(b.last_index());
+                let mut matched_above = false;
+                for index in (low..=high).rev() {
+                    let (Some(x), Some(y)) = (a.log_entry(index), b.log_entry(index)) else {
+                        continue;
+                    };
+                    if x.term == y.term && x.data != y.data {
+                        violation = Some(format!(
+                            "log matching: {} and {} differ at ({}, {index})",
+                            a.me(),
+                            b.me(),
+                            x.term
+                        ));
+                    }
+                    if matched_above && x.term != y.term {
+                        violation = Some(format!(
+                            "log matching: {} and {} agree above {index} but not at it",
+                            a.me(),
+                            b.me()
+                        ));
+                    }
+                    matched_above |= x.term == y.term;
+                }
+            }
+        }
+        if let Some(violation) = violation {
+            self.fail(violation);
+        }
+    }
+
+    /// Leader completeness: a herald's log holds every committed entry.
+    fn check_herald_completeness(&mut self) {
+        let mut violation = None;
+        for radiant in &self.radiants {
+            let Some(core) = radiant.core.as_ref() else {
+                continue;
+            };
+            let order = core.order();
+            if order.role() != OrderRole::Herald {
+                continue;
+            }
+            for (&index, (term, _)) in self.committed.range(order.snapshot_index() + 1..) {
+                if order.term_at(index) != Some(*term) {
+                    violation = Some(format!("leader completeness: herald {} (term {}) lacks committed ({term}, {index})", order.me(), order.term()));
+                    break;
+                }
+            }
+        }
+        if let Some(violation) = violation {
+            self.fail(violation);
+        }
+    }
+
+    /// Every committed entry is durable on a majority (so no acknowledged write can
+    /// be lost to crashes of a minority).
+    fn check_durability(&mut self) {
+        let Some((&index, &(term, _))) = self.committed.last_key_value() else {
+            return;
+        };
+        let holders =
+            self.radiants.iter().filter(|radiant| radiant.disk.holds(index, term)).count();
+        let quorum = self.initial_membership.quorum();
+        if holders < quorum {
+            self.fail(format!("durability: committed ({term}, {index}) is durable on {holders} radiants, fewer than a majority ({quorum})"));
+        }
+    }
+}
