@@ -1,5 +1,5 @@
 //! The `radiant` command line: `start` runs the daemon, `check-config` validates a
-//! file, and `get`/`put`/`delete`/`cas` talk to a running radiant.
+//! file, `get`/`put`/`delete`/`cas` talk to a running radiant, and `bench` loads one.
 //!
 //! Exit status: 0 success; 1 error (message on stderr); 2 a definite negative answer
 //! (`get`/`delete` of an absent key, a `cas` whose expected value did not match).
@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+mod bench;
 
 use crate::client::{Client, ClientOptions};
 use crate::config::Config;
@@ -84,6 +86,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Load a running radiant with puts and gets and report rates and latencies.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments and runs the command.
@@ -116,6 +120,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 fn execute(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Start { config } => start(config),
+        Command::Bench(args) => bench::run(&args),
         Command::CheckConfig { file } => {
             let config = Config::load(&file).map_err(|error| error_chain(&error))?;
             println!(
