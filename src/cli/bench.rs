@@ -27,7 +27,8 @@
 //! It must not hide trouble: every loop is bounded by time and by an operation count,
 //! each request times out after 10 s, errors are counted by kind, a broken connection
 //! is replaced (a bounded number of times), and the exit status is 1 when nothing
-//! succeeded or more than 1% of the measured operations failed.
+//! succeeded, more than 1% of the measured operations failed, or every connection gave
+//! up before the window closed.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -267,11 +268,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     }
     // A run cut short by the operation cap ends with its last answer; any other run
     // measures the whole window (or less, if every connection gave up early).
-    let end = if tickets.load(Ordering::Relaxed) >= settings.max_ops {
+    let capped = tickets.load(Ordering::Relaxed) >= settings.max_ops;
+    let end = if capped {
         stats.last_done.unwrap_or(finished).min(window.end)
     } else {
         finished.min(window.end)
     };
+    // Every connection gave up (out of reconnects) before the window closed.
+    let cut_short = !capped && finished < window.end;
     let duration_s = end
         .saturating_duration_since(window.start)
         .as_secs_f64()
@@ -281,6 +285,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
         stats,
         prefill,
         duration_s,
+        cut_short,
         client_cpu_s,
     };
     if settings.json {
@@ -901,6 +906,7 @@ struct Report<'a> {
     stats: Stats,
     prefill: Option<Prefill>,
     duration_s: f64,
+    cut_short: bool,
     client_cpu_s: Option<f64>,
 }
 
@@ -936,6 +942,15 @@ impl Report<'_> {
             eprintln!("radiant bench: no operation succeeded");
             return ExitCode::FAILURE;
         }
+        if self.cut_short {
+            eprintln!(
+                "radiant bench: every connection failed and gave up after {:.2} s of the \
+                 {:.2} s window",
+                self.duration_s,
+                self.settings.duration.as_secs_f64()
+            );
+            return ExitCode::FAILURE;
+        }
         if errors * 100 > self.measured_ops() {
             eprintln!(
                 "radiant bench: {errors} of {} operations failed (more than 1%)",
@@ -963,6 +978,7 @@ impl Report<'_> {
         put("seed", settings.seed.into());
         put("warmup_s", settings.warmup.as_secs_f64().into());
         put("duration_s", round(self.duration_s, 3).into());
+        put("cut_short", self.cut_short.into());
         for (label, prefix, summary) in self.classes() {
             let rate_name = if label == "total" { "ops" } else { label };
             put(
