@@ -1,5 +1,5 @@
 //! The `radiant` command line: `start` runs the daemon, `check-config` validates a
-//! file, and `get`/`put`/`delete`/`cas` talk to a running radiant.
+//! file, `get`/`put`/`delete`/`cas` talk to a running radiant, and `bench` loads one.
 //!
 //! Exit status: 0 success; 1 error (message on stderr); 2 a definite negative answer
 //! (`get`/`delete` of an absent key, a `cas` whose expected value did not match).
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 pub mod sim;
 
 use crate::client::{Client, ClientOptions};
@@ -88,6 +89,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Load a running radiant with puts and gets and report rates and latencies.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments and runs the command.
@@ -121,6 +124,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Start { config } => start(config),
         Command::Sim(args) => sim::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::CheckConfig { file } => {
             let config = Config::load(&file).map_err(|error| error_chain(&error))?;
             println!(
