@@ -1002,3 +1002,49 @@ impl Simulator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(bug: InjectedBug, seeds: std::ops::Range<u64>) -> Vec<SimFailure> {
+        seeds
+            .filter_map(|seed| {
+                let mut options = SimOptions::swarm(seed, 3, 1_500);
+                options.injected_bug = bug;
+                crate::cli::sim::run_one(options).err()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seed_replays_identically() {
+        let run = || Simulator::new(SimOptions::swarm(77, 3, 1_500)).run().expect("seed 77 passes");
+        let (first_report, first_history) = run();
+        let (second_report, second_history) = run();
+        assert_eq!(first_report, second_report);
+        assert_eq!(first_history, second_history);
+        assert!(first_report.crashes > 0 && first_report.heralds > 1, "{first_report:?}");
+    }
+
+    #[test]
+    fn acknowledging_before_durable_is_caught() {
+        let failures = sweep(InjectedBug::AcknowledgeBeforeDurable, 0..40);
+        assert!(!failures.is_empty(), "40 seeds never noticed acknowledgements before fsync");
+        let caught = failures.iter().any(|failure| failure.to_string().contains("durab"));
+        assert!(caught, "caught, but not by the durability check: {failures:?}");
+    }
+
+    #[test]
+    fn voting_twice_in_a_term_is_caught() {
+        let failures = sweep(InjectedBug::VoteTwice, 0..80);
+        let caught = failures.iter().any(|failure| failure.to_string().contains("election safety"));
+        assert!(caught, "80 seeds never saw two heralds in one term: {failures:?}");
+    }
+
+    #[test]
+    fn the_clean_core_passes_the_same_seeds() {
+        let failures = sweep(InjectedBug::None, 0..40);
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+}

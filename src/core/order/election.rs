@@ -171,7 +171,10 @@ impl Order {
                 || self.options.bug(super::InjectedBug::VoteTwice);
             header.term == self.term && can_vote && up_to_date
         };
-        if grant && !request.pre_vote {
+        // The injected bug grants a second vote without recording it: the classic
+        // "forgot the vote" bug, which only a cross-radiant check can see.
+        let forget = self.options.bug(super::InjectedBug::VoteTwice) && self.voted_for.is_some();
+        if grant && !request.pre_vote && !forget {
             self.voted_for = Some(candidate);
             self.election_elapsed = 0;
             self.persist(None, Vec::new(), actions);

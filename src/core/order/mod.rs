@@ -70,7 +70,7 @@ pub enum InjectedBug {
     None,
     /// Acknowledge appended entries before they are durable.
     AcknowledgeBeforeDurable,
-    /// Grant a vote to every candidate of a term, not just the first.
+    /// Grant a vote to a second candidate of a term without recording it.
     VoteTwice,
 }
 
