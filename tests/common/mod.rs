@@ -225,3 +225,44 @@ pub fn run_bounded(command: &mut Command, timeout: Duration) -> std::process::Ou
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A port that was free a moment ago on 127.0.0.1. Static order membership needs
+/// addresses before the daemons start; the window for a clash is tiny on loopback.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Config text for member `id` of a static order whose members are `(id, peer, client)`.
+pub fn order_member_config(
+    data_dir: &Path,
+    id: u64,
+    members: &[(u64, u16, u16)],
+    extra: &str,
+) -> PathBuf {
+    std::fs::create_dir_all(data_dir).expect("create data dir");
+    let (_, peer, client) =
+        members.iter().find(|member| member.0 == id).copied().expect("id listed");
+    let mut text = format!(
+        "member_id = {id}\nmy_ip = \"127.0.0.1\"\nmy_port = {peer}\nclient_ip = \"127.0.0.1\"\n\
+         client_port = {client}\ndata_dir = {:?}\nlog_level = \"info\"\n{extra}\n",
+        data_dir.display().to_string()
+    );
+    for (member, peer, client) in members {
+        text.push_str(&format!(
+            "\n[[members]]\nid = {member}\npeer = \"127.0.0.1:{peer}\"\nclient = \"127.0.0.1:{client}\"\n"
+        ));
+    }
+    let path = data_dir.with_extension("toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The status document of the radiant at `daemon`.
+pub fn status(daemon: &Daemon) -> Option<serde_json::Value> {
+    let mut client = daemon.client()?;
+    match client.call(radiant_protocol::ClientRequest::Status).ok()? {
+        radiant_protocol::ClientResponse::Status { json } => serde_json::from_str(&json).ok(),
+        _ => None,
+    }
+}
