@@ -625,6 +625,18 @@ impl Simulator {
                 .expect("sim snapshots decode");
             (snapshot_index, snapshot_term) = (snapshot.index, snapshot.term);
         }
+        // A snapshot taken from entries committed elsewhere can be ahead of this disk's
+        // log (or disagree with it); the daemon's recovery resets such a log, and so do we.
+        let log_term_at = |index| {
+            radiant.disk.log.iter().find(|entry| entry.index == index).map(|entry| entry.term)
+        };
+        let last_logged = radiant.disk.log.last().map_or(0, |entry| entry.index);
+        let superseded = snapshot_index > 0
+            && (last_logged < snapshot_index
+                || log_term_at(snapshot_index).is_some_and(|term| term != snapshot_term));
+        if superseded {
+            radiant.disk.reset_log();
+        }
         let entries: Vec<_> =
             radiant.disk.log.iter().filter(|entry| entry.index > snapshot_index).cloned().collect();
         if let Some(first) = entries.first() {
