@@ -1,8 +1,12 @@
 //! The `radiant` command line: `start` runs the daemon, `check-config` validates a
-//! file, `get`/`put`/`delete`/`cas` talk to a running radiant, and `bench` loads one.
+//! file, `check-history` judges a client history for linearizability, `sim` runs the
+//! deterministic simulator, `get`/`put`/`delete`/`cas` talk to a running radiant, and
+//! `bench` loads one.
 //!
 //! Exit status: 0 success; 1 error (message on stderr); 2 a definite negative answer
 //! (`get`/`delete` of an absent key, a `cas` whose expected value did not match).
+//! `check-history` exits 0 only for a linearizable history: a violation, an undecided
+//! search and an unreadable file all exit 1.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +20,8 @@ pub mod sim;
 
 use crate::client::{Client, ClientOptions};
 use crate::config::Config;
+use crate::sim::checker::{self, DEFAULT_MAX_STEPS_PER_KEY};
+use crate::sim::history;
 
 /// Exit status for a definite negative answer.
 const EXIT_NEGATIVE: u8 = 2;
@@ -38,6 +44,15 @@ struct Target {
     timeout: f64,
 }
 
+#[derive(Debug, clap::Args)]
+struct CheckHistoryArgs {
+    /// The history file.
+    file: PathBuf,
+    /// Search steps allowed per key before giving up as undecided.
+    #[arg(long, default_value_t = DEFAULT_MAX_STEPS_PER_KEY)]
+    max_steps_per_key: u64,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a radiant (without --config: a single-node system on 127.0.0.1).
@@ -51,6 +66,8 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Check a JSON-lines client history (DESIGN §9) for linearizability.
+    CheckHistory(CheckHistoryArgs),
     /// Print the value of KEY.
     Get {
         /// The key.
@@ -136,6 +153,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::CheckHistory(arguments) => check_history(&arguments),
         Command::Get { key, target } => {
             let value =
                 connect(&target)?.get(key.as_bytes()).map_err(|error| error_chain(&error))?;
@@ -181,6 +199,24 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             };
             negative(&format!("cas on `{key}` did not match: the key {current}"))
         }
+    }
+}
+
+/// Prints the verdict on stdout; only a linearizable history exits 0.
+fn check_history(arguments: &CheckHistoryArgs) -> Result<ExitCode, String> {
+    let path = &arguments.file;
+    let cannot_read = |error: &dyn std::error::Error| {
+        format!("cannot read history {}: {}", path.display(), error_chain(error))
+    };
+    let file = std::fs::File::open(path).map_err(|error| cannot_read(&error))?;
+    let operations =
+        history::read_jsonl(std::io::BufReader::new(file)).map_err(|error| cannot_read(&error))?;
+    let verdict = checker::check(&operations, arguments.max_steps_per_key);
+    println!("{}: {verdict}", path.display());
+    if verdict.is_linearizable() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
     }
 }
 

@@ -20,6 +20,11 @@
 //!   anywhere after their call, or never. Their output and `ok` are not checked; their
 //!   effect follows the spec. A get with an unknown outcome constrains nothing and is
 //!   dropped before the search.
+//!   Known cost: each pending unknown operation doubles the configurations the
+//!   search may have to visit, so proving a violation late in a key's history with
+//!   many unknown outcomes can exhaust `max_steps_per_key` (an honest `Undecided`).
+//!   Passing histories are found quickly because unknown operations are tried in
+//!   call order, where they usually took effect.
 //! - For completed gets and puts `ok` is not checked: the spec gives it no meaning
 //!   beyond "it completed", which `return_ns` already says.
 //!
