@@ -611,10 +611,26 @@ impl Simulator {
         }
     }
 
+    fn order_options(&self, shard_count: u32) -> OrderOptions {
+        OrderOptions {
+            group: GroupId::new(1).expect("nonzero"),
+            shard_count,
+            snapshot_interval_entries: self.options.snapshot_interval_entries,
+            election_timeout_ticks: self.options.election_timeout_ticks,
+            heartbeat_interval_ticks: self.options.heartbeat_interval_ticks,
+            replication_max_bytes: self.options.replication_max_bytes,
+            max_inflight_appends: 4,
+            catch_up_entries: self.options.catch_up_entries,
+            limits: Limits::DEFAULT,
+            injected_bug: self.options.injected_bug,
+        }
+    }
+
     /// Recovers a radiant from its disk, as the daemon does: snapshot, then the log
     /// replayed through the persisted commit index; the rest goes to the core.
     fn start(&mut self, index: usize) {
         let limits = Limits::DEFAULT;
+        let options = self.order_options(self.radiants[index].machine.shard_count());
         let radiant = &mut self.radiants[index];
         radiant.incarnation += 1;
         radiant.machine.clear();
@@ -671,18 +687,6 @@ impl Simulator {
             membership,
             entries,
             applied_index: commit,
-        };
-        let options = OrderOptions {
-            group: GroupId::new(1).expect("nonzero"),
-            shard_count: radiant.machine.shard_count(),
-            snapshot_interval_entries: self.options.snapshot_interval_entries,
-            election_timeout_ticks: self.options.election_timeout_ticks,
-            heartbeat_interval_ticks: self.options.heartbeat_interval_ticks,
-            replication_max_bytes: self.options.replication_max_bytes,
-            max_inflight_appends: 4,
-            catch_up_entries: self.options.catch_up_entries,
-            limits,
-            injected_bug: self.options.injected_bug,
         };
         let seed = self.options.seed ^ (radiant.member.get() << 32) ^ radiant.incarnation;
         radiant.core = Some(Radiant::new(radiant.member, options, recovered, seed));
