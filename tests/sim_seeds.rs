@@ -45,16 +45,14 @@ fn forty_seeds_of_five_radiants_keep_every_invariant_and_stay_linearizable() {
 fn stale_read_after(history: &[Operation]) -> Option<Operation> {
     // Two completed puts to one key, the second called after the first returned: a get
     // after both that returns the first value is a stale read.
-    for first in history.iter().filter(|op| op.op == OpKind::Put && op.return_ns.is_some()) {
+    let completed_puts =
+        || history.iter().filter(|op| op.op == OpKind::Put && op.return_ns.is_some());
+    completed_puts().find_map(|first| {
         let first_return = first.return_ns?;
-        let second = history.iter().find(|op| {
-            op.op == OpKind::Put
-                && op.key == first.key
-                && op.call_ns > first_return
-                && op.return_ns.is_some()
-        })?;
+        let second =
+            completed_puts().find(|op| op.key == first.key && op.call_ns > first_return)?;
         let after = second.return_ns? + 1_000_000;
-        let stale = Operation {
+        Some(Operation {
             client: 999,
             op: OpKind::Get,
             key: first.key.clone(),
@@ -64,10 +62,8 @@ fn stale_read_after(history: &[Operation]) -> Option<Operation> {
             return_ns: Some(after + 1),
             output: first.value.clone(),
             ok: true,
-        };
-        return Some(stale);
-    }
-    None
+        })
+    })
 }
 
 #[test]
