@@ -52,6 +52,10 @@ pub struct SimDisk {
     pub snapshot: Option<SimSnapshot>,
     /// Writes waiting for their fsync.
     pub pending: VecDeque<PendingWrite>,
+    /// The index the log continues at while it is empty (the WAL's first index): moved
+    /// by resets and compactions, never by a snapshot alone, since writes issued before
+    /// a snapshot still land in order.
+    log_start: LogIndex,
     /// A compaction waiting for the writes queued before it (the WAL writer takes
     /// requests in order): (through index, last pending sequence at the time).
     pending_compaction: Option<(LogIndex, u64)>,
@@ -96,10 +100,7 @@ impl SimDisk {
     }
 
     fn next_index(&self) -> LogIndex {
-        match self.log.last() {
-            Some(entry) => entry.index + 1,
-            None => self.snapshot.as_ref().map_or(1, |snapshot| snapshot.index + 1),
-        }
+        self.log.last().map_or(self.log_start.max(1), |entry| entry.index + 1)
     }
 
     /// A crash: a random prefix of the unsynced writes survives, the last survivor
@@ -137,12 +138,17 @@ impl SimDisk {
             through <= covered,
             "sim disk: compacting through {through} past the snapshot at {covered}"
         );
+        let next = self.next_index();
         self.log.retain(|entry| entry.index > through);
+        if self.log.is_empty() {
+            self.log_start = next.max(through + 1);
+        }
     }
 
     /// An installed snapshot replaces the whole log, including writes in flight.
     pub fn reset_log(&mut self) {
         self.log.clear();
+        self.log_start = self.snapshot.as_ref().map_or(1, |snapshot| snapshot.index + 1);
         self.pending_compaction = None;
         for write in &mut self.pending {
             write.truncate_from = None;
