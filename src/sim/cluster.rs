@@ -71,8 +71,10 @@ pub struct SimFaults {
 pub struct SimOptions {
     /// The seed of every random choice.
     pub seed: u64,
-    /// Radiants in the order.
+    /// Radiants simulated.
     pub radiants: usize,
+    /// The first `voters` radiants form the order; the rest wait to be added.
+    pub voters: usize,
     /// Ticks of the safety phase.
     pub ticks: u64,
     /// Most ticks of the liveness phase.
@@ -110,6 +112,7 @@ impl SimOptions {
         SimOptions {
             seed,
             radiants,
+            voters: radiants,
             ticks,
             liveness_ticks: 4_000,
             clients: prng.range(2, 7) as usize,
@@ -249,6 +252,8 @@ pub struct Simulator {
     snapshots_installed: u64,
     faults_on: bool,
     liveness_start_ns: Option<u64>,
+    next_admin_correlation: u64,
+    admin_replies: Vec<(u64, Result<ClientResponse, ErrorResponse>)>,
     failure: Option<SimFailure>,
 }
 
@@ -256,7 +261,11 @@ impl Simulator {
     /// A simulator with every radiant up and empty.
     pub fn new(options: SimOptions) -> Simulator {
         assert!(options.radiants >= 1, "a simulation needs a radiant");
-        let initial_membership = Membership::with_voters((1..=options.radiants as u64).map(|id| {
+        assert!(
+            options.voters >= 1 && options.voters <= options.radiants,
+            "voters must be 1..=radiants"
+        );
+        let initial_membership = Membership::with_voters((1..=options.voters as u64).map(|id| {
             let member = MemberId::new(id).expect("ids start at 1");
             (member, member_address(&format!("sim-{id}"), &format!("sim-{id}")))
         }));
@@ -309,6 +318,8 @@ impl Simulator {
             snapshots_installed: 0,
             faults_on: true,
             liveness_start_ns: None,
+            next_admin_correlation: 0,
+            admin_replies: Vec::new(),
             failure: None,
             options,
         };
@@ -400,6 +411,91 @@ impl Simulator {
     }
 }
 
+// ===== hand-written scenarios =====
+
+/// Client index whose answers the scenario API collects (no simulated client has it).
+const ADMIN_CLIENT: usize = usize::MAX / 2;
+
+impl Simulator {
+    /// A simulator without faults or clients, for hand-written scenarios.
+    pub fn quiet(seed: u64, radiants: usize, voters: usize) -> Simulator {
+        let mut options = SimOptions::swarm(seed, radiants, 0);
+        options.voters = voters;
+        options.clients = 0;
+        options.faults.crash_per_million = 0;
+        options.faults.partition_per_million = 0;
+        options.faults.network = NetworkFaults::none();
+        let mut simulator = Simulator::new(options);
+        simulator.faults_on = false;
+        simulator
+    }
+
+    /// Runs `ticks` ticks, checking every invariant; panics on a violation.
+    pub fn run_ticks(&mut self, ticks: u64) {
+        for _ in 0..ticks {
+            self.step_tick();
+            if let Some(failure) = self.failure.take() {
+                panic!("{failure}");
+            }
+        }
+    }
+
+    /// Cuts `radiant` off from every other radiant, both ways.
+    pub fn isolate(&mut self, radiant: usize) {
+        let all: Vec<Endpoint> = (0..self.radiants.len()).map(Endpoint::Radiant).collect();
+        self.network.partition(&[Endpoint::Radiant(radiant)], &all);
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.network.heal();
+    }
+
+    /// The radiant currently herald of the highest term, with that term.
+    pub fn herald(&self) -> Option<(usize, Term)> {
+        let heralds = self.radiants.iter().enumerate().filter_map(|(index, radiant)| {
+            let order = radiant.core.as_ref()?.order();
+            (order.role() == OrderRole::Herald).then_some((index, order.term()))
+        });
+        heralds.max_by_key(|(_, term)| *term)
+    }
+
+    /// Radiant `radiant`'s replica of the order, if it is up.
+    pub fn order(&self, radiant: usize) -> Option<&crate::core::Order> {
+        self.radiants[radiant].core.as_ref().map(Radiant::order)
+    }
+
+    /// Sends `request` to `radiant` over the network and runs until it is answered
+    /// (at most `limit` ticks).
+    pub fn request(
+        &mut self,
+        radiant: usize,
+        request: ClientRequest,
+        limit: u64,
+    ) -> Result<ClientResponse, ErrorResponse> {
+        self.next_admin_correlation += 1;
+        let correlation = self.next_admin_correlation;
+        let message = SimMessage::Request { correlation, request };
+        let faults = self.network_faults();
+        self.network.send(
+            self.now,
+            Endpoint::Client(ADMIN_CLIENT),
+            Endpoint::Radiant(radiant),
+            message,
+            &faults,
+            &mut self.prng,
+        );
+        for _ in 0..limit {
+            self.run_ticks(1);
+            if let Some(position) = self.admin_replies.iter().position(|(id, _)| *id == correlation)
+            {
+                return self.admin_replies.remove(position).1;
+            }
+        }
+        panic!("no answer to a scenario request within {limit} ticks");
+    }
+}
+
 // ===== the tick loop =====
 
 impl Simulator {
@@ -447,6 +543,9 @@ impl Simulator {
                     };
                     self.step(index, Input::Client { reply_to, request });
                 }
+            }
+            (Endpoint::Client(ADMIN_CLIENT), SimMessage::Reply { correlation, result }) => {
+                self.admin_replies.push((correlation, result));
             }
             (Endpoint::Client(client), SimMessage::Reply { correlation, result }) => {
                 let context = ClientContext {
@@ -1012,7 +1111,15 @@ impl Simulator {
         };
         let holders =
             self.radiants.iter().filter(|radiant| radiant.disk.holds(index, term)).count();
-        let quorum = self.initial_membership.quorum();
+        // The largest majority any live radiant's membership needs (changes are one
+        // member at a time, so consecutive memberships' majorities overlap).
+        let quorum = self
+            .radiants
+            .iter()
+            .filter_map(|radiant| radiant.core.as_ref())
+            .map(|core| core.order().membership().quorum())
+            .max()
+            .unwrap_or_else(|| self.initial_membership.quorum());
         if holders < quorum {
             self.fail(format!("durability: committed ({term}, {index}) is durable on {holders} radiants, fewer than a majority ({quorum})"));
         }

@@ -127,7 +127,12 @@ impl Order {
     }
 
     fn check_membership_change(&self, change: &MembershipChange) -> Result<(), ErrorResponse> {
-        if self.pending_membership_index.is_some() {
+        // One change at a time, and an added member counts as in flight until it is
+        // promoted; removing that learner (to cancel a stuck addition) is allowed.
+        let cancels_learner = matches!(change, MembershipChange::Remove { member } if self.membership.learners.contains(member));
+        let in_flight =
+            self.pending_membership_index.is_some() || !self.membership.learners.is_empty();
+        if in_flight && !cancels_learner {
             return Err(ErrorResponse::Locked(OrderStateOp::MembershipUpdate));
         }
         let mut next = self.membership.clone();

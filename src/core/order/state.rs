@@ -101,7 +101,10 @@ pub(super) fn order_state(order: &Order) -> OrderState {
     match order.role {
         OrderRole::PreCandidate | OrderRole::Candidate => OrderState::Locked(OrderStateOp::Voting),
         OrderRole::Herald if order.transfer.is_some() => OrderState::Locked(OrderStateOp::Voting),
-        OrderRole::Herald if order.pending_membership_index.is_some() => {
+        OrderRole::Herald
+            if order.pending_membership_index.is_some()
+                || !order.membership.learners.is_empty() =>
+        {
             OrderState::Locked(OrderStateOp::MembershipUpdate)
         }
         OrderRole::Herald => OrderState::Active,
