@@ -54,7 +54,48 @@ struct CheckHistoryArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Add a radiant to the order: it catches up as a learner, then is promoted.
+    AddMember {
+        /// Its member id.
+        id: u64,
+        /// Its peer address (IP:PORT).
+        peer: std::net::SocketAddr,
+        /// Its client address (IP:PORT).
+        client: std::net::SocketAddr,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a radiant from the order.
+    RemoveMember {
+        /// Its member id.
+        id: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Hand the herald role to another member (before a planned restart).
+    TransferHerald {
+        /// The member to hand over to (default: the most caught-up one).
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
+    /// Show a radiant's view of itself and its order.
+    Status {
+        /// Print the JSON document instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change the order's membership or hand over the herald role.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Run a radiant (without --config: a single-node system on 127.0.0.1).
     Start {
         /// TOML configuration file (see config/ for examples).
@@ -141,6 +182,8 @@ fn execute(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Start { config } => start(config),
         Command::Sim(args) => sim::run(&args),
+        Command::Status { json, target } => status(json, &target),
+        Command::Admin(command) => admin(command),
         Command::Bench(args) => bench::run(&args),
         Command::CheckConfig { file } => {
             let config = Config::load(&file).map_err(|error| error_chain(&error))?;
@@ -218,6 +261,61 @@ fn check_history(arguments: &CheckHistoryArgs) -> Result<ExitCode, String> {
     } else {
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn status(json: bool, target: &Target) -> Result<ExitCode, String> {
+    let document = connect(target)?.status().map_err(|error| error_chain(&error))?;
+    if json {
+        println!("{document}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&document).map_err(|error| format!("unreadable status: {error}"))?;
+    let field = |name: &str| value[name].to_string();
+    println!(
+        "radiant {} ({}): order {}, term {}, herald {}",
+        field("member"),
+        value["role"].as_str().unwrap_or("?"),
+        value["order_state"].as_str().unwrap_or("?"),
+        field("term"),
+        field("herald")
+    );
+    println!(
+        "log: last {}, durable {}, commit {}, applied {}, snapshot {}; {} keys",
+        field("last_index"),
+        field("durable_index"),
+        field("commit_index"),
+        field("applied_index"),
+        field("snapshot_index"),
+        field("keys")
+    );
+    for member in value["members"].as_array().into_iter().flatten() {
+        println!("  member {} {} at {}", member["id"], member["role"], member["address"]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn admin(command: AdminCommand) -> Result<ExitCode, String> {
+    use radiant_protocol::{ClientRequest, MemberId};
+    let member = |id: u64| MemberId::new(id).ok_or_else(|| "member ids are nonzero".to_string());
+    let (request, target) = match command {
+        AdminCommand::AddMember { id, peer, client, target } => {
+            let address = crate::core::order::membership::member_address(
+                &peer.to_string(),
+                &client.to_string(),
+            );
+            (ClientRequest::AddMember { member: member(id)?, address }, target)
+        }
+        AdminCommand::RemoveMember { id, target } => {
+            (ClientRequest::RemoveMember { member: member(id)? }, target)
+        }
+        AdminCommand::TransferHerald { to, target } => {
+            let to = to.map(member).transpose()?;
+            (ClientRequest::TransferHerald { to }, target)
+        }
+    };
+    connect(&target)?.admin(request).map_err(|error| error_chain(&error))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn negative(message: &str) -> Result<ExitCode, String> {

@@ -247,6 +247,28 @@ impl Client {
         }
     }
 
+    /// This radiant's status document (JSON), answered by the radiant itself.
+    pub fn status(&mut self) -> Result<String, ClientError> {
+        let correlation_id = self.send(&ClientRequest::Status)?;
+        let deadline = Instant::now() + self.options.timeout;
+        match self.receive(correlation_id, deadline)? {
+            Message::Response(ClientResponse::Status { json }) => Ok(json),
+            Message::Error(error) => Err(ClientError::Server { address: self.address, error }),
+            Message::Response(other) => Err(self.unexpected("status", other)),
+            Message::Request(_) | Message::Peer(_) => {
+                Err(self.unexpected("status", ClientResponse::Done))
+            }
+        }
+    }
+
+    /// Runs an admin request (membership change, herald transfer) on the herald.
+    pub fn admin(&mut self, request: ClientRequest) -> Result<(), ClientError> {
+        match self.call(request)? {
+            ClientResponse::Done => Ok(()),
+            other => Err(self.unexpected("admin request", other)),
+        }
+    }
+
     /// Checks the radiant answers.
     pub fn ping(&mut self) -> Result<(), ClientError> {
         match self.call(ClientRequest::Ping)? {
