@@ -290,7 +290,8 @@ fn status(json: bool, target: &Target) -> Result<ExitCode, String> {
         field("keys")
     );
     for member in value["members"].as_array().into_iter().flatten() {
-        println!("  member {} {} at {}", member["id"], member["role"], member["address"]);
+        let text = |name: &str| member[name].as_str().unwrap_or("?").to_string();
+        println!("  member {} {} at {}", member["id"], text("role"), text("address"));
     }
     Ok(ExitCode::SUCCESS)
 }
