@@ -124,3 +124,27 @@ fn ping_on_the_peer_port_gets_pong_and_shutdown_exits() {
     sender.send(ReactorEvent::Shutdown).expect("send");
     running.join().expect("reactor thread").expect("reactor ran");
 }
+
+#[test]
+fn an_error_frame_from_a_peer_is_not_answered_with_another_error() {
+    let client = bind_listener(loopback()).expect("client listener");
+    let peer = bind_listener(loopback()).expect("peer listener");
+    let peer_address = peer.local_addr().expect("address");
+    let (state, _state_inbox) = crossbeam_channel::bounded(1024);
+    let (reactor, sender) = Reactor::new(options(), client, peer, state).expect("reactor");
+    let running = std::thread::spawn(move || reactor.run());
+    let mut stream = std::net::TcpStream::connect(peer_address).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut frame = BytesMut::new();
+    let refusal = radiant_protocol::ErrorResponse::BadRequest { reason: "no".to_string() };
+    Message::Error(refusal).encode(3, &mut frame);
+    Message::Request(ClientRequest::Ping).encode(4, &mut frame);
+    io::Write::write_all(&mut stream, &frame).expect("write");
+    // The first frame back answers the ping: the error got no reply of its own.
+    match read_one_frame(&mut stream) {
+        Message::Response(radiant_protocol::ClientResponse::Pong { .. }) => {}
+        other => panic!("expected only a Pong, got {other:?}"),
+    }
+    sender.send(ReactorEvent::Shutdown).expect("send");
+    running.join().expect("reactor thread").expect("reactor ran");
+}
