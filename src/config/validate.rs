@@ -191,9 +191,9 @@ impl Config {
         let reason = "must list each member once, with a nonzero id".to_string();
         let unique = ids.len() == self.members.len() && !ids.contains(&0);
         checker.check(unique, "members", format!("{:?}", ids), reason);
+        // A radiant whose id is not listed is joining: it waits to be added by
+        // `radiant admin add-member`. One that is listed must match its own addresses.
         let me = self.members.iter().find(|member| member.id == self.member_id);
-        let reason = "is not among the ids in `members`".to_string();
-        checker.check(me.is_some(), "member_id", self.member_id, reason);
         if let Some(me) = me {
             let reason = format!(
                 "must match this radiant's own addresses (`my_ip`:`my_port` = {}, \
@@ -235,11 +235,18 @@ mod tests {
     }
 
     #[test]
-    fn a_member_id_missing_from_members_is_rejected() {
-        let toml = "member_id = 4\n[[members]]\nid = 1\npeer = \"127.0.0.1:7400\"\n\
+    fn a_listed_member_whose_addresses_differ_from_its_own_is_rejected() {
+        let toml = "member_id = 1\n[[members]]\nid = 1\npeer = \"127.0.0.1:9999\"\n\
                     client = \"127.0.0.1:7401\"\n";
         let found = problems(toml);
-        assert!(found.iter().any(|problem| problem.key == "member_id"), "{found:?}");
+        assert!(found.iter().any(|problem| problem.key == "members"), "{found:?}");
+    }
+
+    #[test]
+    fn a_joining_radiant_may_be_missing_from_members() {
+        let toml = "member_id = 4\n[[members]]\nid = 1\npeer = \"127.0.0.1:7500\"\n\
+                    client = \"127.0.0.1:7501\"\n";
+        assert!(Config::from_toml_str(toml, "join.toml").is_ok());
     }
 
     #[test]

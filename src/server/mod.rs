@@ -114,6 +114,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let (client_listener, peer_listener) = bind_listeners(&config, &data_dir)?;
     let member_id = MemberId::new(config.member_id).expect("validated nonzero");
     let membership = initial_membership(&config, &client_listener, &peer_listener);
+    if !membership.contains(member_id) {
+        info!(member = %member_id, "radiant: not yet a member of the configured order; waiting to be added (radiant admin add-member)");
+    }
     let machine = Arc::new(StateMachine::new(config.shard_count));
     let recovered = recovery::recover(&data_dir, &config, &machine, membership)?;
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);

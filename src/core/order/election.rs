@@ -162,14 +162,17 @@ impl Order {
             return;
         }
         let up_to_date = self.log.is_behind(request.last_log_index, request.last_log_term);
+        // Only a voter of this replica's membership may be elected: a learner or a
+        // stranger with an up-to-date log must not lead an order it is not part of.
+        let is_voter = self.membership.voters.contains(&candidate);
         let grant = if request.pre_vote {
             // A pre-vote is granted for a future term to an up-to-date candidate.
-            header.term > self.term && up_to_date
+            header.term > self.term && up_to_date && is_voter
         } else {
             let can_vote = self.voted_for == Some(candidate)
                 || (self.voted_for.is_none() && self.herald.is_none())
                 || self.options.bug(super::InjectedBug::VoteTwice);
-            header.term == self.term && can_vote && up_to_date
+            header.term == self.term && can_vote && up_to_date && is_voter
         };
         // The injected bug grants a second vote without recording it: the classic
         // "forgot the vote" bug, which only a cross-radiant check can see.
