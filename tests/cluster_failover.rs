@@ -33,7 +33,14 @@ impl Order {
         let data_dirs: Vec<_> =
             (1..=3).map(|id| directory.path().join(format!("radiant-{id}"))).collect();
         let configs: Vec<_> = (1..=3u64)
-            .map(|id| order_member_config(&data_dirs[id as usize - 1], id, &members, TIMING))
+            .map(|id| {
+                order_member_config(
+                    &data_dirs[id as usize - 1],
+                    members[id as usize - 1],
+                    &members,
+                    TIMING,
+                )
+            })
             .collect();
         let daemons = (0..3)
             .map(|index| Some(Daemon::start_with_config(&data_dirs[index], &configs[index])))

@@ -233,16 +233,16 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Config text for member `id` of a static order whose members are `(id, peer, client)`.
+/// Config for radiant `me` = `(id, peer port, client port)` of a static order whose
+/// members are `(id, peer, client)`; `me` need not be listed (a joiner).
 pub fn order_member_config(
     data_dir: &Path,
-    id: u64,
+    me: (u64, u16, u16),
     members: &[(u64, u16, u16)],
     extra: &str,
 ) -> PathBuf {
     std::fs::create_dir_all(data_dir).expect("create data dir");
-    let (_, peer, client) =
-        members.iter().find(|member| member.0 == id).copied().expect("id listed");
+    let (id, peer, client) = me;
     let mut text = format!(
         "member_id = {id}\nmy_ip = \"127.0.0.1\"\nmy_port = {peer}\nclient_ip = \"127.0.0.1\"\n\
          client_port = {client}\ndata_dir = {:?}\nlog_level = \"info\"\n{extra}\n",
