@@ -170,6 +170,16 @@ impl Order {
         }
     }
 
+    /// The progress of `member`, marked as heard from now (check-quorum, stall
+    /// detection); `None` for a member this herald does not track.
+    fn heard_from(&mut self, member: MemberId) -> Option<&mut Progress> {
+        let now = self.now;
+        let progress = self.progress.get_mut(&member)?;
+        progress.recent_active = true;
+        progress.last_heard = now;
+        Some(progress)
+    }
+
     pub(super) fn on_append_ack(
         &mut self,
         header: PeerHeader,
@@ -177,12 +187,7 @@ impl Order {
         actions: &mut Actions,
     ) {
         let member = header.from;
-        let now = self.now;
-        let Some(progress) = self.progress.get_mut(&member) else {
-            return;
-        };
-        progress.recent_active = true;
-        progress.last_heard = now;
+        let Some(progress) = self.heard_from(member) else { return };
         progress.acknowledged_round = progress.acknowledged_round.max(ack.read_round);
         if ack.success {
             if ack.match_index > progress.match_index {
@@ -286,11 +291,7 @@ impl Order {
     ) {
         let member = header.from;
         let now = self.now;
-        let Some(progress) = self.progress.get_mut(&member) else {
-            return;
-        };
-        progress.recent_active = true;
-        progress.last_heard = now;
+        let Some(progress) = self.heard_from(member) else { return };
         let ProgressState::Snapshot { index, .. } = progress.state else {
             return;
         };

@@ -29,6 +29,25 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("literal")
 }
 
+/// The parts of a running reactor a test holds: its peer address, its inbox, its
+/// thread, and the state inbox (kept alive so the reactor can hand events over).
+type RunningReactor = (
+    SocketAddr,
+    ReactorSender<ReactorEvent>,
+    std::thread::JoinHandle<io::Result<ReactorCounters>>,
+    crossbeam_channel::Receiver<StateEvent>,
+);
+
+/// A reactor on fresh loopback listeners, running on its own thread.
+fn start_reactor() -> RunningReactor {
+    let client = bind_listener(loopback()).expect("client listener");
+    let peer = bind_listener(loopback()).expect("peer listener");
+    let peer_address = peer.local_addr().expect("address");
+    let (state, state_inbox) = crossbeam_channel::bounded(1024);
+    let (reactor, sender) = Reactor::new(options(), client, peer, state).expect("reactor");
+    (peer_address, sender, std::thread::spawn(move || reactor.run()), state_inbox)
+}
+
 fn accept_within(listener: &StdListener, limit: Duration) -> std::net::TcpStream {
     listener.set_nonblocking(true).expect("nonblocking");
     let deadline = Instant::now() + limit;
@@ -104,12 +123,7 @@ fn a_peer_link_dials_with_backoff_connects_when_the_peer_appears_and_redials_aft
 
 #[test]
 fn ping_on_the_peer_port_gets_pong_and_shutdown_exits() {
-    let client = bind_listener(loopback()).expect("client listener");
-    let peer = bind_listener(loopback()).expect("peer listener");
-    let peer_address = peer.local_addr().expect("address");
-    let (state, _state_inbox) = crossbeam_channel::bounded(1024);
-    let (reactor, sender) = Reactor::new(options(), client, peer, state).expect("reactor");
-    let running = std::thread::spawn(move || reactor.run());
+    let (peer_address, sender, running, _state_inbox) = start_reactor();
     let mut stream = std::net::TcpStream::connect(peer_address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut frame = BytesMut::new();
@@ -127,12 +141,7 @@ fn ping_on_the_peer_port_gets_pong_and_shutdown_exits() {
 
 #[test]
 fn an_error_frame_from_a_peer_is_not_answered_with_another_error() {
-    let client = bind_listener(loopback()).expect("client listener");
-    let peer = bind_listener(loopback()).expect("peer listener");
-    let peer_address = peer.local_addr().expect("address");
-    let (state, _state_inbox) = crossbeam_channel::bounded(1024);
-    let (reactor, sender) = Reactor::new(options(), client, peer, state).expect("reactor");
-    let running = std::thread::spawn(move || reactor.run());
+    let (peer_address, sender, running, _state_inbox) = start_reactor();
     let mut stream = std::net::TcpStream::connect(peer_address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut frame = BytesMut::new();
