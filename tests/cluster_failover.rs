@@ -15,7 +15,8 @@ use radiant::client::{Client, ClientOptions};
 use radiant_protocol::ReadConsistency;
 
 /// 10 ms ticks, heartbeat 50 ms, election timeout 300-600 ms; snapshots often.
-const TIMING: &str = "tick_ms = 10\nheartbeat_interval = 5\nelection_timeout = 30\nsnapshot_interval_entries = 200\n";
+const TIMING: &str = "tick_ms = 10\nheartbeat_interval = 5\nelection_timeout = 30\n\
+                      snapshot_interval_entries = 200\n";
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Order {

@@ -115,7 +115,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let member_id = MemberId::new(config.member_id).expect("validated nonzero");
     let membership = initial_membership(&config, &client_listener, &peer_listener);
     if !membership.contains(member_id) {
-        info!(member = %member_id, "radiant: not yet a member of the configured order; waiting to be added (radiant admin add-member)");
+        info!(
+            member = %member_id,
+            "radiant: not yet a member of the configured order; waiting to be added \
+             (radiant admin add-member)"
+        );
     }
     let machine = Arc::new(StateMachine::new(config.shard_count));
     let recovered = recovery::recover(&data_dir, &config, &machine, membership)?;
@@ -144,7 +148,8 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         (state_sender, state_inbox),
         reactor_sender,
     )?;
-    info!(data_dir = %data_dir.display(), keys = machine.map().len(), last_index, "radiant: serving");
+    let keys = machine.map().len();
+    info!(data_dir = %data_dir.display(), keys, last_index, "radiant: serving");
     let reactor_result = reactor.run();
     let state_exit = threads.stop();
     drop(signals);

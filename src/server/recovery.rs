@@ -50,7 +50,11 @@ pub enum RecoveryError {
         source: DecodeError,
     },
     /// A snapshot section does not decode.
-    #[error("snapshot {} has an unreadable {section} section; restore the data directory from a backup", path.display())]
+    #[error(
+        "snapshot {} has an unreadable {section} section; restore the data directory from a \
+         backup",
+        path.display()
+    )]
     Section {
         /// The snapshot file.
         path: std::path::PathBuf,
@@ -60,7 +64,8 @@ pub enum RecoveryError {
     /// The log does not continue where the snapshot ends.
     #[error(
         "the write-ahead log in {} starts at index {first_index} but the newest snapshot ends at \
-         {snapshot_index}: entries in between are missing; restore the data directory from a backup",
+         {snapshot_index}: entries in between are missing; restore the data directory from a \
+         backup",
         data_dir.display()
     )]
     Gap {

@@ -151,7 +151,8 @@ fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> 
                     term: snapshot_term,
                 }),
                 Err(error) => {
-                    warn!(snapshot_index, %error, "snapshot: a received snapshot is unusable; the herald will resend");
+                    let why = "snapshot: a received snapshot is unusable; the herald will resend";
+                    warn!(snapshot_index, %error, "{why}");
                     None
                 }
             }

@@ -1021,10 +1021,12 @@ impl Simulator {
                     continue;
                 };
                 match self.committed.get(&index) {
-                    Some((term, data)) if *term != entry.term || *data != entry.data => violations.push(format!(
-                        "state-machine safety: radiant {} committed ({}, {index}) where ({term}, {index}) was committed",
-                        radiant.member, entry.term
-                    )),
+                    Some((term, data)) if *term != entry.term || *data != entry.data => violations
+                        .push(format!(
+                            "state-machine safety: radiant {} committed ({}, {index}) where \
+                         ({term}, {index}) was committed",
+                            radiant.member, entry.term
+                        )),
                     Some(_) => {}
                     None => {
                         self.committed.insert(index, (entry.term, entry.data.clone()));
@@ -1093,7 +1095,11 @@ impl Simulator {
             }
             for (&index, (term, _)) in self.committed.range(order.snapshot_index() + 1..) {
                 if order.term_at(index) != Some(*term) {
-                    violation = Some(format!("leader completeness: herald {} (term {}) lacks committed ({term}, {index})", order.me(), order.term()));
+                    let (me, current) = (order.me(), order.term());
+                    violation = Some(format!(
+                        "leader completeness: herald {me} (term {current}) lacks committed \
+                         ({term}, {index})"
+                    ));
                     break;
                 }
             }
@@ -1121,7 +1127,10 @@ impl Simulator {
             .max()
             .unwrap_or_else(|| self.initial_membership.quorum());
         if holders < quorum {
-            self.fail(format!("durability: committed ({term}, {index}) is durable on {holders} radiants, fewer than a majority ({quorum})"));
+            self.fail(format!(
+                "durability: committed ({term}, {index}) is durable on {holders} radiants, fewer \
+                 than a majority ({quorum})"
+            ));
         }
     }
 }

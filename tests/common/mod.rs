@@ -250,7 +250,8 @@ pub fn order_member_config(
     );
     for (member, peer, client) in members {
         text.push_str(&format!(
-            "\n[[members]]\nid = {member}\npeer = \"127.0.0.1:{peer}\"\nclient = \"127.0.0.1:{client}\"\n"
+            "\n[[members]]\nid = {member}\npeer = \"127.0.0.1:{peer}\"\n\
+             client = \"127.0.0.1:{client}\"\n"
         ));
     }
     let path = data_dir.with_extension("toml");

@@ -59,7 +59,8 @@ impl Message {
     }
 
     /// Decodes a frame's payload. The payload must be consumed exactly; keys, values,
-    /// log entry data and snapshot chunks are slices of it. On error, the frame's correlation id addresses the reply.
+    /// log entry data and snapshot chunks are slices of it. On error, the frame's
+    /// correlation id addresses the reply.
     pub fn decode(frame: Frame, limits: &Limits) -> Result<Message, DecodeError> {
         let Frame { kind, payload, .. } = frame;
         match kind.family() {

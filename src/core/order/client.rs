@@ -129,7 +129,9 @@ impl Order {
     fn check_membership_change(&self, change: &MembershipChange) -> Result<(), ErrorResponse> {
         // One change at a time, and an added member counts as in flight until it is
         // promoted; removing that learner (to cancel a stuck addition) is allowed.
-        let cancels_learner = matches!(change, MembershipChange::Remove { member } if self.membership.learners.contains(member));
+        let learners = &self.membership.learners;
+        let cancels_learner =
+            matches!(change, MembershipChange::Remove { member } if learners.contains(member));
         let in_flight =
             self.pending_membership_index.is_some() || !self.membership.learners.is_empty();
         if in_flight && !cancels_learner {

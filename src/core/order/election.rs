@@ -158,7 +158,8 @@ impl Order {
         let herald_is_alive =
             self.herald.is_some() && self.election_elapsed < self.options.election_timeout_ticks;
         if herald_is_alive && !request.transfer && header.term > self.term {
-            tracing::debug!(%candidate, term = header.term, "order: vote request ignored, herald is alive");
+            let term = header.term;
+            tracing::debug!(%candidate, term, "order: vote request ignored, herald is alive");
             return;
         }
         let up_to_date = self.log.is_behind(request.last_log_index, request.last_log_term);

@@ -347,7 +347,8 @@ impl Order {
             .iter()
             .find(|entry| Command::decode(entry.data.clone(), &self.options.limits).is_err())
         {
-            tracing::warn!(%herald, index = bad.index, "order: dropping an Append with an undecodable command");
+            let index = bad.index;
+            tracing::warn!(%herald, index, "order: dropping an Append with an undecodable command");
             return;
         }
         let last_new = prev_index + entries.len() as u64;
@@ -526,7 +527,8 @@ impl Order {
                 Err(error) => {
                     // Entries are validated before they enter the log; a failure here
                     // means a bug, so it is loud, but it must not crash a radiant.
-                    tracing::error!(index, %error, "order: committed entry does not decode; skipped");
+                    let why = "order: committed entry does not decode; skipped";
+                    tracing::error!(index, %error, "{why}");
                     continue;
                 }
             };

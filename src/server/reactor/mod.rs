@@ -407,7 +407,11 @@ impl Reactor {
                 }
                 Err(DecodeError::UnknownKind { kind, correlation_id }) => {
                     // The frame's length was sound, so it was skipped: answer and go on.
-                    let reason = format!("unknown message kind 0x{kind:02x}; this radiant speaks protocol version {}", radiant_protocol::PROTOCOL_VERSION);
+                    let version = radiant_protocol::PROTOCOL_VERSION;
+                    let reason = format!(
+                        "unknown message kind 0x{kind:02x}; this radiant speaks protocol \
+                         version {version}"
+                    );
                     self.reply_error(id, correlation_id, ErrorResponse::BadRequest { reason }, now);
                 }
                 Err(error) => {
@@ -468,7 +472,8 @@ impl Reactor {
             }
             (_, other) => {
                 let reason = format!(
-                    "a {:?} message is not accepted on this port; send client requests to the client port",
+                    "a {:?} message is not accepted on this port; send client requests to the \
+                     client port",
                     other.kind()
                 );
                 self.reply_error(id, correlation_id, ErrorResponse::BadRequest { reason }, now);
@@ -686,7 +691,8 @@ impl Reactor {
                     >= self.options.client_idle_timeout;
             if stalled {
                 self.counters.closed_for_slow_reader += 1;
-                warn!(peer = %connection.peer_address, "reactor: closing a connection whose replies stalled");
+                let peer = connection.peer_address;
+                warn!(%peer, "reactor: closing a connection whose replies stalled");
                 self.close(id, "write stalled past write_stall_timeout_ms");
             } else if idle {
                 self.close(id, "idle past client_idle_timeout_ms");

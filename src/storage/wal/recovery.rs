@@ -3,8 +3,9 @@
 //!
 //! Repairs (each logged with `warn!`): a torn record at the end of the last segment is cut
 //! off; a last segment shorter than its header (a crash while rotating) is removed; leftover
-//! `.wal.tmp` files are removed; the traces of an interrupted `truncate_suffix` or `reset_to`
-//! are completed (see `Wal::truncate_suffix` and `Wal::reset_to` for the protocols). Everything else that does not fit is
+//! `.wal.tmp` files are removed; the traces of an interrupted `truncate_suffix` or
+//! `reset_to` are completed (see `Wal::truncate_suffix` and `Wal::reset_to` for the
+//! protocols). Everything else that does not fit is
 //! `WalError::Corrupt`: recovery must never silently drop a record that may have been
 //! acknowledged. Entries must be contiguous inside and across segments.
 
@@ -123,7 +124,8 @@ fn remove_unwritten_last_segment(
 
 fn discard_leftover_segments(leftovers: &[(LogIndex, PathBuf)]) -> Result<(), WalError> {
     for (_, path) in leftovers {
-        warn!(segment = %path.display(), "wal: removing segment left by an interrupted truncation or reset");
+        let segment = path.display();
+        warn!(%segment, "wal: removing segment left by an interrupted truncation or reset");
         remove_file(path)?;
     }
     Ok(())
