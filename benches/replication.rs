@@ -198,6 +198,7 @@ impl Cluster {
             self.now.0 += 1;
             for index in 0..REPLICAS {
                 self.step(index, Input::Tick);
+                self.step(index, Input::Flush);
             }
             self.settle();
             let heralds: Vec<usize> = (0..REPLICAS)
@@ -287,6 +288,10 @@ impl Cluster {
             self.stats.syncs += 1;
             self.step(index, Input::Durable { sequence });
         }
+        // The end of a batch, as the daemon's state thread does after each one.
+        for index in 0..REPLICAS {
+            self.step(index, Input::Flush);
+        }
     }
 
     /// Nothing in flight: no frame queued, no write waiting for its fsync.
@@ -315,6 +320,7 @@ impl Cluster {
             let input = Input::Client { reply_to, request: request.clone() };
             self.step(self.herald, input);
         }
+        self.step(self.herald, Input::Flush);
         for _ in 0..MAX_ROUNDS {
             if self.applied >= target {
                 return;

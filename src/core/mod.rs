@@ -48,6 +48,11 @@ pub struct ReplyTo {
 pub enum Input {
     /// One tick of logical time passed.
     Tick,
+    /// The driver has handed over every input it had for now: send what is pending.
+    /// A herald writes and replicates the entries of a whole batch of requests at once
+    /// (one `Persist`, one `Append` per member) instead of one per request. Drivers send
+    /// it after each batch; without it, entries still go out with the next heartbeat.
+    Flush,
     /// A message from a peer radiant.
     Message(PeerMessage),
     /// A client request arrived.
@@ -249,6 +254,7 @@ impl Radiant {
     pub fn step(&mut self, now: Tick, input: Input, actions: &mut Actions) {
         match input {
             Input::Tick => self.order.on_tick(now, actions),
+            Input::Flush => self.order.on_flush(actions),
             Input::Message(message) => self.order.on_message(message, actions),
             Input::Client { reply_to, request } => self.order.on_client(reply_to, request, actions),
             Input::Durable { sequence } => self.order.on_durable_input(sequence, actions),

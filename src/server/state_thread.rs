@@ -159,6 +159,9 @@ impl StateThread {
                 // status answer must see everything before it done.
                 self.carry_out_actions();
             }
+            // One write and one Append per member for everything the batch appended.
+            self.radiant.step(self.now, Input::Flush, &mut self.actions);
+            self.carry_out_actions();
             if shutdown {
                 return self.shut_down();
             }
@@ -340,25 +343,23 @@ impl StateThread {
         let _ = self.links.reactor.send(ReactorEvent::SendPeer { address, frame: frame.freeze() });
     }
 
-    /// Keeps a link to every other member's peer address.
+    /// Keeps a link to every other member's peer address. Addresses are never
+    /// forgotten here: a member just removed still gets heartbeats for a while (so it
+    /// learns of its removal), and the core decides whom to send to.
     fn on_membership(&mut self, membership: &Membership) {
         let me = self.radiant.member_id();
-        let mut peers = BTreeMap::new();
         for member in membership.others(me) {
-            match member_peer_address(membership, member).and_then(|address| address.parse().ok()) {
-                Some(address) => {
-                    peers.insert(member, address);
-                }
-                None => warn!(%member, "state: member has no usable peer address"),
-            }
-        }
-        for (&member, &address) in &peers {
-            if self.peers.get(&member) != Some(&address) {
+            let address =
+                member_peer_address(membership, member).and_then(|text| text.parse().ok());
+            let Some(address) = address else {
+                warn!(%member, "state: member has no usable peer address");
+                continue;
+            };
+            if self.peers.insert(member, address) != Some(address) {
                 info!(%member, %address, "state: linking to order member");
                 let _ = self.links.reactor.send(ReactorEvent::LinkPeer(address));
             }
         }
-        self.peers = peers;
     }
 
     /// Every worker copies its shards when the barrier reaches the front of its queue,

@@ -522,6 +522,12 @@ impl Simulator {
             }
         }
         self.run_clients();
+        // The end of the tick's batch: heralds write and replicate what it appended.
+        for index in 0..self.radiants.len() {
+            if self.radiants[index].core.is_some() {
+                self.step(index, Input::Flush);
+            }
+        }
         self.check_invariants();
     }
 

@@ -10,7 +10,7 @@ use radiant_protocol::{
 
 use super::membership::member_client_address;
 use super::{Order, OrderRole};
-use crate::core::{Action, Actions, ReplyTo};
+use crate::core::{Action, Actions, ReplyTo, Tick};
 
 /// The first byte of an encoded `Command::Membership` (its tag).
 pub(super) const MEMBERSHIP_COMMAND_TAG: u8 = 4;
@@ -35,7 +35,7 @@ impl Order {
                 return;
             }
         }
-        self.append_command(&command, Some(reply_to), actions);
+        self.append_command(&command, Some(reply_to));
     }
 
     /// The log command for a write or membership request; `None` when the request was
@@ -85,12 +85,11 @@ impl Order {
         })
     }
 
-    /// Appends `command` as herald: persist locally and replicate in parallel.
+    /// Appends `command` as herald; it is written and replicated at the next flush.
     pub(super) fn append_command(
         &mut self,
         command: &Command,
         reply_to: Option<ReplyTo>,
-        actions: &mut Actions,
     ) -> LogIndex {
         assert_eq!(self.role, OrderRole::Herald, "only a herald appends");
         let entry = radiant_protocol::LogEntry {
@@ -106,8 +105,8 @@ impl Order {
             self.waiting.insert(index, (self.term, reply_to));
         }
         self.log.append(entry.clone());
-        self.persist(None, vec![entry], actions);
-        self.broadcast_append(actions);
+        // Written and replicated at the end of the batch (`Input::Flush`).
+        self.unsent_entries.push(entry);
         index
     }
 
@@ -207,14 +206,17 @@ impl Order {
                     .insert(*member, super::replication::Progress::new(next_index, self.now));
             }
             MembershipChange::Remove { member } => {
-                self.progress.remove(member);
+                // Keep sending for two election timeouts so the removed member hears
+                // the commit of its removal (and reports it) instead of waiting forever.
+                let until = Tick(self.now.0 + 2 * self.options.election_timeout_ticks);
+                self.departing.insert(*member, until);
             }
             MembershipChange::Promote { .. } => {}
         }
     }
 
     /// A learner that has caught up with the commit index is promoted to voter.
-    pub(super) fn maybe_promote_learner(&mut self, member: MemberId, actions: &mut Actions) {
+    pub(super) fn maybe_promote_learner(&mut self, member: MemberId) {
         let caught_up = self
             .progress
             .get(&member)
@@ -224,11 +226,7 @@ impl Order {
             && self.pending_membership_index.is_none()
         {
             tracing::info!(%member, "order: learner caught up, promoting it to voter");
-            self.append_command(
-                &Command::Membership(MembershipChange::Promote { member }),
-                None,
-                actions,
-            );
+            self.append_command(&Command::Membership(MembershipChange::Promote { member }), None);
         }
     }
 

@@ -34,6 +34,17 @@ impl Order {
     }
 
     fn tick_herald(&mut self, actions: &mut Actions) {
+        let now = self.now;
+        let departed: Vec<MemberId> = self
+            .departing
+            .iter()
+            .filter(|(_, until)| now >= **until)
+            .map(|(member, _)| *member)
+            .collect();
+        for member in departed {
+            self.departing.remove(&member);
+            self.progress.remove(&member);
+        }
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.options.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
@@ -100,7 +111,7 @@ impl Order {
         self.persist(None, Vec::new(), actions);
         tracing::info!(term = self.term, transfer, "order: standing for election");
         if self.has_quorum_of_votes() {
-            self.become_herald(actions);
+            self.become_herald();
             return;
         }
         self.request_votes(self.term, false, transfer, actions);
@@ -207,7 +218,7 @@ impl Order {
             if vote.pre_vote {
                 self.campaign(false, actions);
             } else {
-                self.become_herald(actions);
+                self.become_herald();
             }
         } else if self.has_quorum_of_rejections() {
             self.become_follower(self.term, None, actions);
@@ -233,15 +244,18 @@ impl Order {
         self.reset_election_timeout();
         if was_herald {
             self.progress.clear();
+            self.departing.clear();
             self.pending_membership_index = None;
             self.fail_waiting_clients(actions);
         }
-        if term > self.persisted_hard_state.term {
+        // A former herald's unsent entries are still in its log: write them (persist
+        // takes them first), so what it acknowledges later is really on disk.
+        if term > self.persisted_hard_state.term || !self.unsent_entries.is_empty() {
             self.persist(None, Vec::new(), actions);
         }
     }
 
-    pub(super) fn become_herald(&mut self, actions: &mut Actions) {
+    pub(super) fn become_herald(&mut self) {
         assert_eq!(self.role, OrderRole::Candidate, "only a candidate becomes herald");
         self.role = OrderRole::Herald;
         self.herald = Some(self.me);
@@ -262,7 +276,7 @@ impl Order {
             "order: became herald"
         );
         // A herald commits an entry of its own term before it trusts older entries.
-        self.append_command(&radiant_protocol::Command::Noop, None, actions);
+        self.append_command(&radiant_protocol::Command::Noop, None);
     }
 
     fn uncommitted_membership_change(&self) -> Option<LogIndex> {

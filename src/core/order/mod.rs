@@ -132,12 +132,16 @@ pub struct Order {
     reads: ReadQueue,
     pending_membership_index: Option<LogIndex>,
     transfer: Option<(MemberId, Tick)>,
+    /// Members removed from the order that still get heartbeats until the tick given.
+    departing: BTreeMap<MemberId, Tick>,
     // Durability tracking.
     persisted_hard_state: HardState,
     next_persist_sequence: u64,
     pending_persists: VecDeque<PendingPersist>,
     durable_index: LogIndex,
     deferred: VecDeque<(u64, PeerMessage)>,
+    /// Entries a herald appended since the last flush, not yet handed to `Persist`.
+    unsent_entries: Vec<LogEntry>,
     // Snapshots.
     local_snapshot: Option<(LogIndex, Term)>,
     snapshot_in_progress: bool,
@@ -184,10 +188,12 @@ impl Order {
             reads: ReadQueue::default(),
             pending_membership_index: None,
             transfer: None,
+            departing: BTreeMap::new(),
             persisted_hard_state: hard_state,
             next_persist_sequence: 1,
             pending_persists: VecDeque::new(),
             deferred: VecDeque::new(),
+            unsent_entries: Vec::new(),
             local_snapshot,
             snapshot_in_progress: false,
             incoming_snapshot: None,
@@ -342,6 +348,17 @@ impl Order {
         true
     }
 
+    /// The end of a batch of inputs: write and replicate what the batch appended.
+    pub(crate) fn on_flush(&mut self, actions: &mut Actions) {
+        if self.unsent_entries.is_empty() {
+            return;
+        }
+        self.persist(None, Vec::new(), actions);
+        if self.role == OrderRole::Herald {
+            self.broadcast_append(actions);
+        }
+    }
+
     pub(crate) fn on_durable_input(&mut self, sequence: u64, actions: &mut Actions) {
         self.on_durable(sequence, actions);
     }
@@ -396,6 +413,16 @@ impl Order {
         entries: Vec<LogEntry>,
         actions: &mut Actions,
     ) {
+        // Entries appended before this persist must reach the disk first, so the WAL
+        // always holds a prefix of the in-memory log.
+        let entries = if self.unsent_entries.is_empty() {
+            entries
+        } else {
+            assert!(truncate_from.is_none(), "a herald with unsent entries never truncates");
+            let mut all = std::mem::take(&mut self.unsent_entries);
+            all.extend(entries);
+            all
+        };
         let hard_state = self.hard_state();
         let vote_changed = (hard_state.term, hard_state.voted_for)
             != (self.persisted_hard_state.term, self.persisted_hard_state.voted_for);
@@ -501,6 +528,9 @@ impl Order {
             self.log.snapshot_index(),
             self.applied_index
         );
+        if self.role != OrderRole::Herald {
+            assert!(self.unsent_entries.is_empty(), "only a herald holds unsent entries");
+        }
         if self.role == OrderRole::Herald {
             assert_eq!(self.herald, Some(self.me), "a herald must follow itself");
             assert_eq!(self.voted_for, Some(self.me), "a herald voted for itself in its term");

@@ -119,8 +119,18 @@ impl Order {
         self.send(member, PeerBody::Append(body), actions);
     }
 
+    /// Every member this herald sends to: the membership, plus members just removed,
+    /// which keep hearing heartbeats for a while so they learn of their removal.
+    fn replication_targets(&self) -> Vec<MemberId> {
+        let mut targets = self.membership.others(self.me);
+        let departing: Vec<MemberId> =
+            self.departing.keys().copied().filter(|member| !targets.contains(member)).collect();
+        targets.extend(departing);
+        targets
+    }
+
     pub(super) fn broadcast_append(&mut self, actions: &mut Actions) {
-        for member in self.membership.others(self.me) {
+        for member in self.replication_targets() {
             self.send_append(member, actions);
         }
     }
@@ -128,7 +138,7 @@ impl Order {
     /// A heartbeat to every member, starting a new read round (read-index and leases).
     pub(super) fn broadcast_heartbeat(&mut self, actions: &mut Actions) {
         let round = self.reads.start_round(self.now);
-        for member in self.membership.others(self.me) {
+        for member in self.replication_targets() {
             let Some(progress) = self.progress.get(&member) else {
                 continue;
             };
@@ -197,6 +207,10 @@ impl Order {
             let match_index = progress.match_index;
             match &mut progress.state {
                 ProgressState::Probe { .. } => {
+                    // The logs agree through the match: stream from just after it. (An
+                    // acknowledged heartbeat proves no more than that, so the next index
+                    // must come back to it, or a lagging member would never get its gap.)
+                    progress.next_index = match_index + 1;
                     progress.state = ProgressState::Replicate { inflight: VecDeque::new() }
                 }
                 ProgressState::Replicate { inflight } => {
@@ -205,7 +219,7 @@ impl Order {
                 ProgressState::Snapshot { .. } => {}
             }
             self.maybe_commit(actions);
-            self.maybe_promote_learner(member, actions);
+            self.maybe_promote_learner(member);
             self.maybe_finish_transfer(member, actions);
         } else if ack.reject_hint + 1 > progress.match_index {
             // The member's log does not hold our entry at next - 1: retreat to its hint.
