@@ -46,9 +46,26 @@ pub fn write_config(data_dir: &Path, extra: &str) -> PathBuf {
 
 impl Daemon {
     /// Starts a radiant on `data_dir` (created if missing) with `extra` config lines.
+    /// The radiant is a single-node system, so this also waits until it is herald
+    /// (before its first tick it answers `NotHerald` without a hint).
     pub fn start(data_dir: &Path, extra: &str) -> Daemon {
         let config_path = write_config(data_dir, extra);
-        Daemon::start_with_config(data_dir, &config_path)
+        let daemon = Daemon::start_with_config(data_dir, &config_path);
+        daemon.wait_for_herald();
+        daemon
+    }
+
+    /// Waits (bounded) until this radiant knows a herald of its order.
+    pub fn wait_for_herald(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !status(self).is_some_and(|status| status["herald"].is_u64()) {
+            assert!(
+                Instant::now() < deadline,
+                "no herald within {START_TIMEOUT:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Starts a radiant with an existing config file whose data_dir is `data_dir`.
