@@ -3,22 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
-
-use common::{run_bounded, Daemon};
-
-const CLI_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn radiant(args: &[&str]) -> (i32, String, String) {
-    let output = run_bounded(Command::new(env!("CARGO_BIN_EXE_radiant")).args(args), CLI_TIMEOUT);
-    let code = output.status.code().expect("exited normally");
-    (
-        code,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::{radiant, Daemon};
 
 #[test]
 fn put_get_cas_delete_through_the_command_line() {

@@ -6,18 +6,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use proptest::prelude::*;
 use radiant::core::prng::Prng;
 use radiant::sim::checker::{check, Verdict};
 use radiant::sim::history::{read_jsonl, write_jsonl, OpKind, Operation};
 
-use common::run_bounded;
-
 const STEPS: u64 = 10_000_000;
-const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// The value a doctored read claims to have seen; no generated write uses it.
 const NEVER_WRITTEN: &str = "never-written";
 
@@ -319,17 +315,6 @@ fn big_history_doctored_at_its_last_read_is_a_violation() {
     }
 }
 
-/// Runs `radiant ARGS` with a deadline (the helper kills it by PID when it hangs).
-fn radiant(args: &[&str]) -> (i32, String, String) {
-    let output = run_bounded(Command::new(env!("CARGO_BIN_EXE_radiant")).args(args), CLI_TIMEOUT);
-    let code = output.status.code().expect("exited normally");
-    (
-        code,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn check_history_command_passes_a_good_file_and_fails_a_doctored_one() {
     let directory = tempfile::tempdir().expect("temp dir");
@@ -338,14 +323,14 @@ fn check_history_command_passes_a_good_file_and_fails_a_doctored_one() {
     let mut history = execute(&plans, 3, 5);
     let good = directory.path().join("good.jsonl");
     std::fs::write(&good, to_jsonl(&history)).expect("write");
-    let (code, stdout, stderr) = radiant(&["check-history", good.to_str().expect("utf-8")]);
+    let (code, stdout, stderr) = common::radiant(&["check-history", good.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("linearizable (3 keys, 300 operations)"), "{stdout}");
 
     doctor_one_read(&mut history, 17);
     let doctored = directory.path().join("doctored.jsonl");
     std::fs::write(&doctored, to_jsonl(&history)).expect("write");
-    let (code, stdout, _) = radiant(&["check-history", doctored.to_str().expect("utf-8")]);
+    let (code, stdout, _) = common::radiant(&["check-history", doctored.to_str().expect("utf-8")]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("not linearizable: key `k"), "{stdout}");
     assert!(stdout.contains(NEVER_WRITTEN), "{stdout}");
@@ -355,13 +340,13 @@ fn check_history_command_passes_a_good_file_and_fails_a_doctored_one() {
 fn check_history_command_fails_on_unreadable_or_undecided_input() {
     let directory = tempfile::tempdir().expect("temp dir");
     let missing = directory.path().join("missing.jsonl");
-    let (code, _, stderr) = radiant(&["check-history", missing.to_str().expect("utf-8")]);
+    let (code, _, stderr) = common::radiant(&["check-history", missing.to_str().expect("utf-8")]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot read history"), "{stderr}");
 
     let broken = directory.path().join("broken.jsonl");
     std::fs::write(&broken, "{\"client\":1}\n").expect("write");
-    let (code, _, stderr) = radiant(&["check-history", broken.to_str().expect("utf-8")]);
+    let (code, _, stderr) = common::radiant(&["check-history", broken.to_str().expect("utf-8")]);
     assert_eq!(code, 1);
     assert!(stderr.contains("history line 1: missing field"), "{stderr}");
 
@@ -371,7 +356,7 @@ fn check_history_command_fails_on_unreadable_or_undecided_input() {
     let file = directory.path().join("history.jsonl");
     std::fs::write(&file, to_jsonl(&history)).expect("write");
     let path = file.to_str().expect("utf-8");
-    let (code, stdout, _) = radiant(&["check-history", path, "--max-steps-per-key", "3"]);
+    let (code, stdout, _) = common::radiant(&["check-history", path, "--max-steps-per-key", "3"]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("undecided"), "{stdout}");
 }

@@ -284,3 +284,15 @@ pub fn status(daemon: &Daemon) -> Option<serde_json::Value> {
         _ => None,
     }
 }
+
+/// Runs `radiant ARGS` to completion (killed by PID if it outlives 30 s); returns the exit
+/// code, stdout and stderr.
+pub fn radiant(args: &[&str]) -> (i32, String, String) {
+    let output = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_radiant")).args(args),
+        Duration::from_secs(30),
+    );
+    let code = output.status.code().expect("exited normally");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (code, text(&output.stdout), text(&output.stderr))
+}
