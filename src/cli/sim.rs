@@ -41,7 +41,8 @@ pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
             Ok((report, history)) => {
                 println!(
                     "seed {seed}: ok: {} ticks, {} ops ({} completed), {} heralds, {} crashes, \
-                     commit {}, {} snapshots installed, messages {}/{} delivered/dropped",
+                     commit {}, {} snapshots installed, {} membership changes, messages {}/{} \
+                     delivered/dropped",
                     report.ticks,
                     report.operations,
                     report.completed,
@@ -49,6 +50,7 @@ pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
                     report.crashes,
                     report.committed,
                     report.snapshots_installed,
+                    report.membership_changes,
                     report.messages.0,
                     report.messages.1
                 );

@@ -101,6 +101,9 @@ pub struct SimOptions {
     pub replication_max_bytes: u64,
     /// A deliberate bug to switch on (only in `cargo test` builds).
     pub injected_bug: InjectedBug,
+    /// Chance per tick of the safety phase that an admin adds a spare radiant or removes
+    /// a voter (never below `voters`), through a random radiant.
+    pub membership_changes_per_million: u64,
 }
 
 impl SimOptions {
@@ -109,7 +112,7 @@ impl SimOptions {
     pub fn swarm(seed: u64, radiants: usize, ticks: u64) -> SimOptions {
         let mut prng = Prng::new(seed ^ 0x5EED_5A7A_0F5A);
         let delay_max = prng.range(1, 8);
-        SimOptions {
+        let mut options = SimOptions {
             seed,
             radiants,
             voters: radiants,
@@ -138,14 +141,22 @@ impl SimOptions {
             heartbeat_interval_ticks: 2,
             replication_max_bytes: prng.range(64, 4096),
             injected_bug: InjectedBug::None,
+            membership_changes_per_million: 0,
+        };
+        // Drawn last, so every other knob of a seed is what it was before this existed.
+        if prng.chance(1, 2) {
+            // One spare radiant joins as a learner, is promoted, and later a voter leaves.
+            options.radiants += 1;
+            options.membership_changes_per_million = prng.range(500, 5_000);
         }
+        options
     }
 
     /// The command that replays this run.
     pub fn reproduce_command(&self) -> String {
         format!(
             "radiant sim --seed {} --radiants {} --ticks {}",
-            self.seed, self.radiants, self.ticks
+            self.seed, self.voters, self.ticks
         )
     }
 }
@@ -169,6 +180,8 @@ pub struct SimReport {
     pub committed: LogIndex,
     /// Snapshots installed on lagging members.
     pub snapshots_installed: u64,
+    /// Membership changes committed (learner added, promoted, voter removed).
+    pub membership_changes: u64,
     /// Messages delivered and dropped.
     pub messages: (u64, u64),
 }
@@ -230,6 +243,22 @@ struct SimRadiant {
     checked_commit: LogIndex,
 }
 
+impl SimRadiant {
+    /// Radiant `id` before its first start: empty disk, nothing running.
+    fn fresh(id: u64) -> SimRadiant {
+        SimRadiant {
+            member: MemberId::new(id).expect("ids start at 1"),
+            core: None,
+            machine: StateMachine::new(8),
+            disk: SimDisk::default(),
+            incoming_snapshot: BytesMut::new(),
+            restart_at: 0,
+            incarnation: 0,
+            checked_commit: 0,
+        }
+    }
+}
+
 /// The simulator.
 pub struct Simulator {
     options: SimOptions,
@@ -247,6 +276,12 @@ pub struct Simulator {
     // Checker state.
     heralds_by_term: BTreeMap<Term, MemberId>,
     checked_heralds: std::collections::BTreeSet<(MemberId, Term)>,
+    /// The membership after every committed change, and the one before the last change.
+    committed_membership: Membership,
+    previous_membership: Membership,
+    membership_changes: u64,
+    /// Members an admin request asked to remove (never added back).
+    ever_removed: std::collections::BTreeSet<MemberId>,
     committed: BTreeMap<LogIndex, (Term, Bytes)>,
     crashes: u64,
     partition_until: Option<u64>,
@@ -270,19 +305,9 @@ impl Simulator {
             let member = MemberId::new(id).expect("ids start at 1");
             (member, member_address(&format!("sim-{id}"), &format!("sim-{id}")))
         }));
+        let initial_membership_for_checks = initial_membership.clone();
         let mut prng = Prng::new(options.seed);
-        let radiants = (1..=options.radiants as u64)
-            .map(|id| SimRadiant {
-                member: MemberId::new(id).expect("ids start at 1"),
-                core: None,
-                machine: StateMachine::new(8),
-                disk: SimDisk::default(),
-                incoming_snapshot: BytesMut::new(),
-                restart_at: 0,
-                incarnation: 0,
-                checked_commit: 0,
-            })
-            .collect();
+        let radiants = (1..=options.radiants as u64).map(SimRadiant::fresh).collect();
         let clients = (0..options.clients)
             .map(|index| {
                 let mut client = SimClient::new(
@@ -314,6 +339,10 @@ impl Simulator {
             followups: VecDeque::new(),
             heralds_by_term: BTreeMap::new(),
             checked_heralds: std::collections::BTreeSet::new(),
+            ever_removed: std::collections::BTreeSet::new(),
+            committed_membership: initial_membership_for_checks.clone(),
+            previous_membership: initial_membership_for_checks,
+            membership_changes: 0,
             committed: BTreeMap::new(),
             crashes: 0,
             partition_until: None,
@@ -376,6 +405,7 @@ impl Simulator {
             crashes: self.crashes,
             committed: self.committed.keys().next_back().copied().unwrap_or(0),
             snapshots_installed: self.snapshots_installed,
+            membership_changes: self.membership_changes,
             messages: (self.network.delivered, self.network.dropped),
         }
     }
@@ -665,6 +695,9 @@ impl Simulator {
                 self.crash(index);
             }
         }
+        if self.prng.chance(self.options.membership_changes_per_million, 1_000_000) {
+            self.change_membership_at_random();
+        }
         match self.partition_until {
             Some(until) if self.now >= until => {
                 self.network.heal();
@@ -675,6 +708,46 @@ impl Simulator {
             }
             _ => {}
         }
+    }
+
+    /// Asks a random radiant to add a spare radiant not yet in the order, or else to
+    /// remove a random voter while there are more than `voters`. Answers are ignored:
+    /// a refused request (not herald, locked) simply did not happen.
+    fn change_membership_at_random(&mut self) {
+        self.admin_replies.clear();
+        let newest = self
+            .radiants
+            .iter()
+            .filter_map(|radiant| radiant.core.as_ref())
+            .map(|core| core.order())
+            .max_by_key(|order| (order.term(), order.commit_index()));
+        let Some(membership) = newest.map(|order| order.membership().clone()) else { return };
+        let spare = (self.options.voters..self.radiants.len())
+            .map(|index| self.radiants[index].member)
+            .find(|member| !membership.contains(*member) && !self.ever_removed.contains(member));
+        let request = if let Some(member) = spare {
+            let address = member_address(&format!("sim-{member}"), &format!("sim-{member}"));
+            ClientRequest::AddMember { member, address }
+        } else if membership.voters.len() > self.options.voters {
+            let voters: Vec<MemberId> = membership.voters.iter().copied().collect();
+            let member = voters[self.prng.range(0, voters.len() as u64) as usize];
+            self.ever_removed.insert(member);
+            ClientRequest::RemoveMember { member }
+        } else {
+            return;
+        };
+        self.next_admin_correlation += 1;
+        let message = SimMessage::Request { correlation: self.next_admin_correlation, request };
+        let target = Endpoint::Radiant(self.prng.range(0, self.radiants.len() as u64) as usize);
+        let faults = self.network_faults();
+        self.network.send(
+            self.now,
+            Endpoint::Client(ADMIN_CLIENT),
+            target,
+            message,
+            &faults,
+            &mut self.prng,
+        );
     }
 
     fn start_partition(&mut self) {
@@ -1038,6 +1111,12 @@ impl Simulator {
                     Some(_) => {}
                     None => {
                         self.committed.insert(index, (entry.term, entry.data.clone()));
+                        let command = Command::decode(entry.data.clone(), &Limits::DEFAULT);
+                        if let Ok(Command::Membership(change)) = command {
+                            self.membership_changes += 1;
+                            self.previous_membership = self.committed_membership.clone();
+                            self.committed_membership.apply(&change);
+                        }
                     }
                 }
             }
@@ -1128,15 +1207,11 @@ impl Simulator {
         };
         let holders =
             self.radiants.iter().filter(|radiant| radiant.disk.holds(index, term)).count();
-        // The largest majority any live radiant's membership needs (changes are one
-        // member at a time, so consecutive memberships' majorities overlap).
-        let quorum = self
-            .radiants
-            .iter()
-            .filter_map(|radiant| radiant.core.as_ref())
-            .map(|core| core.order().membership().quorum())
-            .max()
-            .unwrap_or_else(|| self.initial_membership.quorum());
+        // The committed membership, as of the entries committed so far. Entries committed
+        // around a single-member change may have been counted under the membership before
+        // it, so the smaller of the two majorities is the bound (consecutive majorities
+        // overlap, which is what keeps such entries safe).
+        let quorum = self.committed_membership.quorum().min(self.previous_membership.quorum());
         if holders < quorum {
             self.fail(format!(
                 "durability: committed ({term}, {index}) is durable on {holders} radiants, fewer \
