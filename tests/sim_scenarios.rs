@@ -133,3 +133,28 @@ fn a_second_membership_change_while_one_is_pending_gets_locked() {
     let answer = simulator.request(herald, add_another, 10 * ELECTION);
     assert_eq!(answer, Err(ErrorResponse::Locked(OrderStateOp::MembershipUpdate)));
 }
+
+#[test]
+fn a_herald_drops_acknowledgements_of_entries_it_never_sent() {
+    use radiant_protocol::{AppendAck, GroupId, PeerBody, PeerHeader, PeerMessage};
+    let mut simulator = Simulator::quiet(6, 3, 3);
+    let (herald, term) = settled(&mut simulator);
+    let follower = (herald + 1) % 3;
+    let commit = simulator.order(herald).expect("up").commit_index();
+    let header = PeerHeader {
+        group: GroupId::new(1).expect("nonzero"),
+        from: member(follower as u64 + 1),
+        to: member(herald as u64 + 1),
+        term,
+    };
+    let bogus =
+        AppendAck { success: true, match_index: 1 << 40, reject_hint: 0, read_round: 1 << 40 };
+    simulator.inject(herald, PeerMessage { header, body: PeerBody::AppendAck(bogus) });
+    simulator.run_ticks(5 * ELECTION);
+    assert_eq!(simulator.herald().map(|(index, _)| index), Some(herald));
+    assert!(
+        simulator.order(herald).expect("up").commit_index() <= commit + 1,
+        "a bogus ack moved commit"
+    );
+    assert!(put(&mut simulator, herald, "still-serving").is_ok());
+}

@@ -492,6 +492,15 @@ impl Simulator {
         heralds.max_by_key(|(_, term)| *term)
     }
 
+    /// Hands `message` straight to radiant `radiant`, as if a peer had sent it (for
+    /// scenarios that play a buggy or hostile peer).
+    pub fn inject(&mut self, radiant: usize, message: PeerMessage) {
+        self.step(radiant, Input::Message(message));
+        if let Some(failure) = self.failure.take() {
+            panic!("{failure}");
+        }
+    }
+
     /// Radiant `radiant`'s replica of the order, if it is up.
     pub fn order(&self, radiant: usize) -> Option<&crate::core::Order> {
         self.radiants[radiant].core.as_ref().map(Radiant::order)

@@ -50,6 +50,11 @@ impl ReadQueue {
         self.current_round
     }
 
+    /// The newest round started.
+    pub(crate) fn current_round(&self) -> u64 {
+        self.current_round
+    }
+
     fn drain(&mut self) -> Vec<PendingRead> {
         self.pending.drain(..).collect()
     }

@@ -197,6 +197,13 @@ impl Order {
         actions: &mut Actions,
     ) {
         let member = header.from;
+        // A peer cannot acknowledge what this herald never sent: a match past its log or
+        // a round it never started is a bug or malice, dropped rather than trusted.
+        let (last_index, current_round) = (self.log.last_index(), self.reads.current_round());
+        if ack.match_index > last_index || ack.read_round > current_round {
+            tracing::warn!(%member, ?ack, last_index, current_round, "order: dropping an impossible AppendAck");
+            return;
+        }
         let Some(progress) = self.heard_from(member) else { return };
         progress.acknowledged_round = progress.acknowledged_round.max(ack.read_round);
         if ack.success {
