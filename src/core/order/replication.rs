@@ -201,7 +201,8 @@ impl Order {
         // a round it never started is a bug or malice, dropped rather than trusted.
         let (last_index, current_round) = (self.log.last_index(), self.reads.current_round());
         if ack.match_index > last_index || ack.read_round > current_round {
-            tracing::warn!(%member, ?ack, last_index, current_round, "order: dropping an impossible AppendAck");
+            let why = "order: dropping an impossible AppendAck";
+            tracing::warn!(%member, ?ack, last_index, current_round, "{why}");
             return;
         }
         let Some(progress) = self.heard_from(member) else { return };
