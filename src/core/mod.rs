@@ -219,6 +219,11 @@ impl Actions {
         self.actions.drain(..)
     }
 
+    /// Moves every action, oldest first, to the end of `out` (both keep their capacity).
+    pub fn move_into(&mut self, out: &mut Vec<Action>) {
+        out.append(&mut self.actions);
+    }
+
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()

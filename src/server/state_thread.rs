@@ -130,6 +130,7 @@ pub fn spawn(
             actions: Actions::new(),
             wal_failed: None,
             peers: BTreeMap::new(),
+            pending_actions: Vec::new(),
         };
         let membership = thread.radiant.order().membership().clone();
         thread.on_membership(&membership);
@@ -144,6 +145,7 @@ struct StateThread {
     actions: Actions,
     wal_failed: Option<String>,
     peers: BTreeMap<MemberId, SocketAddr>,
+    pending_actions: Vec<Action>,
 }
 
 impl StateThread {
@@ -256,10 +258,13 @@ impl StateThread {
     /// Carries out the step's actions in order. Consecutive `Persist` actions become
     /// one WAL batch where possible, so a burst of writes costs one fsync.
     fn carry_out_actions(&mut self) {
-        let actions: Vec<Action> = self.actions.drain().collect();
-        for action in actions {
+        // One reused buffer: this runs for every event, client requests included.
+        let mut pending = std::mem::take(&mut self.pending_actions);
+        self.actions.move_into(&mut pending);
+        for action in pending.drain(..) {
             self.carry_out(action);
         }
+        self.pending_actions = pending;
     }
 
     fn send_wal(&mut self, request: WalRequest) {
