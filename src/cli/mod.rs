@@ -102,10 +102,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validate a configuration file and print every problem found.
+    /// Validate configuration files and print every problem found; given every config of
+    /// one system, also check that their neighbours link all its radiants together.
     CheckConfig {
-        /// The file to check.
-        file: PathBuf,
+        /// The file to check, or every radiant's file of one system.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
     },
     /// Check a JSON-lines client history (DESIGN §9) for linearizability.
     CheckHistory(CheckHistoryArgs),
@@ -185,17 +187,20 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         Command::Status { json, target } => status(json, &target),
         Command::Admin(command) => admin(command),
         Command::Bench(args) => bench::run(&args),
-        Command::CheckConfig { file } => {
-            let config = Config::load(&file).map_err(|error| error_chain(&error))?;
-            println!(
-                "{}: ok (clients on {}, peers on {}, data in {})",
-                file.display(),
-                config.client_addr(),
-                config.peer_addr(),
-                config.data_dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::CheckConfig { files } => match files.as_slice() {
+            [file] => {
+                let config = Config::load(file).map_err(|error| error_chain(&error))?;
+                println!(
+                    "{}: ok (clients on {}, peers on {}, data in {})",
+                    file.display(),
+                    config.client_addr(),
+                    config.peer_addr(),
+                    config.data_dir.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            files => check_system_configs(files),
+        },
         Command::CheckHistory(arguments) => check_history(&arguments),
         Command::Get { key, target } => {
             let value =
@@ -243,6 +248,45 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             negative(&format!("cas on `{key}` did not match: the key {current}"))
         }
     }
+}
+
+/// Validates every config of one system, then checks their association graph. Invalid
+/// files are reported on stderr and stop the check (the graph of broken configs would
+/// only repeat their problems); the graph report goes to stdout, and any problem exits 1.
+fn check_system_configs(files: &[PathBuf]) -> Result<ExitCode, String> {
+    let mut configs = Vec::with_capacity(files.len());
+    let mut invalid = 0;
+    for file in files {
+        match Config::load(file) {
+            Ok(config) => configs.push((file.display().to_string(), config)),
+            Err(error) => {
+                eprintln!("radiant: {}", error_chain(&error));
+                invalid += 1;
+            }
+        }
+    }
+    if invalid > 0 {
+        let total = files.len();
+        eprintln!("radiant: {invalid} of {total} config files invalid; graph not checked");
+        return Ok(ExitCode::FAILURE);
+    }
+    let report = crate::config::graph::check(&configs);
+    for (origin, config) in &configs {
+        let neighbour = config.neighbor_addr().map_or("(none)".to_string(), |at| at.to_string());
+        println!("{origin}: peer {} -> neighbour {neighbour}", config.peer_addr());
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    if report.is_ok() {
+        println!("association graph: ok ({} radiants, weakly connected)", report.radiants);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("association graph: {} problem(s):", report.problems.len());
+    for problem in &report.problems {
+        println!("  - {problem}");
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 /// Prints the verdict on stdout; only a linearizable history exits 0.

@@ -5,6 +5,7 @@
 //! This module reads a file and checks values. It must not open sockets or data
 //! directories: the daemon does that after validation succeeds.
 
+pub mod graph;
 mod validate;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
