@@ -139,6 +139,7 @@ fn membership() -> Membership {
 
 fn order_options(replication_max_bytes: u64) -> OrderOptions {
     OrderOptions {
+        cluster: radiant_protocol::ClusterId::UNSET,
         group: GroupId::new(1).expect("nonzero"),
         shard_count: 64,
         snapshot_interval_entries: u64::MAX / 2,
@@ -202,10 +203,13 @@ impl Cluster {
             }
             self.settle();
             let heralds: Vec<usize> = (0..REPLICAS)
-                .filter(|&index| self.replicas[index].core.order().role() == OrderRole::Herald)
+                .filter(|&index| {
+                    self.replicas[index].core.order().expect("static order").role()
+                        == OrderRole::Herald
+                })
                 .collect();
             if let [herald] = heralds[..] {
-                let order = self.replicas[herald].core.order();
+                let order = self.replicas[herald].core.order().expect("static order");
                 assert_eq!(order.commit_index(), order.last_index(), "herald's no-op committed");
                 return herald;
             }
@@ -246,7 +250,9 @@ impl Cluster {
             | Action::Reply { .. }
             | Action::Snapshot { .. }
             | Action::CompactLog { .. }
-            | Action::MembershipChanged(_) => {}
+            | Action::MembershipChanged(_)
+            | Action::SendSystem { .. }
+            | Action::PersistSystem(_) => {}
         }
     }
 

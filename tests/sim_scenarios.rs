@@ -142,6 +142,7 @@ fn a_herald_drops_acknowledgements_of_entries_it_never_sent() {
     let follower = (herald + 1) % 3;
     let commit = simulator.order(herald).expect("up").commit_index();
     let header = PeerHeader {
+        cluster: radiant_protocol::ClusterId::UNSET,
         group: GroupId::new(1).expect("nonzero"),
         from: member(follower as u64 + 1),
         to: member(herald as u64 + 1),

@@ -63,6 +63,24 @@ impl Reader {
         Ok(self.bytes.get_u64())
     }
 
+    /// A `u128`, big-endian (cluster ids).
+    pub(crate) fn read_u128(&mut self, field: &'static str) -> Result<u128, DecodeError> {
+        self.need(field, 16)?;
+        Ok(self.bytes.get_u128())
+    }
+
+    /// A count of items each at least `min_item_bytes` long, checked against the bytes
+    /// that remain before anyone allocates for it.
+    pub(crate) fn read_count(
+        &mut self,
+        field: &'static str,
+        min_item_bytes: usize,
+    ) -> Result<usize, DecodeError> {
+        let count = self.read_u32(field)? as usize;
+        self.need(field, count.saturating_mul(min_item_bytes))?;
+        Ok(count)
+    }
+
     /// A required member id: a `u64` that must not be 0 ("not set").
     pub(crate) fn read_member_id(&mut self, field: &'static str) -> Result<MemberId, DecodeError> {
         MemberId::new(self.read_u64(field)?).ok_or(DecodeError::ZeroId { field })

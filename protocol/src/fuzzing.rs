@@ -135,6 +135,7 @@ mod tests {
     /// An `Append` frame with two entries, as a peer would send it.
     fn append_frame() -> BytesMut {
         let header = PeerHeader {
+            cluster: crate::ids::ClusterId(1),
             group: GroupId::new(1).unwrap(),
             from: MemberId::new(2).unwrap(),
             to: MemberId::new(3).unwrap(),

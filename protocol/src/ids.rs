@@ -53,3 +53,25 @@ nonzero_id!(
     /// A client session's identity, used with a sequence number for exactly-once writes.
     ClientId
 );
+
+/// A system's identity: a random 128-bit value fixed by the first controller election
+/// and persisted by every radiant. 0 means "not set" (a radiant not yet associated).
+/// Radiants refuse peers that present another cluster id, so two systems never merge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterId(pub u128);
+
+impl ClusterId {
+    /// "Not set".
+    pub const UNSET: ClusterId = ClusterId(0);
+
+    /// Whether a cluster id has been fixed.
+    pub fn is_set(self) -> bool {
+        self.0 != 0
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}

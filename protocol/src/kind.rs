@@ -24,17 +24,18 @@ use std::fmt;
 /// A message family: a group of kinds that share a range and a file under `message/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// Discovery between radiants, kinds 0x01–0x0F. Specified by later work.
+    /// Discovery between radiants, kinds 0x01–0x0F.
     Beacon,
-    /// Joining a system and admin membership changes, kinds 0x10–0x1F. Specified later.
+    /// Joining a system, kinds 0x10–0x1F.
     Join,
     /// Elections of heralds and of the controller, kinds 0x20–0x2F. Order elections
-    /// (`RequestVote`, `Vote`, `TimeoutNow`) are defined; council votes come later.
+    /// (`RequestVote`, `Vote`, `TimeoutNow`) and council votes (`CouncilRequestVote`,
+    /// `CouncilVote`).
     Vote,
     /// Log replication inside an order, kinds 0x30–0x3F: `Append` (also the heartbeat),
     /// `AppendAck`, `InstallSnapshot`, `InstallSnapshotAck`.
     Replication,
-    /// Configuration and shard transfer, kinds 0x40–0x4F. Specified later.
+    /// The controller's configurations (and, later, shard transfer), kinds 0x40–0x4F.
     Controller,
     /// Requests from clients, kinds 0x50–0x5F.
     ClientRequest,
@@ -87,6 +88,24 @@ impl fmt::Display for Family {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Kind {
+    /// A radiant announces itself to its neighbour (system message).
+    BeaconHandshake = 0x01,
+    /// The answer to `BeaconHandshake`: a temporary id and the responder's view.
+    BeaconResponse = 0x02,
+    /// A handshake refused (another cluster id).
+    BeaconRefused = 0x03,
+    /// A newcomer asks to join an established system.
+    JoinSystem = 0x10,
+    /// The controller admits a newcomer.
+    JoinAccepted = 0x11,
+    /// A candidate for controller asks for a vote.
+    CouncilRequestVote = 0x23,
+    /// The answer to `CouncilRequestVote`.
+    CouncilVote = 0x24,
+    /// The controller's heartbeat with its newest configuration.
+    CouncilAppend = 0x40,
+    /// The answer to `CouncilAppend`.
+    CouncilAppendAck = 0x41,
     /// A candidate (or pre-candidate) asks for a member's vote.
     RequestVote = 0x20,
     /// A member's answer to `RequestVote`.
@@ -139,14 +158,23 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 24] = [
+    pub const ALL: [Kind; 33] = [
+        Kind::BeaconHandshake,
+        Kind::BeaconResponse,
+        Kind::BeaconRefused,
+        Kind::JoinSystem,
+        Kind::JoinAccepted,
         Kind::RequestVote,
         Kind::Vote,
         Kind::TimeoutNow,
+        Kind::CouncilRequestVote,
+        Kind::CouncilVote,
         Kind::Append,
         Kind::AppendAck,
         Kind::InstallSnapshot,
         Kind::InstallSnapshotAck,
+        Kind::CouncilAppend,
+        Kind::CouncilAppendAck,
         Kind::Get,
         Kind::Put,
         Kind::Delete,
@@ -169,9 +197,18 @@ impl Kind {
     /// The kind with wire byte `byte`, or `None` if this version does not know it.
     pub fn from_u8(byte: u8) -> Option<Kind> {
         match byte {
+            0x01 => Some(Kind::BeaconHandshake),
+            0x02 => Some(Kind::BeaconResponse),
+            0x03 => Some(Kind::BeaconRefused),
+            0x10 => Some(Kind::JoinSystem),
+            0x11 => Some(Kind::JoinAccepted),
             0x20 => Some(Kind::RequestVote),
             0x21 => Some(Kind::Vote),
             0x22 => Some(Kind::TimeoutNow),
+            0x23 => Some(Kind::CouncilRequestVote),
+            0x24 => Some(Kind::CouncilVote),
+            0x40 => Some(Kind::CouncilAppend),
+            0x41 => Some(Kind::CouncilAppendAck),
             0x30 => Some(Kind::Append),
             0x31 => Some(Kind::AppendAck),
             0x32 => Some(Kind::InstallSnapshot),
@@ -205,7 +242,14 @@ impl Kind {
     /// The family this kind belongs to.
     pub fn family(self) -> Family {
         match self {
-            Kind::RequestVote | Kind::Vote | Kind::TimeoutNow => Family::Vote,
+            Kind::BeaconHandshake | Kind::BeaconResponse | Kind::BeaconRefused => Family::Beacon,
+            Kind::JoinSystem | Kind::JoinAccepted => Family::Join,
+            Kind::RequestVote
+            | Kind::Vote
+            | Kind::TimeoutNow
+            | Kind::CouncilRequestVote
+            | Kind::CouncilVote => Family::Vote,
+            Kind::CouncilAppend | Kind::CouncilAppendAck => Family::Controller,
             Kind::Append | Kind::AppendAck | Kind::InstallSnapshot | Kind::InstallSnapshotAck => {
                 Family::Replication
             }

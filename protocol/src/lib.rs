@@ -26,6 +26,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod codec;
+pub mod configuration;
 pub mod error;
 pub mod frame;
 pub mod fuzzing;
@@ -36,18 +37,23 @@ pub mod message;
 pub mod replication;
 pub mod state;
 
+pub use configuration::{Configuration, RadiantAddress};
 pub use error::DecodeError;
 pub use frame::{
     decode_frame, encode_frame, Frame, FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES, MIN_FRAME_LENGTH,
     PROTOCOL_VERSION,
 };
-pub use ids::{ClientId, GroupId, LogIndex, MemberId, Term};
+pub use ids::{ClientId, ClusterId, GroupId, LogIndex, MemberId, Term};
 pub use kind::{Family, Kind};
 pub use limits::{Limits, MAX_ADDRESS_BYTES, MAX_REASON_BYTES};
 pub use message::{
-    Append, AppendAck, ClientRequest, ClientResponse, Command, ErrorResponse, InstallSnapshot,
-    InstallSnapshotAck, MembershipChange, Message, PeerBody, PeerHeader, PeerMessage,
-    ReadConsistency, RequestVote, Session, Vote,
+    Append, AppendAck, ClientRequest, ClientResponse, Command, CouncilEntry, ErrorResponse,
+    InstallSnapshot, InstallSnapshotAck, MembershipChange, Message, PeerBody, PeerHeader,
+    PeerMessage, ReadConsistency, RequestVote, Session, SystemBody, SystemMessage, Vote,
+};
+pub use message::{
+    BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
+    CouncilVote, JoinAccepted, JoinSystem,
 };
 pub use replication::LogEntry;
 pub use state::OrderStateOp;

@@ -103,14 +103,14 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
 }
 
 fn peer_header() -> impl Strategy<Value = PeerHeader> {
-    (1..=u64::MAX, required_member_id(), required_member_id(), any::<u64>()).prop_map(
-        |(group, from, to, term)| PeerHeader {
+    (any::<u128>(), 1..=u64::MAX, required_member_id(), required_member_id(), any::<u64>())
+        .prop_map(|(cluster, group, from, to, term)| PeerHeader {
+            cluster: radiant_protocol::ClusterId(cluster),
             group: GroupId::new(group).unwrap(),
             from,
             to,
             term,
-        },
-    )
+        })
 }
 
 /// An `Append` with 0..4 entries contiguous after `prev_log_index`, terms growing from

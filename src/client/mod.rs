@@ -255,7 +255,7 @@ impl Client {
             Message::Response(ClientResponse::Status { json }) => Ok(json),
             Message::Error(error) => Err(ClientError::Server { address: self.address, error }),
             Message::Response(other) => Err(self.unexpected("status", other)),
-            Message::Request(_) | Message::Peer(_) => {
+            Message::Request(_) | Message::Peer(_) | Message::System(_) => {
                 Err(self.unexpected("status", ClientResponse::Done))
             }
         }
@@ -292,7 +292,7 @@ impl Client {
             let error = match self.receive(correlation_id, deadline)? {
                 Message::Response(response) => return Ok(response),
                 Message::Error(error) => error,
-                Message::Request(_) | Message::Peer(_) => {
+                Message::Request(_) | Message::Peer(_) | Message::System(_) => {
                     let source = DecodeError::InvalidField {
                         kind: None,
                         field: "kind",

@@ -17,9 +17,10 @@
 pub mod order;
 pub mod prng;
 pub mod slots;
+pub mod system;
 
 use radiant_protocol::{ClientRequest, ClientResponse, Command, ErrorResponse, LogEntry};
-use radiant_protocol::{LogIndex, MemberId, PeerHeader, PeerMessage, Term};
+use radiant_protocol::{LogIndex, MemberId, PeerHeader, PeerMessage, SystemMessage, Term};
 
 pub use order::{Membership, Order, OrderOptions, OrderRole, OrderState, RecoveredOrder};
 
@@ -55,6 +56,8 @@ pub enum Input {
     Flush,
     /// A message from a peer radiant.
     Message(PeerMessage),
+    /// A beacon, join or council message from another radiant.
+    System(SystemMessage),
     /// A client request arrived.
     Client {
         /// Where the answer goes.
@@ -195,6 +198,16 @@ pub enum Action {
     },
     /// The membership changed: connect to new members, forget removed ones.
     MembershipChanged(Membership),
+    /// Send a system message to the radiant at peer address `to`.
+    SendSystem {
+        /// The peer address.
+        to: String,
+        /// The message.
+        message: SystemMessage,
+    },
+    /// Replace the radiant's system record durably (atomically, fsynced) before
+    /// carrying out any later action.
+    PersistSystem(system::SystemRecord),
 }
 
 /// The buffer of actions a `step` produces. The driver drains and reuses it.
@@ -235,16 +248,20 @@ impl Actions {
     }
 }
 
-/// One radiant's core. Today it holds this radiant's replica of its order; the
-/// council and lifecycle state machines join it as they are built.
+/// One radiant's core: its system state machine (formation, council, controller) and
+/// its replica of its order, once it has one. A radiant of a static order (the
+/// `members` config key) has no system state machine: its order is given.
 #[derive(Debug)]
 pub struct Radiant {
-    member_id: MemberId,
-    order: Order,
+    member_id: Option<MemberId>,
+    order: Option<Order>,
+    system: Option<system::System>,
+    order_template: OrderOptions,
+    seed: u64,
 }
 
 impl Radiant {
-    /// A radiant whose replica of its order resumes from `recovered`. `seed` fixes
+    /// A radiant of a static order whose replica resumes from `recovered`. `seed` fixes
     /// every random choice the core makes (election timeouts).
     pub fn new(
         member_id: MemberId,
@@ -252,38 +269,155 @@ impl Radiant {
         recovered: RecoveredOrder,
         seed: u64,
     ) -> Self {
-        Radiant { member_id, order: Order::new(member_id, options, recovered, seed) }
+        Radiant {
+            member_id: Some(member_id),
+            order: Some(Order::new(member_id, options.clone(), recovered, seed)),
+            system: None,
+            order_template: options,
+            seed,
+        }
+    }
+
+    /// A radiant that forms or joins a system. `recovered` is its order replica's
+    /// state when `record` names an order (a restart), else ignored.
+    pub fn forming(
+        system_options: system::SystemOptions,
+        record: system::SystemRecord,
+        order_template: OrderOptions,
+        recovered: RecoveredOrder,
+        seed: u64,
+    ) -> Self {
+        let system = system::System::new(system_options, record, seed);
+        let mut radiant = Radiant {
+            member_id: system.member(),
+            order: None,
+            system: Some(system),
+            order_template,
+            seed,
+        };
+        radiant.start_order(Some(recovered), &mut Actions::new());
+        radiant
+    }
+
+    /// Starts the order replica once the system record names this radiant's order.
+    fn start_order(&mut self, recovered: Option<RecoveredOrder>, actions: &mut Actions) {
+        let Some(system) = &self.system else { return };
+        let record = system.record();
+        let (Some(member), Some(group), None) = (record.member, record.group, &self.order) else {
+            return;
+        };
+        self.member_id = Some(member);
+        let options =
+            OrderOptions { cluster: record.cluster, group, ..self.order_template.clone() };
+        let recovered = recovered.unwrap_or_else(|| RecoveredOrder {
+            membership: record.initial_membership.clone(),
+            ..RecoveredOrder::default()
+        });
+        tracing::info!(member = %member, group = %group, "radiant: starting its order replica");
+        let order = Order::new(member, options, recovered, self.seed ^ member.get());
+        actions.push(Action::MembershipChanged(order.membership().clone()));
+        self.order = Some(order);
     }
 
     /// Processes one input completely, appending the resulting actions.
     pub fn step(&mut self, now: Tick, input: Input, actions: &mut Actions) {
         match input {
-            Input::Tick => self.order.on_tick(now, actions),
-            Input::Flush => self.order.on_flush(actions),
-            Input::Message(message) => self.order.on_message(message, actions),
-            Input::Client { reply_to, request } => self.order.on_client(reply_to, request, actions),
-            Input::Durable { sequence } => self.order.on_durable_input(sequence, actions),
-            Input::SnapshotWritten { index, term } => {
-                self.order.on_snapshot_written_input(index, term, actions)
+            Input::System(message) => {
+                if let Some(system) = &mut self.system {
+                    system.on_message(now, message, self.order.as_mut(), actions);
+                }
             }
-            Input::SnapshotFailed => self.order.on_snapshot_failed_input(),
-            Input::SnapshotChunkWritten { snapshot_index, next_offset } => {
-                self.order.on_snapshot_chunk_written_input(snapshot_index, next_offset, actions);
+            Input::Client { reply_to, request } if self.order.is_none() => {
+                let reason = match &self.system {
+                    Some(system) => system.unavailable_reason(),
+                    None => "radiant has no order".to_string(),
+                };
+                let result = match request {
+                    ClientRequest::Ping => Ok(ClientResponse::Pong { member_id: self.member_id }),
+                    _ => Err(ErrorResponse::Unavailable { reason }),
+                };
+                actions.push(Action::Reply { reply_to, result });
             }
-            Input::SnapshotInstalled { index, term, membership } => {
-                self.order.on_snapshot_installed_input(index, term, membership, actions);
+            Input::Message(message) => {
+                let cluster = self.system.as_ref().map(system::System::cluster);
+                let foreign = cluster.is_some_and(|mine| message.header.cluster != mine);
+                match &mut self.order {
+                    Some(order) if !foreign => order.on_message(message, actions),
+                    _ => {
+                        let header = message.header;
+                        tracing::debug!(
+                            ?header,
+                            "radiant: dropped a peer message for no order of ours"
+                        );
+                    }
+                }
+            }
+            Input::Tick => {
+                if let Some(order) = &mut self.order {
+                    order.on_tick(now, actions);
+                }
+                if let Some(system) = &mut self.system {
+                    system.on_tick(now, self.order.as_mut(), actions);
+                }
+            }
+            input => {
+                if let Some(order) = &mut self.order {
+                    step_order(order, input, actions);
+                }
             }
         }
-        self.order.check_invariants();
+        self.after_step(now, actions);
+        if let Some(order) = &self.order {
+            order.check_invariants();
+        }
     }
 
-    /// This radiant's member id.
-    pub fn member_id(&self) -> MemberId {
+    fn after_step(&mut self, now: Tick, actions: &mut Actions) {
+        // Bounded: each loopback message is handled once and, at most, answers itself
+        // with one acknowledgement.
+        for _ in 0..64 {
+            let Some(system) = &mut self.system else { return };
+            system.after_step(self.order.as_mut(), actions);
+            self.start_order(None, actions);
+            let Some(system) = &mut self.system else { return };
+            let Some(message) = system.take_loopback() else { return };
+            system.on_message(now, message, self.order.as_mut(), actions);
+        }
+    }
+
+    /// This radiant's member id (none before it is associated).
+    pub fn member_id(&self) -> Option<MemberId> {
         self.member_id
     }
 
     /// This radiant's replica of its order (read-only, for status and checkers).
-    pub fn order(&self) -> &Order {
-        &self.order
+    pub fn order(&self) -> Option<&Order> {
+        self.order.as_ref()
+    }
+
+    /// The system state machine (none for a static order).
+    pub fn system(&self) -> Option<&system::System> {
+        self.system.as_ref()
+    }
+}
+
+fn step_order(order: &mut Order, input: Input, actions: &mut Actions) {
+    match input {
+        Input::Flush => order.on_flush(actions),
+        Input::Client { reply_to, request } => order.on_client(reply_to, request, actions),
+        Input::Durable { sequence } => order.on_durable_input(sequence, actions),
+        Input::SnapshotWritten { index, term } => {
+            order.on_snapshot_written_input(index, term, actions)
+        }
+        Input::SnapshotFailed => order.on_snapshot_failed_input(),
+        Input::SnapshotChunkWritten { snapshot_index, next_offset } => {
+            order.on_snapshot_chunk_written_input(snapshot_index, next_offset, actions);
+        }
+        Input::SnapshotInstalled { index, term, membership } => {
+            order.on_snapshot_installed_input(index, term, membership, actions);
+        }
+        Input::Tick | Input::Message(_) | Input::System(_) => {
+            unreachable!("handled by Radiant::step")
+        }
     }
 }

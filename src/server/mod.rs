@@ -40,12 +40,14 @@ use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
 use crate::config::Config;
 use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership};
+use crate::core::system::SystemOptions;
 use crate::core::{OrderOptions, Radiant};
 use crate::limits::{
     CATCH_UP_ENTRIES, MAX_INFLIGHT_APPENDS, SHARD_WORKER_QUEUE_CAPACITY, STATE_INBOX_CAPACITY,
     WAL_QUEUE_CAPACITY,
 };
 use crate::storage::state_machine::StateMachine;
+use crate::storage::system_file;
 
 /// The file, in the data directory, that records the bound addresses.
 pub const ADDRESS_FILE: &str = "radiant.addr";
@@ -77,6 +79,9 @@ pub enum StartupError {
     /// Recovery found the data unusable.
     #[error(transparent)]
     Recovery(#[from] recovery::RecoveryError),
+    /// The system file is unreadable or damaged.
+    #[error(transparent)]
+    SystemFile(#[from] system_file::SystemFileError),
     /// A listener could not be bound.
     #[error(
         "cannot listen for {what} on {address}: {source} (is another process using the port?)"
@@ -112,20 +117,12 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let data_dir = prepare_data_dir(&config.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
     let (client_listener, peer_listener) = bind_listeners(&config, &data_dir)?;
-    let member_id = MemberId::new(config.member_id).expect("validated nonzero");
-    let membership = initial_membership(&config, &client_listener, &peer_listener);
-    if !membership.contains(member_id) {
-        info!(
-            member = %member_id,
-            "radiant: not yet a member of the configured order; waiting to be added \
-             (radiant admin add-member)"
-        );
-    }
     let machine = Arc::new(StateMachine::new(config.shard_count));
-    let recovered = recovery::recover(&data_dir, &config, &machine, membership)?;
+    let (radiant, recovered_wal, last_index) =
+        build_radiant(&config, &data_dir, &machine, &client_listener, &peer_listener)?;
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
     let (reactor, reactor_sender) = Reactor::new(
-        reactor_options(&config, member_id),
+        reactor_options(&config, radiant.member_id()),
         client_listener,
         peer_listener,
         state_sender.clone(),
@@ -135,15 +132,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         let _ = reactor_sender.send(ReactorEvent::LinkPeer(neighbor));
     }
     let signals = signal_thread(reactor_sender.clone()).map_err(runtime_error("signal handler"))?;
-    let last_index =
-        recovered.order.entries.last().map_or(recovered.order.snapshot_index, |entry| entry.index);
-    let seed = startup_seed(member_id);
-    let radiant = Radiant::new(member_id, order_options(&config), recovered.order, seed);
     let threads = Threads::spawn(
         &config,
         &data_dir,
         radiant,
-        recovered.wal,
+        recovered_wal,
         &machine,
         (state_sender, state_inbox),
         reactor_sender,
@@ -163,6 +156,76 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             error!(%reason, "radiant: stopped after a write-ahead log failure");
             Err(StartupError::WalFailed(reason))
         }
+    }
+}
+
+/// The core: a radiant that forms or joins a system (no `members` list), or one of a
+/// static order; with its recovered WAL and last log index.
+fn build_radiant(
+    config: &Config,
+    data_dir: &Path,
+    machine: &StateMachine,
+    client_listener: &std::net::TcpListener,
+    peer_listener: &std::net::TcpListener,
+) -> Result<(Radiant, crate::storage::wal::Wal, u64), StartupError> {
+    let seed = startup_seed(config.member_id);
+    if config.members.is_empty() {
+        let record = system_file::read(data_dir)?.unwrap_or_default();
+        let membership = record.initial_membership.clone();
+        let recovered = recovery::recover(data_dir, config, machine, membership)?;
+        let last_index = last_recovered_index(&recovered.order);
+        let options = system_options(config, client_listener, peer_listener);
+        info!(
+            member = ?record.member.map(MemberId::get),
+            configuration = record.committed,
+            cluster = %record.cluster,
+            "radiant: joining or forming a system"
+        );
+        let radiant =
+            Radiant::forming(options, record, order_options(config), recovered.order, seed);
+        Ok((radiant, recovered.wal, last_index))
+    } else {
+        let member_id = MemberId::new(config.member_id).expect("validated nonzero");
+        let membership = initial_membership(config, client_listener, peer_listener);
+        if !membership.contains(member_id) {
+            info!(
+                member = %member_id,
+                "radiant: not yet a member of the configured order; waiting to be added \
+                 (radiant admin add-member)"
+            );
+        }
+        let recovered = recovery::recover(data_dir, config, machine, membership)?;
+        let last_index = last_recovered_index(&recovered.order);
+        let radiant = Radiant::new(member_id, order_options(config), recovered.order, seed);
+        Ok((radiant, recovered.wal, last_index))
+    }
+}
+
+fn last_recovered_index(order: &crate::core::RecoveredOrder) -> u64 {
+    order.entries.last().map_or(order.snapshot_index, |entry| entry.index)
+}
+
+/// The system state machine's settings: the bound addresses (port 0 resolved) and the
+/// formation keys.
+fn system_options(
+    config: &Config,
+    client: &std::net::TcpListener,
+    peer: &std::net::TcpListener,
+) -> SystemOptions {
+    let bound = |listener: &std::net::TcpListener, fallback: SocketAddr| {
+        listener.local_addr().unwrap_or(fallback).to_string()
+    };
+    SystemOptions {
+        peer_address: bound(peer, config.peer_addr()),
+        client_address: bound(client, config.client_addr()),
+        neighbor: config.neighbor_addr().map(|address| address.to_string()),
+        bootstrap_expect: config.bootstrap_expect,
+        order_size: config.order_size,
+        shard_count: config.shard_count,
+        bootstrap_backoff_ticks: config.bootstrap_backoff,
+        beacon_interval_ticks: config.beacon_interval,
+        election_timeout_ticks: config.election_timeout,
+        heartbeat_interval_ticks: config.heartbeat_interval,
     }
 }
 
@@ -192,6 +255,7 @@ fn initial_membership(
 /// The core's settings from the configuration.
 pub fn order_options(config: &Config) -> OrderOptions {
     OrderOptions {
+        cluster: radiant_protocol::ClusterId::UNSET,
         group: GroupId::new(STATIC_ORDER_ID).expect("nonzero constant"),
         shard_count: config.shard_count,
         snapshot_interval_entries: config.snapshot_interval_entries,
@@ -207,11 +271,11 @@ pub fn order_options(config: &Config) -> OrderOptions {
 
 /// The daemon's seed for the core's PRNG. The daemon is not replayed, so the clock
 /// and process id are fine here; the core itself never reads them.
-fn startup_seed(member_id: MemberId) -> u64 {
+fn startup_seed(member_id: u64) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-    nanos ^ u64::from(std::process::id()).rotate_left(32) ^ member_id.get()
+    nanos ^ u64::from(std::process::id()).rotate_left(32) ^ member_id
 }
 
 fn runtime_error(what: &'static str) -> impl Fn(std::io::Error) -> StartupError {
@@ -318,7 +382,7 @@ impl Threads {
 type StateChannel =
     (crossbeam_channel::Sender<StateEvent>, crossbeam_channel::Receiver<StateEvent>);
 
-fn reactor_options(config: &Config, member_id: MemberId) -> ReactorOptions {
+fn reactor_options(config: &Config, member_id: Option<MemberId>) -> ReactorOptions {
     ReactorOptions {
         limits: config.protocol_limits(),
         max_connections: config.max_connections as usize,
@@ -329,7 +393,7 @@ fn reactor_options(config: &Config, member_id: MemberId) -> ReactorOptions {
         write_stall_timeout: Duration::from_millis(config.write_stall_timeout_ms),
         client_idle_timeout: Duration::from_millis(config.client_idle_timeout_ms),
         tick: Duration::from_millis(config.tick_ms),
-        member_id: Some(member_id),
+        member_id,
         seed: u64::from(std::process::id()),
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! It holds no protocol logic of its own: every decision is the core's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender};
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ErrorResponse, LogIndex, MemberId, Message, PeerMessage, Term,
+    ClientRequest, ClientResponse, ErrorResponse, LogIndex, MemberId, Message, PeerMessage,
+    SystemMessage, Term,
 };
 use tracing::{error, info, info_span, warn};
 
@@ -46,6 +47,8 @@ pub enum StateEvent {
     },
     /// A message from a peer radiant.
     Peer(PeerMessage),
+    /// A beacon, join or council message from another radiant.
+    System(SystemMessage),
     /// Every WAL request through persist `sequence` is durable.
     Durable {
         /// Highest durable persist sequence.
@@ -121,7 +124,7 @@ pub fn spawn(
     links: StateThreadLinks,
 ) -> std::io::Result<JoinHandle<StateThreadExit>> {
     std::thread::Builder::new().name("radiant-state".into()).spawn(move || {
-        let span = info_span!("radiant", member = %radiant.member_id());
+        let span = info_span!("radiant", member = ?radiant.member_id().map(MemberId::get));
         let _entered = span.enter();
         let mut thread = StateThread {
             radiant,
@@ -130,10 +133,12 @@ pub fn spawn(
             actions: Actions::new(),
             wal_failed: None,
             peers: BTreeMap::new(),
+            linked: BTreeSet::new(),
             pending_actions: Vec::new(),
         };
-        let membership = thread.radiant.order().membership().clone();
-        thread.on_membership(&membership);
+        if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
+            thread.on_membership(&membership);
+        }
         thread.run()
     })
 }
@@ -145,6 +150,8 @@ struct StateThread {
     actions: Actions,
     wal_failed: Option<String>,
     peers: BTreeMap<MemberId, SocketAddr>,
+    /// Peer addresses the reactor keeps links to.
+    linked: BTreeSet<SocketAddr>,
     pending_actions: Vec<Action>,
 }
 
@@ -187,13 +194,16 @@ impl StateThread {
                     return false;
                 }
                 if request == ClientRequest::Status {
-                    let json = super::status::status_json(&self.radiant, &self.links.machine);
+                    let disk_bytes = directory_bytes(&self.links.data_dir);
+                    let json =
+                        super::status::status_json(&self.radiant, &self.links.machine, disk_bytes);
                     self.reply(reply_to, Message::Response(ClientResponse::Status { json }));
                     return false;
                 }
                 Input::Client { reply_to, request }
             }
             StateEvent::Peer(message) => Input::Message(message),
+            StateEvent::System(message) => Input::System(message),
             StateEvent::Durable { sequence } => Input::Durable { sequence },
             StateEvent::SnapshotWritten { index, term } => Input::SnapshotWritten { index, term },
             StateEvent::SnapshotFailed { reason } => {
@@ -232,7 +242,8 @@ impl StateThread {
             let _ = finished.recv();
         }
         let limits = snapshot_limits(&self.links.config);
-        let mut membership = self.radiant.order().membership().clone();
+        let mut membership =
+            self.radiant.order().map(|order| order.membership().clone()).unwrap_or_default();
         let loaded = crate::storage::snapshot::load_latest(&self.links.data_dir, limits);
         let result = match loaded {
             Ok(Some(snapshot)) if snapshot.last_index == index && snapshot.last_term == term => {
@@ -275,6 +286,12 @@ impl StateThread {
 
     fn carry_out(&mut self, action: Action) {
         let workers = self.links.workers.len();
+        if self.wal_failed.is_some()
+            && matches!(action, Action::Send(_) | Action::SendSystem { .. })
+        {
+            // Nothing durable can be promised any more, so nothing is said.
+            return;
+        }
         match action {
             Action::Send(message) => self.send_peer(message),
             Action::Persist { sequence, hard_state, truncate_from, entries } => {
@@ -312,15 +329,14 @@ impl StateThread {
                 let Some(&address) = self.peers.get(&header.to) else {
                     return;
                 };
-                let job = SnapshotJob::SendChunk {
+                let _ = self.links.snapshots.send(SnapshotJob::SendChunk {
                     address,
                     header,
                     snapshot_index,
                     snapshot_term,
                     offset,
                     max_bytes,
-                };
-                let _ = self.links.snapshots.send(job);
+                });
             }
             Action::WriteSnapshotChunk {
                 snapshot_index,
@@ -335,7 +351,34 @@ impl StateThread {
                 let _ = self.links.snapshots.send(job);
             }
             Action::MembershipChanged(membership) => self.on_membership(&membership),
+            Action::SendSystem { to, message } => self.send_system(&to, message),
+            Action::PersistSystem(record) => self.persist_system(&record),
         }
+    }
+
+    /// Writes the system record before anything after it is carried out (it is small
+    /// and rare: formation, council votes, configurations).
+    fn persist_system(&mut self, record: &crate::core::system::SystemRecord) {
+        let written = crate::storage::system_file::write(&self.links.data_dir, record);
+        if let Err(error) = written {
+            let reason = format!("cannot write the system file: {error}");
+            error!(%reason, "state: stopping");
+            self.wal_failed = Some(reason);
+            let _ = self.links.reactor.send(ReactorEvent::Shutdown);
+        }
+    }
+
+    fn send_system(&mut self, to: &str, message: SystemMessage) {
+        let Ok(address) = to.parse::<SocketAddr>() else {
+            warn!(%to, "state: a system message names an unusable peer address; dropped");
+            return;
+        };
+        if self.linked.insert(address) {
+            let _ = self.links.reactor.send(ReactorEvent::LinkPeer(address));
+        }
+        let mut frame = BytesMut::new();
+        Message::System(message).encode(0, &mut frame);
+        let _ = self.links.reactor.send(ReactorEvent::SendPeer { address, frame: frame.freeze() });
     }
 
     fn send_peer(&self, message: PeerMessage) {
@@ -352,7 +395,7 @@ impl StateThread {
     /// forgotten here: a member just removed still gets heartbeats for a while (so it
     /// learns of its removal), and the core decides whom to send to.
     fn on_membership(&mut self, membership: &Membership) {
-        let me = self.radiant.member_id();
+        let Some(me) = self.radiant.member_id() else { return };
         for member in membership.others(me) {
             let address =
                 member_peer_address(membership, member).and_then(|text| text.parse().ok());
@@ -360,7 +403,7 @@ impl StateThread {
                 warn!(%member, "state: member has no usable peer address");
                 continue;
             };
-            if self.peers.insert(member, address) != Some(address) {
+            if self.peers.insert(member, address) != Some(address) && self.linked.insert(address) {
                 info!(%member, %address, "state: linking to order member");
                 let _ = self.links.reactor.send(ReactorEvent::LinkPeer(address));
             }
@@ -387,4 +430,18 @@ impl StateThread {
             None => StateThreadExit::Clean,
         }
     }
+}
+
+/// Bytes used by the files directly in `directory` and one level below (the WAL and
+/// snapshot directories); status only, so errors count as 0.
+fn directory_bytes(directory: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => directory_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -1,14 +1,48 @@
-//! `radiant status`: this radiant's view of itself and its order, as JSON.
+//! `radiant status`: this radiant's view of itself, its order and the system, as JSON.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
+use crate::core::order::Order;
+use crate::core::system::System;
 use crate::core::Radiant;
 use crate::storage::state_machine::StateMachine;
 
-/// The status document: member, role, order state (seed spelling), herald, log
-/// positions, membership, and key count.
-pub fn status_json(radiant: &Radiant, machine: &StateMachine) -> String {
+/// The status document: the radiant (state, role, disk use), its order (state in the
+/// seed's spelling, herald, log positions, membership) and the system (configuration,
+/// controller, every order with its herald, members and shards, every radiant).
+pub fn status_json(radiant: &Radiant, machine: &StateMachine, disk_bytes: u64) -> String {
     let order = radiant.order();
+    let system = radiant.system();
+    let role = match (order, system) {
+        (Some(_), Some(system)) if system.is_controller() => "controller".to_string(),
+        (Some(order), _) => format!("{:?}", order.role()).to_lowercase(),
+        (None, Some(system)) if system.record().is_associated() => "spare".to_string(),
+        (None, _) => "none".to_string(),
+    };
+    let state = system.map_or("ASSOCIATED", |system| system.status(order).state.as_str());
+    let mut document = json!({
+        "member": radiant.member_id().map(|member| member.get()),
+        "state": state,
+        "role": role,
+        "keys": machine.map().len(),
+        "disk_bytes": disk_bytes,
+    });
+    if let Some(order) = order {
+        merge(&mut document, order_json(order));
+    }
+    if let Some(system) = system {
+        document["system"] = system_json(system, order);
+    }
+    document.to_string()
+}
+
+fn merge(document: &mut Value, more: Value) {
+    if let (Some(document), Value::Object(more)) = (document.as_object_mut(), more) {
+        document.extend(more);
+    }
+}
+
+fn order_json(order: &Order) -> Value {
     let membership = order.membership();
     let members: Vec<_> = membership
         .addresses
@@ -19,8 +53,7 @@ pub fn status_json(radiant: &Radiant, machine: &StateMachine) -> String {
         })
         .collect();
     json!({
-        "member": radiant.member_id().get(),
-        "role": format!("{:?}", order.role()).to_lowercase(),
+        "group": order.group().get(),
         "order_state": order.state().to_string(),
         "term": order.term(),
         "herald": order.herald().map(|herald| herald.get()),
@@ -30,7 +63,70 @@ pub fn status_json(radiant: &Radiant, machine: &StateMachine) -> String {
         "durable_index": order.durable_index(),
         "snapshot_index": order.snapshot_index(),
         "members": members,
-        "keys": machine.map().len(),
     })
-    .to_string()
+}
+
+fn system_json(system: &System, order: Option<&Order>) -> Value {
+    let status = system.status(order);
+    let controller = status.controller.map(|view| {
+        json!({
+            "term": view.term,
+            "group": view.group.map(|group| group.get()),
+            "member": view.member.map(|member| member.get()),
+            "address": view.address,
+        })
+    });
+    let configuration = status.configuration;
+    let orders: Vec<Value> = configuration
+        .map(|configuration| {
+            configuration
+                .orders
+                .iter()
+                .map(|(group, members)| {
+                    let herald = status.heralds.get(group).map(|member| member.get());
+                    let mine = order.filter(|order| order.group() == *group);
+                    json!({
+                        "group": group.get(),
+                        "herald": herald.or_else(|| mine.and_then(Order::herald).map(|m| m.get())),
+                        "members": members.iter().map(|member| member.get()).collect::<Vec<_>>(),
+                        "shards": configuration.shard_count_of(*group),
+                        "state": mine.map(|order| order.state().to_string()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let radiants: Vec<Value> = configuration
+        .map(|configuration| {
+            configuration
+                .radiants
+                .iter()
+                .map(|(member, address)| {
+                    json!({
+                        "id": member.get(),
+                        "peer": address.peer,
+                        "client": address.client,
+                        "order": configuration.order_of(*member).map(|group| group.get()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "state": status.state.as_str(),
+        "error": status.error,
+        "cluster": status.cluster.is_set().then(|| status.cluster.to_string()),
+        "configuration": configuration.map_or(0, |configuration| configuration.number),
+        "accepted": status.accepted.map_or(0, |accepted| accepted.number),
+        "is_controller": status.is_controller,
+        "controller": controller,
+        "orders": orders,
+        "spares": configuration
+            .map(|c| c.spares.iter().map(|member| member.get()).collect::<Vec<_>>())
+            .unwrap_or_default(),
+        "radiants": radiants,
+        "shard_count": configuration.map_or(0, |configuration| configuration.shards.len()),
+        "known_radiants": status.known,
+        "bootstrap_expect": status.bootstrap_expect,
+    })
 }

@@ -486,7 +486,7 @@ impl Simulator {
     /// The radiant currently herald of the highest term, with that term.
     pub fn herald(&self) -> Option<(usize, Term)> {
         let heralds = self.radiants.iter().enumerate().filter_map(|(index, radiant)| {
-            let order = radiant.core.as_ref()?.order();
+            let order = radiant.core.as_ref()?.order()?;
             (order.role() == OrderRole::Herald).then_some((index, order.term()))
         });
         heralds.max_by_key(|(_, term)| *term)
@@ -503,7 +503,7 @@ impl Simulator {
 
     /// Radiant `radiant`'s replica of the order, if it is up.
     pub fn order(&self, radiant: usize) -> Option<&crate::core::Order> {
-        self.radiants[radiant].core.as_ref().map(Radiant::order)
+        self.radiants[radiant].core.as_ref().and_then(Radiant::order)
     }
 
     /// Sends `request` to `radiant` over the network and runs until it is answered
@@ -671,8 +671,8 @@ impl Simulator {
         self.radiants
             .iter()
             .filter_map(|radiant| radiant.core.as_ref())
-            .filter(|core| core.order().role() == OrderRole::Herald)
-            .map(|core| (core.member_id(), core.order().term()))
+            .filter(|core| static_order(core).role() == OrderRole::Herald)
+            .map(|core| (static_member(core), static_order(core).term()))
             .collect()
     }
 
@@ -728,7 +728,7 @@ impl Simulator {
             .radiants
             .iter()
             .filter_map(|radiant| radiant.core.as_ref())
-            .map(|core| core.order())
+            .map(static_order)
             .max_by_key(|order| (order.term(), order.commit_index()));
         let Some(membership) = newest.map(|order| order.membership().clone()) else { return };
         let spare = (self.options.voters..self.radiants.len())
@@ -802,6 +802,7 @@ impl Simulator {
 
     fn order_options(&self, shard_count: u32) -> OrderOptions {
         OrderOptions {
+            cluster: radiant_protocol::ClusterId::UNSET,
             group: GroupId::new(1).expect("nonzero"),
             shard_count,
             snapshot_interval_entries: self.options.snapshot_interval_entries,
@@ -978,7 +979,9 @@ impl Simulator {
             } => {
                 self.write_snapshot_chunk(index, snapshot_index, snapshot_term, offset, data, done);
             }
-            Action::MembershipChanged(_) => {}
+            // Simulated radiants run static orders: no system messages or records.
+            Action::MembershipChanged(_) | Action::SendSystem { .. } | Action::PersistSystem(_) => {
+            }
         }
     }
 
@@ -1104,7 +1107,7 @@ impl Simulator {
             let Some(core) = radiant.core.as_ref() else {
                 continue;
             };
-            let order = core.order();
+            let order = static_order(core);
             let from = radiant.checked_commit.max(order.snapshot_index()) + 1;
             for index in from..=order.commit_index() {
                 let Some(entry) = order.log_entry(index) else {
@@ -1142,7 +1145,7 @@ impl Simulator {
             .radiants
             .iter()
             .filter_map(|radiant| radiant.core.as_ref())
-            .map(Radiant::order)
+            .map(static_order)
             .collect();
         let mut violation = None;
         for (position, a) in orders.iter().enumerate() {
@@ -1186,7 +1189,7 @@ impl Simulator {
         let mut violation = None;
         for radiant in &self.radiants {
             let Some(core) = radiant.core.as_ref() else { continue };
-            let order = core.order();
+            let order = static_order(core);
             let newly_elected = order.role() == OrderRole::Herald
                 && self.checked_heralds.insert((order.me(), order.term()));
             if !newly_elected {
@@ -1228,6 +1231,15 @@ impl Simulator {
             ));
         }
     }
+}
+
+/// The simulated radiants run static orders, so each has its replica from the start.
+fn static_order(core: &Radiant) -> &crate::core::Order {
+    core.order().expect("a simulated radiant runs a static order")
+}
+
+fn static_member(core: &Radiant) -> radiant_protocol::MemberId {
+    core.member_id().expect("a simulated radiant has a static member id")
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod shard_map;
 pub mod snapshot;
 pub mod state_machine;
+pub mod system_file;
 pub mod wal;
 
 pub use shard_map::{CasOutcome, ShardMap};

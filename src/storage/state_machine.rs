@@ -90,7 +90,7 @@ impl StateMachine {
 
     fn apply_command(&self, shard: ShardId, command: Command) -> ClientResponse {
         match command {
-            Command::Noop | Command::Membership(_) => ClientResponse::Done,
+            Command::Noop | Command::Membership(_) | Command::Council(_) => ClientResponse::Done,
             Command::Put { key, value, session: _ } => {
                 self.map.put(shard, key, value);
                 ClientResponse::PutResult

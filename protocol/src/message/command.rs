@@ -8,8 +8,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{put_address, put_bytes, put_optional_bytes, Reader};
+use crate::configuration::Configuration;
 use crate::error::DecodeError;
-use crate::ids::MemberId;
+use crate::ids::{GroupId, MemberId, Term};
 use crate::limits::Limits;
 use crate::message::client::Session;
 
@@ -49,6 +50,32 @@ pub enum Command {
     },
     /// Change the order's membership, one member at a time. Tag 4.
     Membership(MembershipChange),
+    /// The order's council state: its vote, an accepted configuration, or a commit.
+    /// Tag 5. Written through the order's log so a herald change loses none of it.
+    Council(CouncilEntry),
+}
+
+/// One change to an order's council state (DESIGN §8: the council is Raft one level up;
+/// this is the order's "hard state and log" for it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CouncilEntry {
+    /// The order enters council `term` and, if `candidate` is set, votes for that order
+    /// in it. Sub-tag 1.
+    Vote {
+        /// The council term.
+        term: Term,
+        /// The order voted for (none: only the term advances).
+        candidate: Option<GroupId>,
+    },
+    /// The order holds `configuration` (accepted from the controller of its term).
+    /// Sub-tag 2.
+    Accept(Configuration),
+    /// Configurations through `number` are committed (a majority of orders hold them).
+    /// Sub-tag 3.
+    Commit {
+        /// The newest committed configuration number.
+        number: u64,
+    },
 }
 
 /// One step of a membership change, committed through the order's log so that every
@@ -80,6 +107,11 @@ const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
 const TAG_CAS: u8 = 3;
 const TAG_MEMBERSHIP: u8 = 4;
+const TAG_COUNCIL: u8 = 5;
+
+const COUNCIL_VOTE: u8 = 1;
+const COUNCIL_ACCEPT: u8 = 2;
+const COUNCIL_COMMIT: u8 = 3;
 
 const CHANGE_ADD_LEARNER: u8 = 1;
 const CHANGE_PROMOTE: u8 = 2;
@@ -92,7 +124,7 @@ impl Command {
     /// workers route by it.
     pub fn key(&self) -> Option<&Bytes> {
         match self {
-            Command::Noop | Command::Membership(_) => None,
+            Command::Noop | Command::Membership(_) | Command::Council(_) => None,
             Command::Put { key, .. } | Command::Delete { key, .. } | Command::Cas { key, .. } => {
                 Some(key)
             }
@@ -103,7 +135,7 @@ impl Command {
     /// session-less writes.
     pub fn session(&self) -> Option<Session> {
         match self {
-            Command::Noop | Command::Membership(_) => None,
+            Command::Noop | Command::Membership(_) | Command::Council(_) => None,
             Command::Put { session, .. }
             | Command::Delete { session, .. }
             | Command::Cas { session, .. } => *session,
@@ -136,6 +168,7 @@ impl Command {
                 Command::Cas { key, expected, new, session }
             }
             TAG_MEMBERSHIP => Command::Membership(MembershipChange::decode(&mut reader)?),
+            TAG_COUNCIL => Command::Council(CouncilEntry::decode(&mut reader)?),
             _ => return Err(reader.invalid("tag", "unknown command tag")),
         };
         reader.finish()?;
@@ -168,6 +201,10 @@ impl Command {
                 dst.put_u8(TAG_MEMBERSHIP);
                 change.encode(dst);
             }
+            Command::Council(entry) => {
+                dst.put_u8(TAG_COUNCIL);
+                entry.encode(dst);
+            }
         }
     }
 
@@ -176,6 +213,42 @@ impl Command {
         let mut dst = BytesMut::new();
         self.encode(&mut dst);
         dst.freeze()
+    }
+}
+
+// ===== impl CouncilEntry =====
+
+impl CouncilEntry {
+    /// Reads an entry after the command tag: `u8` sub-tag, then its fields.
+    fn decode(reader: &mut Reader) -> Result<CouncilEntry, DecodeError> {
+        let entry = match reader.read_u8("council")? {
+            COUNCIL_VOTE => CouncilEntry::Vote {
+                term: reader.read_u64("term")?,
+                candidate: GroupId::new(reader.read_u64("candidate")?),
+            },
+            COUNCIL_ACCEPT => CouncilEntry::Accept(Configuration::decode(reader)?),
+            COUNCIL_COMMIT => CouncilEntry::Commit { number: reader.read_u64("number")? },
+            _ => return Err(reader.invalid("council", "unknown council entry")),
+        };
+        Ok(entry)
+    }
+
+    fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            CouncilEntry::Vote { term, candidate } => {
+                dst.put_u8(COUNCIL_VOTE);
+                dst.put_u64(*term);
+                dst.put_u64(GroupId::to_wire(*candidate));
+            }
+            CouncilEntry::Accept(configuration) => {
+                dst.put_u8(COUNCIL_ACCEPT);
+                configuration.encode(dst);
+            }
+            CouncilEntry::Commit { number } => {
+                dst.put_u8(COUNCIL_COMMIT);
+                dst.put_u64(*number);
+            }
+        }
     }
 }
 
@@ -256,7 +329,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_tag() {
-        let error = Command::decode(Bytes::from_static(&[5]), &Limits::DEFAULT);
+        let error = Command::decode(Bytes::from_static(&[6]), &Limits::DEFAULT);
         assert_eq!(
             error,
             Err(DecodeError::InvalidField {

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::Reader;
 use crate::error::DecodeError;
-use crate::ids::{GroupId, MemberId, Term};
+use crate::ids::{ClusterId, GroupId, MemberId, Term};
 use crate::kind::{Family, Kind};
 use crate::limits::Limits;
 use crate::message::replication::{Append, AppendAck, InstallSnapshot, InstallSnapshotAck};
@@ -20,6 +20,9 @@ use crate::message::vote::{RequestVote, Vote};
 /// required: a peer message addressed to "nobody" is malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerHeader {
+    /// The sender's system; a radiant drops messages from another cluster (a radiant
+    /// restarted with a data directory of another system must not disturb this one).
+    pub cluster: ClusterId,
     /// The order the message belongs to; a radiant drops messages for other orders.
     pub group: GroupId,
     /// The sending member.
@@ -63,13 +66,14 @@ pub enum PeerBody {
 // ===== impl PeerHeader =====
 
 impl PeerHeader {
-    /// The size of the header on the wire: four `u64`s.
-    pub const BYTES: usize = 32;
+    /// The size of the header on the wire: a `u128` and four `u64`s.
+    pub const BYTES: usize = 48;
 
-    /// Reads the header: `u64` group, `u64` from, `u64` to, `u64` term. An id of 0 is
-    /// `ZeroId` naming the field.
+    /// Reads the header: `u128` cluster, `u64` group, `u64` from, `u64` to, `u64` term.
+    /// An id of 0 is `ZeroId` naming the field.
     fn decode(reader: &mut Reader) -> Result<PeerHeader, DecodeError> {
         Ok(PeerHeader {
+            cluster: ClusterId(reader.read_u128("cluster")?),
             group: reader.read_group_id("group")?,
             from: reader.read_member_id("from")?,
             to: reader.read_member_id("to")?,
@@ -79,6 +83,7 @@ impl PeerHeader {
 
     /// Appends the header to `dst`.
     fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u128(self.cluster.0);
         dst.put_u64(self.group.get());
         dst.put_u64(self.from.get());
         dst.put_u64(self.to.get());
@@ -161,6 +166,7 @@ mod tests {
 
     fn header() -> PeerHeader {
         PeerHeader {
+            cluster: ClusterId(5),
             group: GroupId::new(1).unwrap(),
             from: MemberId::new(2).unwrap(),
             to: MemberId::new(3).unwrap(),
@@ -181,7 +187,7 @@ mod tests {
         let message = PeerMessage { header: header(), body: PeerBody::TimeoutNow };
         let mut dst = BytesMut::new();
         message.encode(&mut dst);
-        let mut expected = Vec::new();
+        let mut expected = 5u128.to_be_bytes().to_vec();
         for field in [1u64, 2, 3, 4] {
             expected.extend_from_slice(&field.to_be_bytes());
         }
@@ -230,7 +236,7 @@ mod tests {
     #[test]
     fn zero_member_id_in_peer_header_is_rejected() {
         for (position, field) in [(0, "group"), (1, "from"), (2, "to")] {
-            let mut payload = Vec::new();
+            let mut payload = 9u128.to_be_bytes().to_vec();
             for index in 0..4u64 {
                 let value = if index == position { 0 } else { index + 1 };
                 payload.extend_from_slice(&value.to_be_bytes());
@@ -268,7 +274,7 @@ mod tests {
     fn truncated_header_names_the_missing_field() {
         let error = PeerMessage::decode(
             Kind::Vote,
-            Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1]),
+            Bytes::from([[0; 16].as_slice(), &[0, 0, 0, 0, 0, 0, 0, 1]].concat()),
             &Limits::DEFAULT,
         );
         assert_eq!(

@@ -125,7 +125,10 @@ impl Order {
         actions.push(Action::Reply { reply_to, result: Err(error) });
     }
 
-    fn check_membership_change(&self, change: &MembershipChange) -> Result<(), ErrorResponse> {
+    pub(super) fn check_membership_change(
+        &self,
+        change: &MembershipChange,
+    ) -> Result<(), ErrorResponse> {
         // One change at a time, and an added member counts as in flight until it is
         // promoted; removing that learner (to cancel a stuck addition) is allowed.
         let learners = &self.membership.learners;

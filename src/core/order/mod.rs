@@ -22,7 +22,8 @@ mod state;
 use std::collections::{BTreeMap, VecDeque};
 
 use radiant_protocol::{
-    GroupId, Limits, LogEntry, LogIndex, MemberId, PeerBody, PeerHeader, PeerMessage, Term,
+    ClusterId, Command, CouncilEntry, GroupId, Limits, LogEntry, LogIndex, MemberId, PeerBody,
+    PeerHeader, PeerMessage, Term,
 };
 
 pub use membership::Membership;
@@ -38,6 +39,8 @@ use crate::storage::wal::HardState;
 /// Settings the order takes from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderOptions {
+    /// The system this order belongs to; stamped on every message it sends.
+    pub cluster: ClusterId,
     /// The order's id.
     pub group: GroupId,
     /// Number of shards keys hash into.
@@ -147,6 +150,8 @@ pub struct Order {
     snapshot_in_progress: bool,
     incoming_snapshot: Option<replication::IncomingSnapshot>,
     error: Option<OrderStateError>,
+    /// Council entries applied since the radiant last drained them.
+    council_applied: Vec<(LogIndex, CouncilEntry)>,
 }
 
 impl Order {
@@ -198,6 +203,7 @@ impl Order {
             snapshot_in_progress: false,
             incoming_snapshot: None,
             error: None,
+            council_applied: Vec::new(),
             options,
         };
         order.reset_election_timeout();
@@ -475,7 +481,53 @@ impl Order {
     }
 
     fn header(&self, to: MemberId) -> PeerHeader {
-        PeerHeader { group: self.options.group, from: self.me, to, term: self.term }
+        PeerHeader {
+            cluster: self.options.cluster,
+            group: self.options.group,
+            from: self.me,
+            to,
+            term: self.term,
+        }
+    }
+
+    // ===== the radiant's hooks (council state lives in the order's log) =====
+
+    /// The order's id.
+    pub fn group(&self) -> GroupId {
+        self.options.group
+    }
+
+    /// Council entries committed and applied since the last call, in log order.
+    pub fn drain_council_applied(&mut self) -> Vec<(LogIndex, CouncilEntry)> {
+        std::mem::take(&mut self.council_applied)
+    }
+
+    /// Whether this replica is the herald and has committed an entry of its own term,
+    /// so its committed state is the order's (a new herald's first entry commits first).
+    pub fn is_settled_herald(&self) -> bool {
+        self.role == OrderRole::Herald
+            && self.transfer.is_none()
+            && self.log.term_at(self.commit_index) == Some(self.term)
+    }
+
+    /// Appends `command` as herald (council entries, membership changes decided by the
+    /// controller). `None` when this replica is not a settled herald, or a membership
+    /// change is still in flight.
+    pub fn propose(&mut self, command: &Command) -> Option<LogIndex> {
+        if !self.is_settled_herald() {
+            return None;
+        }
+        if let Command::Membership(change) = command {
+            if self.check_membership_change(change).is_err() {
+                return None;
+            }
+        }
+        Some(self.append_command(command, None))
+    }
+
+    /// Whether a membership change is appended but not yet applied.
+    pub fn membership_change_pending(&self) -> bool {
+        self.pending_membership_index.is_some()
     }
 
     /// Sends now: for messages that promise nothing about durable state.

@@ -559,6 +559,7 @@ impl Order {
                 Command::Membership(change) => {
                     self.apply_membership_change(index, &change, waiting, actions)
                 }
+                Command::Council(entry) => self.council_applied.push((index, entry)),
                 command => {
                     let key = command.key().expect("data commands have keys");
                     let shard = key_shard(key, self.options.shard_count);

@@ -462,6 +462,9 @@ impl Reactor {
             (Side::PeerInbound | Side::PeerOutbound(_), Message::Peer(message)) => {
                 self.hand_to_state(id, StateEvent::Peer(message));
             }
+            (Side::PeerInbound | Side::PeerOutbound(_), Message::System(message)) => {
+                self.hand_to_state(id, StateEvent::System(message));
+            }
             (Side::PeerInbound | Side::PeerOutbound(_), Message::Error(error)) => {
                 // Never answer an error with an error: two radiants would bounce forever.
                 let peer = self.connections.get_mut(id).map(|connection| connection.peer_address);

@@ -1,0 +1,272 @@
+//! The system configuration (DESIGN §8): the numbered map of radiants, orders and
+//! shards that the controller owns and the council commits. It travels in controller
+//! messages and in orders' logs (`Command::Council`), so its byte format lives here.
+//!
+//! This module owns the layout and a structural check (`Configuration::check`). It must
+//! not decide how radiants are grouped or shards balanced; the controller in the core does.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{BufMut, BytesMut};
+
+use crate::codec::{put_address, Reader};
+use crate::error::DecodeError;
+use crate::ids::{GroupId, MemberId, Term};
+
+/// Where a radiant listens.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RadiantAddress {
+    /// Its peer address (`host:port`).
+    pub peer: String,
+    /// Its client address (`host:port`).
+    pub client: String,
+}
+
+/// Configuration `number`: every radiant with its addresses, every order with its target
+/// members, the spares (associated radiants in no order yet) and each shard's order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Configuration {
+    /// 1 for the first configuration; each change adds one.
+    pub number: u64,
+    /// The council term of the controller that made it.
+    pub council_term: Term,
+    /// The id the next new radiant gets; ids are never reused.
+    pub next_member_id: u64,
+    /// The id the next new order gets; ids are never reused.
+    pub next_group_id: u64,
+    /// Every radiant of the system.
+    pub radiants: BTreeMap<MemberId, RadiantAddress>,
+    /// Every order and its target members.
+    pub orders: BTreeMap<GroupId, BTreeSet<MemberId>>,
+    /// Radiants in no order (waiting for enough others to form one).
+    pub spares: BTreeSet<MemberId>,
+    /// The order of each shard, by shard number.
+    pub shards: Vec<GroupId>,
+}
+
+/// Most radiants, orders or shards one configuration may list; bounds decoding.
+pub const MAX_CONFIGURATION_ITEMS: usize = 1 << 16;
+
+impl Configuration {
+    /// Reads a configuration (layout in `docs/protocol.md`, "Configuration").
+    pub(crate) fn decode(reader: &mut Reader) -> Result<Configuration, DecodeError> {
+        let mut configuration = Configuration {
+            number: reader.read_u64("configuration.number")?,
+            council_term: reader.read_u64("configuration.council_term")?,
+            next_member_id: reader.read_u64("configuration.next_member_id")?,
+            next_group_id: reader.read_u64("configuration.next_group_id")?,
+            ..Configuration::default()
+        };
+        // Why: the smallest radiant is an id and two empty addresses.
+        let radiants = reader.read_count("configuration.radiants", 12)?;
+        check_items(reader, "configuration.radiants", radiants)?;
+        for _ in 0..radiants {
+            let member = reader.read_member_id("configuration.radiant")?;
+            let peer = reader.read_address("configuration.radiant.peer")?;
+            let client = reader.read_address("configuration.radiant.client")?;
+            configuration.radiants.insert(member, RadiantAddress { peer, client });
+        }
+        let orders = reader.read_count("configuration.orders", 12)?;
+        check_items(reader, "configuration.orders", orders)?;
+        for _ in 0..orders {
+            let group = reader.read_group_id("configuration.order")?;
+            let members = reader.read_count("configuration.order.members", 8)?;
+            let mut set = BTreeSet::new();
+            for _ in 0..members {
+                set.insert(reader.read_member_id("configuration.order.member")?);
+            }
+            configuration.orders.insert(group, set);
+        }
+        let spares = reader.read_count("configuration.spares", 8)?;
+        for _ in 0..spares {
+            configuration.spares.insert(reader.read_member_id("configuration.spare")?);
+        }
+        let shards = reader.read_count("configuration.shards", 8)?;
+        check_items(reader, "configuration.shards", shards)?;
+        configuration.shards.reserve(shards);
+        for _ in 0..shards {
+            configuration.shards.push(reader.read_group_id("configuration.shard")?);
+        }
+        Ok(configuration)
+    }
+
+    /// Appends the configuration to `dst`.
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u64(self.number);
+        dst.put_u64(self.council_term);
+        dst.put_u64(self.next_member_id);
+        dst.put_u64(self.next_group_id);
+        dst.put_u32(self.radiants.len() as u32);
+        for (member, address) in &self.radiants {
+            dst.put_u64(member.get());
+            put_address(dst, &address.peer);
+            put_address(dst, &address.client);
+        }
+        dst.put_u32(self.orders.len() as u32);
+        for (group, members) in &self.orders {
+            dst.put_u64(group.get());
+            dst.put_u32(members.len() as u32);
+            for member in members {
+                dst.put_u64(member.get());
+            }
+        }
+        dst.put_u32(self.spares.len() as u32);
+        for member in &self.spares {
+            dst.put_u64(member.get());
+        }
+        dst.put_u32(self.shards.len() as u32);
+        for group in &self.shards {
+            dst.put_u64(group.get());
+        }
+    }
+
+    /// The encoded configuration, for records outside frames (a radiant's system file).
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        let mut dst = BytesMut::new();
+        self.encode(&mut dst);
+        dst.freeze()
+    }
+
+    /// Decodes what `to_bytes` wrote, consuming it exactly.
+    pub fn from_bytes(bytes: bytes::Bytes) -> Result<Configuration, DecodeError> {
+        let mut reader = Reader::new(bytes, None);
+        let configuration = Configuration::decode(&mut reader)?;
+        reader.finish()?;
+        Ok(configuration)
+    }
+
+    /// The order `member` belongs to, if any.
+    pub fn order_of(&self, member: MemberId) -> Option<GroupId> {
+        self.orders.iter().find(|(_, members)| members.contains(&member)).map(|(&group, _)| group)
+    }
+
+    /// How many shards `group` owns.
+    pub fn shard_count_of(&self, group: GroupId) -> usize {
+        self.shards.iter().filter(|&&owner| owner == group).count()
+    }
+
+    /// Checks the structure every configuration must have; the reason names what is
+    /// wrong. A radiant refuses a configuration that fails it.
+    pub fn check(&self) -> Result<(), String> {
+        if self.number == 0 {
+            return Err("configuration number 0 is not a configuration".into());
+        }
+        let mut seen = BTreeSet::new();
+        for (group, members) in &self.orders {
+            if members.is_empty() {
+                return Err(format!("order {group} has no members"));
+            }
+            if group.get() >= self.next_group_id {
+                return Err(format!("order {group} is not below next_group_id"));
+            }
+            for member in members {
+                if !self.radiants.contains_key(member) {
+                    return Err(format!("order {group} lists unknown radiant {member}"));
+                }
+                if !seen.insert(*member) {
+                    return Err(format!("radiant {member} is in two orders"));
+                }
+            }
+        }
+        for member in &self.spares {
+            if !self.radiants.contains_key(member) || !seen.insert(*member) {
+                return Err(format!("spare {member} is unknown or also in an order"));
+            }
+        }
+        if seen.len() != self.radiants.len() {
+            return Err("a radiant is neither in an order nor a spare".into());
+        }
+        if let Some(member) =
+            self.radiants.keys().find(|member| member.get() >= self.next_member_id)
+        {
+            return Err(format!("radiant {member} is not below next_member_id"));
+        }
+        if let Some((shard, group)) =
+            self.shards.iter().enumerate().find(|(_, group)| !self.orders.contains_key(group))
+        {
+            return Err(format!("shard {shard} belongs to order {group}, which does not exist"));
+        }
+        Ok(())
+    }
+}
+
+fn check_items(reader: &Reader, field: &'static str, count: usize) -> Result<(), DecodeError> {
+    if count > MAX_CONFIGURATION_ITEMS {
+        return Err(reader.invalid(field, "more than MAX_CONFIGURATION_ITEMS (65536)"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// Two orders of two, one spare, four shards.
+    pub(crate) fn sample() -> Configuration {
+        let member = |id| MemberId::new(id).unwrap();
+        let group = |id| GroupId::new(id).unwrap();
+        let address = |port: u16| RadiantAddress {
+            peer: format!("127.0.0.1:{port}"),
+            client: format!("127.0.0.1:{}", port + 1),
+        };
+        Configuration {
+            number: 3,
+            council_term: 2,
+            next_member_id: 6,
+            next_group_id: 3,
+            radiants: (1..=5).map(|id| (member(id), address(7400 + id as u16 * 10))).collect(),
+            orders: [
+                (group(1), [member(1), member(2)].into()),
+                (group(2), [3, 4].map(member).into()),
+            ]
+            .into(),
+            spares: [member(5)].into(),
+            shards: vec![group(1), group(1), group(2), group(2)],
+        }
+    }
+
+    #[test]
+    fn a_configuration_round_trips_and_passes_its_check() {
+        let configuration = sample();
+        configuration.check().unwrap();
+        let mut dst = BytesMut::new();
+        configuration.encode(&mut dst);
+        let mut reader = Reader::new(dst.freeze(), None);
+        assert_eq!(Configuration::decode(&mut reader).unwrap(), configuration);
+        reader.finish().unwrap();
+    }
+
+    #[test]
+    fn a_huge_count_is_refused_before_allocating() {
+        let mut dst = BytesMut::new();
+        dst.put_slice(&[0; 32]);
+        dst.put_u32(u32::MAX);
+        let mut reader = Reader::new(dst.freeze(), None);
+        assert!(Configuration::decode(&mut reader).is_err());
+    }
+
+    #[test]
+    fn check_names_a_radiant_in_two_orders() {
+        let mut configuration = sample();
+        configuration
+            .orders
+            .get_mut(&GroupId::new(2).unwrap())
+            .unwrap()
+            .insert(MemberId::new(1).unwrap());
+        assert!(configuration.check().unwrap_err().contains("radiant 1 is in two orders"));
+    }
+
+    #[test]
+    fn every_prefix_of_a_configuration_fails_cleanly() {
+        let mut dst = BytesMut::new();
+        sample().encode(&mut dst);
+        let bytes = dst.freeze();
+        for end in 0..bytes.len() {
+            let mut reader = Reader::new(Bytes::copy_from_slice(&bytes[..end]), None);
+            assert!(Configuration::decode(&mut reader).is_err(), "prefix {end} decoded");
+        }
+    }
+}

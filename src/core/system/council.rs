@@ -1,0 +1,401 @@
+//! The council (DESIGN §8): Raft one level up, whose members are orders. An order's
+//! council term, vote and accepted configurations are entries of its own log
+//! (`Command::Council`), so they survive herald changes; its herald speaks for it, and
+//! answers only after the entry a message caused has committed.
+
+use std::collections::BTreeSet;
+
+use radiant_protocol::{
+    Command, CouncilAppend, CouncilAppendAck, CouncilEntry, CouncilRequestVote, CouncilVote,
+    GroupId, MembershipChange, SystemBody,
+};
+
+use super::{newer, Controller, Holder, System};
+use crate::core::order::membership::member_address;
+use crate::core::order::Order;
+use crate::core::{Actions, Tick};
+
+impl System {
+    /// Associated radiants: heralds stand for controller when none is heard, the
+    /// controller heartbeats, and heralds carry out their order's target membership.
+    pub(super) fn tick_council(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
+        let Some(order) = order else { return };
+        if !order.is_settled_herald() || self.record.group != Some(order.group()) {
+            if self.controller.take().is_some() {
+                tracing::info!("controller: no longer herald of its order; stepping down");
+            }
+            self.candidacy = None;
+            self.proposal_pending = false;
+            return;
+        }
+        if self.controller.is_some() {
+            self.heartbeat_council(actions);
+        } else if self.now >= self.council_deadline && !self.proposal_pending {
+            let term = self.record.council_term + 1;
+            tracing::info!(term, "council: no controller heard; standing for controller");
+            self.propose(order, CouncilEntry::Vote { term, candidate: Some(order.group()) });
+            self.council_deadline = Tick(self.council_timeout());
+        }
+        self.reconcile_membership(order);
+    }
+
+    fn propose(&mut self, order: &mut Order, entry: CouncilEntry) {
+        if order.propose(&Command::Council(entry)).is_some() {
+            self.proposal_pending = true;
+        }
+    }
+
+    /// Moves the order one step toward the committed configuration's target members.
+    fn reconcile_membership(&mut self, order: &mut Order) {
+        let Some(configuration) = &self.record.configuration else { return };
+        let Some(target) = configuration.orders.get(&order.group()) else { return };
+        if order.membership_change_pending() || !order.membership().learners.is_empty() {
+            return;
+        }
+        let current = order.membership();
+        let missing = target.iter().find(|member| !current.contains(**member));
+        let change = if let Some(&member) = missing {
+            let Some(address) = configuration.radiants.get(&member) else { return };
+            let address = member_address(&address.peer, &address.client);
+            MembershipChange::AddLearner { member, address }
+        } else if let Some(&member) =
+            current.voters.iter().find(|member| !target.contains(member) && **member != order.me())
+        {
+            MembershipChange::Remove { member }
+        } else {
+            return;
+        };
+        tracing::info!(?change, "order: carrying out the controller's membership");
+        order.propose(&Command::Membership(change));
+    }
+
+    /// Every member applies its order's committed council entries; the herald then
+    /// answers the messages that caused them.
+    pub(super) fn apply_council_entries(&mut self, order: &mut Order, actions: &mut Actions) {
+        let entries = order.drain_council_applied();
+        if entries.is_empty() {
+            return;
+        }
+        self.proposal_pending = false;
+        let herald = order.is_settled_herald();
+        for (_, entry) in entries {
+            match entry {
+                CouncilEntry::Vote { term, candidate } => {
+                    self.apply_vote(term, candidate, herald, order.group(), actions)
+                }
+                CouncilEntry::Accept(configuration) => {
+                    let newer_than_held = self
+                        .record
+                        .accepted
+                        .as_ref()
+                        .is_none_or(|held| newer(&configuration, held));
+                    if newer_than_held {
+                        self.learn_addresses(&configuration);
+                        self.record.accepted = Some(configuration);
+                    }
+                }
+                CouncilEntry::Commit { number } => {
+                    let held = self.record.accepted.clone().filter(|held| held.number == number);
+                    if let Some(configuration) = held {
+                        let cluster = self.record.cluster;
+                        self.adopt_committed(cluster, configuration, actions);
+                    }
+                }
+            }
+        }
+        self.persist(actions);
+        if herald {
+            if let Some(to) = self.ack_to.take() {
+                self.acknowledge(&to, order, true, actions);
+            }
+        }
+    }
+
+    fn apply_vote(
+        &mut self,
+        term: u64,
+        candidate: Option<GroupId>,
+        herald: bool,
+        mine: GroupId,
+        actions: &mut Actions,
+    ) {
+        if term > self.record.council_term {
+            self.record.council_term = term;
+            self.record.council_vote = None;
+            if self.controller.as_ref().is_some_and(|c| c.term < term) {
+                self.controller = None;
+            }
+        }
+        if term != self.record.council_term || candidate.is_none() {
+            return;
+        }
+        if self.record.council_vote.is_none() {
+            self.record.council_vote = candidate;
+        }
+        if !herald || self.record.council_vote != candidate {
+            return;
+        }
+        if candidate == Some(mine) {
+            self.start_candidacy(term, mine, actions);
+        } else if let Some((group, to)) = self.vote_replies.remove(&term) {
+            if Some(group) == candidate {
+                let vote = CouncilVote { term, group: Some(mine), granted: true };
+                self.send(&to, SystemBody::CouncilVote(vote), actions);
+            }
+        }
+    }
+
+    fn start_candidacy(&mut self, term: u64, mine: GroupId, actions: &mut Actions) {
+        let Some(held) = self.record.accepted.clone() else { return };
+        self.candidacy = Some((term, BTreeSet::from([mine])));
+        let request = CouncilRequestVote {
+            term,
+            candidate_group: Some(mine),
+            candidate_member: self.record.member,
+            last_number: held.number,
+            last_term: held.council_term,
+        };
+        for (group, members) in &held.orders {
+            if *group == mine {
+                continue;
+            }
+            for member in members {
+                if let Some(address) = held.radiants.get(member) {
+                    let body = SystemBody::CouncilRequestVote(request.clone());
+                    let to = address.peer.clone();
+                    self.send(&to, body, actions);
+                }
+            }
+        }
+        self.count_council_votes(actions);
+    }
+
+    pub(super) fn on_council_request_vote(
+        &mut self,
+        from: String,
+        request: CouncilRequestVote,
+        order: Option<&mut Order>,
+        actions: &mut Actions,
+    ) {
+        let Some(order) = order.filter(|order| order.is_settled_herald()) else { return };
+        let Some(candidate) = request.candidate_group else { return };
+        let term = self.record.council_term;
+        let mine = Some(order.group());
+        let reply = |granted| CouncilVote { term, group: mine, granted };
+        if request.term < term || (request.term == term && self.record.council_vote.is_some()) {
+            let granted = request.term == term && self.record.council_vote == Some(candidate);
+            self.send(&from, SystemBody::CouncilVote(reply(granted)), actions);
+            return;
+        }
+        if self.proposal_pending {
+            return; // The candidate asks again.
+        }
+        let held = self.record.accepted.as_ref().map_or((0, 0), |c| (c.number, c.council_term));
+        let up_to_date = (request.last_number, request.last_term) >= held;
+        let vote = up_to_date.then_some(candidate);
+        if up_to_date {
+            self.vote_replies.insert(request.term, (candidate, from));
+        }
+        self.propose(order, CouncilEntry::Vote { term: request.term, candidate: vote });
+    }
+
+    pub(super) fn on_council_vote(
+        &mut self,
+        vote: CouncilVote,
+        order: Option<&mut Order>,
+        actions: &mut Actions,
+    ) {
+        if vote.term > self.record.council_term {
+            if let Some(order) = order {
+                if !self.proposal_pending {
+                    self.propose(order, CouncilEntry::Vote { term: vote.term, candidate: None });
+                }
+            }
+            self.candidacy = None;
+            return;
+        }
+        let Some((term, votes)) = self.candidacy.as_mut() else { return };
+        if vote.term != *term || !vote.granted {
+            return;
+        }
+        if let Some(group) = vote.group {
+            votes.insert(group);
+        }
+        self.count_council_votes(actions);
+    }
+
+    fn count_council_votes(&mut self, actions: &mut Actions) {
+        let Some((term, votes)) = &self.candidacy else { return };
+        let Some(held) = self.record.accepted.clone() else { return };
+        let granted = votes.iter().filter(|group| held.orders.contains_key(group)).count();
+        if granted < held.orders.len() / 2 + 1 {
+            return;
+        }
+        let term = *term;
+        self.candidacy = None;
+        let committed =
+            self.record.configuration.clone().filter(|c| c.number == self.record.committed);
+        let mut latest = held;
+        if committed.as_ref().is_none_or(|c| c.number < latest.number) {
+            // An uncommitted configuration from an earlier term is re-stamped with this
+            // term, as a new Raft leader commits its predecessors' entries through one of
+            // its own.
+            latest.council_term = term;
+        }
+        tracing::info!(term, configuration = latest.number, "council: elected controller");
+        self.controller = Some(Controller {
+            term,
+            latest,
+            committed,
+            held: Default::default(),
+            heralds: Default::default(),
+            pending_joins: Default::default(),
+            heartbeat_elapsed: u64::MAX,
+        });
+        self.heartbeat_council(actions);
+    }
+
+    /// The controller's heartbeat to every radiant of its newest configuration.
+    fn heartbeat_council(&mut self, actions: &mut Actions) {
+        let interval = self.options.heartbeat_interval_ticks.max(1);
+        let group = self.record.group;
+        let member = self.record.member;
+        let Some(controller) = self.controller.as_mut() else { return };
+        controller.heartbeat_elapsed = controller.heartbeat_elapsed.saturating_add(1);
+        if controller.heartbeat_elapsed < interval {
+            return;
+        }
+        controller.heartbeat_elapsed = 0;
+        if let (Some(group), Some(member)) = (group, member) {
+            controller.heralds.insert(group, member);
+        }
+        let append = CouncilAppend {
+            term: controller.term,
+            controller_group: group,
+            controller_member: member,
+            committed: controller.committed.as_ref().map_or(0, |c| c.number),
+            configuration: Some(controller.latest.clone()),
+            heralds: controller.heralds.iter().map(|(&g, &m)| (g, m)).collect(),
+        };
+        let peers: Vec<String> =
+            controller.latest.radiants.values().map(|address| address.peer.clone()).collect();
+        for peer in peers {
+            self.send(&peer, SystemBody::CouncilAppend(append.clone()), actions);
+        }
+    }
+
+    pub(super) fn on_council_append(
+        &mut self,
+        from: String,
+        append: CouncilAppend,
+        order: Option<&mut Order>,
+        actions: &mut Actions,
+    ) {
+        let current = self.controller_view.as_ref().map_or(0, |view| view.term);
+        if append.term >= current.max(self.record.council_term) {
+            self.controller_view = Some(super::ControllerView {
+                term: append.term,
+                group: append.controller_group,
+                member: append.controller_member,
+                address: from.clone(),
+                heard_at: self.now,
+            });
+            self.heralds = append.heralds.iter().copied().collect();
+            self.council_deadline = Tick(self.council_timeout());
+            // Every radiant, herald or not, spare or member, acts on what is committed.
+            if let Some(configuration) = &append.configuration {
+                if configuration.number == append.committed {
+                    let cluster = self.record.cluster;
+                    self.adopt_committed(cluster, configuration.clone(), actions);
+                }
+            }
+        }
+        let Some(order) = order.filter(|order| order.is_settled_herald()) else { return };
+        if append.term < self.record.council_term {
+            self.acknowledge(&from, order, false, actions);
+            return;
+        }
+        if self.proposal_pending {
+            self.ack_to = Some(from);
+            return;
+        }
+        let mut entries = Vec::new();
+        if append.term > self.record.council_term {
+            entries.push(CouncilEntry::Vote { term: append.term, candidate: None });
+        }
+        let held = self.record.accepted.clone();
+        let mut holds = held.as_ref().map_or(0, |c| c.number);
+        if let Some(configuration) = append.configuration {
+            if held.as_ref().is_none_or(|held| newer(&configuration, held))
+                && configuration.check().is_ok()
+            {
+                holds = configuration.number;
+                entries.push(CouncilEntry::Accept(configuration));
+            }
+        }
+        if append.committed > self.record.committed && holds >= append.committed {
+            entries.push(CouncilEntry::Commit { number: append.committed.min(holds) });
+        }
+        if entries.is_empty() {
+            self.acknowledge(&from, order, true, actions);
+            return;
+        }
+        for entry in entries {
+            self.propose(order, entry);
+        }
+        self.ack_to = Some(from);
+    }
+
+    fn acknowledge(&mut self, to: &str, order: &Order, success: bool, actions: &mut Actions) {
+        let ack = CouncilAppendAck {
+            term: self.record.council_term,
+            group: Some(order.group()),
+            member: Some(order.me()),
+            held: self.record.accepted.as_ref().map_or(0, |c| c.number),
+            success,
+        };
+        self.send(to, SystemBody::CouncilAppendAck(ack), actions);
+    }
+
+    pub(super) fn on_append_ack(
+        &mut self,
+        from: String,
+        ack: CouncilAppendAck,
+        actions: &mut Actions,
+    ) {
+        let Some(group) = ack.group else {
+            return self.on_bootstrap_ack(from, ack, actions);
+        };
+        let Some(controller) = self.controller.as_mut() else { return };
+        if ack.term > controller.term {
+            tracing::info!(
+                term = ack.term,
+                "controller: a later council term exists; stepping down"
+            );
+            self.controller = None;
+            return;
+        }
+        if !ack.success || ack.term != controller.term {
+            return;
+        }
+        if let Some(member) = ack.member {
+            controller.heralds.insert(group, member);
+        }
+        controller.held.insert(Holder::Order(group), ack.held);
+        let latest = &controller.latest;
+        let holding = latest
+            .orders
+            .keys()
+            .filter(|group| {
+                controller.held.get(&Holder::Order(**group)).is_some_and(|&n| n >= latest.number)
+            })
+            .count();
+        let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
+        if latest.number > committed_number && holding > latest.orders.len() / 2 {
+            tracing::info!(configuration = latest.number, "controller: configuration committed");
+            controller.committed = Some(latest.clone());
+            controller.heartbeat_elapsed = u64::MAX;
+            self.answer_joins(actions);
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! System formation and the council (DESIGN §6, §8): how a radiant that knows one
+//! neighbour finds the others, how brand-new radiants elect the first controller and
+//! commit configuration 1, how newcomers join an established system, and how the
+//! orders' heralds elect the controller and commit its configurations.
+//!
+//! Files: `bootstrap.rs` (beacons, the first controller, configuration 1, joins),
+//! `council.rs` (council votes and configurations through the order's log, the
+//! controller), `shape.rs` (how configurations are built), `record.rs` (what survives
+//! a restart). Like all of `core`, it does no I/O, reads no clock and starts no thread:
+//! messages go out as `Action::SendSystem`, the record as `Action::PersistSystem`.
+
+mod bootstrap;
+mod council;
+pub mod record;
+pub mod shape;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use radiant_protocol::{
+    ClusterId, Configuration, GroupId, MemberId, RadiantAddress, SystemBody, SystemMessage, Term,
+};
+
+pub use record::SystemRecord;
+
+use super::order::membership::member_address;
+use super::order::{Membership, Order};
+use super::prng::Prng;
+use super::{Action, Actions, Tick};
+
+/// A radiant's own state (seed `radiant.md`): `RESET` while it starts, `UNASSOCIATED`
+/// until it belongs to a system, `ASSOCIATED` once it does, `LOCKED` while its order is
+/// locked, `ERROR` when it must not take part (another cluster refused it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RadiantState {
+    /// Starting; no tick seen yet.
+    Reset,
+    /// Looking for its system (beacons, bootstrap election, join).
+    Unassociated,
+    /// Part of a committed configuration.
+    Associated,
+    /// Associated, and its order is locked (a membership change in flight).
+    Locked,
+    /// Refused by the system it tried to reach; needs the operator.
+    Error,
+}
+
+impl RadiantState {
+    /// The upper-case name used in status output and docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RadiantState::Reset => "RESET",
+            RadiantState::Unassociated => "UNASSOCIATED",
+            RadiantState::Associated => "ASSOCIATED",
+            RadiantState::Locked => "LOCKED",
+            RadiantState::Error => "ERROR",
+        }
+    }
+}
+
+/// Settings from the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemOptions {
+    /// This radiant's peer address, as others reach it.
+    pub peer_address: String,
+    /// This radiant's client address.
+    pub client_address: String,
+    /// The one neighbour it beacons (none for a radiant others point at).
+    pub neighbor: Option<String>,
+    /// Radiants that form a brand-new system.
+    pub bootstrap_expect: u32,
+    /// Target members per order.
+    pub order_size: u32,
+    /// Shards of the key space.
+    pub shard_count: u32,
+    /// Upper bound of the random wait before the first beacon, in ticks.
+    pub bootstrap_backoff_ticks: u64,
+    /// Ticks between beacons.
+    pub beacon_interval_ticks: u64,
+    /// The orders' election timeout; council timeouts are a multiple of it.
+    pub election_timeout_ticks: u64,
+    /// Ticks between a controller's heartbeats.
+    pub heartbeat_interval_ticks: u64,
+}
+
+/// The controller as this radiant last heard from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerView {
+    /// Its council term.
+    pub term: Term,
+    /// Its order (none for the bootstrap controller).
+    pub group: Option<GroupId>,
+    /// The controller radiant (none for the bootstrap controller).
+    pub member: Option<MemberId>,
+    /// Its peer address.
+    pub address: String,
+    /// When it was last heard.
+    pub heard_at: Tick,
+}
+
+/// Who holds a configuration, as the controller counts: an order, or before
+/// configuration 1 a bootstrap radiant (by address).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Holder {
+    Order(GroupId),
+    Radiant(String),
+}
+
+/// The controller role: held by the bootstrap winner until configuration 1 commits,
+/// then by the herald the council elects.
+#[derive(Clone, Debug)]
+struct Controller {
+    term: Term,
+    latest: Configuration,
+    committed: Option<Configuration>,
+    held: BTreeMap<Holder, u64>,
+    heralds: BTreeMap<GroupId, MemberId>,
+    pending_joins: BTreeMap<String, MemberId>,
+    heartbeat_elapsed: u64,
+}
+
+/// A radiant's system-level state machine.
+#[derive(Debug)]
+pub struct System {
+    options: SystemOptions,
+    prng: Prng,
+    now: Tick,
+    record: SystemRecord,
+    state: RadiantState,
+    error: Option<String>,
+    // Beacon phase.
+    known: BTreeMap<String, String>,
+    beaconed_by_neighbor: bool,
+    next_beacon: Tick,
+    gossip_cursor: usize,
+    temporary_ids: BTreeMap<String, u64>,
+    join_via: Option<String>,
+    // Bootstrap election (before configuration 1).
+    bootstrap_deadline: Option<Tick>,
+    bootstrap_votes: Option<BTreeSet<String>>,
+    // The council (after configuration 1).
+    controller_view: Option<ControllerView>,
+    heralds: BTreeMap<GroupId, MemberId>,
+    council_deadline: Tick,
+    candidacy: Option<(Term, BTreeSet<GroupId>)>,
+    controller: Option<Controller>,
+    vote_replies: BTreeMap<Term, (GroupId, String)>,
+    ack_to: Option<String>,
+    proposal_pending: bool,
+    loopback: VecDeque<SystemMessage>,
+}
+
+/// What `radiant status` shows of the system, from this radiant's view.
+#[derive(Clone, Debug)]
+pub struct SystemStatus<'a> {
+    /// This radiant's state.
+    pub state: RadiantState,
+    /// Why it is in `ERROR`, if it is.
+    pub error: Option<&'a str>,
+    /// The cluster id (unset while forming).
+    pub cluster: ClusterId,
+    /// Its permanent id.
+    pub member: Option<MemberId>,
+    /// The newest committed configuration it knows.
+    pub configuration: Option<&'a Configuration>,
+    /// The newest configuration its order holds (may be ahead of `configuration`).
+    pub accepted: Option<&'a Configuration>,
+    /// The controller it last heard.
+    pub controller: Option<&'a ControllerView>,
+    /// Each order's herald, as the controller reports them.
+    pub heralds: &'a BTreeMap<GroupId, MemberId>,
+    /// Whether this radiant is the controller.
+    pub is_controller: bool,
+    /// Radiants it knows by address (beacon phase).
+    pub known: usize,
+    /// `bootstrap_expect`.
+    pub bootstrap_expect: u32,
+}
+
+impl System {
+    /// A radiant resuming from `record` (the default record for a brand-new one).
+    pub fn new(options: SystemOptions, record: SystemRecord, seed: u64) -> Self {
+        let mut prng = Prng::new(seed ^ 0x5157_u64.rotate_left(40));
+        let backoff = prng.range(0, options.bootstrap_backoff_ticks.max(1));
+        let mut known = BTreeMap::new();
+        known.insert(options.peer_address.clone(), options.client_address.clone());
+        let mut system = System {
+            prng,
+            now: Tick(0),
+            state: RadiantState::Reset,
+            error: None,
+            known,
+            beaconed_by_neighbor: false,
+            next_beacon: Tick(backoff),
+            gossip_cursor: 0,
+            temporary_ids: BTreeMap::new(),
+            join_via: None,
+            bootstrap_deadline: None,
+            bootstrap_votes: None,
+            controller_view: None,
+            heralds: BTreeMap::new(),
+            council_deadline: Tick(0),
+            candidacy: None,
+            controller: None,
+            vote_replies: BTreeMap::new(),
+            ack_to: None,
+            proposal_pending: false,
+            loopback: VecDeque::new(),
+            record,
+            options,
+        };
+        let held = [system.record.configuration.clone(), system.record.accepted.clone()];
+        for configuration in held.iter().flatten() {
+            system.learn_addresses(configuration);
+        }
+        system.council_deadline = Tick(system.council_timeout());
+        system
+    }
+
+    /// The persistent record (for the driver at startup and for tests).
+    pub fn record(&self) -> &SystemRecord {
+        &self.record
+    }
+
+    /// This radiant's permanent id, once associated.
+    pub fn member(&self) -> Option<MemberId> {
+        self.record.member
+    }
+
+    /// The cluster id (unset while forming).
+    pub fn cluster(&self) -> ClusterId {
+        self.record.cluster
+    }
+
+    /// Whether this radiant is the controller now.
+    pub fn is_controller(&self) -> bool {
+        self.controller.as_ref().is_some_and(|controller| controller.committed.is_some())
+    }
+
+    /// The controller's council term, when this radiant is the controller.
+    pub fn controller_term(&self) -> Option<Term> {
+        self.controller.as_ref().filter(|c| c.committed.is_some()).map(|c| c.term)
+    }
+
+    /// A view for `radiant status`.
+    pub fn status(&self, order: Option<&Order>) -> SystemStatus<'_> {
+        let locked = order.is_some_and(|order| order.membership_change_pending());
+        let state = match self.state {
+            RadiantState::Associated if locked => RadiantState::Locked,
+            state => state,
+        };
+        SystemStatus {
+            state,
+            error: self.error.as_deref(),
+            cluster: self.record.cluster,
+            member: self.record.member,
+            configuration: self.record.configuration.as_ref(),
+            accepted: self.record.accepted.as_ref(),
+            controller: self.controller_view.as_ref(),
+            heralds: &self.heralds,
+            is_controller: self.is_controller(),
+            known: self.known.len(),
+            bootstrap_expect: self.options.bootstrap_expect,
+        }
+    }
+
+    /// Why a client cannot be served by a radiant with no order, for the error reply.
+    pub fn unavailable_reason(&self) -> String {
+        match self.state {
+            RadiantState::Error => format!(
+                "radiant is in ERROR: {}",
+                self.error.as_deref().unwrap_or("refused by its system")
+            ),
+            RadiantState::Associated | RadiantState::Locked => format!(
+                "radiant {} is a spare (in no order yet); send requests to a radiant of an order",
+                MemberId::to_wire(self.record.member)
+            ),
+            RadiantState::Reset | RadiantState::Unassociated => format!(
+                "radiant is UNASSOCIATED: forming a system ({} of bootstrap_expect = {} radiants \
+                 known); retry shortly",
+                self.known.len(),
+                self.options.bootstrap_expect
+            ),
+        }
+    }
+
+    // ===== inputs =====
+
+    /// One tick passed.
+    pub fn on_tick(&mut self, now: Tick, order: Option<&mut Order>, actions: &mut Actions) {
+        self.now = now;
+        if self.state == RadiantState::Reset {
+            self.state = if self.record.is_associated() {
+                RadiantState::Associated
+            } else {
+                RadiantState::Unassociated
+            };
+        }
+        if self.state == RadiantState::Error {
+            return;
+        }
+        if self.record.is_associated() {
+            self.tick_council(order, actions);
+        } else {
+            self.tick_forming(actions);
+        }
+    }
+
+    /// A system message arrived.
+    pub fn on_message(
+        &mut self,
+        now: Tick,
+        message: SystemMessage,
+        order: Option<&mut Order>,
+        actions: &mut Actions,
+    ) {
+        self.now = now;
+        if self.refuses(&message, actions) {
+            return;
+        }
+        let SystemMessage { cluster, from, body } = message;
+        match body {
+            SystemBody::BeaconHandshake(handshake) => {
+                self.on_handshake(cluster, from, handshake, actions)
+            }
+            SystemBody::BeaconResponse(response) => self.on_beacon_response(from, response),
+            SystemBody::BeaconRefused { reason } => self.on_refused(from, reason),
+            SystemBody::JoinSystem(join) => self.on_join(join, actions),
+            SystemBody::JoinAccepted(accepted) => self.on_join_accepted(cluster, accepted, actions),
+            SystemBody::CouncilRequestVote(request) => match request.candidate_group {
+                None => self.on_bootstrap_request_vote(from, request, actions),
+                Some(_) => self.on_council_request_vote(from, request, order, actions),
+            },
+            SystemBody::CouncilVote(vote) => match vote.group {
+                None => self.on_bootstrap_vote(from, vote, actions),
+                Some(_) => self.on_council_vote(vote, order, actions),
+            },
+            SystemBody::CouncilAppend(append) => match append.controller_group {
+                None => self.on_bootstrap_append(cluster, from, append, actions),
+                Some(_) => self.on_council_append(from, append, order, actions),
+            },
+            SystemBody::CouncilAppendAck(ack) => self.on_append_ack(from, ack, actions),
+        }
+    }
+
+    /// Work after every step: council entries the order applied, messages this radiant
+    /// sent itself. Returns the messages to itself for the caller to feed back.
+    pub fn after_step(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
+        if let Some(order) = order {
+            self.apply_council_entries(order, actions);
+        }
+    }
+
+    /// Messages this radiant addressed to itself (the controller is also a herald).
+    pub fn take_loopback(&mut self) -> Option<SystemMessage> {
+        self.loopback.pop_front()
+    }
+
+    // ===== helpers shared by the files of this module =====
+
+    /// Refuses a message from another cluster once this radiant's system is committed.
+    fn refuses(&mut self, message: &SystemMessage, actions: &mut Actions) -> bool {
+        let mine = self.record.cluster;
+        let theirs = message.cluster;
+        if self.record.committed == 0 || !theirs.is_set() || theirs == mine {
+            return false;
+        }
+        if matches!(message.body, SystemBody::BeaconRefused { .. }) {
+            return false;
+        }
+        let peer = &message.from;
+        tracing::warn!(%peer, %theirs, %mine, "system: refused a radiant of another cluster");
+        let reason = format!(
+            "radiant {} belongs to cluster {mine}, and {} presented cluster {theirs}: two systems \
+             never merge. If {} should join this system, stop it, empty its data_dir and start \
+             it again",
+            self.options.peer_address, message.from, message.from
+        );
+        self.send(&message.from.clone(), SystemBody::BeaconRefused { reason }, actions);
+        true
+    }
+
+    fn on_refused(&mut self, from: String, reason: String) {
+        tracing::error!(peer = %from, %reason, "system: refused; this radiant stops taking part");
+        self.state = RadiantState::Error;
+        self.error = Some(reason);
+    }
+
+    /// Sends `body` to the radiant at `to` (to itself through the loopback queue).
+    fn send(&mut self, to: &str, body: SystemBody, actions: &mut Actions) {
+        let message = SystemMessage {
+            cluster: self.record.cluster,
+            from: self.options.peer_address.clone(),
+            body,
+        };
+        if to == self.options.peer_address {
+            self.loopback.push_back(message);
+        } else {
+            actions.push(Action::SendSystem { to: to.to_string(), message });
+        }
+    }
+
+    fn persist(&self, actions: &mut Actions) {
+        actions.push(Action::PersistSystem(self.record.clone()));
+    }
+
+    fn learn_addresses(&mut self, configuration: &Configuration) {
+        for address in configuration.radiants.values() {
+            self.known.insert(address.peer.clone(), address.client.clone());
+        }
+    }
+
+    /// A council or bootstrap election timeout: random in `[4E, 8E)` ticks, longer
+    /// than an order's herald failover so a council does not churn while an order elects.
+    fn council_timeout(&mut self) -> u64 {
+        let base = self.options.election_timeout_ticks.max(1) * 4;
+        self.now.0 + self.prng.range(base, base * 2)
+    }
+
+    /// This radiant's entry in configurations.
+    fn my_address(&self) -> RadiantAddress {
+        RadiantAddress {
+            peer: self.options.peer_address.clone(),
+            client: self.options.client_address.clone(),
+        }
+    }
+
+    /// Adopts `configuration` (committed) as this radiant's view; associates this
+    /// radiant when it lists it. Persists the record.
+    fn adopt_committed(
+        &mut self,
+        cluster: ClusterId,
+        configuration: Configuration,
+        actions: &mut Actions,
+    ) {
+        if configuration.check().is_err() || configuration.number <= self.record.committed {
+            return;
+        }
+        let me = configuration
+            .radiants
+            .iter()
+            .find(|(_, address)| address.peer == self.options.peer_address)
+            .map(|(&member, _)| member);
+        let Some(me) = me else {
+            // Removed from the system (or never in it): keep the view, take no part.
+            if self.record.member.is_some() {
+                self.record.configuration = Some(configuration.clone());
+                self.record.committed = configuration.number;
+                self.persist(actions);
+            }
+            return;
+        };
+        self.learn_addresses(&configuration);
+        if self.record.council_term == 0 {
+            self.record.council_term = configuration.council_term;
+        }
+        if self.record.accepted.as_ref().is_none_or(|held| newer(&configuration, held)) {
+            self.record.accepted = Some(configuration.clone());
+        }
+        self.record.cluster = cluster;
+        self.record.member = Some(me);
+        self.record.committed = configuration.number;
+        if self.record.group.is_none() {
+            if let Some(group) = configuration.order_of(me) {
+                self.record.group = Some(group);
+                self.record.initial_membership = initial_membership(&configuration, group);
+            }
+        }
+        self.record.configuration = Some(configuration);
+        if self.state != RadiantState::Error {
+            self.state = RadiantState::Associated;
+        }
+        self.join_via = None;
+        self.bootstrap_votes = None;
+        self.persist(actions);
+    }
+}
+
+/// Whether `a` is newer than `b`: a higher number, or the same number from a later term.
+fn newer(a: &Configuration, b: &Configuration) -> bool {
+    (a.number, a.council_term) > (b.number, b.council_term)
+}
+
+/// The membership a radiant starts its replica of `group` with: the order's target
+/// members, all voters. A radiant added to a running order learns the order's real
+/// membership from the herald's log; until its own promotion its vote counts nowhere.
+pub fn initial_membership(configuration: &Configuration, group: GroupId) -> Membership {
+    let members = configuration.orders.get(&group).into_iter().flatten();
+    Membership::with_voters(members.filter_map(|member| {
+        let address = configuration.radiants.get(member)?;
+        Some((*member, member_address(&address.peer, &address.client)))
+    }))
+}

@@ -1,0 +1,179 @@
+//! How the controller shapes configurations: the first one from the bootstrap radiants,
+//! and each next one when a radiant joins or is removed. Pure functions of their
+//! inputs, so every controller makes the same choice.
+//!
+//! Rules (DESIGN §6, §8): ids are assigned in ascending peer-address order and never
+//! reused; radiants are partitioned into `max(1, n / order_size)` orders of
+//! `order_size`, leftovers going one each to the smallest orders; shards are divided
+//! into contiguous, even ranges. A joiner fills an order below `order_size` first,
+//! otherwise waits as a spare until `order_size` spares form a new order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use radiant_protocol::{Configuration, GroupId, MemberId, RadiantAddress, Term};
+
+/// Configuration 1 for `radiants` (peer address → client address).
+pub fn initial_configuration(
+    council_term: Term,
+    radiants: &BTreeMap<String, String>,
+    order_size: u32,
+    shard_count: u32,
+) -> Configuration {
+    assert!(!radiants.is_empty(), "configuration 1 needs at least one radiant");
+    let order_size = order_size.max(1) as usize;
+    let mut configuration = Configuration { number: 1, council_term, ..Configuration::default() };
+    let members: Vec<MemberId> = radiants
+        .iter()
+        .zip(1u64..)
+        .map(|((peer, client), id)| {
+            let member = MemberId::new(id).expect("ids start at 1");
+            let address = RadiantAddress { peer: peer.clone(), client: client.clone() };
+            configuration.radiants.insert(member, address);
+            member
+        })
+        .collect();
+    let order_count = (members.len() / order_size).max(1);
+    let groups: Vec<GroupId> =
+        (1..=order_count as u64).map(|id| GroupId::new(id).expect("ids start at 1")).collect();
+    for (position, member) in members.iter().enumerate() {
+        // Full orders first; each leftover goes to the next order in turn, which is
+        // always one of the smallest.
+        let order = if position < order_count * order_size {
+            position / order_size
+        } else {
+            (position - order_count * order_size) % order_count
+        };
+        configuration.orders.entry(groups[order]).or_default().insert(*member);
+    }
+    configuration.shards = (0..shard_count as usize)
+        .map(|shard| groups[shard * order_count / shard_count.max(1) as usize])
+        .collect();
+    configuration.next_member_id = members.len() as u64 + 1;
+    configuration.next_group_id = order_count as u64 + 1;
+    configuration
+}
+
+/// The next configuration with the radiant at `joiner` added, and its new id.
+pub fn with_joiner(
+    current: &Configuration,
+    council_term: Term,
+    joiner: RadiantAddress,
+    order_size: u32,
+) -> (Configuration, MemberId) {
+    let mut next = successor(current, council_term);
+    let member = MemberId::new(next.next_member_id).expect("next_member_id starts at 1");
+    next.next_member_id += 1;
+    next.radiants.insert(member, joiner);
+    let order_size = order_size.max(1) as usize;
+    let short = next
+        .orders
+        .iter()
+        .filter(|(_, members)| members.len() < order_size)
+        .min_by_key(|(group, members)| (members.len(), **group))
+        .map(|(&group, _)| group);
+    match short {
+        Some(group) => {
+            next.orders.entry(group).or_default().insert(member);
+        }
+        None => {
+            next.spares.insert(member);
+            if next.spares.len() >= order_size {
+                let group = GroupId::new(next.next_group_id).expect("next_group_id starts at 1");
+                next.next_group_id += 1;
+                let founders: BTreeSet<MemberId> =
+                    next.spares.iter().copied().take(order_size).collect();
+                next.spares.retain(|spare| !founders.contains(spare));
+                next.orders.insert(group, founders);
+            }
+        }
+    }
+    (next, member)
+}
+
+/// The next configuration without `member`, or why it cannot be removed yet.
+pub fn without_member(
+    current: &Configuration,
+    council_term: Term,
+    member: MemberId,
+) -> Result<Configuration, String> {
+    if !current.radiants.contains_key(&member) {
+        return Err(format!("radiant {member} is not in configuration {}", current.number));
+    }
+    let mut next = successor(current, council_term);
+    next.radiants.remove(&member);
+    next.spares.remove(&member);
+    if let Some(group) = next.order_of(member) {
+        let members = next.orders.get_mut(&group).expect("order_of found it");
+        if members.len() == 1 {
+            return Err(format!(
+                "radiant {member} is the last member of order {group}, which serves {} shards; \
+                 moving shards off an order is not supported yet",
+                next.shard_count_of(group)
+            ));
+        }
+        members.remove(&member);
+    }
+    Ok(next)
+}
+
+fn successor(current: &Configuration, council_term: Term) -> Configuration {
+    Configuration { number: current.number + 1, council_term, ..current.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn radiants(count: u16) -> BTreeMap<String, String> {
+        (0..count).map(|n| (format!("10.0.0.{n}:7400"), format!("10.0.0.{n}:7401"))).collect()
+    }
+
+    fn sizes(configuration: &Configuration) -> Vec<usize> {
+        configuration.orders.values().map(BTreeSet::len).collect()
+    }
+
+    #[test]
+    fn six_radiants_make_two_orders_of_three_with_all_shards_split_evenly() {
+        let configuration = initial_configuration(1, &radiants(6), 3, 64);
+        configuration.check().expect("valid");
+        assert_eq!(sizes(&configuration), [3, 3]);
+        let group = |id| GroupId::new(id).expect("nonzero");
+        assert_eq!(configuration.shard_count_of(group(1)), 32);
+        assert_eq!(configuration.shard_count_of(group(2)), 32);
+    }
+
+    #[test]
+    fn leftovers_go_to_the_smallest_orders() {
+        assert_eq!(sizes(&initial_configuration(1, &radiants(7), 3, 64)), [4, 3]);
+        assert_eq!(sizes(&initial_configuration(1, &radiants(8), 3, 64)), [4, 4]);
+        assert_eq!(sizes(&initial_configuration(1, &radiants(2), 3, 64)), [2]);
+        assert_eq!(sizes(&initial_configuration(1, &radiants(1), 3, 64)), [1]);
+    }
+
+    #[test]
+    fn three_joiners_wait_as_spares_then_form_an_order() {
+        let mut configuration = initial_configuration(1, &radiants(6), 3, 64);
+        for n in 0..3 {
+            let joiner = RadiantAddress { peer: format!("10.0.1.{n}:1"), client: String::new() };
+            let (next, member) = with_joiner(&configuration, 2, joiner, 3);
+            next.check().expect("valid");
+            assert_eq!(member.get(), 7 + n);
+            configuration = next;
+        }
+        assert_eq!(sizes(&configuration), [3, 3, 3]);
+        assert!(configuration.spares.is_empty());
+        assert_eq!(configuration.number, 4);
+    }
+
+    #[test]
+    fn a_joiner_fills_a_short_order_first() {
+        let configuration = initial_configuration(1, &radiants(2), 3, 8);
+        let joiner = RadiantAddress { peer: "10.0.1.1:1".into(), client: String::new() };
+        let (next, member) = with_joiner(&configuration, 1, joiner, 3);
+        assert_eq!(next.order_of(member), GroupId::new(1));
+        assert_eq!(sizes(&next), [3]);
+        let removed = without_member(&next, 1, MemberId::new(2).expect("nonzero")).expect("ok");
+        removed.check().expect("valid");
+        assert_eq!(sizes(&removed), [2]);
+    }
+}

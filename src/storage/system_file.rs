@@ -1,0 +1,79 @@
+//! The system file: a radiant's `SystemRecord` (cluster id, permanent id, bootstrap and
+//! council votes, configurations) in `DATA_DIR/system`. Written whole, atomically
+//! (temporary file, fsync, rename, directory fsync), so a crash leaves the old record or
+//! the new one, never a mix.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use crate::core::system::SystemRecord;
+
+/// The file's name in the data directory.
+pub const SYSTEM_FILE: &str = "system";
+
+/// Why the system file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemFileError {
+    /// The file exists but could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is damaged or from an incompatible version.
+    #[error(
+        "{path} is unusable ({reason}); this radiant cannot tell which system it belongs to. \
+         Restore the file from a backup, or empty the data directory to join as a new radiant"
+    )]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Reads the record; `None` when the radiant never wrote one (a brand-new data dir).
+pub fn read(data_dir: &Path) -> Result<Option<SystemRecord>, SystemFileError> {
+    let path = data_dir.join(SYSTEM_FILE);
+    let display = path.display().to_string();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SystemFileError::Read { path: display, source }),
+    };
+    SystemRecord::decode(&bytes)
+        .map(Some)
+        .map_err(|reason| SystemFileError::Damaged { path: display, reason })
+}
+
+/// Replaces the record durably.
+pub fn write(data_dir: &Path, record: &SystemRecord) -> std::io::Result<()> {
+    let temporary = data_dir.join(format!("{SYSTEM_FILE}.tmp"));
+    let mut file = File::create(&temporary)?;
+    file.write_all(&record.encode())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, data_dir.join(SYSTEM_FILE))?;
+    File::open(data_dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_record_reads_back_and_a_missing_one_is_none() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        assert!(read(directory.path()).expect("readable").is_none());
+        let record = SystemRecord { bootstrap_term: 4, ..SystemRecord::default() };
+        write(directory.path(), &record).expect("written");
+        assert_eq!(read(directory.path()).expect("readable"), Some(record));
+        std::fs::write(directory.path().join(SYSTEM_FILE), b"junk").expect("overwrite");
+        let error = read(directory.path()).unwrap_err().to_string();
+        assert!(error.contains("empty the data directory"), "{error}");
+    }
+}

@@ -1,0 +1,199 @@
+//! System formation on real daemons (issue 4): radiants that each know one neighbour
+//! form orders, elect a controller and commit configuration 1; newcomers join and form
+//! a new order; `kill -9` of the controller yields a new controller with the same
+//! configuration. Every step is observed through `radiant status --json`. Bounded in
+//! time; every radiant is killed by PID when its guard drops (also on failure).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{free_port, status, Daemon};
+use serde_json::Value;
+
+/// Longest any formation step may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Peer and client ports of one radiant, chosen before anyone starts so neighbours can
+/// be named.
+#[derive(Clone, Copy)]
+struct Ports {
+    peer: u16,
+    client: u16,
+}
+
+fn ports(count: usize) -> Vec<Ports> {
+    (0..count).map(|_| Ports { peer: free_port(), client: free_port() }).collect()
+}
+
+fn start(root: &Path, name: &str, me: Ports, neighbor: Option<Ports>, expect: usize) -> Daemon {
+    let data_dir = root.join(name);
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let neighbor = neighbor.map_or(String::new(), |neighbor| {
+        format!("neighbor_ip = \"127.0.0.1\"\nneighbor_port = {}\n", neighbor.peer)
+    });
+    let text = format!(
+        "my_ip = \"127.0.0.1\"\nmy_port = {}\nclient_ip = \"127.0.0.1\"\nclient_port = {}\n\
+         data_dir = {:?}\nlog_level = \"info\"\n{neighbor}bootstrap_expect = {expect}\n\
+         order_size = 3\nshard_count = 64\ntick_ms = 10\nelection_timeout = 30\n\
+         heartbeat_interval = 5\nbeacon_interval = 10\nbootstrap_backoff = 20\n",
+        me.peer,
+        me.client,
+        data_dir.display().to_string(),
+    );
+    let config_path = data_dir.with_extension("toml");
+    std::fs::write(&config_path, text).expect("write config");
+    Daemon::start_with_config(&data_dir, &config_path)
+}
+
+/// Polls every live radiant's status until `done` holds for the set, or fails with
+/// every status and log tail.
+fn wait_for(
+    daemons: &[Option<Daemon>],
+    what: &str,
+    done: impl Fn(&[(usize, Value)]) -> bool,
+) -> Vec<(usize, Value)> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let statuses: Vec<(usize, Value)> = daemons
+            .iter()
+            .enumerate()
+            .filter_map(|(index, daemon)| Some((index, status(daemon.as_ref()?)?)))
+            .collect();
+        let live = daemons.iter().filter(|daemon| daemon.is_some()).count();
+        if statuses.len() == live && done(&statuses) {
+            return statuses;
+        }
+        if Instant::now() > deadline {
+            let logs: String = daemons
+                .iter()
+                .flatten()
+                .map(|daemon| {
+                    let log = daemon.log();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    format!("--- {}\n{}\n", daemon.log_path.display(), tail.join("\n"))
+                })
+                .collect();
+            let shown: Vec<String> = statuses.iter().map(|(i, s)| format!("{i}: {s}")).collect();
+            panic!("{what}: not within {STEP_TIMEOUT:?}\n{}\n{logs}", shown.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The order sizes every radiant reports, when they all agree on one configuration
+/// whose every shard is assigned and whose orders all have heralds.
+fn agreed_shape(statuses: &[(usize, Value)]) -> Option<(u64, Vec<usize>)> {
+    let mut views = BTreeSet::new();
+    for (_, status) in statuses {
+        let system = &status["system"];
+        if system["state"] != "ASSOCIATED" || system["cluster"].is_null() {
+            return None;
+        }
+        let orders = system["orders"].as_array()?;
+        let sizes: Vec<usize> =
+            orders.iter().map(|order| order["members"].as_array().map_or(0, Vec::len)).collect();
+        let shards: u64 = orders.iter().map(|order| order["shards"].as_u64().unwrap_or(0)).sum();
+        if shards != 64 || orders.iter().any(|order| order["herald"].is_null()) {
+            return None;
+        }
+        views.insert((system["configuration"].as_u64()?, sizes, system["cluster"].to_string()));
+    }
+    let mut views = views.into_iter();
+    let (number, sizes, _) = views.next()?;
+    views.next().is_none().then_some((number, sizes))
+}
+
+/// The radiants that say they are the controller, with its council term.
+fn controllers(statuses: &[(usize, Value)]) -> BTreeMap<usize, u64> {
+    statuses
+        .iter()
+        .filter(|(_, status)| status["system"]["is_controller"] == true)
+        .map(|(index, status)| {
+            (*index, status["system"]["controller"]["term"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Every radiant names the same controller, which says it is one.
+fn one_controller(statuses: &[(usize, Value)]) -> Option<usize> {
+    let claimed = controllers(statuses);
+    let (&index, _) = claimed.iter().next().filter(|_| claimed.len() == 1)?;
+    let (_, status) = statuses.iter().find(|(i, _)| *i == index)?;
+    let address = status["system"]["controller"]["address"].clone();
+    statuses
+        .iter()
+        .all(|(_, status)| status["system"]["controller"]["address"] == address)
+        .then_some(index)
+}
+
+#[test]
+fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_survives_kill9() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let all = ports(9);
+    let mut daemons: Vec<Option<Daemon>> = (0..6)
+        .map(|index| {
+            let neighbor = all[(index + 1) % 6];
+            Some(start(root.path(), &format!("r{index}"), all[index], Some(neighbor), 6))
+        })
+        .collect();
+    let formed = wait_for(&daemons, "six radiants form two orders of three", |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
+            && one_controller(statuses).is_some()
+    });
+    let (first, _) = agreed_shape(&formed).expect("agreed");
+    assert!(first >= 1, "configuration {first}");
+
+    // Three newcomers, each pointing at a different member of the system.
+    for (offset, index) in (6..9).enumerate() {
+        let neighbor = all[offset * 2];
+        daemons.push(Some(start(root.path(), &format!("r{index}"), all[index], Some(neighbor), 6)));
+    }
+    let grown = wait_for(&daemons, "three joiners form a third order", |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3, 3])
+            && one_controller(statuses).is_some()
+    });
+    let (number, _) = agreed_shape(&grown).expect("agreed");
+    let controller = one_controller(&grown).expect("one controller");
+    let term = controllers(&grown)[&controller];
+    println!("nine radiants, configuration {number}, controller r{controller} (term {term})");
+
+    daemons[controller].as_mut().expect("running").kill9();
+    daemons[controller] = None;
+    let after = wait_for(&daemons, "a new controller after kill -9", |statuses| {
+        one_controller(statuses).is_some_and(|new| new != controller)
+            && agreed_shape(statuses).is_some_and(|(n, sizes)| n == number && sizes == [3, 3, 3])
+    });
+    let new = one_controller(&after).expect("one controller");
+    let new_term = controllers(&after)[&new];
+    assert!(new_term > term, "new controller term {new_term} not above {term}");
+
+    // The system still serves writes through a radiant of each order.
+    for daemon in daemons.iter().flatten().take(3) {
+        let mut client = daemon.connect();
+        client.put(b"formed", b"yes").expect("put after controller failover");
+        assert_eq!(client.get(b"formed").expect("get").as_deref(), Some(&b"yes"[..]));
+    }
+}
+
+#[test]
+fn a_star_of_seven_forms_one_order_of_four_and_one_of_three() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let all = ports(7);
+    // Everyone points at radiant 0; radiant 0 points at radiant 1 (no self-loop).
+    let daemons: Vec<Option<Daemon>> = (0..7)
+        .map(|index| {
+            let neighbor = if index == 0 { all[1] } else { all[0] };
+            Some(start(root.path(), &format!("s{index}"), all[index], Some(neighbor), 7))
+        })
+        .collect();
+    let formed = wait_for(&daemons, "seven radiants form orders of four and three", |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [4, 3])
+            && one_controller(statuses).is_some()
+    });
+    let ids: BTreeSet<u64> =
+        formed.iter().filter_map(|(_, status)| status["member"].as_u64()).collect();
+    assert_eq!(ids, (1..=7).collect(), "permanent ids 1..=7, none zero");
+}
