@@ -243,11 +243,25 @@ pub fn run_bounded(command: &mut Command, timeout: Duration) -> std::process::Ou
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1. Static order membership needs
-/// addresses before the daemons start; the window for a clash is tiny on loopback.
+/// A port that was free a moment ago on 127.0.0.1, for configs that must name
+/// addresses before the daemons start (static orders, neighbours).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local address").port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Why: ports for port 0 and for outgoing connections come from the ephemeral range
+    // (32768-60999 on Linux). A port picked there can be taken by some radiant's outgoing
+    // peer connection before the radiant meant to listen on it starts, so test ports
+    // come from below that range, spread by process id, and are checked free.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = u64::from(std::process::id());
+    for _ in 0..2_000 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mixed = (process.wrapping_mul(7_919) + step.wrapping_mul(104_729)) % 12_000;
+        let port = 20_000 + mixed as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range after 2000 tries");
 }
 
 /// Config for radiant `me` = `(id, peer port, client port)` of a static order whose
