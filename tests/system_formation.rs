@@ -159,6 +159,12 @@ fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_
     let controller = one_controller(&grown).expect("one controller");
     let term = controllers(&grown)[&controller];
     println!("nine radiants, configuration {number}, controller r{controller} (term {term})");
+    let address = daemons[8].as_ref().expect("running").client_address.to_string();
+    let (code, table, stderr) = common::radiant(&["status", "--addr", &address]);
+    println!("{table}");
+    assert_eq!(code, 0, "status failed: {stderr}");
+    assert!(table.contains("ASSOCIATED") && table.contains("controller"), "{table}");
+    assert_eq!(table.lines().filter(|line| line.ends_with(" member")).count(), 6, "{table}");
 
     daemons[controller].as_mut().expect("running").kill9();
     daemons[controller] = None;

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 pub mod sim;
+mod status;
 
 use crate::client::{Client, ClientOptions};
 use crate::config::Config;
@@ -315,28 +316,7 @@ fn status(json: bool, target: &Target) -> Result<ExitCode, String> {
     }
     let value: serde_json::Value =
         serde_json::from_str(&document).map_err(|error| format!("unreadable status: {error}"))?;
-    let field = |name: &str| value[name].to_string();
-    println!(
-        "radiant {} ({}): order {}, term {}, herald {}",
-        field("member"),
-        value["role"].as_str().unwrap_or("?"),
-        value["order_state"].as_str().unwrap_or("?"),
-        field("term"),
-        field("herald")
-    );
-    println!(
-        "log: last {}, durable {}, commit {}, applied {}, snapshot {}; {} keys",
-        field("last_index"),
-        field("durable_index"),
-        field("commit_index"),
-        field("applied_index"),
-        field("snapshot_index"),
-        field("keys")
-    );
-    for member in value["members"].as_array().into_iter().flatten() {
-        let text = |name: &str| member[name].as_str().unwrap_or("?").to_string();
-        println!("  member {} {} at {}", member["id"], text("role"), text("address"));
-    }
+    print!("{}", status::render(&value));
     Ok(ExitCode::SUCCESS)
 }
 

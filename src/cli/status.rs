@@ -1,0 +1,144 @@
+//! `radiant status` without `--json`: the status document as readable tables.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+/// Renders a status document (see `server::status`) for people.
+pub(super) fn render(status: &Value) -> String {
+    let mut out = String::new();
+    let text = |value: &Value| match value {
+        Value::Null => "-".to_string(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "radiant {} ({}, {}); order {} {}, term {}, herald {}",
+        text(&status["member"]),
+        text(&status["state"]),
+        text(&status["role"]),
+        text(&status["group"]),
+        text(&status["order_state"]),
+        text(&status["term"]),
+        text(&status["herald"]),
+    );
+    let _ = writeln!(
+        out,
+        "log: last {}, durable {}, commit {}, applied {}, snapshot {}; {} keys; {} bytes on disk",
+        text(&status["last_index"]),
+        text(&status["durable_index"]),
+        text(&status["commit_index"]),
+        text(&status["applied_index"]),
+        text(&status["snapshot_index"]),
+        text(&status["keys"]),
+        text(&status["disk_bytes"]),
+    );
+    for member in status["members"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  member {} {} at {}",
+            text(&member["id"]),
+            text(&member["role"]),
+            text(&member["address"])
+        );
+    }
+    let system = &status["system"];
+    if system.is_object() {
+        render_system(system, &mut out, &text);
+    }
+    out
+}
+
+fn render_system(system: &Value, out: &mut String, text: &impl Fn(&Value) -> String) {
+    if let Some(error) = system["error"].as_str() {
+        let _ = writeln!(out, "ERROR: {error}");
+    }
+    let controller = &system["controller"];
+    let controller_text = if controller.is_object() {
+        format!(
+            "radiant {} of order {} (council term {}) at {}",
+            text(&controller["member"]),
+            text(&controller["group"]),
+            text(&controller["term"]),
+            text(&controller["address"])
+        )
+    } else {
+        "none heard yet".to_string()
+    };
+    let _ = writeln!(
+        out,
+        "\nsystem {}: configuration {} (held {}), {} shards; controller {controller_text}",
+        text(&system["cluster"]),
+        text(&system["configuration"]),
+        text(&system["accepted"]),
+        text(&system["shard_count"]),
+    );
+    if system["configuration"] == 0 {
+        let _ = writeln!(
+            out,
+            "forming: {} of bootstrap_expect = {} radiants known",
+            text(&system["known_radiants"]),
+            text(&system["bootstrap_expect"])
+        );
+        return;
+    }
+    let _ =
+        writeln!(out, "\n{:<6} {:<22} {:<7} {:<7} MEMBERS", "ORDER", "STATE", "HERALD", "SHARDS");
+    for order in system["orders"].as_array().into_iter().flatten() {
+        let members: Vec<String> =
+            order["members"].as_array().into_iter().flatten().map(text).collect();
+        let _ = writeln!(
+            out,
+            "{:<6} {:<22} {:<7} {:<7} {}",
+            text(&order["group"]),
+            text(&order["state"]),
+            text(&order["herald"]),
+            text(&order["shards"]),
+            members.join(" ")
+        );
+    }
+    let spares: Vec<String> = system["spares"].as_array().into_iter().flatten().map(text).collect();
+    if !spares.is_empty() {
+        let _ = writeln!(out, "spares: {}", spares.join(" "));
+    }
+    render_radiants(system, out, text);
+    let _ = writeln!(
+        out,
+        "(state and role of other radiants as this radiant knows them; \
+         `radiant status --addr ADDR` asks one directly)"
+    );
+}
+
+fn render_radiants(system: &Value, out: &mut String, text: &impl Fn(&Value) -> String) {
+    let controller = &system["controller"];
+    let _ = writeln!(out, "\n{:<8} {:<22} {:<22} {:<6} ROLE", "RADIANT", "PEER", "CLIENT", "ORDER");
+    let heralds: Vec<(Value, Value)> = system["orders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|order| (order["group"].clone(), order["herald"].clone()))
+        .collect();
+    for radiant in system["radiants"].as_array().into_iter().flatten() {
+        let id = &radiant["id"];
+        let mut roles = Vec::new();
+        if *id == controller["member"] {
+            roles.push("controller");
+        }
+        if heralds.iter().any(|(_, herald)| herald == id) {
+            roles.push("herald");
+        }
+        if roles.is_empty() {
+            roles.push(if radiant["order"].is_null() { "spare" } else { "member" });
+        }
+        let _ = writeln!(
+            out,
+            "{:<8} {:<22} {:<22} {:<6} {}",
+            text(id),
+            text(&radiant["peer"]),
+            text(&radiant["client"]),
+            text(&radiant["order"]),
+            roles.join(", ")
+        );
+    }
+}
