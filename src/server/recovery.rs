@@ -213,7 +213,8 @@ fn replay(
             RecoveryError::Command { data_dir: data_dir.to_path_buf(), index, source }
         })?;
         match command {
-            Command::Noop => {}
+            // Council entries were recorded in the system file when first applied.
+            Command::Noop | Command::Council(_) => {}
             Command::Membership(change) => {
                 membership.apply(&change);
             }

@@ -857,7 +857,7 @@ impl Simulator {
         let commit = radiant.disk.hard_state.commit.clamp(snapshot_index, last_index);
         for entry in entries.iter().take_while(|entry| entry.index <= commit) {
             match Command::decode(entry.data.clone(), &limits).expect("logged commands decode") {
-                Command::Noop => {}
+                Command::Noop | Command::Council(_) => {}
                 Command::Membership(change) => {
                     membership.apply(&change);
                 }
