@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::sim::cluster::{SimFailure, SimOptions, Simulator};
+use crate::sim::formation::{self, FormationOptions, FormationReport};
 use crate::sim::history::write_jsonl;
 
 /// Arguments of `radiant sim`.
@@ -26,12 +27,25 @@ pub struct SimArgs {
     /// Write the client history of the (single) run as JSON lines to this file.
     #[arg(long)]
     history: Option<PathBuf>,
+    /// Simulate system formation instead (brand-new radiants with one neighbour each,
+    /// joins, crashes, partitions); `--radiants`, `--ticks` and `--history` do not apply.
+    #[arg(long)]
+    formation: bool,
+    /// Log the cores' decisions (RUST_LOG filters) to stderr; use with one seed.
+    #[arg(long)]
+    trace: bool,
 }
 
 /// Runs the simulation(s).
 pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
     if args.history.is_some() && args.seeds != 1 {
         return Err("--history writes one run's history: use it with --seeds 1".to_string());
+    }
+    if args.trace {
+        super::init_logging("info");
+    }
+    if args.formation {
+        return run_formation(args);
     }
     let mut failures = 0u64;
     for seed in args.seed..args.seed.saturating_add(args.seeds) {
@@ -93,5 +107,53 @@ pub fn run_one(
                 message: format!("simulator panicked: {message}"),
             })
         }
+    }
+}
+
+/// `radiant sim --formation`: formation runs over a sweep of seeds.
+fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
+    let mut failures = 0u64;
+    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+        let options = FormationOptions::swarm(seed);
+        let reproduce = options.reproduce_command();
+        let shape = format!(
+            "{} founders + {} joiners, {:?}",
+            options.founders, options.joiners, options.topology
+        );
+        match run_formation_one(options) {
+            Ok(report) => println!(
+                "seed {seed}: ok: {shape}: configuration {}, orders {:?}, {} controller terms, \
+                 {} crashes, {} partitions, converged at tick {}, messages {}/{} \
+                 delivered/dropped",
+                report.configuration,
+                report.orders,
+                report.controller_terms,
+                report.crashes,
+                report.partitions,
+                report.converged_at,
+                report.messages.0,
+                report.messages.1
+            ),
+            Err(failure) => {
+                failures += 1;
+                println!("seed {seed}: FAILED: {shape}: {failure}\n  reproduce with: {reproduce}");
+            }
+        }
+    }
+    if args.seeds > 1 {
+        println!("{} formation seeds, {failures} failed", args.seeds);
+    }
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs one formation simulation; a panic inside it is a failure of that seed.
+pub fn run_formation_one(options: FormationOptions) -> Result<FormationReport, String> {
+    match std::panic::catch_unwind(|| formation::run(options)) {
+        Ok(result) => result,
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_string()))
+            .unwrap_or_else(|| "formation simulator panicked".to_string())),
     }
 }

@@ -9,6 +9,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod disk;
+pub mod formation;
 pub mod history;
 pub mod network;
 pub mod workload;

@@ -24,7 +24,12 @@ impl System {
             self.heartbeat_bootstrap(actions);
             return;
         }
-        if self.join_via.is_some() || self.known.len() < self.options.bootstrap_expect as usize {
+        // Known and reachable: heard from directly (the neighbour too, when one is
+        // configured, so a radiant pointed at an established system joins it instead).
+        let expect = self.options.bootstrap_expect as usize;
+        let neighbor_heard =
+            self.options.neighbor.as_ref().is_none_or(|neighbor| self.heard.contains(neighbor));
+        if self.join_via.is_some() || self.heard.len() + 1 < expect || !neighbor_heard {
             return;
         }
         let deadline = match self.bootstrap_deadline {
@@ -60,7 +65,9 @@ impl System {
         });
         let neighbor = self.options.neighbor.clone();
         if let Some(neighbor) = &neighbor {
-            if !self.beaconed_by_neighbor {
+            // The neighbour that beaconed us is in charge, until we hold a configuration
+            // it may have committed without telling us: then we ask it.
+            if !self.beaconed_by_neighbor || self.record.accepted.is_some() {
                 self.send(neighbor, handshake.clone(), actions);
             }
         }
@@ -105,6 +112,7 @@ impl System {
     ) {
         self.merge_known(&handshake.known);
         self.known.insert(from.clone(), handshake.client.clone());
+        self.heard.insert(from.clone());
         if self.options.neighbor.as_deref() == Some(from.as_str()) {
             self.beaconed_by_neighbor = true;
         }
@@ -137,6 +145,7 @@ impl System {
 
     pub(super) fn on_beacon_response(&mut self, from: String, response: BeaconResponse) {
         self.merge_known(&response.known);
+        self.heard.insert(from.clone());
         let holds_bootstrap = self.record.accepted.is_some() || self.controller.is_some();
         if response.established && !self.record.is_associated() && !holds_bootstrap {
             let via = if response.controller.is_empty() { from } else { response.controller };

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use radiant_protocol::{
-    Command, CouncilAppend, CouncilAppendAck, CouncilEntry, CouncilRequestVote, CouncilVote,
-    GroupId, MembershipChange, SystemBody,
+    ClusterId, Command, Configuration, CouncilAppend, CouncilAppendAck, CouncilEntry,
+    CouncilRequestVote, CouncilVote, GroupId, MembershipChange, SystemBody,
 };
 
 use super::{newer, Controller, Holder, System};
@@ -30,10 +30,15 @@ impl System {
         }
         if self.controller.is_some() {
             self.heartbeat_council(actions);
+        } else if self.candidacy.is_some()
+            && self.now.0 % self.options.heartbeat_interval_ticks.max(1) == 0
+        {
+            self.request_votes(order.group(), actions);
         } else if self.now >= self.council_deadline && !self.proposal_pending {
             let term = self.record.council_term + 1;
             tracing::info!(term, "council: no controller heard; standing for controller");
             self.propose(order, CouncilEntry::Vote { term, candidate: Some(order.group()) });
+            self.standing = Some(term);
             self.council_deadline = Tick(self.council_timeout());
         }
         self.reconcile_membership(order);
@@ -136,7 +141,12 @@ impl System {
             return;
         }
         if candidate == Some(mine) {
-            self.start_candidacy(term, mine, actions);
+            // Only the radiant that stood campaigns: another herald of this order (after
+            // a failover or a restart that re-applies the entry) must not become a second
+            // controller in the same council term.
+            if self.standing.take() == Some(term) {
+                self.start_candidacy(term, mine, actions);
+            }
         } else if let Some((group, to)) = self.vote_replies.remove(&term) {
             if Some(group) == candidate {
                 let vote = CouncilVote { term, group: Some(mine), granted: true };
@@ -146,28 +156,37 @@ impl System {
     }
 
     fn start_candidacy(&mut self, term: u64, mine: GroupId, actions: &mut Actions) {
-        let Some(held) = self.record.accepted.clone() else { return };
+        if self.record.accepted.is_none() {
+            return;
+        }
         self.candidacy = Some((term, BTreeSet::from([mine])));
+        self.request_votes(mine, actions);
+        self.count_council_votes(actions);
+    }
+
+    /// Asks every order that has not voted yet; repeated while the candidacy lasts,
+    /// since a herald busy committing an earlier council entry drops the request.
+    fn request_votes(&mut self, mine: GroupId, actions: &mut Actions) {
+        let (Some(held), Some((term, votes))) = (&self.record.accepted, &self.candidacy) else {
+            return;
+        };
         let request = CouncilRequestVote {
-            term,
+            term: *term,
             candidate_group: Some(mine),
             candidate_member: self.record.member,
             last_number: held.number,
             last_term: held.council_term,
         };
-        for (group, members) in &held.orders {
-            if *group == mine {
-                continue;
-            }
-            for member in members {
-                if let Some(address) = held.radiants.get(member) {
-                    let body = SystemBody::CouncilRequestVote(request.clone());
-                    let to = address.peer.clone();
-                    self.send(&to, body, actions);
-                }
-            }
+        let targets: Vec<String> = held
+            .orders
+            .iter()
+            .filter(|(group, _)| !votes.contains(group))
+            .flat_map(|(_, members)| members.iter())
+            .filter_map(|member| held.radiants.get(member).map(|address| address.peer.clone()))
+            .collect();
+        for to in targets {
+            self.send(&to, SystemBody::CouncilRequestVote(request.clone()), actions);
         }
-        self.count_council_votes(actions);
     }
 
     pub(super) fn on_council_request_vote(
@@ -227,8 +246,9 @@ impl System {
     fn count_council_votes(&mut self, actions: &mut Actions) {
         let Some((term, votes)) = &self.candidacy else { return };
         let Some(held) = self.record.accepted.clone() else { return };
-        let granted = votes.iter().filter(|group| held.orders.contains_key(group)).count();
-        if granted < held.orders.len() / 2 + 1 {
+        let voters = voting_orders(&held, self.record.configuration.as_ref());
+        let granted = votes.iter().filter(|group| voters.contains(group)).count();
+        if granted <= voters.len() / 2 {
             return;
         }
         let term = *term;
@@ -286,6 +306,7 @@ impl System {
 
     pub(super) fn on_council_append(
         &mut self,
+        cluster: ClusterId,
         from: String,
         append: CouncilAppend,
         order: Option<&mut Order>,
@@ -304,8 +325,7 @@ impl System {
             self.council_deadline = Tick(self.council_timeout());
             // Every radiant, herald or not, spare or member, acts on what is committed.
             if let Some(configuration) = &append.configuration {
-                if configuration.number == append.committed {
-                    let cluster = self.record.cluster;
+                if configuration.number == append.committed && cluster.is_set() {
                     self.adopt_committed(cluster, configuration.clone(), actions);
                 }
             }
@@ -383,19 +403,36 @@ impl System {
         }
         controller.held.insert(Holder::Order(group), ack.held);
         let latest = &controller.latest;
-        let holding = latest
-            .orders
-            .keys()
+        let voters = voting_orders(latest, controller.committed.as_ref());
+        let holding = voters
+            .iter()
             .filter(|group| {
                 controller.held.get(&Holder::Order(**group)).is_some_and(|&n| n >= latest.number)
             })
             .count();
         let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
-        if latest.number > committed_number && holding > latest.orders.len() / 2 {
+        if latest.number > committed_number && holding > voters.len() / 2 {
             tracing::info!(configuration = latest.number, "controller: configuration committed");
             controller.committed = Some(latest.clone());
             controller.heartbeat_elapsed = u64::MAX;
             self.answer_joins(actions);
         }
     }
+}
+
+/// The orders whose majority elects a controller holding `latest`, and commits `latest`:
+/// its orders, less any it creates over the committed configuration (a new order has no
+/// replica, so no vote, until the configuration that creates it commits). Configurations
+/// add or remove one order at a time, so majorities of consecutive ones overlap.
+fn voting_orders(latest: &Configuration, committed: Option<&Configuration>) -> BTreeSet<GroupId> {
+    latest
+        .orders
+        .keys()
+        .copied()
+        .filter(|group| {
+            committed.is_none_or(|committed| {
+                committed.number >= latest.number || committed.orders.contains_key(group)
+            })
+        })
+        .collect()
 }

@@ -129,6 +129,8 @@ pub struct System {
     error: Option<String>,
     // Beacon phase.
     known: BTreeMap<String, String>,
+    /// Radiants this one heard from directly (reachable).
+    heard: BTreeSet<String>,
     beaconed_by_neighbor: bool,
     next_beacon: Tick,
     gossip_cursor: usize,
@@ -142,6 +144,8 @@ pub struct System {
     heralds: BTreeMap<GroupId, MemberId>,
     council_deadline: Tick,
     candidacy: Option<(Term, BTreeSet<GroupId>)>,
+    /// The council term this radiant proposed its own order's candidacy for.
+    standing: Option<Term>,
     controller: Option<Controller>,
     vote_replies: BTreeMap<Term, (GroupId, String)>,
     ack_to: Option<String>,
@@ -189,6 +193,7 @@ impl System {
             state: RadiantState::Reset,
             error: None,
             known,
+            heard: BTreeSet::new(),
             beaconed_by_neighbor: false,
             next_beacon: Tick(backoff),
             gossip_cursor: 0,
@@ -200,6 +205,7 @@ impl System {
             heralds: BTreeMap::new(),
             council_deadline: Tick(0),
             candidacy: None,
+            standing: None,
             controller: None,
             vote_replies: BTreeMap::new(),
             ack_to: None,
@@ -336,7 +342,7 @@ impl System {
             },
             SystemBody::CouncilAppend(append) => match append.controller_group {
                 None => self.on_bootstrap_append(cluster, from, append, actions),
-                Some(_) => self.on_council_append(from, append, order, actions),
+                Some(_) => self.on_council_append(cluster, from, append, order, actions),
             },
             SystemBody::CouncilAppendAck(ack) => self.on_append_ack(from, ack, actions),
         }

@@ -1,0 +1,595 @@
+//! The formation simulator (`radiant sim --formation`): brand-new radiants, each knowing
+//! one neighbour (a ring or a star), form a system over a seeded faulty network while
+//! some crash and restart from what they made durable and the network partitions; later
+//! radiants join, sometimes while a herald is failing over. Every tick it checks:
+//!
+//! - at most one controller per council term (over the whole run);
+//! - every radiant that holds committed configuration n holds the same configuration n;
+//! - every committed configuration is well formed: every shard belongs to exactly one
+//!   existing order, every radiant is in one order or a spare;
+//! - every associated radiant has a non-zero permanent id and the system's cluster id.
+//!
+//! Then the network heals and every radiant must converge on one configuration that
+//! lists them all, with one controller and a herald in every order.
+
+use std::collections::BTreeMap;
+
+use radiant_protocol::{
+    ClusterId, Command, Configuration, GroupId, Limits, PeerMessage, SystemMessage, Term,
+};
+
+use super::disk::{PendingWrite, SimDisk};
+use super::network::{Endpoint, Network, NetworkFaults};
+use crate::core::order::membership::member_peer_address;
+use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
+use crate::core::prng::Prng;
+use crate::core::system::{SystemOptions, SystemRecord};
+use crate::core::{Action, Actions, Input, Radiant, Tick};
+
+/// Ticks the healed network gets to converge.
+const LIVENESS_TICKS: u64 = 6_000;
+
+/// How the radiants point at their neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// Radiant i beacons radiant i+1 (mod the founders).
+    Ring,
+    /// Everyone beacons radiant 0; radiant 0 beacons radiant 1.
+    Star,
+}
+
+/// One formation run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormationOptions {
+    /// Fixes every random choice.
+    pub seed: u64,
+    /// Radiants that form the system (`bootstrap_expect`).
+    pub founders: usize,
+    /// Radiants that join later.
+    pub joiners: usize,
+    /// Target order size.
+    pub order_size: u32,
+    /// Shards.
+    pub shard_count: u32,
+    /// Ticks of the faulty phase.
+    pub ticks: u64,
+    /// Neighbour layout.
+    pub topology: Topology,
+    /// Loss, duplication, delay.
+    pub network: NetworkFaults,
+    /// Chance per tick that a live radiant crashes.
+    pub crash_per_million: u64,
+    /// Chance per tick that the network splits in two (healed after a while).
+    pub partition_per_million: u64,
+}
+
+impl FormationOptions {
+    /// A random run for `seed`: 1 to 7 founders, 0 to 4 joiners, ring or star, with
+    /// lost and delayed messages, crashes and partitions.
+    pub fn swarm(seed: u64) -> Self {
+        let mut prng = Prng::new(seed ^ 0xF0F0_F0F0);
+        let founders = prng.range(1, 8) as usize;
+        FormationOptions {
+            seed,
+            founders,
+            joiners: prng.range(0, 5) as usize,
+            order_size: 3,
+            shard_count: 16,
+            ticks: 3_000,
+            topology: if prng.chance(1, 2) { Topology::Ring } else { Topology::Star },
+            network: NetworkFaults {
+                loss_per_million: prng.range(0, 150_000),
+                duplicate_per_million: prng.range(0, 20_000),
+                delay_min_ticks: 1,
+                delay_max_ticks: prng.range(1, 12),
+            },
+            crash_per_million: prng.range(0, 400),
+            partition_per_million: prng.range(0, 1_500),
+        }
+    }
+
+    /// The command that replays this run.
+    pub fn reproduce_command(&self) -> String {
+        format!("radiant sim --formation --seed {}", self.seed)
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct FormationReport {
+    /// Radiants in the end (founders and joiners).
+    pub radiants: usize,
+    /// The final configuration number.
+    pub configuration: u64,
+    /// The final order sizes.
+    pub orders: Vec<usize>,
+    /// Distinct controller terms seen.
+    pub controller_terms: usize,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Partitions injected.
+    pub partitions: u64,
+    /// Tick at which the healed system had converged.
+    pub converged_at: u64,
+    /// Messages delivered and dropped.
+    pub messages: (u64, u64),
+}
+
+#[derive(Clone, Debug)]
+enum Wire {
+    Peer(PeerMessage),
+    System(SystemMessage),
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    core: Option<Radiant>,
+    disk: SimDisk,
+    record: SystemRecord,
+    start_at: u64,
+    restart_at: u64,
+    incarnation: u64,
+}
+
+struct Formation {
+    options: FormationOptions,
+    prng: Prng,
+    now: u64,
+    nodes: Vec<Node>,
+    network: Network<Wire>,
+    actions: Actions,
+    controllers: BTreeMap<Term, usize>,
+    configurations: BTreeMap<u64, Configuration>,
+    cluster: ClusterId,
+    partition_until: Option<u64>,
+    report: FormationReport,
+}
+
+fn address(index: usize) -> String {
+    format!("10.0.{}.{}:7400", index / 250, index % 250 + 1)
+}
+
+fn index_of(address: &str) -> Option<usize> {
+    let host = address.strip_suffix(":7400")?.strip_prefix("10.0.")?;
+    let (high, low) = host.split_once('.')?;
+    Some(high.parse::<usize>().ok()? * 250 + low.parse::<usize>().ok()?.checked_sub(1)?)
+}
+
+/// Runs one formation simulation.
+pub fn run(options: FormationOptions) -> Result<FormationReport, String> {
+    let mut formation = Formation::new(options);
+    formation.run()
+}
+
+impl Formation {
+    fn new(options: FormationOptions) -> Self {
+        let mut prng = Prng::new(options.seed);
+        let total = options.founders + options.joiners;
+        let nodes = (0..total)
+            .map(|index| {
+                let start_at = if index < options.founders {
+                    prng.range(0, 60)
+                } else {
+                    prng.range(options.ticks / 4, options.ticks * 3 / 4)
+                };
+                Node { start_at, ..Node::default() }
+            })
+            .collect();
+        Formation {
+            prng,
+            now: 0,
+            nodes,
+            network: Network::new(),
+            actions: Actions::new(),
+            controllers: BTreeMap::new(),
+            configurations: BTreeMap::new(),
+            cluster: ClusterId::UNSET,
+            partition_until: None,
+            report: FormationReport { radiants: total, ..FormationReport::default() },
+            options,
+        }
+    }
+
+    fn run(&mut self) -> Result<FormationReport, String> {
+        while self.now < self.options.ticks {
+            self.tick(true)?;
+        }
+        self.network.heal();
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].core.is_none() {
+                self.start(index);
+            }
+        }
+        let limit = self.now + LIVENESS_TICKS;
+        while self.now < limit {
+            self.tick(false)?;
+            if self.now % 50 == 0 && self.converged() {
+                self.report.converged_at = self.now;
+                self.report.controller_terms = self.controllers.len();
+                self.report.messages = (self.network.delivered, self.network.dropped);
+                return Ok(self.report.clone());
+            }
+        }
+        Err(format!("no convergence within {LIVENESS_TICKS} healed ticks: {}", self.describe()))
+    }
+
+    fn faults(&self, faulty: bool) -> NetworkFaults {
+        if faulty {
+            self.options.network.clone()
+        } else {
+            NetworkFaults::none()
+        }
+    }
+
+    fn tick(&mut self, faulty: bool) -> Result<(), String> {
+        self.now += 1;
+        for index in 0..self.nodes.len() {
+            let node = &self.nodes[index];
+            // Joiners start once the system exists, as an operator would start them.
+            let formed = index < self.options.founders || !self.configurations.is_empty();
+            let due = formed && self.now >= node.start_at && self.now >= node.restart_at;
+            if node.core.is_none() && due {
+                self.start(index);
+            }
+        }
+        if faulty {
+            self.inject_faults();
+        }
+        let faults = self.faults(faulty);
+        while let Some((_, to, wire)) = self.network.next_due(self.now) {
+            let Endpoint::Radiant(index) = to else { continue };
+            let input = match wire {
+                Wire::Peer(message) => Input::Message(message),
+                Wire::System(message) => Input::System(message),
+            };
+            self.step(index, input, &faults)?;
+        }
+        for index in 0..self.nodes.len() {
+            if let Some(sequence) = self.nodes[index].disk.sync_due(self.now) {
+                self.step(index, Input::Durable { sequence }, &faults)?;
+            }
+            self.step(index, Input::Tick, &faults)?;
+            self.step(index, Input::Flush, &faults)?;
+        }
+        self.check()
+    }
+
+    fn inject_faults(&mut self) {
+        for index in 0..self.nodes.len() {
+            let live = self.nodes[index].core.is_some();
+            if live && self.prng.chance(self.options.crash_per_million, 1_000_000) {
+                self.report.crashes += 1;
+                let down = self.prng.range(20, 400);
+                let node = &mut self.nodes[index];
+                node.core = None;
+                node.disk.crash(&mut self.prng);
+                node.restart_at = self.now + down;
+            }
+        }
+        match self.partition_until {
+            Some(until) if self.now >= until => {
+                self.network.heal();
+                self.partition_until = None;
+            }
+            None if self.prng.chance(self.options.partition_per_million, 1_000_000) => {
+                let all: Vec<Endpoint> = (0..self.nodes.len()).map(Endpoint::Radiant).collect();
+                let side: Vec<Endpoint> =
+                    all.iter().copied().filter(|_| self.prng.chance(1, 2)).collect();
+                self.network.partition(&side, &all);
+                self.partition_until = Some(self.now + self.prng.range(50, 600));
+                self.report.partitions += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts (or restarts) a radiant from its durable record and log.
+    fn start(&mut self, index: usize) {
+        let founders = self.options.founders;
+        let neighbor = match self.options.topology {
+            _ if founders == 1 && index == 0 => None,
+            Topology::Ring if index < founders => Some((index + 1) % founders),
+            Topology::Ring => Some(index % founders),
+            Topology::Star if index == 0 => Some(1),
+            Topology::Star => Some(0),
+        };
+        let options = SystemOptions {
+            peer_address: address(index),
+            client_address: format!("client-{index}"),
+            neighbor: neighbor.map(address),
+            bootstrap_expect: founders as u32,
+            order_size: self.options.order_size,
+            shard_count: self.options.shard_count,
+            bootstrap_backoff_ticks: 20,
+            beacon_interval_ticks: 10,
+            election_timeout_ticks: 20,
+            heartbeat_interval_ticks: 4,
+        };
+        let node = &mut self.nodes[index];
+        node.incarnation += 1;
+        let recovered = recover(node);
+        let seed = self.options.seed ^ ((index as u64) << 40) ^ node.incarnation;
+        node.core = Some(Radiant::forming(
+            options,
+            node.record.clone(),
+            order_template(self.options.shard_count),
+            recovered,
+            seed,
+        ));
+    }
+
+    fn step(&mut self, index: usize, input: Input, faults: &NetworkFaults) -> Result<(), String> {
+        let Some(core) = self.nodes[index].core.as_mut() else { return Ok(()) };
+        let now = Tick(self.now);
+        let actions = &mut self.actions;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            core.step(now, input, actions)
+        }));
+        if let Err(panic) = result {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "core panicked".to_string());
+            return Err(format!("radiant {index} core assertion at tick {}: {message}", self.now));
+        }
+        let actions: Vec<Action> = self.actions.drain().collect();
+        for action in actions {
+            self.execute(index, action, faults);
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, index: usize, action: Action, faults: &NetworkFaults) {
+        match action {
+            Action::Send(message) => {
+                let core = self.nodes[index].core.as_ref();
+                let membership = core.and_then(Radiant::order).map(|order| order.membership());
+                let to = membership
+                    .and_then(|membership| member_peer_address(membership, message.header.to))
+                    .and_then(|peer| index_of(&peer));
+                if let Some(to) = to {
+                    let (from, to) = (Endpoint::Radiant(index), Endpoint::Radiant(to));
+                    let wire = Wire::Peer(message);
+                    self.network.send(self.now, from, to, wire, faults, &mut self.prng);
+                }
+            }
+            Action::SendSystem { to, message } => {
+                if let Some(to) = index_of(&to) {
+                    let (from, to) = (Endpoint::Radiant(index), Endpoint::Radiant(to));
+                    let wire = Wire::System(message);
+                    self.network.send(self.now, from, to, wire, faults, &mut self.prng);
+                }
+            }
+            Action::Persist { sequence, hard_state, truncate_from, entries } => {
+                let sync_at = self.now + self.prng.range(0, 4);
+                let write = PendingWrite { sequence, hard_state, truncate_from, entries, sync_at };
+                self.nodes[index].disk.write(write);
+            }
+            // The daemon writes the system file synchronously, before any later action.
+            Action::PersistSystem(record) => self.nodes[index].record = record,
+            // No client workload and no snapshots here: the order sim covers them.
+            Action::Apply { .. }
+            | Action::Read { .. }
+            | Action::Reply { .. }
+            | Action::Snapshot { .. }
+            | Action::CompactLog { .. }
+            | Action::ResetLog { .. }
+            | Action::SendSnapshotChunk { .. }
+            | Action::WriteSnapshotChunk { .. }
+            | Action::MembershipChanged(_) => {}
+        }
+    }
+
+    // ===== invariants =====
+
+    fn check(&mut self) -> Result<(), String> {
+        for index in 0..self.nodes.len() {
+            let node = &self.nodes[index];
+            if let Some(term) =
+                node.core.as_ref().and_then(Radiant::system).and_then(|s| s.controller_term())
+            {
+                let first = *self.controllers.entry(term).or_insert(index);
+                if first != index {
+                    return Err(format!(
+                        "tick {}: radiants {first} and {index} are both controller in council term {term}",
+                        self.now
+                    ));
+                }
+            }
+            let record = &node.record;
+            if let Some(configuration) = &record.configuration {
+                configuration.check().map_err(|reason| {
+                    format!(
+                        "radiant {index} holds a malformed configuration {}: {reason}",
+                        configuration.number
+                    )
+                })?;
+                if configuration.shards.len() != self.options.shard_count as usize {
+                    return Err(format!(
+                        "configuration {} has {} shards",
+                        configuration.number,
+                        configuration.shards.len()
+                    ));
+                }
+                // A controller re-stamps a configuration it inherited with its own council
+                // term (as a new Raft leader commits through an entry of its own): the
+                // same configuration with a later stamp.
+                let content = Configuration { council_term: 0, ..configuration.clone() };
+                let known =
+                    self.configurations.entry(configuration.number).or_insert(content.clone());
+                if *known != content {
+                    return Err(format!(
+                        "tick {}: radiant {index} holds a different committed configuration {}:\n{configuration:?}\nvs\n{known:?}",
+                        self.now, configuration.number
+                    ));
+                }
+            }
+            if record.is_associated() {
+                let member = record
+                    .member
+                    .ok_or_else(|| format!("radiant {index} associated without an id"))?;
+                let listed = record.configuration.as_ref().is_some_and(|c| {
+                    c.radiants.get(&member).is_some_and(|a| a.peer == address(index))
+                });
+                if !listed
+                    && record
+                        .configuration
+                        .as_ref()
+                        .is_some_and(|c| c.radiants.values().any(|a| a.peer == address(index)))
+                {
+                    return Err(format!(
+                        "radiant {index} has id {member} but its configuration lists it otherwise"
+                    ));
+                }
+                if !record.cluster.is_set() {
+                    return Err(format!("radiant {index} is associated without a cluster id"));
+                }
+                if !self.cluster.is_set() {
+                    self.cluster = record.cluster;
+                } else if self.cluster != record.cluster {
+                    return Err(format!(
+                        "two cluster ids: {} and {}",
+                        self.cluster, record.cluster
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everyone holds one configuration listing everyone, one controller is heard by
+    /// all, and every order has a herald.
+    fn converged(&mut self) -> bool {
+        let mut numbers = Vec::new();
+        let mut controllers = Vec::new();
+        let mut heralds: BTreeMap<GroupId, usize> = BTreeMap::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            let Some(core) = &node.core else { return false };
+            let Some(configuration) = &node.record.configuration else { return false };
+            if configuration.radiants.len() != self.nodes.len() {
+                return false;
+            }
+            numbers.push(configuration.number);
+            if core.system().is_some_and(|system| system.is_controller()) {
+                controllers.push(index);
+            }
+            if let Some(order) = core.order() {
+                if order.role() == OrderRole::Herald {
+                    *heralds.entry(order.group()).or_default() += 1;
+                }
+            }
+        }
+        let same = numbers.windows(2).all(|pair| pair[0] == pair[1]);
+        let orders = self.nodes[0].record.configuration.as_ref().map_or(0, |c| c.orders.len());
+        if same && controllers.len() == 1 && heralds.len() == orders {
+            let configuration = self.nodes[0].record.configuration.clone().expect("checked");
+            self.report.configuration = configuration.number;
+            self.report.orders =
+                configuration.orders.values().map(|members| members.len()).collect();
+            return true;
+        }
+        false
+    }
+
+    fn describe(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let core = node.core.as_ref();
+                let system = core.and_then(Radiant::system);
+                format!(
+                    "\n  radiant {index}: member {:?}, configuration {}, accepted {:?}, controller {:?}, order {:?} role {:?}",
+                    node.record.member.map(|m| m.get()),
+                    node.record.committed,
+                    node.record.accepted.as_ref().map(|c| c.number),
+                    system.and_then(|s| s.controller_term()),
+                    core.and_then(Radiant::order).map(|o| o.group().get()),
+                    core.and_then(Radiant::order).map(|o| o.role()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// What the daemon's recovery would hand the core: the durable log, the membership
+/// the radiant started its order with plus committed changes.
+fn recover(node: &mut Node) -> RecoveredOrder {
+    let mut membership = node.record.initial_membership.clone();
+    let entries = node.disk.log.clone();
+    let last_index = entries.last().map_or(0, |entry| entry.index);
+    let commit = node.disk.hard_state.commit.min(last_index);
+    for entry in entries.iter().take_while(|entry| entry.index <= commit) {
+        if let Ok(Command::Membership(change)) =
+            Command::decode(entry.data.clone(), &Limits::DEFAULT)
+        {
+            membership.apply(&change);
+        }
+    }
+    RecoveredOrder {
+        hard_state: node.disk.hard_state,
+        snapshot_index: 0,
+        snapshot_term: 0,
+        membership,
+        entries,
+        applied_index: commit,
+    }
+}
+
+fn order_template(shard_count: u32) -> OrderOptions {
+    OrderOptions {
+        cluster: ClusterId::UNSET,
+        group: GroupId::new(1).expect("nonzero"),
+        shard_count,
+        snapshot_interval_entries: u64::MAX / 2,
+        election_timeout_ticks: 20,
+        heartbeat_interval_ticks: 4,
+        replication_max_bytes: 64 << 10,
+        max_inflight_appends: 4,
+        catch_up_entries: 1_000,
+        limits: Limits::DEFAULT,
+        injected_bug: InjectedBug::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_map_back_to_their_radiant() {
+        for index in [0, 1, 249, 250, 999] {
+            assert_eq!(index_of(&address(index)), Some(index));
+        }
+        assert_eq!(index_of("10.0.0.0:7400"), None);
+    }
+
+    #[test]
+    fn a_quiet_ring_of_six_forms_two_orders_of_three() {
+        let options = FormationOptions {
+            seed: 7,
+            founders: 6,
+            joiners: 3,
+            order_size: 3,
+            shard_count: 16,
+            ticks: 1_500,
+            topology: Topology::Ring,
+            network: NetworkFaults::none(),
+            crash_per_million: 0,
+            partition_per_million: 0,
+        };
+        let report = run(options).expect("forms");
+        assert_eq!(report.orders, [3, 3, 3]);
+    }
+
+    #[test]
+    fn the_first_swarm_seeds_keep_every_invariant_and_converge() {
+        for seed in 1..=20 {
+            let options = FormationOptions::swarm(seed);
+            if let Err(failure) = run(options.clone()) {
+                panic!("seed {seed} ({options:?}): {failure}");
+            }
+        }
+    }
+}
