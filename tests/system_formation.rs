@@ -166,8 +166,11 @@ fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_
     assert!(table.contains("ASSOCIATED") && table.contains("controller"), "{table}");
     assert_eq!(table.lines().filter(|line| line.ends_with(" member")).count(), 6, "{table}");
 
-    daemons[controller].as_mut().expect("running").kill9();
-    daemons[controller] = None;
+    let killed = daemons[controller].take().expect("running");
+    let killed_member =
+        grown.iter().find(|(i, _)| *i == controller).expect("status").1["member"].clone();
+    let (killed_dir, killed_config) = (killed.data_dir.clone(), killed.config_path.clone());
+    drop(killed); // kill -9 by PID
     let after = wait_for(&daemons, "a new controller after kill -9", |statuses| {
         one_controller(statuses).is_some_and(|new| new != controller)
             && agreed_shape(statuses).is_some_and(|(n, sizes)| n == number && sizes == [3, 3, 3])
@@ -175,6 +178,15 @@ fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_
     let new = one_controller(&after).expect("one controller");
     let new_term = controllers(&after)[&new];
     assert!(new_term > term, "new controller term {new_term} not above {term}");
+
+    // The killed radiant restarts from its data directory as the member it was.
+    daemons[controller] = Some(Daemon::start_with_config(&killed_dir, &killed_config));
+    let back = wait_for(&daemons, "the old controller rejoins as the member it was", |statuses| {
+        statuses.iter().any(|(i, status)| {
+            *i == controller && status["member"] == killed_member && status["herald"].is_u64()
+        }) && agreed_shape(statuses).is_some_and(|(n, sizes)| n == number && sizes == [3, 3, 3])
+    });
+    assert_eq!(one_controller(&back), Some(new), "the new controller keeps its role");
 
     // The system still serves writes through a radiant of each order.
     for daemon in daemons.iter().flatten().take(3) {

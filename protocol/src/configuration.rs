@@ -57,29 +57,49 @@ impl Configuration {
             next_group_id: reader.read_u64("configuration.next_group_id")?,
             ..Configuration::default()
         };
+        // Every list is in strictly ascending id order (as `encode` writes it), so one
+        // configuration has exactly one encoding and a repeated id cannot hide.
         // Why: the smallest radiant is an id and two empty addresses.
         let radiants = reader.read_count("configuration.radiants", 12)?;
         check_items(reader, "configuration.radiants", radiants)?;
+        let mut previous = 0;
         for _ in 0..radiants {
-            let member = reader.read_member_id("configuration.radiant")?;
+            let member = read_ascending_member(reader, "configuration.radiant", &mut previous)?;
             let peer = reader.read_address("configuration.radiant.peer")?;
             let client = reader.read_address("configuration.radiant.client")?;
             configuration.radiants.insert(member, RadiantAddress { peer, client });
         }
         let orders = reader.read_count("configuration.orders", 12)?;
         check_items(reader, "configuration.orders", orders)?;
+        let mut previous_group = 0;
         for _ in 0..orders {
             let group = reader.read_group_id("configuration.order")?;
+            if group.get() <= previous_group {
+                return Err(reader.invalid("configuration.order", ASCENDING));
+            }
+            previous_group = group.get();
             let members = reader.read_count("configuration.order.members", 8)?;
+            check_items(reader, "configuration.order.members", members)?;
             let mut set = BTreeSet::new();
+            let mut previous = 0;
             for _ in 0..members {
-                set.insert(reader.read_member_id("configuration.order.member")?);
+                set.insert(read_ascending_member(
+                    reader,
+                    "configuration.order.member",
+                    &mut previous,
+                )?);
             }
             configuration.orders.insert(group, set);
         }
         let spares = reader.read_count("configuration.spares", 8)?;
+        check_items(reader, "configuration.spares", spares)?;
+        let mut previous = 0;
         for _ in 0..spares {
-            configuration.spares.insert(reader.read_member_id("configuration.spare")?);
+            configuration.spares.insert(read_ascending_member(
+                reader,
+                "configuration.spare",
+                &mut previous,
+            )?);
         }
         let shards = reader.read_count("configuration.shards", 8)?;
         check_items(reader, "configuration.shards", shards)?;
@@ -190,6 +210,21 @@ impl Configuration {
     }
 }
 
+const ASCENDING: &str = "ids must be in strictly ascending order";
+
+fn read_ascending_member(
+    reader: &mut Reader,
+    field: &'static str,
+    previous: &mut u64,
+) -> Result<MemberId, DecodeError> {
+    let member = reader.read_member_id(field)?;
+    if member.get() <= *previous {
+        return Err(reader.invalid(field, ASCENDING));
+    }
+    *previous = member.get();
+    Ok(member)
+}
+
 fn check_items(reader: &Reader, field: &'static str, count: usize) -> Result<(), DecodeError> {
     if count > MAX_CONFIGURATION_ITEMS {
         return Err(reader.invalid(field, "more than MAX_CONFIGURATION_ITEMS (65536)"));
@@ -246,6 +281,21 @@ mod tests {
         dst.put_u32(u32::MAX);
         let mut reader = Reader::new(dst.freeze(), None);
         assert!(Configuration::decode(&mut reader).is_err());
+    }
+
+    #[test]
+    fn a_repeated_or_unordered_id_is_refused_so_each_configuration_has_one_encoding() {
+        let mut dst = BytesMut::new();
+        dst.put_slice(&[0; 32]);
+        dst.put_u32(2);
+        for _ in 0..2 {
+            dst.put_u64(4);
+            dst.put_u16(0);
+            dst.put_u16(0);
+        }
+        let mut reader = Reader::new(dst.freeze(), None);
+        let error = Configuration::decode(&mut reader).unwrap_err();
+        assert!(error.to_string().contains("ascending"), "{error}");
     }
 
     #[test]

@@ -138,6 +138,10 @@ pub enum Kind {
     TransferHerald = 0x57,
     /// Admin: ask a radiant for its status.
     Status = 0x58,
+    /// Admin: admit a running radiant into the system.
+    AddRadiant = 0x59,
+    /// Admin: remove a radiant from the system.
+    RemoveRadiant = 0x5A,
     /// The answer to `Get`.
     GetResult = 0x60,
     /// The answer to `Put`.
@@ -158,7 +162,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 33] = [
+    pub const ALL: [Kind; 35] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -184,6 +188,8 @@ impl Kind {
         Kind::RemoveMember,
         Kind::TransferHerald,
         Kind::Status,
+        Kind::AddRadiant,
+        Kind::RemoveRadiant,
         Kind::GetResult,
         Kind::PutResult,
         Kind::DeleteResult,
@@ -222,6 +228,8 @@ impl Kind {
             0x56 => Some(Kind::RemoveMember),
             0x57 => Some(Kind::TransferHerald),
             0x58 => Some(Kind::Status),
+            0x59 => Some(Kind::AddRadiant),
+            0x5A => Some(Kind::RemoveRadiant),
             0x60 => Some(Kind::GetResult),
             0x61 => Some(Kind::PutResult),
             0x62 => Some(Kind::DeleteResult),
@@ -261,7 +269,9 @@ impl Kind {
             | Kind::AddMember
             | Kind::RemoveMember
             | Kind::TransferHerald
-            | Kind::Status => Family::ClientRequest,
+            | Kind::Status
+            | Kind::AddRadiant
+            | Kind::RemoveRadiant => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult

@@ -73,6 +73,9 @@ fn request() -> impl Strategy<Value = ClientRequest> {
         (required_member_id(), address())
             .prop_map(|(member, address)| ClientRequest::AddMember { member, address }),
         required_member_id().prop_map(|member| ClientRequest::RemoveMember { member }),
+        required_member_id().prop_map(|member| ClientRequest::RemoveRadiant { member }),
+        ("[a-z0-9.:]{0,40}", "[a-z0-9.:]{0,40}")
+            .prop_map(|(peer, client)| ClientRequest::AddRadiant { peer, client }),
         member_id().prop_map(|to| ClientRequest::TransferHerald { to }),
         Just(ClientRequest::Status),
     ]

@@ -56,7 +56,28 @@ struct CheckHistoryArgs {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Add a radiant to the order: it catches up as a learner, then is promoted.
+    /// Admit a running, unassociated radiant into the system; the controller gives it
+    /// an id and an order. Returns once the configuration listing it is committed.
+    Add {
+        /// The radiant's peer address (IP:PORT).
+        #[arg(long)]
+        peer: std::net::SocketAddr,
+        /// The radiant's client address (IP:PORT).
+        #[arg(long)]
+        client: std::net::SocketAddr,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a radiant from the system; its order drops it. Returns once the
+    /// configuration without it is committed.
+    Remove {
+        /// Its member id (see `radiant status`).
+        id: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Static orders (`members` config key): add a radiant to the order; it catches up
+    /// as a learner, then is promoted.
     AddMember {
         /// Its member id.
         id: u64,
@@ -67,7 +88,7 @@ enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Remove a radiant from the order.
+    /// Static orders: remove a radiant from the order.
     RemoveMember {
         /// Its member id.
         id: u64,
@@ -330,6 +351,13 @@ fn admin(command: AdminCommand) -> Result<ExitCode, String> {
                 &client.to_string(),
             );
             (ClientRequest::AddMember { member: member(id)?, address }, target)
+        }
+        AdminCommand::Add { peer, client, target } => {
+            let (peer, client) = (peer.to_string(), client.to_string());
+            (ClientRequest::AddRadiant { peer, client }, target)
+        }
+        AdminCommand::Remove { id, target } => {
+            (ClientRequest::RemoveRadiant { member: member(id)? }, target)
         }
         AdminCommand::RemoveMember { id, target } => {
             (ClientRequest::RemoveMember { member: member(id)? }, target)

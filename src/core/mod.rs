@@ -327,7 +327,17 @@ impl Radiant {
                     system.on_message(now, message, self.order.as_mut(), actions);
                 }
             }
-            Input::Client { reply_to, request } if self.order.is_none() => {
+            Input::Client { reply_to, request }
+                if self.system.is_some() && is_system_admin(&request) =>
+            {
+                if let Some(system) = &mut self.system {
+                    system.on_admin(reply_to, request, actions);
+                }
+            }
+            Input::Client { reply_to, request }
+                if self.order.is_none()
+                    || self.system.as_ref().is_some_and(system::System::is_refused) =>
+            {
                 let reason = match &self.system {
                     Some(system) => system.unavailable_reason(),
                     None => "radiant has no order".to_string(),
@@ -399,6 +409,11 @@ impl Radiant {
     pub fn system(&self) -> Option<&system::System> {
         self.system.as_ref()
     }
+}
+
+/// Admin requests the controller carries out (not the order).
+fn is_system_admin(request: &ClientRequest) -> bool {
+    matches!(request, ClientRequest::AddRadiant { .. } | ClientRequest::RemoveRadiant { .. })
 }
 
 fn step_order(order: &mut Order, input: Input, actions: &mut Actions) {

@@ -203,7 +203,7 @@ impl Formation {
         let limit = self.now + LIVENESS_TICKS;
         while self.now < limit {
             self.tick(false)?;
-            if self.now % 50 == 0 && self.converged() {
+            if self.now.is_multiple_of(50) && self.converged() {
                 self.report.converged_at = self.now;
                 self.report.controller_terms = self.controllers.len();
                 self.report.messages = (self.network.delivered, self.network.dropped);
@@ -392,39 +392,16 @@ impl Formation {
                 let first = *self.controllers.entry(term).or_insert(index);
                 if first != index {
                     return Err(format!(
-                        "tick {}: radiants {first} and {index} are both controller in council term {term}",
+                        "tick {}: radiants {first} and {index} are both controller in council \
+                         term {term}",
                         self.now
                     ));
                 }
             }
-            let record = &node.record;
-            if let Some(configuration) = &record.configuration {
-                configuration.check().map_err(|reason| {
-                    format!(
-                        "radiant {index} holds a malformed configuration {}: {reason}",
-                        configuration.number
-                    )
-                })?;
-                if configuration.shards.len() != self.options.shard_count as usize {
-                    return Err(format!(
-                        "configuration {} has {} shards",
-                        configuration.number,
-                        configuration.shards.len()
-                    ));
-                }
-                // A controller re-stamps a configuration it inherited with its own council
-                // term (as a new Raft leader commits through an entry of its own): the
-                // same configuration with a later stamp.
-                let content = Configuration { council_term: 0, ..configuration.clone() };
-                let known =
-                    self.configurations.entry(configuration.number).or_insert(content.clone());
-                if *known != content {
-                    return Err(format!(
-                        "tick {}: radiant {index} holds a different committed configuration {}:\n{configuration:?}\nvs\n{known:?}",
-                        self.now, configuration.number
-                    ));
-                }
+            if let Some(configuration) = node.record.configuration.clone() {
+                self.check_configuration(index, &configuration)?;
             }
+            let record = &self.nodes[index].record;
             if record.is_associated() {
                 let member = record
                     .member
@@ -454,6 +431,40 @@ impl Formation {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A committed configuration is well formed and the same as every other holder's.
+    fn check_configuration(
+        &mut self,
+        index: usize,
+        configuration: &Configuration,
+    ) -> Result<(), String> {
+        configuration.check().map_err(|reason| {
+            format!(
+                "radiant {index} holds a malformed configuration {}: {reason}",
+                configuration.number
+            )
+        })?;
+        if configuration.shards.len() != self.options.shard_count as usize {
+            return Err(format!(
+                "configuration {} has {} shards",
+                configuration.number,
+                configuration.shards.len()
+            ));
+        }
+        // A controller re-stamps a configuration it inherited with its own council
+        // term (as a new Raft leader commits through an entry of its own): the
+        // same configuration with a later stamp.
+        let content = Configuration { council_term: 0, ..configuration.clone() };
+        let known = self.configurations.entry(configuration.number).or_insert(content.clone());
+        if *known != content {
+            return Err(format!(
+                "tick {}: radiant {index} holds a different committed configuration \
+                     {}:\n{configuration:?}\nvs\n{known:?}",
+                self.now, configuration.number
+            ));
         }
         Ok(())
     }
@@ -499,14 +510,25 @@ impl Formation {
             .map(|(index, node)| {
                 let core = node.core.as_ref();
                 let system = core.and_then(Radiant::system);
+                let state = system.map(|s| {
+                    let status = s.status(core.and_then(Radiant::order));
+                    format!("{} knows {}", status.state.as_str(), status.known)
+                });
                 format!(
-                    "\n  radiant {index}: member {:?}, configuration {}, accepted {:?}, controller {:?}, order {:?} role {:?}",
+                    "\n  radiant {index} ({}): member {:?}, configuration {}, accepted {:?}, \
+                     controller {:?}, order {:?} (role, term, commit, last) {:?}",
+                    state.unwrap_or_else(|| "down".into()),
                     node.record.member.map(|m| m.get()),
                     node.record.committed,
                     node.record.accepted.as_ref().map(|c| c.number),
                     system.and_then(|s| s.controller_term()),
                     core.and_then(Radiant::order).map(|o| o.group().get()),
-                    core.and_then(Radiant::order).map(|o| o.role()),
+                    core.and_then(Radiant::order).map(|o| (
+                        o.role(),
+                        o.term(),
+                        o.commit_index(),
+                        o.last_index()
+                    )),
                 )
             })
             .collect()

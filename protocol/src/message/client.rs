@@ -134,6 +134,21 @@ pub enum ClientRequest {
     },
     /// Admin: ask the radiant for its status. Answered by `ClientResponse::Status`.
     Status,
+    /// Admin: admit the running, unassociated radiant at these addresses into the
+    /// system (the controller assigns its id and order). Answered by `Done` once the
+    /// configuration that lists it is committed.
+    AddRadiant {
+        /// Its peer address (`host:port`).
+        peer: String,
+        /// Its client address (`host:port`).
+        client: String,
+    },
+    /// Admin: remove the radiant `member` from the system (its order drops it).
+    /// Answered by `Done` once the configuration without it is committed.
+    RemoveRadiant {
+        /// The radiant to remove.
+        member: MemberId,
+    },
 }
 
 // ===== impl ClientRequest =====
@@ -151,6 +166,8 @@ impl ClientRequest {
             ClientRequest::RemoveMember { .. } => Kind::RemoveMember,
             ClientRequest::TransferHerald { .. } => Kind::TransferHerald,
             ClientRequest::Status => Kind::Status,
+            ClientRequest::AddRadiant { .. } => Kind::AddRadiant,
+            ClientRequest::RemoveRadiant { .. } => Kind::RemoveRadiant,
         }
     }
 
@@ -165,7 +182,9 @@ impl ClientRequest {
             | ClientRequest::AddMember { .. }
             | ClientRequest::RemoveMember { .. }
             | ClientRequest::TransferHerald { .. }
-            | ClientRequest::Status => None,
+            | ClientRequest::Status
+            | ClientRequest::AddRadiant { .. }
+            | ClientRequest::RemoveRadiant { .. } => None,
         }
     }
 
@@ -210,6 +229,13 @@ impl ClientRequest {
                 ClientRequest::TransferHerald { to: MemberId::new(reader.read_u64("to")?) }
             }
             Kind::Status => ClientRequest::Status,
+            Kind::AddRadiant => ClientRequest::AddRadiant {
+                peer: reader.read_address("peer")?,
+                client: reader.read_address("client")?,
+            },
+            Kind::RemoveRadiant => {
+                ClientRequest::RemoveRadiant { member: reader.read_member_id("member")? }
+            }
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
@@ -245,6 +271,11 @@ impl ClientRequest {
             }
             ClientRequest::RemoveMember { member } => dst.put_u64(member.get()),
             ClientRequest::TransferHerald { to } => dst.put_u64(MemberId::to_wire(*to)),
+            ClientRequest::AddRadiant { peer, client } => {
+                put_address(dst, peer);
+                put_address(dst, client);
+            }
+            ClientRequest::RemoveRadiant { member } => dst.put_u64(member.get()),
         }
     }
 }

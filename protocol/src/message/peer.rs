@@ -1,5 +1,5 @@
 //! Peer messages: what the members of an order send each other (the vote and
-//! replication families). Every peer payload starts with the same 32-byte header, then
+//! replication families). Every peer payload starts with the same 48-byte header, then
 //! the body of its kind.
 //!
 //! This module owns the header and the dispatch from a peer kind to its body; the
@@ -183,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn header_layout_is_group_from_to_term() {
+    fn header_layout_is_cluster_group_from_to_term() {
         let message = PeerMessage { header: header(), body: PeerBody::TimeoutNow };
         let mut dst = BytesMut::new();
         message.encode(&mut dst);

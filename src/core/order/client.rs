@@ -73,6 +73,17 @@ impl Order {
                 self.on_transfer_request(to, reply_to, actions);
                 return None;
             }
+            ClientRequest::AddRadiant { .. } | ClientRequest::RemoveRadiant { .. } => {
+                let reason = "this radiant runs a static order (the `members` config key), \
+                              which has no controller: use `radiant admin add-member` or \
+                              `remove-member`"
+                    .to_string();
+                actions.push(Action::Reply {
+                    reply_to,
+                    result: Err(ErrorResponse::BadRequest { reason }),
+                });
+                return None;
+            }
             ClientRequest::Status => {
                 // The driver answers status from its own view; the core never sees it.
                 let reason = "status is answered by the radiant, not the order".to_string();

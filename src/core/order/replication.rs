@@ -22,8 +22,9 @@ const MAX_ENTRIES_PER_APPEND: usize = 4_096;
 pub(crate) enum ProgressState {
     /// Looking for where the logs agree: one `Append` at a time.
     Probe { sent_at: Option<Tick> },
-    /// Logs agree: stream batches, up to `max_inflight_appends` unacknowledged.
-    Replicate { inflight: VecDeque<LogIndex> },
+    /// Logs agree: stream batches, up to `max_inflight_appends` unacknowledged (each
+    /// batch's last index and when it was sent).
+    Replicate { inflight: VecDeque<(LogIndex, Tick)> },
     /// Sending a snapshot in chunks.
     Snapshot { index: LogIndex, sent_at: Tick },
 }
@@ -104,7 +105,7 @@ impl Order {
         match &mut progress.state {
             ProgressState::Probe { sent_at } => *sent_at = Some(self.now),
             ProgressState::Replicate { inflight } => {
-                inflight.push_back(last_sent);
+                inflight.push_back((last_sent, self.now));
                 progress.next_index = last_sent + 1;
             }
             ProgressState::Snapshot { .. } => unreachable!("returned above"),
@@ -169,7 +170,15 @@ impl Order {
         for progress in self.progress.values_mut() {
             let quiet = now.0.saturating_sub(progress.last_heard.0) >= stall / 2;
             let restart = match &progress.state {
-                ProgressState::Replicate { inflight } => quiet && !inflight.is_empty(),
+                // Heartbeat acks keep a member "heard from" while a lost batch stays
+                // unacknowledged for ever (found by the formation simulator on an idle
+                // order): a batch unanswered for half an election timeout was lost.
+                ProgressState::Replicate { inflight } => {
+                    let lost = inflight
+                        .front()
+                        .is_some_and(|&(_, sent)| now.0.saturating_sub(sent.0) >= stall / 2);
+                    (quiet && !inflight.is_empty()) || lost
+                }
                 ProgressState::Snapshot { sent_at, .. } => now.0.saturating_sub(sent_at.0) >= stall,
                 ProgressState::Probe { .. } => false,
             };
@@ -222,7 +231,7 @@ impl Order {
                     progress.state = ProgressState::Replicate { inflight: VecDeque::new() }
                 }
                 ProgressState::Replicate { inflight } => {
-                    inflight.retain(|&last| last > match_index)
+                    inflight.retain(|&(last, _)| last > match_index)
                 }
                 ProgressState::Snapshot { .. } => {}
             }

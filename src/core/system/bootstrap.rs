@@ -57,17 +57,15 @@ impl System {
     /// charge), to one other known radiant in turn so address tables spread, and a join
     /// request once an established system answered.
     fn beacon(&mut self, actions: &mut Actions) {
-        let handshake = SystemBody::BeaconHandshake(BeaconHandshake {
-            client: self.options.client_address.clone(),
-            member: self.record.member,
-            bootstrap_expect: self.options.bootstrap_expect,
-            known: self.known_table(),
-        });
+        let handshake = self.handshake();
         let neighbor = self.options.neighbor.clone();
         if let Some(neighbor) = &neighbor {
             // The neighbour that beaconed us is in charge, until we hold a configuration
             // it may have committed without telling us: then we ask it.
-            if !self.beaconed_by_neighbor || self.record.accepted.is_some() {
+            let in_charge = self.neighbor_beaconed_at.is_some_and(|at| {
+                self.now.0 < at.0 + 3 * self.options.beacon_interval_ticks.max(1)
+            });
+            if !in_charge || self.record.accepted.is_some() {
                 self.send(neighbor, handshake.clone(), actions);
             }
         }
@@ -85,6 +83,29 @@ impl System {
         if let Some(via) = self.join_via.clone() {
             let join = JoinSystem { joiner: self.my_address(), hops: 0 };
             self.send(&via, SystemBody::JoinSystem(join), actions);
+        }
+    }
+
+    fn handshake(&self) -> SystemBody {
+        SystemBody::BeaconHandshake(BeaconHandshake {
+            client: self.options.client_address.clone(),
+            member: self.record.member,
+            bootstrap_expect: self.options.bootstrap_expect,
+            known: self.known_table(),
+        })
+    }
+
+    /// An associated radiant still greets its neighbour now and then (every 20 beacon
+    /// intervals): address tables stay fresh, and a radiant whose data directory belongs
+    /// to another system is refused and says so instead of going unnoticed.
+    pub(super) fn beacon_neighbor_slowly(&mut self, actions: &mut Actions) {
+        if self.now < self.next_beacon {
+            return;
+        }
+        self.next_beacon = super::Tick(self.now.0 + self.options.beacon_interval_ticks.max(1) * 20);
+        if let Some(neighbor) = self.options.neighbor.clone() {
+            let handshake = self.handshake();
+            self.send(&neighbor, handshake, actions);
         }
     }
 
@@ -112,9 +133,14 @@ impl System {
     ) {
         self.merge_known(&handshake.known);
         self.known.insert(from.clone(), handshake.client.clone());
-        self.heard.insert(from.clone());
+        let first = self.heard.insert(from.clone());
+        if first && handshake.bootstrap_expect != self.options.bootstrap_expect {
+            let (theirs, ours) = (handshake.bootstrap_expect, self.options.bootstrap_expect);
+            let why = "system: bootstrap_expect differs; a new system's radiants must agree";
+            tracing::warn!(peer = %from, theirs, ours, "{why}");
+        }
         if self.options.neighbor.as_deref() == Some(from.as_str()) {
-            self.beaconed_by_neighbor = true;
+            self.neighbor_beaconed_at = Some(self.now);
         }
         if self.record.is_associated() {
             // A radiant this system already counts (it missed the commit, or its
@@ -160,7 +186,7 @@ impl System {
 
     pub(super) fn on_join(&mut self, join: JoinSystem, actions: &mut Actions) {
         if self.is_controller() {
-            self.admit(join.joiner, actions);
+            let _ = self.admit(join.joiner, actions);
             return;
         }
         let Some(view) = &self.controller_view else { return };
@@ -171,20 +197,23 @@ impl System {
         }
     }
 
-    /// The controller's side of a join: one configuration change at a time.
-    fn admit(&mut self, joiner: RadiantAddress, actions: &mut Actions) {
+    /// The controller's side of a join: one configuration change at a time. Returns
+    /// the number of the configuration that lists the joiner, or `None` while another
+    /// change is in flight (the joiner retries).
+    pub(super) fn admit(&mut self, joiner: RadiantAddress, actions: &mut Actions) -> Option<u64> {
         let order_size = self.options.order_size;
         let controller = self.controller.as_mut().expect("is_controller");
         let listed =
             controller.latest.radiants.iter().find(|(_, address)| address.peer == joiner.peer);
         if let Some((&member, _)) = listed {
+            let number = controller.latest.number;
             controller.pending_joins.insert(joiner.peer, member);
             self.answer_joins(actions);
-            return;
+            return Some(number);
         }
         let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
         if controller.latest.number > committed_number {
-            return; // A change is in flight; the joiner retries.
+            return None;
         }
         let (next, member) =
             shape::with_joiner(&controller.latest, controller.term, joiner.clone(), order_size);
@@ -194,6 +223,7 @@ impl System {
         controller.latest = next;
         controller.pending_joins.insert(joiner.peer, member);
         controller.heartbeat_elapsed = u64::MAX;
+        Some(number)
     }
 
     /// Sends `JoinAccepted` to every pending joiner the committed configuration lists.
@@ -348,9 +378,19 @@ impl System {
                 self.record.cluster = ClusterId(
                     u128::from(self.prng.next_u64()) << 64 | u128::from(self.prng.next_u64()) | 1,
                 );
+                // Known and heard from directly: a radiant only gossiped about may never
+                // have started.
+                let reachable: BTreeMap<String, String> = self
+                    .known
+                    .iter()
+                    .filter(|(peer, _)| {
+                        self.heard.contains(*peer) || **peer == self.options.peer_address
+                    })
+                    .map(|(peer, client)| (peer.clone(), client.clone()))
+                    .collect();
                 shape::initial_configuration(
                     term,
-                    &self.known,
+                    &reachable,
                     self.options.order_size,
                     self.options.shard_count,
                 )
@@ -369,6 +409,7 @@ impl System {
             held,
             heralds: BTreeMap::new(),
             pending_joins: BTreeMap::new(),
+            pending_admin: Vec::new(),
             heartbeat_elapsed: u64::MAX,
         });
         self.heartbeat_bootstrap(actions);

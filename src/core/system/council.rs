@@ -21,6 +21,7 @@ impl System {
     pub(super) fn tick_council(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
         let Some(order) = order else { return };
         if !order.is_settled_herald() || self.record.group != Some(order.group()) {
+            self.fail_admin(actions);
             if self.controller.take().is_some() {
                 tracing::info!("controller: no longer herald of its order; stepping down");
             }
@@ -30,16 +31,16 @@ impl System {
         }
         if self.controller.is_some() {
             self.heartbeat_council(actions);
-        } else if self.candidacy.is_some()
-            && self.now.0 % self.options.heartbeat_interval_ticks.max(1) == 0
-        {
-            self.request_votes(order.group(), actions);
         } else if self.now >= self.council_deadline && !self.proposal_pending {
             let term = self.record.council_term + 1;
             tracing::info!(term, "council: no controller heard; standing for controller");
             self.propose(order, CouncilEntry::Vote { term, candidate: Some(order.group()) });
             self.standing = Some(term);
             self.council_deadline = Tick(self.council_timeout());
+        } else if self.candidacy.is_some()
+            && self.now.0.is_multiple_of(self.options.heartbeat_interval_ticks.max(1))
+        {
+            self.request_votes(order.group(), actions);
         }
         self.reconcile_membership(order);
     }
@@ -128,6 +129,7 @@ impl System {
             self.record.council_term = term;
             self.record.council_vote = None;
             if self.controller.as_ref().is_some_and(|c| c.term < term) {
+                self.fail_admin(actions);
                 self.controller = None;
             }
         }
@@ -211,6 +213,11 @@ impl System {
         }
         let held = self.record.accepted.as_ref().map_or((0, 0), |c| (c.number, c.council_term));
         let up_to_date = (request.last_number, request.last_term) >= held;
+        if !up_to_date && request.term == term {
+            // Already in this term: no need to write it again, just say no.
+            self.send(&from, SystemBody::CouncilVote(reply(false)), actions);
+            return;
+        }
         let vote = up_to_date.then_some(candidate);
         if up_to_date {
             self.vote_replies.insert(request.term, (candidate, from));
@@ -270,6 +277,7 @@ impl System {
             held: Default::default(),
             heralds: Default::default(),
             pending_joins: Default::default(),
+            pending_admin: Vec::new(),
             heartbeat_elapsed: u64::MAX,
         });
         self.heartbeat_council(actions);
@@ -392,6 +400,7 @@ impl System {
                 term = ack.term,
                 "controller: a later council term exists; stepping down"
             );
+            self.fail_admin(actions);
             self.controller = None;
             return;
         }
@@ -416,6 +425,7 @@ impl System {
             controller.committed = Some(latest.clone());
             controller.heartbeat_elapsed = u64::MAX;
             self.answer_joins(actions);
+            self.answer_admin(actions);
         }
     }
 }

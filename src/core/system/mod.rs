@@ -9,6 +9,7 @@
 //! a restart). Like all of `core`, it does no I/O, reads no clock and starts no thread:
 //! messages go out as `Action::SendSystem`, the record as `Action::PersistSystem`.
 
+mod admin;
 mod bootstrap;
 mod council;
 pub mod record;
@@ -25,7 +26,7 @@ pub use record::SystemRecord;
 use super::order::membership::member_address;
 use super::order::{Membership, Order};
 use super::prng::Prng;
-use super::{Action, Actions, Tick};
+use super::{Action, Actions, ReplyTo, Tick};
 
 /// A radiant's own state (seed `radiant.md`): `RESET` while it starts, `UNASSOCIATED`
 /// until it belongs to a system, `ASSOCIATED` once it does, `LOCKED` while its order is
@@ -115,6 +116,8 @@ struct Controller {
     held: BTreeMap<Holder, u64>,
     heralds: BTreeMap<GroupId, MemberId>,
     pending_joins: BTreeMap<String, MemberId>,
+    /// Admin requests answered once the configuration number given commits.
+    pending_admin: Vec<(ReplyTo, u64)>,
     heartbeat_elapsed: u64,
 }
 
@@ -131,7 +134,10 @@ pub struct System {
     known: BTreeMap<String, String>,
     /// Radiants this one heard from directly (reachable).
     heard: BTreeSet<String>,
-    beaconed_by_neighbor: bool,
+    /// When the neighbour last beaconed us: while it does, it is in charge and we do
+    /// not beacon it (breaks two-node cycles); if it stops (a restart lost its table),
+    /// we beacon it again.
+    neighbor_beaconed_at: Option<Tick>,
     next_beacon: Tick,
     gossip_cursor: usize,
     temporary_ids: BTreeMap<String, u64>,
@@ -194,7 +200,7 @@ impl System {
             error: None,
             known,
             heard: BTreeSet::new(),
-            beaconed_by_neighbor: false,
+            neighbor_beaconed_at: None,
             next_beacon: Tick(backoff),
             gossip_cursor: 0,
             temporary_ids: BTreeMap::new(),
@@ -249,7 +255,18 @@ impl System {
 
     /// A view for `radiant status`.
     pub fn status(&self, order: Option<&Order>) -> SystemStatus<'_> {
-        let locked = order.is_some_and(|order| order.membership_change_pending());
+        // LOCKED while the order changes membership or receives a snapshot (not while it
+        // merely elects a herald: that is the order's state, not the radiant's).
+        let locked = order.is_some_and(|order| {
+            !order.membership().learners.is_empty()
+                || matches!(
+                    order.state(),
+                    super::OrderState::Locked(
+                        radiant_protocol::OrderStateOp::MembershipUpdate
+                            | radiant_protocol::OrderStateOp::Replicating
+                    )
+                )
+        });
         let state = match self.state {
             RadiantState::Associated if locked => RadiantState::Locked,
             state => state,
@@ -267,6 +284,12 @@ impl System {
             known: self.known.len(),
             bootstrap_expect: self.options.bootstrap_expect,
         }
+    }
+
+    /// Whether another system refused this radiant: it serves nobody until the operator
+    /// acts (the reason is in `status`).
+    pub fn is_refused(&self) -> bool {
+        self.state == RadiantState::Error
     }
 
     /// Why a client cannot be served by a radiant with no order, for the error reply.
@@ -306,6 +329,7 @@ impl System {
         }
         if self.record.is_associated() {
             self.tick_council(order, actions);
+            self.beacon_neighbor_slowly(actions);
         } else {
             self.tick_forming(actions);
         }
@@ -386,6 +410,13 @@ impl System {
     }
 
     fn on_refused(&mut self, from: String, reason: String) {
+        // Only the radiant the operator pointed us at can tell us we are in the wrong
+        // system; anyone else refusing us is itself the stranger (or lying).
+        if self.options.neighbor.as_deref() != Some(from.as_str()) {
+            let why = "system: refused by a radiant that is not our neighbour; ignored";
+            tracing::warn!(peer = %from, %reason, "{why}");
+            return;
+        }
         tracing::error!(peer = %from, %reason, "system: refused; this radiant stops taking part");
         self.state = RadiantState::Error;
         self.error = Some(reason);

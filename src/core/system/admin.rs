@@ -1,0 +1,100 @@
+//! Operators' direct changes (`radiant admin add` / `remove`): carried out by the
+//! controller as configuration changes and answered once they commit. Any radiant
+//! takes the request and points the client at the controller.
+
+use radiant_protocol::{
+    ClientRequest, ClientResponse, ErrorResponse, OrderStateOp, RadiantAddress,
+};
+
+use super::{shape, System};
+use crate::core::{Action, Actions, ReplyTo};
+
+impl System {
+    /// `AddRadiant` or `RemoveRadiant` from an admin client.
+    pub fn on_admin(&mut self, reply_to: ReplyTo, request: ClientRequest, actions: &mut Actions) {
+        if !self.is_controller() {
+            let error = self.controller_hint();
+            actions.push(Action::Reply { reply_to, result: Err(error) });
+            return;
+        }
+        let outcome = match request {
+            ClientRequest::AddRadiant { peer, client } => self
+                .admit(RadiantAddress { peer, client }, actions)
+                .ok_or(ErrorResponse::Locked(OrderStateOp::MembershipSet)),
+            ClientRequest::RemoveRadiant { member } => self.remove(member),
+            _ => Err(ErrorResponse::BadRequest { reason: "not a system admin request".into() }),
+        };
+        match outcome {
+            Ok(number) => {
+                if let Some(controller) = self.controller.as_mut() {
+                    controller.pending_admin.push((reply_to, number));
+                }
+                self.answer_admin(actions);
+            }
+            Err(error) => actions.push(Action::Reply { reply_to, result: Err(error) }),
+        }
+    }
+
+    fn remove(&mut self, member: radiant_protocol::MemberId) -> Result<u64, ErrorResponse> {
+        let controller = self.controller.as_mut().expect("is_controller");
+        let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
+        if controller.latest.number > committed_number {
+            return Err(ErrorResponse::Locked(OrderStateOp::MembershipSet));
+        }
+        let next = shape::without_member(&controller.latest, controller.term, member)
+            .map_err(|reason| ErrorResponse::BadRequest { reason })?;
+        tracing::info!(%member, configuration = next.number, "controller: removing a radiant");
+        let number = next.number;
+        controller.latest = next;
+        controller.heartbeat_elapsed = u64::MAX;
+        Ok(number)
+    }
+
+    /// Answers every admin request whose configuration has committed.
+    pub(super) fn answer_admin(&mut self, actions: &mut Actions) {
+        let Some(controller) = self.controller.as_mut() else { return };
+        let committed = controller.committed.as_ref().map_or(0, |c| c.number);
+        controller.pending_admin.retain(|&(reply_to, number)| {
+            let done = number <= committed;
+            if done {
+                actions.push(Action::Reply { reply_to, result: Ok(ClientResponse::Done) });
+            }
+            !done
+        });
+    }
+
+    /// A controller stepping down fails what it had not finished.
+    pub(super) fn fail_admin(&mut self, actions: &mut Actions) {
+        let Some(controller) = self.controller.as_mut() else { return };
+        for (reply_to, number) in controller.pending_admin.drain(..) {
+            let reason = format!(
+                "the controller changed before configuration {number} committed; check \
+                 `radiant status` and retry if it is not there"
+            );
+            actions.push(Action::Reply {
+                reply_to,
+                result: Err(ErrorResponse::Unavailable { reason }),
+            });
+        }
+    }
+
+    /// `NotHerald` naming the controller (the client follows it), or `Unavailable`.
+    fn controller_hint(&self) -> ErrorResponse {
+        let view = self.controller_view.as_ref();
+        let member = view.and_then(|view| view.member);
+        let address = member.and_then(|member| {
+            let configuration = self.record.configuration.as_ref()?;
+            Some(configuration.radiants.get(&member)?.client.clone())
+        });
+        match (member, address) {
+            (Some(member), Some(address)) => {
+                ErrorResponse::NotHerald { herald: Some(member), address: Some(address) }
+            }
+            _ => ErrorResponse::Unavailable {
+                reason: "no controller is known yet (the system may be forming or electing \
+                         one); retry shortly"
+                    .into(),
+            },
+        }
+    }
+}
