@@ -207,7 +207,7 @@ pub enum Action {
     },
     /// Replace the radiant's system record durably (atomically, fsynced) before
     /// carrying out any later action.
-    PersistSystem(system::SystemRecord),
+    PersistSystem(Box<system::SystemRecord>),
 }
 
 /// The buffer of actions a `step` produces. The driver drains and reuses it.

@@ -367,7 +367,7 @@ impl Formation {
                 self.nodes[index].disk.write(write);
             }
             // The daemon writes the system file synchronously, before any later action.
-            Action::PersistSystem(record) => self.nodes[index].record = record,
+            Action::PersistSystem(record) => self.nodes[index].record = *record,
             // No client workload and no snapshots here: the order sim covers them.
             Action::Apply { .. }
             | Action::Read { .. }

@@ -49,8 +49,9 @@ pub enum SystemBody {
     CouncilRequestVote(CouncilRequestVote),
     /// The answer to `CouncilRequestVote`. Kind 0x24.
     CouncilVote(CouncilVote),
-    /// The controller's heartbeat, carrying its newest configuration. Kind 0x40.
-    CouncilAppend(CouncilAppend),
+    /// The controller's heartbeat, carrying its newest configuration. Kind 0x40. Boxed:
+    /// it carries up to two configurations, far larger than every other message.
+    CouncilAppend(Box<CouncilAppend>),
     /// A herald's (or, before configuration 1, a radiant's) answer to `CouncilAppend`.
     /// Kind 0x41.
     CouncilAppendAck(CouncilAppendAck),
@@ -146,6 +147,9 @@ pub struct CouncilAppend {
     pub committed: u64,
     /// The controller's newest configuration (committed or not).
     pub configuration: Option<Configuration>,
+    /// The newest committed configuration, when it is not `configuration` (a change is
+    /// in flight), so radiants that missed it (spares of a new order) still get it.
+    pub committed_configuration: Option<Configuration>,
     /// Each order's herald, as the controller last heard.
     pub heralds: Vec<(GroupId, MemberId)>,
 }
@@ -241,7 +245,9 @@ impl SystemMessage {
                 group: GroupId::new(reader.read_u64("group")?),
                 granted: reader.read_bool("granted")?,
             }),
-            Kind::CouncilAppend => SystemBody::CouncilAppend(decode_council_append(&mut reader)?),
+            Kind::CouncilAppend => {
+                SystemBody::CouncilAppend(Box::new(decode_council_append(&mut reader)?))
+            }
             Kind::CouncilAppendAck => SystemBody::CouncilAppendAck(CouncilAppendAck {
                 term: reader.read_u64("term")?,
                 group: GroupId::new(reader.read_u64("group")?),
@@ -312,11 +318,8 @@ fn decode_council_append(reader: &mut Reader) -> Result<CouncilAppend, DecodeErr
     let controller_group = GroupId::new(reader.read_u64("controller_group")?);
     let controller_member = MemberId::new(reader.read_u64("controller_member")?);
     let committed = reader.read_u64("committed")?;
-    let configuration = if reader.read_presence("configuration")? {
-        Some(Configuration::decode(reader)?)
-    } else {
-        None
-    };
+    let configuration = read_optional_configuration(reader, "configuration")?;
+    let committed_configuration = read_optional_configuration(reader, "committed_configuration")?;
     let count = reader.read_count("heralds", 16)?;
     if count > MAX_CONFIGURATION_ITEMS {
         return Err(reader.invalid("heralds", "more than MAX_CONFIGURATION_ITEMS (65536)"));
@@ -332,6 +335,7 @@ fn decode_council_append(reader: &mut Reader) -> Result<CouncilAppend, DecodeErr
         controller_member,
         committed,
         configuration,
+        committed_configuration,
         heralds,
     })
 }
@@ -341,17 +345,30 @@ fn encode_council_append(append: &CouncilAppend, dst: &mut BytesMut) {
     dst.put_u64(GroupId::to_wire(append.controller_group));
     dst.put_u64(MemberId::to_wire(append.controller_member));
     dst.put_u64(append.committed);
-    match &append.configuration {
-        Some(configuration) => {
-            dst.put_u8(1);
-            configuration.encode(dst);
+    for configuration in [&append.configuration, &append.committed_configuration] {
+        match configuration {
+            Some(configuration) => {
+                dst.put_u8(1);
+                configuration.encode(dst);
+            }
+            None => dst.put_u8(0),
         }
-        None => dst.put_u8(0),
     }
     dst.put_u32(append.heralds.len() as u32);
     for (group, member) in &append.heralds {
         dst.put_u64(group.get());
         dst.put_u64(member.get());
+    }
+}
+
+fn read_optional_configuration(
+    reader: &mut Reader,
+    field: &'static str,
+) -> Result<Option<Configuration>, DecodeError> {
+    if reader.read_presence(field)? {
+        Ok(Some(Configuration::decode(reader)?))
+    } else {
+        Ok(None)
     }
 }
 
@@ -433,14 +450,15 @@ mod tests {
                 last_term: 2,
             }),
             SystemBody::CouncilVote(CouncilVote { term: 3, group: None, granted: true }),
-            SystemBody::CouncilAppend(CouncilAppend {
+            SystemBody::CouncilAppend(Box::new(CouncilAppend {
                 term: 3,
                 controller_group: GroupId::new(1),
                 controller_member: MemberId::new(1),
                 committed: 1,
-                configuration: Some(configuration),
+                configuration: Some(configuration.clone()),
+                committed_configuration: Some(configuration),
                 heralds: vec![(GroupId::new(1).unwrap(), MemberId::new(1).unwrap())],
-            }),
+            })),
             SystemBody::CouncilAppendAck(CouncilAppendAck {
                 term: 3,
                 group: GroupId::new(1),

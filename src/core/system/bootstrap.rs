@@ -431,6 +431,7 @@ impl System {
             controller_member: None,
             committed: controller.committed.as_ref().map_or(0, |c| c.number),
             configuration: Some(controller.latest.clone()),
+            committed_configuration: None,
             heralds: Vec::new(),
         };
         let me = &self.options.peer_address;
@@ -442,7 +443,7 @@ impl System {
             .filter(|peer| peer != me)
             .collect();
         for peer in &peers {
-            self.send(peer, SystemBody::CouncilAppend(append.clone()), actions);
+            self.send(peer, SystemBody::CouncilAppend(Box::new(append.clone())), actions);
         }
     }
 

@@ -303,12 +303,16 @@ impl System {
             controller_member: member,
             committed: controller.committed.as_ref().map_or(0, |c| c.number),
             configuration: Some(controller.latest.clone()),
+            committed_configuration: controller
+                .committed
+                .clone()
+                .filter(|committed| committed.number < controller.latest.number),
             heralds: controller.heralds.iter().map(|(&g, &m)| (g, m)).collect(),
         };
         let peers: Vec<String> =
             controller.latest.radiants.values().map(|address| address.peer.clone()).collect();
         for peer in peers {
-            self.send(&peer, SystemBody::CouncilAppend(append.clone()), actions);
+            self.send(&peer, SystemBody::CouncilAppend(Box::new(append.clone())), actions);
         }
     }
 
@@ -332,10 +336,12 @@ impl System {
             self.heralds = append.heralds.iter().copied().collect();
             self.council_deadline = Tick(self.council_timeout());
             // Every radiant, herald or not, spare or member, acts on what is committed.
-            if let Some(configuration) = &append.configuration {
-                if configuration.number == append.committed && cluster.is_set() {
-                    self.adopt_committed(cluster, configuration.clone(), actions);
-                }
+            let committed = [&append.configuration, &append.committed_configuration]
+                .into_iter()
+                .flatten()
+                .find(|configuration| configuration.number == append.committed);
+            if let Some(configuration) = committed.filter(|_| cluster.is_set()) {
+                self.adopt_committed(cluster, configuration.clone(), actions);
             }
         }
         let Some(order) = order.filter(|order| order.is_settled_herald()) else { return };

@@ -365,8 +365,8 @@ impl System {
                 Some(_) => self.on_council_vote(vote, order, actions),
             },
             SystemBody::CouncilAppend(append) => match append.controller_group {
-                None => self.on_bootstrap_append(cluster, from, append, actions),
-                Some(_) => self.on_council_append(cluster, from, append, order, actions),
+                None => self.on_bootstrap_append(cluster, from, *append, actions),
+                Some(_) => self.on_council_append(cluster, from, *append, order, actions),
             },
             SystemBody::CouncilAppendAck(ack) => self.on_append_ack(from, ack, actions),
         }
@@ -424,8 +424,12 @@ impl System {
 
     /// Sends `body` to the radiant at `to` (to itself through the loopback queue).
     fn send(&mut self, to: &str, body: SystemBody, actions: &mut Actions) {
+        // A cluster id is claimed only once committed: a forming radiant may hold one
+        // from a bootstrap controller that lost to another, and must not be refused
+        // for it. The bootstrap controller's configuration carries the id it proposes.
+        let claims = self.record.committed > 0 || matches!(body, SystemBody::CouncilAppend(_));
         let message = SystemMessage {
-            cluster: self.record.cluster,
+            cluster: if claims { self.record.cluster } else { ClusterId::UNSET },
             from: self.options.peer_address.clone(),
             body,
         };
@@ -437,7 +441,7 @@ impl System {
     }
 
     fn persist(&self, actions: &mut Actions) {
-        actions.push(Action::PersistSystem(self.record.clone()));
+        actions.push(Action::PersistSystem(Box::new(self.record.clone())));
     }
 
     fn learn_addresses(&mut self, configuration: &Configuration) {
