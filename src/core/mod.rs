@@ -94,6 +94,9 @@ pub enum Input {
         term: Term,
         /// The membership it carried.
         membership: Membership,
+        /// The order's council state it carried (a `SystemRecord` with only the council
+        /// fields), when the order belongs to a formed system.
+        council: Option<bytes::Bytes>,
     },
 }
 
@@ -145,6 +148,9 @@ pub enum Action {
     /// Write a snapshot of the state through `index` (all earlier applies included),
     /// recording `membership` in it; report `Input::SnapshotWritten`.
     Snapshot {
+        /// The order's council state as of `index`, to store beside the data (filled
+        /// in by the radiant; see `SnapshotInstalled::council`).
+        council: Option<bytes::Bytes>,
         /// Last included index.
         index: LogIndex,
         /// Term of that entry.
@@ -225,6 +231,14 @@ impl Actions {
     /// Appends one action.
     pub fn push(&mut self, action: Action) {
         self.actions.push(action);
+    }
+
+    /// Every `Snapshot` action queued from position `from` on, to fill in.
+    fn snapshots_from(&mut self, from: usize) -> impl Iterator<Item = &mut Action> {
+        self.actions
+            .iter_mut()
+            .skip(from)
+            .filter(|action| matches!(action, Action::Snapshot { .. }))
     }
 
     /// Removes and yields every action, oldest first.
@@ -321,6 +335,12 @@ impl Radiant {
 
     /// Processes one input completely, appending the resulting actions.
     pub fn step(&mut self, now: Tick, input: Input, actions: &mut Actions) {
+        let first_new_action = actions.len();
+        if let (Input::SnapshotInstalled { council: Some(council), .. }, Some(system)) =
+            (&input, &mut self.system)
+        {
+            system.on_snapshot_council(council, actions);
+        }
         match input {
             Input::System(message) => {
                 if let Some(system) = &mut self.system {
@@ -377,8 +397,21 @@ impl Radiant {
             }
         }
         self.after_step(now, actions);
+        self.fill_snapshot_council(first_new_action, actions);
         if let Some(order) = &self.order {
             order.check_invariants();
+        }
+    }
+
+    /// A snapshot the order asked for this step carries the order's council state as of
+    /// its index: the council entries through it were all applied in this same step.
+    fn fill_snapshot_council(&self, first_new_action: usize, actions: &mut Actions) {
+        let Some(system) = &self.system else { return };
+        let council = system.council_snapshot();
+        for action in actions.snapshots_from(first_new_action) {
+            if let Action::Snapshot { council: slot, .. } = action {
+                *slot = Some(council.clone());
+            }
         }
     }
 
@@ -428,7 +461,7 @@ fn step_order(order: &mut Order, input: Input, actions: &mut Actions) {
         Input::SnapshotChunkWritten { snapshot_index, next_offset } => {
             order.on_snapshot_chunk_written_input(snapshot_index, next_offset, actions);
         }
-        Input::SnapshotInstalled { index, term, membership } => {
+        Input::SnapshotInstalled { index, term, membership, .. } => {
             order.on_snapshot_installed_input(index, term, membership, actions);
         }
         Input::Tick | Input::Message(_) | Input::System(_) => {

@@ -22,6 +22,8 @@ const WAL_RECORD_OVERHEAD_BYTES: u32 = 64;
 
 /// Tag of the snapshot section holding the membership.
 pub const SECTION_MEMBERSHIP: u8 = 1;
+/// Tag of the snapshot section holding the order's council state.
+pub const SECTION_COUNCIL: u8 = 3;
 /// Tag of a snapshot section holding one shard's session table.
 pub const SECTION_SESSIONS: u8 = 2;
 
@@ -102,7 +104,8 @@ pub fn recover(
     let mut membership = membership;
     let (snapshot_index, snapshot_term) =
         match snapshot::load_latest(data_dir, snapshot_limits(config))? {
-            Some(snapshot) => load_snapshot(snapshot, config, machine, &mut membership)?,
+            // The council section is already in the system file (written when applied).
+            Some(snapshot) => load_snapshot(snapshot, config, machine, &mut membership, &mut None)?,
             None => (0, 0),
         };
     let options = WalOptions {
@@ -165,12 +168,14 @@ pub fn recover(
     Ok(Recovered { wal, order })
 }
 
-/// Loads a snapshot's key-values and sections into `machine` and `membership`.
+/// Loads a snapshot's key-values and sections into `machine`, `membership` and
+/// `council` (the order's council state, opaque here).
 pub fn load_snapshot(
     snapshot: LoadedSnapshot,
     config: &Config,
     machine: &StateMachine,
     membership: &mut Membership,
+    council: &mut Option<bytes::Bytes>,
 ) -> Result<(LogIndex, u64), RecoveryError> {
     machine.clear();
     // Shards are recomputed from the keys, so a changed shard_count still loads.
@@ -190,6 +195,7 @@ pub fn load_snapshot(
             SECTION_SESSIONS => {
                 machine.load_sessions(section, &limits).ok_or_else(|| broken("sessions"))?
             }
+            SECTION_COUNCIL => *council = Some(section),
             _ => return Err(broken("unknown")),
         }
     }

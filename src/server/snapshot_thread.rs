@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
-use super::recovery::{section, SECTION_MEMBERSHIP, SECTION_SESSIONS};
+use super::recovery::{section, SECTION_COUNCIL, SECTION_MEMBERSHIP, SECTION_SESSIONS};
 use super::shard_worker::ShardDump;
 use super::state_thread::StateEvent;
 use crate::core::order::Membership;
@@ -36,6 +36,8 @@ pub enum SnapshotJob {
         term: Term,
         /// The membership as of `index`.
         membership: Membership,
+        /// The order's council state as of `index`, if it has one.
+        council: Option<Bytes>,
         /// The shard copies; the channel closes when every worker has sent its own.
         parts: Receiver<ShardDump>,
     },
@@ -99,8 +101,8 @@ pub fn spawn(
 
 fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> {
     match job {
-        SnapshotJob::Write { index, term, membership, parts } => {
-            Some(match write(links, index, term, &membership, &parts) {
+        SnapshotJob::Write { index, term, membership, council, parts } => {
+            Some(match write(links, index, term, (&membership, council.as_ref()), &parts) {
                 Ok((path, pairs)) => {
                     info!(index, pairs, path = %path.display(), "snapshot: written");
                     StateEvent::SnapshotWritten { index, term }
@@ -164,11 +166,14 @@ fn write(
     links: &SnapshotThreadLinks,
     index: LogIndex,
     term: Term,
-    membership: &Membership,
+    (membership, council): (&Membership, Option<&Bytes>),
     parts: &Receiver<ShardDump>,
 ) -> Result<(PathBuf, u64), SnapshotError> {
     let mut writer = SnapshotWriter::create(&links.data_dir, index, term, links.shard_count)?;
     writer.write_opaque(&section(SECTION_MEMBERSHIP, &membership.encode()))?;
+    if let Some(council) = council {
+        writer.write_opaque(&section(SECTION_COUNCIL, council))?;
+    }
     let mut pairs = 0u64;
     for dump in parts.iter() {
         writer.write_opaque(&section(SECTION_SESSIONS, &dump.sessions))?;

@@ -215,7 +215,9 @@ impl StateThread {
             }
             StateEvent::SnapshotReceived { index, term } => {
                 match self.install_snapshot(index, term) {
-                    Some(membership) => Input::SnapshotInstalled { index, term, membership },
+                    Some((membership, council)) => {
+                        Input::SnapshotInstalled { index, term, membership, council }
+                    }
                     None => return false,
                 }
             }
@@ -232,8 +234,12 @@ impl StateThread {
     }
 
     /// Loads a received snapshot into the state machine once every worker has finished
-    /// what was queued before it. Returns its membership.
-    fn install_snapshot(&mut self, index: LogIndex, term: Term) -> Option<Membership> {
+    /// what was queued before it. Returns its membership and council section.
+    fn install_snapshot(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+    ) -> Option<(Membership, Option<bytes::Bytes>)> {
         let (done, finished) = crossbeam_channel::bounded(self.links.workers.len());
         for worker in &self.links.workers {
             let _ = worker.send(WorkerRequest::Quiesce { done: done.clone() });
@@ -244,17 +250,19 @@ impl StateThread {
         let limits = snapshot_limits(&self.links.config);
         let mut membership =
             self.radiant.order().map(|order| order.membership().clone()).unwrap_or_default();
+        let mut council = None;
         let loaded = crate::storage::snapshot::load_latest(&self.links.data_dir, limits);
         let result = match loaded {
             Ok(Some(snapshot)) if snapshot.last_index == index && snapshot.last_term == term => {
-                load_snapshot(snapshot, &self.links.config, &self.links.machine, &mut membership)
+                let (config, machine) = (&self.links.config, &self.links.machine);
+                load_snapshot(snapshot, config, machine, &mut membership, &mut council)
                     .map_err(|error| error.to_string())
             }
             Ok(_) => Err("the received snapshot is not the newest on disk".to_string()),
             Err(error) => Err(error.to_string()),
         };
         match result {
-            Ok(_) => Some(membership),
+            Ok(_) => Some((membership, council)),
             Err(reason) => {
                 error!(index, %reason, "state: cannot load a received snapshot");
                 None
@@ -312,8 +320,8 @@ impl StateThread {
                 };
                 self.reply(reply_to, message);
             }
-            Action::Snapshot { index, term, membership } => {
-                self.start_snapshot(index, term, membership)
+            Action::Snapshot { index, term, membership, council } => {
+                self.start_snapshot(index, term, membership, council)
             }
             Action::CompactLog { through } => self.send_wal(WalRequest::Compact { through }),
             Action::ResetLog { snapshot_index, .. } => {
@@ -412,14 +420,21 @@ impl StateThread {
 
     /// Every worker copies its shards when the barrier reaches the front of its queue,
     /// i.e. after every apply through `index` and before any later one.
-    fn start_snapshot(&mut self, index: LogIndex, term: Term, membership: Membership) {
+    fn start_snapshot(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        membership: Membership,
+        council: Option<bytes::Bytes>,
+    ) {
         let (sink, parts) = crossbeam_channel::unbounded::<ShardDump>();
         for worker in &self.links.workers {
             let _ = worker.send(WorkerRequest::SnapshotBarrier { sink: sink.clone() });
         }
         drop(sink);
         info!(index, term, "state: snapshot started");
-        let _ = self.links.snapshots.send(SnapshotJob::Write { index, term, membership, parts });
+        let job = SnapshotJob::Write { index, term, membership, council, parts };
+        let _ = self.links.snapshots.send(job);
     }
 
     fn shut_down(self) -> StateThreadExit {

@@ -950,7 +950,7 @@ impl Simulator {
                 self.reply(index, reply_to, Ok(ClientResponse::GetResult { value }));
             }
             Action::Reply { reply_to, result } => self.reply(index, reply_to, result),
-            Action::Snapshot { index: log_index, term, membership } => {
+            Action::Snapshot { index: log_index, term, membership, .. } => {
                 let radiant = &mut self.radiants[index];
                 let bytes = encode_state(&radiant.machine, &membership);
                 radiant.disk.snapshot = Some(SimSnapshot { index: log_index, term, bytes });
@@ -1044,7 +1044,7 @@ impl Simulator {
         self.snapshots_installed += 1;
         self.followups.push_back((
             index,
-            Input::SnapshotInstalled { index: snapshot_index, term, membership },
+            Input::SnapshotInstalled { index: snapshot_index, term, membership, council: None },
         ));
     }
 

@@ -591,6 +591,7 @@ impl Order {
         let term = self.log.term_at(self.applied_index).expect("applied entries are in the log");
         self.snapshot_in_progress = true;
         actions.push(Action::Snapshot {
+            council: None,
             index: self.applied_index,
             term,
             membership: self.membership.clone(),

@@ -286,6 +286,46 @@ impl System {
         }
     }
 
+    /// The order's council state, encoded for a snapshot (the record's council fields).
+    pub fn council_snapshot(&self) -> bytes::Bytes {
+        SystemRecord {
+            configuration: self.record.configuration.clone(),
+            committed: self.record.committed,
+            accepted: self.record.accepted.clone(),
+            council_term: self.record.council_term,
+            council_vote: self.record.council_vote,
+            ..SystemRecord::default()
+        }
+        .encode()
+    }
+
+    /// A snapshot from the herald carried its order's council state: council entries it
+    /// covers were never applied here, so take whatever is newer than the record.
+    pub fn on_snapshot_council(&mut self, council: &bytes::Bytes, actions: &mut Actions) {
+        let Ok(carried) = SystemRecord::decode(council) else {
+            tracing::error!("system: a snapshot's council section does not decode; ignored");
+            return;
+        };
+        if carried.council_term > self.record.council_term {
+            self.record.council_term = carried.council_term;
+            self.record.council_vote = carried.council_vote;
+        } else if carried.council_term == self.record.council_term
+            && self.record.council_vote.is_none()
+        {
+            self.record.council_vote = carried.council_vote;
+        }
+        if let Some(accepted) = carried.accepted {
+            if self.record.accepted.as_ref().is_none_or(|held| newer(&accepted, held)) {
+                self.record.accepted = Some(accepted);
+            }
+        }
+        self.persist(actions);
+        if let Some(configuration) = carried.configuration {
+            let cluster = self.record.cluster;
+            self.adopt_committed(cluster, configuration, actions);
+        }
+    }
+
     /// Whether another system refused this radiant: it serves nobody until the operator
     /// acts (the reason is in `status`).
     pub fn is_refused(&self) -> bool {
@@ -530,4 +570,64 @@ pub fn initial_membership(configuration: &Configuration, group: GroupId) -> Memb
         let address = configuration.radiants.get(member)?;
         Some((*member, member_address(&address.peer, &address.client)))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(port: u16) -> SystemOptions {
+        SystemOptions {
+            peer_address: format!("10.0.0.1:{port}"),
+            client_address: format!("10.0.0.1:{}", port + 1),
+            neighbor: None,
+            bootstrap_expect: 1,
+            order_size: 3,
+            shard_count: 4,
+            bootstrap_backoff_ticks: 1,
+            beacon_interval_ticks: 1,
+            election_timeout_ticks: 5,
+            heartbeat_interval_ticks: 1,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_council_state_a_lagging_member_never_applied() {
+        let peers: BTreeMap<String, String> = [7400u16, 7410]
+            .iter()
+            .map(|port| (format!("10.0.0.1:{port}"), format!("10.0.0.1:{}", port + 1)))
+            .collect();
+        let first = shape::initial_configuration(1, &peers, 3, 4);
+        let second = Configuration { number: 2, council_term: 6, ..first.clone() };
+        let group = GroupId::new(1).expect("nonzero");
+        let base = SystemRecord {
+            cluster: ClusterId(9),
+            member: MemberId::new(1),
+            committed: 1,
+            configuration: Some(first.clone()),
+            accepted: Some(first.clone()),
+            council_term: 1,
+            group: Some(group),
+            ..SystemRecord::default()
+        };
+        let herald_record = SystemRecord {
+            committed: 2,
+            configuration: Some(second.clone()),
+            accepted: Some(second.clone()),
+            council_term: 6,
+            council_vote: Some(group),
+            ..base.clone()
+        };
+        let herald = System::new(options(7400), herald_record, 1);
+        let mut lagging =
+            System::new(options(7410), SystemRecord { member: MemberId::new(2), ..base }, 2);
+        let mut actions = Actions::new();
+        lagging.on_snapshot_council(&herald.council_snapshot(), &mut actions);
+        let record = lagging.record();
+        assert_eq!((record.council_term, record.council_vote), (6, Some(group)));
+        assert_eq!(record.accepted.as_ref().map(|c| c.number), Some(2));
+        assert_eq!(record.committed, 2);
+        assert_eq!(record.member, MemberId::new(2), "identity is not taken from the snapshot");
+        assert!(actions.drain().any(|action| matches!(action, Action::PersistSystem(_))));
+    }
 }
