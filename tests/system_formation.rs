@@ -197,6 +197,23 @@ fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_
 }
 
 #[test]
+fn a_star_of_six_forms_two_orders_of_three() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let all = ports(6);
+    // Everyone points at radiant 0; radiant 0 points at radiant 1.
+    let daemons: Vec<Option<Daemon>> = (0..6)
+        .map(|index| {
+            let neighbor = if index == 0 { all[1] } else { all[0] };
+            Some(start(root.path(), &format!("t{index}"), all[index], Some(neighbor), 6))
+        })
+        .collect();
+    wait_for(&daemons, "a star of six forms two orders of three", |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
+            && one_controller(statuses).is_some()
+    });
+}
+
+#[test]
 fn a_star_of_seven_forms_one_order_of_four_and_one_of_three() {
     let root = tempfile::tempdir().expect("tempdir");
     let all = ports(7);

@@ -1,7 +1,7 @@
 //! The formation simulator (`radiant sim --formation`): brand-new radiants, each knowing
 //! one neighbour (a ring or a star), form a system over a seeded faulty network while
 //! some crash and restart from what they made durable and the network partitions; later
-//! radiants join, sometimes while a herald is failing over. Every tick it checks:
+//! radiants join, half of the time as the herald of a random order crashes. Every tick it checks:
 //!
 //! - at most one controller per council term (over the whole run);
 //! - every radiant that holds committed configuration n holds the same configuration n;
@@ -229,7 +229,11 @@ impl Formation {
             let formed = index < self.options.founders || !self.configurations.is_empty();
             let due = formed && self.now >= node.start_at && self.now >= node.restart_at;
             if node.core.is_none() && due {
+                let first_join = index >= self.options.founders && node.incarnation == 0;
                 self.start(index);
+                if first_join && faulty && self.prng.chance(1, 2) {
+                    self.crash_a_herald();
+                }
             }
         }
         if faulty {
@@ -258,12 +262,7 @@ impl Formation {
         for index in 0..self.nodes.len() {
             let live = self.nodes[index].core.is_some();
             if live && self.prng.chance(self.options.crash_per_million, 1_000_000) {
-                self.report.crashes += 1;
-                let down = self.prng.range(20, 400);
-                let node = &mut self.nodes[index];
-                node.core = None;
-                node.disk.crash(&mut self.prng);
-                node.restart_at = self.now + down;
+                self.crash(index);
             }
         }
         match self.partition_until {
@@ -280,6 +279,30 @@ impl Formation {
                 self.report.partitions += 1;
             }
             _ => {}
+        }
+    }
+
+    fn crash(&mut self, index: usize) {
+        self.report.crashes += 1;
+        let down = self.prng.range(20, 400);
+        let node = &mut self.nodes[index];
+        node.core = None;
+        node.disk.crash(&mut self.prng);
+        node.restart_at = self.now + down;
+    }
+
+    /// A join during a herald failover: the herald of a random order dies as the
+    /// newcomer arrives.
+    fn crash_a_herald(&mut self) {
+        let heralds: Vec<usize> = (0..self.nodes.len())
+            .filter(|&index| {
+                let order = self.nodes[index].core.as_ref().and_then(Radiant::order);
+                order.is_some_and(|order| order.role() == OrderRole::Herald)
+            })
+            .collect();
+        if !heralds.is_empty() {
+            let pick = self.prng.range(0, heralds.len() as u64) as usize;
+            self.crash(heralds[pick]);
         }
     }
 
