@@ -407,10 +407,10 @@ impl Radiant {
     /// its index: the council entries through it were all applied in this same step.
     fn fill_snapshot_council(&self, first_new_action: usize, actions: &mut Actions) {
         let Some(system) = &self.system else { return };
-        let council = system.council_snapshot();
+        // Encoded only when a snapshot was asked for: this runs for every input.
         for action in actions.snapshots_from(first_new_action) {
             if let Action::Snapshot { council: slot, .. } = action {
-                *slot = Some(council.clone());
+                *slot = Some(system.council_snapshot());
             }
         }
     }
