@@ -235,7 +235,6 @@ fn check_items(reader: &Reader, field: &'static str, count: usize) -> Result<(),
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
 
@@ -315,7 +314,7 @@ mod tests {
         sample().encode(&mut dst);
         let bytes = dst.freeze();
         for end in 0..bytes.len() {
-            let mut reader = Reader::new(Bytes::copy_from_slice(&bytes[..end]), None);
+            let mut reader = Reader::new(bytes.slice(..end), None);
             assert!(Configuration::decode(&mut reader).is_err(), "prefix {end} decoded");
         }
     }
