@@ -166,6 +166,8 @@ fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_
     assert!(table.contains("ASSOCIATED") && table.contains("controller"), "{table}");
     assert_eq!(table.lines().filter(|line| line.ends_with(" member")).count(), 6, "{table}");
 
+    keys_live_only_in_the_order_that_owns_their_shard(&daemons);
+
     let killed = daemons[controller].take().expect("running");
     let killed_member =
         grown.iter().find(|(i, _)| *i == controller).expect("status").1["member"].clone();
@@ -194,6 +196,44 @@ fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_
         client.put(b"formed", b"yes").expect("put after controller failover");
         assert_eq!(client.get(b"formed").expect("get").as_deref(), Some(&b"yes"[..]));
     }
+}
+
+/// Writes through one radiant land in the order owning each key's shard (the client
+/// follows `WrongOrder`), read back through radiants of every order; a radiant asked
+/// for a key of another order's shard answers `WrongOrder`.
+fn keys_live_only_in_the_order_that_owns_their_shard(daemons: &[Option<Daemon>]) {
+    use radiant_protocol::{ClientRequest, ErrorResponse, Message, ReadConsistency};
+    let live: Vec<&Daemon> = daemons.iter().flatten().collect();
+    let mut writer = live[0].connect();
+    for n in 0..40 {
+        let key = format!("routed-{n}");
+        writer.put(key.as_bytes(), b"v").expect("put routed to the owning order");
+    }
+    let mut wrong_orders = 0;
+    for daemon in &live {
+        let mut reader = daemon.connect();
+        for n in 0..40 {
+            let key = format!("routed-{n}");
+            assert_eq!(reader.get(key.as_bytes()).expect("get").as_deref(), Some(&b"v"[..]));
+        }
+        let mut raw = daemon.connect();
+        for n in 0..40 {
+            let key = bytes::Bytes::from(format!("routed-{n}"));
+            let request = ClientRequest::Get { key, consistency: ReadConsistency::Stale };
+            let id = raw.send(&request).expect("send");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            if let Message::Error(ErrorResponse::WrongOrder { config_num }) =
+                raw.receive(id, deadline).expect("answer")
+            {
+                assert!(config_num >= 1);
+                wrong_orders += 1;
+            }
+        }
+    }
+    assert!(wrong_orders > 0, "no radiant refused a key of another order's shard");
+    let stored: u64 = live.iter().filter_map(|daemon| status(daemon)?["keys"].as_u64()).sum();
+    // Each key is on the three members of exactly one order (nine radiants in all).
+    assert_eq!(stored, 40 * 3, "keys stored on {stored} replicas, not 3 per key");
 }
 
 #[test]

@@ -311,6 +311,13 @@ impl Client {
                     }
                     true
                 }
+                ErrorResponse::WrongOrder { .. } if redirects < MAX_REDIRECTS => {
+                    redirects += 1;
+                    if self.route(&request).is_ok() {
+                        continue;
+                    }
+                    true
+                }
                 ErrorResponse::NotHerald { .. }
                 | ErrorResponse::Unavailable { .. }
                 | ErrorResponse::Locked(_) => true,
@@ -322,6 +329,22 @@ impl Client {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(RETRY_MAX);
         }
+    }
+
+    /// After `WrongOrder`: asks the radiant for the system's configuration and reconnects
+    /// to a radiant of the order that owns the key's shard (its herald when known).
+    fn route(&mut self, request: &ClientRequest) -> Result<(), ClientError> {
+        let unroutable = |reason: &str| ClientError::Resolve {
+            address: "the order owning the key".to_string(),
+            reason: reason.to_string(),
+        };
+        let key = request.key().ok_or_else(|| unroutable("the request has no key"))?;
+        let document = self.status()?;
+        let status: serde_json::Value = serde_json::from_str(&document)
+            .map_err(|_| unroutable("the radiant's status is not JSON"))?;
+        let address = owner_address(&status["system"], key)
+            .ok_or_else(|| unroutable("the radiant's status names no owner for the shard"))?;
+        self.redirect(&address)
     }
 
     /// Reconnects to the herald's client address given in a `NotHerald` answer.
@@ -409,4 +432,16 @@ impl Client {
             }
         }
     }
+}
+
+/// The client address of a radiant of the order that owns `key`'s shard in the system
+/// view of a status document: the order's herald if known, else its first member.
+fn owner_address(system: &serde_json::Value, key: &[u8]) -> Option<String> {
+    let owners = system["shard_owners"].as_array()?;
+    let shard = crate::core::slots::key_shard(key, u32::try_from(owners.len()).ok()?);
+    let owner = owners.get(shard.0 as usize)?.as_u64()?;
+    let order = system["orders"].as_array()?.iter().find(|order| order["group"] == owner)?;
+    let member = order["herald"].as_u64().or_else(|| order["members"].get(0)?.as_u64())?;
+    let radiant = system["radiants"].as_array()?.iter().find(|radiant| radiant["id"] == member)?;
+    radiant["client"].as_str().map(str::to_string)
 }

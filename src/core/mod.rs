@@ -335,6 +335,9 @@ impl Radiant {
 
     /// Processes one input completely, appending the resulting actions.
     pub fn step(&mut self, now: Tick, input: Input, actions: &mut Actions) {
+        if self.refused_for_wrong_order(&input, actions) {
+            return;
+        }
         let first_new_action = actions.len();
         if let (Input::SnapshotInstalled { council: Some(council), .. }, Some(system)) =
             (&input, &mut self.system)
@@ -401,6 +404,27 @@ impl Radiant {
         if let Some(order) = &self.order {
             order.check_invariants();
         }
+    }
+
+    /// Answers `WrongOrder` to a client request for another order's shard.
+    fn refused_for_wrong_order(&self, input: &Input, actions: &mut Actions) -> bool {
+        let Input::Client { reply_to, request } = input else { return false };
+        let Some(config_num) = self.wrong_order(request) else { return false };
+        let result = Err(ErrorResponse::WrongOrder { config_num });
+        actions.push(Action::Reply { reply_to: *reply_to, result });
+        true
+    }
+
+    /// The committed configuration's number when `request`'s key belongs to a shard
+    /// that configuration gives to another order (the client must go there). A spare
+    /// owns no shard.
+    fn wrong_order(&self, request: &ClientRequest) -> Option<u64> {
+        let key = request.key()?;
+        let mine = self.order.as_ref().map(Order::group);
+        let configuration = self.system.as_ref()?.record().configuration.as_ref()?;
+        let shard_count = u32::try_from(configuration.shards.len()).ok()?;
+        let owner = configuration.shards.get(slots::key_shard(key, shard_count).0 as usize)?;
+        (Some(*owner) != mine).then_some(configuration.number)
     }
 
     /// A snapshot the order asked for this step carries the order's council state as of

@@ -126,6 +126,9 @@ fn system_json(system: &System, order: Option<&Order>) -> Value {
             .unwrap_or_default(),
         "radiants": radiants,
         "shard_count": configuration.map_or(0, |configuration| configuration.shards.len()),
+        "shard_owners": configuration
+            .map(|c| c.shards.iter().map(|group| group.get()).collect::<Vec<_>>())
+            .unwrap_or_default(),
         "known_radiants": status.known,
         "bootstrap_expect": status.bootstrap_expect,
     })
