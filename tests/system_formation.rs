@@ -231,6 +231,14 @@ fn keys_live_only_in_the_order_that_owns_their_shard(daemons: &[Option<Daemon>])
         }
     }
     assert!(wrong_orders > 0, "no radiant refused a key of another order's shard");
+    let map = writer.shard_map().expect("the writer cached a shard map after WrongOrder");
+    assert_eq!(map.owners.len(), 64);
+    let address = live[0].client_address.to_string();
+    let (code, table, stderr) = common::radiant(&["shards", "--addr", &address]);
+    assert_eq!(code, 0, "radiant shards: {stderr}");
+    println!("{table}");
+    assert!(table.contains("0-31          0-8191"), "{table}");
+    assert!(table.contains("32-63         8192-16383"), "{table}");
     let stored: u64 = live.iter().filter_map(|daemon| status(daemon)?["keys"].as_u64()).sum();
     // Each key is on the three members of exactly one order (nine radiants in all).
     assert_eq!(stored, 40 * 3, "keys stored on {stored} replicas, not 3 per key");

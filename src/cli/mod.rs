@@ -115,6 +115,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Show which order serves which shards and hash-slot ranges.
+    Shards {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Change the order's membership or hand over the herald role.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -207,6 +212,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         Command::Start { config } => start(config),
         Command::Sim(args) => sim::run(&args),
         Command::Status { json, target } => status(json, &target),
+        Command::Shards { target } => shards(&target),
         Command::Admin(command) => admin(command),
         Command::Bench(args) => bench::run(&args),
         Command::CheckConfig { files } => match files.as_slice() {
@@ -338,6 +344,20 @@ fn status(json: bool, target: &Target) -> Result<ExitCode, String> {
     let value: serde_json::Value =
         serde_json::from_str(&document).map_err(|error| format!("unreadable status: {error}"))?;
     print!("{}", status::render(&value));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shards(target: &Target) -> Result<ExitCode, String> {
+    let document = connect(target)?.status().map_err(|error| error_chain(&error))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&document).map_err(|error| format!("unreadable status: {error}"))?;
+    match crate::client::ShardMap::from_status(&value) {
+        Some(map) => print!("{}", status::render_shards(&map)),
+        None => println!(
+            "this radiant has no shard map (a static order, or a system still forming): its \
+             order serves every key"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -142,3 +142,33 @@ fn render_radiants(system: &Value, out: &mut String, text: &impl Fn(&Value) -> S
         );
     }
 }
+
+/// `radiant shards`: runs of consecutive shards with one owner, their hash-slot range
+/// and where the owning order listens.
+pub(super) fn render_shards(map: &crate::client::ShardMap) -> String {
+    use crate::core::slots::{shard_slot_range, ShardId};
+    let mut out = String::new();
+    let count = u32::try_from(map.owners.len()).unwrap_or(u32::MAX);
+    let _ = writeln!(
+        out,
+        "configuration {}: {} shards over 16384 hash slots\n\n{:<13} {:<13} {:<6} RADIANTS (herald first)",
+        map.configuration, count, "SHARDS", "SLOTS", "ORDER"
+    );
+    let mut start = 0usize;
+    while start < map.owners.len() {
+        let owner = map.owners[start];
+        let end = start + map.owners[start..].iter().take_while(|&&o| o == owner).count();
+        let first = shard_slot_range(ShardId(start as u32), count).start;
+        let last = shard_slot_range(ShardId((end - 1) as u32), count).end - 1;
+        let radiants = map.addresses.get(&owner).map(|list| list.join(" ")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<13} {:<13} {:<6} {radiants}",
+            format!("{start}-{}", end - 1),
+            format!("{first}-{last}"),
+            owner
+        );
+        start = end;
+    }
+    out
+}

@@ -122,6 +122,62 @@ pub struct Client {
     read_buffer: BytesMut,
     write_buffer: BytesMut,
     next_correlation_id: u64,
+    /// The system's shard map, fetched after the first `WrongOrder` (a single-order
+    /// system never needs it) and refreshed after every later one.
+    shard_map: Option<ShardMap>,
+}
+
+/// Which order owns each shard, and where that order's radiants listen (its herald
+/// first when known), from a radiant's status document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardMap {
+    /// The committed configuration it comes from.
+    pub configuration: u64,
+    /// The owning order of each shard, by shard number.
+    pub owners: Vec<u64>,
+    /// Each order's client addresses, its herald's first.
+    pub addresses: std::collections::BTreeMap<u64, Vec<String>>,
+}
+
+impl ShardMap {
+    /// Reads the map from the `system` part of a status document; `None` for a radiant
+    /// with no committed configuration (or a static order).
+    pub fn from_status(status: &serde_json::Value) -> Option<ShardMap> {
+        let system = &status["system"];
+        let owners: Vec<u64> = system["shard_owners"]
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_u64)
+            .collect::<Option<_>>()?;
+        if owners.is_empty() {
+            return None;
+        }
+        let client_of = |member: &serde_json::Value| {
+            let radiants = system["radiants"].as_array()?;
+            let radiant = radiants.iter().find(|radiant| radiant["id"] == *member)?;
+            radiant["client"].as_str().map(str::to_string)
+        };
+        let mut addresses = std::collections::BTreeMap::new();
+        for order in system["orders"].as_array()? {
+            let group = order["group"].as_u64()?;
+            let herald = &order["herald"];
+            let mut list: Vec<String> = client_of(herald).into_iter().collect();
+            for member in order["members"].as_array().into_iter().flatten() {
+                if member != herald {
+                    list.extend(client_of(member));
+                }
+            }
+            addresses.insert(group, list);
+        }
+        Some(ShardMap { configuration: system["configuration"].as_u64()?, owners, addresses })
+    }
+
+    /// The owning order of `key` and its radiants' client addresses.
+    pub fn owner_of(&self, key: &[u8]) -> Option<(u64, &[String])> {
+        let shard = crate::core::slots::key_shard(key, u32::try_from(self.owners.len()).ok()?);
+        let group = *self.owners.get(shard.0 as usize)?;
+        Some((group, self.addresses.get(&group)?.as_slice()))
+    }
 }
 
 /// Most `NotHerald` redirects one call follows (a bound against redirect loops).
@@ -172,6 +228,7 @@ impl Client {
             read_buffer: BytesMut::with_capacity(4096),
             write_buffer: BytesMut::with_capacity(4096),
             next_correlation_id: 1,
+            shard_map: None,
         })
     }
 
@@ -288,6 +345,11 @@ impl Client {
         let mut backoff = RETRY_INITIAL;
         let mut redirects = 0;
         loop {
+            // A known shard map sends the request to the owning order at once; a
+            // stale one costs one `WrongOrder`, which refreshes it.
+            if self.go_to_owner(&request).is_err() {
+                self.shard_map = None;
+            }
             let correlation_id = self.send(&request)?;
             let error = match self.receive(correlation_id, deadline)? {
                 Message::Response(response) => return Ok(response),
@@ -331,20 +393,49 @@ impl Client {
         }
     }
 
-    /// After `WrongOrder`: asks the radiant for the system's configuration and reconnects
-    /// to a radiant of the order that owns the key's shard (its herald when known).
+    /// After `WrongOrder`: refreshes the shard map from the radiant's status and
+    /// reconnects to a radiant of the order that owns the key's shard.
     fn route(&mut self, request: &ClientRequest) -> Result<(), ClientError> {
         let unroutable = |reason: &str| ClientError::Resolve {
             address: "the order owning the key".to_string(),
             reason: reason.to_string(),
         };
-        let key = request.key().ok_or_else(|| unroutable("the request has no key"))?;
         let document = self.status()?;
         let status: serde_json::Value = serde_json::from_str(&document)
             .map_err(|_| unroutable("the radiant's status is not JSON"))?;
-        let address = owner_address(&status["system"], key)
-            .ok_or_else(|| unroutable("the radiant's status names no owner for the shard"))?;
-        self.redirect(&address)
+        self.shard_map = ShardMap::from_status(&status);
+        if self.shard_map.is_none() {
+            return Err(unroutable("the radiant's status has no shard map"));
+        }
+        self.go_to_owner(request)
+    }
+
+    /// With a cached shard map, makes sure this connection is to a radiant of the order
+    /// owning `request`'s key, reconnecting to its herald (or another member) if not.
+    fn go_to_owner(&mut self, request: &ClientRequest) -> Result<(), ClientError> {
+        let (Some(map), Some(key)) = (&self.shard_map, request.key()) else { return Ok(()) };
+        let Some((group, addresses)) = map.owner_of(key) else { return Ok(()) };
+        let here = self.address.to_string();
+        if addresses.contains(&here) {
+            return Ok(());
+        }
+        let addresses = addresses.to_vec();
+        let mut last_error = ClientError::Resolve {
+            address: format!("order {group}"),
+            reason: "the shard map lists no radiant for it".to_string(),
+        };
+        for address in &addresses {
+            match self.redirect(address) {
+                Ok(()) => return Ok(()),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The cached shard map, if this client has needed one.
+    pub fn shard_map(&self) -> Option<&ShardMap> {
+        self.shard_map.as_ref()
     }
 
     /// Reconnects to the herald's client address given in a `NotHerald` answer.
@@ -432,16 +523,4 @@ impl Client {
             }
         }
     }
-}
-
-/// The client address of a radiant of the order that owns `key`'s shard in the system
-/// view of a status document: the order's herald if known, else its first member.
-fn owner_address(system: &serde_json::Value, key: &[u8]) -> Option<String> {
-    let owners = system["shard_owners"].as_array()?;
-    let shard = crate::core::slots::key_shard(key, u32::try_from(owners.len()).ok()?);
-    let owner = owners.get(shard.0 as usize)?.as_u64()?;
-    let order = system["orders"].as_array()?.iter().find(|order| order["group"] == owner)?;
-    let member = order["herald"].as_u64().or_else(|| order["members"].get(0)?.as_u64())?;
-    let radiant = system["radiants"].as_array()?.iter().find(|radiant| radiant["id"] == member)?;
-    radiant["client"].as_str().map(str::to_string)
 }
