@@ -10,6 +10,7 @@
 //! messages go out as `Action::SendSystem`, the record as `Action::PersistSystem`.
 
 mod admin;
+pub mod balance;
 mod bootstrap;
 mod council;
 pub mod record;
