@@ -151,8 +151,8 @@ pub(super) fn render_shards(map: &crate::client::ShardMap) -> String {
     let count = u32::try_from(map.owners.len()).unwrap_or(u32::MAX);
     let _ = writeln!(
         out,
-        "configuration {}: {} shards over 16384 hash slots\n\n{:<13} {:<13} {:<6} RADIANTS (herald first)",
-        map.configuration, count, "SHARDS", "SLOTS", "ORDER"
+        "configuration {}: {} shards over 16384 hash slots\n\n{:<13} {:<13} {:<6} {}",
+        map.configuration, count, "SHARDS", "SLOTS", "ORDER", "RADIANTS (herald first)"
     );
     let mut start = 0usize;
     while start < map.owners.len() {
