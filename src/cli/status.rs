@@ -151,9 +151,11 @@ pub(super) fn render_shards(map: &crate::client::ShardMap) -> String {
     let count = u32::try_from(map.owners.len()).unwrap_or(u32::MAX);
     let _ = writeln!(
         out,
-        "configuration {}: {} shards over 16384 hash slots\n\n{:<13} {:<13} {:<6} {}",
-        map.configuration, count, "SHARDS", "SLOTS", "ORDER", "RADIANTS (herald first)"
+        "configuration {}: {count} shards over 16384 hash slots\n",
+        map.configuration
     );
+    let _ =
+        writeln!(out, "{:<13} {:<13} {:<6} RADIANTS (herald first)", "SHARDS", "SLOTS", "ORDER");
     let mut start = 0usize;
     while start < map.owners.len() {
         let owner = map.owners[start];
