@@ -152,6 +152,56 @@ struct Settings {
     prefill: bool,
     seed: u64,
     json: bool,
+    /// Per connection, the order it loads, when the system has several (see `Routes`).
+    routes: Option<Routes>,
+}
+
+/// Load on a formed system: connection `i` talks to the herald of order `i mod k` and
+/// uses only keys of that order's shards, so no request is refused with `WrongOrder` or
+/// `NotHerald`, and every order gets the same number of connections.
+#[derive(Debug)]
+struct Routes {
+    /// Per order: the address the connections use (its herald) and its key indices.
+    orders: Vec<(String, Vec<u64>)>,
+}
+
+impl Routes {
+    /// Reads the shard map from the radiant at `settings.address`; `None` for a static
+    /// order (or a system still forming), which is loaded through that address as given.
+    fn discover(settings: &Settings) -> Result<Option<Routes>, String> {
+        let options = ClientOptions { timeout: REQUEST_TIMEOUT, ..ClientOptions::default() };
+        let mut client = Client::connect(&settings.address, options)
+            .map_err(|error| format!("no connection to {} succeeded: {error}", settings.address))?;
+        let document = client.status().map_err(|error| format!("status: {error}"))?;
+        let status: serde_json::Value =
+            serde_json::from_str(&document).map_err(|error| format!("status: {error}"))?;
+        let Some(map) = crate::client::ShardMap::from_status(&status) else { return Ok(None) };
+        let mut keys: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for index in 0..settings.keys {
+            if let Some((group, _)) = map.owner_of(&settings.key(index)) {
+                keys.entry(group).or_default().push(index);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let mut orders = Vec::new();
+        for (group, indices) in keys {
+            let address = map.addresses.get(&group).and_then(|list| list.first()).cloned();
+            let address = address.ok_or_else(|| format!("order {group} has no known radiant"))?;
+            orders.push((address, indices));
+        }
+        Ok(Some(Routes { orders }))
+    }
+
+    /// The order of connection `lane`: its address, its keys, and the lane's position
+    /// among the connections of that order and their number.
+    fn of_lane(&self, lane: usize, connections: usize) -> (&str, &[u64], usize, usize) {
+        let orders = self.orders.len();
+        let (address, keys) = &self.orders[lane % orders];
+        let peers = connections / orders + usize::from(lane % orders < connections % orders);
+        (address, keys, lane / orders, peers.max(1))
+    }
 }
 
 impl Settings {
@@ -207,6 +257,7 @@ impl Settings {
             prefill: args.prefill,
             seed: args.seed,
             json: args.json,
+            routes: None,
         })
     }
 
@@ -220,9 +271,24 @@ impl Settings {
         ClientRequest::Put { key: self.key(index), value: self.value.clone(), session: None }
     }
 
-    /// The next measured request: a get with probability `get_ratio`, else a put.
-    fn next_request(&self, prng: &mut Prng) -> (ClientRequest, Class) {
-        let index = prng.range(0, self.keys);
+    /// Where connection `lane` connects.
+    fn lane_address(&self, lane: usize) -> &str {
+        match &self.routes {
+            Some(routes) => routes.of_lane(lane, self.connections).0,
+            None => &self.address,
+        }
+    }
+
+    /// The next measured request of connection `lane`: a get with probability
+    /// `get_ratio`, else a put, of a key of the lane's order.
+    fn next_request(&self, prng: &mut Prng, lane: usize) -> (ClientRequest, Class) {
+        let index = match &self.routes {
+            Some(routes) => {
+                let keys = routes.of_lane(lane, self.connections).1;
+                keys[prng.range(0, keys.len() as u64) as usize]
+            }
+            None => prng.range(0, self.keys),
+        };
         if prng.chance(self.get_chance, GET_RATIO_SCALE) {
             let request = ClientRequest::Get {
                 key: self.key(index),
@@ -237,7 +303,8 @@ impl Settings {
 
 /// Runs `radiant bench`.
 pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
-    let settings = Settings::from_args(args)?;
+    let mut settings = Settings::from_args(args)?;
+    settings.routes = Routes::discover(&settings)?;
     let (lanes, prefill) = prepare(&settings)?;
     let cpu_before = cpu_seconds();
     let start = Instant::now();
@@ -280,7 +347,7 @@ fn prepare(settings: &Settings) -> Result<(Vec<Lane>, Option<Prefill>), String> 
     let deadline = started + PREFILL_TIMEOUT;
     let inputs = (0..settings.connections).map(|_| ()).collect();
     let prepared = on_threads("bench-prefill", inputs, |index, ()| {
-        let mut lane = Lane::connect(&settings.address);
+        let mut lane = Lane::connect(settings.lane_address(index));
         let prefill = settings.prefill.then(|| prefill(settings, index, &mut lane, deadline));
         (lane, prefill)
     })?;
@@ -313,22 +380,30 @@ struct Prefill {
     seconds: f64,
 }
 
-/// Puts keys `index`, `index + connections`, … on `lane`, `--pipeline` at a time.
+/// Puts keys `index`, `index + connections`, … on `lane`, `--pipeline` at a time (with
+/// routes: the same over the keys of the lane's order and the lanes sharing it).
 fn prefill(settings: &Settings, index: usize, lane: &mut Lane, deadline: Instant) -> Prefill {
     let started = Instant::now();
-    let stride = settings.connections as u64;
-    let mut next = index as u64;
+    let (keys, mut next, stride) = match &settings.routes {
+        Some(routes) => {
+            let (_, keys, position, peers) = routes.of_lane(index, settings.connections);
+            (Some(keys), position as u64, peers as u64)
+        }
+        None => (None, index as u64, settings.connections as u64),
+    };
+    let key_count = keys.map_or(settings.keys, |keys| keys.len() as u64);
     let mut report = Prefill { puts: 0, errors: ErrorCounts::default(), seconds: 0.0 };
     let mut completions = Vec::with_capacity(settings.pipeline);
     // Bounded: at most keys / connections sends, each answered or failed within the
     // request timeout, and no new sends after the deadline.
     loop {
-        let can_send = next < settings.keys
+        let can_send = next < key_count
             && lane.in_flight.len() < settings.pipeline
             && Instant::now() < deadline
             && lane.ensure_connected(deadline);
         if can_send {
-            lane.send(&settings.put(next), Class::Put, false, &mut completions);
+            let key = keys.map_or(next, |keys| keys[next as usize]);
+            lane.send(&settings.put(key), Class::Put, false, &mut completions);
             next += stride;
         } else if lane.in_flight.is_empty() {
             break;
@@ -380,7 +455,7 @@ fn measure(
                 sending = false;
                 continue;
             }
-            let (request, class) = settings.next_request(&mut prng);
+            let (request, class) = settings.next_request(&mut prng, index);
             lane.send(&request, class, measured, &mut completions);
             sent += 1;
         } else if lane.in_flight.is_empty() {
@@ -897,6 +972,7 @@ impl Report<'_> {
         };
         put("mode", "radiant-bench".into());
         put("addr", settings.address.clone().into());
+        put("orders", settings.routes.as_ref().map_or(1, |routes| routes.orders.len()).into());
         put("connections", settings.connections.into());
         put("pipeline", settings.pipeline.into());
         put("value_bytes", settings.value.len().into());
@@ -965,6 +1041,14 @@ impl Report<'_> {
             settings.value.len(),
             settings.seed,
         );
+        if let Some(routes) = &settings.routes {
+            let _ = writeln!(
+                text,
+                "routing: {} orders, each connection to one order's herald with that order's \
+                 keys",
+                routes.orders.len()
+            );
+        }
         if let Some(prefill) = &self.prefill {
             let _ = writeln!(
                 text,
