@@ -20,8 +20,8 @@ impl Order {
             self.tick_herald(actions);
             return;
         }
-        let sole_voter =
-            self.membership.voters.len() == 1 && self.membership.voters.contains(&self.me);
+        let voters = self.election_membership().voters;
+        let sole_voter = voters.len() == 1 && voters.contains(&self.me);
         // A sole voter is its own majority: nobody can be waiting for it to stand.
         let timed_out = self.election_elapsed >= self.randomized_election_timeout;
         if self.promotable() && (timed_out || sole_voter) && self.incoming_snapshot.is_none() {
@@ -30,7 +30,7 @@ impl Order {
     }
 
     fn promotable(&self) -> bool {
-        self.membership.voters.contains(&self.me) && self.error.is_none()
+        self.election_membership().voters.contains(&self.me) && self.error.is_none()
     }
 
     fn tick_herald(&mut self, actions: &mut Actions) {
@@ -124,8 +124,13 @@ impl Order {
             pre_vote,
             transfer,
         };
-        let voters: Vec<MemberId> =
-            self.membership.voters.iter().copied().filter(|&voter| voter != self.me).collect();
+        let voters: Vec<MemberId> = self
+            .election_membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|&voter| voter != self.me)
+            .collect();
         for voter in voters {
             let header = PeerHeader { term, ..self.header(voter) };
             let message =
@@ -143,17 +148,18 @@ impl Order {
     }
 
     fn has_quorum_of_votes(&self) -> bool {
+        let membership = self.election_membership();
         let granted = self
             .votes
             .iter()
-            .filter(|(voter, &granted)| granted && self.membership.voters.contains(voter))
+            .filter(|(voter, &granted)| granted && membership.voters.contains(voter))
             .count();
-        granted >= self.membership.quorum()
+        granted >= membership.quorum()
     }
 
     fn has_quorum_of_rejections(&self) -> bool {
         let rejected = self.votes.values().filter(|&&granted| !granted).count();
-        rejected >= self.membership.quorum()
+        rejected >= self.election_membership().quorum()
     }
 
     pub(super) fn on_request_vote(
@@ -176,7 +182,7 @@ impl Order {
         let up_to_date = self.log.is_behind(request.last_log_index, request.last_log_term);
         // Only a voter of this replica's membership may be elected: a learner or a
         // stranger with an up-to-date log must not lead an order it is not part of.
-        let is_voter = self.membership.voters.contains(&candidate);
+        let is_voter = self.election_membership().voters.contains(&candidate);
         let grant = if request.pre_vote {
             // A pre-vote is granted for a future term to an up-to-date candidate.
             header.term > self.term && up_to_date && is_voter

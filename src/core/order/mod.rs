@@ -490,6 +490,27 @@ impl Order {
         }
     }
 
+    /// The membership elections use: the applied one plus the change appended but not
+    /// yet applied, if any (Raft decides votes by the newest configuration in the log).
+    /// Counting votes by the applied membership alone let a candidate whose log already
+    /// held "remove 2" but had not applied it win with radiant 2's vote while another
+    /// won by the newer membership in the same term (found by the order simulator).
+    pub(super) fn election_membership(&self) -> Membership {
+        let mut membership = self.membership.clone();
+        for index in self.applied_index + 1..=self.log.last_index() {
+            let Some(entry) = self.log.entry(index) else { continue };
+            if entry.data.first() != Some(&client::MEMBERSHIP_COMMAND_TAG) {
+                continue;
+            }
+            if let Ok(Command::Membership(change)) =
+                Command::decode(entry.data.clone(), &self.options.limits)
+            {
+                membership.apply(&change);
+            }
+        }
+        membership
+    }
+
     // ===== the radiant's hooks (council state lives in the order's log) =====
 
     /// The order's id.
