@@ -244,38 +244,37 @@ fn keys_live_only_in_the_order_that_owns_their_shard(daemons: &[Option<Daemon>])
     assert_eq!(stored, 40 * 3, "keys stored on {stored} replicas, not 3 per key");
 }
 
-#[test]
-fn a_star_of_six_forms_two_orders_of_three() {
+/// Starts `count` brand-new radiants in a star: everyone points at radiant 0, which
+/// points at radiant 1 (no self-loop); waits until they agree on orders of `sizes`.
+fn form_star(
+    count: usize,
+    sizes: &[usize],
+) -> (Vec<Option<Daemon>>, Vec<(usize, Value)>, tempfile::TempDir) {
     let root = tempfile::tempdir().expect("tempdir");
-    let all = ports(6);
-    // Everyone points at radiant 0; radiant 0 points at radiant 1.
-    let daemons: Vec<Option<Daemon>> = (0..6)
+    let all = ports(count);
+    let daemons: Vec<Option<Daemon>> = (0..count)
         .map(|index| {
             let neighbor = if index == 0 { all[1] } else { all[0] };
-            Some(start(root.path(), &format!("t{index}"), all[index], Some(neighbor), 6))
+            Some(start(root.path(), &format!("s{index}"), all[index], Some(neighbor), count))
         })
         .collect();
-    wait_for(&daemons, "a star of six forms two orders of three", |statuses| {
-        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
+    let what = format!("a star of {count} forms orders of {sizes:?}");
+    let formed = wait_for(&daemons, &what, |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, agreed)| agreed == sizes)
             && one_controller(statuses).is_some()
     });
+    // Fields drop in order: the daemons are killed before their directory goes.
+    (daemons, formed, root)
+}
+
+#[test]
+fn a_star_of_six_forms_two_orders_of_three() {
+    form_star(6, &[3, 3]);
 }
 
 #[test]
 fn a_star_of_seven_forms_one_order_of_four_and_one_of_three() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let all = ports(7);
-    // Everyone points at radiant 0; radiant 0 points at radiant 1 (no self-loop).
-    let daemons: Vec<Option<Daemon>> = (0..7)
-        .map(|index| {
-            let neighbor = if index == 0 { all[1] } else { all[0] };
-            Some(start(root.path(), &format!("s{index}"), all[index], Some(neighbor), 7))
-        })
-        .collect();
-    let formed = wait_for(&daemons, "seven radiants form orders of four and three", |statuses| {
-        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [4, 3])
-            && one_controller(statuses).is_some()
-    });
+    let (_daemons, formed, _root) = form_star(7, &[4, 3]);
     let ids: BTreeSet<u64> =
         formed.iter().filter_map(|(_, status)| status["member"].as_u64()).collect();
     assert_eq!(ids, (1..=7).collect(), "permanent ids 1..=7, none zero");

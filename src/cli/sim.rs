@@ -96,11 +96,7 @@ pub fn run_one(
     match std::panic::catch_unwind(|| Simulator::new(options).run()) {
         Ok(result) => result,
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_string()))
-                .unwrap_or_else(|| "panic".to_string());
+            let message = crate::sim::panic_message(panic.as_ref());
             Err(SimFailure::Invariant {
                 seed,
                 tick: 0,
@@ -150,10 +146,9 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
 pub fn run_formation_one(options: FormationOptions) -> Result<FormationReport, String> {
     match std::panic::catch_unwind(|| formation::run(options)) {
         Ok(result) => result,
-        Err(panic) => Err(panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_string()))
-            .unwrap_or_else(|| "formation simulator panicked".to_string())),
+        Err(panic) => Err(format!(
+            "formation simulator panicked: {}",
+            crate::sim::panic_message(panic.as_ref())
+        )),
     }
 }

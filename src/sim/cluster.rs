@@ -898,11 +898,7 @@ impl Simulator {
                 core.step(now, input, &mut self.actions)
             }));
             if let Err(panic) = result {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                    .unwrap_or_else(|| "core panicked".to_string());
+                let message = super::panic_message(panic.as_ref());
                 self.fail(format!("radiant {} core assertion: {message}", index + 1));
                 self.actions.drain().for_each(drop);
                 return;

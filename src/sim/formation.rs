@@ -349,11 +349,7 @@ impl Formation {
             core.step(now, input, actions)
         }));
         if let Err(panic) = result {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                .unwrap_or_else(|| "core panicked".to_string());
+            let message = super::panic_message(panic.as_ref());
             return Err(format!("radiant {index} core assertion at tick {}: {message}", self.now));
         }
         let actions: Vec<Action> = self.actions.drain().collect();

@@ -13,3 +13,12 @@ pub mod formation;
 pub mod history;
 pub mod network;
 pub mod workload;
+
+/// The message of a caught panic (a core assertion, or the simulator's own).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|text| (*text).to_string()))
+        .unwrap_or_else(|| "panic without a message".to_string())
+}

@@ -20,11 +20,16 @@ impl Order {
             self.tick_herald(actions);
             return;
         }
-        let voters = self.election_membership().voters;
-        let sole_voter = voters.len() == 1 && voters.contains(&self.me);
-        // A sole voter is its own majority: nobody can be waiting for it to stand.
         let timed_out = self.election_elapsed >= self.randomized_election_timeout;
-        if self.promotable() && (timed_out || sole_voter) && self.incoming_snapshot.is_none() {
+        if self.incoming_snapshot.is_some() || self.error.is_some() {
+            return;
+        }
+        // One look at the membership per tick: it decodes the log's unapplied suffix.
+        let voters = self.election_membership().voters;
+        let voter = voters.contains(&self.me);
+        // A sole voter is its own majority: nobody can be waiting for it to stand.
+        let sole_voter = voter && voters.len() == 1;
+        if voter && (timed_out || sole_voter) {
             self.start_pre_vote(actions);
         }
     }

@@ -418,13 +418,11 @@ impl System {
 
     /// The bootstrap controller sends configuration 1 to every radiant it lists.
     fn heartbeat_bootstrap(&mut self, actions: &mut Actions) {
-        let interval = self.options.heartbeat_interval_ticks.max(1);
+        let interval = self.options.heartbeat_interval_ticks;
         let Some(controller) = self.controller.as_mut() else { return };
-        controller.heartbeat_elapsed = controller.heartbeat_elapsed.saturating_add(1);
-        if controller.heartbeat_elapsed < interval {
+        if !controller.heartbeat_due(interval) {
             return;
         }
-        controller.heartbeat_elapsed = 0;
         let append = CouncilAppend {
             term: controller.term,
             controller_group: None,
@@ -434,17 +432,11 @@ impl System {
             committed_configuration: None,
             heralds: Vec::new(),
         };
+        // Not to itself: the bootstrap controller holds configuration 1 already.
         let me = &self.options.peer_address;
-        let peers: Vec<String> = controller
-            .latest
-            .radiants
-            .values()
-            .map(|address| address.peer.clone())
-            .filter(|peer| peer != me)
-            .collect();
-        for peer in &peers {
-            self.send(peer, SystemBody::CouncilAppend(Box::new(append.clone())), actions);
-        }
+        let peers = controller.latest.radiants.values().map(|address| &address.peer);
+        let peers: Vec<String> = peers.filter(|peer| *peer != me).cloned().collect();
+        self.send_to_all(&peers, &append, actions);
     }
 
     pub(super) fn on_bootstrap_append(

@@ -285,15 +285,13 @@ impl System {
 
     /// The controller's heartbeat to every radiant of its newest configuration.
     fn heartbeat_council(&mut self, actions: &mut Actions) {
-        let interval = self.options.heartbeat_interval_ticks.max(1);
+        let interval = self.options.heartbeat_interval_ticks;
         let group = self.record.group;
         let member = self.record.member;
         let Some(controller) = self.controller.as_mut() else { return };
-        controller.heartbeat_elapsed = controller.heartbeat_elapsed.saturating_add(1);
-        if controller.heartbeat_elapsed < interval {
+        if !controller.heartbeat_due(interval) {
             return;
         }
-        controller.heartbeat_elapsed = 0;
         if let (Some(group), Some(member)) = (group, member) {
             controller.heralds.insert(group, member);
         }
@@ -309,11 +307,10 @@ impl System {
                 .filter(|committed| committed.number < controller.latest.number),
             heralds: controller.heralds.iter().map(|(&g, &m)| (g, m)).collect(),
         };
+        // To itself too: its own order accepts the configuration like any other.
         let peers: Vec<String> =
             controller.latest.radiants.values().map(|address| address.peer.clone()).collect();
-        for peer in peers {
-            self.send(&peer, SystemBody::CouncilAppend(Box::new(append.clone())), actions);
-        }
+        self.send_to_all(&peers, &append, actions);
     }
 
     pub(super) fn on_council_append(

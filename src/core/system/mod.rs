@@ -122,6 +122,19 @@ struct Controller {
     heartbeat_elapsed: u64,
 }
 
+impl Controller {
+    /// Counts one tick; true every `interval` ticks, and at once after a change (which
+    /// sets `heartbeat_elapsed` to `u64::MAX`).
+    fn heartbeat_due(&mut self, interval: u64) -> bool {
+        self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        if self.heartbeat_elapsed < interval.max(1) {
+            return false;
+        }
+        self.heartbeat_elapsed = 0;
+        true
+    }
+}
+
 /// A radiant's system-level state machine.
 #[derive(Debug)]
 pub struct System {
@@ -478,6 +491,18 @@ impl System {
             self.loopback.push_back(message);
         } else {
             actions.push(Action::SendSystem { to: to.to_string(), message });
+        }
+    }
+
+    /// The controller's heartbeat to each of `peers`.
+    fn send_to_all(
+        &mut self,
+        peers: &[String],
+        append: &radiant_protocol::CouncilAppend,
+        actions: &mut Actions,
+    ) {
+        for peer in peers {
+            self.send(peer, SystemBody::CouncilAppend(Box::new(append.clone())), actions);
         }
     }
 
