@@ -44,6 +44,9 @@ pub struct Configuration {
     pub shards: Vec<GroupId>,
 }
 
+/// Most shards a configuration may have: one per hash slot.
+pub const MAX_SHARDS: usize = 16_384;
+
 /// Most radiants, orders or shards one configuration may list; bounds decoding.
 pub const MAX_CONFIGURATION_ITEMS: usize = 1 << 16;
 
@@ -171,6 +174,10 @@ impl Configuration {
         if self.number == 0 {
             return Err("configuration number 0 is not a configuration".into());
         }
+        if !(1..=MAX_SHARDS).contains(&self.shards.len()) {
+            let count = self.shards.len();
+            return Err(format!("{count} shards; a configuration has 1 to {MAX_SHARDS}"));
+        }
         let mut seen = BTreeSet::new();
         for (group, members) in &self.orders {
             if members.is_empty() {
@@ -295,6 +302,15 @@ mod tests {
         let mut reader = Reader::new(dst.freeze(), None);
         let error = Configuration::decode(&mut reader).unwrap_err();
         assert!(error.to_string().contains("ascending"), "{error}");
+    }
+
+    #[test]
+    fn check_refuses_a_shard_count_the_hash_slots_cannot_hold() {
+        let mut configuration = sample();
+        configuration.shards = vec![GroupId::new(1).unwrap(); MAX_SHARDS + 1];
+        assert!(configuration.check().unwrap_err().contains("16384"));
+        configuration.shards.clear();
+        assert!(configuration.check().is_err());
     }
 
     #[test]

@@ -149,7 +149,9 @@ impl ShardMap {
             .iter()
             .map(serde_json::Value::as_u64)
             .collect::<Option<_>>()?;
-        if owners.is_empty() {
+        // A status from the network is untrusted: a shard count the key hash cannot
+        // map to is no shard map.
+        if owners.is_empty() || owners.len() > radiant_protocol::configuration::MAX_SHARDS {
             return None;
         }
         let client_of = |member: &serde_json::Value| {

@@ -46,9 +46,16 @@ pub fn read(data_dir: &Path) -> Result<Option<SystemRecord>, SystemFileError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(SystemFileError::Read { path: display, source }),
     };
-    SystemRecord::decode(&bytes)
-        .map(Some)
-        .map_err(|reason| SystemFileError::Damaged { path: display, reason })
+    let record = SystemRecord::decode(&bytes)
+        .map_err(|reason| SystemFileError::Damaged { path: display.clone(), reason })?;
+    // A record names this radiant's system: a malformed configuration in it is damage.
+    for configuration in [&record.configuration, &record.accepted].into_iter().flatten() {
+        configuration.check().map_err(|reason| SystemFileError::Damaged {
+            path: display.clone(),
+            reason: format!("configuration {}: {reason}", configuration.number),
+        })?;
+    }
+    Ok(Some(record))
 }
 
 /// Replaces the record durably.
@@ -72,6 +79,13 @@ mod tests {
         let record = SystemRecord { bootstrap_term: 4, ..SystemRecord::default() };
         write(directory.path(), &record).expect("written");
         assert_eq!(read(directory.path()).expect("readable"), Some(record));
+        let malformed = SystemRecord {
+            configuration: Some(radiant_protocol::Configuration::default()),
+            ..SystemRecord::default()
+        };
+        write(directory.path(), &malformed).expect("written");
+        let error = read(directory.path()).unwrap_err().to_string();
+        assert!(error.contains("configuration 0"), "{error}");
         std::fs::write(directory.path().join(SYSTEM_FILE), b"junk").expect("overwrite");
         let error = read(directory.path()).unwrap_err().to_string();
         assert!(error.contains("empty the data directory"), "{error}");

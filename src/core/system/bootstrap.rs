@@ -142,10 +142,10 @@ impl System {
         if self.options.neighbor.as_deref() == Some(from.as_str()) {
             self.neighbor_beaconed_at = Some(self.now);
         }
-        if self.record.is_associated() {
+        let associated = self.record.configuration.clone().filter(|_| self.record.is_associated());
+        if let Some(configuration) = associated {
             // A radiant this system already counts (it missed the commit, or its
             // JoinAccepted was lost): tell it who it is.
-            let configuration = self.record.configuration.clone().expect("associated");
             let listed = configuration.radiants.iter().find(|(_, address)| address.peer == from);
             if let Some((&member, _)) = listed {
                 let accepted = JoinAccepted { member, configuration };

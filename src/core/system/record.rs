@@ -46,7 +46,7 @@ impl SystemRecord {
     /// Whether this radiant belongs to an established system (it has an order or is a
     /// spare in a committed configuration).
     pub fn is_associated(&self) -> bool {
-        self.member.is_some() && self.committed > 0
+        self.member.is_some() && self.committed > 0 && self.configuration.is_some()
     }
 
     /// Encodes the record: magic, version, fields, then a CRC32C of everything before.
