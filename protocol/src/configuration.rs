@@ -42,6 +42,9 @@ pub struct Configuration {
     pub spares: BTreeSet<MemberId>,
     /// The order of each shard, by shard number.
     pub shards: Vec<GroupId>,
+    /// Orders being dissolved: the controller moves their shards to the other orders,
+    /// then removes them and their radiants.
+    pub leaving: BTreeSet<GroupId>,
 }
 
 /// Most shards a configuration may have: one per hash slot.
@@ -110,6 +113,17 @@ impl Configuration {
         for _ in 0..shards {
             configuration.shards.push(reader.read_group_id("configuration.shard")?);
         }
+        let leaving = reader.read_count("configuration.leaving", 8)?;
+        check_items(reader, "configuration.leaving", leaving)?;
+        let mut previous_group = 0;
+        for _ in 0..leaving {
+            let group = reader.read_group_id("configuration.leaving")?;
+            if group.get() <= previous_group {
+                return Err(reader.invalid("configuration.leaving", ASCENDING));
+            }
+            previous_group = group.get();
+            configuration.leaving.insert(group);
+        }
         Ok(configuration)
     }
 
@@ -139,6 +153,10 @@ impl Configuration {
         }
         dst.put_u32(self.shards.len() as u32);
         for group in &self.shards {
+            dst.put_u64(group.get());
+        }
+        dst.put_u32(self.leaving.len() as u32);
+        for group in &self.leaving {
             dst.put_u64(group.get());
         }
     }
@@ -213,6 +231,12 @@ impl Configuration {
         {
             return Err(format!("shard {shard} belongs to order {group}, which does not exist"));
         }
+        if let Some(group) = self.leaving.iter().find(|group| !self.orders.contains_key(group)) {
+            return Err(format!("leaving order {group} does not exist"));
+        }
+        if !self.orders.is_empty() && self.leaving.len() >= self.orders.len() {
+            return Err("every order is leaving; at least one must stay".into());
+        }
         Ok(())
     }
 }
@@ -266,6 +290,7 @@ mod tests {
             .into(),
             spares: [member(5)].into(),
             shards: vec![group(1), group(1), group(2), group(2)],
+            leaving: [group(2)].into(),
         }
     }
 
@@ -322,6 +347,16 @@ mod tests {
             .unwrap()
             .insert(MemberId::new(1).unwrap());
         assert!(configuration.check().unwrap_err().contains("radiant 1 is in two orders"));
+    }
+
+    #[test]
+    fn check_refuses_an_unknown_leaving_order_and_everyone_leaving() {
+        let mut configuration = sample();
+        configuration.leaving.insert(GroupId::new(9).unwrap());
+        assert!(configuration.check().unwrap_err().contains("leaving order 9"));
+        let mut configuration = sample();
+        configuration.leaving.insert(GroupId::new(1).unwrap());
+        assert!(configuration.check().unwrap_err().contains("at least one must stay"));
     }
 
     #[test]

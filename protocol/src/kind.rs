@@ -106,6 +106,10 @@ pub enum Kind {
     CouncilAppend = 0x40,
     /// The answer to `CouncilAppend`.
     CouncilAppendAck = 0x41,
+    /// A piece of a shard's data, from the order losing it to the order gaining it.
+    ShardChunk = 0x42,
+    /// The gaining order's answer to `ShardChunk`.
+    ShardChunkAck = 0x43,
     /// A candidate (or pre-candidate) asks for a member's vote.
     RequestVote = 0x20,
     /// A member's answer to `RequestVote`.
@@ -142,6 +146,10 @@ pub enum Kind {
     AddRadiant = 0x59,
     /// Admin: remove a radiant from the system.
     RemoveRadiant = 0x5A,
+    /// Admin: move one shard to a given order.
+    MoveShard = 0x5B,
+    /// Admin: move every shard off an order and dissolve it.
+    LeaveOrder = 0x5C,
     /// The answer to `Get`.
     GetResult = 0x60,
     /// The answer to `Put`.
@@ -162,7 +170,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 35] = [
+    pub const ALL: [Kind; 39] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -179,6 +187,8 @@ impl Kind {
         Kind::InstallSnapshotAck,
         Kind::CouncilAppend,
         Kind::CouncilAppendAck,
+        Kind::ShardChunk,
+        Kind::ShardChunkAck,
         Kind::Get,
         Kind::Put,
         Kind::Delete,
@@ -190,6 +200,8 @@ impl Kind {
         Kind::Status,
         Kind::AddRadiant,
         Kind::RemoveRadiant,
+        Kind::MoveShard,
+        Kind::LeaveOrder,
         Kind::GetResult,
         Kind::PutResult,
         Kind::DeleteResult,
@@ -215,6 +227,8 @@ impl Kind {
             0x24 => Some(Kind::CouncilVote),
             0x40 => Some(Kind::CouncilAppend),
             0x41 => Some(Kind::CouncilAppendAck),
+            0x42 => Some(Kind::ShardChunk),
+            0x43 => Some(Kind::ShardChunkAck),
             0x30 => Some(Kind::Append),
             0x31 => Some(Kind::AppendAck),
             0x32 => Some(Kind::InstallSnapshot),
@@ -230,6 +244,8 @@ impl Kind {
             0x58 => Some(Kind::Status),
             0x59 => Some(Kind::AddRadiant),
             0x5A => Some(Kind::RemoveRadiant),
+            0x5B => Some(Kind::MoveShard),
+            0x5C => Some(Kind::LeaveOrder),
             0x60 => Some(Kind::GetResult),
             0x61 => Some(Kind::PutResult),
             0x62 => Some(Kind::DeleteResult),
@@ -257,7 +273,10 @@ impl Kind {
             | Kind::TimeoutNow
             | Kind::CouncilRequestVote
             | Kind::CouncilVote => Family::Vote,
-            Kind::CouncilAppend | Kind::CouncilAppendAck => Family::Controller,
+            Kind::CouncilAppend
+            | Kind::CouncilAppendAck
+            | Kind::ShardChunk
+            | Kind::ShardChunkAck => Family::Controller,
             Kind::Append | Kind::AppendAck | Kind::InstallSnapshot | Kind::InstallSnapshotAck => {
                 Family::Replication
             }
@@ -271,7 +290,9 @@ impl Kind {
             | Kind::TransferHerald
             | Kind::Status
             | Kind::AddRadiant
-            | Kind::RemoveRadiant => Family::ClientRequest,
+            | Kind::RemoveRadiant
+            | Kind::MoveShard
+            | Kind::LeaveOrder => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult

@@ -48,12 +48,12 @@ pub use kind::{Family, Kind};
 pub use limits::{Limits, MAX_ADDRESS_BYTES, MAX_REASON_BYTES};
 pub use message::{
     Append, AppendAck, ClientRequest, ClientResponse, Command, CouncilEntry, ErrorResponse,
-    InstallSnapshot, InstallSnapshotAck, MembershipChange, Message, PeerBody, PeerHeader,
+    InstallSnapshot, InstallSnapshotAck, MembershipChange, Message, MigrationEntry, ShardChunk, PeerBody, PeerHeader,
     PeerMessage, ReadConsistency, RequestVote, Session, SystemBody, SystemMessage, Vote,
 };
 pub use message::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
-    CouncilVote, JoinAccepted, JoinSystem,
+    CouncilVote, JoinAccepted, JoinSystem, ShardChunkAck,
 };
 pub use replication::LogEntry;
 pub use state::OrderStateOp;

@@ -78,6 +78,13 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             .prop_map(|(peer, client)| ClientRequest::AddRadiant { peer, client }),
         member_id().prop_map(|to| ClientRequest::TransferHerald { to }),
         Just(ClientRequest::Status),
+        (any::<u32>(), 1..u64::MAX).prop_map(|(shard, to)| ClientRequest::MoveShard {
+            shard,
+            to: radiant_protocol::GroupId::new(to).expect("non-zero")
+        }),
+        (1..u64::MAX).prop_map(|group| ClientRequest::LeaveOrder {
+            group: radiant_protocol::GroupId::new(group).expect("non-zero")
+        }),
     ]
 }
 

@@ -76,6 +76,25 @@ enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Move one shard to another order. Waits (retrying until --timeout) while earlier
+    /// moves finish; returns once the configuration is committed. The data follows:
+    /// `radiant status` lists the move until the new order serves the shard.
+    Move {
+        /// The shard number (see `radiant shards`).
+        shard: u32,
+        /// The order to serve it (its group id).
+        order: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Dissolve an order: its shards move to the other orders, then it and its radiants
+    /// leave the system. Returns once the move has started; `radiant status` shows it.
+    Leave {
+        /// The order's group id.
+        order: u64,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Static orders (`members` config key): add a radiant to the order; it catches up
     /// as a learner, then is promoted.
     AddMember {
@@ -362,8 +381,9 @@ fn shards(target: &Target) -> Result<ExitCode, String> {
 }
 
 fn admin(command: AdminCommand) -> Result<ExitCode, String> {
-    use radiant_protocol::{ClientRequest, MemberId};
+    use radiant_protocol::{ClientRequest, GroupId, MemberId};
     let member = |id: u64| MemberId::new(id).ok_or_else(|| "member ids are nonzero".to_string());
+    let group = |id: u64| GroupId::new(id).ok_or_else(|| "order ids are nonzero".to_string());
     let (request, target) = match command {
         AdminCommand::AddMember { id, peer, client, target } => {
             let address = crate::core::order::membership::member_address(
@@ -378,6 +398,12 @@ fn admin(command: AdminCommand) -> Result<ExitCode, String> {
         }
         AdminCommand::Remove { id, target } => {
             (ClientRequest::RemoveRadiant { member: member(id)? }, target)
+        }
+        AdminCommand::Move { shard, order, target } => {
+            (ClientRequest::MoveShard { shard, to: group(order)? }, target)
+        }
+        AdminCommand::Leave { order, target } => {
+            (ClientRequest::LeaveOrder { group: group(order)? }, target)
         }
         AdminCommand::RemoveMember { id, target } => {
             (ClientRequest::RemoveMember { member: member(id)? }, target)

@@ -43,6 +43,19 @@ pub(super) fn render(status: &Value) -> String {
             text(&member["address"])
         );
     }
+    for shard_move in status["moves"].as_array().into_iter().flatten() {
+        let what = if shard_move["direction"] == "in" {
+            "arriving (served once all of its data is committed here)".to_string()
+        } else {
+            format!("frozen, handing over to order {}", text(&shard_move["to"]))
+        };
+        let _ = writeln!(
+            out,
+            "  moving: shard {} for configuration {}: {what}",
+            text(&shard_move["shard"]),
+            text(&shard_move["configuration"]),
+        );
+    }
     let system = &status["system"];
     if system.is_object() {
         render_system(system, &mut out, &text);
@@ -83,18 +96,23 @@ fn render_system(system: &Value, out: &mut String, text: &impl Fn(&Value) -> Str
         );
         return;
     }
-    let _ =
-        writeln!(out, "\n{:<6} {:<22} {:<7} {:<7} MEMBERS", "ORDER", "STATE", "HERALD", "SHARDS");
+    let _ = writeln!(
+        out,
+        "\n{:<6} {:<22} {:<7} {:<7} {:<7} MEMBERS",
+        "ORDER", "STATE", "HERALD", "SHARDS", "MOVING"
+    );
     for order in system["orders"].as_array().into_iter().flatten() {
         let members: Vec<String> =
             order["members"].as_array().into_iter().flatten().map(text).collect();
+        let leaving = if order["leaving"] == true { " (leaving)" } else { "" };
         let _ = writeln!(
             out,
-            "{:<6} {:<22} {:<7} {:<7} {}",
+            "{:<6} {:<22} {:<7} {:<7} {:<7} {}{leaving}",
             text(&order["group"]),
             text(&order["state"]),
             text(&order["herald"]),
             text(&order["shards"]),
+            text(&order["moving"]),
             members.join(" ")
         );
     }

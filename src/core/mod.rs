@@ -16,6 +16,7 @@
 
 pub mod order;
 pub mod prng;
+pub mod shards;
 pub mod slots;
 pub mod system;
 
@@ -97,7 +98,11 @@ pub enum Input {
         /// The order's council state it carried (a `SystemRecord` with only the council
         /// fields), when the order belongs to a formed system.
         council: Option<bytes::Bytes>,
+        /// The shard table it carried (none in a snapshot from before shards moved).
+        shards: Option<shards::ShardTable>,
     },
+    /// The piece of a frozen shard that `Action::ReadShardChunk` asked for.
+    ShardChunkRead(radiant_protocol::ShardChunk),
 }
 
 /// What the driver must do, in order.
@@ -157,6 +162,8 @@ pub enum Action {
         term: Term,
         /// The membership as of `index`.
         membership: Membership,
+        /// The shard table as of `index`.
+        shards: shards::ShardTable,
     },
     /// Delete log entries through `through` (a snapshot covers them). Not urgent.
     CompactLog {
@@ -214,6 +221,23 @@ pub enum Action {
     /// Replace the radiant's system record durably (atomically, fsynced) before
     /// carrying out any later action.
     PersistSystem(Box<system::SystemRecord>),
+    /// Change a shard's data as a migration entry says, in order with the `Apply`s
+    /// and `Read`s of that shard.
+    ShardData(shards::ShardEffect),
+    /// Read the frozen shard's pairs after `after`, ascending, until they pass
+    /// `max_bytes` (at least one pair), once every earlier action for the shard is
+    /// done; attach its session table when no pair is left; report
+    /// `Input::ShardChunkRead`.
+    ReadShardChunk {
+        /// The shard.
+        shard: ShardId,
+        /// The configuration that moved it (copied into the chunk).
+        number: u64,
+        /// Where the piece starts.
+        after: Option<bytes::Bytes>,
+        /// About how many bytes of keys and values.
+        max_bytes: u64,
+    },
 }
 
 /// The buffer of actions a `step` produces. The driver drains and reuses it.
@@ -323,10 +347,12 @@ impl Radiant {
         self.member_id = Some(member);
         let options =
             OrderOptions { cluster: record.cluster, group, ..self.order_template.clone() };
-        let recovered = recovered.unwrap_or_else(|| RecoveredOrder {
+        let mut recovered = recovered.unwrap_or_else(|| RecoveredOrder {
             membership: record.initial_membership.clone(),
             ..RecoveredOrder::default()
         });
+        // A system's order serves only what the configurations it adopts give it.
+        recovered.shards.get_or_insert_with(|| shards::ShardTable::unassigned(options.shard_count));
         tracing::info!(member = %member, group = %group, "radiant: starting its order replica");
         let order = Order::new(member, options, recovered, self.seed ^ member.get());
         actions.push(Action::MembershipChanged(order.membership().clone()));
@@ -335,9 +361,6 @@ impl Radiant {
 
     /// Processes one input completely, appending the resulting actions.
     pub fn step(&mut self, now: Tick, input: Input, actions: &mut Actions) {
-        if self.refused_for_wrong_order(&input, actions) {
-            return;
-        }
         let first_new_action = actions.len();
         if let (Input::SnapshotInstalled { council: Some(council), .. }, Some(system)) =
             (&input, &mut self.system)
@@ -385,6 +408,11 @@ impl Radiant {
                     }
                 }
             }
+            Input::ShardChunkRead(chunk) => {
+                if let (Some(system), Some(order)) = (&mut self.system, &mut self.order) {
+                    system.on_shard_chunk_read(chunk, order, actions);
+                }
+            }
             Input::Tick => {
                 if let Some(order) = &mut self.order {
                     order.on_tick(now, actions);
@@ -404,27 +432,6 @@ impl Radiant {
         if let Some(order) = &self.order {
             order.check_invariants();
         }
-    }
-
-    /// Answers `WrongOrder` to a client request for another order's shard.
-    fn refused_for_wrong_order(&self, input: &Input, actions: &mut Actions) -> bool {
-        let Input::Client { reply_to, request } = input else { return false };
-        let Some(config_num) = self.wrong_order(request) else { return false };
-        let result = Err(ErrorResponse::WrongOrder { config_num });
-        actions.push(Action::Reply { reply_to: *reply_to, result });
-        true
-    }
-
-    /// The committed configuration's number when `request`'s key belongs to a shard
-    /// that configuration gives to another order (the client must go there). A spare
-    /// owns no shard.
-    fn wrong_order(&self, request: &ClientRequest) -> Option<u64> {
-        let key = request.key()?;
-        let mine = self.order.as_ref().map(Order::group);
-        let configuration = self.system.as_ref()?.record().configuration.as_ref()?;
-        let shard_count = u32::try_from(configuration.shards.len()).ok()?;
-        let owner = configuration.shards.get(slots::key_shard(key, shard_count).0 as usize)?;
-        (Some(*owner) != mine).then_some(configuration.number)
     }
 
     /// A snapshot the order asked for this step carries the order's council state as of
@@ -470,7 +477,13 @@ impl Radiant {
 
 /// Admin requests the controller carries out (not the order).
 fn is_system_admin(request: &ClientRequest) -> bool {
-    matches!(request, ClientRequest::AddRadiant { .. } | ClientRequest::RemoveRadiant { .. })
+    matches!(
+        request,
+        ClientRequest::AddRadiant { .. }
+            | ClientRequest::RemoveRadiant { .. }
+            | ClientRequest::MoveShard { .. }
+            | ClientRequest::LeaveOrder { .. }
+    )
 }
 
 fn step_order(order: &mut Order, input: Input, actions: &mut Actions) {
@@ -485,10 +498,10 @@ fn step_order(order: &mut Order, input: Input, actions: &mut Actions) {
         Input::SnapshotChunkWritten { snapshot_index, next_offset } => {
             order.on_snapshot_chunk_written_input(snapshot_index, next_offset, actions);
         }
-        Input::SnapshotInstalled { index, term, membership, .. } => {
-            order.on_snapshot_installed_input(index, term, membership, actions);
+        Input::SnapshotInstalled { index, term, membership, shards, .. } => {
+            order.on_snapshot_installed_input(index, term, membership, shards, actions);
         }
-        Input::Tick | Input::Message(_) | Input::System(_) => {
+        Input::Tick | Input::Message(_) | Input::System(_) | Input::ShardChunkRead(_) => {
             unreachable!("handled by Radiant::step")
         }
     }

@@ -41,6 +41,7 @@ use crate::config::Config;
 use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership};
 use crate::core::system::SystemOptions;
+use crate::core::shards::ShardTable;
 use crate::core::{OrderOptions, Radiant};
 use crate::limits::{
     CATCH_UP_ENTRIES, MAX_INFLIGHT_APPENDS, SHARD_WORKER_QUEUE_CAPACITY, STATE_INBOX_CAPACITY,
@@ -172,7 +173,10 @@ fn build_radiant(
     if config.members.is_empty() {
         let record = system_file::read(data_dir)?.unwrap_or_default();
         let membership = record.initial_membership.clone();
-        let recovered = recovery::recover(data_dir, config, machine, membership)?;
+        // Before the record names an order there is nothing to replay; the group is moot.
+        let group = record.group.unwrap_or(static_group());
+        let shards = (group, ShardTable::unassigned(config.shard_count));
+        let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
         let last_index = last_recovered_index(&recovered.order);
         let options = system_options(config, client_listener, peer_listener);
         info!(
@@ -194,11 +198,17 @@ fn build_radiant(
                  (radiant admin add-member)"
             );
         }
-        let recovered = recovery::recover(data_dir, config, machine, membership)?;
+        let shards = (static_group(), ShardTable::serving_all(config.shard_count));
+        let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
         let last_index = last_recovered_index(&recovered.order);
         let radiant = Radiant::new(member_id, order_options(config), recovered.order, seed);
         Ok((radiant, recovered.wal, last_index))
     }
+}
+
+/// The group id of a static order (the `members` config key).
+fn static_group() -> GroupId {
+    GroupId::new(STATIC_ORDER_ID).expect("nonzero constant")
 }
 
 fn last_recovered_index(order: &crate::core::RecoveredOrder) -> u64 {
@@ -256,7 +266,7 @@ fn initial_membership(
 pub fn order_options(config: &Config) -> OrderOptions {
     OrderOptions {
         cluster: radiant_protocol::ClusterId::UNSET,
-        group: GroupId::new(STATIC_ORDER_ID).expect("nonzero constant"),
+        group: static_group(),
         shard_count: config.shard_count,
         snapshot_interval_entries: config.snapshot_interval_entries,
         election_timeout_ticks: config.election_timeout,
@@ -334,9 +344,10 @@ impl Threads {
             let (sender, requests) = crossbeam_channel::bounded(SHARD_WORKER_QUEUE_CAPACITY);
             worker_senders.push(sender);
             let machine = Arc::clone(machine);
-            let worker =
-                shard_worker::spawn(number, workers, machine, requests, reactor_sender.clone())
-                    .map_err(runtime_error("shard worker thread"))?;
+            let limits = config.protocol_limits();
+            let reactor = reactor_sender.clone();
+            let worker = shard_worker::spawn(number, workers, machine, requests, reactor, limits)
+                .map_err(runtime_error("shard worker thread"))?;
             others.push(worker);
         }
         let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(64);
@@ -352,6 +363,7 @@ impl Threads {
         others.push(snapshots);
         let links = StateThreadLinks {
             inbox: state_inbox,
+            inbox_sender: state_sender.clone(),
             wal: wal_sender,
             workers: worker_senders,
             snapshots: snapshot_sender,

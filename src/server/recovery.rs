@@ -6,11 +6,12 @@
 use std::path::Path;
 
 use bytes::{Buf, Bytes};
-use radiant_protocol::{Command, DecodeError, LogEntry, LogIndex};
+use radiant_protocol::{Command, DecodeError, GroupId, LogEntry, LogIndex};
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::core::order::Membership;
+use crate::core::shards::ShardTable;
 use crate::core::slots::key_shard;
 use crate::core::RecoveredOrder;
 use crate::storage::snapshot::{self, LoadedSnapshot, SnapshotError, SnapshotLimits};
@@ -26,6 +27,18 @@ pub const SECTION_MEMBERSHIP: u8 = 1;
 pub const SECTION_COUNCIL: u8 = 3;
 /// Tag of a snapshot section holding one shard's session table.
 pub const SECTION_SESSIONS: u8 = 2;
+/// Tag of the snapshot section holding the order's shard table.
+pub const SECTION_SHARDS: u8 = 4;
+
+/// The opaque snapshot sections recovery fills in.
+pub struct Sections<'a> {
+    /// The membership (replaced when the snapshot has one).
+    pub membership: &'a mut Membership,
+    /// The order's council state, opaque here.
+    pub council: &'a mut Option<Bytes>,
+    /// The order's shard table.
+    pub shards: &'a mut Option<ShardTable>,
+}
 
 /// Why recovery refused to start the radiant.
 #[derive(Debug, thiserror::Error)]
@@ -94,20 +107,31 @@ pub fn snapshot_limits(config: &Config) -> SnapshotLimits {
 }
 
 /// Loads the snapshot and replays the log into `machine`. `membership` is the order as
-/// configured; a snapshot's membership replaces it.
+/// configured and `shards` the order `group`'s shard table before any entry; a
+/// snapshot's sections replace them.
 pub fn recover(
     data_dir: &Path,
     config: &Config,
     machine: &StateMachine,
     membership: Membership,
+    (group, shards): (GroupId, ShardTable),
 ) -> Result<Recovered, RecoveryError> {
     let mut membership = membership;
+    let mut loaded_shards = None;
     let (snapshot_index, snapshot_term) =
         match snapshot::load_latest(data_dir, snapshot_limits(config))? {
             // The council section is already in the system file (written when applied).
-            Some(snapshot) => load_snapshot(snapshot, config, machine, &mut membership, &mut None)?,
+            Some(snapshot) => {
+                let sections = Sections {
+                    membership: &mut membership,
+                    council: &mut None,
+                    shards: &mut loaded_shards,
+                };
+                load_snapshot(snapshot, config, machine, sections)?
+            }
             None => (0, 0),
         };
+    let mut shards = loaded_shards.unwrap_or(shards);
     let options = WalOptions {
         segment_max_bytes: config.wal_segment_max_bytes,
         max_record_bytes: config.max_frame_bytes.saturating_add(WAL_RECORD_OVERHEAD_BYTES),
@@ -149,7 +173,8 @@ pub fn recover(
     }
     let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
     let commit = recovered.hard_state.commit.clamp(snapshot_index, last_index);
-    replay(data_dir, config, machine, &mut membership, &entries, commit)?;
+    let state = ReplayState { membership: &mut membership, group, shards: &mut shards };
+    replay(data_dir, config, machine, state, &entries, commit)?;
     info!(
         snapshot_index,
         replayed = commit - snapshot_index,
@@ -164,18 +189,17 @@ pub fn recover(
         membership,
         entries,
         applied_index: commit,
+        shards: Some(shards),
     };
     Ok(Recovered { wal, order })
 }
 
-/// Loads a snapshot's key-values and sections into `machine`, `membership` and
-/// `council` (the order's council state, opaque here).
+/// Loads a snapshot's key-values into `machine` and its sections into `sections`.
 pub fn load_snapshot(
     snapshot: LoadedSnapshot,
     config: &Config,
     machine: &StateMachine,
-    membership: &mut Membership,
-    council: &mut Option<bytes::Bytes>,
+    sections: Sections<'_>,
 ) -> Result<(LogIndex, u64), RecoveryError> {
     machine.clear();
     // Shards are recomputed from the keys, so a changed shard_count still loads.
@@ -190,12 +214,17 @@ pub fn load_snapshot(
         }
         match section.get_u8() {
             SECTION_MEMBERSHIP => {
-                *membership = Membership::decode(section).ok_or_else(|| broken("membership"))?
+                *sections.membership =
+                    Membership::decode(section).ok_or_else(|| broken("membership"))?
             }
             SECTION_SESSIONS => {
                 machine.load_sessions(section, &limits).ok_or_else(|| broken("sessions"))?
             }
-            SECTION_COUNCIL => *council = Some(section),
+            SECTION_COUNCIL => *sections.council = Some(section),
+            SECTION_SHARDS => {
+                let table = ShardTable::decode(section, config.shard_count, config.max_key_bytes);
+                *sections.shards = Some(table.ok_or_else(|| broken("shards"))?);
+            }
             _ => return Err(broken("unknown")),
         }
     }
@@ -203,12 +232,20 @@ pub fn load_snapshot(
     Ok((snapshot.last_index, snapshot.last_term))
 }
 
-/// Applies committed entries exactly as the shard workers would have.
+/// What replay advances besides the key-value data.
+struct ReplayState<'a> {
+    membership: &'a mut Membership,
+    group: GroupId,
+    shards: &'a mut ShardTable,
+}
+
+/// Applies committed entries exactly as the order and its shard workers would have:
+/// migration entries through the same shard table, writes only to served shards.
 fn replay(
     data_dir: &Path,
     config: &Config,
     machine: &StateMachine,
-    membership: &mut Membership,
+    state: ReplayState<'_>,
     entries: &[LogEntry],
     commit: LogIndex,
 ) -> Result<(), RecoveryError> {
@@ -222,12 +259,19 @@ fn replay(
             // Council entries were recorded in the system file when first applied.
             Command::Noop | Command::Council(_) => {}
             Command::Membership(change) => {
-                membership.apply(&change);
+                state.membership.apply(&change);
+            }
+            Command::Migration(entry) => {
+                for effect in state.shards.apply(state.group, &entry) {
+                    machine.apply_shard_effect(effect, &limits);
+                }
             }
             command => {
                 let shard =
                     key_shard(command.key().expect("data commands have keys"), config.shard_count);
-                machine.apply(shard, index, command);
+                if state.shards.admit(shard).is_ok() {
+                    machine.apply(shard, index, command);
+                }
             }
         }
     }

@@ -10,10 +10,12 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use radiant_protocol::{ClientResponse, Command, LogIndex, Message};
+use radiant_protocol::{ClientResponse, Command, Limits, LogIndex, Message};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
+use super::state_thread::StateEvent;
+use crate::core::shards::ShardEffect;
 use crate::core::slots::ShardId;
 use crate::core::ReplyTo;
 use crate::storage::state_machine::StateMachine;
@@ -57,6 +59,21 @@ pub enum WorkerRequest {
         /// Where the copies go.
         sink: Sender<ShardDump>,
     },
+    /// Carry out a migration entry's change to a shard's data.
+    ShardData(ShardEffect),
+    /// Read a piece of a frozen shard and send it to the state thread.
+    ReadChunk {
+        /// The shard.
+        shard: ShardId,
+        /// The configuration that moved it.
+        number: u64,
+        /// Where the piece starts.
+        after: Option<Bytes>,
+        /// At most this many bytes of pairs.
+        max_bytes: u64,
+        /// The state thread's inbox.
+        reply: Sender<StateEvent>,
+    },
     /// Report when everything queued before this is done (before a snapshot install
     /// replaces the state machine under the workers).
     Quiesce {
@@ -77,10 +94,11 @@ pub fn spawn(
     machine: Arc<StateMachine>,
     requests: Receiver<WorkerRequest>,
     reactor: ReactorSender<ReactorEvent>,
+    limits: Limits,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("radiant-shard-{number}")).spawn(move || {
         for request in requests.iter() {
-            handle(&machine, request, number, workers, &reactor);
+            handle(&machine, request, (number, workers), &reactor, &limits);
         }
     })
 }
@@ -88,9 +106,9 @@ pub fn spawn(
 fn handle(
     machine: &StateMachine,
     request: WorkerRequest,
-    number: usize,
-    workers: usize,
+    (number, workers): (usize, usize),
     reactor: &ReactorSender<ReactorEvent>,
+    limits: &Limits,
 ) {
     match request {
         WorkerRequest::Apply { shard, index, command, reply_to } => {
@@ -114,6 +132,11 @@ fn handle(
                 let sessions = machine.encode_sessions(shard);
                 let _ = sink.send(ShardDump { shard, pairs, sessions });
             }
+        }
+        WorkerRequest::ShardData(effect) => machine.apply_shard_effect(effect, limits),
+        WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply } => {
+            let chunk = machine.read_chunk(shard, number, after, max_bytes);
+            let _ = reply.send(StateEvent::ShardChunkRead(chunk));
         }
         WorkerRequest::Quiesce { done } => {
             let _ = done.send(());

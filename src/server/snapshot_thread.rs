@@ -19,7 +19,9 @@ use tracing::{info, warn};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
-use super::recovery::{section, SECTION_COUNCIL, SECTION_MEMBERSHIP, SECTION_SESSIONS};
+use super::recovery::{
+    section, SECTION_COUNCIL, SECTION_MEMBERSHIP, SECTION_SESSIONS, SECTION_SHARDS,
+};
 use super::shard_worker::ShardDump;
 use super::state_thread::StateEvent;
 use crate::core::order::Membership;
@@ -38,6 +40,8 @@ pub enum SnapshotJob {
         membership: Membership,
         /// The order's council state as of `index`, if it has one.
         council: Option<Bytes>,
+        /// The order's shard table as of `index`, encoded.
+        shards: Bytes,
         /// The shard copies; the channel closes when every worker has sent its own.
         parts: Receiver<ShardDump>,
     },
@@ -101,8 +105,9 @@ pub fn spawn(
 
 fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> {
     match job {
-        SnapshotJob::Write { index, term, membership, council, parts } => {
-            Some(match write(links, index, term, (&membership, council.as_ref()), &parts) {
+        SnapshotJob::Write { index, term, membership, council, shards, parts } => {
+            let sections = (&membership, council.as_ref(), &shards);
+            Some(match write(links, index, term, sections, &parts) {
                 Ok((path, pairs)) => {
                     info!(index, pairs, path = %path.display(), "snapshot: written");
                     StateEvent::SnapshotWritten { index, term }
@@ -166,7 +171,7 @@ fn write(
     links: &SnapshotThreadLinks,
     index: LogIndex,
     term: Term,
-    (membership, council): (&Membership, Option<&Bytes>),
+    (membership, council, shards): (&Membership, Option<&Bytes>, &Bytes),
     parts: &Receiver<ShardDump>,
 ) -> Result<(PathBuf, u64), SnapshotError> {
     let mut writer = SnapshotWriter::create(&links.data_dir, index, term, links.shard_count)?;
@@ -174,6 +179,7 @@ fn write(
     if let Some(council) = council {
         writer.write_opaque(&section(SECTION_COUNCIL, council))?;
     }
+    writer.write_opaque(&section(SECTION_SHARDS, shards))?;
     let mut pairs = 0u64;
     for dump in parts.iter() {
         writer.write_opaque(&section(SECTION_SESSIONS, &dump.sessions))?;

@@ -22,7 +22,8 @@ use tracing::{error, info, info_span, warn};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
-use super::recovery::{load_snapshot, snapshot_limits};
+use super::recovery::{load_snapshot, snapshot_limits, Sections};
+use crate::core::shards::{ShardEffect, ShardTable};
 use super::shard_worker::{worker_of, ShardDump, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
 use super::wal_thread::WalRequest;
@@ -85,6 +86,8 @@ pub enum StateEvent {
         /// Why.
         reason: String,
     },
+    /// A shard worker read a piece of a frozen shard (`Action::ReadShardChunk`).
+    ShardChunkRead(radiant_protocol::ShardChunk),
     /// Stop after passing shutdown on to the WAL writer and the workers.
     Shutdown,
 }
@@ -93,6 +96,8 @@ pub enum StateEvent {
 pub struct StateThreadLinks {
     /// Its own inbox.
     pub inbox: Receiver<StateEvent>,
+    /// Into its own inbox, for shard workers answering it.
+    pub inbox_sender: Sender<StateEvent>,
     /// To the WAL writer.
     pub wal: Sender<WalRequest>,
     /// To each shard worker, by worker number.
@@ -215,12 +220,13 @@ impl StateThread {
             }
             StateEvent::SnapshotReceived { index, term } => {
                 match self.install_snapshot(index, term) {
-                    Some((membership, council)) => {
-                        Input::SnapshotInstalled { index, term, membership, council }
+                    Some((membership, council, shards)) => {
+                        Input::SnapshotInstalled { index, term, membership, council, shards }
                     }
                     None => return false,
                 }
             }
+            StateEvent::ShardChunkRead(chunk) => Input::ShardChunkRead(chunk),
             StateEvent::WalFailed { reason } => {
                 error!(%reason, "state: write-ahead log failed; stopping");
                 self.wal_failed = Some(reason);
@@ -239,7 +245,7 @@ impl StateThread {
         &mut self,
         index: LogIndex,
         term: Term,
-    ) -> Option<(Membership, Option<bytes::Bytes>)> {
+    ) -> Option<(Membership, Option<bytes::Bytes>, Option<ShardTable>)> {
         let (done, finished) = crossbeam_channel::bounded(self.links.workers.len());
         for worker in &self.links.workers {
             let _ = worker.send(WorkerRequest::Quiesce { done: done.clone() });
@@ -251,18 +257,20 @@ impl StateThread {
         let mut membership =
             self.radiant.order().map(|order| order.membership().clone()).unwrap_or_default();
         let mut council = None;
+        let mut shards = None;
         let loaded = crate::storage::snapshot::load_latest(&self.links.data_dir, limits);
         let result = match loaded {
             Ok(Some(snapshot)) if snapshot.last_index == index && snapshot.last_term == term => {
                 let (config, machine) = (&self.links.config, &self.links.machine);
-                load_snapshot(snapshot, config, machine, &mut membership, &mut council)
+                let sections = Sections { membership: &mut membership, council: &mut council, shards: &mut shards };
+                load_snapshot(snapshot, config, machine, sections)
                     .map_err(|error| error.to_string())
             }
             Ok(_) => Err("the received snapshot is not the newest on disk".to_string()),
             Err(error) => Err(error.to_string()),
         };
         match result {
-            Ok(_) => Some((membership, council)),
+            Ok(_) => Some((membership, council, shards)),
             Err(reason) => {
                 error!(index, %reason, "state: cannot load a received snapshot");
                 None
@@ -320,8 +328,8 @@ impl StateThread {
                 };
                 self.reply(reply_to, message);
             }
-            Action::Snapshot { index, term, membership, council } => {
-                self.start_snapshot(index, term, membership, council)
+            Action::Snapshot { index, term, membership, council, shards } => {
+                self.start_snapshot(index, term, membership, (council, shards.encode()))
             }
             Action::CompactLog { through } => self.send_wal(WalRequest::Compact { through }),
             Action::ResetLog { snapshot_index, .. } => {
@@ -361,6 +369,18 @@ impl StateThread {
             Action::MembershipChanged(membership) => self.on_membership(&membership),
             Action::SendSystem { to, message } => self.send_system(&to, message),
             Action::PersistSystem(record) => self.persist_system(&record),
+            Action::ShardData(effect) => {
+                let shard = match &effect {
+                    ShardEffect::Clear(shard) | ShardEffect::Load { shard, .. } => *shard,
+                };
+                let request = WorkerRequest::ShardData(effect);
+                let _ = self.links.workers[worker_of(shard, workers)].send(request);
+            }
+            Action::ReadShardChunk { shard, number, after, max_bytes } => {
+                let reply = self.links.inbox_sender.clone();
+                let request = WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply };
+                let _ = self.links.workers[worker_of(shard, workers)].send(request);
+            }
         }
     }
 
@@ -425,7 +445,7 @@ impl StateThread {
         index: LogIndex,
         term: Term,
         membership: Membership,
-        council: Option<bytes::Bytes>,
+        (council, shards): (Option<bytes::Bytes>, bytes::Bytes),
     ) {
         let (sink, parts) = crossbeam_channel::unbounded::<ShardDump>();
         for worker in &self.links.workers {
@@ -433,7 +453,7 @@ impl StateThread {
         }
         drop(sink);
         info!(index, term, "state: snapshot started");
-        let job = SnapshotJob::Write { index, term, membership, council, parts };
+        let job = SnapshotJob::Write { index, term, membership, council, shards, parts };
         let _ = self.links.snapshots.send(job);
     }
 

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::core::order::Order;
+use crate::core::shards::ShardState;
 use crate::core::system::System;
 use crate::core::Radiant;
 use crate::storage::state_machine::StateMachine;
@@ -63,7 +64,32 @@ fn order_json(order: &Order) -> Value {
         "durable_index": order.durable_index(),
         "snapshot_index": order.snapshot_index(),
         "members": members,
+        "adopted": order.shards().adopted(),
+        "moves": moves_json(order),
     })
+}
+
+/// This order's shards in flight: arriving (with the configuration that gave them) or
+/// frozen until the gaining order holds them.
+fn moves_json(order: &Order) -> Vec<Value> {
+    order
+        .shards()
+        .states()
+        .iter()
+        .enumerate()
+        .filter_map(|(shard, state)| match state {
+            ShardState::Incoming { number, .. } => {
+                Some(json!({ "shard": shard, "direction": "in", "configuration": number }))
+            }
+            ShardState::Outgoing { number, to } => Some(json!({
+                "shard": shard,
+                "direction": "out",
+                "configuration": number,
+                "to": to.get(),
+            })),
+            ShardState::Absent | ShardState::Serving => None,
+        })
+        .collect()
 }
 
 fn system_json(system: &System, order: Option<&Order>) -> Value {
@@ -91,6 +117,8 @@ fn system_json(system: &System, order: Option<&Order>) -> Value {
                         "members": members.iter().map(|member| member.get()).collect::<Vec<_>>(),
                         "shards": configuration.shard_count_of(*group),
                         "state": mine.map(|order| order.state().to_string()),
+                        "leaving": configuration.leaving.contains(group),
+                        "moving": system.shard_report(*group).map(|(_, moving)| moving),
                     })
                 })
                 .collect()

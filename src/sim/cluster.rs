@@ -877,6 +877,8 @@ impl Simulator {
             membership,
             entries,
             applied_index: commit,
+            // Static orders serve every shard; nothing moves.
+            shards: None,
         };
         let seed = self.options.seed ^ (radiant.member.get() << 32) ^ radiant.incarnation;
         radiant.core = Some(Radiant::new(radiant.member, options, recovered, seed));
@@ -975,6 +977,13 @@ impl Simulator {
             } => {
                 self.write_snapshot_chunk(index, snapshot_index, snapshot_term, offset, data, done);
             }
+            Action::ShardData(effect) => {
+                self.radiants[index].machine.apply_shard_effect(effect, &Limits::DEFAULT);
+            }
+            Action::ReadShardChunk { shard, number, after, max_bytes } => {
+                let chunk = self.radiants[index].machine.read_chunk(shard, number, after, max_bytes);
+                self.followups.push_back((index, Input::ShardChunkRead(chunk)));
+            }
             // Simulated radiants run static orders: no system messages or records.
             Action::MembershipChanged(_) | Action::SendSystem { .. } | Action::PersistSystem(_) => {
             }
@@ -1040,7 +1049,13 @@ impl Simulator {
         self.snapshots_installed += 1;
         self.followups.push_back((
             index,
-            Input::SnapshotInstalled { index: snapshot_index, term, membership, council: None },
+            Input::SnapshotInstalled {
+                index: snapshot_index,
+                term,
+                membership,
+                council: None,
+                shards: None,
+            },
         ));
     }
 

@@ -15,7 +15,8 @@
 use std::collections::BTreeMap;
 
 use radiant_protocol::{
-    ClusterId, Command, Configuration, GroupId, Limits, PeerMessage, SystemMessage, Term,
+    ClusterId, Command, Configuration, GroupId, Limits, PeerMessage, ShardChunk, SystemMessage,
+    Term,
 };
 
 use super::disk::{PendingWrite, SimDisk};
@@ -24,7 +25,9 @@ use crate::core::order::membership::member_peer_address;
 use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
 use crate::core::prng::Prng;
 use crate::core::system::{SystemOptions, SystemRecord};
+use crate::core::shards::ShardTable;
 use crate::core::{Action, Actions, Input, Radiant, Tick};
+use crate::storage::state_machine::StateMachine;
 
 /// Ticks the healed network gets to converge.
 const LIVENESS_TICKS: u64 = 6_000;
@@ -129,6 +132,8 @@ struct Node {
     start_at: u64,
     restart_at: u64,
     incarnation: u64,
+    /// The key-value data (none while stopped): rebuilt from the log at each start.
+    machine: Option<StateMachine>,
 }
 
 struct Formation {
@@ -143,6 +148,8 @@ struct Formation {
     cluster: ClusterId,
     partition_until: Option<u64>,
     report: FormationReport,
+    /// Pieces of frozen shards read for a radiant, fed back to it next.
+    chunks_read: Vec<(usize, ShardChunk)>,
 }
 
 fn address(index: usize) -> String {
@@ -186,6 +193,7 @@ impl Formation {
             cluster: ClusterId::UNSET,
             partition_until: None,
             report: FormationReport { radiants: total, ..FormationReport::default() },
+            chunks_read: Vec::new(),
             options,
         }
     }
@@ -248,6 +256,9 @@ impl Formation {
             };
             self.step(index, input, &faults)?;
         }
+        for (index, chunk) in std::mem::take(&mut self.chunks_read) {
+            self.step(index, Input::ShardChunkRead(chunk), &faults)?;
+        }
         for index in 0..self.nodes.len() {
             if let Some(sequence) = self.nodes[index].disk.sync_due(self.now) {
                 self.step(index, Input::Durable { sequence }, &faults)?;
@@ -287,6 +298,7 @@ impl Formation {
         let down = self.prng.range(20, 400);
         let node = &mut self.nodes[index];
         node.core = None;
+        node.machine = None;
         node.disk.crash(&mut self.prng);
         node.restart_at = self.now + down;
     }
@@ -330,7 +342,7 @@ impl Formation {
         };
         let node = &mut self.nodes[index];
         node.incarnation += 1;
-        let recovered = recover(node);
+        let recovered = recover(node, self.options.shard_count);
         let seed = self.options.seed ^ ((index as u64) << 40) ^ node.incarnation;
         node.core = Some(Radiant::forming(
             options,
@@ -387,6 +399,17 @@ impl Formation {
             }
             // The daemon writes the system file synchronously, before any later action.
             Action::PersistSystem(record) => self.nodes[index].record = *record,
+            Action::ShardData(effect) => {
+                if let Some(machine) = &self.nodes[index].machine {
+                    machine.apply_shard_effect(effect, &Limits::DEFAULT);
+                }
+            }
+            Action::ReadShardChunk { shard, number, after, max_bytes } => {
+                if let Some(machine) = &self.nodes[index].machine {
+                    let chunk = machine.read_chunk(shard, number, after, max_bytes);
+                    self.chunks_read.push((index, chunk));
+                }
+            }
             // No client workload and no snapshots here: the order sim covers them.
             Action::Apply { .. }
             | Action::Read { .. }
@@ -555,19 +578,30 @@ impl Formation {
 }
 
 /// What the daemon's recovery would hand the core: the durable log, the membership
-/// the radiant started its order with plus committed changes.
-fn recover(node: &mut Node) -> RecoveredOrder {
+/// the radiant started its order with plus committed changes, and the shard table and
+/// data the committed migration entries make.
+fn recover(node: &mut Node, shard_count: u32) -> RecoveredOrder {
     let mut membership = node.record.initial_membership.clone();
+    let machine = StateMachine::new(shard_count);
+    let mut shards = ShardTable::unassigned(shard_count);
     let entries = node.disk.log.clone();
     let last_index = entries.last().map_or(0, |entry| entry.index);
     let commit = node.disk.hard_state.commit.min(last_index);
     for entry in entries.iter().take_while(|entry| entry.index <= commit) {
-        if let Ok(Command::Membership(change)) =
-            Command::decode(entry.data.clone(), &Limits::DEFAULT)
-        {
-            membership.apply(&change);
+        match Command::decode(entry.data.clone(), &Limits::DEFAULT) {
+            Ok(Command::Membership(change)) => {
+                membership.apply(&change);
+            }
+            Ok(Command::Migration(migration)) => {
+                let Some(group) = node.record.group else { continue };
+                for effect in shards.apply(group, &migration) {
+                    machine.apply_shard_effect(effect, &Limits::DEFAULT);
+                }
+            }
+            _ => {}
         }
     }
+    node.machine = Some(machine);
     RecoveredOrder {
         hard_state: node.disk.hard_state,
         snapshot_index: 0,
@@ -575,6 +609,7 @@ fn recover(node: &mut Node) -> RecoveredOrder {
         membership,
         entries,
         applied_index: commit,
+        shards: Some(shards),
     }
 }
 

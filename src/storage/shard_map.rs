@@ -120,6 +120,38 @@ impl ShardMap {
         }
     }
 
+    /// Pairs of `shard` with keys after `after`, ascending, at most `max_bytes` of keys
+    /// and values (but at least one pair).
+    pub fn pairs_after(
+        &self,
+        shard: ShardId,
+        after: Option<&[u8]>,
+        max_bytes: u64,
+    ) -> Vec<(Bytes, Bytes)> {
+        let mut keys: Vec<Bytes> = {
+            let map = self.shard_lock(shard).read();
+            map.keys().filter(|key| after.is_none_or(|after| key.as_ref() > after)).cloned().collect()
+        };
+        keys.sort_unstable();
+        let map = self.shard_lock(shard).read();
+        let mut pairs = Vec::new();
+        let mut bytes = 0u64;
+        for key in keys {
+            let Some(value) = map.get(&key) else { continue };
+            bytes += (key.len() + value.len()) as u64;
+            if !pairs.is_empty() && bytes > max_bytes {
+                break;
+            }
+            pairs.push((key, value.clone()));
+        }
+        pairs
+    }
+
+    /// Removes every key of `shard`.
+    pub fn clear_shard(&self, shard: ShardId) {
+        self.shard_lock(shard).write().clear();
+    }
+
     /// Removes every key of every shard.
     pub fn clear(&self) {
         for shard in &self.shards {

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use radiant_protocol::{ClientId, ClientResponse, Command, LogIndex, Session};
+use radiant_protocol::{ClientId, ClientResponse, Command, LogIndex, Session, ShardChunk};
+
+use crate::core::shards::ShardEffect;
 
 use super::shard_map::ShardMap;
 use crate::core::slots::ShardId;
@@ -34,6 +36,7 @@ pub struct ShardSessions {
 }
 
 /// The key-value data and the session tables.
+#[derive(Debug)]
 pub struct StateMachine {
     map: ShardMap,
     sessions: Vec<Mutex<ShardSessions>>,
@@ -90,7 +93,10 @@ impl StateMachine {
 
     fn apply_command(&self, shard: ShardId, command: Command) -> ClientResponse {
         match command {
-            Command::Noop | Command::Membership(_) | Command::Council(_) => ClientResponse::Done,
+            Command::Noop
+            | Command::Membership(_)
+            | Command::Council(_)
+            | Command::Migration(_) => ClientResponse::Done,
             Command::Put { key, value, session: _ } => {
                 self.map.put(shard, key, value);
                 ClientResponse::PutResult
@@ -160,6 +166,43 @@ impl StateMachine {
         let table = self.sessions.get(shard as usize)?;
         table.lock().records = records;
         bytes.is_empty().then_some(())
+    }
+
+    /// Carries out what a migration entry asks of `shard`'s data.
+    pub fn apply_shard_effect(&self, effect: ShardEffect, limits: &radiant_protocol::Limits) {
+        match effect {
+            ShardEffect::Clear(shard) => {
+                self.map.clear_shard(shard);
+                if let Some(sessions) = self.sessions.get(shard.0 as usize) {
+                    sessions.lock().records.clear();
+                }
+            }
+            ShardEffect::Load { shard, pairs, sessions } => {
+                self.map.load(shard, pairs);
+                if let Some(sessions) = sessions {
+                    // Checked when the piece was decoded and again by the sender's
+                    // encoder; a table that still fails leaves the shard without one.
+                    if self.load_sessions(sessions, limits).is_none() {
+                        tracing::error!(%shard, "migration: a moved session table is malformed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A piece of frozen `shard` for the order gaining it: pairs after `after`,
+    /// ascending, at most `max_bytes` of them (at least one); once no pair is left, a
+    /// piece of the session table alone (so no piece carries both).
+    pub fn read_chunk(
+        &self,
+        shard: ShardId,
+        number: u64,
+        after: Option<Bytes>,
+        max_bytes: u64,
+    ) -> ShardChunk {
+        let pairs = self.map.pairs_after(shard, after.as_deref(), max_bytes);
+        let sessions = pairs.is_empty().then(|| self.encode_sessions(shard));
+        ShardChunk { shard: shard.0, number, after, pairs, sessions }
     }
 
     /// Forgets everything (before installing a snapshot).

@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{put_address, put_bool, put_bytes, put_optional_bytes, Reader};
 use crate::error::DecodeError;
-use crate::ids::{ClientId, MemberId};
+use crate::ids::{ClientId, GroupId, MemberId};
 use crate::kind::Kind;
 use crate::limits::Limits;
 
@@ -149,6 +149,21 @@ pub enum ClientRequest {
         /// The radiant to remove.
         member: MemberId,
     },
+    /// Admin: move `shard` to the order `to` (a configuration of its own). Answered by
+    /// `Done` once that configuration is committed; the data follows (`radiant status`
+    /// shows the move until the gaining order serves the shard).
+    MoveShard {
+        /// The shard.
+        shard: u32,
+        /// The order that will serve it.
+        to: GroupId,
+    },
+    /// Admin: move every shard off the order `group`, then dissolve it (its radiants
+    /// become spares). Answered by `Done` once the configuration that starts it commits.
+    LeaveOrder {
+        /// The order to dissolve.
+        group: GroupId,
+    },
 }
 
 // ===== impl ClientRequest =====
@@ -168,6 +183,8 @@ impl ClientRequest {
             ClientRequest::Status => Kind::Status,
             ClientRequest::AddRadiant { .. } => Kind::AddRadiant,
             ClientRequest::RemoveRadiant { .. } => Kind::RemoveRadiant,
+            ClientRequest::MoveShard { .. } => Kind::MoveShard,
+            ClientRequest::LeaveOrder { .. } => Kind::LeaveOrder,
         }
     }
 
@@ -184,7 +201,9 @@ impl ClientRequest {
             | ClientRequest::TransferHerald { .. }
             | ClientRequest::Status
             | ClientRequest::AddRadiant { .. }
-            | ClientRequest::RemoveRadiant { .. } => None,
+            | ClientRequest::RemoveRadiant { .. }
+            | ClientRequest::MoveShard { .. }
+            | ClientRequest::LeaveOrder { .. } => None,
         }
     }
 
@@ -236,6 +255,11 @@ impl ClientRequest {
             Kind::RemoveRadiant => {
                 ClientRequest::RemoveRadiant { member: reader.read_member_id("member")? }
             }
+            Kind::MoveShard => ClientRequest::MoveShard {
+                shard: reader.read_u32("shard")?,
+                to: reader.read_group_id("to")?,
+            },
+            Kind::LeaveOrder => ClientRequest::LeaveOrder { group: reader.read_group_id("group")? },
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
@@ -276,6 +300,11 @@ impl ClientRequest {
                 put_address(dst, client);
             }
             ClientRequest::RemoveRadiant { member } => dst.put_u64(member.get()),
+            ClientRequest::MoveShard { shard, to } => {
+                dst.put_u32(*shard);
+                dst.put_u64(to.get());
+            }
+            ClientRequest::LeaveOrder { group } => dst.put_u64(group.get()),
         }
     }
 }

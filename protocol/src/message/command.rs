@@ -13,6 +13,7 @@ use crate::error::DecodeError;
 use crate::ids::{GroupId, MemberId, Term};
 use crate::limits::Limits;
 use crate::message::client::Session;
+use crate::message::migration::MigrationEntry;
 
 /// One state-machine command. The session travels with each write so that every member
 /// can deduplicate retries identically when it applies the log.
@@ -53,6 +54,8 @@ pub enum Command {
     /// The order's council state: its vote, an accepted configuration, or a commit.
     /// Tag 5. Written through the order's log so a herald change loses none of it.
     Council(CouncilEntry),
+    /// A step of moving shards between orders. Tag 6.
+    Migration(MigrationEntry),
 }
 
 /// One change to an order's council state (DESIGN §8: the council is Raft one level up;
@@ -108,6 +111,7 @@ const TAG_DELETE: u8 = 2;
 const TAG_CAS: u8 = 3;
 const TAG_MEMBERSHIP: u8 = 4;
 const TAG_COUNCIL: u8 = 5;
+const TAG_MIGRATION: u8 = 6;
 
 const COUNCIL_VOTE: u8 = 1;
 const COUNCIL_ACCEPT: u8 = 2;
@@ -124,7 +128,10 @@ impl Command {
     /// workers route by it.
     pub fn key(&self) -> Option<&Bytes> {
         match self {
-            Command::Noop | Command::Membership(_) | Command::Council(_) => None,
+            Command::Noop
+            | Command::Membership(_)
+            | Command::Council(_)
+            | Command::Migration(_) => None,
             Command::Put { key, .. } | Command::Delete { key, .. } | Command::Cas { key, .. } => {
                 Some(key)
             }
@@ -135,7 +142,10 @@ impl Command {
     /// session-less writes.
     pub fn session(&self) -> Option<Session> {
         match self {
-            Command::Noop | Command::Membership(_) | Command::Council(_) => None,
+            Command::Noop
+            | Command::Membership(_)
+            | Command::Council(_)
+            | Command::Migration(_) => None,
             Command::Put { session, .. }
             | Command::Delete { session, .. }
             | Command::Cas { session, .. } => *session,
@@ -169,6 +179,7 @@ impl Command {
             }
             TAG_MEMBERSHIP => Command::Membership(MembershipChange::decode(&mut reader)?),
             TAG_COUNCIL => Command::Council(CouncilEntry::decode(&mut reader)?),
+            TAG_MIGRATION => Command::Migration(MigrationEntry::decode(&mut reader, limits)?),
             _ => return Err(reader.invalid("tag", "unknown command tag")),
         };
         reader.finish()?;
@@ -203,6 +214,10 @@ impl Command {
             }
             Command::Council(entry) => {
                 dst.put_u8(TAG_COUNCIL);
+                entry.encode(dst);
+            }
+            Command::Migration(entry) => {
+                dst.put_u8(TAG_MIGRATION);
                 entry.encode(dst);
             }
         }
@@ -329,7 +344,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_tag() {
-        let error = Command::decode(Bytes::from_static(&[6]), &Limits::DEFAULT);
+        let error = Command::decode(Bytes::from_static(&[7]), &Limits::DEFAULT);
         assert_eq!(
             error,
             Err(DecodeError::InvalidField {

@@ -13,6 +13,7 @@ use crate::limits::Limits;
 pub mod client;
 pub mod command;
 pub mod error;
+pub mod migration;
 pub mod peer;
 pub mod replication;
 pub mod system;
@@ -21,11 +22,12 @@ pub mod vote;
 pub use client::{ClientRequest, ClientResponse, ReadConsistency, Session};
 pub use command::{Command, CouncilEntry, MembershipChange};
 pub use error::ErrorResponse;
+pub use migration::{MigrationEntry, ShardChunk};
 pub use peer::{PeerBody, PeerHeader, PeerMessage};
 pub use replication::{Append, AppendAck, InstallSnapshot, InstallSnapshotAck};
 pub use system::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
-    CouncilVote, JoinAccepted, JoinSystem, SystemBody, SystemMessage,
+    CouncilVote, JoinAccepted, JoinSystem, ShardChunkAck, SystemBody, SystemMessage,
 };
 pub use vote::{RequestVote, Vote};
 
@@ -73,7 +75,7 @@ impl Message {
     pub fn decode(frame: Frame, limits: &Limits) -> Result<Message, DecodeError> {
         let Frame { kind, payload, .. } = frame;
         if SystemMessage::is_system_kind(kind) {
-            return SystemMessage::decode(kind, payload).map(Message::System);
+            return SystemMessage::decode(kind, payload, limits).map(Message::System);
         }
         match kind.family() {
             Family::ClientRequest => {

@@ -9,12 +9,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::{put_address, put_bool, put_string, Reader};
+use crate::codec::{put_address, put_bool, put_optional_bytes, put_string, Reader};
 use crate::configuration::{Configuration, RadiantAddress, MAX_CONFIGURATION_ITEMS};
 use crate::error::DecodeError;
 use crate::ids::{ClusterId, GroupId, MemberId, Term};
 use crate::kind::Kind;
-use crate::limits::MAX_REASON_BYTES;
+use crate::limits::{Limits, MAX_REASON_BYTES};
+use crate::message::migration::ShardChunk;
 
 /// A system message: who sends it (cluster id and peer address), then the body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +56,26 @@ pub enum SystemBody {
     /// A herald's (or, before configuration 1, a radiant's) answer to `CouncilAppend`.
     /// Kind 0x41.
     CouncilAppendAck(CouncilAppendAck),
+    /// A piece of a moving shard, from the losing order's herald to the gaining order's
+    /// herald. Kind 0x42. Boxed: it carries up to `replication_max_bytes` of data.
+    ShardChunk(Box<ShardChunk>),
+    /// The gaining order's answer: where it wants the next piece to start, or that it
+    /// holds the whole shard. Kind 0x43.
+    ShardChunkAck(ShardChunkAck),
+}
+
+/// The gaining order's answer to a `ShardChunk`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardChunkAck {
+    /// The shard.
+    pub shard: u32,
+    /// The configuration that moved it.
+    pub number: u64,
+    /// The gaining order holds the whole shard (its sessions included): the losing
+    /// order may drop its copy.
+    pub installed: bool,
+    /// Otherwise: the next piece must start after this key (none: at the first key).
+    pub after: Option<Bytes>,
 }
 
 /// A radiant announces itself and the radiants it knows.
@@ -167,6 +188,10 @@ pub struct CouncilAppendAck {
     pub held: u64,
     /// False when it refused (a stale term).
     pub success: bool,
+    /// The newest configuration whose shard assignment the order implements.
+    pub adopted: u64,
+    /// Shards it is still receiving or handing over.
+    pub moving: u32,
 }
 
 // ===== impl SystemMessage =====
@@ -184,6 +209,8 @@ impl SystemMessage {
             SystemBody::CouncilVote(_) => Kind::CouncilVote,
             SystemBody::CouncilAppend(_) => Kind::CouncilAppend,
             SystemBody::CouncilAppendAck(_) => Kind::CouncilAppendAck,
+            SystemBody::ShardChunk(_) => Kind::ShardChunk,
+            SystemBody::ShardChunkAck(_) => Kind::ShardChunkAck,
         }
     }
 
@@ -200,11 +227,18 @@ impl SystemMessage {
                 | Kind::CouncilVote
                 | Kind::CouncilAppend
                 | Kind::CouncilAppendAck
+                | Kind::ShardChunk
+                | Kind::ShardChunkAck
         )
     }
 
     /// Decodes the payload of a frame of a system `kind`, consuming it exactly.
-    pub fn decode(kind: Kind, payload: Bytes) -> Result<SystemMessage, DecodeError> {
+    /// `limits` bound the keys, values and session tables a `ShardChunk` carries.
+    pub fn decode(
+        kind: Kind,
+        payload: Bytes,
+        limits: &Limits,
+    ) -> Result<SystemMessage, DecodeError> {
         let mut reader = Reader::new(payload, Some(kind));
         let cluster = ClusterId(reader.read_u128("cluster")?);
         let from = reader.read_address("from")?;
@@ -254,6 +288,21 @@ impl SystemMessage {
                 member: MemberId::new(reader.read_u64("member")?),
                 held: reader.read_u64("held")?,
                 success: reader.read_bool("success")?,
+                adopted: reader.read_u64("adopted")?,
+                moving: reader.read_u32("moving")?,
+            }),
+            Kind::ShardChunk => {
+                SystemBody::ShardChunk(Box::new(ShardChunk::decode(&mut reader, limits)?))
+            }
+            Kind::ShardChunkAck => SystemBody::ShardChunkAck(ShardChunkAck {
+                shard: reader.read_u32("shard")?,
+                number: reader.read_u64("number")?,
+                installed: reader.read_bool("installed")?,
+                after: if reader.read_presence("after")? {
+                    Some(reader.read_key("after", limits)?)
+                } else {
+                    None
+                },
             }),
             _ => return Err(reader.invalid("kind", "not a system message kind")),
         };
@@ -308,6 +357,15 @@ impl SystemMessage {
                 dst.put_u64(MemberId::to_wire(ack.member));
                 dst.put_u64(ack.held);
                 put_bool(dst, ack.success);
+                dst.put_u64(ack.adopted);
+                dst.put_u32(ack.moving);
+            }
+            SystemBody::ShardChunk(chunk) => chunk.encode(dst),
+            SystemBody::ShardChunkAck(ack) => {
+                dst.put_u32(ack.shard);
+                dst.put_u64(ack.number);
+                put_bool(dst, ack.installed);
+                put_optional_bytes(dst, ack.after.as_ref());
             }
         }
     }
@@ -465,6 +523,21 @@ mod tests {
                 member: MemberId::new(1),
                 held: 1,
                 success: true,
+                adopted: 1,
+                moving: 2,
+            }),
+            SystemBody::ShardChunk(Box::new(ShardChunk {
+                shard: 2,
+                number: 5,
+                after: None,
+                pairs: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))],
+                sessions: Some(Bytes::from_static(b"table")),
+            })),
+            SystemBody::ShardChunkAck(ShardChunkAck {
+                shard: 2,
+                number: 5,
+                installed: false,
+                after: Some(Bytes::from_static(b"k")),
             }),
         ]
     }
@@ -480,10 +553,10 @@ mod tests {
             let mut dst = BytesMut::new();
             message.encode(&mut dst);
             let bytes = dst.freeze();
-            assert_eq!(SystemMessage::decode(message.kind(), bytes.clone()), Ok(message.clone()));
+            assert_eq!(SystemMessage::decode(message.kind(), bytes.clone(), &Limits::DEFAULT), Ok(message.clone()));
             for end in 0..bytes.len() {
                 let prefix = bytes.slice(..end);
-                assert!(SystemMessage::decode(message.kind(), prefix).is_err(), "prefix {end}");
+                assert!(SystemMessage::decode(message.kind(), prefix, &Limits::DEFAULT).is_err(), "prefix {end}");
             }
         }
     }

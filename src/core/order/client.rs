@@ -22,6 +22,13 @@ impl Order {
         request: ClientRequest,
         actions: &mut Actions,
     ) {
+        if let Some(key) = request.key() {
+            let shard = crate::core::slots::key_shard(key, self.options.shard_count);
+            if let Err(error) = self.shards.admit(shard) {
+                actions.push(Action::Reply { reply_to, result: Err(error) });
+                return;
+            }
+        }
         let Some(command) = self.command_for(request, reply_to, actions) else {
             return;
         };
@@ -73,7 +80,10 @@ impl Order {
                 self.on_transfer_request(to, reply_to, actions);
                 return None;
             }
-            ClientRequest::AddRadiant { .. } | ClientRequest::RemoveRadiant { .. } => {
+            ClientRequest::AddRadiant { .. }
+            | ClientRequest::RemoveRadiant { .. }
+            | ClientRequest::MoveShard { .. }
+            | ClientRequest::LeaveOrder { .. } => {
                 let reason = "this radiant runs a static order (the `members` config key), \
                               which has no controller: use `radiant admin add-member` or \
                               `remove-member`"

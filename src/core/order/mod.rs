@@ -33,6 +33,7 @@ use self::log::OrderLog;
 use self::reads::ReadQueue;
 use self::replication::Progress;
 use super::prng::Prng;
+use super::shards::ShardTable;
 use super::{Action, Actions, ReplyTo, Tick};
 use crate::storage::wal::HardState;
 
@@ -106,6 +107,9 @@ pub struct RecoveredOrder {
     pub entries: Vec<LogEntry>,
     /// The driver already applied everything through this index to the shard map.
     pub applied_index: LogIndex,
+    /// The shard table as of `applied_index` (none: a static order's, serving every
+    /// shard).
+    pub shards: Option<ShardTable>,
 }
 
 /// One replica of an order.
@@ -152,6 +156,8 @@ pub struct Order {
     error: Option<OrderStateError>,
     /// Council entries applied since the radiant last drained them.
     council_applied: Vec<(LogIndex, CouncilEntry)>,
+    /// Which shards the order serves, and the moves in flight.
+    shards: ShardTable,
 }
 
 impl Order {
@@ -204,6 +210,9 @@ impl Order {
             incoming_snapshot: None,
             error: None,
             council_applied: Vec::new(),
+            shards: recovered
+                .shards
+                .unwrap_or_else(|| ShardTable::serving_all(options.shard_count)),
             options,
         };
         order.reset_election_timeout();
@@ -396,8 +405,12 @@ impl Order {
         index: LogIndex,
         term: Term,
         membership: Membership,
+        shards: Option<ShardTable>,
         actions: &mut Actions,
     ) {
+        if let Some(shards) = shards {
+            self.shards = shards;
+        }
         self.on_snapshot_installed(index, term, membership, actions);
     }
 
@@ -516,6 +529,16 @@ impl Order {
     /// The order's id.
     pub fn group(&self) -> GroupId {
         self.options.group
+    }
+
+    /// The order's settings.
+    pub fn options(&self) -> &OrderOptions {
+        &self.options
+    }
+
+    /// Which shards the order serves and which are moving, as of the applied index.
+    pub fn shards(&self) -> &ShardTable {
+        &self.shards
     }
 
     /// Council entries committed and applied since the last call, in log order.

@@ -70,6 +70,10 @@ impl Order {
         actions: &mut Actions,
     ) -> bool {
         let shard = crate::core::slots::key_shard(&key, self.options.shard_count);
+        if let Err(error) = self.shards.admit(shard) {
+            actions.push(Action::Reply { reply_to, result: Err(error) });
+            return true;
+        }
         if consistency == ReadConsistency::Stale {
             actions.push(Action::Read { shard, key, reply_to });
             return true;
@@ -157,6 +161,11 @@ impl Order {
                 break;
             }
             let read = self.reads.pending.pop_front().expect("front exists");
+            // The shard may have frozen between the read's arrival and now.
+            if let Err(error) = self.shards.admit(read.shard) {
+                actions.push(Action::Reply { reply_to: read.reply_to, result: Err(error) });
+                continue;
+            }
             actions.push(Action::Read {
                 shard: read.shard,
                 key: read.key,

@@ -569,10 +569,31 @@ impl Order {
                     self.apply_membership_change(index, &change, waiting, actions)
                 }
                 Command::Council(entry) => self.council_applied.push((index, entry)),
+                Command::Migration(entry) => {
+                    let effects = self.shards.apply(self.options.group, &entry);
+                    for effect in effects {
+                        actions.push(Action::ShardData(effect));
+                    }
+                }
                 command => {
                     let key = command.key().expect("data commands have keys");
                     let shard = key_shard(key, self.options.shard_count);
-                    actions.push(Action::Apply { shard, index, command, reply_to: waiting });
+                    // Decided at apply time, identically on every member: a write
+                    // committed after its shard froze is not applied (its client goes
+                    // to the shard's new order).
+                    match self.shards.admit(shard) {
+                        Ok(()) => actions.push(Action::Apply {
+                            shard,
+                            index,
+                            command,
+                            reply_to: waiting,
+                        }),
+                        Err(error) => {
+                            if let Some(reply_to) = waiting {
+                                actions.push(Action::Reply { reply_to, result: Err(error) });
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -595,6 +616,7 @@ impl Order {
             index: self.applied_index,
             term,
             membership: self.membership.clone(),
+            shards: self.shards.clone(),
         });
     }
 

@@ -3,7 +3,8 @@
 //! takes the request and points the client at the controller.
 
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ErrorResponse, OrderStateOp, RadiantAddress,
+    ClientRequest, ClientResponse, Configuration, ErrorResponse, GroupId, OrderStateOp,
+    RadiantAddress,
 };
 
 use super::{shape, System};
@@ -22,6 +23,8 @@ impl System {
                 .admit(RadiantAddress { peer, client }, actions)
                 .ok_or(ErrorResponse::Locked(OrderStateOp::MembershipSet)),
             ClientRequest::RemoveRadiant { member } => self.remove(member),
+            ClientRequest::MoveShard { shard, to } => self.move_shard(shard, to),
+            ClientRequest::LeaveOrder { group } => self.leave(group),
             _ => Err(ErrorResponse::BadRequest { reason: "not a system admin request".into() }),
         };
         match outcome {
@@ -44,10 +47,44 @@ impl System {
         let next = shape::without_member(&controller.latest, controller.term, member)
             .map_err(|reason| ErrorResponse::BadRequest { reason })?;
         tracing::info!(%member, configuration = next.number, "controller: removing a radiant");
+        Ok(self.propose_configuration(next))
+    }
+
+    /// An operator's `Move`: one configuration of its own, once earlier moves are done.
+    fn move_shard(&mut self, shard: u32, to: GroupId) -> Result<u64, ErrorResponse> {
+        if !self.shards_settled() {
+            return Err(ErrorResponse::Locked(OrderStateOp::Replicating));
+        }
+        let controller = self.controller.as_mut().expect("is_controller");
+        let next = shape::with_move(&controller.latest, controller.term, shard, to)
+            .map_err(|reason| ErrorResponse::BadRequest { reason })?;
+        if next.shards == controller.latest.shards {
+            return Ok(controller.latest.number);
+        }
+        tracing::info!(shard, %to, configuration = next.number, "controller: moving a shard");
+        Ok(self.propose_configuration(next))
+    }
+
+    /// An operator's `Leave`: the order's shards move away, then it goes.
+    fn leave(&mut self, group: GroupId) -> Result<u64, ErrorResponse> {
+        let controller = self.controller.as_mut().expect("is_controller");
+        let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
+        if controller.latest.number > committed_number {
+            return Err(ErrorResponse::Locked(OrderStateOp::MembershipSet));
+        }
+        let next = shape::with_leaving(&controller.latest, controller.term, group)
+            .map_err(|reason| ErrorResponse::BadRequest { reason })?;
+        tracing::info!(%group, configuration = next.number, "controller: an order is leaving");
+        Ok(self.propose_configuration(next))
+    }
+
+    /// Makes `next` the controller's newest configuration and sends it at once.
+    fn propose_configuration(&mut self, next: Configuration) -> u64 {
+        let controller = self.controller.as_mut().expect("is_controller");
         let number = next.number;
         controller.latest = next;
         controller.heartbeat_elapsed = u64::MAX;
-        Ok(number)
+        number
     }
 
     /// Answers every admin request whose configuration has committed.

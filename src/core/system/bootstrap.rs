@@ -410,6 +410,7 @@ impl System {
             heralds: BTreeMap::new(),
             pending_joins: BTreeMap::new(),
             pending_admin: Vec::new(),
+            shard_reports: BTreeMap::new(),
             heartbeat_elapsed: u64::MAX,
         });
         self.heartbeat_bootstrap(actions);
@@ -456,6 +457,8 @@ impl System {
                 member: None,
                 held: 0,
                 success: false,
+                adopted: 0,
+                moving: 0,
             };
             self.send(&from, SystemBody::CouncilAppendAck(ack), actions);
             return;
@@ -486,8 +489,15 @@ impl System {
             tracing::info!(configuration = held, %cluster, "system: configuration 1 committed");
             self.adopt_committed(cluster, configuration, actions);
         }
-        let ack =
-            CouncilAppendAck { term: append.term, group: None, member: None, held, success: true };
+        let ack = CouncilAppendAck {
+            term: append.term,
+            group: None,
+            member: None,
+            held,
+            success: true,
+            adopted: 0,
+            moving: 0,
+        };
         self.send(&from, SystemBody::CouncilAppendAck(ack), actions);
     }
 

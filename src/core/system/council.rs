@@ -3,7 +3,7 @@
 //! (`Command::Council`), so they survive herald changes; its herald speaks for it, and
 //! answers only after the entry a message caused has committed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use radiant_protocol::{
     ClusterId, Command, Configuration, CouncilAppend, CouncilAppendAck, CouncilEntry,
@@ -20,16 +20,24 @@ impl System {
     /// controller heartbeats, and heralds carry out their order's target membership.
     pub(super) fn tick_council(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
         let Some(order) = order else { return };
-        if !order.is_settled_herald() || self.record.group != Some(order.group()) {
+        // An order dissolved by `leave` keeps its replicas running but takes no part.
+        let listed = self
+            .record
+            .configuration
+            .as_ref()
+            .is_some_and(|configuration| configuration.orders.contains_key(&order.group()));
+        if !order.is_settled_herald() || self.record.group != Some(order.group()) || !listed {
             self.fail_admin(actions);
             if self.controller.take().is_some() {
                 tracing::info!("controller: no longer herald of its order; stepping down");
             }
             self.candidacy = None;
             self.proposal_pending = false;
+            self.forget_migration();
             return;
         }
         if self.controller.is_some() {
+            self.plan_shards();
             self.heartbeat_council(actions);
         } else if self.now >= self.council_deadline && !self.proposal_pending {
             let term = self.record.council_term + 1;
@@ -43,6 +51,7 @@ impl System {
             self.request_votes(order.group(), actions);
         }
         self.reconcile_membership(order);
+        self.tick_migration(order, actions);
     }
 
     fn propose(&mut self, order: &mut Order, entry: CouncilEntry) {
@@ -278,6 +287,7 @@ impl System {
             heralds: Default::default(),
             pending_joins: Default::default(),
             pending_admin: Vec::new(),
+            shard_reports: BTreeMap::new(),
             heartbeat_elapsed: u64::MAX,
         });
         self.heartbeat_council(actions);
@@ -384,6 +394,8 @@ impl System {
             member: Some(order.me()),
             held: self.record.accepted.as_ref().map_or(0, |c| c.number),
             success,
+            adopted: order.shards().adopted(),
+            moving: order.shards().moving(),
         };
         self.send(to, SystemBody::CouncilAppendAck(ack), actions);
     }
@@ -414,6 +426,7 @@ impl System {
             controller.heralds.insert(group, member);
         }
         controller.held.insert(Holder::Order(group), ack.held);
+        controller.shard_reports.insert(group, (ack.adopted, ack.moving));
         let latest = &controller.latest;
         let voters = voting_orders(latest, controller.committed.as_ref());
         let holding = voters

@@ -13,6 +13,7 @@ mod admin;
 pub mod balance;
 mod bootstrap;
 mod council;
+mod migration;
 pub mod record;
 pub mod shape;
 
@@ -119,6 +120,9 @@ struct Controller {
     pending_joins: BTreeMap<String, MemberId>,
     /// Admin requests answered once the configuration number given commits.
     pending_admin: Vec<(ReplyTo, u64)>,
+    /// Each order's last report: the configuration it has adopted and how many of its
+    /// shards are still moving.
+    shard_reports: BTreeMap<GroupId, (u64, u32)>,
     heartbeat_elapsed: u64,
 }
 
@@ -171,6 +175,8 @@ pub struct System {
     ack_to: Option<String>,
     proposal_pending: bool,
     loopback: VecDeque<SystemMessage>,
+    /// A herald's shard migration work (volatile).
+    migration: migration::MigrationWork,
 }
 
 /// What `radiant status` shows of the system, from this radiant's view.
@@ -231,6 +237,7 @@ impl System {
             ack_to: None,
             proposal_pending: false,
             loopback: VecDeque::new(),
+            migration: migration::MigrationWork::default(),
             record,
             options,
         };
@@ -260,6 +267,12 @@ impl System {
     /// Whether this radiant is the controller now.
     pub fn is_controller(&self) -> bool {
         self.controller.as_ref().is_some_and(|controller| controller.committed.is_some())
+    }
+
+    /// The controller's last report from `group`: the configuration it has adopted and
+    /// its shards in flight (only on the controller).
+    pub fn shard_report(&self, group: GroupId) -> Option<(u64, u32)> {
+        self.controller.as_ref()?.shard_reports.get(&group).copied()
     }
 
     /// The controller's council term, when this radiant is the controller.
@@ -423,6 +436,10 @@ impl System {
                 Some(_) => self.on_council_append(cluster, from, *append, order, actions),
             },
             SystemBody::CouncilAppendAck(ack) => self.on_append_ack(from, ack, actions),
+            SystemBody::ShardChunk(chunk) => {
+                self.on_shard_chunk(cluster, from, *chunk, order, actions)
+            }
+            SystemBody::ShardChunkAck(ack) => self.on_shard_chunk_ack(cluster, ack, order),
         }
     }
 
@@ -431,6 +448,7 @@ impl System {
     pub fn after_step(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
         if let Some(order) = order {
             self.apply_council_entries(order, actions);
+            self.answer_installs(order, actions);
         }
     }
 

@@ -106,13 +106,74 @@ pub fn without_member(
         let members = next.orders.get_mut(&group).expect("order_of found it");
         if members.len() == 1 {
             return Err(format!(
-                "radiant {member} is the last member of order {group}, which serves {} shards; \
-                 moving shards off an order is not supported yet",
-                next.shard_count_of(group)
+                "radiant {member} is the last member of order {group}; dissolve the order with \
+                 `radiant admin leave {group}` (its shards move to the other orders first)"
             ));
         }
         members.remove(&member);
     }
+    Ok(next)
+}
+
+/// The controller's next step on shards, made on its own once every earlier move has
+/// finished (`Join` and `Leave` of the shard-controller design): shards off leaving
+/// orders and onto orders that have none, balanced by `balance::rebalance`; or, when a
+/// leaving order has handed everything over, that order removed with its radiants. One
+/// order leaves per configuration. `None` when there is nothing to do.
+pub fn shard_step(current: &Configuration, council_term: Term) -> Option<Configuration> {
+    let staying: BTreeSet<GroupId> =
+        current.orders.keys().filter(|group| !current.leaving.contains(group)).copied().collect();
+    if staying.is_empty() {
+        return None;
+    }
+    let leaving_holds = current.shards.iter().any(|owner| current.leaving.contains(owner));
+    let empty_stays = staying.iter().any(|&group| current.shard_count_of(group) == 0);
+    if leaving_holds || empty_stays {
+        let shards = super::balance::rebalance(&current.shards, &staying);
+        if shards != current.shards {
+            return Some(Configuration { shards, ..successor(current, council_term) });
+        }
+    }
+    let drained = current.leaving.iter().copied().find(|&group| current.shard_count_of(group) == 0)?;
+    let mut next = successor(current, council_term);
+    next.leaving.remove(&drained);
+    for member in next.orders.remove(&drained).unwrap_or_default() {
+        next.radiants.remove(&member);
+    }
+    Some(next)
+}
+
+/// The next configuration with `shard` served by `to` (an operator's `Move`).
+pub fn with_move(
+    current: &Configuration,
+    council_term: Term,
+    shard: u32,
+    to: GroupId,
+) -> Result<Configuration, String> {
+    if !current.orders.contains_key(&to) || current.leaving.contains(&to) {
+        return Err(format!("order {to} does not exist or is leaving; see `radiant status`"));
+    }
+    let count = current.shards.len();
+    let shards = super::balance::move_shard(&current.shards, shard as usize, to)
+        .ok_or_else(|| format!("shard {shard} does not exist (there are {count}: 0 to {})", count.saturating_sub(1)))?;
+    Ok(Configuration { shards, ..successor(current, council_term) })
+}
+
+/// The next configuration with `group` leaving (its shards move, then it is removed).
+pub fn with_leaving(
+    current: &Configuration,
+    council_term: Term,
+    group: GroupId,
+) -> Result<Configuration, String> {
+    if !current.orders.contains_key(&group) {
+        return Err(format!("order {group} is not in configuration {}", current.number));
+    }
+    let staying = current.orders.keys().filter(|g| !current.leaving.contains(g) && **g != group);
+    if staying.count() == 0 {
+        return Err(format!("order {group} is the last order; the system needs one to serve"));
+    }
+    let mut next = successor(current, council_term);
+    next.leaving.insert(group);
     Ok(next)
 }
 
