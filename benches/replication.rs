@@ -245,6 +245,9 @@ impl Cluster {
             | Action::WriteSnapshotChunk { .. } => {
                 panic!("replica {}: snapshot transfer in a healthy order: {action:?}", index + 1)
             }
+            Action::ShardData(_) | Action::ReadShardChunk { .. } => {
+                panic!("replica {}: a static order moved a shard: {action:?}", index + 1)
+            }
             Action::Apply { reply_to: None, .. }
             | Action::Read { .. }
             | Action::Reply { .. }

@@ -30,6 +30,8 @@
 //! succeeded, more than 1% of the measured operations failed, or every connection gave
 //! up before the window closed.
 
+mod history;
+
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -134,6 +136,11 @@ pub(crate) struct BenchArgs {
     /// Print one JSON line instead of the human report.
     #[arg(long)]
     json: bool,
+    /// Checked load: each connection is a full client (follows shard moves and herald
+    /// changes, retries writes exactly once) and every operation is written to this
+    /// file as a history for `radiant check-history`. One request in flight each.
+    #[arg(long)]
+    history: Option<std::path::PathBuf>,
 }
 
 /// Validated settings of a run.
@@ -304,6 +311,14 @@ impl Settings {
 /// Runs `radiant bench`.
 pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     let mut settings = Settings::from_args(args)?;
+    if let Some(path) = &args.history {
+        if settings.pipeline != 1 || settings.prefill {
+            return Err("--history runs one request per connection without --prefill; drop \
+                        --pipeline and --prefill"
+                .to_string());
+        }
+        return history::run(&settings, path).map(ExitCode::from);
+    }
     settings.routes = Routes::discover(&settings)?;
     let (lanes, prefill) = prepare(&settings)?;
     let cpu_before = cpu_seconds();
@@ -1159,6 +1174,7 @@ mod tests {
             prefill: false,
             seed: 1,
             json: false,
+            history: None,
         };
         let settings = Settings::from_args(&args).expect("valid");
         assert_eq!(settings.key(0).as_ref(), b"k0000000");

@@ -375,9 +375,11 @@ impl Client {
                     }
                     true
                 }
-                ErrorResponse::WrongOrder { .. } if redirects < MAX_REDIRECTS => {
+                // While a shard moves, the map may point at its old order for a moment:
+                // refresh and, after a few immediate tries, back off like `Locked`.
+                ErrorResponse::WrongOrder { .. } => {
                     redirects += 1;
-                    if self.route(&request).is_ok() {
+                    if self.route(&request).is_ok() && redirects <= MAX_REDIRECTS {
                         continue;
                     }
                     true

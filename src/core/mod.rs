@@ -408,11 +408,7 @@ impl Radiant {
                     }
                 }
             }
-            Input::ShardChunkRead(chunk) => {
-                if let (Some(system), Some(order)) = (&mut self.system, &mut self.order) {
-                    system.on_shard_chunk_read(chunk, order, actions);
-                }
-            }
+            Input::ShardChunkRead(chunk) => self.on_shard_chunk_read(chunk, actions),
             Input::Tick => {
                 if let Some(order) = &mut self.order {
                     order.on_tick(now, actions);
@@ -431,6 +427,12 @@ impl Radiant {
         self.fill_snapshot_council(first_new_action, actions);
         if let Some(order) = &self.order {
             order.check_invariants();
+        }
+    }
+
+    fn on_shard_chunk_read(&mut self, chunk: radiant_protocol::ShardChunk, actions: &mut Actions) {
+        if let (Some(system), Some(order)) = (&mut self.system, &mut self.order) {
+            system.on_shard_chunk_read(chunk, order, actions);
         }
     }
 

@@ -53,6 +53,15 @@ pub enum ShardEffect {
     },
 }
 
+impl ShardEffect {
+    /// The shard it changes.
+    pub fn shard(&self) -> ShardId {
+        match self {
+            ShardEffect::Clear(shard) | ShardEffect::Load { shard, .. } => *shard,
+        }
+    }
+}
+
 /// Every shard's state for one order, and the configuration it implements.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardTable {
@@ -259,7 +268,12 @@ mod tests {
         GroupId::new(id).expect("non-zero")
     }
 
-    fn chunk(shard: u32, after: Option<&'static str>, keys: &[&'static str], last: bool) -> ShardChunk {
+    fn chunk(
+        shard: u32,
+        after: Option<&'static str>,
+        keys: &[&'static str],
+        last: bool,
+    ) -> ShardChunk {
         ShardChunk {
             shard,
             number: 2,
@@ -287,10 +301,7 @@ mod tests {
         loser.apply(a, &moved);
         assert_eq!(gainer.apply(b, &moved), vec![ShardEffect::Clear(ShardId(1))]);
         assert_eq!(loser.admit(ShardId(1)), Err(ErrorResponse::WrongOrder { config_num: 2 }));
-        assert_eq!(
-            gainer.admit(ShardId(1)),
-            Err(ErrorResponse::Locked(OrderStateOp::Replicating))
-        );
+        assert_eq!(gainer.admit(ShardId(1)), Err(ErrorResponse::Locked(OrderStateOp::Replicating)));
         assert_eq!(loser.moving(), 1);
 
         let piece = MigrationEntry::Install(chunk(1, None, &["a", "b"], false));

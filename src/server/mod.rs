@@ -40,8 +40,8 @@ use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
 use crate::config::Config;
 use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership};
-use crate::core::system::SystemOptions;
 use crate::core::shards::ShardTable;
+use crate::core::system::SystemOptions;
 use crate::core::{OrderOptions, Radiant};
 use crate::limits::{
     CATCH_UP_ENTRIES, MAX_INFLIGHT_APPENDS, SHARD_WORKER_QUEUE_CAPACITY, STATE_INBOX_CAPACITY,

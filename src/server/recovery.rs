@@ -117,21 +117,9 @@ pub fn recover(
     (group, shards): (GroupId, ShardTable),
 ) -> Result<Recovered, RecoveryError> {
     let mut membership = membership;
-    let mut loaded_shards = None;
+    let mut shards = shards;
     let (snapshot_index, snapshot_term) =
-        match snapshot::load_latest(data_dir, snapshot_limits(config))? {
-            // The council section is already in the system file (written when applied).
-            Some(snapshot) => {
-                let sections = Sections {
-                    membership: &mut membership,
-                    council: &mut None,
-                    shards: &mut loaded_shards,
-                };
-                load_snapshot(snapshot, config, machine, sections)?
-            }
-            None => (0, 0),
-        };
-    let mut shards = loaded_shards.unwrap_or(shards);
+        load_newest_snapshot(data_dir, config, machine, (&mut membership, &mut shards))?;
     let options = WalOptions {
         segment_max_bytes: config.wal_segment_max_bytes,
         max_record_bytes: config.max_frame_bytes.saturating_add(WAL_RECORD_OVERHEAD_BYTES),
@@ -192,6 +180,26 @@ pub fn recover(
         shards: Some(shards),
     };
     Ok(Recovered { wal, order })
+}
+
+/// Loads the newest snapshot, if any, replacing `membership` and `shards` with its
+/// sections. The council section is already in the system file (written when applied).
+fn load_newest_snapshot(
+    data_dir: &Path,
+    config: &Config,
+    machine: &StateMachine,
+    (membership, shards): (&mut Membership, &mut ShardTable),
+) -> Result<(LogIndex, u64), RecoveryError> {
+    let Some(snapshot) = snapshot::load_latest(data_dir, snapshot_limits(config))? else {
+        return Ok((0, 0));
+    };
+    let mut loaded_shards = None;
+    let sections = Sections { membership, council: &mut None, shards: &mut loaded_shards };
+    let position = load_snapshot(snapshot, config, machine, sections)?;
+    if let Some(loaded) = loaded_shards {
+        *shards = loaded;
+    }
+    Ok(position)
 }
 
 /// Loads a snapshot's key-values into `machine` and its sections into `sections`.

@@ -23,13 +23,13 @@ use tracing::{error, info, info_span, warn};
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
 use super::recovery::{load_snapshot, snapshot_limits, Sections};
-use crate::core::shards::{ShardEffect, ShardTable};
 use super::shard_worker::{worker_of, ShardDump, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
 use super::wal_thread::WalRequest;
 use crate::config::Config;
 use crate::core::order::membership::member_peer_address;
 use crate::core::order::Membership;
+use crate::core::shards::ShardTable;
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::limits::STATE_INBOX_CAPACITY;
 use crate::storage::state_machine::StateMachine;
@@ -262,7 +262,11 @@ impl StateThread {
         let result = match loaded {
             Ok(Some(snapshot)) if snapshot.last_index == index && snapshot.last_term == term => {
                 let (config, machine) = (&self.links.config, &self.links.machine);
-                let sections = Sections { membership: &mut membership, council: &mut council, shards: &mut shards };
+                let sections = Sections {
+                    membership: &mut membership,
+                    council: &mut council,
+                    shards: &mut shards,
+                };
                 load_snapshot(snapshot, config, machine, sections)
                     .map_err(|error| error.to_string())
             }
@@ -301,7 +305,6 @@ impl StateThread {
     }
 
     fn carry_out(&mut self, action: Action) {
-        let workers = self.links.workers.len();
         if self.wal_failed.is_some()
             && matches!(action, Action::Send(_) | Action::SendSystem { .. })
         {
@@ -314,12 +317,10 @@ impl StateThread {
                 self.send_wal(WalRequest::Append { sequence, hard_state, truncate_from, entries });
             }
             Action::Apply { shard, index, command, reply_to } => {
-                let request = WorkerRequest::Apply { shard, index, command, reply_to };
-                let _ = self.links.workers[worker_of(shard, workers)].send(request);
+                self.to_worker(shard, WorkerRequest::Apply { shard, index, command, reply_to });
             }
             Action::Read { shard, key, reply_to } => {
-                let request = WorkerRequest::Read { shard, key, reply_to };
-                let _ = self.links.workers[worker_of(shard, workers)].send(request);
+                self.to_worker(shard, WorkerRequest::Read { shard, key, reply_to });
             }
             Action::Reply { reply_to, result } => {
                 let message = match result {
@@ -335,25 +336,7 @@ impl StateThread {
             Action::ResetLog { snapshot_index, .. } => {
                 self.send_wal(WalRequest::Reset { next_index: snapshot_index + 1 })
             }
-            Action::SendSnapshotChunk {
-                header,
-                snapshot_index,
-                snapshot_term,
-                offset,
-                max_bytes,
-            } => {
-                let Some(&address) = self.peers.get(&header.to) else {
-                    return;
-                };
-                let _ = self.links.snapshots.send(SnapshotJob::SendChunk {
-                    address,
-                    header,
-                    snapshot_index,
-                    snapshot_term,
-                    offset,
-                    max_bytes,
-                });
-            }
+            Action::SendSnapshotChunk { .. } => self.send_snapshot_chunk(action),
             Action::WriteSnapshotChunk {
                 snapshot_index,
                 snapshot_term,
@@ -370,18 +353,38 @@ impl StateThread {
             Action::SendSystem { to, message } => self.send_system(&to, message),
             Action::PersistSystem(record) => self.persist_system(&record),
             Action::ShardData(effect) => {
-                let shard = match &effect {
-                    ShardEffect::Clear(shard) | ShardEffect::Load { shard, .. } => *shard,
-                };
-                let request = WorkerRequest::ShardData(effect);
-                let _ = self.links.workers[worker_of(shard, workers)].send(request);
+                self.to_worker(effect.shard(), WorkerRequest::ShardData(effect));
             }
             Action::ReadShardChunk { shard, number, after, max_bytes } => {
                 let reply = self.links.inbox_sender.clone();
-                let request = WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply };
-                let _ = self.links.workers[worker_of(shard, workers)].send(request);
+                let read = WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply };
+                self.to_worker(shard, read);
             }
         }
+    }
+
+    /// Hands a `SendSnapshotChunk` to the snapshot thread, which reads and sends it.
+    fn send_snapshot_chunk(&self, action: Action) {
+        let Action::SendSnapshotChunk { header, snapshot_index, snapshot_term, offset, max_bytes } =
+            action
+        else {
+            return;
+        };
+        let Some(&address) = self.peers.get(&header.to) else { return };
+        let _ = self.links.snapshots.send(SnapshotJob::SendChunk {
+            address,
+            header,
+            snapshot_index,
+            snapshot_term,
+            offset,
+            max_bytes,
+        });
+    }
+
+    /// Queues `request` on the worker of `shard`, behind everything queued for it.
+    fn to_worker(&self, shard: crate::core::slots::ShardId, request: WorkerRequest) {
+        let workers = &self.links.workers;
+        let _ = workers[worker_of(shard, workers.len())].send(request);
     }
 
     /// Writes the system record before anything after it is carried out (it is small

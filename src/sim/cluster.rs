@@ -977,16 +977,13 @@ impl Simulator {
             } => {
                 self.write_snapshot_chunk(index, snapshot_index, snapshot_term, offset, data, done);
             }
-            Action::ShardData(effect) => {
-                self.radiants[index].machine.apply_shard_effect(effect, &Limits::DEFAULT);
-            }
-            Action::ReadShardChunk { shard, number, after, max_bytes } => {
-                let chunk = self.radiants[index].machine.read_chunk(shard, number, after, max_bytes);
-                self.followups.push_back((index, Input::ShardChunkRead(chunk)));
-            }
-            // Simulated radiants run static orders: no system messages or records.
-            Action::MembershipChanged(_) | Action::SendSystem { .. } | Action::PersistSystem(_) => {
-            }
+            // Simulated radiants run static orders: no shard moves (`sim::formation`
+            // covers them), no system messages or records.
+            Action::ShardData(_)
+            | Action::ReadShardChunk { .. }
+            | Action::MembershipChanged(_)
+            | Action::SendSystem { .. }
+            | Action::PersistSystem(_) => {}
         }
     }
 

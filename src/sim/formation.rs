@@ -24,8 +24,8 @@ use super::network::{Endpoint, Network, NetworkFaults};
 use crate::core::order::membership::member_peer_address;
 use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
 use crate::core::prng::Prng;
-use crate::core::system::{SystemOptions, SystemRecord};
 use crate::core::shards::ShardTable;
+use crate::core::system::{SystemOptions, SystemRecord};
 use crate::core::{Action, Actions, Input, Radiant, Tick};
 use crate::storage::state_machine::StateMachine;
 

@@ -130,7 +130,10 @@ impl ShardMap {
     ) -> Vec<(Bytes, Bytes)> {
         let mut keys: Vec<Bytes> = {
             let map = self.shard_lock(shard).read();
-            map.keys().filter(|key| after.is_none_or(|after| key.as_ref() > after)).cloned().collect()
+            map.keys()
+                .filter(|key| after.is_none_or(|after| key.as_ref() > after))
+                .cloned()
+                .collect()
         };
         keys.sort_unstable();
         let map = self.shard_lock(shard).read();

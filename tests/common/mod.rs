@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use radiant::client::{Client, ClientOptions};
 
+pub mod system;
+
 /// Longest a daemon may take to start and answer a ping.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a clean shutdown may take.

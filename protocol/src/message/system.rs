@@ -553,10 +553,16 @@ mod tests {
             let mut dst = BytesMut::new();
             message.encode(&mut dst);
             let bytes = dst.freeze();
-            assert_eq!(SystemMessage::decode(message.kind(), bytes.clone(), &Limits::DEFAULT), Ok(message.clone()));
+            assert_eq!(
+                SystemMessage::decode(message.kind(), bytes.clone(), &Limits::DEFAULT),
+                Ok(message.clone())
+            );
             for end in 0..bytes.len() {
                 let prefix = bytes.slice(..end);
-                assert!(SystemMessage::decode(message.kind(), prefix, &Limits::DEFAULT).is_err(), "prefix {end}");
+                assert!(
+                    SystemMessage::decode(message.kind(), prefix, &Limits::DEFAULT).is_err(),
+                    "prefix {end}"
+                );
             }
         }
     }

@@ -582,12 +582,9 @@ impl Order {
                     // committed after its shard froze is not applied (its client goes
                     // to the shard's new order).
                     match self.shards.admit(shard) {
-                        Ok(()) => actions.push(Action::Apply {
-                            shard,
-                            index,
-                            command,
-                            reply_to: waiting,
-                        }),
+                        Ok(()) => {
+                            actions.push(Action::Apply { shard, index, command, reply_to: waiting })
+                        }
                         Err(error) => {
                             if let Some(reply_to) = waiting {
                                 actions.push(Action::Reply { reply_to, result: Err(error) });

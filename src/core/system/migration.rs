@@ -179,13 +179,9 @@ impl System {
         let herald = self.heralds.get(&group).and_then(address);
         match herald {
             Some(herald) if !all => vec![herald],
-            _ => configuration
-                .orders
-                .get(&group)
-                .into_iter()
-                .flatten()
-                .filter_map(address)
-                .collect(),
+            _ => {
+                configuration.orders.get(&group).into_iter().flatten().filter_map(address).collect()
+            }
         }
     }
 
@@ -252,13 +248,12 @@ impl System {
         for shard in done {
             let Some(pending) = self.migration.installs.remove(&shard) else { continue };
             let ack = match order.shards().state(shard) {
-                ShardState::Serving => ShardChunkAck { shard, number: 0, installed: true, after: None },
-                ShardState::Incoming { number, after } => ShardChunkAck {
-                    shard,
-                    number: *number,
-                    installed: false,
-                    after: after.clone(),
-                },
+                ShardState::Serving => {
+                    ShardChunkAck { shard, number: 0, installed: true, after: None }
+                }
+                ShardState::Incoming { number, after } => {
+                    ShardChunkAck { shard, number: *number, installed: false, after: after.clone() }
+                }
                 ShardState::Absent | ShardState::Outgoing { .. } => continue,
             };
             self.send(&pending.reply_to, SystemBody::ShardChunkAck(ack), actions);

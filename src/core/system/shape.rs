@@ -134,7 +134,8 @@ pub fn shard_step(current: &Configuration, council_term: Term) -> Option<Configu
             return Some(Configuration { shards, ..successor(current, council_term) });
         }
     }
-    let drained = current.leaving.iter().copied().find(|&group| current.shard_count_of(group) == 0)?;
+    let drained =
+        current.leaving.iter().copied().find(|&group| current.shard_count_of(group) == 0)?;
     let mut next = successor(current, council_term);
     next.leaving.remove(&drained);
     for member in next.orders.remove(&drained).unwrap_or_default() {
@@ -154,8 +155,13 @@ pub fn with_move(
         return Err(format!("order {to} does not exist or is leaving; see `radiant status`"));
     }
     let count = current.shards.len();
-    let shards = super::balance::move_shard(&current.shards, shard as usize, to)
-        .ok_or_else(|| format!("shard {shard} does not exist (there are {count}: 0 to {})", count.saturating_sub(1)))?;
+    let shards =
+        super::balance::move_shard(&current.shards, shard as usize, to).ok_or_else(|| {
+            format!(
+                "shard {shard} does not exist (there are {count}: 0 to {})",
+                count.saturating_sub(1)
+            )
+        })?;
     Ok(Configuration { shards, ..successor(current, council_term) })
 }
 

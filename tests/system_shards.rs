@@ -1,0 +1,160 @@
+//! Shards moving under load on real daemons (issue 5): six radiants form two orders and
+//! serve a checked `radiant bench --history` load; three more join, form a third order
+//! and receive their share of shards; then the first order leaves and hands its shards
+//! over. The load must see only retries (every operation answered), the history must
+//! be linearizable, and the shards must end balanced with every key on the three
+//! members of exactly one order. Bounded; every process is killed by PID on drop.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::system::{agreed_shape, one_controller, ports, shards_settled, start, wait_for};
+use common::{status, Daemon};
+use serde_json::Value;
+
+/// Seconds of checked load; the joins, moves and the leave happen inside it.
+const LOAD_SECONDS: u64 = 15;
+/// Longest the load may run past its duration (its last operations' deadlines).
+const LOAD_GRACE: Duration = Duration::from_secs(60);
+
+/// A `radiant bench --history` process, killed by PID on drop.
+struct Load {
+    child: Child,
+    stdout: PathBuf,
+}
+
+impl Load {
+    fn start(address: &str, history: &Path, stdout: PathBuf) -> Load {
+        let out = File::create(&stdout).expect("bench stdout file");
+        let child = Command::new(env!("CARGO_BIN_EXE_radiant"))
+            .args(["bench", "--addr", address, "--connections", "4", "--warmup", "0"])
+            .args(["--duration", &LOAD_SECONDS.to_string(), "--keys", "300", "--key-bytes", "8"])
+            .args(["--value-bytes", "16", "--get-ratio", "0.3", "--json", "--history"])
+            .arg(history)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn radiant bench");
+        Load { child, stdout }
+    }
+
+    /// Waits for the load to end; its JSON report.
+    fn finish(mut self) -> (i32, Value) {
+        let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS) + LOAD_GRACE;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "radiant bench outlived its deadline");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let text = std::fs::read_to_string(&self.stdout).expect("bench output");
+        let report = serde_json::from_str(text.trim()).unwrap_or_else(|error| {
+            panic!("bench report is not JSON ({error}): {text}");
+        });
+        (code, report)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The orders every radiant names, when they agree on their groups.
+fn order_groups(statuses: &[(usize, Value)]) -> Option<BTreeSet<u64>> {
+    let mut views = statuses.iter().map(|(_, status)| {
+        status["system"]["orders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|order| order["group"].as_u64())
+            .collect::<BTreeSet<u64>>()
+    });
+    let first = views.next()?;
+    views.all(|view| view == first).then_some(first)
+}
+
+#[test]
+fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let all = ports(9);
+    let mut daemons: Vec<Option<Daemon>> = (0..6)
+        .map(|index| {
+            let neighbor = all[(index + 1) % 6];
+            Some(start(root.path(), &format!("r{index}"), all[index], Some(neighbor), 6))
+        })
+        .collect();
+    wait_for(&daemons, "six radiants form two orders of three", |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
+            && one_controller(statuses).is_some()
+            && shards_settled(statuses, &[32])
+    });
+    let history = root.path().join("history.jsonl");
+    let entry = daemons[1].as_ref().expect("running").client_address.to_string();
+    let load = Load::start(&entry, &history, root.path().join("bench.json"));
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Three newcomers form a third order; the controller gives it its share.
+    for (offset, index) in (6..9).enumerate() {
+        let neighbor = all[offset * 2];
+        daemons.push(Some(start(root.path(), &format!("r{index}"), all[index], Some(neighbor), 6)));
+    }
+    wait_for(&daemons, "a third order forms and receives its shards", |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3, 3])
+            && shards_settled(statuses, &[21, 22])
+    });
+    let grown = began.elapsed();
+
+    // Order 1 leaves: its shards move to orders 2 and 3, then it goes.
+    let (code, _, stderr) = common::radiant(&["admin", "leave", "1", "--addr", &entry]);
+    assert_eq!(code, 0, "admin leave: {stderr}");
+    let left = wait_for(&daemons, "order 1 hands its shards over and leaves", |statuses| {
+        let remaining: Vec<_> =
+            statuses.iter().filter(|(_, status)| status["group"] != 1).cloned().collect();
+        order_groups(&remaining).is_some_and(|groups| groups == BTreeSet::from([2, 3]))
+            && shards_settled(&remaining, &[32])
+    });
+    let shrunk = began.elapsed();
+    println!("third order served after {grown:?}; order 1 gone after {shrunk:?}");
+    assert!(
+        shrunk < Duration::from_secs(LOAD_SECONDS),
+        "the moves outlasted the load ({shrunk:?}); nothing was checked under load"
+    );
+
+    let (code, report) = load.finish();
+    println!("{report}");
+    assert_eq!(report["failed"], 0, "the load saw failures, not only retries: {report}");
+    assert_eq!(code, 0, "radiant bench exited {code}: {report}");
+    assert!(report["completed"].as_u64().unwrap_or(0) > 100, "{report}");
+    let history_path = history.display().to_string();
+    let (code, verdict, stderr) = common::radiant(&["check-history", &history_path]);
+    assert_eq!(code, 0, "history not linearizable:\n{verdict}\n{stderr}");
+
+    // Every key written is on the three members of exactly one remaining order; the
+    // leaving order's radiants dropped their copies.
+    let written: BTreeSet<String> = std::fs::read_to_string(&history)
+        .expect("history")
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|op| op["op"] == "put")
+        .filter_map(|op| op["key"].as_str().map(str::to_owned))
+        .collect();
+    let stored = |group: u64| -> u64 {
+        left.iter()
+            .filter(|(_, status)| status["group"] == group)
+            .filter_map(|(index, _)| status(daemons[*index].as_ref()?)?["keys"].as_u64())
+            .sum()
+    };
+    assert_eq!(stored(1), 0, "the leaving order kept keys");
+    assert_eq!(stored(2) + stored(3), written.len() as u64 * 3, "keys are not on 3 replicas each");
+}
