@@ -31,6 +31,10 @@ pub struct SimArgs {
     /// joins, crashes, partitions); `--radiants`, `--ticks` and `--history` do not apply.
     #[arg(long)]
     formation: bool,
+    /// Simulate a sharded system: formation plus clients over shared keys and an
+    /// operator moving shards and dissolving orders; the history must be linearizable.
+    #[arg(long, conflicts_with = "formation")]
+    sharded: bool,
     /// Log the cores' decisions (RUST_LOG filters) to stderr; use with one seed.
     #[arg(long)]
     trace: bool,
@@ -44,7 +48,7 @@ pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
     if args.trace {
         super::init_logging("info");
     }
-    if args.formation {
+    if args.formation || args.sharded {
         return run_formation(args);
     }
     let mut failures = 0u64;
@@ -110,7 +114,11 @@ pub fn run_one(
 fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
     let mut failures = 0u64;
     for seed in args.seed..args.seed.saturating_add(args.seeds) {
-        let options = FormationOptions::swarm(seed);
+        let options = if args.sharded {
+            FormationOptions::sharded(seed)
+        } else {
+            FormationOptions::swarm(seed)
+        };
         let reproduce = options.reproduce_command();
         let shape = format!(
             "{} founders + {} joiners, {:?}",
@@ -120,7 +128,7 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
             Ok(report) => println!(
                 "seed {seed}: ok: {shape}: configuration {}, orders {:?}, {} controller terms, \
                  {} crashes, {} partitions, converged at tick {}, messages {}/{} \
-                 delivered/dropped",
+                 delivered/dropped, {}/{} operations answered, operator moves/leaves {:?}",
                 report.configuration,
                 report.orders,
                 report.controller_terms,
@@ -128,7 +136,10 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
                 report.partitions,
                 report.converged_at,
                 report.messages.0,
-                report.messages.1
+                report.messages.1,
+                report.operations.0,
+                report.operations.1,
+                report.operator,
             ),
             Err(failure) => {
                 failures += 1;
@@ -137,7 +148,8 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
         }
     }
     if args.seeds > 1 {
-        println!("{} formation seeds, {failures} failed", args.seeds);
+        let kind = if args.sharded { "sharded" } else { "formation" };
+        println!("{} {kind} seeds, {failures} failed", args.seeds);
     }
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -72,6 +72,11 @@ pub struct SimClient {
     pub remaining: u64,
     /// Whether to use lease reads for some gets.
     pub lease_reads: bool,
+    /// Whether the simulator routes this client by the shard map (a sharded system):
+    /// `WrongOrder`, `NotHerald`, `Locked` and timeouts then ask it for a new target
+    /// (`take_route`) instead of guessing one.
+    pub routed: bool,
+    needs_route: bool,
 }
 
 impl SimClient {
@@ -86,7 +91,22 @@ impl SimClient {
             current: None,
             remaining: operations,
             lease_reads: false,
+            routed: false,
+            needs_route: false,
         }
+    }
+
+    /// The key of the operation in flight, once, when it needs a new target.
+    pub fn take_route(&mut self) -> Option<Bytes> {
+        if !std::mem::take(&mut self.needs_route) {
+            return None;
+        }
+        self.current.as_ref()?.request.key().cloned()
+    }
+
+    /// Sends the next attempt to radiant `target`.
+    pub fn set_target(&mut self, target: usize) {
+        self.target = target;
     }
 
     /// Whether an operation is in flight.
@@ -212,6 +232,7 @@ impl SimClient {
             && now >= current.sent_at_tick + timing.attempt_timeout_ticks;
         if timed_out {
             self.target = prng.range(0, radiants as u64) as usize;
+            self.needs_route = self.routed;
         }
         (resend_due || timed_out).then(|| self.send_current(now))
     }
@@ -236,6 +257,13 @@ impl SimClient {
                 self.current = None;
                 None
             }
+            Err(ErrorResponse::WrongOrder { .. } | ErrorResponse::NotHerald { .. })
+                if self.routed =>
+            {
+                self.needs_route = true;
+                current.resend_at = Some(now + timing.backoff_ticks);
+                None
+            }
             Err(ErrorResponse::NotHerald { herald, .. }) => {
                 self.target = match herald {
                     Some(herald) if (herald.get() as usize) <= radiants => {
@@ -253,6 +281,7 @@ impl SimClient {
             Err(ErrorResponse::Locked(_) | ErrorResponse::Unavailable { .. }) => {
                 current.resend_at = Some(now + timing.backoff_ticks);
                 self.target = prng.range(0, radiants as u64) as usize;
+                self.needs_route = self.routed;
                 None
             }
             Err(error) => panic!("sim client {}: unexpected error answer {error:?}", self.index),

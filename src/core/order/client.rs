@@ -24,7 +24,7 @@ impl Order {
     ) {
         if let Some(key) = request.key() {
             let shard = crate::core::slots::key_shard(key, self.options.shard_count);
-            if let Err(error) = self.shards.admit(shard) {
+            if let Err(error) = self.admit(shard) {
                 actions.push(Action::Reply { reply_to, result: Err(error) });
                 return;
             }

@@ -22,8 +22,8 @@ mod state;
 use std::collections::{BTreeMap, VecDeque};
 
 use radiant_protocol::{
-    ClusterId, Command, CouncilEntry, GroupId, Limits, LogEntry, LogIndex, MemberId, PeerBody,
-    PeerHeader, PeerMessage, Term,
+    ClusterId, Command, CouncilEntry, ErrorResponse, GroupId, Limits, LogEntry, LogIndex, MemberId,
+    PeerBody, PeerHeader, PeerMessage, Term,
 };
 
 pub use membership::Membership;
@@ -33,7 +33,7 @@ use self::log::OrderLog;
 use self::reads::ReadQueue;
 use self::replication::Progress;
 use super::prng::Prng;
-use super::shards::ShardTable;
+use super::shards::{ShardState, ShardTable};
 use super::{Action, Actions, ReplyTo, Tick};
 use crate::storage::wal::HardState;
 
@@ -76,6 +76,8 @@ pub enum InjectedBug {
     AcknowledgeBeforeDurable,
     /// Grant a vote to a second candidate of a term without recording it.
     VoteTwice,
+    /// Keep serving a shard after it froze for a move (its writes are then lost).
+    ServeAfterFreeze,
 }
 
 impl OrderOptions {
@@ -529,6 +531,15 @@ impl Order {
     /// The order's id.
     pub fn group(&self) -> GroupId {
         self.options.group
+    }
+
+    /// Whether this order serves `shard` now (see `ShardTable::admit`).
+    pub(crate) fn admit(&self, shard: super::slots::ShardId) -> Result<(), ErrorResponse> {
+        let frozen = matches!(self.shards.state(shard.0), ShardState::Outgoing { .. });
+        if frozen && self.options.bug(InjectedBug::ServeAfterFreeze) {
+            return Ok(());
+        }
+        self.shards.admit(shard)
     }
 
     /// The order's settings.

@@ -70,7 +70,7 @@ impl Order {
         actions: &mut Actions,
     ) -> bool {
         let shard = crate::core::slots::key_shard(&key, self.options.shard_count);
-        if let Err(error) = self.shards.admit(shard) {
+        if let Err(error) = self.admit(shard) {
             actions.push(Action::Reply { reply_to, result: Err(error) });
             return true;
         }
@@ -162,7 +162,7 @@ impl Order {
             }
             let read = self.reads.pending.pop_front().expect("front exists");
             // The shard may have frozen between the read's arrival and now.
-            if let Err(error) = self.shards.admit(read.shard) {
+            if let Err(error) = self.admit(read.shard) {
                 actions.push(Action::Reply { reply_to: read.reply_to, result: Err(error) });
                 continue;
             }

@@ -581,7 +581,7 @@ impl Order {
                     // Decided at apply time, identically on every member: a write
                     // committed after its shard froze is not applied (its client goes
                     // to the shard's new order).
-                    match self.shards.admit(shard) {
+                    match self.admit(shard) {
                         Ok(()) => {
                             actions.push(Action::Apply { shard, index, command, reply_to: waiting })
                         }

@@ -20,12 +20,12 @@ impl System {
     /// controller heartbeats, and heralds carry out their order's target membership.
     pub(super) fn tick_council(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
         let Some(order) = order else { return };
-        // An order dissolved by `leave` keeps its replicas running but takes no part.
-        let listed = self
-            .record
-            .configuration
-            .as_ref()
-            .is_some_and(|configuration| configuration.orders.contains_key(&order.group()));
+        // An order dissolved by `leave` keeps its replicas running but takes no part,
+        // from the moment it holds the configuration that removes it.
+        let listed = [&self.record.configuration, &self.record.accepted]
+            .into_iter()
+            .flatten()
+            .all(|configuration| configuration.orders.contains_key(&order.group()));
         if !order.is_settled_herald() || self.record.group != Some(order.group()) || !listed {
             self.fail_admin(actions);
             if self.controller.take().is_some() {
@@ -209,6 +209,16 @@ impl System {
     ) {
         let Some(order) = order.filter(|order| order.is_settled_herald()) else { return };
         let Some(candidate) = request.candidate_group else { return };
+        // A dissolved order that never heard it was removed must not disturb the council
+        // with ever higher terms (Raft's removed-server problem).
+        let member_order = self
+            .record
+            .configuration
+            .as_ref()
+            .is_none_or(|configuration| configuration.orders.contains_key(&candidate));
+        if !member_order {
+            return;
+        }
         let term = self.record.council_term;
         let mine = Some(order.group());
         let reply = |granted| CouncilVote { term, group: mine, granted };
@@ -342,6 +352,12 @@ impl System {
             });
             self.heralds = append.heralds.iter().copied().collect();
             self.council_deadline = Tick(self.council_timeout());
+            // A controller of this term exists: a candidacy of the same term or earlier is
+            // over (else, counting votes by configurations it accepts from that very
+            // controller, it could win the term a second time with a new electorate).
+            if self.candidacy.as_ref().is_some_and(|(term, _)| *term <= append.term) {
+                self.candidacy = None;
+            }
             // Every radiant, herald or not, spare or member, acts on what is committed.
             let committed = [&append.configuration, &append.committed_configuration]
                 .into_iter()
@@ -440,8 +456,18 @@ impl System {
             tracing::info!(configuration = latest.number, "controller: configuration committed");
             controller.committed = Some(latest.clone());
             controller.heartbeat_elapsed = u64::MAX;
+            let dissolved =
+                self.record.group.is_some_and(|mine| !latest.orders.contains_key(&mine));
+            let latest = latest.clone();
             self.answer_joins(actions);
             self.answer_admin(actions);
+            if dissolved {
+                // Its own order left: it takes no more part (heartbeats go only to the
+                // radiants of the configuration, so no one else would tell it).
+                tracing::info!("controller: its own order left the system; stepping down");
+                self.adopt_committed(self.record.cluster, latest, actions);
+                self.controller = None;
+            }
         }
     }
 }
