@@ -158,3 +158,51 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     assert_eq!(stored(1), 0, "the leaving order kept keys");
     assert_eq!(stored(2) + stored(3), written.len() as u64 * 3, "keys are not on 3 replicas each");
 }
+
+/// How long a shard of 10,000 keys of 1 KiB takes to move between two orders of three
+/// (the figure in `docs/performance.md`). A measurement, not a check: run it by hand,
+/// `cargo test --release --test system_shards -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run by hand"]
+fn measure_moving_a_shard_of_ten_thousand_one_kib_keys() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let all = ports(6);
+    let daemons: Vec<Option<Daemon>> = (0..6)
+        .map(|index| {
+            let neighbor = all[(index + 1) % 6];
+            Some(start(root.path(), &format!("m{index}"), all[index], Some(neighbor), 6))
+        })
+        .collect();
+    wait_for(&daemons, "two orders of three", |statuses| {
+        agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
+            && one_controller(statuses).is_some()
+            && shards_settled(statuses, &[32])
+    });
+    // Shard 0 belongs to order 1 (configuration 1 gives each order a contiguous range).
+    let keys: Vec<String> = (0u64..)
+        .map(|n| format!("move-{n}"))
+        .filter(|key| radiant::core::slots::key_shard(key.as_bytes(), 64).0 == 0)
+        .take(10_000)
+        .collect();
+    let value = vec![b'v'; 1024];
+    let mut client = daemons[0].as_ref().expect("running").connect();
+    let filled = Instant::now();
+    for key in &keys {
+        client.put(key.as_bytes(), &value).expect("put");
+    }
+    println!("filled shard 0 with 10,000 keys of 1 KiB in {:?}", filled.elapsed());
+    let entry = daemons[0].as_ref().expect("running").client_address.to_string();
+    let moved = Instant::now();
+    let (code, _, stderr) = common::radiant(&["admin", "move", "0", "2", "--addr", &entry]);
+    assert_eq!(code, 0, "admin move: {stderr}");
+    let committed = moved.elapsed();
+    wait_for(&daemons, "shard 0 served by order 2", |statuses| {
+        shards_settled(statuses, &[31, 33])
+    });
+    let total = moved.elapsed();
+    println!("move of shard 0 (10,000 x 1 KiB): configuration committed after {committed:?}, shard served by order 2 and released by order 1 after {total:?}");
+    let mut reader = daemons[3].as_ref().expect("running").connect();
+    for key in keys.iter().step_by(997) {
+        assert_eq!(reader.get(key.as_bytes()).expect("get").as_deref(), Some(&value[..]));
+    }
+}
