@@ -196,11 +196,12 @@ fn measure_moving_a_shard_of_ten_thousand_one_kib_keys() {
     let (code, _, stderr) = common::radiant(&["admin", "move", "0", "2", "--addr", &entry]);
     assert_eq!(code, 0, "admin move: {stderr}");
     let committed = moved.elapsed();
-    wait_for(&daemons, "shard 0 served by order 2", |statuses| {
-        shards_settled(statuses, &[31, 33])
-    });
+    wait_for(&daemons, "shard 0 served by order 2", |statuses| shards_settled(statuses, &[31, 33]));
     let total = moved.elapsed();
-    println!("move of shard 0 (10,000 x 1 KiB): configuration committed after {committed:?}, shard served by order 2 and released by order 1 after {total:?}");
+    println!(
+        "move of shard 0 (10,000 x 1 KiB): configuration committed after {committed:?}; \
+         served by order 2 and released by order 1 after {total:?}"
+    );
     let mut reader = daemons[3].as_ref().expect("running").connect();
     for key in keys.iter().step_by(997) {
         assert_eq!(reader.get(key.as_bytes()).expect("get").as_deref(), Some(&value[..]));

@@ -305,7 +305,7 @@ impl Formation {
             self.inject_faults();
         }
         let faults = self.faults(faulty);
-        self.tick_clients(&faults)?;
+        self.tick_clients(faulty, &faults)?;
         while let Some((from, to, wire)) = self.network.next_due(self.now) {
             let input = match (to, wire) {
                 (Endpoint::Client(client), Wire::Reply { correlation, result }) => {

@@ -107,6 +107,24 @@ impl System {
             let handshake = self.handshake();
             self.send(&neighbor, handshake, actions);
         }
+        // And one other radiant of its configuration in turn: one that holds a newer
+        // committed configuration answers `JoinAccepted` with it. A spare learns so that
+        // it is in a new order even when no controller is left to tell it (its neighbour
+        // may have left the system).
+        let others: Vec<String> = self
+            .record
+            .configuration
+            .iter()
+            .flat_map(|configuration| configuration.radiants.values())
+            .map(|address| address.peer.clone())
+            .filter(|peer| *peer != self.options.peer_address)
+            .collect();
+        if !others.is_empty() {
+            self.gossip_cursor = self.gossip_cursor.wrapping_add(1);
+            let other = others[self.gossip_cursor % others.len()].clone();
+            let handshake = self.handshake();
+            self.send(&other, handshake, actions);
+        }
     }
 
     fn known_table(&self) -> Vec<RadiantAddress> {

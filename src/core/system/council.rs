@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use radiant_protocol::{
     ClusterId, Command, Configuration, CouncilAppend, CouncilAppendAck, CouncilEntry,
-    CouncilRequestVote, CouncilVote, GroupId, MembershipChange, SystemBody,
+    CouncilRequestVote, CouncilVote, GroupId, MembershipChange, SystemBody, Term,
 };
 
 use super::{newer, Controller, Holder, System};
@@ -40,7 +40,7 @@ impl System {
             self.plan_shards();
             self.heartbeat_council(actions);
         } else if self.now >= self.council_deadline && !self.proposal_pending {
-            let term = self.record.council_term + 1;
+            let term = self.newest_council_term_seen() + 1;
             tracing::info!(term, "council: no controller heard; standing for controller");
             self.propose(order, CouncilEntry::Vote { term, candidate: Some(order.group()) });
             self.standing = Some(term);
@@ -52,6 +52,20 @@ impl System {
         }
         self.reconcile_membership(order);
         self.tick_migration(order, actions);
+    }
+
+    /// The newest council term this radiant knows of: its order's, the stamps of the
+    /// configurations it holds and the controller it heard. A candidate stands above all
+    /// of them: a member whose record took its term from a configuration's stamp (not
+    /// from its order's log) may lead an order that saw a later controller, and must not
+    /// stand in that controller's term.
+    fn newest_council_term_seen(&self) -> Term {
+        let held = [&self.record.configuration, &self.record.accepted]
+            .into_iter()
+            .flatten()
+            .map(|configuration| configuration.council_term);
+        let heard = self.controller_view.as_ref().map(|view| view.term);
+        held.chain(heard).fold(self.record.council_term, Term::max)
     }
 
     fn propose(&mut self, order: &mut Order, entry: CouncilEntry) {

@@ -95,8 +95,13 @@ impl Shards {
 }
 
 impl Formation {
-    /// Clients start, time out, retry and get routed; the operator acts.
-    pub(super) fn tick_clients(&mut self, faults: &NetworkFaults) -> Result<(), String> {
+    /// Clients start, time out, retry and get routed; the operator acts; in the faulty
+    /// phase, heralds moving shards crash now and then.
+    pub(super) fn tick_clients(
+        &mut self,
+        faulty: bool,
+        faults: &NetworkFaults,
+    ) -> Result<(), String> {
         let Some(mut shards) = self.shards.take() else { return Ok(()) };
         let radiants = self.nodes.len();
         let keys = self.options.workload.as_ref().map_or(1, |workload| workload.keys);
@@ -127,7 +132,42 @@ impl Formation {
             }
         }
         self.shards = Some(shards);
+        if faulty {
+            self.crash_during_a_move();
+        }
         self.operate(faults)
+    }
+
+    /// Now and then, while a shard is in flight, crash the herald of an order moving
+    /// it (losing or gaining) or the controller: the moves must finish anyway.
+    fn crash_during_a_move(&mut self) {
+        if !self.prng.chance(1, 400) {
+            return;
+        }
+        let moving: Vec<usize> = (0..self.nodes.len())
+            .filter(|&index| {
+                let core = self.nodes[index].core.as_ref();
+                let order = core.and_then(Radiant::order);
+                let herald_moving = order.is_some_and(|order| {
+                    order.role() == crate::core::OrderRole::Herald && order.shards().moving() > 0
+                });
+                let controller = core
+                    .and_then(Radiant::system)
+                    .is_some_and(crate::core::system::System::is_controller);
+                herald_moving || controller && self.moves_in_flight()
+            })
+            .collect();
+        if !moving.is_empty() {
+            let pick = moving[self.prng.range(0, moving.len() as u64) as usize];
+            self.crash(pick);
+        }
+    }
+
+    fn moves_in_flight(&self) -> bool {
+        self.nodes.iter().any(|node| {
+            let order = node.core.as_ref().and_then(Radiant::order);
+            order.is_some_and(|order| order.shards().moving() > 0)
+        })
     }
 
     /// Points `send` at the herald of the order owning its key, as a client with a
