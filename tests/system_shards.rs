@@ -83,6 +83,21 @@ fn order_groups(statuses: &[(usize, Value)]) -> Option<BTreeSet<u64>> {
     views.all(|view| view == first).then_some(first)
 }
 
+/// Query(n): the balanced configuration of three orders is still there to read, and the
+/// newest has orders 2 and 3 with 32 shards each.
+fn configurations_can_be_queried(entry: &str, balanced_number: u64) {
+    let number = balanced_number.to_string();
+    let (code, earlier, stderr) = common::radiant(&["configuration", &number, "--addr", entry]);
+    assert_eq!(code, 0, "radiant configuration {number}: {stderr}");
+    assert!(earlier.starts_with(&format!("configuration {number} ")), "{earlier}");
+    let orders = earlier.lines().skip_while(|line| !line.starts_with("ORDER")).skip(1);
+    assert_eq!(orders.take_while(|line| !line.is_empty()).count(), 3, "{earlier}");
+    let (code, latest, stderr) = common::radiant(&["configuration", "--addr", entry]);
+    assert_eq!(code, 0, "radiant configuration: {stderr}");
+    assert!(latest.contains("\n2      32 ") && latest.contains("\n3      32 "), "{latest}");
+    assert!(!latest.contains("\n1      "), "order 1 is still listed:\n{latest}");
+}
+
 #[test]
 fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -109,11 +124,12 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
         let neighbor = all[offset * 2];
         daemons.push(Some(start(root.path(), &format!("r{index}"), all[index], Some(neighbor), 6)));
     }
-    wait_for(&daemons, "a third order forms and receives its shards", |statuses| {
+    let three = wait_for(&daemons, "a third order forms and receives its shards", |statuses| {
         agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3, 3])
             && shards_settled(statuses, &[21, 22])
     });
     let grown = began.elapsed();
+    let (balanced_number, _) = agreed_shape(&three).expect("agreed");
 
     // Order 1 leaves: its shards move to orders 2 and 3, then it goes.
     let (code, _, stderr) = common::radiant(&["admin", "leave", "1", "--addr", &entry]);
@@ -130,6 +146,8 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
         shrunk < Duration::from_secs(LOAD_SECONDS),
         "the moves outlasted the load ({shrunk:?}); nothing was checked under load"
     );
+
+    configurations_can_be_queried(&entry, balanced_number);
 
     let (code, report) = load.finish();
     println!("{report}");

@@ -150,6 +150,8 @@ pub enum Kind {
     MoveShard = 0x5B,
     /// Admin: move every shard off an order and dissolve it.
     LeaveOrder = 0x5C,
+    /// Ask for configuration n (0: the newest committed).
+    QueryConfiguration = 0x5D,
     /// The answer to `Get`.
     GetResult = 0x60,
     /// The answer to `Put`.
@@ -164,13 +166,15 @@ pub enum Kind {
     Done = 0x65,
     /// The answer to `Status` (`ClientResponse::Status`): a JSON document.
     StatusResult = 0x66,
+    /// The answer to `QueryConfiguration`: a configuration.
+    ConfigurationResult = 0x67,
     /// A request failed; the payload says why and what to do.
     Error = 0x70,
 }
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 39] = [
+    pub const ALL: [Kind; 41] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -202,6 +206,7 @@ impl Kind {
         Kind::RemoveRadiant,
         Kind::MoveShard,
         Kind::LeaveOrder,
+        Kind::QueryConfiguration,
         Kind::GetResult,
         Kind::PutResult,
         Kind::DeleteResult,
@@ -209,6 +214,7 @@ impl Kind {
         Kind::Pong,
         Kind::Done,
         Kind::StatusResult,
+        Kind::ConfigurationResult,
         Kind::Error,
     ];
 
@@ -246,6 +252,7 @@ impl Kind {
             0x5A => Some(Kind::RemoveRadiant),
             0x5B => Some(Kind::MoveShard),
             0x5C => Some(Kind::LeaveOrder),
+            0x5D => Some(Kind::QueryConfiguration),
             0x60 => Some(Kind::GetResult),
             0x61 => Some(Kind::PutResult),
             0x62 => Some(Kind::DeleteResult),
@@ -253,6 +260,7 @@ impl Kind {
             0x64 => Some(Kind::Pong),
             0x65 => Some(Kind::Done),
             0x66 => Some(Kind::StatusResult),
+            0x67 => Some(Kind::ConfigurationResult),
             0x70 => Some(Kind::Error),
             _ => None,
         }
@@ -292,14 +300,16 @@ impl Kind {
             | Kind::AddRadiant
             | Kind::RemoveRadiant
             | Kind::MoveShard
-            | Kind::LeaveOrder => Family::ClientRequest,
+            | Kind::LeaveOrder
+            | Kind::QueryConfiguration => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult
             | Kind::CasResult
             | Kind::Pong
             | Kind::Done
-            | Kind::StatusResult => Family::ClientResponse,
+            | Kind::StatusResult
+            | Kind::ConfigurationResult => Family::ClientResponse,
             Kind::Error => Family::Error,
         }
     }

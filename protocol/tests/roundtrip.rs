@@ -85,6 +85,7 @@ fn request() -> impl Strategy<Value = ClientRequest> {
         (1..u64::MAX).prop_map(|group| ClientRequest::LeaveOrder {
             group: radiant_protocol::GroupId::new(group).expect("non-zero")
         }),
+        any::<u64>().prop_map(|number| ClientRequest::QueryConfiguration { number }),
     ]
 }
 
@@ -98,6 +99,18 @@ fn response() -> impl Strategy<Value = ClientResponse> {
         member_id().prop_map(|member_id| ClientResponse::Pong { member_id }),
         Just(ClientResponse::Done),
         json().prop_map(|json| ClientResponse::Status { json }),
+        (1..u64::MAX, prop::collection::vec(1..4u64, 1..20)).prop_map(|(number, owners)| {
+            let group = |id: u64| GroupId::new(id).unwrap();
+            let configuration = radiant_protocol::Configuration {
+                number,
+                next_group_id: 4,
+                orders: (1..4).map(|id| (group(id), Default::default())).collect(),
+                shards: owners.into_iter().map(group).collect(),
+                leaving: [group(2)].into(),
+                ..Default::default()
+            };
+            ClientResponse::Configuration(Box::new(configuration))
+        }),
     ]
 }
 

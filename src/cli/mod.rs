@@ -139,6 +139,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Show a committed configuration: its orders, their members and shard counts, the
+    /// leaving orders, spares and radiants (`Query` of the shard-controller design).
+    Configuration {
+        /// Its number (default: the newest the radiant knows).
+        number: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Change the order's membership or hand over the herald role.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -232,6 +240,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         Command::Sim(args) => sim::run(&args),
         Command::Status { json, target } => status(json, &target),
         Command::Shards { target } => shards(&target),
+        Command::Configuration { number, target } => configuration(number.unwrap_or(0), &target),
         Command::Admin(command) => admin(command),
         Command::Bench(args) => bench::run(&args),
         Command::CheckConfig { files } => match files.as_slice() {
@@ -377,6 +386,12 @@ fn shards(target: &Target) -> Result<ExitCode, String> {
              order serves every key"
         ),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn configuration(number: u64, target: &Target) -> Result<ExitCode, String> {
+    let found = connect(target)?.query_configuration(number).map_err(|e| error_chain(&e))?;
+    print!("{}", status::render_configuration(&found));
     Ok(ExitCode::SUCCESS)
 }
 

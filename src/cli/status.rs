@@ -192,3 +192,33 @@ pub(super) fn render_shards(map: &crate::client::ShardMap) -> String {
     }
     out
 }
+
+/// A configuration for people (`radiant configuration`).
+pub(super) fn render_configuration(configuration: &radiant_protocol::Configuration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "configuration {} (council term {}), {} shards",
+        configuration.number,
+        configuration.council_term,
+        configuration.shards.len()
+    );
+    let _ = writeln!(out, "\n{:<6} {:<7} MEMBERS", "ORDER", "SHARDS");
+    for (group, members) in &configuration.orders {
+        let members: Vec<String> = members.iter().map(ToString::to_string).collect();
+        let leaving = if configuration.leaving.contains(group) { " (leaving)" } else { "" };
+        let shards = configuration.shard_count_of(*group);
+        let group = group.to_string();
+        let _ = writeln!(out, "{group:<6} {shards:<7} {}{leaving}", members.join(" "));
+    }
+    if !configuration.spares.is_empty() {
+        let spares: Vec<String> = configuration.spares.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "spares: {}", spares.join(" "));
+    }
+    let _ = writeln!(out, "\n{:<8} {:<22} CLIENT", "RADIANT", "PEER");
+    for (member, address) in &configuration.radiants {
+        let member = member.to_string();
+        let _ = writeln!(out, "{member:<8} {:<22} {}", address.peer, address.client);
+    }
+    out
+}

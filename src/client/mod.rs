@@ -328,6 +328,17 @@ impl Client {
         }
     }
 
+    /// Committed configuration `number` (0: the newest the radiant knows).
+    pub fn query_configuration(
+        &mut self,
+        number: u64,
+    ) -> Result<radiant_protocol::Configuration, ClientError> {
+        match self.call(ClientRequest::QueryConfiguration { number })? {
+            ClientResponse::Configuration(configuration) => Ok(*configuration),
+            other => Err(self.unexpected("configuration query", other)),
+        }
+    }
+
     /// Checks the radiant answers.
     pub fn ping(&mut self) -> Result<(), ClientError> {
         match self.call(ClientRequest::Ping)? {

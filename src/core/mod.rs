@@ -373,6 +373,9 @@ impl Radiant {
                     system.on_message(now, message, self.order.as_mut(), actions);
                 }
             }
+            Input::Client { reply_to, request: ClientRequest::QueryConfiguration { number } } => {
+                self.answer_query(reply_to, number, actions);
+            }
             Input::Client { reply_to, request }
                 if self.system.is_some() && is_system_admin(&request) =>
             {
@@ -428,6 +431,21 @@ impl Radiant {
         if let Some(order) = &self.order {
             order.check_invariants();
         }
+    }
+
+    /// `QueryConfiguration`, answered from this radiant's own history.
+    fn answer_query(&self, reply_to: ReplyTo, number: u64, actions: &mut Actions) {
+        let result = match &self.system {
+            Some(system) => {
+                system.query(number).map(|found| ClientResponse::Configuration(Box::new(found)))
+            }
+            None => Err(ErrorResponse::BadRequest {
+                reason: "this radiant runs a static order (the `members` config key), which \
+                         has no configurations"
+                    .to_string(),
+            }),
+        };
+        actions.push(Action::Reply { reply_to, result });
     }
 
     fn on_shard_chunk_read(&mut self, chunk: radiant_protocol::ShardChunk, actions: &mut Actions) {

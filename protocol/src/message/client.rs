@@ -8,6 +8,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{put_address, put_bool, put_bytes, put_optional_bytes, Reader};
+use crate::configuration::Configuration;
 use crate::error::DecodeError;
 use crate::ids::{ClientId, GroupId, MemberId};
 use crate::kind::Kind;
@@ -164,6 +165,13 @@ pub enum ClientRequest {
         /// The order to dissolve.
         group: GroupId,
     },
+    /// Ask for committed configuration `number` (0: the newest this radiant knows).
+    /// Answered by `ConfigurationResult` from the radiant's own record of the
+    /// configurations it has seen committed.
+    QueryConfiguration {
+        /// The configuration number; 0 for the newest.
+        number: u64,
+    },
 }
 
 // ===== impl ClientRequest =====
@@ -185,6 +193,7 @@ impl ClientRequest {
             ClientRequest::RemoveRadiant { .. } => Kind::RemoveRadiant,
             ClientRequest::MoveShard { .. } => Kind::MoveShard,
             ClientRequest::LeaveOrder { .. } => Kind::LeaveOrder,
+            ClientRequest::QueryConfiguration { .. } => Kind::QueryConfiguration,
         }
     }
 
@@ -203,7 +212,8 @@ impl ClientRequest {
             | ClientRequest::AddRadiant { .. }
             | ClientRequest::RemoveRadiant { .. }
             | ClientRequest::MoveShard { .. }
-            | ClientRequest::LeaveOrder { .. } => None,
+            | ClientRequest::LeaveOrder { .. }
+            | ClientRequest::QueryConfiguration { .. } => None,
         }
     }
 
@@ -260,6 +270,9 @@ impl ClientRequest {
                 to: reader.read_group_id("to")?,
             },
             Kind::LeaveOrder => ClientRequest::LeaveOrder { group: reader.read_group_id("group")? },
+            Kind::QueryConfiguration => {
+                ClientRequest::QueryConfiguration { number: reader.read_u64("number")? }
+            }
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
@@ -305,6 +318,7 @@ impl ClientRequest {
                 dst.put_u64(to.get());
             }
             ClientRequest::LeaveOrder { group } => dst.put_u64(group.get()),
+            ClientRequest::QueryConfiguration { number } => dst.put_u64(*number),
         }
     }
 }
@@ -345,6 +359,9 @@ pub enum ClientResponse {
         /// The radiant's status as a JSON document, at most `max_frame_bytes`.
         json: String,
     },
+    /// The answer to `QueryConfiguration` (frame kind `ConfigurationResult`). Boxed: a
+    /// configuration is far larger than every other answer.
+    Configuration(Box<Configuration>),
 }
 
 // ===== impl ClientResponse =====
@@ -360,6 +377,7 @@ impl ClientResponse {
             ClientResponse::Pong { .. } => Kind::Pong,
             ClientResponse::Done => Kind::Done,
             ClientResponse::Status { .. } => Kind::StatusResult,
+            ClientResponse::Configuration(_) => Kind::ConfigurationResult,
         }
     }
 
@@ -390,6 +408,9 @@ impl ClientResponse {
                     "longer than max_frame_bytes",
                 )?,
             },
+            Kind::ConfigurationResult => {
+                ClientResponse::Configuration(Box::new(Configuration::decode(&mut reader)?))
+            }
             _ => return Err(reader.invalid("kind", "not a client response kind")),
         };
         reader.finish()?;
@@ -409,6 +430,7 @@ impl ClientResponse {
             ClientResponse::Pong { member_id } => dst.put_u64(MemberId::to_wire(*member_id)),
             ClientResponse::Done => {}
             ClientResponse::Status { json } => put_bytes(dst, json.as_bytes()),
+            ClientResponse::Configuration(configuration) => configuration.encode(dst),
         }
     }
 }

@@ -83,7 +83,8 @@ impl Order {
             ClientRequest::AddRadiant { .. }
             | ClientRequest::RemoveRadiant { .. }
             | ClientRequest::MoveShard { .. }
-            | ClientRequest::LeaveOrder { .. } => {
+            | ClientRequest::LeaveOrder { .. }
+            | ClientRequest::QueryConfiguration { .. } => {
                 let reason = "this radiant runs a static order (the `members` config key), \
                               which has no controller: use `radiant admin add-member` or \
                               `remove-member`"

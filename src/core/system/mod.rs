@@ -177,7 +177,13 @@ pub struct System {
     loopback: VecDeque<SystemMessage>,
     /// A herald's shard migration work (volatile).
     migration: migration::MigrationWork,
+    /// The committed configurations this radiant has seen since it started (the
+    /// newest `CONFIGURATION_HISTORY`), for `QueryConfiguration`.
+    history: VecDeque<Configuration>,
 }
+
+/// Committed configurations a radiant keeps in memory for `QueryConfiguration`.
+pub const CONFIGURATION_HISTORY: usize = 64;
 
 /// What `radiant status` shows of the system, from this radiant's view.
 #[derive(Clone, Debug)]
@@ -238,6 +244,7 @@ impl System {
             proposal_pending: false,
             loopback: VecDeque::new(),
             migration: migration::MigrationWork::default(),
+            history: VecDeque::new(),
             record,
             options,
         };
@@ -245,6 +252,7 @@ impl System {
         for configuration in held.iter().flatten() {
             system.learn_addresses(configuration);
         }
+        system.history.extend(system.record.configuration.clone());
         system.council_deadline = Tick(system.council_timeout());
         system
     }
@@ -568,6 +576,7 @@ impl System {
         let Some(me) = me else {
             // Removed from the system (or never in it): keep the view, take no part.
             if self.record.member.is_some() {
+                self.remember(&configuration);
                 self.record.configuration = Some(configuration.clone());
                 self.record.committed = configuration.number;
                 self.persist(actions);
@@ -590,6 +599,7 @@ impl System {
                 self.record.initial_membership = initial_membership(&configuration, group);
             }
         }
+        self.remember(&configuration);
         self.record.configuration = Some(configuration);
         if self.state != RadiantState::Error {
             self.state = RadiantState::Associated;
@@ -597,6 +607,45 @@ impl System {
         self.join_via = None;
         self.bootstrap_votes = None;
         self.persist(actions);
+    }
+}
+
+impl System {
+    /// Keeps a newly committed configuration for `QueryConfiguration`.
+    fn remember(&mut self, configuration: &Configuration) {
+        if self.history.back().is_some_and(|newest| newest.number >= configuration.number) {
+            return;
+        }
+        if self.history.len() == CONFIGURATION_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(configuration.clone());
+    }
+
+    /// Committed configuration `number` (0: the newest this radiant knows), or why not.
+    pub fn query(&self, number: u64) -> Result<Configuration, radiant_protocol::ErrorResponse> {
+        let found = match number {
+            0 => self.history.back(),
+            _ => self.history.iter().find(|configuration| configuration.number == number),
+        };
+        found.cloned().ok_or_else(|| {
+            let reason = match (self.history.front(), self.history.back()) {
+                (Some(oldest), Some(newest)) if number < oldest.number => format!(
+                    "configuration {number} is older than this radiant keeps (it keeps {} to \
+                     {}, the last {CONFIGURATION_HISTORY} it saw committed since it started)",
+                    oldest.number, newest.number
+                ),
+                (Some(_), Some(newest)) => format!(
+                    "configuration {number} is not committed yet as far as this radiant knows \
+                     (its newest is {}); ask the controller (`radiant status` names it)",
+                    newest.number
+                ),
+                _ => "this radiant holds no committed configuration yet (the system is \
+                      forming)"
+                    .to_string(),
+            };
+            radiant_protocol::ErrorResponse::BadRequest { reason }
+        })
     }
 }
 

@@ -243,4 +243,64 @@ mod tests {
         removed.check().expect("valid");
         assert_eq!(sizes(&removed), [2]);
     }
+
+    /// Runs the controller's own steps until it has none left; each step either moves
+    /// shards (to balance) or removes one drained leaving order.
+    fn settle(mut configuration: Configuration) -> Configuration {
+        for _ in 0..8 {
+            let Some(next) = shard_step(&configuration, 1) else { return configuration };
+            next.check().expect("every step is a valid configuration");
+            let removed = configuration.orders.len() - next.orders.len();
+            let moved = super::super::balance::moved(&configuration.shards, &next.shards);
+            assert!(
+                (removed == 1 && moved == 0) || (removed == 0 && moved > 0),
+                "a step removes one order or moves shards, not both: {removed} {moved}"
+            );
+            configuration = next;
+        }
+        panic!("the controller never settled: {configuration:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn joins_and_leaves_settle_balanced_with_no_leaving_order_left(
+            shard_count in 1u32..100,
+            events in proptest::collection::vec((proptest::bool::ANY, 0usize..8), 1..12),
+        ) {
+            let mut configuration = initial_configuration(1, &radiants(3), 3, shard_count);
+            for (join, pick) in events {
+                if join {
+                    for n in 0..3 {
+                        let peer = format!("10.1.{}.{n}:1", configuration.number);
+                        let joiner = RadiantAddress { peer, client: String::new() };
+                        configuration = with_joiner(&configuration, 1, joiner, 3).0;
+                    }
+                } else {
+                    let groups: Vec<GroupId> = configuration.orders.keys().copied().collect();
+                    let group = groups[pick % groups.len()];
+                    if let Ok(next) = with_leaving(&configuration, 1, group) {
+                        configuration = next;
+                    }
+                }
+                configuration = settle(configuration);
+                let settled_again = settle(configuration.clone());
+                proptest::prop_assert_eq!(&settled_again, &configuration, "settling is idempotent");
+                proptest::prop_assert!(configuration.leaving.is_empty());
+                let counts: Vec<usize> = configuration
+                    .orders
+                    .keys()
+                    .map(|group| configuration.shard_count_of(*group))
+                    .collect();
+                let (low, high) = (counts.iter().min().copied(), counts.iter().max().copied());
+                proptest::prop_assert!(
+                    high.unwrap_or(0) - low.unwrap_or(0) <= 1,
+                    "unbalanced: {:?}",
+                    counts
+                );
+                proptest::prop_assert!(
+                    configuration.orders.values().flatten().all(|m| configuration.radiants.contains_key(m))
+                );
+            }
+        }
+    }
 }
