@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::system::{agreed_shape, one_controller, ports, shards_settled, start, wait_for};
-use common::{status, Daemon};
+use common::system::{
+    agreed_shape, one_controller, ports, shards_settled, start, start_with, wait_for,
+};
+use common::Daemon;
 use serde_json::Value;
 
 /// Seconds of checked load; the joins, moves and the leave happen inside it.
@@ -98,16 +100,20 @@ fn configurations_can_be_queried(entry: &str, balanced_number: u64) {
     assert!(!latest.contains("\n1      "), "order 1 is still listed:\n{latest}");
 }
 
+/// Snapshots every 200 entries, so a member that was down a moment catches up from a
+/// snapshot (with its shard table) rather than from the log.
+const SNAPSHOT_OFTEN: &str = "snapshot_interval_entries = 200\n";
+
 #[test]
 fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     let root = tempfile::tempdir().expect("tempdir");
     let all = ports(9);
-    let mut daemons: Vec<Option<Daemon>> = (0..6)
-        .map(|index| {
-            let neighbor = all[(index + 1) % 6];
-            Some(start(root.path(), &format!("r{index}"), all[index], Some(neighbor), 6))
-        })
-        .collect();
+    let radiant = |index: usize, neighbor: usize| {
+        let ends = (all[index], Some(all[neighbor]));
+        Some(start_with(root.path(), &format!("r{index}"), ends, 6, SNAPSHOT_OFTEN))
+    };
+    let mut daemons: Vec<Option<Daemon>> =
+        (0..6).map(|index| radiant(index, (index + 1) % 6)).collect();
     wait_for(&daemons, "six radiants form two orders of three", |statuses| {
         agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
             && one_controller(statuses).is_some()
@@ -121,8 +127,7 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
 
     // Three newcomers form a third order; the controller gives it its share.
     for (offset, index) in (6..9).enumerate() {
-        let neighbor = all[offset * 2];
-        daemons.push(Some(start(root.path(), &format!("r{index}"), all[index], Some(neighbor), 6)));
+        daemons.push(radiant(index, offset * 2));
     }
     let three = wait_for(&daemons, "a third order forms and receives its shards", |statuses| {
         agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3, 3])
@@ -131,10 +136,21 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     let grown = began.elapsed();
     let (balanced_number, _) = agreed_shape(&three).expect("agreed");
 
+    // A follower of order 2 (not the load's entry point) is killed (-9) and misses the
+    // leave's moves into its order.
+    let (down, _) = three
+        .iter()
+        .find(|(index, status)| *index != 1 && status["group"] == 2 && status["role"] == "follower")
+        .cloned()
+        .expect("order 2 has a follower");
+    let killed = daemons[down].take().expect("running");
+    let (down_dir, down_config) = (killed.data_dir.clone(), killed.config_path.clone());
+    drop(killed);
+
     // Order 1 leaves: its shards move to orders 2 and 3, then it goes.
     let (code, _, stderr) = common::radiant(&["admin", "leave", "1", "--addr", &entry]);
     assert_eq!(code, 0, "admin leave: {stderr}");
-    let left = wait_for(&daemons, "order 1 hands its shards over and leaves", |statuses| {
+    wait_for(&daemons, "order 1 hands its shards over and leaves", |statuses| {
         let remaining: Vec<_> =
             statuses.iter().filter(|(_, status)| status["group"] != 1).cloned().collect();
         order_groups(&remaining).is_some_and(|groups| groups == BTreeSet::from([2, 3]))
@@ -146,8 +162,10 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
         shrunk < Duration::from_secs(LOAD_SECONDS),
         "the moves outlasted the load ({shrunk:?}); nothing was checked under load"
     );
-
-    configurations_can_be_queried(&entry, balanced_number);
+    daemons[down] = Some(Daemon::start_with_config(&down_dir, &down_config));
+    // Radiant 7 joined in order 3 and stays (the entry point's order may have left).
+    let stays = daemons[7].as_ref().expect("running").client_address.to_string();
+    configurations_can_be_queried(&stays, balanced_number);
 
     let (code, report) = load.finish();
     println!("{report}");
@@ -157,24 +175,39 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     let history_path = history.display().to_string();
     let (code, verdict, stderr) = common::radiant(&["check-history", &history_path]);
     assert_eq!(code, 0, "history not linearizable:\n{verdict}\n{stderr}");
+    every_key_is_on_three_replicas_of_one_order(&daemons, &history);
+    let log = daemons[down].as_ref().expect("running").log();
+    let caught_up_by_snapshot = log.contains("installed a snapshot from the herald");
+    println!("the restarted follower caught up by snapshot: {caught_up_by_snapshot}");
+}
 
-    // Every key written is on the three members of exactly one remaining order; the
-    // leaving order's radiants dropped their copies.
-    let written: BTreeSet<String> = std::fs::read_to_string(&history)
+/// Every key written is on the three members of exactly one remaining order (the
+/// restarted follower included, once it has caught up); the leaving order's radiants
+/// dropped their copies.
+fn every_key_is_on_three_replicas_of_one_order(daemons: &[Option<Daemon>], history: &Path) {
+    let written: BTreeSet<String> = std::fs::read_to_string(history)
         .expect("history")
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|op| op["op"] == "put")
         .filter_map(|op| op["key"].as_str().map(str::to_owned))
         .collect();
-    let stored = |group: u64| -> u64 {
-        left.iter()
+    let stored = |statuses: &[(usize, Value)], group: u64| -> Vec<u64> {
+        statuses
+            .iter()
             .filter(|(_, status)| status["group"] == group)
-            .filter_map(|(index, _)| status(daemons[*index].as_ref()?)?["keys"].as_u64())
-            .sum()
+            .filter_map(|(_, status)| status["keys"].as_u64())
+            .collect()
     };
-    assert_eq!(stored(1), 0, "the leaving order kept keys");
-    assert_eq!(stored(2) + stored(3), written.len() as u64 * 3, "keys are not on 3 replicas each");
+    let settled = wait_for(daemons, "every replica of orders 2 and 3 caught up", |statuses| {
+        [2, 3].iter().all(|&group| {
+            let keys = stored(statuses, group);
+            keys.len() == 3 && keys.windows(2).all(|pair| pair[0] == pair[1])
+        })
+    });
+    assert_eq!(stored(&settled, 1).iter().sum::<u64>(), 0, "the leaving order kept keys");
+    let on_replicas: u64 = [2, 3].iter().flat_map(|&group| stored(&settled, group)).sum();
+    assert_eq!(on_replicas, written.len() as u64 * 3, "keys are not on 3 replicas each");
 }
 
 /// How long a shard of 10,000 keys of 1 KiB takes to move between two orders of three

@@ -25,6 +25,17 @@ pub fn ports(count: usize) -> Vec<Ports> {
 }
 
 pub fn start(root: &Path, name: &str, me: Ports, neighbor: Option<Ports>, expect: usize) -> Daemon {
+    start_with(root, name, (me, neighbor), expect, "")
+}
+
+/// As `start`, with `extra` TOML lines in the config.
+pub fn start_with(
+    root: &Path,
+    name: &str,
+    (me, neighbor): (Ports, Option<Ports>),
+    expect: usize,
+    extra: &str,
+) -> Daemon {
     let data_dir = root.join(name);
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let neighbor = neighbor.map_or(String::new(), |neighbor| {
@@ -34,7 +45,7 @@ pub fn start(root: &Path, name: &str, me: Ports, neighbor: Option<Ports>, expect
         "my_ip = \"127.0.0.1\"\nmy_port = {}\nclient_ip = \"127.0.0.1\"\nclient_port = {}\n\
          data_dir = {:?}\nlog_level = \"info\"\n{neighbor}bootstrap_expect = {expect}\n\
          order_size = 3\nshard_count = 64\ntick_ms = 10\nelection_timeout = 30\n\
-         heartbeat_interval = 5\nbeacon_interval = 10\nbootstrap_backoff = 20\n",
+         heartbeat_interval = 5\nbeacon_interval = 10\nbootstrap_backoff = 20\n{extra}",
         me.peer,
         me.client,
         data_dir.display().to_string(),
