@@ -91,7 +91,7 @@ fn admin_add_and_remove_go_through_the_controller_and_a_restart_keeps_identity()
     });
     let (code, _, stderr) = radiant(&["admin", "remove", "1", "--addr", &a_client]);
     assert_ne!(code, 0, "removing the last radiant must be refused");
-    assert!(stderr.contains("last member"), "{stderr}");
+    assert!(stderr.contains("is the last order"), "{stderr}");
 
     // kill -9 and restart: the same member of the same system, with its data.
     let member = formed["member"].clone();

@@ -128,7 +128,7 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
             Ok(report) => println!(
                 "seed {seed}: ok: {shape}: configuration {}, orders {:?}, {} controller terms, \
                  {} crashes, {} partitions, converged at tick {}, messages {}/{} \
-                 delivered/dropped, {}/{} operations answered, operator moves/leaves {:?}",
+                 delivered/dropped, {}/{} operations answered, operator moves/leaves/removals {:?}",
                 report.configuration,
                 report.orders,
                 report.controller_terms,

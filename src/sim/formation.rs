@@ -101,7 +101,8 @@ impl FormationOptions {
 
     /// A random sharded run for `seed`: a formation swarm of 4 to 7 founders in orders
     /// of 2 or 3 (so two or three orders) and 0 to 4 joiners, with 2 to 5 clients over
-    /// 8 keys and an operator who moves shards and now and then dissolves an order.
+    /// 8 keys and an operator who moves shards and now and then dissolves an order or
+    /// removes a radiant.
     pub fn sharded(seed: u64) -> Self {
         let mut options = FormationOptions::swarm(seed);
         let mut prng = Prng::new(seed ^ 0x5AA5_5AA5);
@@ -113,6 +114,7 @@ impl FormationOptions {
             keys: 8,
             move_per_million: prng.range(0, 4_000),
             leave_per_million: prng.range(0, 400),
+            remove_per_million: prng.range(0, 400),
             injected_bug: InjectedBug::None,
         });
         options
@@ -146,8 +148,8 @@ pub struct FormationReport {
     pub messages: (u64, u64),
     /// Client operations answered and started (sharded runs).
     pub operations: (usize, usize),
-    /// Operator moves and leaves requested (sharded runs).
-    pub operator: (u64, u64),
+    /// Operator moves, leaves and radiant removals requested (sharded runs).
+    pub operator: (u64, u64, u64),
 }
 
 #[derive(Clone, Debug)]
@@ -262,13 +264,27 @@ impl Formation {
                 self.report.messages = (self.network.delivered, self.network.dropped);
                 if let Some(shards) = &self.shards {
                     self.report.operations = shards.operations();
-                    self.report.operator = (shards.moves, shards.leaves);
+                    self.report.operator = (shards.moves, shards.leaves, shards.removes);
                 }
                 self.check_history()?;
                 return Ok(self.report.clone());
             }
         }
-        Err(format!("no convergence within {LIVENESS_TICKS} healed ticks: {}", self.describe()))
+        let converged = self.converged();
+        let workload = self.shards.as_ref().map(|shards| {
+            let number = self.report.configuration;
+            (
+                shards.clients_done(),
+                self.shards_settled(number),
+                shards.operations(),
+                shards.stuck(),
+            )
+        });
+        Err(format!(
+            "no convergence within {LIVENESS_TICKS} healed ticks (system converged: {converged}; \
+             clients done, shards settled, operations answered/started: {workload:?}): {}",
+            self.describe()
+        ))
     }
 
     /// Every client finished and every order settled on the final configuration.
@@ -670,7 +686,11 @@ impl Formation {
                         o.role(),
                         o.term(),
                         o.commit_index(),
-                        o.last_index()
+                        o.last_index(),
+                        o.applied_index(),
+                        o.membership().voters.iter().map(|m| m.get()).collect::<Vec<_>>(),
+                        o.shards().moving(),
+                        o.state().to_string()
                     )),
                 )
             })

@@ -565,6 +565,15 @@ impl Order {
             && self.log.term_at(self.commit_index) == Some(self.term)
     }
 
+    /// Hands the herald role to the most caught-up other voter (a herald the controller
+    /// removed from its order). The member it hands over to.
+    pub fn hand_over(&mut self, actions: &mut Actions) -> Result<MemberId, String> {
+        if self.role != OrderRole::Herald || self.transfer.is_some() {
+            return Err("not a settled herald".to_string());
+        }
+        self.start_transfer(None, actions)
+    }
+
     /// Appends `command` as herald (council entries, membership changes decided by the
     /// controller). `None` when this replica is not a settled herald, or a membership
     /// change is still in flight.

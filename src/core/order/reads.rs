@@ -119,8 +119,11 @@ impl Order {
             .voters
             .iter()
             .map(|&voter| {
+                // The herald counts as having acknowledged every round it started (not
+                // u64::MAX: alone in its order, that would confirm a round no later
+                // read could pass, and reads would wait forever once others join).
                 if voter == self.me {
-                    u64::MAX
+                    self.reads.current_round
                 } else {
                     self.progress.get(&voter).map_or(0, |progress| progress.acknowledged_round)
                 }

@@ -44,6 +44,15 @@ impl System {
         if controller.latest.number > committed_number {
             return Err(ErrorResponse::Locked(OrderStateOp::MembershipSet));
         }
+        // The last member of an order takes its order with it: the order leaves (its
+        // shards move first), and its removal removes the radiant.
+        let latest = &controller.latest;
+        let alone = latest
+            .order_of(member)
+            .filter(|group| latest.orders.get(group).is_some_and(|members| members.len() == 1));
+        if let Some(group) = alone {
+            return self.leave(group);
+        }
         let next = shape::without_member(&controller.latest, controller.term, member)
             .map_err(|reason| ErrorResponse::BadRequest { reason })?;
         tracing::info!(%member, configuration = next.number, "controller: removing a radiant");

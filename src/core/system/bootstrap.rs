@@ -144,7 +144,7 @@ impl System {
 
     pub(super) fn on_handshake(
         &mut self,
-        _cluster: ClusterId,
+        cluster: ClusterId,
         from: String,
         handshake: BeaconHandshake,
         actions: &mut Actions,
@@ -165,7 +165,16 @@ impl System {
             // A radiant this system already counts (it missed the commit, or its
             // JoinAccepted was lost): tell it who it is.
             let listed = configuration.radiants.iter().find(|(_, address)| address.peer == from);
-            if let Some((&member, _)) = listed {
+            // A radiant it no longer lists but that had an id of this system was removed:
+            // tell it too (it may still lead its order and must hand over).
+            let removed = handshake
+                .member
+                .filter(|member| {
+                    member.get() < configuration.next_member_id
+                        && !configuration.radiants.contains_key(member)
+                })
+                .filter(|_| cluster == self.record.cluster);
+            if let Some(member) = listed.map(|(&member, _)| member).or(removed) {
                 let accepted = JoinAccepted { member, configuration };
                 self.send(&from, SystemBody::JoinAccepted(accepted), actions);
                 return;
@@ -276,7 +285,13 @@ impl System {
             .radiants
             .get(&accepted.member)
             .is_some_and(|address| address.peer == self.options.peer_address);
-        if !lists_me || !cluster.is_set() || self.record.committed >= accepted.configuration.number
+        // Or it tells this radiant, by its own id, that it was removed.
+        let removes_me = self.record.member == Some(accepted.member)
+            && cluster == self.record.cluster
+            && !accepted.configuration.radiants.contains_key(&accepted.member);
+        if !(lists_me || removes_me)
+            || !cluster.is_set()
+            || self.record.committed >= accepted.configuration.number
         {
             return;
         }
@@ -429,6 +444,7 @@ impl System {
             pending_joins: BTreeMap::new(),
             pending_admin: Vec::new(),
             shard_reports: BTreeMap::new(),
+            herald_addresses: BTreeMap::new(),
             heartbeat_elapsed: u64::MAX,
         });
         self.heartbeat_bootstrap(actions);

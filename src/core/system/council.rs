@@ -21,11 +21,17 @@ impl System {
     pub(super) fn tick_council(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
         let Some(order) = order else { return };
         // An order dissolved by `leave` keeps its replicas running but takes no part,
-        // from the moment it holds the configuration that removes it.
-        let listed = [&self.record.configuration, &self.record.accepted]
+        // from the moment it holds the configuration that removes it (its vote is not
+        // needed to commit that). A radiant removed from an order that stays takes part
+        // until its removal commits (its order's vote may be), then hands over.
+        let order_listed = [&self.record.configuration, &self.record.accepted]
             .into_iter()
             .flatten()
             .all(|configuration| configuration.orders.contains_key(&order.group()));
+        let member_listed = self.record.configuration.as_ref().is_some_and(|configuration| {
+            self.record.member.is_some_and(|me| configuration.radiants.contains_key(&me))
+        });
+        let listed = order_listed && member_listed;
         if !order.is_settled_herald() || self.record.group != Some(order.group()) || !listed {
             self.fail_admin(actions);
             if self.controller.take().is_some() {
@@ -34,6 +40,10 @@ impl System {
             self.candidacy = None;
             self.proposal_pending = false;
             self.forget_migration();
+            // A herald removed from an order that stays still hands the order over.
+            if order.is_settled_herald() && self.record.group == Some(order.group()) {
+                self.reconcile_membership(order, actions);
+            }
             return;
         }
         if self.controller.is_some() {
@@ -50,7 +60,7 @@ impl System {
         {
             self.request_votes(order.group(), actions);
         }
-        self.reconcile_membership(order);
+        self.reconcile_membership(order, actions);
         self.tick_migration(order, actions);
     }
 
@@ -75,10 +85,19 @@ impl System {
     }
 
     /// Moves the order one step toward the committed configuration's target members.
-    fn reconcile_membership(&mut self, order: &mut Order) {
+    fn reconcile_membership(&mut self, order: &mut Order, actions: &mut Actions) {
         let Some(configuration) = &self.record.configuration else { return };
         let Some(target) = configuration.orders.get(&order.group()) else { return };
         if order.membership_change_pending() || !order.membership().learners.is_empty() {
+            return;
+        }
+        if !target.contains(&order.me()) {
+            // Removed from its own order: hand the herald role over; the next herald
+            // removes this radiant.
+            match order.hand_over(actions) {
+                Ok(to) => tracing::info!(%to, "order: removed by the controller; handing over"),
+                Err(reason) => tracing::warn!(%reason, "order: removed, but cannot hand over"),
+            }
             return;
         }
         let current = order.membership();
@@ -202,13 +221,21 @@ impl System {
             last_number: held.number,
             last_term: held.council_term,
         };
-        let targets: Vec<String> = held
-            .orders
-            .iter()
-            .filter(|(group, _)| !votes.contains(group))
-            .flat_map(|(_, members)| members.iter())
-            .filter_map(|member| held.radiants.get(member).map(|address| address.peer.clone()))
-            .collect();
+        // Every radiant of the voting orders, as the held and the committed configuration
+        // list them: an order's herald may be a member the held configuration removes
+        // (it stays herald until that configuration commits and it hands over).
+        let mut targets = BTreeSet::new();
+        for configuration in [Some(held), self.record.configuration.as_ref()].into_iter().flatten()
+        {
+            let members = configuration
+                .orders
+                .iter()
+                .filter(|(group, _)| held.orders.contains_key(group) && !votes.contains(group))
+                .flat_map(|(_, members)| members.iter());
+            targets.extend(members.filter_map(|member| {
+                configuration.radiants.get(member).map(|address| address.peer.clone())
+            }));
+        }
         for to in targets {
             self.send(&to, SystemBody::CouncilRequestVote(request.clone()), actions);
         }
@@ -231,6 +258,17 @@ impl System {
             .as_ref()
             .is_none_or(|configuration| configuration.orders.contains_key(&candidate));
         if !member_order {
+            return;
+        }
+        // A controller heard within the shortest council timeout is alive: a candidate
+        // of a later term is a radiant cut off from it (or one the system removed), and
+        // must not depose it (Raft's leader stickiness).
+        let base = self.options.election_timeout_ticks.max(1) * 4;
+        let controller_alive = self.controller.is_some()
+            || self.controller_view.as_ref().is_some_and(|view| {
+                view.term >= self.record.council_term && self.now.0 < view.heard_at.0 + base
+            });
+        if controller_alive && request.term > self.record.council_term {
             return;
         }
         let term = self.record.council_term;
@@ -312,6 +350,7 @@ impl System {
             pending_joins: Default::default(),
             pending_admin: Vec::new(),
             shard_reports: BTreeMap::new(),
+            herald_addresses: BTreeMap::new(),
             heartbeat_elapsed: u64::MAX,
         });
         self.heartbeat_council(actions);
@@ -341,9 +380,23 @@ impl System {
                 .filter(|committed| committed.number < controller.latest.number),
             heralds: controller.heralds.iter().map(|(&g, &m)| (g, m)).collect(),
         };
-        // To itself too: its own order accepts the configuration like any other.
-        let peers: Vec<String> =
-            controller.latest.radiants.values().map(|address| address.peer.clone()).collect();
+        // To itself too: its own order accepts the configuration like any other. And to
+        // the radiants of the committed configuration the newest drops: one may still be
+        // its order's herald, whose order must accept the change for it to commit.
+        let mut peers: BTreeSet<String> = [Some(&controller.latest), controller.committed.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|configuration| configuration.radiants.values())
+            .map(|address| address.peer.clone())
+            .collect();
+        peers.extend(
+            controller
+                .herald_addresses
+                .iter()
+                .filter(|(group, _)| controller.latest.orders.contains_key(group))
+                .map(|(_, address)| address.clone()),
+        );
+        let peers: Vec<String> = peers.into_iter().collect();
         self.send_to_all(&peers, &append, actions);
     }
 
@@ -457,6 +510,7 @@ impl System {
         }
         controller.held.insert(Holder::Order(group), ack.held);
         controller.shard_reports.insert(group, (ack.adopted, ack.moving));
+        controller.herald_addresses.insert(group, from);
         let latest = &controller.latest;
         let voters = voting_orders(latest, controller.committed.as_ref());
         let holding = voters

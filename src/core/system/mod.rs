@@ -123,6 +123,9 @@ struct Controller {
     /// Each order's last report: the configuration it has adopted and how many of its
     /// shards are still moving.
     shard_reports: BTreeMap<GroupId, (u64, u32)>,
+    /// Where each order's herald answered from: heartbeats go there too, so a herald the
+    /// newest configuration removed still hears it (and hands over).
+    herald_addresses: BTreeMap<GroupId, String>,
     heartbeat_elapsed: u64,
 }
 

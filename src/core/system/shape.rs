@@ -106,8 +106,8 @@ pub fn without_member(
         let members = next.orders.get_mut(&group).expect("order_of found it");
         if members.len() == 1 {
             return Err(format!(
-                "radiant {member} is the last member of order {group}; dissolve the order with \
-                 `radiant admin leave {group}` (its shards move to the other orders first)"
+                "radiant {member} is the last member of order {group}; the order must leave \
+                 (`radiant admin leave {group}`: its shards move to the other orders first)"
             ));
         }
         members.remove(&member);
@@ -297,9 +297,8 @@ mod tests {
                     "unbalanced: {:?}",
                     counts
                 );
-                proptest::prop_assert!(
-                    configuration.orders.values().flatten().all(|m| configuration.radiants.contains_key(m))
-                );
+                let mut members = configuration.orders.values().flatten();
+                proptest::prop_assert!(members.all(|m| configuration.radiants.contains_key(m)));
             }
         }
     }

@@ -39,6 +39,9 @@ pub struct Workload {
     pub move_per_million: u64,
     /// Chance per tick that the operator dissolves a random order (when there are two).
     pub leave_per_million: u64,
+    /// Chance per tick that the operator removes a random radiant (its order shrinks,
+    /// or leaves when it was the last member).
+    pub remove_per_million: u64,
     /// A deliberate bug, for the simulator's own tests.
     pub injected_bug: InjectedBug,
 }
@@ -55,6 +58,7 @@ pub(super) struct Shards {
     /// Operator requests sent.
     pub(super) moves: u64,
     pub(super) leaves: u64,
+    pub(super) removes: u64,
 }
 
 impl Shards {
@@ -79,12 +83,22 @@ impl Shards {
             tables: BTreeMap::new(),
             moves: 0,
             leaves: 0,
+            removes: 0,
         }
     }
 
     /// Whether every client has finished every operation it was allowed.
     pub(super) fn clients_done(&self) -> bool {
         self.clients.iter().all(|client| !client.busy() && client.remaining == 0)
+    }
+
+    /// What the unfinished clients are doing (for a failure report).
+    pub(super) fn stuck(&self) -> Vec<String> {
+        self.clients
+            .iter()
+            .filter(|client| client.busy() || client.remaining > 0)
+            .map(|client| format!("{client:?}"))
+            .collect()
     }
 
     /// Operations answered and started.
@@ -272,12 +286,17 @@ impl Formation {
         } else if groups.len() >= 2 && self.prng.chance(workload.leave_per_million, 1_000_000) {
             let group = groups[self.prng.range(0, groups.len() as u64) as usize];
             ClientRequest::LeaveOrder { group }
+        } else if groups.len() >= 2 && self.prng.chance(workload.remove_per_million, 1_000_000) {
+            let members: Vec<_> = configuration.radiants.keys().copied().collect();
+            let member = members[self.prng.range(0, members.len() as u64) as usize];
+            ClientRequest::RemoveRadiant { member }
         } else {
             return Ok(());
         };
         if let Some(shards) = self.shards.as_mut() {
             match request {
                 ClientRequest::MoveShard { .. } => shards.moves += 1,
+                ClientRequest::RemoveRadiant { .. } => shards.removes += 1,
                 _ => shards.leaves += 1,
             }
         }
@@ -318,10 +337,11 @@ impl Formation {
     /// Every order of configuration `number` has adopted it and has nothing in flight.
     pub(super) fn shards_settled(&self, number: u64) -> bool {
         let Some(configuration) = self.configurations.get(&number) else { return false };
-        self.nodes.iter().all(|node| {
+        self.nodes.iter().enumerate().all(|(index, node)| {
             let order = node.core.as_ref().and_then(Radiant::order);
-            let listed =
-                order.is_some_and(|order| configuration.orders.contains_key(&order.group()));
+            let member = configuration.radiants.values().any(|a| a.peer == super::address(index));
+            let listed = member
+                && order.is_some_and(|order| configuration.orders.contains_key(&order.group()));
             !listed
                 || order.is_some_and(|order| {
                     order.shards().adopted() == number && order.shards().moving() == 0
