@@ -35,6 +35,10 @@ pub struct SimArgs {
     /// operator moving shards and dissolving orders; the history must be linearizable.
     #[arg(long, conflicts_with = "formation")]
     sharded: bool,
+    /// With --sharded: the operator also removes random radiants (exposes a known,
+    /// open liveness problem; see docs/design.md).
+    #[arg(long, requires = "sharded")]
+    remove_radiants: bool,
     /// Log the cores' decisions (RUST_LOG filters) to stderr; use with one seed.
     #[arg(long)]
     trace: bool,
@@ -114,10 +118,10 @@ pub fn run_one(
 fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
     let mut failures = 0u64;
     for seed in args.seed..args.seed.saturating_add(args.seeds) {
-        let options = if args.sharded {
-            FormationOptions::sharded(seed)
-        } else {
-            FormationOptions::swarm(seed)
+        let options = match (args.sharded, args.remove_radiants) {
+            (true, true) => FormationOptions::sharded_with_removals(seed),
+            (true, false) => FormationOptions::sharded(seed),
+            (false, _) => FormationOptions::swarm(seed),
         };
         let reproduce = options.reproduce_command();
         let shape = format!(

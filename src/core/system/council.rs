@@ -20,18 +20,16 @@ impl System {
     /// controller heartbeats, and heralds carry out their order's target membership.
     pub(super) fn tick_council(&mut self, order: Option<&mut Order>, actions: &mut Actions) {
         let Some(order) = order else { return };
-        // An order dissolved by `leave` keeps its replicas running but takes no part,
-        // from the moment it holds the configuration that removes it (its vote is not
-        // needed to commit that). A radiant removed from an order that stays takes part
-        // until its removal commits (its order's vote may be), then hands over.
-        let order_listed = [&self.record.configuration, &self.record.accepted]
-            .into_iter()
-            .flatten()
-            .all(|configuration| configuration.orders.contains_key(&order.group()));
-        let member_listed = self.record.configuration.as_ref().is_some_and(|configuration| {
-            self.record.member.is_some_and(|me| configuration.radiants.contains_key(&me))
+        // An order dissolved by `leave`, or a radiant removed, takes part until the
+        // configuration that removes it commits (as a Raft server not in the new
+        // configuration may still lead until it commits): if the controller falls
+        // before that, the order holding the change may be the only one that can finish
+        // it. Then it takes no part (its replicas keep running), and a removed herald of
+        // an order that stays hands over.
+        let listed = self.record.configuration.as_ref().is_some_and(|configuration| {
+            configuration.orders.contains_key(&order.group())
+                && self.record.member.is_some_and(|me| configuration.radiants.contains_key(&me))
         });
-        let listed = order_listed && member_listed;
         if !order.is_settled_herald() || self.record.group != Some(order.group()) || !listed {
             self.fail_admin(actions);
             if self.controller.take().is_some() {

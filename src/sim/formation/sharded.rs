@@ -1,6 +1,7 @@
 //! The sharded simulator (`radiant sim --sharded`): the formation simulator with
-//! clients over many keys and an operator who moves shards (`admin move`) and dissolves
-//! orders (`admin leave`), on top of the moves the controller makes itself when joiners
+//! clients over many keys and an operator who moves shards (`admin move`), dissolves
+//! orders (`admin leave`) and, with `--remove-radiants`, removes radiants (`admin
+//! remove`), on top of the moves the controller makes itself when joiners
 //! form a new order, all while radiants crash and restart, messages are lost, duplicated
 //! and delayed, and the network partitions. Checked:
 //!
