@@ -26,16 +26,22 @@ impl Order {
         }
         // One look at the membership per tick: it decodes the log's unapplied suffix.
         let voters = self.election_membership().voters;
-        let voter = voters.contains(&self.me);
         // A sole voter is its own majority: nobody can be waiting for it to stand.
-        let sole_voter = voter && voters.len() == 1;
+        let sole_voter = voters.contains(&self.me) && voters.len() == 1;
+        let voter = voters.contains(&self.me) || self.membership.voters.contains(&self.me);
         if voter && (timed_out || sole_voter) {
             self.start_pre_vote(actions);
         }
     }
 
+    /// A voter of the newest membership in its log may stand, and so may a voter of the
+    /// applied one that the newest (not yet committed) removes: it may hold the only
+    /// up-to-date log, and the change cannot commit without a herald (the Raft
+    /// dissertation, §4.2.2). Votes are counted by the newest membership either way.
     fn promotable(&self) -> bool {
-        self.election_membership().voters.contains(&self.me) && self.error.is_none()
+        let voter = self.election_membership().voters.contains(&self.me)
+            || self.membership.voters.contains(&self.me);
+        voter && self.error.is_none()
     }
 
     fn tick_herald(&mut self, actions: &mut Actions) {
