@@ -51,3 +51,20 @@ fn one_hundred_sharded_seeds_serve_each_shard_once_and_stay_linearizable() {
         failures.join("\n")
     );
 }
+
+/// The sharded simulator with the operator also removing radiants (their orders shrink,
+/// or leave when the last member goes). By hand: `radiant sim --sharded
+/// --remove-radiants --seed 1 --seeds 1000`.
+#[test]
+fn forty_sharded_seeds_with_radiant_removals_stay_linearizable_and_converge() {
+    let seeds = 71_000..71_040;
+    let failures: Vec<String> = seeds
+        .clone()
+        .filter_map(|seed| {
+            let options = FormationOptions::sharded_with_removals(seed);
+            let reproduce = options.reproduce_command();
+            run_formation_one(options).err().map(|failure| format!("{failure}\n  {reproduce}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
+}
