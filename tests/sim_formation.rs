@@ -5,27 +5,34 @@
 //! and then for convergence. A longer sweep runs by hand:
 //! `radiant sim --formation --seed 1 --seeds 10000`.
 
+use std::ops::Range;
+
 use radiant::cli::sim::run_formation_one;
 use radiant::sim::formation::FormationOptions;
 
-#[test]
-fn one_hundred_fifty_formation_seeds_keep_every_invariant_and_converge() {
-    let seeds = 50_000..50_150;
+/// Runs every seed of `seeds` with the options `make` gives it; fails naming each seed
+/// that failed and the command that replays it.
+fn every_seed_passes(what: &str, seeds: Range<u64>, make: fn(u64) -> FormationOptions) {
     let failures: Vec<String> = seeds
         .clone()
         .filter_map(|seed| {
-            let options = FormationOptions::swarm(seed);
+            let options = make(seed);
             let reproduce = options.reproduce_command();
             run_formation_one(options).err().map(|failure| format!("{failure}\n  {reproduce}"))
         })
         .collect();
     assert!(
         failures.is_empty(),
-        "{} of {} formation seeds failed:\n{}",
+        "{} of {} {what} seeds failed:\n{}",
         failures.len(),
         seeds.count(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn one_hundred_fifty_formation_seeds_keep_every_invariant_and_converge() {
+    every_seed_passes("formation", 50_000..50_150, FormationOptions::swarm);
 }
 
 /// The sharded simulator: formation plus clients over shared keys and an operator moving
@@ -34,22 +41,7 @@ fn one_hundred_fifty_formation_seeds_keep_every_invariant_and_converge() {
 /// by hand: `radiant sim --sharded --seed 1 --seeds 5000`.
 #[test]
 fn one_hundred_sharded_seeds_serve_each_shard_once_and_stay_linearizable() {
-    let seeds = 70_000..70_100;
-    let failures: Vec<String> = seeds
-        .clone()
-        .filter_map(|seed| {
-            let options = FormationOptions::sharded(seed);
-            let reproduce = options.reproduce_command();
-            run_formation_one(options).err().map(|failure| format!("{failure}\n  {reproduce}"))
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} sharded seeds failed:\n{}",
-        failures.len(),
-        seeds.count(),
-        failures.join("\n")
-    );
+    every_seed_passes("sharded", 70_000..70_100, FormationOptions::sharded);
 }
 
 /// The sharded simulator with the operator also removing radiants (their orders shrink,
@@ -57,14 +49,9 @@ fn one_hundred_sharded_seeds_serve_each_shard_once_and_stay_linearizable() {
 /// --remove-radiants --seed 1 --seeds 1000`.
 #[test]
 fn forty_sharded_seeds_with_radiant_removals_stay_linearizable_and_converge() {
-    let seeds = 71_000..71_040;
-    let failures: Vec<String> = seeds
-        .clone()
-        .filter_map(|seed| {
-            let options = FormationOptions::sharded_with_removals(seed);
-            let reproduce = options.reproduce_command();
-            run_formation_one(options).err().map(|failure| format!("{failure}\n  {reproduce}"))
-        })
-        .collect();
-    assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
+    every_seed_passes(
+        "sharded (with removals)",
+        71_000..71_040,
+        FormationOptions::sharded_with_removals,
+    );
 }

@@ -263,24 +263,12 @@ fn replay(
         let command = Command::decode(entry.data.clone(), &limits).map_err(|source| {
             RecoveryError::Command { data_dir: data_dir.to_path_buf(), index, source }
         })?;
+        // Council entries were recorded in the system file when first applied.
         match command {
-            // Council entries were recorded in the system file when first applied.
-            Command::Noop | Command::Council(_) => {}
             Command::Membership(change) => {
                 state.membership.apply(&change);
             }
-            Command::Migration(entry) => {
-                for effect in state.shards.apply(state.group, &entry) {
-                    machine.apply_shard_effect(effect, &limits);
-                }
-            }
-            command => {
-                let shard =
-                    key_shard(command.key().expect("data commands have keys"), config.shard_count);
-                if state.shards.admit(shard).is_ok() {
-                    machine.apply(shard, index, command);
-                }
-            }
+            command => machine.replay((state.shards, state.group), index, command, &limits),
         }
     }
     Ok(())

@@ -27,7 +27,6 @@ use crate::core::order::membership::member_peer_address;
 use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
 use crate::core::prng::Prng;
 use crate::core::shards::ShardTable;
-use crate::core::slots::key_shard;
 use crate::core::system::{SystemOptions, SystemRecord};
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::storage::state_machine::StateMachine;
@@ -726,19 +725,10 @@ fn recover(node: &mut Node, shard_count: u32) -> RecoveredOrder {
             Ok(Command::Membership(change)) => {
                 membership.apply(&change);
             }
-            Ok(Command::Migration(migration)) => {
-                let Some(group) = node.record.group else { continue };
-                for effect in shards.apply(group, &migration) {
-                    machine.apply_shard_effect(effect, &Limits::DEFAULT);
-                }
-            }
-            // As the daemon's recovery: writes only to shards the order served then.
+            // As the daemon's recovery replays it.
             Ok(command) => {
-                let Some(key) = command.key() else { continue };
-                let shard = key_shard(key, shard_count);
-                if shards.admit(shard).is_ok() {
-                    machine.apply(shard, entry.index, command);
-                }
+                let Some(group) = node.record.group else { continue };
+                machine.replay((&mut shards, group), entry.index, command, &Limits::DEFAULT);
             }
             Err(_) => {}
         }
@@ -818,10 +808,9 @@ mod tests {
         assert!(failure.contains("not linearizable"), "seed {seed} failed otherwise: {failure}");
     }
 
-    #[test]
-    fn the_first_sharded_seeds_keep_every_invariant_and_converge() {
-        for seed in 1..=10 {
-            let options = FormationOptions::sharded(seed);
+    fn first_seeds_pass(seeds: std::ops::RangeInclusive<u64>, make: fn(u64) -> FormationOptions) {
+        for seed in seeds {
+            let options = make(seed);
             if let Err(failure) = run(options.clone()) {
                 panic!("seed {seed} ({options:?}): {failure}");
             }
@@ -829,12 +818,12 @@ mod tests {
     }
 
     #[test]
+    fn the_first_sharded_seeds_keep_every_invariant_and_converge() {
+        first_seeds_pass(1..=10, FormationOptions::sharded);
+    }
+
+    #[test]
     fn the_first_swarm_seeds_keep_every_invariant_and_converge() {
-        for seed in 1..=20 {
-            let options = FormationOptions::swarm(seed);
-            if let Err(failure) = run(options.clone()) {
-                panic!("seed {seed} ({options:?}): {failure}");
-            }
-        }
+        first_seeds_pass(1..=20, FormationOptions::swarm);
     }
 }

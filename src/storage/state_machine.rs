@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use radiant_protocol::{ClientId, ClientResponse, Command, LogIndex, Session, ShardChunk};
+use radiant_protocol::{ClientId, ClientResponse, Command, GroupId, LogIndex, Session, ShardChunk};
 
-use crate::core::shards::ShardEffect;
+use crate::core::shards::{ShardEffect, ShardTable};
 
 use super::shard_map::ShardMap;
 use crate::core::slots::ShardId;
@@ -166,6 +166,34 @@ impl StateMachine {
         let table = self.sessions.get(shard as usize)?;
         table.lock().records = records;
         bytes.is_empty().then_some(())
+    }
+
+    /// Applies committed `command` at `index` as the order `group` and its shard workers
+    /// did when it was first applied, for replays (recovery, the simulator's restarts):
+    /// migration entries through `shards`, writes only to shards it served then.
+    /// Membership and council entries are the caller's business and ignored here.
+    pub fn replay(
+        &self,
+        (shards, group): (&mut ShardTable, GroupId),
+        index: LogIndex,
+        command: Command,
+        limits: &radiant_protocol::Limits,
+    ) {
+        match command {
+            Command::Noop | Command::Membership(_) | Command::Council(_) => {}
+            Command::Migration(entry) => {
+                for effect in shards.apply(group, &entry) {
+                    self.apply_shard_effect(effect, limits);
+                }
+            }
+            command => {
+                let Some(key) = command.key() else { return };
+                let shard = crate::core::slots::key_shard(key, self.shard_count());
+                if shards.admit(shard).is_ok() {
+                    self.apply(shard, index, command);
+                }
+            }
+        }
     }
 
     /// Carries out what a migration entry asks of `shard`'s data.

@@ -39,11 +39,7 @@ impl System {
     }
 
     fn remove(&mut self, member: radiant_protocol::MemberId) -> Result<u64, ErrorResponse> {
-        let controller = self.controller.as_mut().expect("is_controller");
-        let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
-        if controller.latest.number > committed_number {
-            return Err(ErrorResponse::Locked(OrderStateOp::MembershipSet));
-        }
+        let controller = self.settled_controller()?;
         // The last member of an order takes its order with it: the order leaves (its
         // shards move first), and its removal removes the radiant.
         let latest = &controller.latest;
@@ -76,19 +72,26 @@ impl System {
 
     /// An operator's `Leave`: the order's shards move away, then it goes.
     fn leave(&mut self, group: GroupId) -> Result<u64, ErrorResponse> {
-        let controller = self.controller.as_mut().expect("is_controller");
-        let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
-        if controller.latest.number > committed_number {
-            return Err(ErrorResponse::Locked(OrderStateOp::MembershipSet));
-        }
+        let controller = self.settled_controller()?;
         let next = shape::with_leaving(&controller.latest, controller.term, group)
             .map_err(|reason| ErrorResponse::BadRequest { reason })?;
         tracing::info!(%group, configuration = next.number, "controller: an order is leaving");
         Ok(self.propose_configuration(next))
     }
 
+    /// The controller, when no configuration of its is uncommitted (else `Locked`: one
+    /// change at a time; the client retries).
+    fn settled_controller(&mut self) -> Result<&mut super::Controller, ErrorResponse> {
+        let controller = self.controller.as_mut().expect("is_controller");
+        let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
+        if controller.latest.number > committed_number {
+            return Err(ErrorResponse::Locked(OrderStateOp::MembershipSet));
+        }
+        Ok(controller)
+    }
+
     /// Makes `next` the controller's newest configuration and sends it at once.
-    fn propose_configuration(&mut self, next: Configuration) -> u64 {
+    pub(super) fn propose_configuration(&mut self, next: Configuration) -> u64 {
         let controller = self.controller.as_mut().expect("is_controller");
         let number = next.number;
         controller.latest = next;

@@ -322,7 +322,7 @@ impl System {
         if !self.shards_settled() {
             return;
         }
-        let Some(controller) = self.controller.as_mut() else { return };
+        let Some(controller) = self.controller.as_ref() else { return };
         let Some(next) = super::shape::shard_step(&controller.latest, controller.term) else {
             return;
         };
@@ -333,7 +333,6 @@ impl System {
             orders = next.orders.len(),
             "controller: shards rebalance"
         );
-        controller.latest = next;
-        controller.heartbeat_elapsed = u64::MAX;
+        self.propose_configuration(next);
     }
 }
