@@ -174,7 +174,25 @@ impl ShardTable {
         effects
     }
 
+    /// Whether `chunk` holds only what belongs to its shard: every key hashes there and
+    /// its session table is that shard's. A piece from a peer is untrusted; one that
+    /// fails is never committed (and would change nothing if it were).
+    pub fn chunk_fits(&self, chunk: &ShardChunk) -> bool {
+        let Ok(shard_count) = u32::try_from(self.states.len()) else { return false };
+        let keys_fit = chunk
+            .pairs
+            .iter()
+            .all(|(key, _)| super::slots::key_shard(key, shard_count).0 == chunk.shard);
+        let sessions_fit = chunk.sessions.as_ref().is_none_or(|table| {
+            table.get(..4).is_some_and(|prefix| prefix == chunk.shard.to_be_bytes())
+        });
+        keys_fit && sessions_fit
+    }
+
     fn install(&mut self, chunk: &ShardChunk) -> Vec<ShardEffect> {
+        if !self.chunk_fits(chunk) {
+            return Vec::new();
+        }
         let Some(state) = self.states.get_mut(chunk.shard as usize) else { return Vec::new() };
         let ShardState::Incoming { number, after } = state else { return Vec::new() };
         if *after != chunk.after {
@@ -268,22 +286,51 @@ mod tests {
         GroupId::new(id).expect("non-zero")
     }
 
+    /// A key named `name` that hashes into `shard` of `shard_count` (by a hash tag).
+    fn key_in(name: &str, shard: u32, shard_count: u32) -> Bytes {
+        let tag = (0u32..)
+            .map(|n| format!("{{t{n}}}"))
+            .find(|tag| crate::core::slots::key_shard(tag.as_bytes(), shard_count).0 == shard)
+            .expect("some tag hashes into every shard");
+        Bytes::from(format!("{name}{tag}"))
+    }
+
+    /// A piece of `shard` (of 2 shards, or 3 for shard 2) with keys named `keys`.
     fn chunk(
         shard: u32,
         after: Option<&'static str>,
         keys: &[&'static str],
         last: bool,
     ) -> ShardChunk {
+        let count = if shard == 2 { 3 } else { 2 };
+        let mut sessions = shard.to_be_bytes().to_vec();
+        sessions.extend_from_slice(b"sessions");
         ShardChunk {
             shard,
             number: 2,
-            after: after.map(|key| Bytes::from_static(key.as_bytes())),
+            after: after.map(|name| key_in(name, shard, count)),
             pairs: keys
                 .iter()
-                .map(|key| (Bytes::from_static(key.as_bytes()), Bytes::from_static(b"v")))
+                .map(|name| (key_in(name, shard, count), Bytes::from_static(b"v")))
                 .collect(),
-            sessions: last.then(|| Bytes::from_static(b"sessions")),
+            sessions: last.then(|| Bytes::from(sessions)),
         }
+    }
+
+    #[test]
+    fn a_piece_with_a_key_or_sessions_of_another_shard_is_not_installed() {
+        let (a, b) = (group(1), group(2));
+        let mut gainer = ShardTable::unassigned(2);
+        gainer.apply(b, &MigrationEntry::Adopt { number: 1, shards: vec![a, a] });
+        gainer.apply(b, &MigrationEntry::Adopt { number: 2, shards: vec![a, b] });
+        let mut foreign = chunk(1, None, &["a"], false);
+        foreign.pairs.push((key_in("z", 0, 2), Bytes::from_static(b"v")));
+        assert!(!gainer.chunk_fits(&foreign));
+        assert!(gainer.apply(b, &MigrationEntry::Install(foreign)).is_empty());
+        let mut wrong_table = chunk(1, None, &["a"], true);
+        wrong_table.sessions = Some(Bytes::from_static(&[0, 0, 0, 0]));
+        assert!(gainer.apply(b, &MigrationEntry::Install(wrong_table)).is_empty());
+        assert!(gainer.apply(b, &MigrationEntry::Install(chunk(1, None, &["a"], true))).len() == 1);
     }
 
     #[test]

@@ -201,6 +201,10 @@ impl System {
         }
         let shard = chunk.shard;
         let number = chunk.number;
+        if !order.shards().chunk_fits(&chunk) {
+            tracing::warn!(%from, shard, "migration: a piece holds keys of another shard; dropped");
+            return;
+        }
         match order.shards().state(shard).clone() {
             ShardState::Incoming { after, .. } if after == chunk.after => {
                 if let Some(pending) = self.migration.installs.get_mut(&shard) {
