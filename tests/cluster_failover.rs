@@ -49,13 +49,17 @@ impl Order {
         Order { daemons, configs, data_dirs, _directory: directory }
     }
 
-    /// The index of the radiant that reports itself herald, waiting up to `limit`.
+    /// The index of the radiant that reports itself herald and ready, waiting up to
+    /// `limit`.
     fn herald(&self, limit: Duration) -> usize {
         let deadline = Instant::now() + limit;
         loop {
             for (index, daemon) in self.daemons.iter().enumerate() {
                 let Some(daemon) = daemon else { continue };
-                if status(daemon).is_some_and(|status| status["role"] == "herald") {
+                let ready_herald = |status: &serde_json::Value| {
+                    status["role"] == "herald" && status["ready"] == true
+                };
+                if status(daemon).is_some_and(|status| ready_herald(&status)) {
                     return index;
                 }
             }

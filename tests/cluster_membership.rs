@@ -54,6 +54,7 @@ fn a_joining_radiant_is_added_promoted_and_a_member_is_removed() {
     let joiner = Daemon::start_with_config(&joiner_dir, &config_text);
     assert!(joiner.log().contains("waiting to be added"), "{}", joiner.log());
 
+    daemons.iter().for_each(Daemon::wait_until_ready);
     let any = daemons[0].client_address.to_string();
     for index in 0..50 {
         let output = radiant(&["put", &format!("k{index}"), "v", "--addr", &any]);

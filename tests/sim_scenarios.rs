@@ -159,3 +159,32 @@ fn a_herald_drops_acknowledgements_of_entries_it_never_sent() {
     );
     assert!(put(&mut simulator, herald, "still-serving").is_ok());
 }
+
+#[test]
+fn a_herald_that_loses_its_role_says_outcome_unknown_for_a_write_without_a_session() {
+    let mut simulator = Simulator::quiet(7, 3, 3);
+    let (herald, _) = settled(&mut simulator);
+    // Cut off, the herald appends the put, cannot commit it, and steps down (check-quorum):
+    // the put may still commit under the next herald, so a redirect would invite a retry
+    // that applies it twice.
+    simulator.isolate(herald);
+    let answer = put(&mut simulator, herald, "orphan");
+    assert!(matches!(answer, Err(ErrorResponse::OutcomeUnknown { .. })), "{answer:?}");
+}
+
+#[test]
+fn a_herald_that_loses_its_role_sends_a_write_with_a_session_on_to_retry() {
+    let mut simulator = Simulator::quiet(8, 3, 3);
+    let (herald, _) = settled(&mut simulator);
+    simulator.isolate(herald);
+    let session = radiant_protocol::ClientId::new(77)
+        .map(|client_id| radiant_protocol::Session { client_id, sequence: 1 });
+    let request = ClientRequest::Delete { key: Bytes::from_static(b"orphan"), session };
+    let answer = simulator.request(herald, request, 10 * ELECTION);
+    // Its session makes the retry apply once: the client is sent on (or told to back off
+    // while the order votes), never left with an unknown outcome.
+    assert!(
+        matches!(answer, Err(ErrorResponse::NotHerald { .. } | ErrorResponse::Locked(_))),
+        "{answer:?}"
+    );
+}

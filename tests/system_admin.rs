@@ -52,6 +52,11 @@ fn is_controller(status: &Value) -> bool {
     status["system"]["is_controller"] == true
 }
 
+/// The controller, ready to take keyed requests (it has adopted its configuration).
+fn is_ready_controller(status: &Value) -> bool {
+    is_controller(status) && status["ready"] == true
+}
+
 fn voters(status: &Value) -> usize {
     let members = status["members"].as_array().cloned().unwrap_or_default();
     members.iter().filter(|member| member["role"] == "voter").count()
@@ -62,7 +67,7 @@ fn admin_add_and_remove_go_through_the_controller_and_a_restart_keeps_identity()
     let root = tempfile::tempdir().expect("tempdir");
     let a_ports = (free_port(), free_port());
     let mut a = config(root.path(), "a", a_ports, None, 1);
-    let formed = wait_until(&a, "a single radiant forms its system", is_controller);
+    let formed = wait_until(&a, "a single radiant forms its system", is_ready_controller);
     let cluster = formed["system"]["cluster"].clone();
     a.connect().put(b"kept", b"across restarts").expect("put");
 
@@ -97,7 +102,7 @@ fn admin_add_and_remove_go_through_the_controller_and_a_restart_keeps_identity()
     let member = formed["member"].clone();
     a.kill9();
     let a = Daemon::start_with_config(&a.data_dir, &a.config_path);
-    let back = wait_until(&a, "a comes back as controller", is_controller);
+    let back = wait_until(&a, "a comes back as controller", is_ready_controller);
     assert_eq!(back["member"], member);
     assert_eq!(back["system"]["cluster"], cluster);
     let value = a.connect().get(b"kept").expect("get");

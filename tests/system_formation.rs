@@ -72,7 +72,7 @@ fn a_ring_of_six_forms_two_orders_three_joiners_form_a_third_and_the_controller_
     daemons[controller] = Some(Daemon::start_with_config(&killed_dir, &killed_config));
     let back = wait_for(&daemons, "the old controller rejoins as the member it was", |statuses| {
         statuses.iter().any(|(i, status)| {
-            *i == controller && status["member"] == killed_member && status["herald"].is_u64()
+            *i == controller && status["member"] == killed_member && status["ready"] == true
         }) && agreed_shape(statuses).is_some_and(|(n, sizes)| n == number && sizes == [3, 3, 3])
     });
     assert_eq!(one_controller(&back), Some(new), "the new controller keeps its role");

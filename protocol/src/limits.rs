@@ -3,7 +3,8 @@
 //! This module owns the numbers only. It must not read configuration files; the daemon
 //! builds a `Limits` from its configuration and hands it to the decoders.
 
-/// The most bytes an `ErrorResponse` reason (`Unavailable`, `BadRequest`) may hold.
+/// The most bytes an `ErrorResponse` reason (`Unavailable`, `BadRequest`, `OutcomeUnknown`)
+/// may hold.
 pub const MAX_REASON_BYTES: usize = 1024;
 
 /// The most bytes a radiant's address (`host:port`) may hold: the `NotHerald` hint, the

@@ -122,6 +122,7 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
         prop::sample::select(OrderStateOp::ALL.to_vec()).prop_map(ErrorResponse::Locked),
         reason().prop_map(|reason| ErrorResponse::Unavailable { reason }),
         reason().prop_map(|reason| ErrorResponse::BadRequest { reason }),
+        reason().prop_map(|reason| ErrorResponse::OutcomeUnknown { reason }),
     ]
 }
 

@@ -75,6 +75,10 @@ const RECONNECT_BACKOFF_INITIAL: Duration = Duration::from_millis(20);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Longest the prefill may take.
 const PREFILL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Wait before the prefill resends puts a radiant refused as not ready or locked.
+const PREFILL_RESEND_BACKOFF: Duration = Duration::from_millis(20);
+/// Longest a run waits for the radiants it loads to be ready (`radiant status`).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Highest latency a histogram tracks; slower answers are recorded as this.
 const HISTOGRAM_MAX_US: u64 = 60_000_000;
 /// Significant digits kept by the histograms.
@@ -287,8 +291,8 @@ impl Settings {
     }
 
     /// The next measured request of connection `lane`: a get with probability
-    /// `get_ratio`, else a put, of a key of the lane's order.
-    fn next_request(&self, prng: &mut Prng, lane: usize) -> (ClientRequest, Class) {
+    /// `get_ratio`, else a put, of a key of the lane's order (and that key's index).
+    fn next_request(&self, prng: &mut Prng, lane: usize) -> (ClientRequest, Class, u64) {
         let index = match &self.routes {
             Some(routes) => {
                 let keys = routes.of_lane(lane, self.connections).1;
@@ -301,9 +305,9 @@ impl Settings {
                 key: self.key(index),
                 consistency: ReadConsistency::Linearizable,
             };
-            (request, Class::Get)
+            (request, Class::Get, index)
         } else {
-            (self.put(index), Class::Put)
+            (self.put(index), Class::Put, index)
         }
     }
 }
@@ -317,9 +321,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
                         --pipeline and --prefill"
                 .to_string());
         }
+        wait_until_ready(&settings.address)?;
         return history::run(&settings, path).map(ExitCode::from);
     }
+    wait_until_ready(&settings.address)?;
     settings.routes = Routes::discover(&settings)?;
+    for (address, _) in settings.routes.iter().flat_map(|routes| &routes.orders) {
+        wait_until_ready(address)?;
+    }
     let (lanes, prefill) = prepare(&settings)?;
     let cpu_before = cpu_seconds();
     let start = Instant::now();
@@ -354,6 +363,15 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
         print!("{}", report.human());
     }
     Ok(report.exit_code())
+}
+
+/// Waits until the radiant at `address` is ready to take keyed requests: a radiant
+/// just started, or still forming its system, refuses them until then.
+fn wait_until_ready(address: &str) -> Result<(), String> {
+    let options = ClientOptions { timeout: REQUEST_TIMEOUT, ..ClientOptions::default() };
+    let mut client = Client::connect(address, options)
+        .map_err(|error| format!("no connection to {address} succeeded: {error}"))?;
+    client.wait_until_ready(READY_TIMEOUT).map_err(|error| error.to_string())
 }
 
 /// Opens every connection in parallel and, with `--prefill`, puts every key once.
@@ -409,28 +427,53 @@ fn prefill(settings: &Settings, index: usize, lane: &mut Lane, deadline: Instant
     let key_count = keys.map_or(settings.keys, |keys| keys.len() as u64);
     let mut report = Prefill { puts: 0, errors: ErrorCounts::default(), seconds: 0.0 };
     let mut completions = Vec::with_capacity(settings.pipeline);
-    // Bounded: at most keys / connections sends, each answered or failed within the
-    // request timeout, and no new sends after the deadline.
+    // Puts the radiant refused without carrying out (not ready, locked): sent again
+    // after a back-off. The puts have no session, so nothing else is resent.
+    let mut refused: VecDeque<u64> = VecDeque::new();
+    let mut resend_at = Instant::now();
+    // Bounded: at most keys / connections first sends, each answered or failed within
+    // the request timeout; resends only of refused puts; no sends after the deadline.
     loop {
-        let can_send = next < key_count
+        let now = Instant::now();
+        let resend_due = !refused.is_empty() && now >= resend_at;
+        let can_send = (next < key_count || resend_due)
             && lane.in_flight.len() < settings.pipeline
-            && Instant::now() < deadline
+            && now < deadline
             && lane.ensure_connected(deadline);
         if can_send {
-            let key = keys.map_or(next, |keys| keys[next as usize]);
-            lane.send(&settings.put(key), Class::Put, false, &mut completions);
-            next += stride;
+            let resend = if resend_due { refused.pop_front() } else { None };
+            let key = match resend {
+                Some(key) => key,
+                None => {
+                    let key = keys.map_or(next, |keys| keys[next as usize]);
+                    next += stride;
+                    key
+                }
+            };
+            lane.send((&settings.put(key), Class::Put, key), false, &mut completions);
         } else if lane.in_flight.is_empty() {
-            break;
+            if refused.is_empty() || now >= deadline {
+                break;
+            }
+            std::thread::sleep(resend_at.saturating_duration_since(now));
         } else {
             lane.receive(&mut completions);
         }
         for completion in completions.drain(..) {
             match completion.outcome {
                 Outcome::Done { .. } => report.puts += 1,
+                Outcome::Failed(kind)
+                    if kind.was_not_carried_out() && Instant::now() < deadline =>
+                {
+                    refused.push_back(completion.request.key);
+                    resend_at = Instant::now() + PREFILL_RESEND_BACKOFF;
+                }
                 Outcome::Failed(kind) => report.errors.count(kind),
             }
         }
+    }
+    for _ in refused.drain(..) {
+        report.errors.count(ErrorKind::Unavailable);
     }
     report.seconds = started.elapsed().as_secs_f64();
     report
@@ -470,8 +513,8 @@ fn measure(
                 sending = false;
                 continue;
             }
-            let (request, class) = settings.next_request(&mut prng, index);
-            lane.send(&request, class, measured, &mut completions);
+            let (request, class, key) = settings.next_request(&mut prng, index);
+            lane.send((&request, class, key), measured, &mut completions);
             sent += 1;
         } else if lane.in_flight.is_empty() {
             break;
@@ -526,6 +569,8 @@ enum Class {
 struct InFlight {
     correlation_id: u64,
     class: Class,
+    /// The index of its key.
+    key: u64,
     sent: Instant,
     measured: bool,
 }
@@ -606,11 +651,11 @@ impl Lane {
         true
     }
 
-    /// Writes `request`; on failure it and every request in flight fail.
+    /// Writes `request` (for the key with index `key`); on failure it and every request
+    /// in flight fail.
     fn send(
         &mut self,
-        request: &ClientRequest,
-        class: Class,
+        (request, class, key): (&ClientRequest, Class, u64),
         measured: bool,
         completions: &mut Vec<Completion>,
     ) {
@@ -622,7 +667,7 @@ impl Lane {
                 source: std::io::ErrorKind::NotConnected.into(),
             }),
         };
-        let mut request = InFlight { correlation_id: 0, class, sent, measured };
+        let mut request = InFlight { correlation_id: 0, class, key, sent, measured };
         match result {
             Ok(correlation_id) => {
                 request.correlation_id = correlation_id;
@@ -725,6 +770,7 @@ enum ErrorKind {
     Locked,
     Unavailable,
     BadRequest,
+    OutcomeUnknown,
     Unexpected,
     Timeout,
     Io,
@@ -733,12 +779,13 @@ enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 10] = [
+    const ALL: [ErrorKind; 11] = [
         ErrorKind::NotHerald,
         ErrorKind::WrongOrder,
         ErrorKind::Locked,
         ErrorKind::Unavailable,
         ErrorKind::BadRequest,
+        ErrorKind::OutcomeUnknown,
         ErrorKind::Unexpected,
         ErrorKind::Timeout,
         ErrorKind::Io,
@@ -753,12 +800,19 @@ impl ErrorKind {
             ErrorKind::Locked => "locked",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::OutcomeUnknown => "outcome_unknown",
             ErrorKind::Unexpected => "unexpected",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Io => "io",
             ErrorKind::Closed => "closed",
             ErrorKind::Protocol => "protocol",
         }
+    }
+
+    /// Whether the radiant refused the request without carrying it out and asked for a
+    /// retry after a back-off (not ready yet, or locked), so sending it again is safe.
+    fn was_not_carried_out(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Locked)
     }
 
     fn of_error_response(error: &ErrorResponse) -> ErrorKind {
@@ -768,13 +822,14 @@ impl ErrorKind {
             ErrorResponse::Locked(_) => ErrorKind::Locked,
             ErrorResponse::Unavailable { .. } => ErrorKind::Unavailable,
             ErrorResponse::BadRequest { .. } => ErrorKind::BadRequest,
+            ErrorResponse::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
         }
     }
 
     fn of_client_error(error: &ClientError) -> ErrorKind {
         match error {
             ClientError::Timeout { .. } => ErrorKind::Timeout,
-            ClientError::Protocol { .. } => ErrorKind::Protocol,
+            ClientError::Protocol { .. } | ClientError::Status { .. } => ErrorKind::Protocol,
             ClientError::Server { error, .. } => ErrorKind::of_error_response(error),
             ClientError::Unexpected { .. } => ErrorKind::Unexpected,
             ClientError::Resolve { .. } | ClientError::Connect { .. } | ClientError::Io { .. } => {

@@ -23,6 +23,14 @@ pub(super) fn render(status: &Value) -> String {
         text(&status["term"]),
         text(&status["herald"]),
     );
+    match status["not_ready"].as_str() {
+        Some(reason) if status["ready"] != true => {
+            let _ = writeln!(out, "NOT READY: {reason}");
+        }
+        _ => {
+            let _ = writeln!(out, "ready: serves its order's keys");
+        }
+    }
     let _ = writeln!(
         out,
         "log: last {}, durable {}, commit {}, applied {}, snapshot {}; {} keys; {} bytes on disk",

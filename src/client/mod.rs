@@ -2,9 +2,16 @@
 //! time (or a window of pipelined requests for load generation), clear errors.
 //!
 //! A `NotHerald` answer naming the herald's address makes the client reconnect there and
-//! resend; `Unavailable`, `Locked` and `NotHerald` without a hint are retried with a
-//! capped backoff until the call's deadline; every other server error is returned.
-//! Writes carry a session (client id + sequence), so a resent write applies once.
+//! resend; `Unavailable` (a radiant not ready yet among them), `Locked` and `NotHerald`
+//! without a hint are retried with a capped backoff until the call's deadline; every
+//! other server error is returned.
+//!
+//! Every write (put, delete, cas) carries a session (client id + sequence), so a resent
+//! write applies once and answers what its one application did. That is what lets the
+//! client resend a write whose answer never came (no answer within `attempt_timeout`, or
+//! the connection broke): reads and session writes are resent on a fresh connection
+//! until the deadline. Admin requests have no session: they are never resent blindly,
+//! and an `OutcomeUnknown` answer is returned as it is.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -76,6 +83,14 @@ pub enum ClientError {
         /// The error.
         error: ErrorResponse,
     },
+    /// The radiant's status document is not what a status is.
+    #[error("radiant at {address} sent a status document that {reason}")]
+    Status {
+        /// The address.
+        address: SocketAddr,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The server answered with the wrong kind of response.
     #[error("radiant at {address} answered a {request} with an unexpected {response:?}")]
     Unexpected {
@@ -93,13 +108,20 @@ pub enum ClientError {
 pub struct ClientOptions {
     /// Deadline for one call, retries of `Unavailable` included.
     pub timeout: Duration,
+    /// How long one attempt of a request that is harmless to resend (a read, a write with
+    /// its session) waits for its answer before it is resent on a fresh connection.
+    pub attempt_timeout: Duration,
     /// Decoder limits for responses.
     pub limits: Limits,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { timeout: Duration::from_secs(10), limits: Limits::DEFAULT }
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(2),
+            limits: Limits::DEFAULT,
+        }
     }
 }
 
@@ -185,6 +207,39 @@ impl ShardMap {
 /// Most `NotHerald` redirects one call follows (a bound against redirect loops).
 const MAX_REDIRECTS: u32 = 8;
 
+/// Whether sending `request` again cannot do anything the first send did not: reads and
+/// queries, and writes whose session makes the radiant apply them once (answering a
+/// resend with what the one application did). Admin requests have no session.
+fn resend_is_harmless(request: &ClientRequest) -> bool {
+    match request {
+        ClientRequest::Get { .. }
+        | ClientRequest::Ping
+        | ClientRequest::Status
+        | ClientRequest::QueryConfiguration { .. } => true,
+        ClientRequest::Put { session, .. }
+        | ClientRequest::Delete { session, .. }
+        | ClientRequest::Cas { session, .. } => session.is_some(),
+        ClientRequest::AddMember { .. }
+        | ClientRequest::RemoveMember { .. }
+        | ClientRequest::TransferHerald { .. }
+        | ClientRequest::AddRadiant { .. }
+        | ClientRequest::RemoveRadiant { .. }
+        | ClientRequest::MoveShard { .. }
+        | ClientRequest::LeaveOrder { .. } => false,
+    }
+}
+
+impl ClientError {
+    /// Whether the call failed in transport (no answer in time, a broken or refused
+    /// connection), so the radiant's outcome is unknown to the client.
+    fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout { .. } | ClientError::Io { .. } | ClientError::Connect { .. }
+        )
+    }
+}
+
 fn open(address: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientError> {
     let stream = TcpStream::connect_timeout(&address, timeout)
         .map_err(|source| ClientError::Connect { address, source })?;
@@ -209,6 +264,8 @@ fn new_client_id() -> ClientId {
 const RETRY_INITIAL: Duration = Duration::from_millis(10);
 /// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_millis(500);
+/// Wait between status polls while waiting for readiness.
+const READY_POLL: Duration = Duration::from_millis(20);
 
 impl Client {
     /// Connects to `address` (`host:port`).
@@ -276,9 +333,12 @@ impl Client {
         }
     }
 
-    /// Deletes `key`; true if it existed.
+    /// Deletes `key`; true if it existed (when the delete was applied, once).
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
-        let request = ClientRequest::Delete { key: Bytes::copy_from_slice(key), session: None };
+        let request = ClientRequest::Delete {
+            key: Bytes::copy_from_slice(key),
+            session: self.next_session(),
+        };
         match self.call(request)? {
             ClientResponse::DeleteResult { existed } => Ok(existed),
             other => Err(self.unexpected("delete", other)),
@@ -320,6 +380,32 @@ impl Client {
         }
     }
 
+    /// This radiant's status document, parsed.
+    pub fn status_document(&mut self) -> Result<serde_json::Value, ClientError> {
+        let document = self.status()?;
+        serde_json::from_str(&document)
+            .map_err(|_| ClientError::Status { address: self.address, reason: "is not JSON" })
+    }
+
+    /// Waits until the radiant says it is ready to take keyed requests (its status
+    /// `ready`), polling; past `timeout`, fails with the reason it gave last.
+    pub fn wait_until_ready(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status_document()?;
+            if status["ready"] == true {
+                return Ok(());
+            }
+            let reason = status["not_ready"].as_str().unwrap_or("it does not say it is ready");
+            if Instant::now() + READY_POLL >= deadline {
+                let reason = format!("still not ready after {timeout:?}: {reason}");
+                let error = ErrorResponse::Unavailable { reason };
+                return Err(ClientError::Server { address: self.address, error });
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
     /// Runs an admin request (membership change, herald transfer) on the herald.
     pub fn admin(&mut self, request: ClientRequest) -> Result<(), ClientError> {
         match self.call(request)? {
@@ -352,9 +438,11 @@ impl Client {
     }
 
     /// Sends `request` and waits for its answer, following `NotHerald` hints and
-    /// retrying `Unavailable`/`Locked` until the deadline.
+    /// retrying `Unavailable`/`Locked` until the deadline; a request that is harmless to
+    /// resend is also resent when an attempt gets no answer or its connection breaks.
     pub fn call(&mut self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
         let deadline = Instant::now() + self.options.timeout;
+        let resendable = resend_is_harmless(&request);
         let mut backoff = RETRY_INITIAL;
         let mut redirects = 0;
         loop {
@@ -363,8 +451,28 @@ impl Client {
             if self.go_to_owner(&request).is_err() {
                 self.shard_map = None;
             }
-            let correlation_id = self.send(&request)?;
-            let error = match self.receive(correlation_id, deadline)? {
+            let answer = if resendable {
+                let attempt_deadline = deadline.min(Instant::now() + self.options.attempt_timeout);
+                self.send(&request).and_then(|id| self.receive(id, attempt_deadline))
+            } else {
+                self.send(&request).and_then(|id| self.receive(id, deadline))
+            };
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(error) if resendable && error.is_transport() => {
+                    // No answer (or no connection): the request may have been applied,
+                    // which its session makes harmless; resend on a fresh connection.
+                    if Instant::now() + backoff >= deadline {
+                        return Err(error);
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                    let _ = self.reconnect();
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let error = match answer {
                 Message::Response(response) => return Ok(response),
                 Message::Error(error) => error,
                 Message::Request(_) | Message::Peer(_) | Message::System(_) => {
@@ -411,16 +519,11 @@ impl Client {
     /// After `WrongOrder`: refreshes the shard map from the radiant's status and
     /// reconnects to a radiant of the order that owns the key's shard.
     fn route(&mut self, request: &ClientRequest) -> Result<(), ClientError> {
-        let unroutable = |reason: &str| ClientError::Resolve {
-            address: "the order owning the key".to_string(),
-            reason: reason.to_string(),
-        };
-        let document = self.status()?;
-        let status: serde_json::Value = serde_json::from_str(&document)
-            .map_err(|_| unroutable("the radiant's status is not JSON"))?;
+        let status = self.status_document()?;
         self.shard_map = ShardMap::from_status(&status);
         if self.shard_map.is_none() {
-            return Err(unroutable("the radiant's status has no shard map"));
+            let reason = "has no shard map";
+            return Err(ClientError::Status { address: self.address, reason });
         }
         self.go_to_owner(request)
     }
@@ -440,6 +543,30 @@ impl Client {
             reason: "the shard map lists no radiant for it".to_string(),
         };
         for address in &addresses {
+            match self.redirect(address) {
+                Ok(()) => return Ok(()),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// A fresh connection to the radiant this client talks to, or, if that fails and a
+    /// shard map is known, to another radiant of an order it lists.
+    fn reconnect(&mut self) -> Result<(), ClientError> {
+        let here = self.address.to_string();
+        let mut last_error = match self.redirect(&here) {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let others: Vec<String> = self
+            .shard_map
+            .iter()
+            .flat_map(|map| map.addresses.values().flatten())
+            .filter(|address| **address != here)
+            .cloned()
+            .collect();
+        for address in &others {
             match self.redirect(address) {
                 Ok(()) => return Ok(()),
                 Err(error) => last_error = error,

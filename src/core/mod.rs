@@ -479,6 +479,19 @@ impl Radiant {
         }
     }
 
+    /// `Ok` when this radiant takes keyed requests: it is in an order that has adopted
+    /// a configuration (or is a static order) and knows its herald. Otherwise why not,
+    /// in words for people: `radiant status` shows it, and keyed requests refused for it
+    /// get `Unavailable` (retry) with the same words, never a `WrongOrder`.
+    pub fn readiness(&self) -> Result<(), String> {
+        match (&self.system, &self.order) {
+            (Some(system), _) if system.is_refused() => Err(system.unavailable_reason()),
+            (Some(system), None) => Err(system.unavailable_reason()),
+            (None, None) => Err("not ready: this radiant has no order".to_string()),
+            (_, Some(order)) => order.readiness(),
+        }
+    }
+
     /// This radiant's member id (none before it is associated).
     pub fn member_id(&self) -> Option<MemberId> {
         self.member_id

@@ -13,6 +13,12 @@ use radiant_protocol::{ErrorResponse, GroupId, MigrationEntry, OrderStateOp, Sha
 
 use super::slots::ShardId;
 
+/// Why an order that has adopted no configuration serves nothing yet: the `Unavailable`
+/// reason keyed requests get, and what `radiant status` says (see `Radiant::readiness`).
+pub const NOT_ADOPTED: &str = "not ready: this radiant's order has not adopted a configuration \
+                               yet (the system is forming, or the radiant is catching up after \
+                               a restart); retry shortly";
+
 /// One shard as this order sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShardState {
@@ -103,12 +109,25 @@ impl ShardTable {
         u32::try_from(moving.count()).unwrap_or(u32::MAX)
     }
 
+    /// Whether the table implements an assignment: a configuration was adopted, or it
+    /// is a static order's (which serves every shard without one). Before that the
+    /// order serves nothing and knows no owner to send a client to: it is not ready.
+    pub fn is_assigned(&self) -> bool {
+        self.adopted > 0 || !self.states.contains(&ShardState::Absent)
+    }
+
     /// `Ok` when the order serves `shard`; otherwise what the client is told: go
-    /// elsewhere (`WrongOrder`), or wait while its data arrives (`Locked(REPLICATING)`).
+    /// elsewhere (`WrongOrder`), wait while its data arrives (`Locked(REPLICATING)`),
+    /// or, before any configuration is adopted, wait until it is ("not ready": a
+    /// `WrongOrder` for configuration 0 would send the client looking for an owner no
+    /// configuration names).
     pub fn admit(&self, shard: ShardId) -> Result<(), ErrorResponse> {
         match self.state(shard.0) {
             ShardState::Serving => Ok(()),
             ShardState::Incoming { .. } => Err(ErrorResponse::Locked(OrderStateOp::Replicating)),
+            ShardState::Absent if !self.is_assigned() => {
+                Err(ErrorResponse::Unavailable { reason: NOT_ADOPTED.to_string() })
+            }
             ShardState::Absent | ShardState::Outgoing { .. } => {
                 Err(ErrorResponse::WrongOrder { config_num: self.adopted })
             }

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use radiant_protocol::{GroupId, MemberId};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use self::reactor::{bind_listener, Reactor, ReactorEvent, ReactorOptions};
 use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
@@ -407,7 +407,22 @@ fn reactor_options(config: &Config, member_id: Option<MemberId>) -> ReactorOptio
         tick: Duration::from_millis(config.tick_ms),
         member_id,
         seed: u64::from(std::process::id()),
+        drop_delete_answers: test_switch(DROP_DELETE_ANSWERS_SWITCH),
     }
+}
+
+/// The environment variable of the test-only fault that drops the answers to the first
+/// N deletes (see `ReactorOptions::drop_delete_answers`).
+pub const DROP_DELETE_ANSWERS_SWITCH: &str = "RADIANT_TEST_DROP_DELETE_ANSWERS";
+
+/// A test-only fault switch's count from the environment: 0 when unset or not a number.
+/// A set switch is logged, so a radiant running with one cannot pass for a normal one.
+fn test_switch(name: &str) -> u64 {
+    let count = std::env::var(name).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0);
+    if count > 0 {
+        warn!(switch = name, count, "radiant: a test-only fault switch is set; never in service");
+    }
+    count
 }
 
 fn prepare_data_dir(path: &Path) -> Result<PathBuf, StartupError> {

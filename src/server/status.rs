@@ -8,9 +8,10 @@ use crate::core::system::System;
 use crate::core::Radiant;
 use crate::storage::state_machine::StateMachine;
 
-/// The status document: the radiant (state, role, disk use), its order (state in the
-/// seed's spelling, herald, log positions, membership) and the system (configuration,
-/// controller, every order with its herald, members and shards, every radiant).
+/// The status document: the radiant (state, role, readiness and why not, disk use), its
+/// order (state in the seed's spelling, herald, log positions, membership) and the
+/// system (configuration, controller, every order with its herald, members and shards,
+/// every radiant).
 pub fn status_json(radiant: &Radiant, machine: &StateMachine, disk_bytes: u64) -> String {
     let order = radiant.order();
     let system = radiant.system();
@@ -21,10 +22,13 @@ pub fn status_json(radiant: &Radiant, machine: &StateMachine, disk_bytes: u64) -
         (None, _) => "none".to_string(),
     };
     let state = system.map_or("ASSOCIATED", |system| system.status(order).state.as_str());
+    let readiness = radiant.readiness();
     let mut document = json!({
         "member": radiant.member_id().map(|member| member.get()),
         "state": state,
         "role": role,
+        "ready": readiness.is_ok(),
+        "not_ready": readiness.err(),
         "keys": machine.map().len(),
         "disk_bytes": disk_bytes,
     });

@@ -257,6 +257,12 @@ impl SimClient {
                 self.current = None;
                 None
             }
+            // No configuration 0 names an owner: a radiant that has adopted none is not
+            // ready and must say so (`Unavailable`), not send the client looking.
+            Err(ErrorResponse::WrongOrder { config_num: 0 }) => panic!(
+                "sim client {}: a radiant answered WrongOrder for configuration 0",
+                self.index
+            ),
             Err(ErrorResponse::WrongOrder { .. } | ErrorResponse::NotHerald { .. })
                 if self.routed =>
             {

@@ -48,30 +48,36 @@ pub fn write_config(data_dir: &Path, extra: &str) -> PathBuf {
 
 impl Daemon {
     /// Starts a radiant on `data_dir` (created if missing) with `extra` config lines.
-    /// The radiant is a single-node system, so this also waits until it is herald
-    /// (before its first tick it answers `NotHerald` without a hint).
+    /// The radiant is a single-node system, so this also waits until it is ready: it
+    /// has elected itself herald and adopted configuration 1 (before that it refuses
+    /// keyed requests as not ready).
     pub fn start(data_dir: &Path, extra: &str) -> Daemon {
         let config_path = write_config(data_dir, extra);
         let daemon = Daemon::start_with_config(data_dir, &config_path);
-        daemon.wait_for_herald();
+        daemon.wait_until_ready();
         daemon
     }
 
-    /// Waits (bounded) until this radiant knows a herald of its order.
-    pub fn wait_for_herald(&self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !status(self).is_some_and(|status| status["herald"].is_u64()) {
-            assert!(
-                Instant::now() < deadline,
-                "no herald within {START_TIMEOUT:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+    /// Waits (bounded) until this radiant says it is ready to take keyed requests.
+    pub fn wait_until_ready(&self) {
+        let waited = self.connect().wait_until_ready(START_TIMEOUT);
+        if let Err(error) = waited {
+            panic!("not ready within {START_TIMEOUT:?}: {error}; log:\n{}", self.log());
         }
     }
 
     /// Starts a radiant with an existing config file whose data_dir is `data_dir`.
     pub fn start_with_config(data_dir: &Path, config_path: &Path) -> Daemon {
+        Daemon::start_with_environment(data_dir, config_path, &[])
+    }
+
+    /// As `start_with_config`, with `environment` variables set for the process (the
+    /// test-only fault switches).
+    pub fn start_with_environment(
+        data_dir: &Path,
+        config_path: &Path,
+        environment: &[(&str, &str)],
+    ) -> Daemon {
         // A stale address file from an earlier run would point at a dead port.
         let _ = std::fs::remove_file(data_dir.join(radiant::server::ADDRESS_FILE));
         let log_path = data_dir.with_extension(format!("log.{}", unique_suffix()));
@@ -80,6 +86,7 @@ impl Daemon {
             .arg("start")
             .arg("--config")
             .arg(config_path)
+            .envs(environment.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

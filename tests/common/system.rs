@@ -91,12 +91,16 @@ pub fn wait_for(
 }
 
 /// The order sizes every radiant reports, when they all agree on one configuration
-/// whose every shard is assigned and whose orders all have heralds.
+/// whose every shard is assigned, whose orders all have heralds, and every radiant in
+/// an order says it is ready (has adopted a configuration and knows its herald).
 pub fn agreed_shape(statuses: &[(usize, Value)]) -> Option<(u64, Vec<usize>)> {
     let mut views = BTreeSet::new();
     for (_, status) in statuses {
         let system = &status["system"];
         if system["state"] != "ASSOCIATED" || system["cluster"].is_null() {
+            return None;
+        }
+        if status["group"].is_u64() && status["ready"] != true {
             return None;
         }
         let orders = system["orders"].as_array()?;

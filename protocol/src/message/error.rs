@@ -43,6 +43,14 @@ pub enum ErrorResponse {
         /// What is wrong, for people; at most `MAX_REASON_BYTES`.
         reason: String,
     },
+    /// The request was accepted (a write appended to the log, an admin change proposed)
+    /// but the radiant can no longer learn whether it took effect: it may or may not
+    /// have. Only requests a blind retry could apply twice get it (no session); the
+    /// client must read the state before deciding to retry. Code 6.
+    OutcomeUnknown {
+        /// What happened, for people; at most `MAX_REASON_BYTES`.
+        reason: String,
+    },
 }
 
 const CODE_NOT_HERALD: u8 = 1;
@@ -50,6 +58,7 @@ const CODE_WRONG_ORDER: u8 = 2;
 const CODE_LOCKED: u8 = 3;
 const CODE_UNAVAILABLE: u8 = 4;
 const CODE_BAD_REQUEST: u8 = 5;
+const CODE_OUTCOME_UNKNOWN: u8 = 6;
 
 const REASON_TOO_LONG: &str = "longer than MAX_REASON_BYTES (1024)";
 
@@ -100,6 +109,9 @@ impl ErrorResponse {
             CODE_BAD_REQUEST => ErrorResponse::BadRequest {
                 reason: reader.read_string("reason", MAX_REASON_BYTES, REASON_TOO_LONG)?,
             },
+            CODE_OUTCOME_UNKNOWN => ErrorResponse::OutcomeUnknown {
+                reason: reader.read_string("reason", MAX_REASON_BYTES, REASON_TOO_LONG)?,
+            },
             _ => return Err(reader.invalid("code", "unknown error code")),
         };
         reader.finish()?;
@@ -137,6 +149,10 @@ impl ErrorResponse {
                 dst.put_u8(CODE_BAD_REQUEST);
                 put_string(dst, reason, MAX_REASON_BYTES);
             }
+            ErrorResponse::OutcomeUnknown { reason } => {
+                dst.put_u8(CODE_OUTCOME_UNKNOWN);
+                put_string(dst, reason, MAX_REASON_BYTES);
+            }
         }
     }
 }
@@ -172,6 +188,11 @@ impl fmt::Display for ErrorResponse {
                 f,
                 "bad request: {reason}; fix the request, retrying it unchanged fails again"
             ),
+            ErrorResponse::OutcomeUnknown { reason } => write!(
+                f,
+                "outcome unknown: {reason}; the request may or may not have taken effect, so \
+                 read the current state before retrying it"
+            ),
         }
     }
 }
@@ -205,8 +226,17 @@ mod tests {
 
     #[test]
     fn rejects_unknown_error_code() {
-        let error = ErrorResponse::decode(Kind::Error, Bytes::from_static(&[6]), &Limits::DEFAULT);
+        let error = ErrorResponse::decode(Kind::Error, Bytes::from_static(&[7]), &Limits::DEFAULT);
         assert!(matches!(error, Err(DecodeError::InvalidField { field: "code", .. })));
+    }
+
+    #[test]
+    fn outcome_unknown_layout_is_code_reason() {
+        let response = ErrorResponse::OutcomeUnknown { reason: "lost".to_owned() };
+        let mut dst = BytesMut::new();
+        response.encode(&mut dst);
+        assert_eq!(dst.as_ref(), [6, 0, 4, b'l', b'o', b's', b't'].as_slice());
+        assert_eq!(round_trip(&response), Ok(response));
     }
 
     #[test]

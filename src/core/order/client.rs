@@ -9,7 +9,7 @@ use radiant_protocol::{
 };
 
 use super::membership::member_client_address;
-use super::{Order, OrderRole};
+use super::{Order, OrderRole, Waiting};
 use crate::core::{Action, Actions, ReplyTo, Tick};
 
 /// The first byte of an encoded `Command::Membership` (its tag).
@@ -124,7 +124,8 @@ impl Order {
             self.pending_membership_index = Some(index);
         }
         if let Some(reply_to) = reply_to {
-            self.waiting.insert(index, (self.term, reply_to));
+            let retry_safe = command.session().is_some();
+            self.waiting.insert(index, Waiting { term: self.term, reply_to, retry_safe });
         }
         self.log.append(entry.clone());
         // Written and replicated at the end of the batch (`Input::Flush`).
@@ -255,13 +256,26 @@ impl Order {
         }
     }
 
-    /// Clients waiting on this replica as herald: their writes may or may not commit
-    /// under the next herald, so they are told to retry there (with their session).
+    /// Clients waiting on this replica as herald: their requests may or may not commit
+    /// under the next herald. One whose session makes a retry apply once (and every
+    /// read) is sent on to retry there; any other is told the outcome is unknown, since
+    /// a redirect would invite a blind retry that could apply it twice.
     pub(super) fn fail_waiting_clients(&mut self, actions: &mut Actions) {
-        let waiting: Vec<ReplyTo> =
-            std::mem::take(&mut self.waiting).into_values().map(|(_, reply_to)| reply_to).collect();
-        let reads = self.take_pending_reads();
-        for reply_to in waiting.into_iter().chain(reads) {
+        for (index, waiting) in std::mem::take(&mut self.waiting) {
+            if waiting.retry_safe {
+                self.refuse(waiting.reply_to, actions);
+            } else {
+                let reason = format!(
+                    "radiant {} appended the request at log index {index} as herald of term \
+                     {}, then lost the role before it committed; it may still commit under the \
+                     next herald",
+                    self.me, waiting.term
+                );
+                let result = Err(ErrorResponse::OutcomeUnknown { reason });
+                actions.push(Action::Reply { reply_to: waiting.reply_to, result });
+            }
+        }
+        for reply_to in self.take_pending_reads() {
             self.refuse(reply_to, actions);
         }
     }

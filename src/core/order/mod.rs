@@ -114,6 +114,19 @@ pub struct RecoveredOrder {
     pub shards: Option<ShardTable>,
 }
 
+/// A client whose request the herald appended at `index`, answered once it commits.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Waiting {
+    /// The herald's term when it appended the entry; another term's entry at that index
+    /// is not this client's.
+    pub(super) term: Term,
+    pub(super) reply_to: ReplyTo,
+    /// Whether a retry of the request is harmless (its session makes it apply once): if
+    /// the herald loses its role, such a client is sent on; any other is told the
+    /// outcome is unknown.
+    pub(super) retry_safe: bool,
+}
+
 /// One replica of an order.
 #[derive(Debug)]
 pub struct Order {
@@ -137,7 +150,7 @@ pub struct Order {
     votes: BTreeMap<MemberId, bool>,
     // Herald state.
     progress: BTreeMap<MemberId, Progress>,
-    waiting: BTreeMap<LogIndex, (Term, ReplyTo)>,
+    waiting: BTreeMap<LogIndex, Waiting>,
     reads: ReadQueue,
     pending_membership_index: Option<LogIndex>,
     transfer: Option<(MemberId, Tick)>,
@@ -531,6 +544,28 @@ impl Order {
     /// The order's id.
     pub fn group(&self) -> GroupId {
         self.options.group
+    }
+
+    /// `Ok` when this replica can take keyed requests (serve them or send the client
+    /// to the herald or owning order); otherwise why not, for `Radiant::readiness`.
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(error) = self.error {
+            return Err(format!(
+                "not ready: its order replica is in ERROR({error}) (see the log); it serves no \
+                 requests"
+            ));
+        }
+        if !self.shards.is_assigned() {
+            return Err(super::shards::NOT_ADOPTED.to_string());
+        }
+        if self.herald.is_none() {
+            return Err(format!(
+                "not ready: order {} has no herald known here yet (it is electing one, or this \
+                 radiant has not heard from it since it started); retry shortly",
+                self.options.group
+            ));
+        }
+        Ok(())
     }
 
     /// Whether this order serves `shard` now (see `ShardTable::admit`).

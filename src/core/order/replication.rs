@@ -551,8 +551,8 @@ impl Order {
             let waiting = self
                 .waiting
                 .remove(&index)
-                .filter(|(term, _)| *term == entry.term)
-                .map(|(_, reply_to)| reply_to);
+                .filter(|waiting| waiting.term == entry.term)
+                .map(|waiting| waiting.reply_to);
             let command = match Command::decode(entry.data, &self.options.limits) {
                 Ok(command) => command,
                 Err(error) => {

@@ -112,17 +112,22 @@ impl System {
         });
     }
 
-    /// A controller stepping down fails what it had not finished.
+    /// A controller stepping down fails what it had not finished. The configuration it
+    /// proposed may still commit under the next controller, and an admin request has no
+    /// session: a blind retry of a `RemoveRadiant` or `LeaveOrder` that did commit is
+    /// refused as if it had never been asked, so the answer is "outcome unknown", not
+    /// `Unavailable` (which the client library retries).
     pub(super) fn fail_admin(&mut self, actions: &mut Actions) {
         let Some(controller) = self.controller.as_mut() else { return };
         for (reply_to, number) in controller.pending_admin.drain(..) {
             let reason = format!(
-                "the controller changed before configuration {number} committed; check \
-                 `radiant status` and retry if it is not there"
+                "the controller stepped down before configuration {number} committed; it may \
+                 still commit under the next controller: check `radiant status` (or `radiant \
+                 configuration`) and retry only if the change is not there"
             );
             actions.push(Action::Reply {
                 reply_to,
-                result: Err(ErrorResponse::Unavailable { reason }),
+                result: Err(ErrorResponse::OutcomeUnknown { reason }),
             });
         }
     }

@@ -370,20 +370,22 @@ impl System {
         self.state == RadiantState::Error
     }
 
-    /// Why a client cannot be served by a radiant with no order, for the error reply.
+    /// Why a radiant with no order (or one its system refused) is not ready, for the
+    /// error reply and `radiant status`.
     pub fn unavailable_reason(&self) -> String {
         match self.state {
             RadiantState::Error => format!(
-                "radiant is in ERROR: {}",
+                "not ready: radiant is in ERROR: {}",
                 self.error.as_deref().unwrap_or("refused by its system")
             ),
             RadiantState::Associated | RadiantState::Locked => format!(
-                "radiant {} is a spare (in no order yet); send requests to a radiant of an order",
+                "not ready: radiant {} is a spare (in no order yet); send requests to a radiant \
+                 of an order",
                 MemberId::to_wire(self.record.member)
             ),
             RadiantState::Reset | RadiantState::Unassociated => format!(
-                "radiant is UNASSOCIATED: forming a system ({} of bootstrap_expect = {} radiants \
-                 known); retry shortly",
+                "not ready: radiant is UNASSOCIATED: forming a system ({} of bootstrap_expect = \
+                 {} radiants known); retry shortly",
                 self.known.len(),
                 self.options.bootstrap_expect
             ),

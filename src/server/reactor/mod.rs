@@ -92,6 +92,10 @@ pub struct ReactorOptions {
     pub member_id: Option<MemberId>,
     /// Seed for reconnect jitter.
     pub seed: u64,
+    /// Test-only fault: the answers to this many `Delete`s (the first ones) are dropped
+    /// after the delete was applied, as a lost packet would lose them, so a test sees the
+    /// client resend it. 0 in service; set only by `RADIANT_TEST_DROP_DELETE_ANSWERS`.
+    pub drop_delete_answers: u64,
 }
 
 /// Counters for tests and `status`.
@@ -549,7 +553,14 @@ impl Reactor {
         connection.inflight -= 1;
         let was_paused_by_inflight =
             connection.inflight + 1 >= self.options.max_inflight_per_connection;
-        self.queue_message(reply_to.connection, reply_to.correlation_id, message, now);
+        let delete_answer =
+            matches!(message, Message::Response(ClientResponse::DeleteResult { .. }));
+        if delete_answer && self.options.drop_delete_answers > 0 {
+            self.options.drop_delete_answers -= 1;
+            warn!(?reply_to, "reactor: test fault: dropped the answer to an applied delete");
+        } else {
+            self.queue_message(reply_to.connection, reply_to.correlation_id, message, now);
+        }
         if was_paused_by_inflight {
             self.revisit.push(reply_to.connection);
         }

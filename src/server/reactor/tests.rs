@@ -22,6 +22,7 @@ fn options() -> ReactorOptions {
         tick: Duration::from_millis(10),
         member_id: MemberId::new(1),
         seed: 9,
+        drop_delete_answers: 0,
     }
 }
 
