@@ -32,11 +32,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use hdrhistogram::Histogram;
 use radiant::core::order::membership::member_address;
 use radiant::core::order::InjectedBug;
+use radiant::core::HardState;
 use radiant::core::{
     Action, Actions, ConnectionId, Input, Membership, OrderOptions, OrderRole, Radiant,
     RecoveredOrder, ReplyTo, Tick,
 };
-use radiant::storage::wal::{HardState, Wal, WalOptions};
+use radiant::storage::wal::{Wal, WalOptions};
 use radiant_protocol::{
     decode_frame, ClientRequest, GroupId, Limits, LogEntry, LogIndex, MemberId, Message,
     PeerMessage,

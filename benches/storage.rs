@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use radiant::core::slots::key_shard;
 use radiant::storage::shard_map::ShardMap;
 use radiant::storage::wal::{Wal, WalOptions};
+use radiant_protocol::slots::key_shard;
 use radiant_protocol::LogEntry;
 
 const SHARDS: u32 = 64;

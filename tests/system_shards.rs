@@ -232,7 +232,7 @@ fn measure_moving_a_shard_of_ten_thousand_one_kib_keys() {
     // Shard 0 belongs to order 1 (configuration 1 gives each order a contiguous range).
     let keys: Vec<String> = (0u64..)
         .map(|n| format!("move-{n}"))
-        .filter(|key| radiant::core::slots::key_shard(key.as_bytes(), 64).0 == 0)
+        .filter(|key| radiant_protocol::slots::key_shard(key.as_bytes(), 64).0 == 0)
         .take(10_000)
         .collect();
     let value = vec![b'v'; 1024];

@@ -148,3 +148,90 @@ fn every_source_file_says_what_it_owns() {
     }
     assert!(found.is_empty(), "files without a //! header:\n{}", found.join("\n"));
 }
+
+/// What each layer of `src/` may not import (docs/design.md, "Layering"): the arrows
+/// point down, through `core` to the protocol crate, and never back up.
+const FORBIDDEN_IMPORTS: &[(&str, &[&str])] = &[
+    ("core", &["server", "storage", "sim", "client", "cli", "config"]),
+    ("storage", &["server", "sim", "client", "cli"]),
+    ("client", &["core", "server", "storage", "sim", "cli"]),
+    ("sim", &["server", "cli"]),
+    ("server", &["sim", "client", "cli"]),
+    ("config", &["core", "server", "storage", "sim", "client", "cli"]),
+];
+
+/// The top-level modules of this crate that `line` names through `crate::` paths
+/// (`crate::a::x` and every name of `crate::{a::x, b}`).
+fn crate_modules(line: &str) -> Vec<&str> {
+    let name = |text: &str| -> String {
+        text.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+    };
+    let mut modules = Vec::new();
+    let mut rest = line;
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let names: Vec<String> = match rest.strip_prefix('{') {
+            Some(group) => {
+                group[..group.find('}').unwrap_or(group.len())].split(',').map(name).collect()
+            }
+            None => vec![name(rest)],
+        };
+        for found in names {
+            if let Some(module) = FORBIDDEN_IMPORTS
+                .iter()
+                .flat_map(|(_, banned)| banned.iter())
+                .find(|module| ***module == found)
+            {
+                modules.push(*module);
+            }
+        }
+    }
+    modules
+}
+
+/// Imports in `lines` (code of a file of layer `layer`) that the layering forbids.
+fn forbidden_imports(layer: &str, lines: &[(usize, String)]) -> Vec<(usize, &'static str)> {
+    let Some((_, banned)) = FORBIDDEN_IMPORTS.iter().find(|(name, _)| *name == layer) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (number, line) in lines {
+        for module in crate_modules(line) {
+            if let Some(module) = banned.iter().find(|banned| **banned == module) {
+                found.push((*number, *module));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_layer_imports_one_above_it() {
+    let mut found = Vec::new();
+    for (layer, _) in FORBIDDEN_IMPORTS {
+        for path in rust_files(&format!("src/{layer}")) {
+            for (number, module) in forbidden_imports(layer, &code_lines(&path)) {
+                found.push(format!("{}:{number}: {layer} imports {module}", path.display()));
+            }
+        }
+    }
+    // The protocol crate is the bottom: it names nothing of the radiant crate.
+    found.extend(offenders(&["protocol/src"], &["radiant::"]));
+    assert!(found.is_empty(), "imports the layering forbids:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_layering_check_catches_a_forbidden_import() {
+    let lines = |text: &str| -> Vec<(usize, String)> {
+        text.lines().enumerate().map(|(number, line)| (number + 1, line.to_string())).collect()
+    };
+    let core = lines(
+        "use crate::core::shards::ShardTable;\nuse crate::storage::wal::Wal;\n\
+         let x = crate::server::run(config);\nuse crate::{prng::Prng, sim::Disk};",
+    );
+    assert_eq!(forbidden_imports("core", &core), [(2, "storage"), (3, "server"), (4, "sim")]);
+    let client = lines("let shard = crate::core::slots::key_shard(key, 64);");
+    assert_eq!(forbidden_imports("client", &client), [(1, "core")]);
+    let sim = lines("use crate::storage::state_machine::StateMachine;");
+    assert!(forbidden_imports("sim", &sim).is_empty(), "the simulator runs the storage code");
+}

@@ -35,6 +35,7 @@ pub mod kind;
 pub mod limits;
 pub mod message;
 pub mod replication;
+pub mod slots;
 pub mod state;
 
 pub use configuration::{Configuration, RadiantAddress};

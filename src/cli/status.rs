@@ -172,7 +172,7 @@ fn render_radiants(system: &Value, out: &mut String, text: &impl Fn(&Value) -> S
 /// `radiant shards`: runs of consecutive shards with one owner, their hash-slot range
 /// and where the owning order listens.
 pub(super) fn render_shards(map: &crate::client::ShardMap) -> String {
-    use crate::core::slots::{shard_slot_range, ShardId};
+    use radiant_protocol::slots::{shard_slot_range, ShardId};
     let mut out = String::new();
     let count = u32::try_from(map.owners.len()).unwrap_or(u32::MAX);
     let _ = writeln!(

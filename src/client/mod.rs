@@ -198,7 +198,7 @@ impl ShardMap {
 
     /// The owning order of `key` and its radiants' client addresses.
     pub fn owner_of(&self, key: &[u8]) -> Option<(u64, &[String])> {
-        let shard = crate::core::slots::key_shard(key, u32::try_from(self.owners.len()).ok()?);
+        let shard = radiant_protocol::slots::key_shard(key, u32::try_from(self.owners.len()).ok()?);
         let group = *self.owners.get(shard.0 as usize)?;
         Some((group, self.addresses.get(&group)?.as_slice()))
     }

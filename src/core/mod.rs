@@ -17,16 +17,16 @@
 pub mod order;
 pub mod prng;
 pub mod shards;
-pub mod slots;
 pub mod system;
 
 use radiant_protocol::{ClientRequest, ClientResponse, Command, ErrorResponse, LogEntry};
 use radiant_protocol::{LogIndex, MemberId, PeerHeader, PeerMessage, SystemMessage, Term};
 
-pub use order::{Membership, Order, OrderOptions, OrderRole, OrderState, RecoveredOrder};
+pub use order::{
+    HardState, Membership, Order, OrderOptions, OrderRole, OrderState, RecoveredOrder,
+};
 
-use crate::storage::wal::HardState;
-use slots::ShardId;
+use radiant_protocol::slots::ShardId;
 
 /// Logical time: the number of ticks since the driver started. Monotonic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -428,8 +428,16 @@ impl Radiant {
         }
         self.after_step(now, actions);
         self.fill_snapshot_council(first_new_action, actions);
+        self.check_invariants();
+    }
+
+    /// The order's and the system's invariants, after every step.
+    fn check_invariants(&self) {
         if let Some(order) = &self.order {
             order.check_invariants();
+        }
+        if let Some(system) = &self.system {
+            system.check_invariants();
         }
     }
 

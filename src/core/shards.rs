@@ -11,7 +11,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use radiant_protocol::{ErrorResponse, GroupId, MigrationEntry, OrderStateOp, ShardChunk};
 
-use super::slots::ShardId;
+use radiant_protocol::slots::ShardId;
 
 /// Why an order that has adopted no configuration serves nothing yet: the `Unavailable`
 /// reason keyed requests get, and what `radiant status` says (see `Radiant::readiness`).
@@ -201,7 +201,7 @@ impl ShardTable {
         let keys_fit = chunk
             .pairs
             .iter()
-            .all(|(key, _)| super::slots::key_shard(key, shard_count).0 == chunk.shard);
+            .all(|(key, _)| radiant_protocol::slots::key_shard(key, shard_count).0 == chunk.shard);
         let sessions_fit = chunk.sessions.as_ref().is_none_or(|table| {
             table.get(..4).is_some_and(|prefix| prefix == chunk.shard.to_be_bytes())
         });
@@ -309,7 +309,7 @@ mod tests {
     fn key_in(name: &str, shard: u32, shard_count: u32) -> Bytes {
         let tag = (0u32..)
             .map(|n| format!("{{t{n}}}"))
-            .find(|tag| crate::core::slots::key_shard(tag.as_bytes(), shard_count).0 == shard)
+            .find(|tag| radiant_protocol::slots::key_shard(tag.as_bytes(), shard_count).0 == shard)
             .expect("some tag hashes into every shard");
         Bytes::from(format!("{name}{tag}"))
     }

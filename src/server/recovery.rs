@@ -12,11 +12,11 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::core::order::Membership;
 use crate::core::shards::ShardTable;
-use crate::core::slots::key_shard;
 use crate::core::RecoveredOrder;
 use crate::storage::snapshot::{self, LoadedSnapshot, SnapshotError, SnapshotLimits};
 use crate::storage::state_machine::StateMachine;
 use crate::storage::wal::{Wal, WalError, WalOptions};
+use radiant_protocol::slots::key_shard;
 
 /// Bytes a WAL record may take beyond the largest frame (record and entry headers).
 const WAL_RECORD_OVERHEAD_BYTES: u32 = 64;

@@ -16,9 +16,9 @@ use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
 use super::state_thread::StateEvent;
 use crate::core::shards::ShardEffect;
-use crate::core::slots::ShardId;
 use crate::core::ReplyTo;
 use crate::storage::state_machine::StateMachine;
+use radiant_protocol::slots::ShardId;
 
 /// One shard's contents at a snapshot point.
 #[derive(Debug)]

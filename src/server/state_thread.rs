@@ -382,7 +382,7 @@ impl StateThread {
     }
 
     /// Queues `request` on the worker of `shard`, behind everything queued for it.
-    fn to_worker(&self, shard: crate::core::slots::ShardId, request: WorkerRequest) {
+    fn to_worker(&self, shard: radiant_protocol::slots::ShardId, request: WorkerRequest) {
         let workers = &self.links.workers;
         let _ = workers[worker_of(shard, workers.len())].send(request);
     }

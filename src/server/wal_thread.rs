@@ -15,8 +15,9 @@ use radiant_protocol::{LogEntry, LogIndex};
 use tracing::{error, info};
 
 use super::state_thread::StateEvent;
+use crate::core::HardState;
 use crate::limits::MAX_ENTRIES_PER_GROUP_COMMIT;
-use crate::storage::wal::{HardState, Wal, WalError};
+use crate::storage::wal::{Wal, WalError};
 
 /// Work for the WAL writer, carried out in the order sent.
 #[derive(Debug)]

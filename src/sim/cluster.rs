@@ -24,9 +24,9 @@ use super::workload::{ClientContext, ClientTiming, Send, SimClient};
 use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership, OrderOptions, RecoveredOrder};
 use crate::core::prng::Prng;
-use crate::core::slots::key_shard;
 use crate::core::{Action, Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo, Tick};
 use crate::storage::state_machine::StateMachine;
+use radiant_protocol::slots::key_shard;
 
 /// Messages on the simulated network.
 #[derive(Clone, Debug)]

@@ -11,9 +11,9 @@ use radiant_protocol::{LogEntry, LogIndex, Term};
 
 use crate::core::order::Membership;
 use crate::core::prng::Prng;
-use crate::core::slots::ShardId;
+use crate::core::HardState;
 use crate::storage::state_machine::StateMachine;
-use crate::storage::wal::HardState;
+use radiant_protocol::slots::ShardId;
 
 /// A write the core asked for (`Action::Persist`), not yet fsynced.
 #[derive(Clone, Debug)]

@@ -10,4 +10,4 @@ pub mod wal;
 
 pub use shard_map::{CasOutcome, ShardMap};
 pub use snapshot::{load_latest, LoadedSnapshot, SnapshotError, SnapshotLimits, SnapshotWriter};
-pub use wal::{HardState, Recovered, TornTail, Wal, WalError, WalOptions, WalRecord};
+pub use wal::{Recovered, TornTail, Wal, WalError, WalOptions, WalRecord};

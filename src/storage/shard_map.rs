@@ -2,15 +2,16 @@
 //! different shards never contend.
 //!
 //! This module owns the maps and the single-key operations on them. It must not decide which
-//! shard a key belongs to (callers pass `core::slots::key_shard`'s answer) and must not let
-//! `HashMap` iteration order reach any output: `clone_shard` returns keys sorted.
+//! shard a key belongs to (callers pass `radiant_protocol::slots::key_shard`'s answer) and
+//! must not let `HashMap` iteration order reach any output: `clone_shard` returns keys
+//! sorted.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::core::slots::{key_shard, ShardId};
+use radiant_protocol::slots::{key_shard, ShardId};
 
 /// The result of a compare-and-set.
 #[derive(Clone, Debug, PartialEq, Eq)]

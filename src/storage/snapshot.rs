@@ -21,7 +21,7 @@ use radiant_protocol::{LogIndex, Term};
 use thiserror::Error;
 use tracing::warn;
 
-use crate::core::slots::ShardId;
+use radiant_protocol::slots::ShardId;
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"RSNP";
 const SNAPSHOT_VERSION: u32 = 1;

@@ -16,7 +16,7 @@ use radiant_protocol::{ClientId, ClientResponse, Command, GroupId, LogIndex, Ses
 use crate::core::shards::{ShardEffect, ShardTable};
 
 use super::shard_map::ShardMap;
-use crate::core::slots::ShardId;
+use radiant_protocol::slots::ShardId;
 
 /// Client sessions remembered per shard; the least recently used is forgotten first.
 pub const MAX_SESSIONS_PER_SHARD: usize = 10_000;
@@ -188,7 +188,7 @@ impl StateMachine {
             }
             command => {
                 let Some(key) = command.key() else { return };
-                let shard = crate::core::slots::key_shard(key, self.shard_count());
+                let shard = radiant_protocol::slots::key_shard(key, self.shard_count());
                 if shards.admit(shard).is_ok() {
                     self.apply(shard, index, command);
                 }
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn a_retried_write_is_applied_once_and_gets_the_first_answer() {
         let machine = StateMachine::new(4);
-        let shard = crate::core::slots::key_shard(b"k", 4);
+        let shard = radiant_protocol::slots::key_shard(b"k", 4);
         let cas = |expected: &'static str, new: &'static str, sequence| Command::Cas {
             key: Bytes::from_static(b"k"),
             expected: Some(Bytes::from_static(expected.as_bytes())),
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn sessions_survive_an_encode_and_load() {
         let machine = StateMachine::new(2);
-        let shard = crate::core::slots::key_shard(b"k", 2);
+        let shard = radiant_protocol::slots::key_shard(b"k", 2);
         machine.apply(shard, 1, put("k", "v", 9, 4));
         let encoded = machine.encode_sessions(shard);
         let restored = StateMachine::new(2);

@@ -23,7 +23,7 @@ impl Order {
         actions: &mut Actions,
     ) {
         if let Some(key) = request.key() {
-            let shard = crate::core::slots::key_shard(key, self.options.shard_count);
+            let shard = radiant_protocol::slots::key_shard(key, self.options.shard_count);
             if let Err(error) = self.admit(shard) {
                 actions.push(Action::Reply { reply_to, result: Err(error) });
                 return;

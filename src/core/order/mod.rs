@@ -35,7 +35,6 @@ use self::replication::Progress;
 use super::prng::Prng;
 use super::shards::{ShardState, ShardTable};
 use super::{Action, Actions, ReplyTo, Tick};
-use crate::storage::wal::HardState;
 
 /// Settings the order takes from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +91,18 @@ struct PendingPersist {
     sequence: u64,
     last_index: LogIndex,
     truncated_from: Option<LogIndex>,
+}
+
+/// The Raft state that must survive a restart besides the log itself: the order decides
+/// it, the write-ahead log stores it (`storage::wal`), so it lives here, below both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HardState {
+    /// The latest term this radiant has seen.
+    pub term: Term,
+    /// The member voted for in `term`; 0 means no vote.
+    pub voted_for: u64,
+    /// The highest log index known to be committed.
+    pub commit: LogIndex,
 }
 
 /// What the driver recovered from disk for the order.
@@ -569,7 +580,10 @@ impl Order {
     }
 
     /// Whether this order serves `shard` now (see `ShardTable::admit`).
-    pub(crate) fn admit(&self, shard: super::slots::ShardId) -> Result<(), ErrorResponse> {
+    pub(crate) fn admit(
+        &self,
+        shard: radiant_protocol::slots::ShardId,
+    ) -> Result<(), ErrorResponse> {
         let frozen = matches!(self.shards.state(shard.0), ShardState::Outgoing { .. });
         if frozen && self.options.bug(InjectedBug::ServeAfterFreeze) {
             return Ok(());

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use radiant_protocol::{LogIndex, ReadConsistency};
 
 use super::{Order, OrderRole};
-use crate::core::slots::ShardId;
 use crate::core::{Action, Actions, ReplyTo, Tick};
+use radiant_protocol::slots::ShardId;
 
 /// Rounds whose send time is remembered (for leases); older ones are forgotten.
 const REMEMBERED_ROUNDS: usize = 64;
@@ -69,7 +69,7 @@ impl Order {
         reply_to: ReplyTo,
         actions: &mut Actions,
     ) -> bool {
-        let shard = crate::core::slots::key_shard(&key, self.options.shard_count);
+        let shard = radiant_protocol::slots::key_shard(&key, self.options.shard_count);
         if let Err(error) = self.admit(shard) {
             actions.push(Action::Reply { reply_to, result: Err(error) });
             return true;

@@ -11,8 +11,8 @@ use radiant_protocol::{
 };
 
 use super::{Order, OrderRole};
-use crate::core::slots::key_shard;
 use crate::core::{Action, Actions, Tick};
+use radiant_protocol::slots::key_shard;
 
 /// Most entries in one `Append`, whatever their size.
 const MAX_ENTRIES_PER_APPEND: usize = 4_096;

@@ -26,8 +26,8 @@ use radiant_protocol::{
 use super::System;
 use crate::core::order::Order;
 use crate::core::shards::ShardState;
-use crate::core::slots::ShardId;
 use crate::core::{Action, Actions, Tick};
+use radiant_protocol::slots::ShardId;
 
 /// A herald's volatile migration work.
 #[derive(Debug, Default)]

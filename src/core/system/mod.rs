@@ -291,6 +291,48 @@ impl System {
         self.controller.as_ref().filter(|c| c.committed.is_some()).map(|c| c.term)
     }
 
+    /// What this radiant's system state keeps true after every step, like
+    /// `Order::check_invariants` (the simulators check it after every step too, so a
+    /// violation is a found bug). Checking a whole configuration walks every radiant and
+    /// shard, so that part runs in debug builds (tests and the simulator's test sweeps).
+    pub fn check_invariants(&self) {
+        let record = &self.record;
+        let committed = record.configuration.as_ref().map_or(0, |c| c.number);
+        assert!(
+            committed <= record.committed,
+            "the committed configuration {committed} is newer than the committed number {}",
+            record.committed
+        );
+        if record.is_associated() {
+            assert!(record.cluster.is_set(), "an associated radiant has no cluster id");
+        }
+        if let Some(controller) = &self.controller {
+            let controller_committed = controller.committed.as_ref().map_or(0, |c| c.number);
+            assert!(
+                controller_committed <= controller.latest.number,
+                "the controller committed configuration {controller_committed} but proposes \
+                 only {}",
+                controller.latest.number
+            );
+            assert!(
+                controller.term >= controller.latest.council_term,
+                "controller of council term {} proposes configuration {} of term {}",
+                controller.term,
+                controller.latest.number,
+                controller.latest.council_term
+            );
+        }
+        if cfg!(debug_assertions) {
+            let held = [record.configuration.as_ref(), record.accepted.as_ref()];
+            let proposed = self.controller.as_ref().map(|controller| &controller.latest);
+            for configuration in held.into_iter().chain([proposed]).flatten() {
+                if let Err(reason) = configuration.check() {
+                    panic!("configuration {} is malformed: {reason}", configuration.number);
+                }
+            }
+        }
+    }
+
     /// A view for `radiant status`.
     pub fn status(&self, order: Option<&Order>) -> SystemStatus<'_> {
         // LOCKED while the order changes membership or receives a snapshot (not while it

@@ -18,11 +18,11 @@ use radiant_protocol::{ClientRequest, GroupId, LogIndex};
 use super::{Endpoint, Formation, NetworkFaults, Wire};
 use crate::core::order::InjectedBug;
 use crate::core::shards::{ShardState, ShardTable};
-use crate::core::slots::key_shard;
 use crate::core::{ConnectionId, Input, Radiant, ReplyTo};
 use crate::sim::checker::linearizability::{check, Verdict};
 use crate::sim::history::Operation;
 use crate::sim::workload::{ClientContext, ClientTiming, Send, SimClient};
+use radiant_protocol::slots::key_shard;
 
 /// The connection id of the operator's admin requests (their answers are dropped).
 pub(super) const OPERATOR: u64 = u64::MAX;

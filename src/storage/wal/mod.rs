@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use radiant_protocol::{LogEntry, LogIndex, Term};
 use thiserror::Error;
 
-pub use record::{decode_record, HardState, RecordRead, TornReason, WalRecord};
+pub use record::{decode_record, RecordRead, TornReason, WalRecord};
+
+use crate::core::HardState;
 use segment::{create_segment, open_for_append, sync_directory, Segment};
 
 /// Size limits of the WAL.

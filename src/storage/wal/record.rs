@@ -12,7 +12,9 @@
 use std::fmt;
 
 use bytes::Bytes;
-use radiant_protocol::{LogEntry, LogIndex, Term};
+use radiant_protocol::LogEntry;
+
+use crate::core::HardState;
 
 /// Bytes before the payload: length and checksum.
 pub const RECORD_HEADER_BYTES: usize = 8;
@@ -22,17 +24,6 @@ const TYPE_HARD_STATE: u8 = 2;
 const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8;
 /// Type byte, term, voted_for and commit.
 const HARD_STATE_BYTES: usize = 1 + 8 + 8 + 8;
-
-/// The Raft state that must survive a restart besides the log itself.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HardState {
-    /// The latest term this radiant has seen.
-    pub term: Term,
-    /// The member voted for in `term`; 0 means no vote.
-    pub voted_for: u64,
-    /// The highest log index known to be committed.
-    pub commit: LogIndex,
-}
 
 /// One record of the write-ahead log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +222,7 @@ fn decode_payload(payload: &[u8], length_bytes: u32) -> Result<WalRecord, TornRe
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use radiant_protocol::{LogIndex, Term};
 
     const MAX_RECORD_BYTES: u32 = 1 << 20;
 

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use radiant_protocol::{LogEntry, LogIndex};
 use tracing::warn;
 
-use super::record::{decode_record, HardState, RecordRead, WalRecord, RECORD_HEADER_BYTES};
+use super::record::{decode_record, RecordRead, WalRecord, RECORD_HEADER_BYTES};
 use super::segment::{
     decode_header, parse_segment_name, remove_file, sync_directory, EntryLocation, Segment,
     SEGMENT_HEADER_BYTES,
 };
 use super::{TornTail, WalError};
+use crate::core::HardState;
 
 /// What recovery found; `segments` is empty only when the directory held no segment.
 #[derive(Default)]

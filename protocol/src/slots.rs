@@ -3,7 +3,9 @@
 //! This module owns the pure arithmetic that maps a key to one of `SLOT_COUNT` hash slots
 //! (CRC16/XMODEM of the key or of its `{hashtag}`) and slots to shards as contiguous ranges.
 //! It must not do I/O, keep state or depend on anything but its arguments, because every
-//! radiant and the simulator must place every key identically.
+//! radiant, every client and the simulator must place every key identically: it lives in
+//! the protocol crate for that reason (a client that hashed differently would send every
+//! request to the wrong order).
 
 use std::fmt;
 use std::ops::Range;
@@ -24,6 +26,9 @@ impl fmt::Display for ShardId {
 /// CRC16/XMODEM lookup table (polynomial 0x1021, MSB first), built at compile time.
 const CRC16_TABLE: [u16; 256] = build_crc16_table();
 
+// Indexing in a const fn: `byte` runs 0..256 over a 256-entry table, and an index out of
+// bounds would fail the build, not a running radiant.
+#[allow(clippy::indexing_slicing)]
 const fn build_crc16_table() -> [u16; 256] {
     let mut table = [0u16; 256];
     let mut byte = 0;
@@ -45,7 +50,8 @@ const fn build_crc16_table() -> [u16; 256] {
 pub fn crc16(bytes: &[u8]) -> u16 {
     bytes.iter().fold(0u16, |crc, &byte| {
         let table_index = usize::from((crc >> 8) as u8 ^ byte);
-        (crc << 8) ^ CRC16_TABLE[table_index]
+        // A u8 always indexes the 256 entries.
+        (crc << 8) ^ CRC16_TABLE.get(table_index).copied().unwrap_or(0)
     })
 }
 
@@ -55,9 +61,9 @@ fn hash_tag(key: &[u8]) -> &[u8] {
     let Some(open) = key.iter().position(|&byte| byte == b'{') else {
         return key;
     };
-    let after_open = &key[open + 1..];
+    let after_open = key.get(open + 1..).unwrap_or_default();
     match after_open.iter().position(|&byte| byte == b'}') {
-        Some(close) if close > 0 => &after_open[..close],
+        Some(close) if close > 0 => after_open.get(..close).unwrap_or(key),
         _ => key,
     }
 }
@@ -81,7 +87,8 @@ pub fn slot_shard(slot: u16, shard_count: u32) -> ShardId {
     assert!(slot < SLOT_COUNT, "slot {slot} out of range 0..{SLOT_COUNT}");
     // u64 so that slot * shard_count cannot overflow.
     let shard = u64::from(slot) * u64::from(shard_count) / u64::from(SLOT_COUNT);
-    ShardId(u32::try_from(shard).expect("shard < shard_count, which is a u32"))
+    // Below shard_count, which is a u32.
+    ShardId(u32::try_from(shard).unwrap_or(u32::MAX))
 }
 
 /// The shard owning `key`.
@@ -98,7 +105,8 @@ pub fn shard_slot_range(shard: ShardId, shard_count: u32) -> Range<u16> {
         let slots = u64::from(SLOT_COUNT);
         let count = u64::from(shard_count);
         let slot = (shard_number * slots).div_ceil(count);
-        u16::try_from(slot).expect("ceil(s * S / n) <= S, which fits u16")
+        // ceil(s * S / n) <= S, which fits u16.
+        u16::try_from(slot).unwrap_or(SLOT_COUNT)
     };
     first_slot(u64::from(shard.0))..first_slot(u64::from(shard.0) + 1)
 }
