@@ -132,3 +132,40 @@ fn a_second_radiant_on_the_same_data_dir_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is in use by another radiant"), "{stderr}");
 }
+
+#[test]
+fn a_flipped_bit_in_an_acknowledged_record_is_refused_at_start_not_cut_as_torn() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let data_dir = directory.path().join("radiant");
+    let mut daemon = Daemon::start(&data_dir, "");
+    for key in 1..=20 {
+        let address = daemon.client_address.to_string();
+        let (key, value) = (format!("key-{key}"), format!("value-{key}"));
+        let (code, _, stderr) = common::radiant(&["put", &key, &value, "--addr", &address]);
+        assert_eq!(code, 0, "put {key}: {stderr}");
+    }
+    daemon.kill9();
+    let wal_dir = data_dir.join("wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("wal directory")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "wal"))
+        .collect();
+    segments.sort();
+    let last = segments.pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("read segment");
+    let flipped = bytes.len() - 10;
+    bytes[flipped] ^= 0x01;
+    std::fs::write(&last, &bytes).expect("write segment");
+
+    let config = common::write_config(&data_dir, "");
+    let mut start = std::process::Command::new(env!("CARGO_BIN_EXE_radiant"));
+    start.args(["start", "--config"]).arg(&config);
+    let output = common::run_bounded(&mut start, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Before the fix it started, cut the record as a torn write and lost key-20.
+    assert!(!output.status.success(), "it started on a damaged log:\n{stderr}");
+    assert!(stderr.contains("is corrupt at byte offset"), "{stderr}");
+    assert!(stderr.contains("restore its data directory from a backup"), "{stderr}");
+    assert_eq!(std::fs::read(&last).expect("read segment"), bytes, "the segment was modified");
+}

@@ -78,9 +78,14 @@ pub enum WalError {
     },
     #[error(
         "wal segment `{}` is corrupt at byte offset {offset}: {reason}. The radiant refuses to \
-         start because acknowledged writes may be damaged. A single-node system must restore its \
-         data directory from a backup; a member of a replicated order can instead remove its \
-         data directory and catch up from the order",
+         start: acknowledged writes may be damaged, and it must not vote or serve with a log \
+         shorter than it promised. A single-node system: restore its data directory from a \
+         backup. A member of a formed system: remove it (`radiant admin remove ID` at a radiant \
+         that stays), empty its data directory and start it again, so it joins as a new \
+         radiant. A member of a static order (`members` in its config): remove it (`radiant \
+         admin remove-member ID`) and add it back under a new `member_id` with an empty data \
+         directory. Never bring it back under its old id with an emptied data directory: it \
+         would have forgotten its votes, and its order could elect two heralds in one term",
         segment.display()
     )]
     Corrupt { segment: PathBuf, offset: u64, reason: String },
@@ -497,12 +502,48 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_checksum_byte_in_the_last_record_is_a_torn_tail() {
-        check_torn_tail_is_cut(|segment, last_offset| {
-            let mut bytes = fs::read(segment).unwrap();
-            bytes[last_offset as usize + 5] ^= 0xff;
-            fs::write(segment, bytes).unwrap();
-        });
+    fn a_flipped_byte_in_the_complete_last_record_is_corrupt_not_a_torn_tail() {
+        // The record is all there and was synced (acknowledged): a checksum mismatch with
+        // no zero-filled sector is damage, and cutting it would lose an acknowledged write.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.append(&make_entries(1..=20, 1)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let segment = segment_files(dir.path()).remove(0);
+        let mut bytes = fs::read(&segment).unwrap();
+        let flipped = bytes.len() - 10;
+        bytes[flipped] ^= 0x01;
+        fs::write(&segment, &bytes).unwrap();
+        let error = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, WalError::Corrupt { .. }), "{message}");
+        assert!(message.contains("in a complete record with no zero-filled sector"), "{message}");
+        assert!(message.contains("under a new `member_id`"), "safe advice: {message}");
+        assert_eq!(fs::read(&segment).unwrap(), bytes, "refusing must not modify the file");
+    }
+
+    #[test]
+    fn a_last_record_with_a_zero_filled_sector_is_a_torn_tail() {
+        // A write cut short by a crash: its sectors reached the disk out of order, and one
+        // of them never did (a fresh segment's space reads as zeros).
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.append(&make_entries(1..=2, 1)).unwrap();
+        let large = LogEntry { term: 1, index: 3, data: Bytes::from(vec![b'x'; 2_000]) };
+        wal.append(&[large]).unwrap();
+        wal.sync().unwrap();
+        let last_offset = wal.active().entries[2].offset_bytes as usize;
+        drop(wal);
+        let segment = segment_files(dir.path()).remove(0);
+        let mut bytes = fs::read(&segment).unwrap();
+        let unwritten = (last_offset / 512 + 1) * 512..(last_offset / 512 + 2) * 512;
+        bytes[unwritten].fill(0);
+        fs::write(&segment, &bytes).unwrap();
+        let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let torn_tail = recovered.torn_tail.expect("torn tail reported");
+        assert_eq!(torn_tail.offset, last_offset as u64);
+        assert_eq!(recovered.entries, make_entries(1..=2, 1));
     }
 
     #[test]
@@ -523,7 +564,7 @@ mod tests {
         };
         assert_eq!((named, *offset), (&segment, damaged_offset));
         let message = error.to_string();
-        assert!(message.contains("valid record follows"), "{message}");
+        assert!(message.contains("in a complete record with no zero-filled sector"), "{message}");
         assert!(message.contains("data directory"), "{message}");
         // Refusing must not have modified the file.
         assert_eq!(fs::read(&segment).unwrap(), bytes);

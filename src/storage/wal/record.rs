@@ -45,8 +45,9 @@ pub enum TornReason {
     TooLarge { length_bytes: u32, max_record_bytes: u32 },
     /// The length field points past the end of the buffer.
     PastEnd { length_bytes: u32, remaining_bytes: usize },
-    /// The stored checksum does not match the bytes.
-    ChecksumMismatch { stored: u32, computed: u32 },
+    /// The stored checksum does not match the bytes of a record that is all there
+    /// (`length_bytes` of payload follow its header).
+    ChecksumMismatch { stored: u32, computed: u32, length_bytes: u32 },
     /// The payload is empty, so it has no type byte.
     EmptyPayload,
     /// The type byte is not one this version knows.
@@ -70,7 +71,7 @@ impl fmt::Display for TornReason {
                 formatter,
                 "record length {length_bytes} but only {remaining_bytes} bytes follow"
             ),
-            Self::ChecksumMismatch { stored, computed } => write!(
+            Self::ChecksumMismatch { stored, computed, .. } => write!(
                 formatter,
                 "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
             ),
@@ -178,7 +179,7 @@ pub fn decode_record(buf: &[u8], max_record_bytes: u32) -> RecordRead {
     };
     let computed = record_checksum(&length_bytes.to_le_bytes(), payload);
     if computed != stored {
-        let reason = TornReason::ChecksumMismatch { stored, computed };
+        let reason = TornReason::ChecksumMismatch { stored, computed, length_bytes };
         return RecordRead::Torn { reason };
     }
     match decode_payload(payload, length_bytes) {

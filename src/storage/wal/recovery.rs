@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use radiant_protocol::{LogEntry, LogIndex};
 use tracing::warn;
 
-use super::record::{decode_record, RecordRead, WalRecord, RECORD_HEADER_BYTES};
+use super::record::{decode_record, RecordRead, TornReason, WalRecord, RECORD_HEADER_BYTES};
 use super::segment::{
     decode_header, parse_segment_name, remove_file, sync_directory, EntryLocation, Segment,
     SEGMENT_HEADER_BYTES,
@@ -193,6 +193,16 @@ fn scan_segment(
             }
             RecordRead::End if offset == bytes.len() => break,
             RecordRead::End => "zero-filled tail".to_string(),
+            RecordRead::Torn {
+                reason: reason @ TornReason::ChecksumMismatch { length_bytes, .. },
+            } if !has_unwritten_sector(&bytes, offset, length_bytes) => {
+                let reason = format!(
+                    "{reason} in a complete record with no zero-filled sector: a write a crash \
+                     cut short leaves its unwritten sectors zero, so this record was written \
+                     whole and then damaged, and it may hold an acknowledged write"
+                );
+                return Err(corrupt(path, offset as u64, reason));
+            }
             RecordRead::Torn { reason } => reason.to_string(),
         };
         if !is_last {
@@ -268,6 +278,28 @@ fn cut_torn_tail(
         reason,
     });
     Ok(())
+}
+
+/// Bytes a disk writes atomically: after a power loss each such block of a file holds the
+/// old bytes (zeros, for a segment's fresh space) or the new ones.
+const SECTOR_BYTES: usize = 512;
+
+/// Whether some disk sector of the record at `offset` (header and `length_bytes` of
+/// payload) holds only zeros within the record: the mark of a write that never fully
+/// reached the disk (the line etcd draws too). A complete record whose checksum fails
+/// without one is damage, not a torn write.
+fn has_unwritten_sector(bytes: &[u8], offset: usize, length_bytes: u32) -> bool {
+    let end = offset.saturating_add(RECORD_HEADER_BYTES + length_bytes as usize).min(bytes.len());
+    let mut start = offset;
+    while start < end {
+        let sector_end = ((start / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+        let chunk = &bytes[start..sector_end.min(end)];
+        if chunk.iter().all(|&byte| byte == 0) {
+            return true;
+        }
+        start = sector_end;
+    }
+    false
 }
 
 /// The first offset at or after `start` where a complete record with a valid checksum
