@@ -18,7 +18,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 fn start_dropping_delete_answers(root: &std::path::Path) -> Daemon {
     let data_dir = root.join("radiant");
     let config = write_config(&data_dir, "");
-    let switch = (radiant::server::DROP_DELETE_ANSWERS_SWITCH, "1");
+    let switch = (radiant::server::test_switches::DROP_DELETE_ANSWERS, "1");
     let daemon = Daemon::start_with_environment(&data_dir, &config, &[switch]);
     daemon.wait_until_ready();
     daemon

@@ -456,6 +456,7 @@ fn start(path: Option<PathBuf>) -> Result<ExitCode, String> {
             tracing::info!("radiant: starting a single-node system on the embedded default config")
         }
     }
+    crate::server::install_panic_hook();
     crate::server::run(config).map_err(|error| error_chain(&error))?;
     Ok(ExitCode::SUCCESS)
 }

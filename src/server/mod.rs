@@ -22,6 +22,7 @@ pub mod shard_worker;
 pub mod snapshot_thread;
 pub mod state_thread;
 pub mod status;
+pub mod test_switches;
 pub mod wal_thread;
 
 use std::fs::File;
@@ -33,7 +34,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use radiant_protocol::{GroupId, MemberId};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use self::reactor::{bind_listener, Reactor, ReactorEvent, ReactorOptions};
 use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
@@ -407,22 +408,31 @@ fn reactor_options(config: &Config, member_id: Option<MemberId>) -> ReactorOptio
         tick: Duration::from_millis(config.tick_ms),
         member_id,
         seed: u64::from(std::process::id()),
-        drop_delete_answers: test_switch(DROP_DELETE_ANSWERS_SWITCH),
+        drop_delete_answers: test_switches::count(test_switches::DROP_DELETE_ANSWERS),
+        panic_on_first_keyed_request: test_switches::panics("main"),
     }
 }
 
-/// The environment variable of the test-only fault that drops the answers to the first
-/// N deletes (see `ReactorOptions::drop_delete_answers`).
-pub const DROP_DELETE_ANSWERS_SWITCH: &str = "RADIANT_TEST_DROP_DELETE_ANSWERS";
+/// The exit status of a radiant stopped because one of its threads panicked.
+pub const EXIT_PANIC: u8 = 70;
 
-/// A test-only fault switch's count from the environment: 0 when unset or not a number.
-/// A set switch is logged, so a radiant running with one cannot pass for a normal one.
-fn test_switch(name: &str) -> u64 {
-    let count = std::env::var(name).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0);
-    if count > 0 {
-        warn!(switch = name, count, "radiant: a test-only fault switch is set; never in service");
-    }
-    count
+/// Makes a panic in any thread end the whole process at once, with `EXIT_PANIC` and a
+/// log line naming the thread. Without it a dead state thread leaves the reactor
+/// answering pings while every request is dropped, and a dead shard worker leaves the
+/// others serving without its shards: a half-alive radiant. The daemon's `start` calls
+/// it; the simulators and the tests do not (they catch panics as findings).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        error!(
+            thread = %name,
+            panic = %info,
+            "radiant: a thread panicked; the process stops now (exit status {EXIT_PANIC}) \
+             rather than run half-alive; the log above says what it was doing"
+        );
+        std::process::exit(i32::from(EXIT_PANIC));
+    }));
 }
 
 fn prepare_data_dir(path: &Path) -> Result<PathBuf, StartupError> {
@@ -480,7 +490,9 @@ fn signal_thread(reactor: channels::ReactorSender<ReactorEvent>) -> std::io::Res
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     let handle = signals.handle();
     let thread = std::thread::Builder::new().name("radiant-signals".into()).spawn(move || {
+        let mut panic_armed = test_switches::panics("radiant-signals");
         for signal in signals.forever() {
+            test_switches::panic_if(&mut panic_armed, "its first signal");
             let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
             info!(signal = name, "radiant: shutting down on signal");
             let _ = reactor.send(ReactorEvent::Shutdown);

@@ -97,7 +97,11 @@ pub fn spawn(
     limits: Limits,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("radiant-shard-{number}")).spawn(move || {
+        let mut panic_armed = super::test_switches::panics(&format!("radiant-shard-{number}"));
         for request in requests.iter() {
+            if matches!(request, WorkerRequest::Apply { .. }) {
+                super::test_switches::panic_if(&mut panic_armed, "its first applied write");
+            }
             handle(&machine, request, (number, workers), &reactor, &limits);
         }
     })

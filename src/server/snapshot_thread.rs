@@ -95,7 +95,9 @@ pub fn spawn(
     links: SnapshotThreadLinks,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("radiant-snapshot".into()).spawn(move || {
+        let mut panic_armed = super::test_switches::panics("radiant-snapshot");
         for job in jobs.iter() {
+            super::test_switches::panic_if(&mut panic_armed, "its first job");
             if let Some(event) = run_job(job, &links) {
                 let _ = links.state.send(event);
             }
@@ -181,12 +183,25 @@ fn write(
     }
     writer.write_opaque(&section(SECTION_SHARDS, shards))?;
     let mut pairs = 0u64;
+    let mut shards_written = std::collections::BTreeSet::new();
     for dump in parts.iter() {
         writer.write_opaque(&section(SECTION_SESSIONS, &dump.sessions))?;
         for (key, value) in &dump.pairs {
             writer.write_key_value(dump.shard, key, value)?;
             pairs += 1;
         }
+        shards_written.insert(dump.shard);
+    }
+    // The parts end when every worker dropped its sender: a worker that died before the
+    // barrier sent nothing. A snapshot without its shards must never replace the log.
+    let written = u32::try_from(shards_written.len()).unwrap_or(u32::MAX);
+    if written != links.shard_count {
+        let shard_count = links.shard_count;
+        return Err(SnapshotError::Incomplete {
+            index,
+            missing: shard_count.saturating_sub(written),
+            shard_count,
+        });
     }
     Ok((writer.finish()?, pairs))
 }
@@ -249,4 +264,49 @@ fn receive_chunk(
     snapshot::install_file(&links.data_dir, &path, index)?;
     info!(index, "snapshot: received from the herald, verified and installed on disk");
     Ok(offset + data.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use radiant_protocol::slots::ShardId;
+
+    #[test]
+    fn a_snapshot_missing_a_shard_is_not_written_and_reported_failed() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let (reactor, _reactor_inbox) = super::super::channels::reactor_channel(4, waker);
+        let (state, _state_inbox) = crossbeam_channel::unbounded();
+        let limits = SnapshotLimits { max_key_bytes: 1024, max_value_bytes: 1024 };
+        let links = SnapshotThreadLinks {
+            data_dir: directory.path().to_path_buf(),
+            shard_count: 2,
+            limits,
+            state,
+            reactor,
+        };
+        // Shard 1's worker died before the barrier: only shard 0 arrives.
+        let (sink, parts) = crossbeam_channel::unbounded();
+        let pairs = vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))];
+        sink.send(ShardDump { shard: ShardId(0), pairs, sessions: Bytes::new() }).expect("send");
+        drop(sink);
+        let job = SnapshotJob::Write {
+            index: 5,
+            term: 1,
+            membership: Membership::default(),
+            council: None,
+            shards: Bytes::new(),
+            parts,
+        };
+        let event = run_job(job, &links);
+        let Some(StateEvent::SnapshotFailed { reason }) = event else {
+            panic!("an incomplete snapshot was reported written");
+        };
+        assert!(reason.contains("1 of its 2 shards never arrived"), "{reason}");
+        let loaded = snapshot::load_latest(directory.path(), limits).expect("no damage");
+        assert!(loaded.is_none(), "an incomplete snapshot file was installed");
+    }
 }

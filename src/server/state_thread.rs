@@ -140,6 +140,7 @@ pub fn spawn(
             peers: BTreeMap::new(),
             linked: BTreeSet::new(),
             pending_actions: Vec::new(),
+            panic_armed: super::test_switches::panics("radiant-state"),
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -158,6 +159,8 @@ struct StateThread {
     /// Peer addresses the reactor keeps links to.
     linked: BTreeSet<SocketAddr>,
     pending_actions: Vec<Action>,
+    /// Test-only fault: panic at the first keyed request (`test_switches::PANIC_THREAD`).
+    panic_armed: bool,
 }
 
 impl StateThread {
@@ -191,6 +194,10 @@ impl StateThread {
                 Input::Tick
             }
             StateEvent::Client { reply_to, request } => {
+                if request.key().is_some() {
+                    let what = "its first keyed request";
+                    super::test_switches::panic_if(&mut self.panic_armed, what);
+                }
                 if let Some(reason) = &self.wal_failed {
                     let reason = format!(
                         "this radiant's write-ahead log failed ({reason}); it is shutting down"

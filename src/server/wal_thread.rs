@@ -78,6 +78,7 @@ fn run(
     counters: &WalCounters,
 ) -> Result<(), WalError> {
     let mut compact_through = None;
+    let mut panic_armed = super::test_switches::panics("radiant-wal");
     loop {
         let Ok(first) = requests.recv() else {
             return Ok(());
@@ -89,6 +90,7 @@ fn run(
         while let Some(request) = next.take() {
             match request {
                 WalRequest::Append { sequence, hard_state, truncate_from, entries } => {
+                    super::test_switches::panic_if(&mut panic_armed, "its first log write");
                     if let Some(hard_state) = hard_state {
                         wal.save_hard_state(hard_state)?;
                     }

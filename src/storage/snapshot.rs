@@ -51,6 +51,11 @@ pub enum SnapshotError {
         path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "snapshot at index {index} was not written: {missing} of its {shard_count} shards never \
+         arrived from the shard workers (one stopped); the log is kept"
+    )]
+    Incomplete { index: LogIndex, missing: u32, shard_count: u32 },
 }
 
 fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError {

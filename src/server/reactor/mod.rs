@@ -39,6 +39,7 @@ use self::connections::{
 use self::peers::{LinkState, PeerLink};
 use super::channels::{reactor_channel, ReactorReceiver, ReactorSender};
 use super::state_thread::StateEvent;
+use super::test_switches;
 use crate::core::prng::Prng;
 use crate::core::{ConnectionId, ReplyTo};
 use crate::limits::{
@@ -96,6 +97,9 @@ pub struct ReactorOptions {
     /// after the delete was applied, as a lost packet would lose them, so a test sees the
     /// client resend it. 0 in service; set only by `RADIANT_TEST_DROP_DELETE_ANSWERS`.
     pub drop_delete_answers: u64,
+    /// Test-only fault: panic at the first keyed request (`test_switches::PANIC_THREAD`
+    /// naming `main`, the reactor's thread). False in service.
+    pub panic_on_first_keyed_request: bool,
 }
 
 /// Counters for tests and `status`.
@@ -457,6 +461,10 @@ impl Reactor {
                 self.queue_message(id, correlation_id, &Message::Response(pong), now);
             }
             (Side::Client, Message::Request(request)) => {
+                if request.key().is_some() {
+                    let armed = &mut self.options.panic_on_first_keyed_request;
+                    test_switches::panic_if(armed, "its first keyed request");
+                }
                 let reply_to = ReplyTo { connection: id, correlation_id };
                 if let Some(connection) = self.connections.get_mut(id) {
                     connection.inflight += 1;

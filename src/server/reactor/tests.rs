@@ -23,6 +23,7 @@ fn options() -> ReactorOptions {
         member_id: MemberId::new(1),
         seed: 9,
         drop_delete_answers: 0,
+        panic_on_first_keyed_request: false,
     }
 }
 

@@ -1,0 +1,48 @@
+//! Test-only fault switches: environment variables that make a running radiant misbehave
+//! in one named way, so real-process tests can watch what the rest of the system does.
+//! Unset in service; a radiant started with one set says so in its log at `warn`.
+//!
+//! This module owns the switches' names and how they are read. It must not decide what a
+//! fault does; each thread that honours a switch does that.
+
+use tracing::warn;
+
+/// Drops the answers to the first N deletes after they were applied (see
+/// `ReactorOptions::drop_delete_answers`).
+pub const DROP_DELETE_ANSWERS: &str = "RADIANT_TEST_DROP_DELETE_ANSWERS";
+
+/// Names a server thread (`radiant-state`, `radiant-wal`, `radiant-shard` for every
+/// shard worker, `radiant-snapshot`, `radiant-signals`, or `main` for the reactor) that
+/// panics at its first piece of work: the first keyed request for the reactor and the
+/// state thread, the first log write, the first applied write, the first snapshot job,
+/// the first signal.
+pub const PANIC_THREAD: &str = "RADIANT_TEST_PANIC_THREAD";
+
+/// The count a switch gives: 0 when unset or not a number.
+pub fn count(name: &str) -> u64 {
+    let count = std::env::var(name).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0);
+    if count > 0 {
+        warn!(switch = name, count, "radiant: a test-only fault switch is set; never in service");
+    }
+    count
+}
+
+/// Whether `PANIC_THREAD` names the thread called `thread` (or its kind: `radiant-shard`
+/// names `radiant-shard-0`, `radiant-shard-1`, …).
+pub fn panics(thread: &str) -> bool {
+    let Ok(chosen) = std::env::var(PANIC_THREAD) else { return false };
+    let named = thread == chosen
+        || thread.strip_prefix(chosen.as_str()).is_some_and(|rest| rest.starts_with('-'));
+    if named {
+        warn!(switch = PANIC_THREAD, thread, "radiant: a test-only fault switch is set");
+    }
+    named
+}
+
+/// Panics in the calling thread when `armed`, once: what `PANIC_THREAD` asks for.
+pub fn panic_if(armed: &mut bool, what: &str) {
+    if std::mem::take(armed) {
+        let thread = std::thread::current();
+        panic!("test switch {PANIC_THREAD}: {} panics at {what}", thread.name().unwrap_or("?"));
+    }
+}
