@@ -3,6 +3,14 @@
 //! This module owns the numbers only. It must not read configuration files; the daemon
 //! builds a `Limits` from its configuration and hands it to the decoders.
 
+/// The largest `max_frame_bytes` a radiant accepts (2 GiB): no frame, and so no log entry,
+/// can be longer, whatever a radiant is configured with.
+pub const MAX_FRAME_BYTES_LIMIT: u32 = 1 << 31;
+/// The largest `max_key_bytes` a radiant accepts (1 MiB).
+pub const MAX_KEY_BYTES_LIMIT: u32 = 1 << 20;
+/// The largest `max_value_bytes` a radiant accepts (1 GiB).
+pub const MAX_VALUE_BYTES_LIMIT: u32 = 1 << 30;
+
 /// The most bytes an `ErrorResponse` reason (`Unavailable`, `BadRequest`, `OutcomeUnknown`)
 /// may hold.
 pub const MAX_REASON_BYTES: usize = 1024;
@@ -26,6 +34,18 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// What a command in the log may hold: the largest limits any configuration accepts.
+    /// Log entries are decoded with these (on followers, at apply, in recovery), never
+    /// with a radiant's configured limits, which bound only the requests a herald
+    /// accepts: an entry committed under one radiant's limits must apply on every member
+    /// and after every restart, whatever they are configured with now (a smaller
+    /// `max_value_bytes` used to make a restarted radiant skip an acknowledged put).
+    pub const LOG_COMMANDS: Limits = Limits {
+        max_frame_bytes: MAX_FRAME_BYTES_LIMIT,
+        max_key_bytes: MAX_KEY_BYTES_LIMIT,
+        max_value_bytes: MAX_VALUE_BYTES_LIMIT,
+    };
+
     /// 64 KiB keys, 16 MiB values, and frames of 16 MiB + 1 MiB so that the largest
     /// `Put` (key, value, session and headers) always fits in one frame.
     pub const DEFAULT: Limits = Limits {

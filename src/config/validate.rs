@@ -136,8 +136,10 @@ impl Config {
     }
 
     fn validate_sizes(&self, checker: &mut Checker) {
-        checker.range("max_key_bytes", self.max_key_bytes.into(), 1, 1 << 20);
-        checker.range("max_value_bytes", self.max_value_bytes.into(), 1, 1 << 30);
+        use radiant_protocol::limits::{MAX_KEY_BYTES_LIMIT, MAX_VALUE_BYTES_LIMIT};
+        checker.range("max_key_bytes", self.max_key_bytes.into(), 1, MAX_KEY_BYTES_LIMIT.into());
+        let max_value = MAX_VALUE_BYTES_LIMIT.into();
+        checker.range("max_value_bytes", self.max_value_bytes.into(), 1, max_value);
         let needed = u64::from(self.max_key_bytes) + u64::from(self.max_value_bytes);
         let needed = needed + REQUEST_OVERHEAD_BYTES;
         let frame = u64::from(self.max_frame_bytes);
@@ -146,7 +148,8 @@ impl Config {
              ({needed}) so the largest allowed put fits in a frame"
         );
         checker.check(frame >= needed, "max_frame_bytes", frame, reason);
-        checker.range("max_frame_bytes", frame, 1 << 10, 1 << 31);
+        let limit = u64::from(radiant_protocol::limits::MAX_FRAME_BYTES_LIMIT);
+        checker.range("max_frame_bytes", frame, 1 << 10, limit);
         let replication = u64::from(self.replication_max_bytes);
         checker.range("replication_max_bytes", replication, 1 << 10, 1 << 30);
         let reason =

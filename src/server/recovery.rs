@@ -18,9 +18,6 @@ use crate::storage::state_machine::StateMachine;
 use crate::storage::wal::{Wal, WalError, WalOptions};
 use radiant_protocol::slots::key_shard;
 
-/// Bytes a WAL record may take beyond the largest frame (record and entry headers).
-const WAL_RECORD_OVERHEAD_BYTES: u32 = 64;
-
 /// Tag of the snapshot section holding the membership.
 pub const SECTION_MEMBERSHIP: u8 = 1;
 /// Tag of the snapshot section holding the order's council state.
@@ -122,7 +119,7 @@ pub fn recover(
         load_newest_snapshot(data_dir, config, machine, (&mut membership, &mut shards))?;
     let options = WalOptions {
         segment_max_bytes: config.wal_segment_max_bytes,
-        max_record_bytes: config.max_frame_bytes.saturating_add(WAL_RECORD_OVERHEAD_BYTES),
+        max_record_bytes: crate::storage::wal::MAX_RECORD_BYTES,
     };
     let (mut wal, recovered) = Wal::open(data_dir, options)?;
     if let Some(torn) = &recovered.torn_tail {
@@ -260,7 +257,8 @@ fn replay(
     let limits = config.protocol_limits();
     for entry in entries.iter().take_while(|entry| entry.index <= commit) {
         let index = entry.index;
-        let command = Command::decode(entry.data.clone(), &limits).map_err(|source| {
+        let log_limits = radiant_protocol::Limits::LOG_COMMANDS;
+        let command = Command::decode(entry.data.clone(), &log_limits).map_err(|source| {
             RecoveryError::Command { data_dir: data_dir.to_path_buf(), index, source }
         })?;
         // Council entries were recorded in the system file when first applied.

@@ -542,7 +542,7 @@ impl Order {
                 continue;
             }
             if let Ok(Command::Membership(change)) =
-                Command::decode(entry.data.clone(), &self.options.limits)
+                Command::decode(entry.data.clone(), &radiant_protocol::Limits::LOG_COMMANDS)
             {
                 membership.apply(&change);
             }
@@ -574,6 +574,15 @@ impl Order {
                 "not ready: order {} has no herald known here yet (it is electing one, or this \
                  radiant has not heard from it since it started); retry shortly",
                 self.options.group
+            ));
+        }
+        let own_term_committed = self.log.term_at(self.commit_index) == Some(self.term);
+        if self.role == OrderRole::Herald && !own_term_committed {
+            return Err(format!(
+                "not ready: this radiant is herald of term {} but has not yet committed an entry \
+                 of its term, so its log past index {} is not yet known committed (just elected \
+                 or restarted); retry shortly",
+                self.term, self.commit_index
             ));
         }
         Ok(())

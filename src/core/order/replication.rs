@@ -6,8 +6,8 @@
 use std::collections::VecDeque;
 
 use radiant_protocol::{
-    Append, AppendAck, Command, InstallSnapshot, InstallSnapshotAck, LogIndex, MemberId, PeerBody,
-    PeerHeader, Term,
+    Append, AppendAck, Command, InstallSnapshot, InstallSnapshotAck, Limits, LogIndex, MemberId,
+    PeerBody, PeerHeader, Term,
 };
 
 use super::{Order, OrderRole};
@@ -376,7 +376,7 @@ impl Order {
         }
         if let Some(bad) = entries
             .iter()
-            .find(|entry| Command::decode(entry.data.clone(), &self.options.limits).is_err())
+            .find(|entry| Command::decode(entry.data.clone(), &Limits::LOG_COMMANDS).is_err())
         {
             let index = bad.index;
             tracing::warn!(%herald, index, "order: dropping an Append with an undecodable command");
@@ -553,7 +553,7 @@ impl Order {
                 .remove(&index)
                 .filter(|waiting| waiting.term == entry.term)
                 .map(|waiting| waiting.reply_to);
-            let command = match Command::decode(entry.data, &self.options.limits) {
+            let command = match Command::decode(entry.data, &Limits::LOG_COMMANDS) {
                 Ok(command) => command,
                 Err(error) => {
                     // Entries are validated before they enter the log; a failure here

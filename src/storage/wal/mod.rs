@@ -27,22 +27,26 @@ pub use record::{decode_record, RecordRead, TornReason, WalRecord};
 use crate::core::HardState;
 use segment::{create_segment, open_for_append, sync_directory, Segment};
 
+/// The largest record payload of the on-disk format: an entry of the largest frame any
+/// configuration accepts, plus the record and entry headers. A format constant, not a
+/// tunable: a radiant restarted with a smaller `max_frame_bytes` must still read every
+/// record it wrote before (deriving it from the tunable made recovery cut large
+/// acknowledged records as torn).
+pub const MAX_RECORD_BYTES: u32 = radiant_protocol::limits::MAX_FRAME_BYTES_LIMIT + 64;
+
 /// Size limits of the WAL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalOptions {
     /// A segment that grows past this many bytes is closed and a new one started.
     pub segment_max_bytes: u64,
-    /// The largest record payload accepted on write and on recovery.
+    /// The largest record payload accepted on write and on recovery: `MAX_RECORD_BYTES`
+    /// in service (tests of the format's edges use smaller ones).
     pub max_record_bytes: u32,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        Self {
-            segment_max_bytes: 64 << 20,
-            // A 16 MiB value plus a 64 KiB key plus the command's framing.
-            max_record_bytes: 17 << 20,
-        }
+        Self { segment_max_bytes: 64 << 20, max_record_bytes: MAX_RECORD_BYTES }
     }
 }
 
