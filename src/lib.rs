@@ -18,3 +18,19 @@ pub mod limits;
 pub mod server;
 pub mod sim;
 pub mod storage;
+
+/// Formats an error with its whole source chain (`cannot append to segment …: No space
+/// left on device`), so no message drops the OS error that caused it.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}

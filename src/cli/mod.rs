@@ -11,6 +11,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::error_chain;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -217,21 +219,6 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Formats an error with its whole source chain.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 fn execute(command: Command) -> Result<ExitCode, String> {
@@ -457,7 +444,10 @@ fn start(path: Option<PathBuf>) -> Result<ExitCode, String> {
         }
     }
     crate::server::install_panic_hook();
-    crate::server::run(config).map_err(|error| error_chain(&error))?;
+    if let Err(error) = crate::server::run(config) {
+        eprintln!("radiant: {}", error_chain(&error));
+        return Ok(ExitCode::from(error.exit_status()));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

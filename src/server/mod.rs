@@ -111,6 +111,34 @@ pub enum StartupError {
     WalFailed(String),
 }
 
+impl StartupError {
+    /// The process's exit status for this error: `EXIT_DAMAGED_DATA` when the data on
+    /// disk is unusable, `EXIT_STORAGE_FAILED` when a write or fsync failed while running
+    /// (a restart would not help, and recovery could re-read page-cache data whose
+    /// write-back failed: the systemd unit does not restart on either), else 1.
+    pub fn exit_status(&self) -> u8 {
+        use crate::storage::snapshot::SnapshotError;
+        use crate::storage::wal::WalError;
+        match self {
+            StartupError::Recovery(
+                recovery::RecoveryError::Wal(WalError::Io { .. })
+                | recovery::RecoveryError::Snapshot(SnapshotError::Io { .. }),
+            )
+            | StartupError::WalFailed(_) => EXIT_STORAGE_FAILED,
+            StartupError::Recovery(_) | StartupError::SystemFile(_) => EXIT_DAMAGED_DATA,
+            StartupError::DataDir { .. }
+            | StartupError::DataDirLocked { .. }
+            | StartupError::Bind { .. }
+            | StartupError::Runtime { .. } => 1,
+        }
+    }
+}
+
+/// Exit status of a radiant that refused to start on damaged data (sysexits' EX_DATAERR).
+pub const EXIT_DAMAGED_DATA: u8 = 65;
+/// Exit status of a radiant that stopped after a failed write or fsync (EX_IOERR).
+pub const EXIT_STORAGE_FAILED: u8 = 74;
+
 /// The order's id while systems have one order (static bootstrap).
 pub const STATIC_ORDER_ID: u64 = 1;
 
@@ -413,7 +441,7 @@ fn reactor_options(config: &Config, member_id: Option<MemberId>) -> ReactorOptio
     }
 }
 
-/// The exit status of a radiant stopped because one of its threads panicked.
+/// The exit status of a radiant stopped because one of its threads panicked (EX_SOFTWARE).
 pub const EXIT_PANIC: u8 = 70;
 
 /// Makes a panic in any thread end the whole process at once, with `EXIT_PANIC` and a

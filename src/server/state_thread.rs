@@ -399,7 +399,7 @@ impl StateThread {
     fn persist_system(&mut self, record: &crate::core::system::SystemRecord) {
         let written = crate::storage::system_file::write(&self.links.data_dir, record);
         if let Err(error) = written {
-            let reason = format!("cannot write the system file: {error}");
+            let reason = format!("cannot write the system file: {}", crate::error_chain(&error));
             error!(%reason, "state: stopping");
             self.wal_failed = Some(reason);
             let _ = self.links.reactor.send(ReactorEvent::Shutdown);

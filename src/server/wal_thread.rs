@@ -65,8 +65,9 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("radiant-wal".into()).spawn(move || {
         if let Err(failure) = run(&mut wal, &requests, &state, &counters) {
-            error!(error = %failure, "wal: write or fsync failed; refusing further writes");
-            let _ = state.send(StateEvent::WalFailed { reason: failure.to_string() });
+            let reason = crate::error_chain(&failure);
+            error!(error = %reason, "wal: write or fsync failed; refusing further writes");
+            let _ = state.send(StateEvent::WalFailed { reason });
         }
     })
 }

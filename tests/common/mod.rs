@@ -178,6 +178,12 @@ impl Daemon {
         self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
     }
 
+    /// The exit code once the process has exited (`None` while it runs, or if a signal
+    /// ended it).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.try_exit_status().and_then(|status| status.code())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.is_some() && self.try_exit_status().is_none()
