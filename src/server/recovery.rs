@@ -14,7 +14,7 @@ use crate::core::order::Membership;
 use crate::core::shards::ShardTable;
 use crate::core::RecoveredOrder;
 use crate::storage::snapshot::{self, LoadedSnapshot, SnapshotError, SnapshotLimits};
-use crate::storage::state_machine::StateMachine;
+use crate::storage::state_machine::{ShardSessions, StateMachine};
 use crate::storage::wal::{Wal, WalError, WalOptions};
 use radiant_protocol::slots::key_shard;
 
@@ -199,39 +199,81 @@ fn load_newest_snapshot(
     Ok(position)
 }
 
-/// Loads a snapshot's key-values into `machine` and its sections into `sections`.
+/// Every section of a snapshot, decoded and checked, before anything is replaced.
+pub struct DecodedSections {
+    membership: Option<Membership>,
+    council: Option<Bytes>,
+    shards: Option<ShardTable>,
+    sessions: Vec<(u32, ShardSessions)>,
+}
+
+/// Decodes and checks every section of `snapshot` for a radiant of `shard_count` shards
+/// and keys of at most `max_key_bytes`. The snapshot thread runs it before it installs a
+/// received file, and `load_snapshot` before it clears anything, so a snapshot with a
+/// bad section replaces nothing (before, the state machine was cleared first and left
+/// empty when a later section failed).
+pub fn decode_sections(
+    snapshot: &LoadedSnapshot,
+    shard_count: u32,
+    max_key_bytes: u32,
+) -> Result<DecodedSections, RecoveryError> {
+    let mut decoded =
+        DecodedSections { membership: None, council: None, shards: None, sessions: Vec::new() };
+    // Session tables hold answers to logged commands: the log's limits, not the client's.
+    let limits = radiant_protocol::Limits::LOG_COMMANDS;
+    for section in &snapshot.opaque {
+        let broken = |section| RecoveryError::Section { path: snapshot.path.clone(), section };
+        let mut section = section.clone();
+        if !section.has_remaining() {
+            return Err(broken("empty"));
+        }
+        match section.get_u8() {
+            SECTION_MEMBERSHIP => {
+                decoded.membership =
+                    Some(Membership::decode(section).ok_or_else(|| broken("membership"))?)
+            }
+            SECTION_SESSIONS => {
+                let (shard, sessions) = StateMachine::decode_sessions(section, &limits)
+                    .filter(|(shard, _)| *shard < shard_count)
+                    .ok_or_else(|| broken("sessions"))?;
+                decoded.sessions.push((shard, sessions));
+            }
+            SECTION_COUNCIL => decoded.council = Some(section),
+            SECTION_SHARDS => {
+                let table = ShardTable::decode(section, shard_count, max_key_bytes);
+                decoded.shards = Some(table.ok_or_else(|| broken("shards"))?);
+            }
+            _ => return Err(broken("unknown")),
+        }
+    }
+    Ok(decoded)
+}
+
+/// Loads a snapshot's key-values into `machine` and its sections into `sections`. Every
+/// section is decoded first: on an error nothing has changed.
 pub fn load_snapshot(
     snapshot: LoadedSnapshot,
     config: &Config,
     machine: &StateMachine,
     sections: Sections<'_>,
 ) -> Result<(LogIndex, u64), RecoveryError> {
+    let decoded = decode_sections(&snapshot, config.shard_count, config.max_key_bytes)?;
     machine.clear();
     // Shards are recomputed from the keys, so a changed shard_count still loads.
     for (_, key, value) in snapshot.key_values {
         machine.map().put(key_shard(&key, config.shard_count), key, value);
     }
-    let limits = config.protocol_limits();
-    for mut section in snapshot.opaque {
-        let broken = |section| RecoveryError::Section { path: snapshot.path.clone(), section };
-        if !section.has_remaining() {
-            return Err(broken("empty"));
-        }
-        match section.get_u8() {
-            SECTION_MEMBERSHIP => {
-                *sections.membership =
-                    Membership::decode(section).ok_or_else(|| broken("membership"))?
-            }
-            SECTION_SESSIONS => {
-                machine.load_sessions(section, &limits).ok_or_else(|| broken("sessions"))?
-            }
-            SECTION_COUNCIL => *sections.council = Some(section),
-            SECTION_SHARDS => {
-                let table = ShardTable::decode(section, config.shard_count, config.max_key_bytes);
-                *sections.shards = Some(table.ok_or_else(|| broken("shards"))?);
-            }
-            _ => return Err(broken("unknown")),
-        }
+    for (shard, sessions) in decoded.sessions {
+        machine.install_sessions(shard, sessions);
+    }
+    if let Some(membership) = decoded.membership {
+        *sections.membership = membership;
+    }
+    if decoded.council.is_some() {
+        *sections.council = decoded.council;
+    }
+    if decoded.shards.is_some() {
+        *sections.shards = decoded.shards;
     }
     info!(index = snapshot.last_index, keys = machine.map().len(), "recovery: snapshot loaded");
     Ok((snapshot.last_index, snapshot.last_term))
@@ -278,4 +320,43 @@ pub fn section(tag: u8, bytes: &Bytes) -> Vec<u8> {
     section.push(tag);
     section.extend_from_slice(bytes);
     section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::snapshot::SnapshotWriter;
+    use radiant_protocol::slots::ShardId;
+
+    /// A snapshot at index 7 with one pair and a shard-table section that does not decode.
+    fn snapshot_with_a_broken_section(directory: &Path, shard_count: u32) -> LoadedSnapshot {
+        let mut writer = SnapshotWriter::create(directory, 7, 2, shard_count).expect("create");
+        let membership = Membership::default().encode();
+        writer.write_opaque(&section(SECTION_MEMBERSHIP, &membership)).expect("write");
+        writer.write_key_value(ShardId(0), b"new", b"value").expect("write");
+        writer.write_opaque(&section(SECTION_SHARDS, &Bytes::from_static(b"\xff"))).expect("write");
+        writer.finish().expect("finish");
+        let limits = SnapshotLimits { max_key_bytes: 1024, max_value_bytes: 1024 };
+        snapshot::load_latest(directory, limits).expect("checksums pass").expect("a snapshot")
+    }
+
+    #[test]
+    fn a_snapshot_with_a_bad_section_replaces_nothing() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let config = Config::embedded_default();
+        let machine = StateMachine::new(config.shard_count);
+        let kept = Bytes::from_static(b"kept");
+        machine.map().put(key_shard(&kept, config.shard_count), kept.clone(), kept.clone());
+        let snapshot = snapshot_with_a_broken_section(directory.path(), config.shard_count);
+        let mut membership = Membership::default();
+        let (mut council, mut shards) = (None, None);
+        let sections =
+            Sections { membership: &mut membership, council: &mut council, shards: &mut shards };
+        let error = load_snapshot(snapshot, &config, &machine, sections).expect_err("refused");
+        assert!(error.to_string().contains("unreadable shards section"), "{error}");
+        let shard = key_shard(&kept, config.shard_count);
+        assert_eq!(machine.get(shard, &kept).as_deref(), Some(&b"kept"[..]), "the state was wiped");
+        assert_eq!(machine.map().len(), 1);
+        assert!(shards.is_none());
+    }
 }

@@ -260,7 +260,14 @@ fn receive_chunk(
     }
     file.sync_all().map_err(io("fsync"))?;
     drop(file);
-    snapshot::load_file(&path, links.limits)?;
+    // Every section is checked before the file replaces the local snapshot: one that
+    // would not load must not become the newest snapshot on disk.
+    let loaded = snapshot::load_file(&path, links.limits)?;
+    let max_key_bytes = links.limits.max_key_bytes;
+    if let Err(error) = super::recovery::decode_sections(&loaded, links.shard_count, max_key_bytes)
+    {
+        return Err(SnapshotError::Corrupt { path, reason: error.to_string() });
+    }
     snapshot::install_file(&links.data_dir, &path, index)?;
     info!(index, "snapshot: received from the herald, verified and installed on disk");
     Ok(offset + data.len() as u64)
@@ -273,21 +280,39 @@ mod tests {
     use super::*;
     use radiant_protocol::slots::ShardId;
 
+    const LIMITS: SnapshotLimits = SnapshotLimits { max_key_bytes: 1024, max_value_bytes: 1024 };
+
+    /// Links for a snapshot thread on `data_dir` (the poll must outlive them).
+    fn links(data_dir: &Path, shard_count: u32, poll: &mio::Poll) -> SnapshotThreadLinks {
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let (reactor, _) = super::super::channels::reactor_channel(4, waker);
+        let (state, _) = crossbeam_channel::unbounded();
+        let data_dir = data_dir.to_path_buf();
+        SnapshotThreadLinks { data_dir, shard_count, limits: LIMITS, state, reactor }
+    }
+
+    #[test]
+    fn a_received_snapshot_with_a_bad_section_is_not_installed() {
+        let (directory, sender) =
+            (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let mut writer = SnapshotWriter::create(sender.path(), 7, 2, 2).expect("create");
+        writer.write_key_value(ShardId(0), b"k", b"v").expect("write");
+        writer.write_opaque(&section(SECTION_SHARDS, &Bytes::from_static(b"\xff"))).expect("write");
+        let bytes = std::fs::read(writer.finish().expect("finish")).expect("read");
+        let poll = mio::Poll::new().expect("poll");
+        let links = links(directory.path(), 2, &poll);
+        let error = receive_chunk(&links, 7, 0, &bytes, true).expect_err("refused");
+        assert!(error.to_string().contains("unreadable shards section"), "{error}");
+        let installed = snapshot::load_latest(directory.path(), LIMITS).expect("no damage");
+        assert!(installed.is_none(), "a snapshot that cannot load became the newest on disk");
+    }
+
     #[test]
     fn a_snapshot_missing_a_shard_is_not_written_and_reported_failed() {
         let directory = tempfile::tempdir().expect("temp dir");
         let poll = mio::Poll::new().expect("poll");
-        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
-        let (reactor, _reactor_inbox) = super::super::channels::reactor_channel(4, waker);
-        let (state, _state_inbox) = crossbeam_channel::unbounded();
-        let limits = SnapshotLimits { max_key_bytes: 1024, max_value_bytes: 1024 };
-        let links = SnapshotThreadLinks {
-            data_dir: directory.path().to_path_buf(),
-            shard_count: 2,
-            limits,
-            state,
-            reactor,
-        };
+        let links = links(directory.path(), 2, &poll);
+        let limits = LIMITS;
         // Shard 1's worker died before the barrier: only shard 0 arrives.
         let (sink, parts) = crossbeam_channel::unbounded();
         let pairs = vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))];

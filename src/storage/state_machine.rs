@@ -134,8 +134,29 @@ impl StateMachine {
         buffer.freeze()
     }
 
-    /// Loads sessions written by `encode_sessions`; `None` if malformed.
-    pub fn load_sessions(&self, mut bytes: Bytes, limits: &radiant_protocol::Limits) -> Option<()> {
+    /// Loads sessions written by `encode_sessions`; `None` if malformed (nothing changes).
+    pub fn load_sessions(&self, bytes: Bytes, limits: &radiant_protocol::Limits) -> Option<()> {
+        let (shard, sessions) = Self::decode_sessions(bytes, limits)?;
+        if shard >= self.shard_count() {
+            return None;
+        }
+        self.install_sessions(shard, sessions);
+        Some(())
+    }
+
+    /// Replaces the session table of `shard` (from `decode_sessions`, which checked it).
+    pub fn install_sessions(&self, shard: u32, sessions: ShardSessions) {
+        if let Some(table) = self.sessions.get(shard as usize) {
+            *table.lock() = sessions;
+        }
+    }
+
+    /// Decodes a session table written by `encode_sessions` without installing it: its
+    /// shard and records, or `None` if malformed.
+    pub fn decode_sessions(
+        mut bytes: Bytes,
+        limits: &radiant_protocol::Limits,
+    ) -> Option<(u32, ShardSessions)> {
         if bytes.remaining() < 8 {
             return None;
         }
@@ -163,9 +184,7 @@ impl StateMachine {
             };
             records.insert(client, SessionRecord { sequence, response, applied_at });
         }
-        let table = self.sessions.get(shard as usize)?;
-        table.lock().records = records;
-        bytes.is_empty().then_some(())
+        bytes.is_empty().then_some((shard, ShardSessions { records }))
     }
 
     /// Applies committed `command` at `index` as the order `group` and its shard workers
