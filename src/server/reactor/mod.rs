@@ -384,15 +384,18 @@ impl Reactor {
     }
 
     /// A connection reads only while it is not paused: not closing, not waiting on the
-    /// state thread, under its in-flight limit, and under the write high-water mark.
+    /// state thread, under its in-flight limit, under the write high-water mark, and, for
+    /// a client, not shutting down. Peers keep reading while the radiant drains: the
+    /// acknowledgements that commit the writes still owed an answer arrive there.
     fn is_paused(&mut self, id: ConnectionId) -> bool {
         let blocked = self.blocked.iter().any(|(blocked, _)| *blocked == id);
         let Some(connection) = self.connections.get_mut(id) else {
             return true;
         };
+        let draining_client = self.draining_since.is_some() && connection.side == Side::Client;
         blocked
             || connection.closing
-            || self.draining_since.is_some()
+            || draining_client
             || connection.inflight >= self.options.max_inflight_per_connection
             || connection.pending_write_bytes() > self.options.write_high_water_bytes
     }
@@ -731,7 +734,7 @@ impl Reactor {
             let LinkState::Idle { dial_at } = self.links[slot].state else {
                 continue;
             };
-            if dial_at > now || self.draining_since.is_some() {
+            if dial_at > now {
                 continue;
             }
             let address = self.links[slot].address;
@@ -797,7 +800,17 @@ impl Reactor {
         if self.draining_since.is_some() {
             return;
         }
-        info!("reactor: shutting down: no longer accepting, delivering outstanding replies");
+        let outstanding: u32 = self
+            .connections
+            .ids()
+            .into_iter()
+            .filter_map(|id| self.connections.get_mut(id).map(|connection| connection.inflight))
+            .sum();
+        info!(
+            outstanding,
+            "reactor: shutting down: no longer accepting, delivering outstanding replies \
+             (peer links stay up until then)"
+        );
         self.draining_since = Some(now);
         let listeners = [self.client_listener.take(), self.peer_listener.take()];
         for mut listener in listeners.into_iter().flatten() {
@@ -805,33 +818,35 @@ impl Reactor {
         }
         // Requests not yet handed over were never acknowledged: drop them.
         self.blocked.clear();
-        let inflight: Vec<ConnectionId> = self.connections.ids();
-        for id in inflight {
-            let idle = self.connections.get_mut(id).is_some_and(|connection| {
-                connection.inflight == 0 && connection.pending_write_bytes() == 0
-            });
-            if idle {
-                self.close(id, "shutting down");
-            }
-        }
+        self.close_drained_clients();
     }
 
-    /// Draining is over when every reply was delivered, or the drain timed out.
-    fn drained(&mut self, now: Instant) -> bool {
-        let Some(since) = self.draining_since else {
-            return false;
-        };
+    /// Closes every client connection with nothing owed; true if some still wait.
+    fn close_drained_clients(&mut self) -> bool {
         let mut outstanding = false;
         for id in self.connections.ids() {
             let Some(connection) = self.connections.get_mut(id) else {
                 continue;
             };
+            if connection.side != Side::Client {
+                continue;
+            }
             if connection.inflight == 0 && connection.pending_write_bytes() == 0 {
                 self.close(id, "shutting down");
             } else {
                 outstanding = true;
             }
         }
+        outstanding
+    }
+
+    /// Draining is over when every reply to a client was delivered, or the drain timed
+    /// out; the peer links close with the reactor.
+    fn drained(&mut self, now: Instant) -> bool {
+        let Some(since) = self.draining_since else {
+            return false;
+        };
+        let outstanding = self.close_drained_clients();
         let timed_out = now.saturating_duration_since(since) >= SHUTDOWN_DRAIN_TIMEOUT;
         if outstanding && timed_out {
             warn!("reactor: shutdown drain timed out with replies outstanding");
