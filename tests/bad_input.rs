@@ -213,3 +213,30 @@ fn a_client_that_stops_reading_is_cut_off_with_bounded_memory() {
     assert!(closes_within(&mut slow, Duration::from_secs(20)), "slow reader was never cut off");
     assert_still_serving(&daemon);
 }
+
+#[test]
+fn lengths_that_claim_large_frames_reserve_memory_only_as_bytes_arrive() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let daemon = Daemon::start(&directory.path().join("radiant"), "max_connections = 256\n");
+    let before = daemon.virtual_kib();
+    // Each connection claims a 16 MiB frame and sends its 14-byte header only. Before,
+    // the decoder reserved the whole claimed frame at once: 200 connections, 3.3 GiB.
+    let mut header = BytesMut::new();
+    bytes::BufMut::put_u32(&mut header, 16 << 20);
+    header.extend_from_slice(&[1, 0x51, 0, 0, 0, 0, 0, 0, 0, 1]);
+    let connections: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = raw_connect(&daemon);
+            stream.write_all(&header).expect("send a header");
+            stream
+        })
+        .collect();
+    assert_still_serving(&daemon);
+    let during = daemon.virtual_kib();
+    println!("virtual memory {before} KiB before, {during} KiB with 200 claims");
+    assert!(
+        during < before + 512 * 1024,
+        "200 claimed frames grew virtual memory from {before} KiB to {during} KiB"
+    );
+    drop(connections);
+}

@@ -196,11 +196,20 @@ impl Daemon {
 
     /// Resident memory of the process in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    /// Virtual memory of the process in KiB (reserved, touched or not), from /proc.
+    pub fn virtual_kib(&self) -> u64 {
+        self.proc_status_kib("VmSize:")
+    }
+
+    fn proc_status_kib(&self, field: &str) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
