@@ -263,3 +263,28 @@ fn a_herald_stopped_under_load_commits_and_answers_what_it_owes_before_it_exits(
     );
     assert!(log.contains("shut down cleanly"), "{log}");
 }
+
+#[test]
+fn a_client_rides_through_the_death_of_the_radiant_it_talks_to() {
+    let mut order = Order::start();
+    let herald = order.herald(CLUSTER_TIMEOUT);
+    // The herald first, the others to fall back on (as `--addr A,B,C` gives them).
+    let mut addresses: Vec<String> =
+        vec![order.daemons[herald].as_ref().expect("up").client_address.to_string()];
+    for (index, daemon) in order.daemons.iter().enumerate() {
+        if index != herald {
+            addresses.push(daemon.as_ref().expect("up").client_address.to_string());
+        }
+    }
+    let options = ClientOptions { timeout: Duration::from_secs(20), ..ClientOptions::default() };
+    let given: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let mut client = Client::connect_any(&given, options).expect("connect");
+    client.put(b"before", b"1").expect("put before");
+    order.daemons[herald].as_mut().expect("up").kill9();
+    // Before, the client kept its dead connection and failed; now it reconnects to another
+    // member, follows it to the new herald and resends with the same session.
+    client.put(b"after", b"2").expect("put after the radiant it talked to died");
+    assert_eq!(client.get(b"before").expect("get").as_deref(), Some(&b"1"[..]));
+    assert_eq!(client.get(b"after").expect("get").as_deref(), Some(&b"2"[..]));
+    assert_ne!(client.address().to_string(), addresses[0], "still on the dead radiant");
+}

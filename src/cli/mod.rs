@@ -39,7 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct Target {
-    /// Client address of a radiant.
+    /// Client address of a radiant, or several separated by commas: the first that
+    /// answers is used, the others are fallen back on if it goes away.
     #[arg(long, default_value = "127.0.0.1:7401")]
     addr: String,
     /// Seconds to wait for an answer.
@@ -428,7 +429,8 @@ fn connect(target: &Target) -> Result<Client, String> {
     let timeout = Duration::try_from_secs_f64(target.timeout)
         .map_err(|_| format!("--timeout {} is not a usable number of seconds", target.timeout))?;
     let options = ClientOptions { timeout, ..ClientOptions::default() };
-    Client::connect(&target.addr, options).map_err(|error| error_chain(&error))
+    let addresses: Vec<&str> = target.addr.split(',').map(str::trim).collect();
+    Client::connect_any(&addresses, options).map_err(|error| error_chain(&error))
 }
 
 fn start(path: Option<PathBuf>) -> Result<ExitCode, String> {

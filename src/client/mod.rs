@@ -147,7 +147,14 @@ pub struct Client {
     /// The system's shard map, fetched after the first `WrongOrder` (a single-order
     /// system never needs it) and refreshed after every later one.
     shard_map: Option<ShardMap>,
+    /// Client addresses of radiants to fall back on when the current one cannot be
+    /// reached: the ones given at connect, herald hints, and the members of every status
+    /// document read (newest last, no repeats).
+    known: Vec<String>,
 }
+
+/// Most fallback addresses a client remembers.
+const MAX_KNOWN_RADIANTS: usize = 64;
 
 /// Which order owns each shard, and where that order's radiants listen (its herald
 /// first when known), from a radiant's status document.
@@ -240,6 +247,16 @@ impl ClientError {
     }
 }
 
+fn resolve(address: &str) -> Result<SocketAddr, ClientError> {
+    let resolve_error =
+        |reason: String| ClientError::Resolve { address: address.to_string(), reason };
+    address
+        .to_socket_addrs()
+        .map_err(|error| resolve_error(error.to_string()))?
+        .next()
+        .ok_or_else(|| resolve_error("no addresses".to_string()))
+}
+
 fn open(address: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientError> {
     let stream = TcpStream::connect_timeout(&address, timeout)
         .map_err(|source| ClientError::Connect { address, source })?;
@@ -270,25 +287,47 @@ const READY_POLL: Duration = Duration::from_millis(20);
 impl Client {
     /// Connects to `address` (`host:port`).
     pub fn connect(address: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let resolve_error =
-            |reason: String| ClientError::Resolve { address: address.to_string(), reason };
-        let resolved = address
-            .to_socket_addrs()
-            .map_err(|error| resolve_error(error.to_string()))?
-            .next()
-            .ok_or_else(|| resolve_error("no addresses".to_string()))?;
-        let stream = open(resolved, options.timeout)?;
-        Ok(Client {
-            stream,
-            address: resolved,
-            client_id: new_client_id(),
-            sequence: 0,
-            options,
-            read_buffer: BytesMut::with_capacity(4096),
-            write_buffer: BytesMut::with_capacity(4096),
-            next_correlation_id: 1,
-            shard_map: None,
-        })
+        Client::connect_any(&[address], options)
+    }
+
+    /// Connects to the first of `addresses` that answers, and keeps the others to fall
+    /// back on when the radiant it talks to cannot be reached (like etcd's endpoints).
+    pub fn connect_any(addresses: &[&str], options: ClientOptions) -> Result<Client, ClientError> {
+        let mut last_error = ClientError::Resolve {
+            address: String::new(),
+            reason: "no radiant address given".to_string(),
+        };
+        for address in addresses {
+            match resolve(address)
+                .and_then(|resolved| Ok((resolved, open(resolved, options.timeout)?)))
+            {
+                Ok((resolved, stream)) => {
+                    return Ok(Client {
+                        stream,
+                        address: resolved,
+                        client_id: new_client_id(),
+                        sequence: 0,
+                        options,
+                        read_buffer: BytesMut::with_capacity(4096),
+                        write_buffer: BytesMut::with_capacity(4096),
+                        next_correlation_id: 1,
+                        shard_map: None,
+                        known: addresses.iter().map(|address| address.to_string()).collect(),
+                    });
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Remembers `address` as a radiant to fall back on.
+    fn learn(&mut self, address: &str) {
+        self.known.retain(|known| known != address);
+        self.known.push(address.to_string());
+        if self.known.len() > MAX_KNOWN_RADIANTS {
+            self.known.remove(0);
+        }
     }
 
     /// The next session for a write; a resent write reuses its session.
@@ -380,11 +419,22 @@ impl Client {
         }
     }
 
-    /// This radiant's status document, parsed.
+    /// This radiant's status document, parsed. The client remembers the members it
+    /// lists (their client addresses) to fall back on.
     pub fn status_document(&mut self) -> Result<serde_json::Value, ClientError> {
         let document = self.status()?;
-        serde_json::from_str(&document)
-            .map_err(|_| ClientError::Status { address: self.address, reason: "is not JSON" })
+        let status: serde_json::Value = serde_json::from_str(&document)
+            .map_err(|_| ClientError::Status { address: self.address, reason: "is not JSON" })?;
+        // A member's `address` is "PEER CLIENT".
+        let members = status["members"].as_array().into_iter().flatten();
+        let clients: Vec<String> = members
+            .filter_map(|member| member["address"].as_str()?.split_whitespace().nth(1))
+            .map(str::to_string)
+            .collect();
+        for client in clients {
+            self.learn(&client);
+        }
+        Ok(status)
     }
 
     /// Waits until the radiant says it is ready to take keyed requests (its status
@@ -551,21 +601,21 @@ impl Client {
         Err(last_error)
     }
 
-    /// A fresh connection to the radiant this client talks to, or, if that fails and a
-    /// shard map is known, to another radiant of an order it lists.
+    /// A fresh connection to the radiant this client talks to, or, if that fails, to
+    /// another it knows: the shard map's radiants, then the known ones (newest first).
     fn reconnect(&mut self) -> Result<(), ClientError> {
         let here = self.address.to_string();
         let mut last_error = match self.redirect(&here) {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
-        let others: Vec<String> = self
-            .shard_map
-            .iter()
-            .flat_map(|map| map.addresses.values().flatten())
-            .filter(|address| **address != here)
-            .cloned()
-            .collect();
+        let mapped = self.shard_map.iter().flat_map(|map| map.addresses.values().flatten());
+        let mut others: Vec<String> = Vec::new();
+        for address in mapped.chain(self.known.iter().rev()) {
+            if *address != here && !others.contains(address) {
+                others.push(address.clone());
+            }
+        }
         for address in &others {
             match self.redirect(address) {
                 Ok(()) => return Ok(()),
@@ -582,6 +632,7 @@ impl Client {
 
     /// Reconnects to the herald's client address given in a `NotHerald` answer.
     fn redirect(&mut self, herald: &str) -> Result<(), ClientError> {
+        self.learn(herald);
         let address: SocketAddr = herald.parse().map_err(|_| ClientError::Resolve {
             address: herald.to_string(),
             reason: "not an IP:PORT address".to_string(),
