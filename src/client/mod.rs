@@ -321,9 +321,11 @@ impl Client {
         Err(last_error)
     }
 
-    /// Remembers `address` as a radiant to fall back on.
+    /// Remembers `address` as a radiant to fall back on (a new one as the newest).
     fn learn(&mut self, address: &str) {
-        self.known.retain(|known| known != address);
+        if self.known.iter().any(|known| known == address) {
+            return;
+        }
         self.known.push(address.to_string());
         if self.known.len() > MAX_KNOWN_RADIANTS {
             self.known.remove(0);
@@ -601,14 +603,13 @@ impl Client {
         Err(last_error)
     }
 
-    /// A fresh connection to the radiant this client talks to, or, if that fails, to
-    /// another it knows: the shard map's radiants, then the known ones (newest first).
+    /// After an attempt got no answer or lost its connection: a fresh connection to
+    /// another radiant it knows (the shard map's radiants, then the known ones, newest
+    /// first), or to the same one when it knows no other. Another first: a stopped or
+    /// partitioned radiant still completes TCP handshakes from its listen backlog, so
+    /// reconnecting to it would wait for it forever.
     fn reconnect(&mut self) -> Result<(), ClientError> {
         let here = self.address.to_string();
-        let mut last_error = match self.redirect(&here) {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
         let mapped = self.shard_map.iter().flat_map(|map| map.addresses.values().flatten());
         let mut others: Vec<String> = Vec::new();
         for address in mapped.chain(self.known.iter().rev()) {
@@ -616,6 +617,14 @@ impl Client {
                 others.push(address.clone());
             }
         }
+        // Rotate: the next attempt after this one tries the rest before coming back.
+        self.known.retain(|known| *known != here);
+        self.known.insert(0, here.clone());
+        others.push(here);
+        let mut last_error = ClientError::Resolve {
+            address: String::new(),
+            reason: "no radiant to reconnect to".to_string(),
+        };
         for address in &others {
             match self.redirect(address) {
                 Ok(()) => return Ok(()),

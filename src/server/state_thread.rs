@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender};
@@ -141,6 +142,7 @@ pub fn spawn(
             linked: BTreeSet::new(),
             pending_actions: Vec::new(),
             panic_armed: super::test_switches::panics("radiant-state"),
+            ticked_at: Instant::now(),
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -161,6 +163,8 @@ struct StateThread {
     pending_actions: Vec<Action>,
     /// Test-only fault: panic at the first keyed request (`test_switches::PANIC_THREAD`).
     panic_armed: bool,
+    /// The real time the core's clock (`now`) stands at: `now` counts the ticks since.
+    ticked_at: Instant,
 }
 
 impl StateThread {
@@ -169,6 +173,8 @@ impl StateThread {
         while let Ok(first) = self.links.inbox.recv() {
             batch.push(first);
             batch.extend(self.links.inbox.try_iter().take(STATE_INBOX_CAPACITY));
+            // Time first: nothing in the batch may be judged by a clock that lags.
+            self.catch_up_ticks();
             let mut shutdown = false;
             for event in batch.drain(..) {
                 shutdown |= self.on_event(event);
@@ -186,13 +192,38 @@ impl StateThread {
         self.shut_down()
     }
 
+    /// Steps the core through every tick of real time since the last one, so its clock
+    /// never runs slower than the wall's. The reactor's tick events coalesce when this
+    /// thread is behind, and a paused process (SIGSTOP, a VM stall) gets none during the
+    /// pause: counting events would stretch a herald's lease past its real length, and a
+    /// herald resumed after the others elected a new one would serve lease reads from
+    /// its old lease. At most `max_catch_up_ticks` at once: beyond a few election
+    /// timeouts more ticks change nothing (leases and elections have long expired).
+    fn catch_up_ticks(&mut self) {
+        let tick = Duration::from_millis(self.links.config.tick_ms.max(1));
+        let elapsed = self.ticked_at.elapsed();
+        let due = u64::try_from(elapsed.as_nanos() / tick.as_nanos()).unwrap_or(u64::MAX);
+        if due == 0 {
+            return;
+        }
+        self.ticked_at += tick.saturating_mul(u32::try_from(due).unwrap_or(u32::MAX));
+        let max_catch_up_ticks = 4 * 2 * self.links.config.election_timeout.max(1);
+        for _ in 0..due.min(max_catch_up_ticks) {
+            self.now = Tick(self.now.0 + 1);
+            self.radiant.step(self.now, Input::Tick, &mut self.actions);
+            self.carry_out_actions();
+        }
+        if due > max_catch_up_ticks {
+            // The rest of a long pause: the clock jumps (nothing waits on those ticks).
+            self.now = Tick(self.now.0 + (due - max_catch_up_ticks));
+        }
+    }
+
     /// Steps the core with one event; true when it is the shutdown request.
     fn on_event(&mut self, event: StateEvent) -> bool {
         let input = match event {
-            StateEvent::Tick => {
-                self.now = Tick(self.now.0 + 1);
-                Input::Tick
-            }
+            // Only a wake-up: `catch_up_ticks` stepped the ticks real time owes.
+            StateEvent::Tick => return false,
             StateEvent::Client { reply_to, request } => {
                 if request.key().is_some() {
                     let what = "its first keyed request";

@@ -183,6 +183,9 @@ pub struct System {
     /// The committed configurations this radiant has seen since it started (the
     /// newest `CONFIGURATION_HISTORY`), for `QueryConfiguration`.
     history: VecDeque<Configuration>,
+    /// The numbers of the held, accepted and proposed configurations
+    /// `check_invariants` last checked whole.
+    checked_configurations: std::cell::Cell<[u64; 3]>,
 }
 
 /// Committed configurations a radiant keeps in memory for `QueryConfiguration`.
@@ -248,6 +251,7 @@ impl System {
             loopback: VecDeque::new(),
             migration: migration::MigrationWork::default(),
             history: VecDeque::new(),
+            checked_configurations: std::cell::Cell::new([0; 3]),
             record,
             options,
         };
@@ -325,9 +329,14 @@ impl System {
         if cfg!(debug_assertions) {
             let held = [record.configuration.as_ref(), record.accepted.as_ref()];
             let proposed = self.controller.as_ref().map(|controller| &controller.latest);
-            for configuration in held.into_iter().chain([proposed]).flatten() {
-                if let Err(reason) = configuration.check() {
-                    panic!("configuration {} is malformed: {reason}", configuration.number);
+            let all = [held[0], held[1], proposed];
+            let numbers = all.map(|configuration| configuration.map_or(0, |c| c.number));
+            // Configurations are replaced whole, with a new number: check each one once.
+            if self.checked_configurations.replace(numbers) != numbers {
+                for configuration in all.into_iter().flatten() {
+                    if let Err(reason) = configuration.check() {
+                        panic!("configuration {} is malformed: {reason}", configuration.number);
+                    }
                 }
             }
         }
