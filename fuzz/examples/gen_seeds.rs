@@ -26,7 +26,35 @@ fn main() -> std::io::Result<()> {
     write_frame_seeds(&seeds.join("decode_frame"), &messages)?;
     write_command_seeds(&seeds.join("decode_command"))?;
     write_config_seeds(&seeds.join("config"))?;
+    write_disk_seeds(&seeds)?;
     Ok(())
+}
+
+/// Seeds for the disk-format targets, each behind the targets' selector byte (0: the
+/// bytes as they are on disk).
+fn write_disk_seeds(seeds: &Path) -> std::io::Result<()> {
+    use radiant::storage::wal::WalRecord;
+    let entry = radiant_protocol::LogEntry { term: 3, index: 9, data: Bytes::from_static(b"\x01put") };
+    let hard_state = radiant::core::HardState { term: 3, voted_for: 2, commit: 8 };
+    let mut records = vec![0u8];
+    WalRecord::Entry(entry).encode_into(&mut records);
+    WalRecord::HardState(hard_state).encode_into(&mut records);
+    write(&seeds.join("decode_wal_record"), "entry_and_hard_state.bin", &records)?;
+
+    let record = radiant::core::system::SystemRecord::default();
+    let system = [&[0u8][..], &record.encode()].concat();
+    write(&seeds.join("system_file"), "unassociated.bin", &system)?;
+
+    let directory = std::env::temp_dir().join(format!("radiant-seeds-{}", std::process::id()));
+    let mut writer = radiant::storage::snapshot::SnapshotWriter::create(&directory, 5, 2, 64)
+        .map_err(std::io::Error::other)?;
+    writer
+        .write_key_value(radiant_protocol::slots::ShardId(0), b"k", b"v")
+        .map_err(std::io::Error::other)?;
+    let path = writer.finish().map_err(std::io::Error::other)?;
+    let snapshot = [&[0u8][..], &fs::read(&path)?].concat();
+    let _ = fs::remove_dir_all(&directory);
+    write(&seeds.join("snapshot_file"), "one_pair.bin", &snapshot)
 }
 
 fn session() -> Option<Session> {

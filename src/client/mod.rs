@@ -590,11 +590,21 @@ impl Client {
             return Ok(());
         }
         let addresses = addresses.to_vec();
-        let mut last_error = ClientError::Resolve {
+        let none = ClientError::Resolve {
             address: format!("order {group}"),
             reason: "the shard map lists no radiant for it".to_string(),
         };
-        for address in &addresses {
+        self.redirect_to_first(&addresses, none)
+    }
+
+    /// Reconnects to the first of `addresses` that answers; `none` if there is none.
+    fn redirect_to_first(
+        &mut self,
+        addresses: &[String],
+        none: ClientError,
+    ) -> Result<(), ClientError> {
+        let mut last_error = none;
+        for address in addresses {
             match self.redirect(address) {
                 Ok(()) => return Ok(()),
                 Err(error) => last_error = error,
@@ -621,17 +631,11 @@ impl Client {
         self.known.retain(|known| *known != here);
         self.known.insert(0, here.clone());
         others.push(here);
-        let mut last_error = ClientError::Resolve {
+        let none = ClientError::Resolve {
             address: String::new(),
             reason: "no radiant to reconnect to".to_string(),
         };
-        for address in &others {
-            match self.redirect(address) {
-                Ok(()) => return Ok(()),
-                Err(error) => last_error = error,
-            }
-        }
-        Err(last_error)
+        self.redirect_to_first(&others, none)
     }
 
     /// The cached shard map, if this client has needed one.
