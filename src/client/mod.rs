@@ -445,7 +445,9 @@ impl Client {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.status_document()?;
-            if status["ready"] == true {
+            // A radiant older than readiness says nothing of it: take it as ready, as
+            // clients did before (its not-ready answers are retried all the same).
+            if status["ready"] == true || status.get("ready").is_none() {
                 return Ok(());
             }
             let reason = status["not_ready"].as_str().unwrap_or("it does not say it is ready");
