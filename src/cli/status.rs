@@ -28,7 +28,7 @@ pub(super) fn render(status: &Value) -> String {
             let _ = writeln!(out, "NOT READY: {reason}");
         }
         _ => {
-            let _ = writeln!(out, "ready: serves its order's keys");
+            let _ = writeln!(out, "ready (takes keyed requests)");
         }
     }
     let _ = writeln!(
