@@ -387,13 +387,12 @@ impl Radiant {
                 if self.order.is_none()
                     || self.system.as_ref().is_some_and(system::System::is_refused) =>
             {
-                let reason = match &self.system {
-                    Some(system) => system.unavailable_reason(),
-                    None => "radiant has no order".to_string(),
-                };
                 let result = match request {
                     ClientRequest::Ping => Ok(ClientResponse::Pong { member_id: self.member_id }),
-                    _ => Err(ErrorResponse::Unavailable { reason }),
+                    // The same words `radiant status` gives for why it is not ready.
+                    _ => Err(ErrorResponse::Unavailable {
+                        reason: self.readiness().err().unwrap_or_default(),
+                    }),
                 };
                 actions.push(Action::Reply { reply_to, result });
             }
