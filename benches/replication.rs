@@ -95,7 +95,8 @@ impl Replica {
     fn new(parent: &Path, member: MemberId, options: OrderOptions) -> Replica {
         let directory = tempfile::tempdir_in(parent).expect("create a WAL directory");
         let (wal, recovered) =
-            Wal::open(directory.path(), WalOptions::default()).expect("open a fresh WAL");
+            Wal::open(&radiant::storage::DataDir::real(directory.path()), WalOptions::default())
+                .expect("open a fresh WAL");
         assert!(recovered.entries.is_empty(), "a fresh WAL holds no entries");
         let recovered = RecoveredOrder { membership: membership(), ..RecoveredOrder::default() };
         let seed = 0x5EED_0000 ^ member.get();

@@ -58,7 +58,8 @@ fn shard_map(criterion: &mut Criterion) {
 fn wal_group_commit_in(criterion: &mut Criterion, label: &str, parent: &Path) {
     let directory = tempfile::tempdir_in(parent).expect("temp dir");
     let options = WalOptions { segment_max_bytes: 64 << 20, max_record_bytes: 1 << 20 };
-    let (mut wal, _) = Wal::open(directory.path(), options).expect("open wal");
+    let (mut wal, _) =
+        Wal::open(&radiant::storage::DataDir::real(directory.path()), options).expect("open wal");
     let data = Bytes::from(vec![3u8; 100]);
     let mut group = criterion.benchmark_group(format!("wal_group_commit_{label}"));
     group.sample_size(20);

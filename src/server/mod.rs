@@ -48,6 +48,7 @@ use crate::limits::{
     CATCH_UP_ENTRIES, MAX_INFLIGHT_APPENDS, SHARD_WORKER_QUEUE_CAPACITY, STATE_INBOX_CAPACITY,
     WAL_QUEUE_CAPACITY,
 };
+use crate::storage::file_system::DataDir;
 use crate::storage::state_machine::StateMachine;
 use crate::storage::system_file;
 
@@ -144,9 +145,9 @@ pub const STATIC_ORDER_ID: u64 = 1;
 
 /// Runs the daemon until SIGTERM/SIGINT (or a fatal WAL failure).
 pub fn run(config: Config) -> Result<(), StartupError> {
-    let data_dir = prepare_data_dir(&config.data_dir)?;
-    let _lock = lock_data_dir(&data_dir)?;
-    let (client_listener, peer_listener) = bind_listeners(&config, &data_dir)?;
+    let data_dir = DataDir::real(&prepare_data_dir(&config.data_dir)?);
+    let _lock = lock_data_dir(&data_dir.path)?;
+    let (client_listener, peer_listener) = bind_listeners(&config, &data_dir.path)?;
     let machine = Arc::new(StateMachine::new(config.shard_count));
     let (radiant, recovered_wal, last_index) =
         build_radiant(&config, &data_dir, &machine, &client_listener, &peer_listener)?;
@@ -172,7 +173,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         reactor_sender,
     )?;
     let keys = machine.map().len();
-    info!(data_dir = %data_dir.display(), keys, last_index, "radiant: serving");
+    info!(data_dir = %data_dir.path.display(), keys, last_index, "radiant: serving");
     let reactor_result = reactor.run();
     let state_exit = threads.stop();
     drop(signals);
@@ -193,7 +194,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 /// static order; with its recovered WAL and last log index.
 fn build_radiant(
     config: &Config,
-    data_dir: &Path,
+    data_dir: &DataDir,
     machine: &StateMachine,
     client_listener: &std::net::TcpListener,
     peer_listener: &std::net::TcpListener,
@@ -355,7 +356,7 @@ struct Threads {
 impl Threads {
     fn spawn(
         config: &Config,
-        data_dir: &Path,
+        data_dir: &DataDir,
         radiant: Radiant,
         wal: crate::storage::wal::Wal,
         machine: &Arc<StateMachine>,
@@ -381,7 +382,7 @@ impl Threads {
         }
         let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(64);
         let snapshot_links = snapshot_thread::SnapshotThreadLinks {
-            data_dir: data_dir.to_path_buf(),
+            data_dir: data_dir.clone(),
             shard_count: config.shard_count,
             limits: recovery::snapshot_limits(config),
             state: state_sender.clone(),
@@ -399,7 +400,7 @@ impl Threads {
             reactor: reactor_sender,
             machine: Arc::clone(machine),
             config: config.clone(),
-            data_dir: data_dir.to_path_buf(),
+            data_dir: data_dir.clone(),
         };
         let state = state_thread::spawn(radiant, links).map_err(runtime_error("state thread"))?;
         Ok(Threads { state_sender, state, wal, others })

@@ -3,8 +3,6 @@
 //! commit index. Entries after that go to the core, which applies them once it learns
 //! they are committed. The radiant resumes with exactly the state it had durably.
 
-use std::path::Path;
-
 use bytes::{Buf, Bytes};
 use radiant_protocol::{Command, DecodeError, GroupId, LogEntry, LogIndex};
 use tracing::{info, warn};
@@ -13,6 +11,7 @@ use crate::config::Config;
 use crate::core::order::Membership;
 use crate::core::shards::ShardTable;
 use crate::core::RecoveredOrder;
+use crate::storage::file_system::DataDir;
 use crate::storage::snapshot::{self, LoadedSnapshot, SnapshotError, SnapshotLimits};
 use crate::storage::state_machine::{ShardSessions, StateMachine};
 use crate::storage::wal::{Wal, WalError, WalOptions};
@@ -107,7 +106,7 @@ pub fn snapshot_limits(config: &Config) -> SnapshotLimits {
 /// configured and `shards` the order `group`'s shard table before any entry; a
 /// snapshot's sections replace them.
 pub fn recover(
-    data_dir: &Path,
+    data_dir: &DataDir,
     config: &Config,
     machine: &StateMachine,
     membership: Membership,
@@ -150,7 +149,7 @@ pub fn recover(
     if let Some(first) = entries.first() {
         if first.index != snapshot_index + 1 {
             return Err(RecoveryError::Gap {
-                data_dir: data_dir.to_path_buf(),
+                data_dir: data_dir.path.clone(),
                 first_index: first.index,
                 snapshot_index,
             });
@@ -182,7 +181,7 @@ pub fn recover(
 /// Loads the newest snapshot, if any, replacing `membership` and `shards` with its
 /// sections. The council section is already in the system file (written when applied).
 fn load_newest_snapshot(
-    data_dir: &Path,
+    data_dir: &DataDir,
     config: &Config,
     machine: &StateMachine,
     (membership, shards): (&mut Membership, &mut ShardTable),
@@ -289,7 +288,7 @@ struct ReplayState<'a> {
 /// Applies committed entries exactly as the order and its shard workers would have:
 /// migration entries through the same shard table, writes only to served shards.
 fn replay(
-    data_dir: &Path,
+    data_dir: &DataDir,
     config: &Config,
     machine: &StateMachine,
     state: ReplayState<'_>,
@@ -301,7 +300,7 @@ fn replay(
         let index = entry.index;
         let log_limits = radiant_protocol::Limits::LOG_COMMANDS;
         let command = Command::decode(entry.data.clone(), &log_limits).map_err(|source| {
-            RecoveryError::Command { data_dir: data_dir.to_path_buf(), index, source }
+            RecoveryError::Command { data_dir: data_dir.path.clone(), index, source }
         })?;
         // Council entries were recorded in the system file when first applied.
         match command {
@@ -329,7 +328,7 @@ mod tests {
     use radiant_protocol::slots::ShardId;
 
     /// A snapshot at index 7 with one pair and a shard-table section that does not decode.
-    fn snapshot_with_a_broken_section(directory: &Path, shard_count: u32) -> LoadedSnapshot {
+    fn snapshot_with_a_broken_section(directory: &DataDir, shard_count: u32) -> LoadedSnapshot {
         let mut writer = SnapshotWriter::create(directory, 7, 2, shard_count).expect("create");
         let membership = Membership::default().encode();
         writer.write_opaque(&section(SECTION_MEMBERSHIP, &membership)).expect("write");
@@ -347,7 +346,8 @@ mod tests {
         let machine = StateMachine::new(config.shard_count);
         let kept = Bytes::from_static(b"kept");
         machine.map().put(key_shard(&kept, config.shard_count), kept.clone(), kept.clone());
-        let snapshot = snapshot_with_a_broken_section(directory.path(), config.shard_count);
+        let directory = DataDir::real(directory.path());
+        let snapshot = snapshot_with_a_broken_section(&directory, config.shard_count);
         let mut membership = Membership::default();
         let (mut council, mut shards) = (None, None);
         let sections =

@@ -4,10 +4,9 @@
 //! of a snapshot arriving from the herald, verifying the whole file before it is
 //! renamed into place. The snapshot file itself is the transfer format.
 
-use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +24,7 @@ use super::recovery::{
 use super::shard_worker::ShardDump;
 use super::state_thread::StateEvent;
 use crate::core::order::Membership;
+use crate::storage::file_system::DataDir;
 use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits, SnapshotWriter};
 
 /// Work for the snapshot thread.
@@ -78,7 +78,7 @@ pub enum SnapshotJob {
 /// What the snapshot thread needs.
 pub struct SnapshotThreadLinks {
     /// The data directory.
-    pub data_dir: PathBuf,
+    pub data_dir: DataDir,
     /// Shards in the state machine.
     pub shard_count: u32,
     /// Limits for verifying received snapshots.
@@ -207,13 +207,14 @@ fn write(
 }
 
 fn read_chunk(
-    data_dir: &Path,
+    data_dir: &DataDir,
     index: LogIndex,
     offset: u64,
     max_bytes: u64,
 ) -> std::io::Result<(Bytes, u64)> {
-    let mut file = File::open(snapshot::snapshot_path(data_dir, index))?;
-    let total = file.metadata()?.len();
+    let path = snapshot::snapshot_path(&data_dir.path, index);
+    let mut file = data_dir.fs().open_read(&path)?;
+    let total = data_dir.fs().file_len(&path)?;
     let length = max_bytes.min(total.saturating_sub(offset));
     file.seek(SeekFrom::Start(offset))?;
     let mut chunk = vec![0u8; length as usize];
@@ -221,7 +222,7 @@ fn read_chunk(
     Ok((Bytes::from(chunk), total))
 }
 
-fn incoming_path(data_dir: &Path) -> PathBuf {
+fn incoming_path(data_dir: &DataDir) -> PathBuf {
     data_dir.join("snapshots").join("incoming.part")
 }
 
@@ -238,31 +239,30 @@ fn receive_chunk(
     let io = |operation| {
         move |source| SnapshotError::Io { operation, path: incoming_path(&links.data_dir), source }
     };
-    std::fs::create_dir_all(path.parent().expect("has a parent"))
+    let fs = links.data_dir.fs();
+    fs.create_dir_all(&crate::storage::file_system::parent_directory(&path))
         .map_err(io("create directory"))?;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(offset == 0)
-        .open(&path)
-        .map_err(io("open"))?;
-    let length = file.metadata().map_err(io("stat"))?.len();
-    if length != offset {
-        return Err(SnapshotError::Corrupt {
-            path,
-            reason: format!("chunk at {offset} but {length} bytes stored"),
-        });
-    }
-    file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+    let mut file = if offset == 0 {
+        fs.create(&path, false).map_err(io("create"))?
+    } else {
+        let length = fs.file_len(&path).map_err(io("stat"))?;
+        if length != offset {
+            return Err(SnapshotError::Corrupt {
+                path,
+                reason: format!("chunk at {offset} but {length} bytes stored"),
+            });
+        }
+        fs.open_append(&path).map_err(io("open"))?
+    };
     file.write_all(data).map_err(io("write"))?;
     if !done {
         return Ok(offset + data.len() as u64);
     }
-    file.sync_all().map_err(io("fsync"))?;
+    file.sync().map_err(io("fsync"))?;
     drop(file);
     // Every section is checked before the file replaces the local snapshot: one that
     // would not load must not become the newest snapshot on disk.
-    let loaded = snapshot::load_file(&path, links.limits)?;
+    let loaded = snapshot::load_file(fs, &path, links.limits)?;
     let max_key_bytes = links.limits.max_key_bytes;
     if let Err(error) = super::recovery::decode_sections(&loaded, links.shard_count, max_key_bytes)
     {
@@ -279,6 +279,7 @@ mod tests {
 
     use super::*;
     use radiant_protocol::slots::ShardId;
+    use std::path::Path;
 
     const LIMITS: SnapshotLimits = SnapshotLimits { max_key_bytes: 1024, max_value_bytes: 1024 };
 
@@ -287,7 +288,7 @@ mod tests {
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
         let (reactor, _) = super::super::channels::reactor_channel(4, waker);
         let (state, _) = crossbeam_channel::unbounded();
-        let data_dir = data_dir.to_path_buf();
+        let data_dir = DataDir::real(data_dir);
         SnapshotThreadLinks { data_dir, shard_count, limits: LIMITS, state, reactor }
     }
 
@@ -295,7 +296,8 @@ mod tests {
     fn a_received_snapshot_with_a_bad_section_is_not_installed() {
         let (directory, sender) =
             (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
-        let mut writer = SnapshotWriter::create(sender.path(), 7, 2, 2).expect("create");
+        let sender_dir = DataDir::real(sender.path());
+        let mut writer = SnapshotWriter::create(&sender_dir, 7, 2, 2).expect("create");
         writer.write_key_value(ShardId(0), b"k", b"v").expect("write");
         writer.write_opaque(&section(SECTION_SHARDS, &Bytes::from_static(b"\xff"))).expect("write");
         let bytes = std::fs::read(writer.finish().expect("finish")).expect("read");
@@ -303,7 +305,7 @@ mod tests {
         let links = links(directory.path(), 2, &poll);
         let error = receive_chunk(&links, 7, 0, &bytes, true).expect_err("refused");
         assert!(error.to_string().contains("unreadable shards section"), "{error}");
-        let installed = snapshot::load_latest(directory.path(), LIMITS).expect("no damage");
+        let installed = snapshot::load_latest(&links.data_dir, LIMITS).expect("no damage");
         assert!(installed.is_none(), "a snapshot that cannot load became the newest on disk");
     }
 
@@ -331,7 +333,7 @@ mod tests {
             panic!("an incomplete snapshot was reported written");
         };
         assert!(reason.contains("1 of its 2 shards never arrived"), "{reason}");
-        let loaded = snapshot::load_latest(directory.path(), limits).expect("no damage");
+        let loaded = snapshot::load_latest(&links.data_dir, limits).expect("no damage");
         assert!(loaded.is_none(), "an incomplete snapshot file was installed");
     }
 }

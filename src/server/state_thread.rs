@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,6 +33,7 @@ use crate::core::order::Membership;
 use crate::core::shards::ShardTable;
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::limits::STATE_INBOX_CAPACITY;
+use crate::storage::file_system::DataDir;
 use crate::storage::state_machine::StateMachine;
 
 /// Inputs to the state thread, from the reactor, the WAL writer and the snapshot thread.
@@ -112,7 +113,7 @@ pub struct StateThreadLinks {
     /// The configuration (snapshot limits, shard count).
     pub config: Config,
     /// The data directory.
-    pub data_dir: PathBuf,
+    pub data_dir: DataDir,
 }
 
 /// How the state thread ended.
@@ -237,7 +238,7 @@ impl StateThread {
                     return false;
                 }
                 if request == ClientRequest::Status {
-                    let disk_bytes = directory_bytes(&self.links.data_dir);
+                    let disk_bytes = directory_bytes(&self.links.data_dir.path);
                     let json =
                         super::status::status_json(&self.radiant, &self.links.machine, disk_bytes);
                     self.reply(reply_to, Message::Response(ClientResponse::Status { json }));

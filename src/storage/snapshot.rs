@@ -12,8 +12,7 @@
 //! This module owns snapshot files only; it must not decide when to snapshot or what the
 //! opaque sections mean.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -22,6 +21,9 @@ use thiserror::Error;
 use tracing::warn;
 
 use radiant_protocol::slots::ShardId;
+
+use crate::storage::file_system::{AppendFile, DataDir, FileSystem, ReadFile, SharedFileSystem};
+use crate::storage::injected_bugs::{self, StorageBug};
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"RSNP";
 const SNAPSHOT_VERSION: u32 = 1;
@@ -86,37 +88,43 @@ fn snapshots_dir(dir: &Path) -> PathBuf {
     dir.join("snapshots")
 }
 
-fn sync_directory(dir: &Path) -> Result<(), SnapshotError> {
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io_error("fsync directory", dir))
+fn sync_directory(fs: &dyn FileSystem, dir: &Path) -> Result<(), SnapshotError> {
+    fs.sync_directory(dir).map_err(io_error("fsync directory", dir))
 }
 
 /// Streams one snapshot to a temporary file; `finish` makes it the newest snapshot.
 #[derive(Debug)]
 pub struct SnapshotWriter {
+    file_system: SharedFileSystem,
     snapshots_dir: PathBuf,
     temporary_path: PathBuf,
     final_path: PathBuf,
-    writer: BufWriter<File>,
+    writer: BufWriter<Box<dyn AppendFile>>,
     checksum: u32,
     shard_count: u32,
 }
 
 impl SnapshotWriter {
     pub fn create(
-        dir: &Path,
+        data_dir: &DataDir,
         last_index: LogIndex,
         last_term: Term,
         shard_count: u32,
     ) -> Result<SnapshotWriter, SnapshotError> {
-        let snapshots_dir = snapshots_dir(dir);
-        fs::create_dir_all(&snapshots_dir).map_err(io_error("create directory", &snapshots_dir))?;
+        let fs = data_dir.fs();
+        let snapshots_dir = snapshots_dir(&data_dir.path);
+        fs.create_dir_all(&snapshots_dir).map_err(io_error("create directory", &snapshots_dir))?;
         let name = format!("{last_index:020}");
-        let temporary_path = snapshots_dir.join(format!("{name}{TEMPORARY_SUFFIX}"));
-        let final_path = snapshot_path(dir, last_index);
-        let file = File::create(&temporary_path).map_err(io_error("create", &temporary_path))?;
+        let final_path = snapshot_path(&data_dir.path, last_index);
+        let temporary_path = if injected_bugs::active(StorageBug::OverwriteSnapshotInPlace) {
+            final_path.clone()
+        } else {
+            snapshots_dir.join(format!("{name}{TEMPORARY_SUFFIX}"))
+        };
+        let file =
+            fs.create(&temporary_path, false).map_err(io_error("create", &temporary_path))?;
         let mut writer = SnapshotWriter {
+            file_system: data_dir.file_system.clone(),
             snapshots_dir,
             temporary_path,
             final_path,
@@ -179,35 +187,39 @@ impl SnapshotWriter {
         let file = writer
             .into_inner()
             .map_err(|error| io_error("flush", &temporary_path)(error.into_error()))?;
-        file.sync_all().map_err(io_error("fsync", &temporary_path))?;
+        let mut file = file;
+        file.sync().map_err(io_error("fsync", &temporary_path))?;
         drop(file);
-        fs::rename(&temporary_path, &self.final_path)
-            .map_err(io_error("rename into place", &self.final_path))?;
-        sync_directory(&self.snapshots_dir)?;
-        remove_older_snapshots(&self.snapshots_dir)?;
+        let fs = &*self.file_system;
+        if temporary_path != self.final_path {
+            fs.rename(&temporary_path, &self.final_path)
+                .map_err(io_error("rename into place", &self.final_path))?;
+        }
+        sync_directory(fs, &self.snapshots_dir)?;
+        remove_older_snapshots(fs, &self.snapshots_dir)?;
         Ok(self.final_path)
     }
 }
 
 /// Completed snapshots sorted oldest first; deletes leftover temporary files.
-fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+fn list_snapshots(
+    fs: &dyn FileSystem,
+    snapshots_dir: &Path,
+) -> Result<Vec<PathBuf>, SnapshotError> {
     let list_error = io_error("list directory", snapshots_dir);
-    let entries = match fs::read_dir(snapshots_dir) {
-        Ok(entries) => entries,
+    let names = match fs.list(snapshots_dir) {
+        Ok(names) => names,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(list_error(error)),
     };
     let mut snapshots = Vec::new();
     let mut removed_any = false;
-    for entry in entries {
-        let path = entry.map_err(io_error("list directory", snapshots_dir))?.path();
-        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
-            continue;
-        };
+    for name in names {
+        let path = snapshots_dir.join(&name);
         if name.ends_with(TEMPORARY_SUFFIX) {
             // An unfinished snapshot: the crash happened before it was published.
             warn!(path = %path.display(), "snapshot: removing leftover temporary file");
-            fs::remove_file(&path).map_err(io_error("delete", &path))?;
+            fs.remove(&path).map_err(io_error("delete", &path))?;
             removed_any = true;
         } else if let Some(digits) = name.strip_suffix(SNAPSHOT_SUFFIX) {
             if digits.len() == 20 && digits.bytes().all(|byte| byte.is_ascii_digit()) {
@@ -216,21 +228,21 @@ fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
         }
     }
     if removed_any {
-        sync_directory(snapshots_dir)?;
+        sync_directory(fs, snapshots_dir)?;
     }
     // Zero-padded names sort by index.
     snapshots.sort();
     Ok(snapshots)
 }
 
-fn remove_older_snapshots(snapshots_dir: &Path) -> Result<(), SnapshotError> {
-    let snapshots = list_snapshots(snapshots_dir)?;
+fn remove_older_snapshots(fs: &dyn FileSystem, snapshots_dir: &Path) -> Result<(), SnapshotError> {
+    let snapshots = list_snapshots(fs, snapshots_dir)?;
     let surplus = snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
     for path in &snapshots[..surplus] {
-        fs::remove_file(path).map_err(io_error("delete", path))?;
+        fs.remove(path).map_err(io_error("delete", path))?;
     }
     if surplus > 0 {
-        sync_directory(snapshots_dir)?;
+        sync_directory(fs, snapshots_dir)?;
     }
     Ok(())
 }
@@ -239,15 +251,15 @@ fn remove_older_snapshots(snapshots_dir: &Path) -> Result<(), SnapshotError> {
 /// snapshot is an error naming the file: it was published, so something on disk broke, and
 /// silently falling back could hide the loss of compacted log entries.
 pub fn load_latest(
-    dir: &Path,
+    data_dir: &DataDir,
     limits: SnapshotLimits,
 ) -> Result<Option<LoadedSnapshot>, SnapshotError> {
-    let snapshots = list_snapshots(&snapshots_dir(dir))?;
+    let fs = data_dir.fs();
+    let snapshots = list_snapshots(fs, &snapshots_dir(&data_dir.path))?;
     let Some(newest) = snapshots.last() else {
         return Ok(None);
     };
-    verify_checksum(newest)?;
-    parse_snapshot(newest, limits).map(Some)
+    load_file(fs, newest, limits).map(Some)
 }
 
 /// The path of the completed snapshot whose last index is `index`.
@@ -257,23 +269,28 @@ pub fn snapshot_path(dir: &Path, index: LogIndex) -> PathBuf {
 
 /// Verifies and loads one snapshot file (for a snapshot received from the herald,
 /// before it is installed).
-pub fn load_file(path: &Path, limits: SnapshotLimits) -> Result<LoadedSnapshot, SnapshotError> {
-    verify_checksum(path)?;
-    parse_snapshot(path, limits)
+pub fn load_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    limits: SnapshotLimits,
+) -> Result<LoadedSnapshot, SnapshotError> {
+    verify_checksum(fs, path)?;
+    parse_snapshot(fs, path, limits)
 }
 
 /// Makes a received, verified snapshot file the newest snapshot: renames it into place
 /// and fsyncs the directory, then drops older snapshots.
 pub fn install_file(
-    dir: &Path,
+    data_dir: &DataDir,
     received: &Path,
     index: LogIndex,
 ) -> Result<PathBuf, SnapshotError> {
-    let snapshots = snapshots_dir(dir);
-    let path = snapshot_path(dir, index);
-    std::fs::rename(received, &path).map_err(io_error("rename received snapshot", &path))?;
-    sync_directory(&snapshots)?;
-    remove_older_snapshots(&snapshots)?;
+    let fs = data_dir.fs();
+    let snapshots = snapshots_dir(&data_dir.path);
+    let path = snapshot_path(&data_dir.path, index);
+    fs.rename(received, &path).map_err(io_error("rename received snapshot", &path))?;
+    sync_directory(fs, &snapshots)?;
+    remove_older_snapshots(fs, &snapshots)?;
     Ok(path)
 }
 
@@ -283,13 +300,12 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> SnapshotError {
 
 /// First pass: checks the trailing CRC32C against the whole file before anything is parsed
 /// or allocated.
-fn verify_checksum(path: &Path) -> Result<(), SnapshotError> {
-    let file = File::open(path).map_err(io_error("open", path))?;
-    let length_bytes = file.metadata().map_err(io_error("stat", path))?.len();
+fn verify_checksum(fs: &dyn FileSystem, path: &Path) -> Result<(), SnapshotError> {
+    let mut reader = fs.open_read(path).map_err(io_error("open", path))?;
+    let length_bytes = fs.file_len(path).map_err(io_error("stat", path))?;
     if length_bytes < HEADER_BYTES + 1 + CHECKSUM_BYTES {
         return Err(corrupt(path, format!("only {length_bytes} bytes long")));
     }
-    let mut reader = BufReader::new(file);
     let mut body = (&mut reader).take(length_bytes - CHECKSUM_BYTES);
     let mut checksum = 0u32;
     let mut chunk = vec![0u8; 64 * 1024];
@@ -314,7 +330,7 @@ fn verify_checksum(path: &Path) -> Result<(), SnapshotError> {
 /// Reads fields from the checksummed body, never past its end.
 struct BodyReader<'a> {
     path: &'a Path,
-    reader: BufReader<File>,
+    reader: Box<dyn ReadFile>,
     remaining_bytes: u64,
 }
 
@@ -357,14 +373,15 @@ impl BodyReader<'_> {
 
 /// Second pass: parses a file whose checksum is known to be good, still validating every
 /// field (a matching checksum does not prove the writer was correct).
-fn parse_snapshot(path: &Path, limits: SnapshotLimits) -> Result<LoadedSnapshot, SnapshotError> {
-    let file = File::open(path).map_err(io_error("open", path))?;
-    let length_bytes = file.metadata().map_err(io_error("stat", path))?.len();
-    let mut body = BodyReader {
-        path,
-        reader: BufReader::new(file),
-        remaining_bytes: length_bytes.saturating_sub(CHECKSUM_BYTES),
-    };
+fn parse_snapshot(
+    fs: &dyn FileSystem,
+    path: &Path,
+    limits: SnapshotLimits,
+) -> Result<LoadedSnapshot, SnapshotError> {
+    let reader = fs.open_read(path).map_err(io_error("open", path))?;
+    let length_bytes = fs.file_len(path).map_err(io_error("stat", path))?;
+    let mut body =
+        BodyReader { path, reader, remaining_bytes: length_bytes.saturating_sub(CHECKSUM_BYTES) };
     if body.read_array::<4>("magic")? != SNAPSHOT_MAGIC {
         return Err(corrupt(path, "bad magic, expected RSNP"));
     }
@@ -411,10 +428,11 @@ fn parse_snapshot(path: &Path, limits: SnapshotLimits) -> Result<LoadedSnapshot,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     const LIMITS: SnapshotLimits = SnapshotLimits { max_key_bytes: 64, max_value_bytes: 1024 };
 
-    fn write_snapshot(dir: &Path, last_index: LogIndex) -> PathBuf {
+    fn write_snapshot(dir: &DataDir, last_index: LogIndex) -> PathBuf {
         let mut writer = SnapshotWriter::create(dir, last_index, 3, 4).unwrap();
         writer.write_key_value(ShardId(0), b"alpha", b"1").unwrap();
         writer.write_opaque(b"sessions").unwrap();
@@ -424,11 +442,12 @@ mod tests {
 
     #[test]
     fn a_snapshot_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load_latest(dir.path(), LIMITS).unwrap(), None);
-        let path = write_snapshot(dir.path(), 17);
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = DataDir::real(temporary.path());
+        assert_eq!(load_latest(&dir, LIMITS).unwrap(), None);
+        let path = write_snapshot(&dir, 17);
         assert!(path.ends_with("snapshots/00000000000000000017.snap"));
-        let loaded = load_latest(dir.path(), LIMITS).unwrap().unwrap();
+        let loaded = load_latest(&dir, LIMITS).unwrap().unwrap();
         assert_eq!((loaded.last_index, loaded.last_term, loaded.shard_count), (17, 3, 4));
         let key_values = vec![
             (0, Bytes::from_static(b"alpha"), Bytes::from_static(b"1")),
@@ -441,20 +460,22 @@ mod tests {
 
     #[test]
     fn only_the_newest_two_snapshots_are_kept_and_the_newest_is_loaded() {
-        let dir = tempfile::tempdir().unwrap();
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = DataDir::real(temporary.path());
         for last_index in [5, 10, 15] {
-            write_snapshot(dir.path(), last_index);
+            write_snapshot(&dir, last_index);
         }
-        let kept = list_snapshots(&snapshots_dir(dir.path())).unwrap();
+        let kept = list_snapshots(dir.fs(), &snapshots_dir(&dir.path)).unwrap();
         assert_eq!(kept.len(), 2);
-        let loaded = load_latest(dir.path(), LIMITS).unwrap().unwrap();
+        let loaded = load_latest(&dir, LIMITS).unwrap().unwrap();
         assert_eq!(loaded.last_index, 15);
     }
 
     #[test]
     fn a_truncated_or_bit_flipped_snapshot_is_rejected_with_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write_snapshot(dir.path(), 9);
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = DataDir::real(temporary.path());
+        let path = write_snapshot(&dir, 9);
         let original = fs::read(&path).unwrap();
         let mut damaged_versions = vec![original[..original.len() - 3].to_vec()];
         damaged_versions.push(original[..10].to_vec());
@@ -465,7 +486,7 @@ mod tests {
         }
         for damaged in damaged_versions {
             fs::write(&path, &damaged).unwrap();
-            let error = load_latest(dir.path(), LIMITS).unwrap_err();
+            let error = load_latest(&dir, LIMITS).unwrap_err();
             assert!(matches!(error, SnapshotError::Corrupt { .. }), "{error:?}");
             assert!(error.to_string().contains(&path.display().to_string()), "{error}");
         }
@@ -473,26 +494,73 @@ mod tests {
 
     #[test]
     fn oversized_keys_are_rejected_even_with_a_valid_checksum() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = SnapshotWriter::create(dir.path(), 1, 1, 1).unwrap();
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = DataDir::real(temporary.path());
+        let mut writer = SnapshotWriter::create(&dir, 1, 1, 1).unwrap();
         writer.write_key_value(ShardId(0), &[7u8; 65], b"v").unwrap();
         writer.finish().unwrap();
-        let error = load_latest(dir.path(), LIMITS).unwrap_err();
+        let error = load_latest(&dir, LIMITS).unwrap_err();
         assert!(error.to_string().contains("max 64"), "{error}");
     }
 
     #[test]
     fn a_leftover_tmp_is_ignored_and_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        write_snapshot(dir.path(), 4);
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = DataDir::real(temporary.path());
+        write_snapshot(&dir, 4);
         // A newer snapshot that was being written when the radiant stopped.
-        let mut unfinished = SnapshotWriter::create(dir.path(), 8, 3, 4).unwrap();
+        let mut unfinished = SnapshotWriter::create(&dir, 8, 3, 4).unwrap();
         unfinished.write_key_value(ShardId(1), b"gamma", b"2").unwrap();
         let temporary_path = unfinished.temporary_path.clone();
         drop(unfinished);
         fs::write(&temporary_path, b"RSNP garbage").unwrap();
-        let loaded = load_latest(dir.path(), LIMITS).unwrap().unwrap();
+        let loaded = load_latest(&dir, LIMITS).unwrap().unwrap();
         assert_eq!(loaded.last_index, 4);
         assert!(!temporary_path.exists());
+    }
+
+    /// Writes snapshot 4 and publishes it, then writes snapshot 8 (a large one) and crashes
+    /// at a random point of it; returns what loading finds afterwards.
+    fn crash_while_writing_a_snapshot(seed: u64) -> Result<Option<LogIndex>, SnapshotError> {
+        use crate::storage::memory_file_system::{DiskFaults, MemoryFileSystem};
+        let disk = MemoryFileSystem::new(seed, DiskFaults::default());
+        let file_system: SharedFileSystem = std::sync::Arc::new(disk.clone());
+        let dir = DataDir { file_system, path: PathBuf::from("/r") };
+        dir.fs().create_dir_all(&dir.path).unwrap();
+        write_snapshot(&dir, 4);
+        let mut writer = SnapshotWriter::create(&dir, 8, 3, 4).unwrap();
+        let pairs = seed % 400;
+        for number in 0..pairs {
+            let key = format!("key-{number}");
+            writer.write_key_value(ShardId(2), key.as_bytes(), &[7; 100]).unwrap();
+        }
+        if seed.is_multiple_of(2) {
+            // Crash after publishing (its directory sync may or may not have happened).
+            writer.finish().unwrap();
+        } else {
+            // Crash mid-write: the buffered part of the snapshot is in the file.
+            drop(writer);
+        }
+        disk.crash();
+        load_latest(&dir, LIMITS).map(|loaded| loaded.map(|snapshot| snapshot.last_index))
+    }
+
+    #[test]
+    fn a_crash_while_writing_a_snapshot_leaves_the_old_one_or_the_new_one() {
+        for seed in 0..200 {
+            let loaded = crash_while_writing_a_snapshot(seed);
+            assert!(
+                matches!(loaded, Ok(Some(4 | 8))),
+                "seed {seed}: after the crash loading found {loaded:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn writing_a_snapshot_over_its_final_file_instead_of_renaming_is_caught() {
+        let _bug = injected_bugs::inject(StorageBug::OverwriteSnapshotInPlace);
+        let caught = (0..200).find(|&seed| crash_while_writing_a_snapshot(seed).is_err());
+        let seed = caught.expect("some crash leaves a damaged newest snapshot");
+        assert!(crash_while_writing_a_snapshot(seed).is_err(), "seed {seed} replays");
     }
 }

@@ -3,11 +3,10 @@
 //! (temporary file, fsync, rename, directory fsync), so a crash leaves the old record or
 //! the new one, never a mix.
 
-use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 
 use crate::core::system::SystemRecord;
+use crate::storage::file_system::DataDir;
 
 /// The file's name in the data directory.
 pub const SYSTEM_FILE: &str = "system";
@@ -38,10 +37,10 @@ pub enum SystemFileError {
 }
 
 /// Reads the record; `None` when the radiant never wrote one (a brand-new data dir).
-pub fn read(data_dir: &Path) -> Result<Option<SystemRecord>, SystemFileError> {
+pub fn read(data_dir: &DataDir) -> Result<Option<SystemRecord>, SystemFileError> {
     let path = data_dir.join(SYSTEM_FILE);
     let display = path.display().to_string();
-    let bytes = match std::fs::read(&path) {
+    let bytes = match data_dir.fs().read(&path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(SystemFileError::Read { path: display, source }),
@@ -59,13 +58,15 @@ pub fn read(data_dir: &Path) -> Result<Option<SystemRecord>, SystemFileError> {
 }
 
 /// Replaces the record durably.
-pub fn write(data_dir: &Path, record: &SystemRecord) -> std::io::Result<()> {
+pub fn write(data_dir: &DataDir, record: &SystemRecord) -> std::io::Result<()> {
+    let fs = data_dir.fs();
     let temporary = data_dir.join(format!("{SYSTEM_FILE}.tmp"));
-    let mut file = File::create(&temporary)?;
+    let mut file = fs.create(&temporary, false)?;
     file.write_all(&record.encode())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, data_dir.join(SYSTEM_FILE))?;
-    File::open(data_dir)?.sync_all()
+    file.sync()?;
+    drop(file);
+    fs.rename(&temporary, &data_dir.join(SYSTEM_FILE))?;
+    fs.sync_directory(&data_dir.path)
 }
 
 #[cfg(test)]
@@ -74,20 +75,21 @@ mod tests {
 
     #[test]
     fn a_written_record_reads_back_and_a_missing_one_is_none() {
-        let directory = tempfile::tempdir().expect("tempdir");
-        assert!(read(directory.path()).expect("readable").is_none());
+        let temporary = tempfile::tempdir().expect("tempdir");
+        let directory = DataDir::real(temporary.path());
+        assert!(read(&directory).expect("readable").is_none());
         let record = SystemRecord { bootstrap_term: 4, ..SystemRecord::default() };
-        write(directory.path(), &record).expect("written");
-        assert_eq!(read(directory.path()).expect("readable"), Some(record));
+        write(&directory, &record).expect("written");
+        assert_eq!(read(&directory).expect("readable"), Some(record));
         let malformed = SystemRecord {
             configuration: Some(radiant_protocol::Configuration::default()),
             ..SystemRecord::default()
         };
-        write(directory.path(), &malformed).expect("written");
-        let error = read(directory.path()).unwrap_err().to_string();
+        write(&directory, &malformed).expect("written");
+        let error = read(&directory).unwrap_err().to_string();
         assert!(error.contains("configuration 0"), "{error}");
-        std::fs::write(directory.path().join(SYSTEM_FILE), b"junk").expect("overwrite");
-        let error = read(directory.path()).unwrap_err().to_string();
+        std::fs::write(directory.join(SYSTEM_FILE), b"junk").expect("overwrite");
+        let error = read(&directory).unwrap_err().to_string();
         assert!(error.contains("empty the data directory"), "{error}");
     }
 }

@@ -10,13 +10,14 @@
 //! Recovery treats a non-contiguous log as corruption, with one exception: the overlapping
 //! or entry-less segment that an interrupted `truncate_suffix` leaves, which is completed.
 
+#[cfg(test)]
+mod crash_tests;
 pub mod record;
 mod recovery;
 mod segment;
 mod truncate;
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use radiant_protocol::{LogEntry, LogIndex, Term};
@@ -25,6 +26,8 @@ use thiserror::Error;
 pub use record::{decode_record, RecordRead, TornReason, WalRecord};
 
 use crate::core::HardState;
+use crate::storage::file_system::{AppendFile, DataDir, SharedFileSystem};
+use crate::storage::injected_bugs::{self, StorageBug};
 use segment::{create_segment, open_for_append, sync_directory, Segment};
 
 /// The largest record payload of the on-disk format: an entry of the largest frame any
@@ -110,10 +113,11 @@ impl WalError {
 /// The write-ahead log. Segments are ordered by first index; the last one is active.
 #[derive(Debug)]
 pub struct Wal {
+    file_system: SharedFileSystem,
     wal_dir: PathBuf,
     options: WalOptions,
     segments: Vec<Segment>,
-    active_file: File,
+    active_file: Box<dyn AppendFile>,
     hard_state: HardState,
     /// Reused for every write so `append` does not allocate in the steady state.
     write_buffer: Vec<u8>,
@@ -125,35 +129,36 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (creating if needed) the WAL in `dir/wal` and recovers what it holds.
-    pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovered), WalError> {
+    /// Opens (creating if needed) the WAL in `DATA_DIR/wal` and recovers what it holds.
+    pub fn open(data_dir: &DataDir, options: WalOptions) -> Result<(Wal, Recovered), WalError> {
         assert!(options.max_record_bytes > 0, "wal: max_record_bytes must be positive");
-        let wal_dir = dir.join("wal");
-        fs::create_dir_all(&wal_dir)
+        let fs = data_dir.fs();
+        let dir = &data_dir.path;
+        let wal_dir = data_dir.join("wal");
+        fs.create_dir_all(&wal_dir)
             .map_err(|source| WalError::io("create directory", &wal_dir, source))?;
-        sync_directory(dir)?;
-        let mut scan = recovery::recover(&wal_dir, options.max_record_bytes)?;
+        sync_directory(fs, dir)?;
+        let mut scan = recovery::recover(fs, &wal_dir, options.max_record_bytes)?;
         let mut write_buffer = Vec::new();
         WalRecord::HardState(scan.hard_state).encode_into(&mut write_buffer);
         if scan.segments.is_empty() {
             let first_index = scan.empty_log_first_index;
-            let (file, segment) = create_segment(&wal_dir, first_index, &write_buffer)?;
-            file.sync_data()
-                .map_err(|source| WalError::io("fsync segment", &segment.path, source))?;
-            sync_directory(&wal_dir)?;
+            let (mut file, segment) = create_segment(fs, &wal_dir, first_index, &write_buffer)?;
+            file.sync().map_err(|source| WalError::io("fsync segment", &segment.path, source))?;
+            sync_directory(fs, &wal_dir)?;
             scan.segments.push(segment);
         } else if scan.torn_tail.is_some() {
             // The cut may have removed the segment's leading hard state; restore it so that
             // compaction of older segments can never lose it.
             let active = scan.segments.last_mut().expect("segments is not empty");
-            let mut file = open_for_append(&active.path)?;
+            let mut file = open_for_append(fs, &active.path)?;
             file.write_all(&write_buffer)
-                .and_then(|()| file.sync_data())
+                .and_then(|()| file.sync())
                 .map_err(|source| WalError::io("rewrite hard state", &active.path, source))?;
             active.length_bytes += write_buffer.len() as u64;
         }
         let active_path = &scan.segments.last().expect("segments is not empty").path;
-        let active_file = open_for_append(active_path)?;
+        let active_file = open_for_append(fs, active_path)?;
         let recovered = Recovered {
             hard_state: scan.hard_state,
             first_index: scan.segments[0].first_index,
@@ -161,6 +166,7 @@ impl Wal {
             torn_tail: scan.torn_tail,
         };
         let wal = Wal {
+            file_system: data_dir.file_system.clone(),
             wal_dir,
             options,
             segments: scan.segments,
@@ -282,13 +288,11 @@ impl Wal {
     /// fsync of the directory if a segment was created or deleted since the last one.
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.check_usable()?;
-        let path = &self.active().path;
-        let mut result = self
-            .active_file
-            .sync_data()
-            .map_err(|source| WalError::io("fsync segment", path, source));
+        let path = &self.segments.last().expect("segments is not empty").path;
+        let mut result =
+            self.active_file.sync().map_err(|source| WalError::io("fsync segment", path, source));
         if result.is_ok() && self.directory_dirty {
-            result = sync_directory(&self.wal_dir);
+            result = sync_directory(&*self.file_system, &self.wal_dir);
             self.directory_dirty = result.is_err();
         }
         self.break_on_error(result)
@@ -297,17 +301,18 @@ impl Wal {
     /// Closes the active segment (synced first, so a newer segment on disk always implies a
     /// complete older one) and starts a new one beginning with the current hard state.
     fn rotate(&mut self) -> Result<(), WalError> {
-        let old_path = &self.active().path;
+        let old_path = &self.segments.last().expect("segments is not empty").path;
         self.active_file
-            .sync_data()
+            .sync()
             .map_err(|source| WalError::io("fsync segment", old_path, source))?;
         self.write_buffer.clear();
         WalRecord::HardState(self.hard_state).encode_into(&mut self.write_buffer);
         let first_index = self.last_index() + 1;
-        let (file, segment) = create_segment(&self.wal_dir, first_index, &self.write_buffer)?;
+        let (file, segment) =
+            create_segment(&*self.file_system, &self.wal_dir, first_index, &self.write_buffer)?;
         self.active_file = file;
         self.segments.push(segment);
-        self.directory_dirty = true;
+        self.directory_dirty = !injected_bugs::active(StorageBug::SkipSegmentDirectorySync);
         Ok(())
     }
 
@@ -365,6 +370,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use proptest::prelude::*;
+    use std::fs;
 
     fn small_options() -> WalOptions {
         WalOptions { segment_max_bytes: 200, max_record_bytes: 4096 }
@@ -387,7 +393,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> (Wal, Recovered) {
-        Wal::open(dir, small_options()).unwrap()
+        Wal::open(&DataDir::real(dir), small_options()).unwrap()
     }
 
     const HARD_STATE: HardState = HardState { term: 4, voted_for: 2, commit: 3 };
@@ -405,13 +411,14 @@ mod tests {
     #[test]
     fn append_sync_and_reopen_return_every_entry_and_the_hard_state() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (mut wal, _) = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         wal.append(&make_entries(1..=3, 1)).unwrap();
         wal.save_hard_state(HARD_STATE).unwrap();
         wal.append(&make_entries(4..=5, 4)).unwrap();
         wal.sync().unwrap();
         drop(wal);
-        let (wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (wal, recovered) =
+            Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         let mut expected = make_entries(1..=3, 1);
         expected.extend(make_entries(4..=5, 4));
         assert_eq!(recovered.entries, expected);
@@ -472,7 +479,7 @@ mod tests {
     /// the tail was cut, reported, and that appending continues from index 3.
     fn check_torn_tail_is_cut(damage: impl FnOnce(&Path, u64)) {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (mut wal, _) = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         wal.append(&make_entries(1..=2, 1)).unwrap();
         wal.save_hard_state(HARD_STATE).unwrap();
         wal.append(&make_entries(3..=3, 4)).unwrap();
@@ -481,7 +488,8 @@ mod tests {
         drop(wal);
         let segment = segment_files(dir.path()).remove(0);
         damage(&segment, last_offset);
-        let (mut wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (mut wal, recovered) =
+            Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         let torn_tail = recovered.torn_tail.expect("torn tail reported");
         assert_eq!((torn_tail.segment, torn_tail.offset), (segment, last_offset));
         assert!(torn_tail.dropped_bytes > 0);
@@ -490,7 +498,7 @@ mod tests {
         wal.append(&make_entries(3..=4, 5)).unwrap();
         wal.sync().unwrap();
         drop(wal);
-        let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (_, recovered) = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         let mut expected = make_entries(1..=2, 1);
         expected.extend(make_entries(3..=4, 5));
         assert_eq!(recovered.entries, expected);
@@ -510,7 +518,7 @@ mod tests {
         // The record is all there and was synced (acknowledged): a checksum mismatch with
         // no zero-filled sector is damage, and cutting it would lose an acknowledged write.
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (mut wal, _) = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         wal.append(&make_entries(1..=20, 1)).unwrap();
         wal.sync().unwrap();
         drop(wal);
@@ -519,7 +527,7 @@ mod tests {
         let flipped = bytes.len() - 10;
         bytes[flipped] ^= 0x01;
         fs::write(&segment, &bytes).unwrap();
-        let error = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+        let error = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap_err();
         let message = error.to_string();
         assert!(matches!(error, WalError::Corrupt { .. }), "{message}");
         assert!(message.contains("in a complete record with no zero-filled sector"), "{message}");
@@ -532,7 +540,7 @@ mod tests {
         // A write cut short by a crash: its sectors reached the disk out of order, and one
         // of them never did (a fresh segment's space reads as zeros).
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (mut wal, _) = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         wal.append(&make_entries(1..=2, 1)).unwrap();
         let large = LogEntry { term: 1, index: 3, data: Bytes::from(vec![b'x'; 2_000]) };
         wal.append(&[large]).unwrap();
@@ -544,7 +552,7 @@ mod tests {
         let unwritten = (last_offset / 512 + 1) * 512..(last_offset / 512 + 2) * 512;
         bytes[unwritten].fill(0);
         fs::write(&segment, &bytes).unwrap();
-        let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (_, recovered) = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         let torn_tail = recovered.torn_tail.expect("torn tail reported");
         assert_eq!(torn_tail.offset, last_offset as u64);
         assert_eq!(recovered.entries, make_entries(1..=2, 1));
@@ -553,7 +561,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_in_an_earlier_record_with_valid_records_after_it_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (mut wal, _) = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap();
         wal.append(&make_entries(1..=5, 1)).unwrap();
         wal.sync().unwrap();
         let damaged_offset = wal.active().entries[1].offset_bytes;
@@ -562,7 +570,7 @@ mod tests {
         let mut bytes = fs::read(&segment).unwrap();
         bytes[damaged_offset as usize + 20] ^= 0x01;
         fs::write(&segment, &bytes).unwrap();
-        let error = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+        let error = Wal::open(&DataDir::real(dir.path()), WalOptions::default()).unwrap_err();
         let WalError::Corrupt { segment: named, offset, .. } = &error else {
             panic!("expected Corrupt, got {error:?}");
         };
@@ -667,7 +675,7 @@ mod tests {
         let files = segment_files(dir.path());
         assert!(files.len() >= 3);
         fs::remove_file(&files[1]).unwrap();
-        let error = Wal::open(dir.path(), small_options()).unwrap_err();
+        let error = Wal::open(&DataDir::real(dir.path()), small_options()).unwrap_err();
         assert!(matches!(error, WalError::Corrupt { .. }), "{error:?}");
         assert!(error.to_string().contains("a segment is missing"), "{error}");
     }

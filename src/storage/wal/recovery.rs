@@ -9,7 +9,6 @@
 //! `WalError::Corrupt`: recovery must never silently drop a record that may have been
 //! acknowledged. Entries must be contiguous inside and across segments.
 
-use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use radiant_protocol::{LogEntry, LogIndex};
@@ -22,6 +21,8 @@ use super::segment::{
 };
 use super::{TornTail, WalError};
 use crate::core::HardState;
+use crate::storage::file_system::FileSystem;
+use crate::storage::injected_bugs::{self, StorageBug};
 
 /// What recovery found; `segments` is empty only when the directory held no segment.
 #[derive(Default)]
@@ -39,27 +40,32 @@ fn corrupt(segment: &Path, offset: u64, reason: String) -> WalError {
 }
 
 /// Reads every segment in `wal_dir` in index order.
-pub(super) fn recover(wal_dir: &Path, max_record_bytes: u32) -> Result<Scan, WalError> {
-    let mut listed = list_segments(wal_dir)?;
+pub(super) fn recover(
+    fs: &dyn FileSystem,
+    wal_dir: &Path,
+    max_record_bytes: u32,
+) -> Result<Scan, WalError> {
+    let mut listed = list_segments(fs, wal_dir)?;
     let mut scan = Scan { empty_log_first_index: 1, ..Scan::default() };
-    remove_unwritten_last_segment(&mut listed, &mut scan)?;
+    remove_unwritten_last_segment(fs, &mut listed, &mut scan)?;
     for (position, (first_index, path)) in listed.iter().enumerate() {
         if let Some(previous) = scan.segments.last() {
             if previous.entries.is_empty() {
                 // Only `truncate_suffix` leaves an entry-less segment before another one.
-                discard_leftover_segments(&listed[position..])?;
+                discard_leftover_segments(fs, &listed[position..])?;
                 break;
             }
             if *first_index <= previous.last_index() {
-                finish_interrupted_truncation(&mut scan, *first_index, path)?;
+                finish_interrupted_truncation(fs, &mut scan, *first_index, path)?;
             } else if *first_index != previous.next_index() {
                 if position + 1 == listed.len() {
                     let mut reset = Scan { empty_log_first_index: *first_index, ..Scan::default() };
-                    scan_segment(path, *first_index, true, max_record_bytes, &mut reset)?;
+                    let last = SegmentToScan { path, first_index: *first_index, is_last: true };
+                    scan_segment(fs, last, max_record_bytes, &mut reset)?;
                     if reset.entries.is_empty() {
                         // Only `reset_to` leaves an entry-less last segment after a gap:
                         // it stopped before deleting the old segments, so finish that.
-                        discard_leftover_segments(&listed[..position])?;
+                        discard_leftover_segments(fs, &listed[..position])?;
                         scan = reset;
                         break;
                     }
@@ -74,26 +80,28 @@ pub(super) fn recover(wal_dir: &Path, max_record_bytes: u32) -> Result<Scan, Wal
             }
         }
         let is_last = position + 1 == listed.len();
-        scan_segment(path, *first_index, is_last, max_record_bytes, &mut scan)?;
+        let segment = SegmentToScan { path, first_index: *first_index, is_last };
+        scan_segment(fs, segment, max_record_bytes, &mut scan)?;
     }
-    sync_directory(wal_dir)?;
+    sync_directory(fs, wal_dir)?;
     Ok(scan)
 }
 
 /// Segment files sorted by first index; removes leftover temporary files.
-fn list_segments(wal_dir: &Path) -> Result<Vec<(LogIndex, PathBuf)>, WalError> {
-    let read_error = |source| WalError::io("list directory", wal_dir, source);
+fn list_segments(
+    fs: &dyn FileSystem,
+    wal_dir: &Path,
+) -> Result<Vec<(LogIndex, PathBuf)>, WalError> {
+    let names =
+        fs.list(wal_dir).map_err(|source| WalError::io("list directory", wal_dir, source))?;
     let mut listed = Vec::new();
-    for dir_entry in fs::read_dir(wal_dir).map_err(read_error)? {
-        let path = dir_entry.map_err(read_error)?.path();
-        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
-            continue;
-        };
-        if let Some(first_index) = parse_segment_name(name) {
+    for name in names {
+        let path = wal_dir.join(&name);
+        if let Some(first_index) = parse_segment_name(&name) {
             listed.push((first_index, path));
         } else if name.ends_with(".wal.tmp") {
             warn!(path = %path.display(), "wal: removing leftover temporary segment");
-            remove_file(&path)?;
+            remove_file(fs, &path)?;
         } else {
             warn!(path = %path.display(), "wal: ignoring unexpected file");
         }
@@ -105,29 +113,42 @@ fn list_segments(wal_dir: &Path) -> Result<Vec<(LogIndex, PathBuf)>, WalError> {
 /// A last segment shorter than its header was being created when the radiant stopped; it
 /// holds nothing that was ever synced.
 fn remove_unwritten_last_segment(
+    fs: &dyn FileSystem,
     listed: &mut Vec<(LogIndex, PathBuf)>,
     scan: &mut Scan,
 ) -> Result<(), WalError> {
     let Some((first_index, path)) = listed.last() else {
         return Ok(());
     };
-    let metadata = fs::metadata(path).map_err(|source| WalError::io("stat", path, source))?;
-    if metadata.len() >= SEGMENT_HEADER_BYTES {
+    let bytes = fs.read(path).map_err(|source| WalError::io("read segment", path, source))?;
+    let header_bytes = SEGMENT_HEADER_BYTES as usize;
+    // A header that never reached the disk: cut short, or unwritten (zeros up to the end
+    // of its sector) while later writes landed out of order. Syncing the segment would have
+    // made its header durable, so nothing in it was synced.
+    let unwritten = bytes.len() < header_bytes
+        || (decode_header(&bytes) != Ok(*first_index)
+            && (bytes[..header_bytes].iter().all(|&byte| byte == 0)
+                || bytes[header_bytes..bytes.len().min(SECTOR_BYTES)].iter().all(|&b| b == 0)));
+    if !unwritten {
         return Ok(());
     }
-    let length_bytes = metadata.len();
-    warn!(segment = %path.display(), length_bytes, "wal: removing segment cut short in its header");
-    remove_file(path)?;
+    let length_bytes = bytes.len();
+    let segment = path.display();
+    warn!(%segment, length_bytes, "wal: removing segment whose header was never written");
+    remove_file(fs, path)?;
     scan.empty_log_first_index = *first_index;
     listed.pop();
     Ok(())
 }
 
-fn discard_leftover_segments(leftovers: &[(LogIndex, PathBuf)]) -> Result<(), WalError> {
+fn discard_leftover_segments(
+    fs: &dyn FileSystem,
+    leftovers: &[(LogIndex, PathBuf)],
+) -> Result<(), WalError> {
     for (_, path) in leftovers {
         let segment = path.display();
         warn!(%segment, "wal: removing segment left by an interrupted truncation or reset");
-        remove_file(path)?;
+        remove_file(fs, path)?;
     }
     Ok(())
 }
@@ -135,6 +156,7 @@ fn discard_leftover_segments(leftovers: &[(LogIndex, PathBuf)]) -> Result<(), Wa
 /// A segment named `from_index` that overlaps the previous one was created by
 /// `truncate_suffix`, which stopped before cutting the previous segment: cut it now.
 fn finish_interrupted_truncation(
+    fs: &dyn FileSystem,
     scan: &mut Scan,
     from_index: LogIndex,
     newer_segment: &Path,
@@ -150,7 +172,7 @@ fn finish_interrupted_truncation(
         segment = %previous.path.display(), from_index, offset_bytes,
         "wal: finishing an interrupted truncation"
     );
-    cut_file(&previous.path, offset_bytes)?;
+    cut_file(fs, &previous.path, offset_bytes)?;
     let dropped = previous.entries.len() - kept;
     previous.entries.truncate(kept);
     previous.length_bytes = offset_bytes;
@@ -159,23 +181,30 @@ fn finish_interrupted_truncation(
 }
 
 /// Shortens a file to `length_bytes` and makes that durable.
-pub(super) fn cut_file(path: &Path, length_bytes: u64) -> Result<(), WalError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|source| WalError::io("open segment for truncation", path, source))?;
-    file.set_len(length_bytes).map_err(|source| WalError::io("truncate segment", path, source))?;
-    file.sync_all().map_err(|source| WalError::io("fsync truncated segment", path, source))
+pub(super) fn cut_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    length_bytes: u64,
+) -> Result<(), WalError> {
+    fs.truncate(path, length_bytes).map_err(|source| WalError::io("truncate segment", path, source))
+}
+
+/// A segment file recovery reads, and whether it is the newest one.
+#[derive(Clone, Copy)]
+struct SegmentToScan<'a> {
+    path: &'a Path,
+    first_index: LogIndex,
+    is_last: bool,
 }
 
 fn scan_segment(
-    path: &Path,
-    first_index: LogIndex,
-    is_last: bool,
+    fs: &dyn FileSystem,
+    to_scan: SegmentToScan<'_>,
     max_record_bytes: u32,
     scan: &mut Scan,
 ) -> Result<(), WalError> {
-    let bytes = fs::read(path).map_err(|source| WalError::io("read segment", path, source))?;
+    let SegmentToScan { path, first_index, is_last } = to_scan;
+    let bytes = fs.read(path).map_err(|source| WalError::io("read segment", path, source))?;
     let header_index = decode_header(&bytes).map_err(|reason| corrupt(path, 0, reason))?;
     if header_index != first_index {
         let reason = format!("header says first index {header_index}, name says {first_index}");
@@ -195,7 +224,9 @@ fn scan_segment(
             RecordRead::End => "zero-filled tail".to_string(),
             RecordRead::Torn {
                 reason: reason @ TornReason::ChecksumMismatch { length_bytes, .. },
-            } if !has_unwritten_sector(&bytes, offset, length_bytes) => {
+            } if !has_unwritten_sector(&bytes, offset, length_bytes)
+                && !injected_bugs::active(StorageBug::CutDamagedRecords) =>
+            {
                 let reason = format!(
                     "{reason} in a complete record with no zero-filled sector: a write a crash \
                      cut short leaves its unwritten sectors zero, so this record was written \
@@ -203,13 +234,31 @@ fn scan_segment(
                 );
                 return Err(corrupt(path, offset as u64, reason));
             }
-            RecordRead::Torn { reason } => reason.to_string(),
+            RecordRead::Torn { reason } => {
+                let damaged_length =
+                    matches!(reason, TornReason::PastEnd { .. } | TornReason::TooLarge { .. })
+                        && !injected_bugs::active(StorageBug::CutDamagedRecords);
+                if let Some(bit) = damaged_length
+                    .then(|| flipped_length_bit(&bytes[offset..], max_record_bytes))
+                    .flatten()
+                {
+                    let reason = format!(
+                        "{reason}, yet with bit {bit} of its length field flipped back the \
+                         record is complete and its checksum matches: it was written whole and \
+                         then damaged, and it may hold an acknowledged write"
+                    );
+                    return Err(corrupt(path, offset as u64, reason));
+                }
+                reason.to_string()
+            }
         };
         if !is_last {
             let reason = format!("{damage} in a segment that is not the last one");
             return Err(corrupt(path, offset as u64, reason));
         }
-        cut_torn_tail(path, &bytes, offset, damage, max_record_bytes, scan)?;
+        let unwritten = starts_unwritten(&bytes, offset);
+        let tail = DamagedTail { offset, reason: damage, unwritten };
+        cut_torn_tail(fs, path, &bytes, tail, max_record_bytes, scan)?;
         break;
     }
     segment.length_bytes = offset as u64;
@@ -251,14 +300,20 @@ fn accept_record(
 /// follows, the damage is inside the log and may hide acknowledged writes: refuse. Otherwise
 /// it is a write the crash interrupted, which was never synced: cut it off.
 fn cut_torn_tail(
+    fs: &dyn FileSystem,
     path: &Path,
     bytes: &[u8],
-    offset: usize,
-    reason: String,
+    tail: DamagedTail,
     max_record_bytes: u32,
     scan: &mut Scan,
 ) -> Result<(), WalError> {
-    if let Some(valid_offset) = find_valid_record(bytes, offset + 1, max_record_bytes) {
+    let DamagedTail { offset, reason, unwritten } = tail;
+    // Past a sector that was never written, nothing was synced: a sync makes every earlier
+    // write durable, and this log only appends. Valid records there are writes that
+    // reached the disk out of order before the power loss, and are cut with the rest.
+    let valid_after =
+        (!unwritten).then(|| find_valid_record(bytes, offset + 1, max_record_bytes)).flatten();
+    if let Some(valid_offset) = valid_after {
         let reason = format!(
             "{reason}, yet a valid record follows at byte offset {valid_offset}, so this is \
              damage inside the log rather than a write cut short by a crash"
@@ -266,7 +321,7 @@ fn cut_torn_tail(
         return Err(corrupt(path, offset as u64, reason));
     }
     let dropped_bytes = (bytes.len() - offset) as u64;
-    cut_file(path, offset as u64)?;
+    cut_file(fs, path, offset as u64)?;
     warn!(
         segment = %path.display(), offset, dropped_bytes, %reason,
         "wal: cut off torn tail"
@@ -283,6 +338,48 @@ fn cut_torn_tail(
 /// Bytes a disk writes atomically: after a power loss each such block of a file holds the
 /// old bytes (zeros, for a segment's fresh space) or the new ones.
 const SECTOR_BYTES: usize = 512;
+
+/// Where a segment's valid records end, why, and whether the damage starts with a sector
+/// that was never written.
+struct DamagedTail {
+    offset: usize,
+    reason: String,
+    unwritten: bool,
+}
+
+/// Whether the damage at `offset` shows a write that never reached the disk: the record's
+/// bytes from `offset` to the end of its sector, or one whole sector of the span its length
+/// field claims, are all zero.
+fn starts_unwritten(bytes: &[u8], offset: usize) -> bool {
+    let to_sector_end = SECTOR_BYTES - offset % SECTOR_BYTES;
+    let rest_of_sector = &bytes[offset..(offset + to_sector_end).min(bytes.len())];
+    if rest_of_sector.iter().all(|&byte| byte == 0) {
+        return true;
+    }
+    let Some(header) = bytes.get(offset..offset + RECORD_HEADER_BYTES) else {
+        return false;
+    };
+    let length_bytes = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    has_unwritten_sector(bytes, offset, length_bytes)
+}
+
+/// The bit of the length field whose flip makes `bytes` start with a complete record that
+/// passes its checksum, if one does: a single flipped bit in a written record, which would
+/// otherwise look like a record cut short.
+fn flipped_length_bit(bytes: &[u8], max_record_bytes: u32) -> Option<u32> {
+    let header = bytes.get(..RECORD_HEADER_BYTES)?;
+    let length_bytes = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let mut candidate = bytes.to_vec();
+    (0..32).find(|bit| {
+        let repaired = length_bytes ^ (1 << bit);
+        if repaired as usize > bytes.len() - RECORD_HEADER_BYTES {
+            return false;
+        }
+        candidate[..4].copy_from_slice(&repaired.to_le_bytes());
+        let end = RECORD_HEADER_BYTES + repaired as usize;
+        matches!(decode_record(&candidate[..end], max_record_bytes), RecordRead::Complete { .. })
+    })
+}
 
 /// Whether some disk sector of the record at `offset` (header and `length_bytes` of
 /// payload) holds only zeros within the record: the mark of a write that never fully

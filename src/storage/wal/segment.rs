@@ -7,13 +7,13 @@
 //! This module owns the thin file helpers (create, fsync a directory). It must not decide
 //! policy (rotation, truncation, recovery): that lives in `mod.rs` and `recovery.rs`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use radiant_protocol::{LogIndex, Term};
 
 use super::WalError;
+use crate::storage::file_system::{AppendFile, FileSystem};
 
 pub(super) const SEGMENT_MAGIC: [u8; 4] = *b"RWAL";
 pub(super) const SEGMENT_VERSION: u32 = 1;
@@ -88,27 +88,26 @@ pub(super) fn decode_header(bytes: &[u8]) -> Result<LogIndex, String> {
     Ok(u64::from_le_bytes(first_index))
 }
 
-/// Opens an existing segment for appending (`O_APPEND`, so writes land at the end even after
-/// `set_len`).
-pub(super) fn open_for_append(path: &Path) -> Result<File, WalError> {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|source| WalError::io("open segment", path, source))
+/// Opens an existing segment for appending (writes land at the end even after a
+/// truncation).
+pub(super) fn open_for_append(
+    file_system: &dyn FileSystem,
+    path: &Path,
+) -> Result<Box<dyn AppendFile>, WalError> {
+    file_system.open_append(path).map_err(|source| WalError::io("open segment", path, source))
 }
 
 /// Creates a new segment holding the header followed by `initial_records`. Not synced: the
 /// caller syncs the file and the directory.
 pub(super) fn create_segment(
+    file_system: &dyn FileSystem,
     wal_dir: &Path,
     first_index: LogIndex,
     initial_records: &[u8],
-) -> Result<(File, Segment), WalError> {
+) -> Result<(Box<dyn AppendFile>, Segment), WalError> {
     let path = segment_path(wal_dir, first_index);
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&path)
+    let mut file = file_system
+        .create(&path, true)
         .map_err(|source| WalError::io("create segment", &path, source))?;
     let mut contents = encode_header(first_index).to_vec();
     contents.extend_from_slice(initial_records);
@@ -120,13 +119,12 @@ pub(super) fn create_segment(
 }
 
 /// Makes creations, renames and deletions in `dir` durable.
-pub(super) fn sync_directory(dir: &Path) -> Result<(), WalError> {
-    let result = File::open(dir).and_then(|directory| directory.sync_all());
-    result.map_err(|source| WalError::io("fsync directory", dir, source))
+pub(super) fn sync_directory(file_system: &dyn FileSystem, dir: &Path) -> Result<(), WalError> {
+    file_system.sync_directory(dir).map_err(|source| WalError::io("fsync directory", dir, source))
 }
 
-pub(super) fn remove_file(path: &Path) -> Result<(), WalError> {
-    match std::fs::remove_file(path) {
+pub(super) fn remove_file(file_system: &dyn FileSystem, path: &Path) -> Result<(), WalError> {
+    match file_system.remove(path) {
         Ok(()) => Ok(()),
         // Already gone (a previous attempt got this far): the goal is reached.
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),

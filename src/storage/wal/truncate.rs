@@ -13,9 +13,6 @@
 //! step 3) or an entry-less segment followed by others (finish step 2); neither pattern can
 //! arise any other way. This module must not decide when to truncate or compact.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-
 use radiant_protocol::LogIndex;
 
 use super::record::WalRecord;
@@ -43,10 +40,11 @@ impl Wal {
     fn truncate_suffix_unchecked(&mut self, from_index: LogIndex) -> Result<(), WalError> {
         let position = self.segment_position(from_index).expect("from_index lies within the log");
         let new_segment = self.write_hard_state_segment(from_index)?;
+        let fs = &*self.file_system;
         for later in &self.segments[position + 1..] {
-            remove_file(&later.path)?;
+            remove_file(fs, &later.path)?;
         }
-        sync_directory(&self.wal_dir)?;
+        sync_directory(fs, &self.wal_dir)?;
         self.segments.truncate(position + 1);
         let holder = self.segments.last_mut().expect("position is in range");
         if holder.first_index == from_index {
@@ -55,11 +53,11 @@ impl Wal {
         } else {
             let kept = usize::try_from(from_index - holder.first_index).expect("fits entries");
             let offset_bytes = holder.entries[kept].offset_bytes;
-            cut_file(&holder.path, offset_bytes)?;
+            cut_file(fs, &holder.path, offset_bytes)?;
             holder.entries.truncate(kept);
             holder.length_bytes = offset_bytes;
         }
-        self.active_file = open_for_append(&new_segment.path)?;
+        self.active_file = open_for_append(fs, &new_segment.path)?;
         self.segments.push(new_segment);
         self.directory_dirty = false;
         Ok(())
@@ -73,17 +71,17 @@ impl Wal {
         self.write_buffer.clear();
         self.write_buffer.extend_from_slice(&encode_header(first_index));
         WalRecord::HardState(self.hard_state).encode_into(&mut self.write_buffer);
+        let fs = &*self.file_system;
         let write = |buffer: &[u8]| {
-            let mut file =
-                OpenOptions::new().write(true).create(true).truncate(true).open(&temporary_path)?;
+            let mut file = fs.create(&temporary_path, false)?;
             file.write_all(buffer)?;
-            file.sync_data()
+            file.sync()
         };
         write(&self.write_buffer)
             .map_err(|source| WalError::io("write segment", &temporary_path, source))?;
-        fs::rename(&temporary_path, &path)
+        fs.rename(&temporary_path, &path)
             .map_err(|source| WalError::io("rename segment into place", &path, source))?;
-        sync_directory(&self.wal_dir)?;
+        sync_directory(fs, &self.wal_dir)?;
         Ok(Segment {
             path,
             first_index,
@@ -106,12 +104,13 @@ impl Wal {
 
     fn reset_to_unchecked(&mut self, next_index: LogIndex) -> Result<(), WalError> {
         let new_segment = self.write_hard_state_segment(next_index)?;
+        let fs = &*self.file_system;
         for old in self.segments.iter().filter(|old| old.path != new_segment.path) {
-            remove_file(&old.path)?;
+            remove_file(fs, &old.path)?;
         }
-        sync_directory(&self.wal_dir)?;
+        sync_directory(fs, &self.wal_dir)?;
         self.segments.clear();
-        self.active_file = open_for_append(&new_segment.path)?;
+        self.active_file = open_for_append(fs, &new_segment.path)?;
         self.segments.push(new_segment);
         self.directory_dirty = false;
         Ok(())
@@ -129,15 +128,19 @@ impl Wal {
             return Ok(());
         }
         // Oldest first, so a crash part-way leaves a shorter but contiguous log.
+        // The active segment may be a fresh one whose header, hard state and name are not
+        // synced yet; once the older segments are gone it holds the only copy of the hard
+        // state, so it is made durable before they are removed.
+        self.sync()?;
         let mut result = Ok(());
         for segment in &self.segments[..removable] {
-            result = remove_file(&segment.path);
+            result = remove_file(&*self.file_system, &segment.path);
             if result.is_err() {
                 break;
             }
         }
         if result.is_ok() {
-            result = sync_directory(&self.wal_dir);
+            result = sync_directory(&*self.file_system, &self.wal_dir);
             self.directory_dirty = result.is_err();
             self.segments.drain(..removable);
         }
