@@ -62,13 +62,14 @@ pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
             Ok((report, history)) => {
                 println!(
                     "seed {seed}: ok: {} ticks, {} ops ({} completed), {} heralds, {} crashes, \
-                     commit {}, {} snapshots installed, {} membership changes, messages {}/{} \
-                     delivered/dropped",
+                     {} refused a damaged disk, commit {}, {} snapshots installed, {} \
+                     membership changes, messages {}/{} delivered/dropped",
                     report.ticks,
                     report.operations,
                     report.completed,
                     report.heralds,
                     report.crashes,
+                    report.refusals,
                     report.committed,
                     report.snapshots_installed,
                     report.membership_changes,

@@ -4,7 +4,7 @@
 //! they are committed. The radiant resumes with exactly the state it had durably.
 
 use bytes::{Buf, Bytes};
-use radiant_protocol::{Command, DecodeError, GroupId, LogEntry, LogIndex};
+use radiant_protocol::{DecodeError, GroupId, LogEntry, LogIndex};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -296,21 +296,10 @@ fn replay(
     commit: LogIndex,
 ) -> Result<(), RecoveryError> {
     let limits = config.protocol_limits();
-    for entry in entries.iter().take_while(|entry| entry.index <= commit) {
-        let index = entry.index;
-        let log_limits = radiant_protocol::Limits::LOG_COMMANDS;
-        let command = Command::decode(entry.data.clone(), &log_limits).map_err(|source| {
-            RecoveryError::Command { data_dir: data_dir.path.clone(), index, source }
-        })?;
-        // Council entries were recorded in the system file when first applied.
-        match command {
-            Command::Membership(change) => {
-                state.membership.apply(&change);
-            }
-            command => machine.replay((state.shards, state.group), index, command, &limits),
-        }
-    }
-    Ok(())
+    let shards = (state.shards, state.group);
+    machine.replay_committed(entries, commit, state.membership, shards, &limits).map_err(
+        |(index, source)| RecoveryError::Command { data_dir: data_dir.path.clone(), index, source },
+    )
 }
 
 /// A section for a snapshot: its tag, then its bytes.

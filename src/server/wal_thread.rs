@@ -92,13 +92,7 @@ fn run(
             match request {
                 WalRequest::Append { sequence, hard_state, truncate_from, entries } => {
                     super::test_switches::panic_if(&mut panic_armed, "its first log write");
-                    if let Some(hard_state) = hard_state {
-                        wal.save_hard_state(hard_state)?;
-                    }
-                    if let Some(from) = truncate_from {
-                        wal.truncate_suffix(from)?;
-                    }
-                    wal.append(&entries)?;
+                    wal.write_persist(hard_state, truncate_from, &entries)?;
                     written += entries.len();
                     durable_sequence = Some(sequence);
                 }

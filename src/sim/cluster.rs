@@ -17,16 +17,18 @@ use radiant_protocol::{
     LogIndex, MemberId, PeerBody, PeerMessage, Term,
 };
 
-use super::disk::{decode_state, encode_state, PendingWrite, SimDisk, SimSnapshot};
+use super::disk::{decode_state, encode_state, SimSnapshot, SimStorage, StartFailure};
 use super::history::Operation;
 use super::network::{Endpoint, Network, NetworkFaults};
 use super::workload::{ClientContext, ClientTiming, Send, SimClient};
 use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership, OrderOptions, RecoveredOrder};
 use crate::core::prng::Prng;
+use crate::core::shards::ShardTable;
 use crate::core::{Action, Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo, Tick};
+use crate::storage::memory_file_system::DiskFaults;
 use crate::storage::state_machine::StateMachine;
-use radiant_protocol::slots::key_shard;
+use crate::storage::wal::WalError;
 
 /// Messages on the simulated network.
 #[derive(Clone, Debug)]
@@ -64,6 +66,9 @@ pub struct SimFaults {
     pub partition_ticks: (u64, u64),
     /// Longest fsync, ticks.
     pub fsync_max_ticks: u64,
+    /// The disks' faults. Bit flips hit only the first radiant's disk, so at most one
+    /// radiant refuses to start and its order keeps a majority.
+    pub disk: DiskFaults,
 }
 
 /// Everything a run depends on. The same options give the same run.
@@ -134,6 +139,7 @@ impl SimOptions {
                 partition_per_million: prng.range(0, 10_000),
                 partition_ticks: (10, prng.range(20, 300)),
                 fsync_max_ticks: prng.range(0, 4),
+                disk: DiskFaults::default(),
             },
             snapshot_interval_entries: prng.range(20, 200),
             catch_up_entries: prng.range(0, 30),
@@ -149,6 +155,7 @@ impl SimOptions {
             options.radiants += 1;
             options.membership_changes_per_million = prng.range(500, 5_000);
         }
+        options.faults.disk = swarm_disk_faults(&mut prng);
         options
     }
 
@@ -158,6 +165,19 @@ impl SimOptions {
             "radiant sim --seed {} --radiants {} --ticks {}",
             self.seed, self.voters, self.ticks
         )
+    }
+}
+
+/// Disk faults for a swarm seed: every crash tears and reorders unsynced writes; about
+/// half the seeds also get I/O errors, and about half bit flips.
+pub fn swarm_disk_faults(prng: &mut Prng) -> DiskFaults {
+    let errors = prng.chance(1, 2);
+    DiskFaults {
+        write_error_per_million: if errors { prng.range(0, 300) as u32 } else { 0 },
+        sync_error_per_million: if errors { prng.range(0, 300) as u32 } else { 0 },
+        bit_flip_per_million: if prng.chance(1, 2) { prng.range(0, 200_000) as u32 } else { 0 },
+        out_of_order_per_million: prng.range(0, 500_000) as u32,
+        capacity_bytes: 0,
     }
 }
 
@@ -174,8 +194,10 @@ pub struct SimReport {
     pub completed: usize,
     /// Heralds elected (distinct terms with a herald).
     pub heralds: usize,
-    /// Crashes injected.
+    /// Crashes injected (including radiants stopped by a disk error).
     pub crashes: u64,
+    /// Radiants that refused to start because their disk was damaged (bit flips).
+    pub refusals: u64,
     /// Highest committed index.
     pub committed: LogIndex,
     /// Snapshots installed on lagging members.
@@ -235,7 +257,8 @@ struct SimRadiant {
     member: MemberId,
     core: Option<Radiant>,
     machine: StateMachine,
-    disk: SimDisk,
+    /// Its real WAL on its own simulated disk, and what it promised to keep.
+    disk: SimStorage,
     incoming_snapshot: BytesMut,
     restart_at: u64,
     incarnation: u64,
@@ -245,12 +268,15 @@ struct SimRadiant {
 
 impl SimRadiant {
     /// Radiant `id` before its first start: empty disk, nothing running.
-    fn fresh(id: u64) -> SimRadiant {
+    fn fresh(id: u64, seed: u64, mut faults: DiskFaults) -> SimRadiant {
+        if id != 1 {
+            faults.bit_flip_per_million = 0;
+        }
         SimRadiant {
             member: MemberId::new(id).expect("ids start at 1"),
             core: None,
             machine: StateMachine::new(8),
-            disk: SimDisk::default(),
+            disk: SimStorage::new(seed ^ id.rotate_left(48), faults),
             incoming_snapshot: BytesMut::new(),
             restart_at: 0,
             incarnation: 0,
@@ -284,6 +310,7 @@ pub struct Simulator {
     ever_removed: std::collections::BTreeSet<MemberId>,
     committed: BTreeMap<LogIndex, (Term, Bytes)>,
     crashes: u64,
+    refusals: u64,
     partition_until: Option<u64>,
     snapshots_installed: u64,
     faults_on: bool,
@@ -307,7 +334,9 @@ impl Simulator {
         }));
         let initial_membership_for_checks = initial_membership.clone();
         let mut prng = Prng::new(options.seed);
-        let radiants = (1..=options.radiants as u64).map(SimRadiant::fresh).collect();
+        let radiants = (1..=options.radiants as u64)
+            .map(|id| SimRadiant::fresh(id, options.seed, options.faults.disk))
+            .collect();
         let clients = (0..options.clients)
             .map(|index| {
                 let mut client = SimClient::new(
@@ -345,6 +374,7 @@ impl Simulator {
             membership_changes: 0,
             committed: BTreeMap::new(),
             crashes: 0,
+            refusals: 0,
             partition_until: None,
             snapshots_installed: 0,
             faults_on: true,
@@ -403,6 +433,7 @@ impl Simulator {
                 .count(),
             heralds: self.heralds_by_term.len(),
             crashes: self.crashes,
+            refusals: self.refusals,
             committed: self.committed.keys().next_back().copied().unwrap_or(0),
             snapshots_installed: self.snapshots_installed,
             membership_changes: self.membership_changes,
@@ -548,8 +579,10 @@ impl Simulator {
         self.restart_due();
         for index in 0..self.radiants.len() {
             if self.radiants[index].core.is_some() {
-                if let Some(sequence) = self.radiants[index].disk.sync_due(self.now) {
-                    self.step(index, Input::Durable { sequence });
+                match self.radiants[index].disk.sync_due(self.now) {
+                    Ok(Some(sequence)) => self.step(index, Input::Durable { sequence }),
+                    Ok(None) => {}
+                    Err(error) => self.stop_on_disk_error(index, &error),
                 }
             }
         }
@@ -678,10 +711,15 @@ impl Simulator {
 
     fn enter_liveness_phase(&mut self) {
         self.faults_on = false;
+        for radiant in &self.radiants {
+            radiant.disk.calm();
+        }
         self.network.heal();
         self.partition_until = None;
         for index in 0..self.radiants.len() {
-            if self.radiants[index].core.is_none() {
+            // A radiant that refused its damaged disk stays down (`restart_at` never comes).
+            let refused = self.radiants[index].restart_at == u64::MAX;
+            if self.radiants[index].core.is_none() && !refused {
                 self.start(index);
             }
         }
@@ -781,15 +819,49 @@ impl Simulator {
         self.partition_until = Some(self.now + self.prng.range(low, high + 1));
     }
 
+    /// A power loss: the process and everything its disk had not made durable are gone.
     fn crash(&mut self, index: usize) {
         self.crashes += 1;
         let (low, high) = self.options.faults.down_ticks;
         let down = self.prng.range(low, high + 1);
         let radiant = &mut self.radiants[index];
         radiant.core = None;
-        radiant.disk.crash(&mut self.prng);
+        radiant.disk.crash();
         radiant.incoming_snapshot.clear();
         radiant.restart_at = self.now + down;
+    }
+
+    /// A write or sync failed: the radiant stops (fail-stop, as the daemon does) and is
+    /// restarted later from what its disk holds; the rest of its order carries on.
+    fn stop_on_disk_error(&mut self, index: usize, error: &WalError) {
+        self.radiants[index].disk.assert_error_was_injected(error);
+        self.crash(index);
+    }
+
+    /// Opens the radiant's real WAL and checks it kept every promise; false when the
+    /// radiant cannot start now (a disk error: later) or ever (damage: it refuses).
+    fn recover_wal(&mut self, index: usize) -> bool {
+        match self.radiants[index].disk.open() {
+            Ok(None) => true,
+            Ok(Some(broken)) => {
+                self.fail(format!("radiant {} recovered less than it synced: {broken}", index + 1));
+                true
+            }
+            Err(StartFailure::Refused { reason, disk_was_damaged }) => {
+                // It stays down for good: a damaged log is repaired by replacing the radiant.
+                self.radiants[index].restart_at = u64::MAX;
+                self.refusals += 1;
+                if !disk_was_damaged {
+                    self.fail(format!("radiant {} refused an undamaged disk: {reason}", index + 1));
+                }
+                false
+            }
+            Err(StartFailure::DiskError(_)) => {
+                let (low, high) = self.options.faults.down_ticks;
+                self.radiants[index].restart_at = self.now + self.prng.range(low, high + 1);
+                false
+            }
+        }
     }
 
     fn restart_due(&mut self) {
@@ -819,6 +891,9 @@ impl Simulator {
     /// Recovers a radiant from its disk, as the daemon does: snapshot, then the log
     /// replayed through the persisted commit index; the rest goes to the core.
     fn start(&mut self, index: usize) {
+        if !self.recover_wal(index) {
+            return;
+        }
         let limits = Limits::DEFAULT;
         let options = self.order_options(self.radiants[index].machine.shard_count());
         let radiant = &mut self.radiants[index];
@@ -826,25 +901,20 @@ impl Simulator {
         radiant.machine.clear();
         let mut membership = self.initial_membership.clone();
         let (mut snapshot_index, mut snapshot_term) = (0, 0);
-        if let Some(snapshot) = &radiant.disk.snapshot {
+        if let Some(snapshot) = &radiant.disk.promised.snapshot {
             membership = decode_state(snapshot.bytes.clone(), &radiant.machine)
                 .expect("sim snapshots decode");
             (snapshot_index, snapshot_term) = (snapshot.index, snapshot.term);
         }
         // A snapshot taken from entries committed elsewhere can be ahead of this disk's
         // log (or disagree with it); the daemon's recovery resets such a log, and so do we.
-        let log_term_at = |index| {
-            radiant.disk.log.iter().find(|entry| entry.index == index).map(|entry| entry.term)
-        };
-        let last_logged = radiant.disk.log.last().map_or(0, |entry| entry.index);
-        let superseded = snapshot_index > 0
-            && (last_logged < snapshot_index
-                || log_term_at(snapshot_index).is_some_and(|term| term != snapshot_term));
-        if superseded {
-            radiant.disk.reset_log();
+        if radiant.disk.promised.snapshot_supersedes_log() {
+            if let Err(error) = radiant.disk.reset_log(snapshot_index) {
+                self.stop_on_disk_error(index, &error);
+                return;
+            }
         }
-        let entries: Vec<_> =
-            radiant.disk.log.iter().filter(|entry| entry.index > snapshot_index).cloned().collect();
+        let entries = radiant.disk.promised.entries_after_snapshot();
         if let Some(first) = entries.first() {
             assert_eq!(
                 first.index,
@@ -854,24 +924,22 @@ impl Simulator {
             );
         }
         let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
-        let commit = radiant.disk.hard_state.commit.clamp(snapshot_index, last_index);
-        for entry in entries.iter().take_while(|entry| entry.index <= commit) {
-            match Command::decode(entry.data.clone(), &limits).expect("logged commands decode") {
-                Command::Noop | Command::Council(_) => {}
-                Command::Membership(change) => {
-                    membership.apply(&change);
-                }
-                command => {
-                    let shard = key_shard(
-                        command.key().expect("data command"),
-                        radiant.machine.shard_count(),
-                    );
-                    radiant.machine.apply(shard, entry.index, command);
-                }
-            }
+        let commit = radiant.disk.promised.hard_state.commit.clamp(snapshot_index, last_index);
+        // As the daemon's recovery replays it; a static order serves every shard.
+        let mut shards = ShardTable::serving_all(radiant.machine.shard_count());
+        let group = options.group;
+        let replayed = radiant.machine.replay_committed(
+            &entries,
+            commit,
+            &mut membership,
+            (&mut shards, group),
+            &limits,
+        );
+        if let Err((index, error)) = replayed {
+            panic!("sim: committed entry {index} does not decode: {error}");
         }
         let recovered = RecoveredOrder {
-            hard_state: radiant.disk.hard_state,
+            hard_state: radiant.disk.promised.hard_state,
             snapshot_index,
             snapshot_term,
             membership,
@@ -913,6 +981,10 @@ impl Simulator {
     }
 
     fn execute(&mut self, index: usize, action: Action) {
+        if self.radiants[index].core.is_none() {
+            // Stopped by a disk error earlier in this batch: the rest of it never happens.
+            return;
+        }
         match action {
             Action::Send(message) => {
                 let to = message.header.to.get() as usize - 1;
@@ -926,16 +998,11 @@ impl Simulator {
                     &mut self.prng,
                 );
             }
-            Action::Persist { sequence, hard_state, truncate_from, entries } => {
+            Action::Persist { .. } | Action::CompactLog { .. } | Action::ResetLog { .. } => {
                 let delay = self.prng.range(0, self.options.faults.fsync_max_ticks + 1);
-                let write = PendingWrite {
-                    sequence,
-                    hard_state,
-                    truncate_from,
-                    entries,
-                    sync_at: self.now + delay,
-                };
-                self.radiants[index].disk.write(write);
+                if let Err(error) = self.radiants[index].disk.execute(action, self.now + delay) {
+                    self.stop_on_disk_error(index, &error);
+                }
             }
             Action::Apply { shard, index: log_index, command, reply_to } => {
                 let response = self.radiants[index].machine.apply(shard, log_index, command);
@@ -951,12 +1018,11 @@ impl Simulator {
             Action::Snapshot { index: log_index, term, membership, .. } => {
                 let radiant = &mut self.radiants[index];
                 let bytes = encode_state(&radiant.machine, &membership);
-                radiant.disk.snapshot = Some(SimSnapshot { index: log_index, term, bytes });
+                radiant.disk.promised.snapshot =
+                    Some(SimSnapshot { index: log_index, term, bytes });
                 self.followups
                     .push_back((index, Input::SnapshotWritten { index: log_index, term }));
             }
-            Action::CompactLog { through } => self.radiants[index].disk.compact(through),
-            Action::ResetLog { .. } => self.radiants[index].disk.reset_log(),
             Action::SendSnapshotChunk {
                 header,
                 snapshot_index,
@@ -995,7 +1061,7 @@ impl Simulator {
         offset: u64,
         max_bytes: u64,
     ) {
-        let Some(snapshot) = self.radiants[index].disk.snapshot.clone() else { return };
+        let Some(snapshot) = self.radiants[index].disk.promised.snapshot.clone() else { return };
         if snapshot.index != snapshot_index {
             return;
         }
@@ -1042,7 +1108,7 @@ impl Simulator {
         let bytes = std::mem::take(&mut radiant.incoming_snapshot).freeze();
         let membership =
             decode_state(bytes.clone(), &radiant.machine).expect("transferred snapshots decode");
-        radiant.disk.snapshot = Some(SimSnapshot { index: snapshot_index, term, bytes });
+        radiant.disk.promised.snapshot = Some(SimSnapshot { index: snapshot_index, term, bytes });
         self.snapshots_installed += 1;
         self.followups.push_back((
             index,
@@ -1226,7 +1292,7 @@ impl Simulator {
             return;
         };
         let holders =
-            self.radiants.iter().filter(|radiant| radiant.disk.holds(index, term)).count();
+            self.radiants.iter().filter(|radiant| radiant.disk.promised.holds(index, term)).count();
         // The committed membership, as of the entries committed so far. Entries committed
         // around a single-member change may have been counted under the membership before
         // it, so the smaller of the two majorities is the bound (consecutive majorities

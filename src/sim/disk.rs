@@ -1,18 +1,22 @@
-//! A simulated radiant's disk, modelled on the WAL's guarantees: writes become durable
-//! only when their (group) fsync completes, in order. At a crash, any prefix of the
-//! unsynced writes may or may not have reached the platters, and the last of those
-//! may be torn (a partial record, which recovery discards). Snapshots are durable when
-//! written (the daemon fsyncs them before reporting).
+//! What a simulated radiant has promised to keep: the log and hard state as of its last
+//! completed (group) fsync, in order, and its snapshot (the daemon fsyncs snapshots before
+//! reporting them). The radiant's real WAL runs beside it on a `MemoryFileSystem`; at each
+//! restart the simulator checks that what the WAL recovered keeps every promise here, then
+//! adopts the recovered log as the new promise.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use radiant_protocol::{LogEntry, LogIndex, Term};
 
 use crate::core::order::Membership;
-use crate::core::prng::Prng;
+use crate::core::Action;
 use crate::core::HardState;
+use crate::storage::file_system::DataDir;
+use crate::storage::memory_file_system::{DiskFaults, FaultCounts, MemoryFileSystem};
 use crate::storage::state_machine::StateMachine;
+use crate::storage::wal::{Wal, WalError, WalOptions};
 use radiant_protocol::slots::ShardId;
 
 /// A write the core asked for (`Action::Persist`), not yet fsynced.
@@ -70,6 +74,20 @@ impl SimDisk {
         self.pending.push_back(write);
     }
 
+    /// The core truncated the log from `from`: the WAL does that durably before it returns,
+    /// so no promise about those entries stands any more, written or still queued.
+    pub fn release_from(&mut self, from: LogIndex) {
+        self.log.retain(|entry| entry.index < from);
+        for write in &mut self.pending {
+            write.entries.retain(|entry| entry.index < from);
+        }
+    }
+
+    /// Whether an fsync completes by `now`.
+    pub fn sync_is_due(&self, now: u64) -> bool {
+        self.pending.front().is_some_and(|write| write.sync_at <= now)
+    }
+
     /// Completes every fsync due by `now`; returns the highest sequence made durable.
     pub fn sync_due(&mut self, now: u64) -> Option<u64> {
         let mut durable = None;
@@ -103,20 +121,49 @@ impl SimDisk {
         self.log.last().map_or(self.log_start.max(1), |entry| entry.index + 1)
     }
 
-    /// A crash: a random prefix of the unsynced writes survives, the last survivor
-    /// possibly torn (its last entry lost, or all of it when it holds no entries).
-    /// A compaction still queued is lost (it was an optimisation).
-    pub fn crash(&mut self, prng: &mut Prng) {
+    /// A crash: what was not synced is no longer promised. (What the radiant's real WAL
+    /// kept of it is what `adopt` is given at the restart.)
+    pub fn forget_unsynced(&mut self) {
         self.pending_compaction = None;
-        let writes: Vec<PendingWrite> = self.pending.drain(..).collect();
-        let survivors = prng.range(0, writes.len() as u64 + 1) as usize;
-        for (position, mut write) in writes.into_iter().take(survivors).enumerate() {
-            let last = position + 1 == survivors;
-            if last && prng.chance(1, 2) && write.entries.pop().is_none() {
-                continue;
-            }
-            self.make_durable(write);
+        self.pending.clear();
+    }
+
+    /// The entries and hard state promised at the crash that `recovered` (what the real WAL
+    /// returned) is missing, as a description; `None` when it kept every promise. Entries a
+    /// snapshot covers need not be in the log.
+    pub fn broken_promise(&self, hard_state: HardState, entries: &[LogEntry]) -> Option<String> {
+        let covered = self.snapshot.as_ref().map_or(0, |snapshot| snapshot.index);
+        let promised = self.hard_state;
+        if !hard_state.keeps_promise_of(&promised) {
+            return Some(format!(
+                "hard state {promised:?} was synced, the WAL returned {hard_state:?}"
+            ));
         }
+        let first = entries.first().map_or(0, |entry| entry.index);
+        for entry in self.log.iter().filter(|entry| entry.index > covered) {
+            let kept = entry
+                .index
+                .checked_sub(first)
+                .and_then(|offset| entries.get(offset as usize))
+                .is_some_and(|found| found.index == entry.index && found.term == entry.term);
+            if !kept {
+                return Some(format!(
+                    "entry {} of term {} was synced, the WAL returned entries {first}..={}",
+                    entry.index,
+                    entry.term,
+                    entries.last().map_or(0, |entry| entry.index)
+                ));
+            }
+        }
+        None
+    }
+
+    /// After a restart: the durable state is what the real WAL recovered.
+    pub fn adopt(&mut self, hard_state: HardState, first_index: LogIndex, entries: Vec<LogEntry>) {
+        self.forget_unsynced();
+        self.hard_state = hard_state;
+        self.log = entries;
+        self.log_start = first_index;
     }
 
     /// Deletes entries through `through` once the writes queued before are durable; a
@@ -154,6 +201,22 @@ impl SimDisk {
             write.truncate_from = None;
             write.entries.clear();
         }
+    }
+
+    /// Whether the snapshot is ahead of the log or disagrees with it at its own index (it
+    /// was taken from entries committed elsewhere), so recovery resets the log.
+    pub fn snapshot_supersedes_log(&self) -> bool {
+        let Some(snapshot) = &self.snapshot else { return false };
+        let last_logged = self.log.last().map_or(0, |entry| entry.index);
+        let term_at_snapshot =
+            self.log.iter().find(|entry| entry.index == snapshot.index).map(|entry| entry.term);
+        last_logged < snapshot.index || term_at_snapshot.is_some_and(|term| term != snapshot.term)
+    }
+
+    /// The log entries after the snapshot (all of them without one).
+    pub fn entries_after_snapshot(&self) -> Vec<LogEntry> {
+        let covered = self.snapshot.as_ref().map_or(0, |snapshot| snapshot.index);
+        self.log.iter().filter(|entry| entry.index > covered).cloned().collect()
     }
 
     /// Whether the durable state holds the entry at `index` with `term`.
@@ -217,4 +280,143 @@ pub fn decode_state(mut bytes: Bytes, machine: &StateMachine) -> Option<Membersh
         }
     }
     bytes.is_empty().then_some(membership)
+}
+
+/// A simulated radiant's storage: its real WAL on its own `MemoryFileSystem`, with the
+/// `SimDisk` of what it promised beside it. Both simulators keep their radiants' logs here,
+/// so they share one crash and one restart.
+#[derive(Debug)]
+pub struct SimStorage {
+    /// What the radiant promised to keep (the checker's model of its durable state); after
+    /// a restart, what its WAL recovered.
+    pub promised: SimDisk,
+    file_system: MemoryFileSystem,
+    wal: Option<Wal>,
+}
+
+/// Why a simulated radiant could not start.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// Its log is damaged: it refuses to start, for good. Only a found bug when no bit of
+    /// the disk was flipped.
+    Refused { reason: String, disk_was_damaged: bool },
+    /// An I/O error during recovery: it tries again later.
+    DiskError(String),
+}
+
+/// Where each simulated radiant keeps its data on its own simulated disk.
+const SIM_DATA_DIR: &str = "/radiant";
+
+/// Small segments, so rotation and compaction happen often.
+const SIM_WAL_OPTIONS: WalOptions =
+    WalOptions { segment_max_bytes: 4096, max_record_bytes: crate::storage::wal::MAX_RECORD_BYTES };
+
+impl SimStorage {
+    /// An empty disk with `faults`, drawn from `seed`.
+    pub fn new(seed: u64, faults: DiskFaults) -> SimStorage {
+        let file_system = MemoryFileSystem::new(seed, faults);
+        SimStorage { promised: SimDisk::default(), file_system, wal: None }
+    }
+
+    /// The radiant's data directory on its simulated disk (for the system file).
+    pub fn data_dir(&self) -> DataDir {
+        DataDir { file_system: Arc::new(self.file_system.clone()), path: SIM_DATA_DIR.into() }
+    }
+
+    /// Switches the disk's faults off (the liveness phase: nothing crashes any more).
+    pub fn calm(&self) {
+        self.file_system.set_faults(DiskFaults::default());
+    }
+
+    /// What the disk's faults have done.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.file_system.fault_counts()
+    }
+
+    fn wal(&mut self) -> &mut Wal {
+        self.wal.as_mut().expect("sim: a running radiant has its WAL open")
+    }
+
+    /// Carries out one of the core's log actions (`Persist`, `CompactLog`, `ResetLog`); a
+    /// persist's fsync completes at `sync_at`.
+    pub fn execute(&mut self, action: Action, sync_at: u64) -> Result<(), WalError> {
+        match action {
+            Action::Persist { sequence, hard_state, truncate_from, entries } => {
+                self.persist(PendingWrite { sequence, hard_state, truncate_from, entries, sync_at })
+            }
+            Action::CompactLog { through } => self.compact(through),
+            Action::ResetLog { snapshot_index, .. } => self.reset_log(snapshot_index),
+            other => panic!("sim: {other:?} is not a log action"),
+        }
+    }
+
+    /// Carries out one `Action::Persist`: written to the WAL now, promised when its fsync
+    /// completes (`sync_due`).
+    fn persist(&mut self, write: PendingWrite) -> Result<(), WalError> {
+        if let Some(from) = write.truncate_from {
+            self.promised.release_from(from);
+        }
+        self.wal().write_persist(write.hard_state, write.truncate_from, &write.entries)?;
+        self.promised.write(write);
+        Ok(())
+    }
+
+    /// Completes the fsyncs due by `now`: syncs the WAL and returns the highest persist
+    /// sequence now durable.
+    pub fn sync_due(&mut self, now: u64) -> Result<Option<u64>, WalError> {
+        if !self.promised.sync_is_due(now) {
+            return Ok(None);
+        }
+        self.wal().sync()?;
+        Ok(self.promised.sync_due(now))
+    }
+
+    /// `Action::CompactLog`: a snapshot covers the entries through `through`.
+    fn compact(&mut self, through: LogIndex) -> Result<(), WalError> {
+        self.promised.compact(through);
+        self.wal().compact_prefix(through)
+    }
+
+    /// `Action::ResetLog` (or a recovery that finds its snapshot ahead of its log): the log
+    /// continues after the snapshot.
+    pub fn reset_log(&mut self, snapshot_index: LogIndex) -> Result<(), WalError> {
+        self.promised.reset_log();
+        self.wal().reset_to(snapshot_index + 1)
+    }
+
+    /// A power loss: the process and everything the disk had not made durable are gone.
+    pub fn crash(&mut self) {
+        self.wal = None;
+        self.file_system.crash();
+        self.promised.forget_unsynced();
+    }
+
+    /// A write or sync failed, so the radiant stops as the daemon does (fail-stop): panics
+    /// if no fault was injected, since then the storage code itself is wrong.
+    pub fn assert_error_was_injected(&self, error: &dyn std::fmt::Display) {
+        let counts = self.file_system.fault_counts();
+        assert!(
+            counts.write_errors + counts.sync_errors > 0,
+            "sim: storage failed with no disk fault injected: {error}"
+        );
+    }
+
+    /// Opens the real WAL, as a restarted radiant does. `Ok(Some(broken))` names a promise
+    /// the recovered log broke (a found bug); `Ok(None)` is a clean recovery. Either way the
+    /// recovered log is the new promise.
+    pub fn open(&mut self) -> Result<Option<String>, StartFailure> {
+        match Wal::open(&self.data_dir(), SIM_WAL_OPTIONS) {
+            Ok((wal, recovered)) => {
+                let broken = self.promised.broken_promise(recovered.hard_state, &recovered.entries);
+                self.promised.adopt(recovered.hard_state, recovered.first_index, recovered.entries);
+                self.wal = Some(wal);
+                Ok(broken)
+            }
+            Err(error @ WalError::Corrupt { .. }) => Err(StartFailure::Refused {
+                reason: error.to_string(),
+                disk_was_damaged: self.file_system.fault_counts().bits_flipped > 0,
+            }),
+            Err(error) => Err(StartFailure::DiskError(error.to_string())),
+        }
+    }
 }

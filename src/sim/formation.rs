@@ -17,11 +17,12 @@ mod sharded;
 use std::collections::BTreeMap;
 
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ClusterId, Command, Configuration, ErrorResponse, GroupId,
-    Limits, PeerMessage, ShardChunk, SystemMessage, Term,
+    ClientRequest, ClientResponse, ClusterId, Configuration, ErrorResponse, GroupId, Limits,
+    PeerMessage, ShardChunk, SystemMessage, Term,
 };
 
-use super::disk::{PendingWrite, SimDisk};
+use super::cluster::swarm_disk_faults;
+use super::disk::{SimStorage, StartFailure};
 use super::network::{Endpoint, Network, NetworkFaults};
 use crate::core::order::membership::member_peer_address;
 use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
@@ -29,7 +30,9 @@ use crate::core::prng::Prng;
 use crate::core::shards::ShardTable;
 use crate::core::system::{SystemOptions, SystemRecord};
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
+use crate::storage::memory_file_system::DiskFaults;
 use crate::storage::state_machine::StateMachine;
+use crate::storage::system_file;
 pub use sharded::Workload;
 
 /// Ticks the healed network gets to converge.
@@ -67,6 +70,9 @@ pub struct FormationOptions {
     pub crash_per_million: u64,
     /// Chance per tick that the network splits in two (healed after a while).
     pub partition_per_million: u64,
+    /// The disks' faults (no bit flips here: a radiant that refuses to start for good is
+    /// the order simulator's business).
+    pub disk: DiskFaults,
     /// Clients, an operator moving shards, and the shard invariants (the sharded
     /// simulator); none for formation alone.
     pub workload: Option<Workload>,
@@ -94,6 +100,7 @@ impl FormationOptions {
             },
             crash_per_million: prng.range(0, 400),
             partition_per_million: prng.range(0, 1_500),
+            disk: DiskFaults { bit_flip_per_million: 0, ..swarm_disk_faults(&mut prng) },
             workload: None,
         }
     }
@@ -180,11 +187,15 @@ enum Wire {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Node {
     core: Option<Radiant>,
-    disk: SimDisk,
+    /// Its real WAL on its own simulated disk, and what it promised to keep.
+    disk: SimStorage,
+    /// The system record last written (the system file holds it, or the one before it
+    /// when `record_unsure` says the write failed part-way).
     record: SystemRecord,
+    record_unsure: Option<SystemRecord>,
     start_at: u64,
     restart_at: u64,
     incarnation: u64,
@@ -237,7 +248,17 @@ impl Formation {
                 } else {
                     prng.range(options.ticks / 4, options.ticks * 3 / 4)
                 };
-                Node { start_at, ..Node::default() }
+                let disk_seed = options.seed ^ ((index as u64 + 1) << 48);
+                Node {
+                    core: None,
+                    disk: SimStorage::new(disk_seed, options.disk),
+                    record: SystemRecord::default(),
+                    record_unsure: None,
+                    start_at,
+                    restart_at: 0,
+                    incarnation: 0,
+                    machine: None,
+                }
             })
             .collect();
         Formation {
@@ -263,8 +284,9 @@ impl Formation {
         }
         self.network.heal();
         for index in 0..self.nodes.len() {
+            self.nodes[index].disk.calm();
             if self.nodes[index].core.is_none() {
-                self.start(index);
+                self.start(index)?;
             }
         }
         let limit = self.now + LIVENESS_TICKS;
@@ -323,7 +345,7 @@ impl Formation {
             let due = formed && self.now >= node.start_at && self.now >= node.restart_at;
             if node.core.is_none() && due {
                 let first_join = index >= self.options.founders && node.incarnation == 0;
-                self.start(index);
+                self.start(index)?;
                 if first_join && faulty && self.prng.chance(1, 2) {
                     self.crash_a_herald();
                 }
@@ -356,8 +378,12 @@ impl Formation {
             self.step(index, Input::ShardChunkRead(chunk), &faults)?;
         }
         for index in 0..self.nodes.len() {
-            if let Some(sequence) = self.nodes[index].disk.sync_due(self.now) {
-                self.step(index, Input::Durable { sequence }, &faults)?;
+            if self.nodes[index].core.is_some() {
+                match self.nodes[index].disk.sync_due(self.now) {
+                    Ok(Some(sequence)) => self.step(index, Input::Durable { sequence }, &faults)?,
+                    Ok(None) => {}
+                    Err(error) => self.stop_on_disk_error(index, &error),
+                }
             }
             self.step(index, Input::Tick, &faults)?;
             self.step(index, Input::Flush, &faults)?;
@@ -413,7 +439,7 @@ impl Formation {
         let node = &mut self.nodes[index];
         node.core = None;
         node.machine = None;
-        node.disk.crash(&mut self.prng);
+        node.disk.crash();
         node.restart_at = self.now + down;
     }
 
@@ -432,8 +458,53 @@ impl Formation {
         }
     }
 
+    /// A write or sync failed: the radiant stops (fail-stop, as the daemon does) and is
+    /// restarted later from what its disk holds.
+    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display) {
+        self.nodes[index].disk.assert_error_was_injected(error);
+        self.crash(index);
+    }
+
+    /// Opens the radiant's real WAL and system file, checking they kept every promise;
+    /// `Ok(false)` when a disk error stops it from starting now (it tries again later).
+    fn recover_storage(&mut self, index: usize) -> Result<bool, String> {
+        let retry_at = self.now + self.prng.range(20, 400);
+        let node = &mut self.nodes[index];
+        let on_disk = match system_file::read(&node.disk.data_dir()) {
+            Ok(record) => record.unwrap_or_default(),
+            Err(system_file::SystemFileError::Read { .. }) => {
+                node.restart_at = retry_at;
+                return Ok(false);
+            }
+            Err(damaged) => return Err(format!("radiant {index}: {damaged}")),
+        };
+        if on_disk != node.record && node.record_unsure.as_ref() != Some(&on_disk) {
+            return Err(format!(
+                "radiant {index} at tick {}: the system file holds {on_disk:?}, not the record \
+                 last written {:?}",
+                self.now, node.record
+            ));
+        }
+        node.record = on_disk;
+        node.record_unsure = None;
+        match node.disk.open() {
+            Ok(None) => Ok(true),
+            Ok(Some(broken)) => Err(format!(
+                "radiant {index} at tick {} recovered less than it synced: {broken}",
+                self.now
+            )),
+            Err(StartFailure::Refused { reason, .. }) => Err(format!(
+                "radiant {index} refused to start on a disk without bit flips: {reason}"
+            )),
+            Err(StartFailure::DiskError(_)) => {
+                node.restart_at = retry_at;
+                Ok(false)
+            }
+        }
+    }
+
     /// Starts (or restarts) a radiant from its durable record and log.
-    fn start(&mut self, index: usize) {
+    fn start(&mut self, index: usize) -> Result<(), String> {
         let founders = self.options.founders;
         let neighbor = match self.options.topology {
             _ if founders == 1 && index == 0 => None,
@@ -455,6 +526,9 @@ impl Formation {
             heartbeat_interval_ticks: 4,
         };
         let bug = self.options.workload.as_ref().map_or(InjectedBug::None, |w| w.injected_bug);
+        if !self.recover_storage(index)? {
+            return Ok(());
+        }
         let node = &mut self.nodes[index];
         node.incarnation += 1;
         let recovered = recover(node, self.options.shard_count);
@@ -466,6 +540,7 @@ impl Formation {
             recovered,
             seed,
         ));
+        Ok(())
     }
 
     fn step(&mut self, index: usize, input: Input, faults: &NetworkFaults) -> Result<(), String> {
@@ -487,6 +562,10 @@ impl Formation {
     }
 
     fn execute(&mut self, index: usize, action: Action, faults: &NetworkFaults) {
+        if self.nodes[index].core.is_none() {
+            // Stopped by a disk error earlier in this batch: the rest of it never happens.
+            return;
+        }
         match action {
             Action::Send(message) => {
                 let core = self.nodes[index].core.as_ref();
@@ -507,13 +586,24 @@ impl Formation {
                     self.network.send(self.now, from, to, wire, faults, &mut self.prng);
                 }
             }
-            Action::Persist { sequence, hard_state, truncate_from, entries } => {
+            Action::Persist { .. } | Action::CompactLog { .. } | Action::ResetLog { .. } => {
                 let sync_at = self.now + self.prng.range(0, 4);
-                let write = PendingWrite { sequence, hard_state, truncate_from, entries, sync_at };
-                self.nodes[index].disk.write(write);
+                if let Err(error) = self.nodes[index].disk.execute(action, sync_at) {
+                    self.stop_on_disk_error(index, &error);
+                }
             }
-            // The daemon writes the system file synchronously, before any later action.
-            Action::PersistSystem(record) => self.nodes[index].record = *record,
+            // The daemon writes the system file synchronously, before any later action,
+            // and stops if it cannot.
+            Action::PersistSystem(record) => {
+                let node = &mut self.nodes[index];
+                match system_file::write(&node.disk.data_dir(), &record) {
+                    Ok(()) => node.record = *record,
+                    Err(error) => {
+                        node.record_unsure = Some(*record);
+                        self.stop_on_disk_error(index, &error);
+                    }
+                }
+            }
             Action::ShardData(effect) => {
                 if let Some(machine) = &self.nodes[index].machine {
                     machine.apply_shard_effect(effect, &Limits::DEFAULT);
@@ -540,8 +630,6 @@ impl Formation {
             Action::Reply { reply_to, result } => self.reply(index, reply_to, result, faults),
             // No snapshots here: the order sim covers them.
             Action::Snapshot { .. }
-            | Action::CompactLog { .. }
-            | Action::ResetLog { .. }
             | Action::SendSnapshotChunk { .. }
             | Action::WriteSnapshotChunk { .. }
             | Action::MembershipChanged(_) => {}
@@ -717,25 +805,25 @@ fn recover(node: &mut Node, shard_count: u32) -> RecoveredOrder {
     let mut membership = node.record.initial_membership.clone();
     let machine = StateMachine::new(shard_count);
     let mut shards = ShardTable::unassigned(shard_count);
-    let entries = node.disk.log.clone();
+    let entries = node.disk.promised.log.clone();
     let last_index = entries.last().map_or(0, |entry| entry.index);
-    let commit = node.disk.hard_state.commit.min(last_index);
-    for entry in entries.iter().take_while(|entry| entry.index <= commit) {
-        match Command::decode(entry.data.clone(), &Limits::DEFAULT) {
-            Ok(Command::Membership(change)) => {
-                membership.apply(&change);
-            }
-            // As the daemon's recovery replays it.
-            Ok(command) => {
-                let Some(group) = node.record.group else { continue };
-                machine.replay((&mut shards, group), entry.index, command, &Limits::DEFAULT);
-            }
-            Err(_) => {}
-        }
+    let commit = node.disk.promised.hard_state.commit.min(last_index);
+    // As the daemon's recovery replays it. Before the record names an order there is no
+    // data to replay; the group is moot.
+    let group = node.record.group.unwrap_or(GroupId::new(1).expect("nonzero"));
+    let replayed = machine.replay_committed(
+        &entries,
+        commit,
+        &mut membership,
+        (&mut shards, group),
+        &Limits::DEFAULT,
+    );
+    if let Err((index, error)) = replayed {
+        panic!("sim: committed entry {index} does not decode: {error}");
     }
     node.machine = Some(machine);
     RecoveredOrder {
-        hard_state: node.disk.hard_state,
+        hard_state: node.disk.promised.hard_state,
         snapshot_index: 0,
         snapshot_term: 0,
         membership,
@@ -786,6 +874,7 @@ mod tests {
             network: NetworkFaults::none(),
             crash_per_million: 0,
             partition_per_million: 0,
+            disk: DiskFaults::default(),
             workload: None,
         };
         let report = run(options).expect("forms");

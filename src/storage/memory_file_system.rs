@@ -7,8 +7,10 @@
 //!   possibly torn at any byte (mid-sector); and, per directory, any prefix of the name
 //!   changes (create, rename, remove) since its last sync, so a file whose directory was not
 //!   synced may vanish;
-//! - `DiskFaults::out_of_order_per_million`: at a crash, a later unsynced write reaches the
-//!   disk while an earlier one does not, leaving a zero-filled hole before valid records;
+//! - `DiskFaults::out_of_order_per_million`: at a crash, a file's cached data reaches the disk
+//!   sector by sector (each sector whole or not at all) but out of order: whole sectors past
+//!   the synced length read as zeros while later ones landed, a zero-filled hole before
+//!   valid records;
 //! - `DiskFaults::bit_flip_per_million`: at a crash, one bit of data that was synced flips;
 //! - `DiskFaults::write_error_per_million` and `sync_error_per_million`: `EIO` or `ENOSPC`
 //!   on a write, `EIO` on a file or directory sync; `capacity_bytes` gives `ENOSPC` when full.
@@ -234,6 +236,22 @@ impl MemoryState {
 
     fn crash_inode(&mut self, inode: u64) {
         let Some(mut file) = self.inodes.remove(&inode) else { return };
+        let reordered = !file.unsynced.is_empty()
+            && self.chance(self.faults.out_of_order_per_million)
+            && self.land_out_of_order(&mut file);
+        if reordered {
+            self.counts.out_of_order_writes += 1;
+        } else {
+            self.land_a_prefix(&mut file);
+        }
+        file.unsynced.clear();
+        file.contents = file.durable.clone();
+        self.inodes.insert(inode, file);
+    }
+
+    /// The unsynced writes reached the disk in order until the power failed: any prefix of
+    /// them, the last one kept possibly torn at any byte.
+    fn land_a_prefix(&mut self, file: &mut Inode) {
         let changes = std::mem::take(&mut file.unsynced);
         let kept = self.prng.range(0, changes.len() as u64 + 1) as usize;
         for (position, change) in changes.iter().take(kept).enumerate() {
@@ -247,25 +265,33 @@ impl MemoryState {
                 _ => change.apply(&mut file.durable),
             }
         }
-        if kept + 1 < changes.len() && self.chance(self.faults.out_of_order_per_million) {
-            // A later write reached the platters, the one before it did not: what lies
-            // between reads as zeros (or as what was there before).
-            // Disks write whole sectors: the sector holding the first missing byte keeps what
-            // it had, so the landed write shows only from the next sector boundary on.
-            let landed = self.prng.range(kept as u64 + 1, changes.len() as u64) as usize;
-            let first_landed_byte =
-                (file.durable.len() as u64).div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-            if let Change::Write { offset, bytes } = &changes[landed] {
-                let skip = first_landed_byte.saturating_sub(*offset);
-                if skip < bytes.len() as u64 {
-                    let landed_at = offset + skip;
-                    write_at(&mut file.durable, landed_at, &bytes[skip as usize..]);
-                    self.counts.out_of_order_writes += 1;
-                }
-            }
+    }
+
+    /// Write-back out of order: the cached file reached the disk sector by sector (each
+    /// sector whole or not at all) up to a random sector boundary, except a run of whole
+    /// sectors past the synced length, which read as zeros. False when the unsynced part
+    /// is too short to hold a hole with data after it.
+    fn land_out_of_order(&mut self, file: &mut Inode) -> bool {
+        let synced = file.durable.len() as u64;
+        let cached = file.contents.len() as u64;
+        let first_hole = synced.div_ceil(SECTOR_BYTES);
+        let sectors = cached.div_ceil(SECTOR_BYTES);
+        if first_hole + 2 > sectors {
+            return false;
         }
-        file.contents = file.durable.clone();
-        self.inodes.insert(inode, file);
+        let hole_start = self.prng.range(first_hole, sectors - 1);
+        let hole_end = self.prng.range(hole_start + 1, sectors);
+        let end_sector = self.prng.range(hole_end + 1, sectors + 1);
+        let end = (end_sector * SECTOR_BYTES).min(cached) as usize;
+        // What was synced stays as it was on the disk (a flipped bit included).
+        let mut durable = file.durable.clone();
+        durable.resize(end.max(durable.len()), 0);
+        durable[synced as usize..end].copy_from_slice(&file.contents[synced as usize..end]);
+        durable.truncate(end);
+        let hole = (hole_start * SECTOR_BYTES) as usize..(hole_end * SECTOR_BYTES) as usize;
+        durable[hole].fill(0);
+        file.durable = durable;
+        true
     }
 
     fn flip_a_synced_bit(&mut self) {

@@ -215,6 +215,33 @@ impl StateMachine {
         }
     }
 
+    /// Replays the committed prefix (through `commit`) of `entries` as recovery does: the
+    /// membership changes into `membership`, everything else through `replay`. Council
+    /// entries were recorded in the system file when first applied. An entry that does not
+    /// decode is returned with its index: it passed its checksum, so the log is from an
+    /// incompatible version or damaged.
+    pub fn replay_committed(
+        &self,
+        entries: &[radiant_protocol::LogEntry],
+        commit: LogIndex,
+        membership: &mut crate::core::order::Membership,
+        (shards, group): (&mut ShardTable, GroupId),
+        limits: &radiant_protocol::Limits,
+    ) -> Result<(), (LogIndex, radiant_protocol::DecodeError)> {
+        for entry in entries.iter().take_while(|entry| entry.index <= commit) {
+            let log_limits = radiant_protocol::Limits::LOG_COMMANDS;
+            let command = Command::decode(entry.data.clone(), &log_limits)
+                .map_err(|error| (entry.index, error))?;
+            match command {
+                Command::Membership(change) => {
+                    membership.apply(&change);
+                }
+                command => self.replay((&mut *shards, group), entry.index, command, limits),
+            }
+        }
+        Ok(())
+    }
+
     /// Carries out what a migration entry asks of `shard`'s data.
     pub fn apply_shard_effect(&self, effect: ShardEffect, limits: &radiant_protocol::Limits) {
         match effect {

@@ -105,6 +105,18 @@ pub struct HardState {
     pub commit: LogIndex,
 }
 
+impl HardState {
+    /// Whether this (a hard state read back after a crash) keeps every promise `promised`
+    /// (one made durable before it) made: no older term, no lower commit, and in the same
+    /// term the same vote, if one was cast.
+    pub fn keeps_promise_of(&self, promised: &HardState) -> bool {
+        let same_vote = self.term > promised.term
+            || promised.voted_for == 0
+            || self.voted_for == promised.voted_for;
+        self.term >= promised.term && self.commit >= promised.commit && same_vote
+    }
+}
+
 /// What the driver recovered from disk for the order.
 #[derive(Clone, Debug, Default)]
 pub struct RecoveredOrder {

@@ -102,9 +102,7 @@ impl Run {
             }
         }
         let (kept, promised) = (recovered.hard_state, self.promised.hard_state);
-        if (kept.term, kept.commit) < (promised.term, promised.commit)
-            || (kept.term == promised.term && kept.voted_for != promised.voted_for)
-        {
+        if !kept.keeps_promise_of(&promised) {
             return Err(format!(
                 "hard state {promised:?} was synced but recovery returned {kept:?}"
             ));

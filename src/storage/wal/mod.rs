@@ -261,6 +261,24 @@ impl Wal {
         Ok(())
     }
 
+    /// Writes what one `Action::Persist` of the core asks for, in the order the core relies
+    /// on: the hard state, the truncation, then the entries. Does not sync (a truncation
+    /// is durable when it returns).
+    pub fn write_persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        truncate_from: Option<LogIndex>,
+        entries: &[LogEntry],
+    ) -> Result<(), WalError> {
+        if let Some(hard_state) = hard_state {
+            self.save_hard_state(hard_state)?;
+        }
+        if let Some(from) = truncate_from {
+            self.truncate_suffix(from)?;
+        }
+        self.append(entries)
+    }
+
     /// Writes a hard state record; does not sync.
     pub fn save_hard_state(&mut self, hard_state: HardState) -> Result<(), WalError> {
         self.check_usable()?;

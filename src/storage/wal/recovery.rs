@@ -60,7 +60,7 @@ pub(super) fn recover(
             } else if *first_index != previous.next_index() {
                 if position + 1 == listed.len() {
                     let mut reset = Scan { empty_log_first_index: *first_index, ..Scan::default() };
-                    let last = SegmentToScan { path, first_index: *first_index, is_last: true };
+                    let last = SegmentToScan { path, first_index: *first_index, next: None };
                     scan_segment(fs, last, max_record_bytes, &mut reset)?;
                     if reset.entries.is_empty() {
                         // Only `reset_to` leaves an entry-less last segment after a gap:
@@ -79,8 +79,8 @@ pub(super) fn recover(
                 return Err(corrupt(path, 0, reason));
             }
         }
-        let is_last = position + 1 == listed.len();
-        let segment = SegmentToScan { path, first_index: *first_index, is_last };
+        let next = listed.get(position + 1).map(|(next_first_index, _)| *next_first_index);
+        let segment = SegmentToScan { path, first_index: *first_index, next };
         scan_segment(fs, segment, max_record_bytes, &mut scan)?;
     }
     sync_directory(fs, wal_dir)?;
@@ -189,12 +189,13 @@ pub(super) fn cut_file(
     fs.truncate(path, length_bytes).map_err(|source| WalError::io("truncate segment", path, source))
 }
 
-/// A segment file recovery reads, and whether it is the newest one.
+/// A segment file recovery reads, and the first index of the segment after it (`None` for
+/// the newest one).
 #[derive(Clone, Copy)]
 struct SegmentToScan<'a> {
     path: &'a Path,
     first_index: LogIndex,
-    is_last: bool,
+    next: Option<LogIndex>,
 }
 
 fn scan_segment(
@@ -203,7 +204,8 @@ fn scan_segment(
     max_record_bytes: u32,
     scan: &mut Scan,
 ) -> Result<(), WalError> {
-    let SegmentToScan { path, first_index, is_last } = to_scan;
+    let SegmentToScan { path, first_index, next } = to_scan;
+    let is_last = next.is_none();
     let bytes = fs.read(path).map_err(|source| WalError::io("read segment", path, source))?;
     let header_index = decode_header(&bytes).map_err(|reason| corrupt(path, 0, reason))?;
     if header_index != first_index {
@@ -214,44 +216,26 @@ fn scan_segment(
         Segment { path: path.to_path_buf(), first_index, length_bytes: 0, entries: Vec::new() };
     let mut offset = SEGMENT_HEADER_BYTES as usize;
     loop {
-        let damage = match decode_record(&bytes[offset..], max_record_bytes) {
+        let read = match decode_record(&bytes[offset..], max_record_bytes) {
             RecordRead::Complete { record, consumed } => {
                 accept_record(record, offset as u64, &mut segment, scan)?;
                 offset += consumed;
                 continue;
             }
             RecordRead::End if offset == bytes.len() => break,
-            RecordRead::End => "zero-filled tail".to_string(),
-            RecordRead::Torn {
-                reason: reason @ TornReason::ChecksumMismatch { length_bytes, .. },
-            } if !has_unwritten_sector(&bytes, offset, length_bytes)
-                && !injected_bugs::active(StorageBug::CutDamagedRecords) =>
-            {
-                let reason = format!(
-                    "{reason} in a complete record with no zero-filled sector: a write a crash \
-                     cut short leaves its unwritten sectors zero, so this record was written \
-                     whole and then damaged, and it may hold an acknowledged write"
-                );
-                return Err(corrupt(path, offset as u64, reason));
-            }
-            RecordRead::Torn { reason } => {
-                let damaged_length =
-                    matches!(reason, TornReason::PastEnd { .. } | TornReason::TooLarge { .. })
-                        && !injected_bugs::active(StorageBug::CutDamagedRecords);
-                if let Some(bit) = damaged_length
-                    .then(|| flipped_length_bit(&bytes[offset..], max_record_bytes))
-                    .flatten()
-                {
-                    let reason = format!(
-                        "{reason}, yet with bit {bit} of its length field flipped back the \
-                         record is complete and its checksum matches: it was written whole and \
-                         then damaged, and it may hold an acknowledged write"
-                    );
-                    return Err(corrupt(path, offset as u64, reason));
-                }
-                reason.to_string()
-            }
+            read => read,
         };
+        if next.is_some_and(|next_first_index| segment.next_index() >= next_first_index) {
+            // Past the point an interrupted `truncate_suffix` keeps (the newer segment is
+            // its durable commit point): unsynced appends it discards, torn or not.
+            let dropped_bytes = bytes.len() - offset;
+            let segment_name = path.display();
+            warn!(%segment_name, offset, dropped_bytes, "wal: cutting what a truncation discards");
+            cut_file(fs, path, offset as u64)?;
+            break;
+        }
+        let damage = describe_damage(read, &bytes, offset, max_record_bytes)
+            .map_err(|reason| corrupt(path, offset as u64, reason))?;
         if !is_last {
             let reason = format!("{damage} in a segment that is not the last one");
             return Err(corrupt(path, offset as u64, reason));
@@ -264,6 +248,50 @@ fn scan_segment(
     segment.length_bytes = offset as u64;
     scan.segments.push(segment);
     Ok(())
+}
+
+/// What is wrong with the record at `offset` that did not read as complete, or `Err` with
+/// why it is damage (corruption a crash cannot explain) rather than a torn write.
+fn describe_damage(
+    read: RecordRead,
+    bytes: &[u8],
+    offset: usize,
+    max_record_bytes: u32,
+) -> Result<String, String> {
+    let damage = match read {
+        // Not damage; the caller accepts complete records before asking.
+        RecordRead::Complete { .. } => "a complete record".to_string(),
+        RecordRead::End => "zero-filled tail".to_string(),
+        RecordRead::Torn { reason: reason @ TornReason::ChecksumMismatch { length_bytes, .. } }
+            if !has_unwritten_sector(bytes, offset, length_bytes)
+                && !injected_bugs::active(StorageBug::CutDamagedRecords) =>
+        {
+            let reason = format!(
+                "{reason} in a complete record with no zero-filled sector: a write a crash \
+                 cut short leaves its unwritten sectors zero, so this record was written \
+                 whole and then damaged, and it may hold an acknowledged write"
+            );
+            return Err(reason);
+        }
+        RecordRead::Torn { reason } => {
+            let damaged_length =
+                matches!(reason, TornReason::PastEnd { .. } | TornReason::TooLarge { .. })
+                    && !injected_bugs::active(StorageBug::CutDamagedRecords);
+            if let Some(bit) = damaged_length
+                .then(|| flipped_length_bit(&bytes[offset..], max_record_bytes))
+                .flatten()
+            {
+                let reason = format!(
+                    "{reason}, yet with bit {bit} of its length field flipped back the \
+                     record is complete and its checksum matches: it was written whole and \
+                     then damaged, and it may hold an acknowledged write"
+                );
+                return Err(reason);
+            }
+            reason.to_string()
+        }
+    };
+    Ok(damage)
 }
 
 fn accept_record(
@@ -347,13 +375,10 @@ struct DamagedTail {
     unwritten: bool,
 }
 
-/// Whether the damage at `offset` shows a write that never reached the disk: the record's
-/// bytes from `offset` to the end of its sector, or one whole sector of the span its length
-/// field claims, are all zero.
+/// Whether the damage at `offset` shows a write that never reached the disk: the sector
+/// holding `offset`, or one the record's claimed span touches, is whole and all zero.
 fn starts_unwritten(bytes: &[u8], offset: usize) -> bool {
-    let to_sector_end = SECTOR_BYTES - offset % SECTOR_BYTES;
-    let rest_of_sector = &bytes[offset..(offset + to_sector_end).min(bytes.len())];
-    if rest_of_sector.iter().all(|&byte| byte == 0) {
+    if is_unwritten_sector(bytes, offset / SECTOR_BYTES) {
         return true;
     }
     let Some(header) = bytes.get(offset..offset + RECORD_HEADER_BYTES) else {
@@ -381,26 +406,25 @@ fn flipped_length_bit(bytes: &[u8], max_record_bytes: u32) -> Option<u32> {
     })
 }
 
-/// Whether some disk sector of the record at `offset` (header and `length_bytes` of
-/// payload) holds only zeros within the record: the mark of a write that never fully
-/// reached the disk (the line etcd draws too). A complete record whose checksum fails
-/// without one is damage, not a torn write.
+/// Whether some whole disk sector the record at `offset` (header and `length_bytes` of
+/// payload) touches holds only zeros: the mark of a write that never fully reached the
+/// disk (the line etcd draws too). A complete record whose checksum fails without one is
+/// damage, not a torn write.
 fn has_unwritten_sector(bytes: &[u8], offset: usize, length_bytes: u32) -> bool {
     let end = offset.saturating_add(RECORD_HEADER_BYTES + length_bytes as usize).min(bytes.len());
-    let mut start = offset;
-    while start < end {
-        let sector_end = ((start / SECTOR_BYTES) + 1) * SECTOR_BYTES;
-        let chunk = &bytes[start..sector_end.min(end)];
-        if chunk.iter().all(|&byte| byte == 0) {
-            return true;
-        }
-        start = sector_end;
-    }
-    false
+    (offset / SECTOR_BYTES..end.div_ceil(SECTOR_BYTES))
+        .any(|sector| is_unwritten_sector(bytes, sector))
 }
 
-/// The first offset at or after `start` where a complete record with a valid checksum
-/// begins. All-zero headers are skipped cheaply (they are never records).
+/// Whether sector number `sector` lies wholly inside the file and reads as all zeros. A
+/// disk writes a sector whole or not at all, and a sector never written past a file's old
+/// end reads as zeros; only whole sectors count, since a shorter run of zeros is ordinary
+/// in record data.
+fn is_unwritten_sector(bytes: &[u8], sector: usize) -> bool {
+    let start = sector * SECTOR_BYTES;
+    bytes.get(start..start + SECTOR_BYTES).is_some_and(|whole| whole.iter().all(|&byte| byte == 0))
+}
+
 fn find_valid_record(bytes: &[u8], start: usize, max_record_bytes: u32) -> Option<usize> {
     (start..bytes.len().saturating_sub(RECORD_HEADER_BYTES - 1)).find(|&candidate| {
         let header = &bytes[candidate..candidate + RECORD_HEADER_BYTES];
