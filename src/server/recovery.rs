@@ -3,7 +3,6 @@
 //! commit index. Entries after that go to the core, which applies them once it learns
 //! they are committed. The radiant resumes with exactly the state it had durably.
 
-use bytes::{Buf, Bytes};
 use radiant_protocol::{DecodeError, GroupId, LogEntry, LogIndex};
 use tracing::{info, warn};
 
@@ -12,29 +11,10 @@ use crate::core::order::Membership;
 use crate::core::shards::ShardTable;
 use crate::core::RecoveredOrder;
 use crate::storage::file_system::DataDir;
-use crate::storage::snapshot::{self, LoadedSnapshot, SnapshotError, SnapshotLimits};
-use crate::storage::state_machine::{ShardSessions, StateMachine};
+use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits};
+use crate::storage::state_machine::StateMachine;
+use crate::storage::state_snapshot::{self, Sections};
 use crate::storage::wal::{Wal, WalError, WalOptions};
-use radiant_protocol::slots::key_shard;
-
-/// Tag of the snapshot section holding the membership.
-pub const SECTION_MEMBERSHIP: u8 = 1;
-/// Tag of the snapshot section holding the order's council state.
-pub const SECTION_COUNCIL: u8 = 3;
-/// Tag of a snapshot section holding one shard's session table.
-pub const SECTION_SESSIONS: u8 = 2;
-/// Tag of the snapshot section holding the order's shard table.
-pub const SECTION_SHARDS: u8 = 4;
-
-/// The opaque snapshot sections recovery fills in.
-pub struct Sections<'a> {
-    /// The membership (replaced when the snapshot has one).
-    pub membership: &'a mut Membership,
-    /// The order's council state, opaque here.
-    pub council: &'a mut Option<Bytes>,
-    /// The order's shard table.
-    pub shards: &'a mut Option<ShardTable>,
-}
 
 /// Why recovery refused to start the radiant.
 #[derive(Debug, thiserror::Error)]
@@ -59,18 +39,6 @@ pub enum RecoveryError {
         /// Why it does not decode.
         #[source]
         source: DecodeError,
-    },
-    /// A snapshot section does not decode.
-    #[error(
-        "snapshot {} has an unreadable {section} section; restore the data directory from a \
-         backup",
-        path.display()
-    )]
-    Section {
-        /// The snapshot file.
-        path: std::path::PathBuf,
-        /// Which section.
-        section: &'static str,
     },
     /// The log does not continue where the snapshot ends.
     #[error(
@@ -191,91 +159,17 @@ fn load_newest_snapshot(
     };
     let mut loaded_shards = None;
     let sections = Sections { membership, council: &mut None, shards: &mut loaded_shards };
-    let position = load_snapshot(snapshot, config, machine, sections)?;
+    let position = state_snapshot::load(
+        snapshot,
+        (config.shard_count, config.max_key_bytes),
+        machine,
+        sections,
+    )?;
+    info!(index = position.0, keys = machine.map().len(), "recovery: snapshot loaded");
     if let Some(loaded) = loaded_shards {
         *shards = loaded;
     }
     Ok(position)
-}
-
-/// Every section of a snapshot, decoded and checked, before anything is replaced.
-pub struct DecodedSections {
-    membership: Option<Membership>,
-    council: Option<Bytes>,
-    shards: Option<ShardTable>,
-    sessions: Vec<(u32, ShardSessions)>,
-}
-
-/// Decodes and checks every section of `snapshot` for a radiant of `shard_count` shards
-/// and keys of at most `max_key_bytes`. The snapshot thread runs it before it installs a
-/// received file, and `load_snapshot` before it clears anything, so a snapshot with a
-/// bad section replaces nothing (before, the state machine was cleared first and left
-/// empty when a later section failed).
-pub fn decode_sections(
-    snapshot: &LoadedSnapshot,
-    shard_count: u32,
-    max_key_bytes: u32,
-) -> Result<DecodedSections, RecoveryError> {
-    let mut decoded =
-        DecodedSections { membership: None, council: None, shards: None, sessions: Vec::new() };
-    // Session tables hold answers to logged commands: the log's limits, not the client's.
-    let limits = radiant_protocol::Limits::LOG_COMMANDS;
-    for section in &snapshot.opaque {
-        let broken = |section| RecoveryError::Section { path: snapshot.path.clone(), section };
-        let mut section = section.clone();
-        if !section.has_remaining() {
-            return Err(broken("empty"));
-        }
-        match section.get_u8() {
-            SECTION_MEMBERSHIP => {
-                decoded.membership =
-                    Some(Membership::decode(section).ok_or_else(|| broken("membership"))?)
-            }
-            SECTION_SESSIONS => {
-                let (shard, sessions) = StateMachine::decode_sessions(section, &limits)
-                    .filter(|(shard, _)| *shard < shard_count)
-                    .ok_or_else(|| broken("sessions"))?;
-                decoded.sessions.push((shard, sessions));
-            }
-            SECTION_COUNCIL => decoded.council = Some(section),
-            SECTION_SHARDS => {
-                let table = ShardTable::decode(section, shard_count, max_key_bytes);
-                decoded.shards = Some(table.ok_or_else(|| broken("shards"))?);
-            }
-            _ => return Err(broken("unknown")),
-        }
-    }
-    Ok(decoded)
-}
-
-/// Loads a snapshot's key-values into `machine` and its sections into `sections`. Every
-/// section is decoded first: on an error nothing has changed.
-pub fn load_snapshot(
-    snapshot: LoadedSnapshot,
-    config: &Config,
-    machine: &StateMachine,
-    sections: Sections<'_>,
-) -> Result<(LogIndex, u64), RecoveryError> {
-    let decoded = decode_sections(&snapshot, config.shard_count, config.max_key_bytes)?;
-    machine.clear();
-    // Shards are recomputed from the keys, so a changed shard_count still loads.
-    for (_, key, value) in snapshot.key_values {
-        machine.map().put(key_shard(&key, config.shard_count), key, value);
-    }
-    for (shard, sessions) in decoded.sessions {
-        machine.install_sessions(shard, sessions);
-    }
-    if let Some(membership) = decoded.membership {
-        *sections.membership = membership;
-    }
-    if decoded.council.is_some() {
-        *sections.council = decoded.council;
-    }
-    if decoded.shards.is_some() {
-        *sections.shards = decoded.shards;
-    }
-    info!(index = snapshot.last_index, keys = machine.map().len(), "recovery: snapshot loaded");
-    Ok((snapshot.last_index, snapshot.last_term))
 }
 
 /// What replay advances besides the key-value data.
@@ -302,18 +196,13 @@ fn replay(
     )
 }
 
-/// A section for a snapshot: its tag, then its bytes.
-pub fn section(tag: u8, bytes: &Bytes) -> Vec<u8> {
-    let mut section = Vec::with_capacity(bytes.len() + 1);
-    section.push(tag);
-    section.extend_from_slice(bytes);
-    section
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::snapshot::SnapshotWriter;
+    use crate::storage::snapshot::{LoadedSnapshot, SnapshotWriter};
+    use crate::storage::state_snapshot::{section, SECTION_MEMBERSHIP, SECTION_SHARDS};
+    use bytes::Bytes;
+    use radiant_protocol::slots::key_shard;
     use radiant_protocol::slots::ShardId;
 
     /// A snapshot at index 7 with one pair and a shard-table section that does not decode.
@@ -341,7 +230,9 @@ mod tests {
         let (mut council, mut shards) = (None, None);
         let sections =
             Sections { membership: &mut membership, council: &mut council, shards: &mut shards };
-        let error = load_snapshot(snapshot, &config, &machine, sections).expect_err("refused");
+        let limits = (config.shard_count, config.max_key_bytes);
+        let error =
+            state_snapshot::load(snapshot, limits, &machine, sections).expect_err("refused");
         assert!(error.to_string().contains("unreadable shards section"), "{error}");
         let shard = key_shard(&kept, config.shard_count);
         assert_eq!(machine.get(shard, &kept).as_deref(), Some(&b"kept"[..]), "the state was wiped");

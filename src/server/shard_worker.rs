@@ -20,16 +20,7 @@ use crate::core::ReplyTo;
 use crate::storage::state_machine::StateMachine;
 use radiant_protocol::slots::ShardId;
 
-/// One shard's contents at a snapshot point.
-#[derive(Debug)]
-pub struct ShardDump {
-    /// The shard.
-    pub shard: ShardId,
-    /// Its key-value pairs, sorted by key.
-    pub pairs: Vec<(Bytes, Bytes)>,
-    /// Its session table, encoded.
-    pub sessions: Bytes,
-}
+pub use crate::storage::state_snapshot::ShardDump;
 
 /// Work for a shard worker.
 #[derive(Debug)]

@@ -4,7 +4,6 @@
 //! of a snapshot arriving from the herald, verifying the whole file before it is
 //! renamed into place. The snapshot file itself is the transfer format.
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -18,14 +17,12 @@ use tracing::{info, warn};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
-use super::recovery::{
-    section, SECTION_COUNCIL, SECTION_MEMBERSHIP, SECTION_SESSIONS, SECTION_SHARDS,
-};
 use super::shard_worker::ShardDump;
 use super::state_thread::StateEvent;
 use crate::core::order::Membership;
 use crate::storage::file_system::DataDir;
-use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits, SnapshotWriter};
+use crate::storage::snapshot::{SnapshotError, SnapshotLimits};
+use crate::storage::state_snapshot::{self, read_chunk, OrderSections, ReceiveLimits};
 
 /// Work for the snapshot thread.
 #[derive(Debug)]
@@ -176,58 +173,13 @@ fn write(
     (membership, council, shards): (&Membership, Option<&Bytes>, &Bytes),
     parts: &Receiver<ShardDump>,
 ) -> Result<(PathBuf, u64), SnapshotError> {
-    let mut writer = SnapshotWriter::create(&links.data_dir, index, term, links.shard_count)?;
-    writer.write_opaque(&section(SECTION_MEMBERSHIP, &membership.encode()))?;
-    if let Some(council) = council {
-        writer.write_opaque(&section(SECTION_COUNCIL, council))?;
-    }
-    writer.write_opaque(&section(SECTION_SHARDS, shards))?;
-    let mut pairs = 0u64;
-    let mut shards_written = std::collections::BTreeSet::new();
-    for dump in parts.iter() {
-        writer.write_opaque(&section(SECTION_SESSIONS, &dump.sessions))?;
-        for (key, value) in &dump.pairs {
-            writer.write_key_value(dump.shard, key, value)?;
-            pairs += 1;
-        }
-        shards_written.insert(dump.shard);
-    }
     // The parts end when every worker dropped its sender: a worker that died before the
-    // barrier sent nothing. A snapshot without its shards must never replace the log.
-    let written = u32::try_from(shards_written.len()).unwrap_or(u32::MAX);
-    if written != links.shard_count {
-        let shard_count = links.shard_count;
-        return Err(SnapshotError::Incomplete {
-            index,
-            missing: shard_count.saturating_sub(written),
-            shard_count,
-        });
-    }
-    Ok((writer.finish()?, pairs))
+    // barrier sent nothing, and `write` refuses a snapshot without its shards.
+    let sections = OrderSections { membership, council, shards };
+    state_snapshot::write(&links.data_dir, (index, term), links.shard_count, sections, parts.iter())
 }
 
-fn read_chunk(
-    data_dir: &DataDir,
-    index: LogIndex,
-    offset: u64,
-    max_bytes: u64,
-) -> std::io::Result<(Bytes, u64)> {
-    let path = snapshot::snapshot_path(&data_dir.path, index);
-    let mut file = data_dir.fs().open_read(&path)?;
-    let total = data_dir.fs().file_len(&path)?;
-    let length = max_bytes.min(total.saturating_sub(offset));
-    file.seek(SeekFrom::Start(offset))?;
-    let mut chunk = vec![0u8; length as usize];
-    file.read_exact(&mut chunk)?;
-    Ok((Bytes::from(chunk), total))
-}
-
-fn incoming_path(data_dir: &DataDir) -> PathBuf {
-    data_dir.join("snapshots").join("incoming.part")
-}
-
-/// Appends a chunk; on the last one, fsyncs, verifies and installs the file. Returns
-/// the next expected offset.
+/// Stores a received chunk (see `state_snapshot::receive_chunk`).
 fn receive_chunk(
     links: &SnapshotThreadLinks,
     index: LogIndex,
@@ -235,42 +187,12 @@ fn receive_chunk(
     data: &[u8],
     done: bool,
 ) -> Result<u64, SnapshotError> {
-    let path = incoming_path(&links.data_dir);
-    let io = |operation| {
-        move |source| SnapshotError::Io { operation, path: incoming_path(&links.data_dir), source }
-    };
-    let fs = links.data_dir.fs();
-    fs.create_dir_all(&crate::storage::file_system::parent_directory(&path))
-        .map_err(io("create directory"))?;
-    let mut file = if offset == 0 {
-        fs.create(&path, false).map_err(io("create"))?
-    } else {
-        let length = fs.file_len(&path).map_err(io("stat"))?;
-        if length != offset {
-            return Err(SnapshotError::Corrupt {
-                path,
-                reason: format!("chunk at {offset} but {length} bytes stored"),
-            });
-        }
-        fs.open_append(&path).map_err(io("open"))?
-    };
-    file.write_all(data).map_err(io("write"))?;
-    if !done {
-        return Ok(offset + data.len() as u64);
+    let checks = ReceiveLimits { limits: links.limits, shard_count: links.shard_count };
+    let next = state_snapshot::receive_chunk(&links.data_dir, (index, offset), data, done, checks)?;
+    if done {
+        info!(index, "snapshot: received from the herald, verified and installed on disk");
     }
-    file.sync().map_err(io("fsync"))?;
-    drop(file);
-    // Every section is checked before the file replaces the local snapshot: one that
-    // would not load must not become the newest snapshot on disk.
-    let loaded = snapshot::load_file(fs, &path, links.limits)?;
-    let max_key_bytes = links.limits.max_key_bytes;
-    if let Err(error) = super::recovery::decode_sections(&loaded, links.shard_count, max_key_bytes)
-    {
-        return Err(SnapshotError::Corrupt { path, reason: error.to_string() });
-    }
-    snapshot::install_file(&links.data_dir, &path, index)?;
-    info!(index, "snapshot: received from the herald, verified and installed on disk");
-    Ok(offset + data.len() as u64)
+    Ok(next)
 }
 
 #[cfg(test)]
@@ -278,6 +200,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::storage::snapshot::{self, SnapshotWriter};
+    use crate::storage::state_snapshot::{section, SECTION_SHARDS};
     use radiant_protocol::slots::ShardId;
     use std::path::Path;
 

@@ -23,7 +23,7 @@ use tracing::{error, info, info_span, warn};
 
 use super::channels::ReactorSender;
 use super::reactor::ReactorEvent;
-use super::recovery::{load_snapshot, snapshot_limits, Sections};
+use super::recovery::snapshot_limits;
 use super::shard_worker::{worker_of, ShardDump, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
 use super::wal_thread::WalRequest;
@@ -35,6 +35,7 @@ use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::limits::STATE_INBOX_CAPACITY;
 use crate::storage::file_system::DataDir;
 use crate::storage::state_machine::StateMachine;
+use crate::storage::state_snapshot::{self, Sections};
 
 /// Inputs to the state thread, from the reactor, the WAL writer and the snapshot thread.
 #[derive(Debug)]
@@ -306,7 +307,8 @@ impl StateThread {
                     council: &mut council,
                     shards: &mut shards,
                 };
-                load_snapshot(snapshot, config, machine, sections)
+                let limits = (config.shard_count, config.max_key_bytes);
+                state_snapshot::load(snapshot, limits, machine, sections)
                     .map_err(|error| error.to_string())
             }
             Ok(_) => Err("the received snapshot is not the newest on disk".to_string()),

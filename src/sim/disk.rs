@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use radiant_protocol::{LogEntry, LogIndex, Term};
 
 use crate::core::order::Membership;
@@ -15,7 +15,9 @@ use crate::core::Action;
 use crate::core::HardState;
 use crate::storage::file_system::DataDir;
 use crate::storage::memory_file_system::{DiskFaults, FaultCounts, MemoryFileSystem};
+use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits, SnapshotWriter};
 use crate::storage::state_machine::StateMachine;
+use crate::storage::state_snapshot::{self, OrderSections, ReceiveLimits, Sections, ShardDump};
 use crate::storage::wal::{Wal, WalError, WalOptions};
 use radiant_protocol::slots::ShardId;
 
@@ -34,15 +36,13 @@ pub struct PendingWrite {
     pub sync_at: u64,
 }
 
-/// A durable snapshot: its position and the encoded state (the transfer format too).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The position of the newest snapshot a radiant published (its file holds the state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SimSnapshot {
     /// Last included index.
     pub index: LogIndex,
     /// Its term.
     pub term: Term,
-    /// Encoded membership, sessions and key-values.
-    pub bytes: Bytes,
 }
 
 /// One radiant's durable state plus its writes in flight.
@@ -228,60 +228,6 @@ impl SimDisk {
     }
 }
 
-/// Encodes the state machine and membership as the simulator's snapshot (and
-/// snapshot transfer) format: length-prefixed membership, then per shard its sessions
-/// and its key-value pairs in key order.
-pub fn encode_state(machine: &StateMachine, membership: &Membership) -> Bytes {
-    let mut buffer = BytesMut::new();
-    let membership = membership.encode();
-    buffer.put_u32(membership.len() as u32);
-    buffer.put_slice(&membership);
-    buffer.put_u32(machine.shard_count());
-    for shard in (0..machine.shard_count()).map(ShardId) {
-        let sessions = machine.encode_sessions(shard);
-        buffer.put_u32(sessions.len() as u32);
-        buffer.put_slice(&sessions);
-        let pairs = machine.map().clone_shard(shard);
-        buffer.put_u32(pairs.len() as u32);
-        for (key, value) in pairs {
-            buffer.put_u32(key.len() as u32);
-            buffer.put_slice(&key);
-            buffer.put_u32(value.len() as u32);
-            buffer.put_slice(&value);
-        }
-    }
-    buffer.freeze()
-}
-
-/// Decodes `encode_state` into `machine` (cleared first); returns the membership.
-pub fn decode_state(mut bytes: Bytes, machine: &StateMachine) -> Option<Membership> {
-    fn take(bytes: &mut Bytes) -> Option<Bytes> {
-        if bytes.remaining() < 4 {
-            return None;
-        }
-        let length = bytes.get_u32() as usize;
-        (bytes.remaining() >= length).then(|| bytes.split_to(length))
-    }
-    machine.clear();
-    let membership = Membership::decode(take(&mut bytes)?)?;
-    if bytes.remaining() < 4 || bytes.get_u32() != machine.shard_count() {
-        return None;
-    }
-    for shard in (0..machine.shard_count()).map(ShardId) {
-        machine.load_sessions(take(&mut bytes)?, &radiant_protocol::Limits::DEFAULT)?;
-        if bytes.remaining() < 4 {
-            return None;
-        }
-        let count = bytes.get_u32();
-        for _ in 0..count {
-            let key = take(&mut bytes)?;
-            let value = take(&mut bytes)?;
-            machine.map().put(shard, key, value);
-        }
-    }
-    bytes.is_empty().then_some(membership)
-}
-
 /// A simulated radiant's storage: its real WAL on its own `MemoryFileSystem`, with the
 /// `SimDisk` of what it promised beside it. Both simulators keep their radiants' logs here,
 /// so they share one crash and one restart.
@@ -303,6 +249,12 @@ pub enum StartFailure {
     /// An I/O error during recovery: it tries again later.
     DiskError(String),
 }
+
+/// Key and value limits of the simulated radiants' snapshots.
+const SIM_SNAPSHOT_LIMITS: SnapshotLimits = SnapshotLimits {
+    max_key_bytes: radiant_protocol::Limits::DEFAULT.max_key_bytes,
+    max_value_bytes: radiant_protocol::Limits::DEFAULT.max_value_bytes,
+};
 
 /// Where each simulated radiant keeps its data on its own simulated disk.
 const SIM_DATA_DIR: &str = "/radiant";
@@ -399,6 +351,126 @@ impl SimStorage {
             counts.write_errors + counts.sync_errors > 0,
             "sim: storage failed with no disk fault injected: {error}"
         );
+    }
+
+    /// Carries out `Action::Snapshot` with the daemon's own snapshot code: `machine`'s
+    /// shards and `sections` written, synced and published before it returns.
+    pub fn write_snapshot(
+        &mut self,
+        (index, term): (LogIndex, Term),
+        machine: &StateMachine,
+        sections: OrderSections<'_>,
+    ) -> Result<(), SnapshotError> {
+        let shard_count = machine.shard_count();
+        let dumps = (0..shard_count).map(|shard| ShardDump::of(machine, ShardId(shard)));
+        state_snapshot::write(&self.data_dir(), (index, term), shard_count, sections, dumps)?;
+        self.promised.snapshot = Some(SimSnapshot { index, term });
+        Ok(())
+    }
+
+    /// The power fails while snapshot (`index`, `term`) is being written: some of
+    /// `machine`'s pairs reach the file, it is never published, and the caller crashes the
+    /// radiant. (The daemon writes snapshots on their own thread, so this is as likely as
+    /// a crash at any other moment of the write.)
+    pub fn write_snapshot_cut_short(
+        &mut self,
+        (index, term): (LogIndex, Term),
+        machine: &StateMachine,
+        pairs_written: usize,
+    ) {
+        let shard_count = machine.shard_count();
+        let Ok(mut writer) = SnapshotWriter::create(&self.data_dir(), index, term, shard_count)
+        else {
+            return;
+        };
+        let pairs = (0..shard_count)
+            .flat_map(|shard| {
+                let shard = ShardId(shard);
+                machine.map().clone_shard(shard).into_iter().map(move |pair| (shard, pair))
+            })
+            .take(pairs_written);
+        for (shard, (key, value)) in pairs {
+            if writer.write_key_value(shard, &key, &value).is_err() {
+                return;
+            }
+        }
+        // Dropped unfinished: whatever its buffer held reaches the file, nothing more.
+    }
+
+    /// A chunk of the newest snapshot for a member that is behind: `None` when snapshot
+    /// `index` is no longer the newest (the herald restarts the transfer later).
+    pub fn read_snapshot_chunk(
+        &self,
+        index: LogIndex,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Option<(Bytes, u64)> {
+        if self.promised.snapshot.map(|snapshot| snapshot.index) != Some(index) {
+            return None;
+        }
+        state_snapshot::read_chunk(&self.data_dir(), index, offset, max_bytes).ok()
+    }
+
+    /// Stores a chunk of snapshot (`index`, `term`) arriving from the herald; the last
+    /// one installs it. Returns the next expected offset.
+    pub fn receive_snapshot_chunk(
+        &mut self,
+        (index, term): (LogIndex, Term),
+        offset: u64,
+        data: &[u8],
+        done: bool,
+        shard_count: u32,
+    ) -> Result<u64, SnapshotError> {
+        let checks = ReceiveLimits { limits: SIM_SNAPSHOT_LIMITS, shard_count };
+        let next =
+            state_snapshot::receive_chunk(&self.data_dir(), (index, offset), data, done, checks)?;
+        if done {
+            self.promised.snapshot = Some(SimSnapshot { index, term });
+        }
+        Ok(next)
+    }
+
+    /// Loads the newest snapshot into `machine` and `membership`, as recovery does;
+    /// `Ok(None)` without one. Checks it is no older than the one promised.
+    pub fn load_snapshot(
+        &mut self,
+        machine: &StateMachine,
+        membership: &mut Membership,
+    ) -> Result<Option<SimSnapshot>, StartFailure> {
+        let data_dir = self.data_dir();
+        let loaded = snapshot::load_latest(&data_dir, SIM_SNAPSHOT_LIMITS)
+            .map_err(|error| self.start_failure(error))?;
+        let promised = self.promised.snapshot.map_or(0, |snapshot| snapshot.index);
+        let Some(loaded) = loaded else {
+            return match promised {
+                0 => Ok(None),
+                _ => Err(self.broken(format!("snapshot {promised} was published, none is left"))),
+            };
+        };
+        let sections = Sections { membership, council: &mut None, shards: &mut None };
+        let limits = (machine.shard_count(), SIM_SNAPSHOT_LIMITS.max_key_bytes);
+        let (index, term) = state_snapshot::load(loaded, limits, machine, sections)
+            .map_err(|error| self.start_failure(error))?;
+        if index < promised {
+            return Err(self.broken(format!("snapshot {promised} was published, {index} loaded")));
+        }
+        let snapshot = SimSnapshot { index, term };
+        self.promised.snapshot = Some(snapshot);
+        Ok(Some(snapshot))
+    }
+
+    fn start_failure(&self, error: SnapshotError) -> StartFailure {
+        match error {
+            SnapshotError::Corrupt { .. } => StartFailure::Refused {
+                reason: error.to_string(),
+                disk_was_damaged: self.file_system.fault_counts().bits_flipped > 0,
+            },
+            error => StartFailure::DiskError(error.to_string()),
+        }
+    }
+
+    fn broken(&self, reason: String) -> StartFailure {
+        StartFailure::Refused { reason, disk_was_damaged: false }
     }
 
     /// Opens the real WAL, as a restarted radiant does. `Ok(Some(broken))` names a promise

@@ -217,7 +217,6 @@ impl SimClient {
         clock_ns: u64,
         radiants: usize,
         timing: ClientTiming,
-        prng: &mut Prng,
         history: &mut [Operation],
     ) -> Option<Send> {
         let current = self.current.as_ref()?;
@@ -231,7 +230,10 @@ impl SimClient {
         let timed_out = current.resend_at.is_none()
             && now >= current.sent_at_tick + timing.attempt_timeout_ticks;
         if timed_out {
-            self.target = prng.range(0, radiants as u64) as usize;
+            // As the client library does: an attempt with no answer moves on to the next
+            // radiant, so one that is down for good (it refused a damaged disk) is tried
+            // once per round, not at random until the deadline.
+            self.target = (self.target + 1) % radiants;
             self.needs_route = self.routed;
         }
         (resend_due || timed_out).then(|| self.send_current(now))

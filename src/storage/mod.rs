@@ -8,6 +8,7 @@ pub mod memory_file_system;
 pub mod shard_map;
 pub mod snapshot;
 pub mod state_machine;
+pub mod state_snapshot;
 pub mod system_file;
 pub mod wal;
 

@@ -125,14 +125,7 @@ impl Formation {
             let Shards { clients, history, clock_ns, timing, .. } = &mut shards;
             let client_state = &mut clients[client];
             let mut sends = Vec::new();
-            sends.extend(client_state.on_tick(
-                self.now,
-                *clock_ns,
-                radiants,
-                *timing,
-                &mut self.prng,
-                history,
-            ));
+            sends.extend(client_state.on_tick(self.now, *clock_ns, radiants, *timing, history));
             *clock_ns += 1;
             sends.extend(client_state.maybe_start(
                 self.now,
