@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::sim::cluster::{SimFailure, SimOptions, Simulator};
 use crate::sim::formation::{self, FormationOptions, FormationReport};
-use crate::sim::history::write_jsonl;
+use crate::sim::history::{write_jsonl, Operation};
 
 /// Arguments of `radiant sim`.
 #[derive(Debug, clap::Args)]
@@ -24,11 +24,20 @@ pub struct SimArgs {
     /// Ticks of the faulty safety phase.
     #[arg(long, default_value_t = 3_000)]
     ticks: u64,
-    /// Write the client history of the (single) run as JSON lines to this file.
+    /// Write the client history of the (single) run as JSON lines to this file (order and
+    /// sharded runs), for `radiant check-history` or any outside checker.
     #[arg(long)]
     history: Option<PathBuf>,
+    /// Concurrent clients (instead of the seed's choice; order and sharded runs).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Client operations in all, shared among the clients (instead of the seed's choice);
+    /// the run grows long enough for them.
+    #[arg(long)]
+    ops: Option<u64>,
     /// Simulate system formation instead (brand-new radiants with one neighbour each,
-    /// joins, crashes, partitions); `--radiants`, `--ticks` and `--history` do not apply.
+    /// joins, crashes, partitions); `--radiants` and `--ticks` do not apply, and with no
+    /// clients neither do `--clients`, `--ops` and `--history`.
     #[arg(long)]
     formation: bool,
     /// Simulate a sharded system: formation plus clients over shared keys and an
@@ -56,8 +65,9 @@ pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
     }
     let mut failures = 0u64;
     for seed in args.seed..args.seed.saturating_add(args.seeds) {
-        let options = SimOptions::swarm(seed, args.radiants, args.ticks);
-        let reproduce = options.reproduce_command();
+        let options = SimOptions::swarm(seed, args.radiants, args.ticks)
+            .with_workload(args.clients, args.ops);
+        let reproduce = options.reproduce_command() + &args.workload_flags();
         match run_one(options) {
             Ok((report, history)) => {
                 println!(
@@ -77,11 +87,7 @@ pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
                     report.messages.1
                 );
                 if let Some(path) = &args.history {
-                    let mut file = std::fs::File::create(path)
-                        .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
-                    write_jsonl(&history, &mut file)
-                        .and_then(|()| file.flush())
-                        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+                    write_history(path, &history)?;
                 }
             }
             Err(failure) => {
@@ -94,6 +100,24 @@ pub fn run(args: &SimArgs) -> Result<ExitCode, String> {
         println!("{} seeds, {failures} failed", args.seeds);
     }
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+impl SimArgs {
+    /// `--clients` and `--ops` as given, for a command that replays a run.
+    fn workload_flags(&self) -> String {
+        let clients = self.clients.map(|clients| format!(" --clients {clients}"));
+        let ops = self.ops.map(|ops| format!(" --ops {ops}"));
+        clients.unwrap_or_default() + &ops.unwrap_or_default()
+    }
+}
+
+/// Writes a client history as JSON lines.
+fn write_history(path: &std::path::Path, history: &[Operation]) -> Result<(), String> {
+    let mut file = std::fs::File::create(path)
+        .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+    write_jsonl(history, &mut file)
+        .and_then(|()| file.flush())
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
 /// Runs one simulation; a panic inside it is reported as a failure of that seed.
@@ -122,14 +146,19 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
             (true, true) => FormationOptions::sharded_with_removals(seed),
             (true, false) => FormationOptions::sharded(seed),
             (false, _) => FormationOptions::swarm(seed),
-        };
-        let reproduce = options.reproduce_command();
+        }
+        .with_workload(args.clients, args.ops);
+        let reproduce = options.reproduce_command() + &args.workload_flags();
         let shape = format!(
             "{} founders + {} joiners, {:?}",
             options.founders, options.joiners, options.topology
         );
         match run_formation_one(options) {
-            Ok(report) => println!(
+            Ok(report) => {
+                if let Some(path) = &args.history {
+                    write_history(path, &report.history)?;
+                }
+                println!(
                 "seed {seed}: ok: {shape}: configuration {}, orders {:?}, {} controller terms, \
                  {} crashes, {} partitions, converged at tick {}, messages {}/{} \
                  delivered/dropped, {}/{} operations answered, operator moves/leaves/removals {:?}",
@@ -144,7 +173,8 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
                 report.operations.0,
                 report.operations.1,
                 report.operator,
-            ),
+            )
+            }
             Err(failure) => {
                 failures += 1;
                 println!("seed {seed}: FAILED: {shape}: {failure}\n  reproduce with: {reproduce}");

@@ -160,6 +160,20 @@ impl SimOptions {
         options
     }
 
+    /// Sizes the workload: `clients` clients sharing `operations` in all, with phases
+    /// long enough for them (about ten ticks a client's operation takes).
+    pub fn with_workload(mut self, clients: Option<usize>, operations: Option<u64>) -> Self {
+        if let Some(clients) = clients {
+            self.clients = clients.max(1);
+        }
+        if let Some(operations) = operations {
+            self.operations_per_client = operations.div_ceil(self.clients as u64);
+            self.ticks = self.ticks.max(self.operations_per_client * 10);
+            self.liveness_ticks = self.liveness_ticks.max(self.operations_per_client * 10);
+        }
+        self
+    }
+
     /// The command that replays this run.
     pub fn reproduce_command(&self) -> String {
         format!(

@@ -38,6 +38,23 @@ pub use sharded::Workload;
 /// Ticks the healed network gets to converge.
 const LIVENESS_TICKS: u64 = 6_000;
 
+impl FormationOptions {
+    /// Sizes the workload of a sharded run: `clients` clients sharing `operations` in
+    /// all, with enough ticks for them (about twelve a client's operation takes, so the
+    /// faulty phase holds most of them).
+    pub fn with_workload(mut self, clients: Option<usize>, operations: Option<u64>) -> Self {
+        let Some(workload) = self.workload.as_mut() else { return self };
+        if let Some(clients) = clients {
+            workload.clients = clients.max(1);
+        }
+        if let Some(operations) = operations {
+            workload.operations_per_client = operations.div_ceil(workload.clients as u64);
+            self.ticks = self.ticks.max(workload.operations_per_client * 12);
+        }
+        self
+    }
+}
+
 /// How the radiants point at their neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topology {
@@ -169,6 +186,8 @@ pub struct FormationReport {
     pub operations: (usize, usize),
     /// Operator moves, leaves and radiant removals requested (sharded runs).
     pub operator: (u64, u64, u64),
+    /// The clients' history (sharded runs), for an outside checker.
+    pub history: Vec<crate::sim::history::Operation>,
 }
 
 #[derive(Clone, Debug)]
@@ -289,18 +308,19 @@ impl Formation {
                 self.start(index)?;
             }
         }
-        let limit = self.now + LIVENESS_TICKS;
+        let limit = self.now + LIVENESS_TICKS.max(self.options.ticks);
         while self.now < limit {
             self.tick(false)?;
             if self.now.is_multiple_of(50) && self.converged() && self.workload_finished() {
                 self.report.converged_at = self.now;
                 self.report.controller_terms = self.controllers.len();
                 self.report.messages = (self.network.delivered, self.network.dropped);
-                if let Some(shards) = &self.shards {
+                self.check_history()?;
+                if let Some(shards) = &mut self.shards {
                     self.report.operations = shards.operations();
                     self.report.operator = (shards.moves, shards.leaves, shards.removes);
+                    self.report.history = std::mem::take(&mut shards.history);
                 }
-                self.check_history()?;
                 return Ok(self.report.clone());
             }
         }

@@ -51,7 +51,7 @@ pub struct Workload {
 #[derive(Debug)]
 pub(super) struct Shards {
     clients: Vec<SimClient>,
-    history: Vec<Operation>,
+    pub(super) history: Vec<Operation>,
     clock_ns: u64,
     timing: ClientTiming,
     /// Per order, the newest shard table any member has applied, with its index.
