@@ -30,17 +30,21 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hdrhistogram::Histogram;
+use radiant::core::effects;
 use radiant::core::order::membership::member_address;
 use radiant::core::order::InjectedBug;
+use radiant::core::shards::ShardEffect;
+use radiant::core::system::SystemRecord;
 use radiant::core::HardState;
 use radiant::core::{
     Action, Actions, ConnectionId, Input, Membership, OrderOptions, OrderRole, Radiant,
     RecoveredOrder, ReplyTo, Tick,
 };
 use radiant::storage::wal::{Wal, WalOptions};
+use radiant_protocol::slots::ShardId;
 use radiant_protocol::{
-    decode_frame, ClientRequest, GroupId, Limits, LogEntry, LogIndex, MemberId, Message,
-    PeerMessage,
+    decode_frame, ClientRequest, ClientResponse, Command, ErrorResponse, GroupId, Limits, LogEntry,
+    LogIndex, MemberId, Message, PeerHeader, PeerMessage, SystemMessage, Term,
 };
 use tempfile::TempDir;
 
@@ -230,35 +234,7 @@ impl Cluster {
     }
 
     fn execute(&mut self, index: usize, action: Action) {
-        match action {
-            Action::Send(message) => self.send(message),
-            Action::Persist { sequence, hard_state, truncate_from, entries } => {
-                self.replicas[index].persist(sequence, hard_state, truncate_from, &entries);
-            }
-            Action::Apply { reply_to: Some(_), .. } => {
-                assert_eq!(index, self.herald, "only the herald answers clients");
-                self.applied += 1;
-            }
-            Action::Reply { reply_to, result: Err(error) } => {
-                panic!("replica {} refused put {reply_to:?}: {error:?}", index + 1)
-            }
-            Action::ResetLog { .. }
-            | Action::SendSnapshotChunk { .. }
-            | Action::WriteSnapshotChunk { .. } => {
-                panic!("replica {}: snapshot transfer in a healthy order: {action:?}", index + 1)
-            }
-            Action::ShardData(_) | Action::ReadShardChunk { .. } => {
-                panic!("replica {}: a static order moved a shard: {action:?}", index + 1)
-            }
-            Action::Apply { reply_to: None, .. }
-            | Action::Read { .. }
-            | Action::Reply { .. }
-            | Action::Snapshot { .. }
-            | Action::CompactLog { .. }
-            | Action::MembershipChanged(_)
-            | Action::SendSystem { .. }
-            | Action::PersistSystem(_) => {}
-        }
+        effects::carry_out(action, &mut ReplicaEffects { cluster: self, index });
     }
 
     /// Encodes `message` onto the receiver's stream, as the state thread does for the reactor.
@@ -345,6 +321,113 @@ impl Cluster {
             self.round();
         }
         panic!("{} puts not applied within {MAX_ROUNDS} rounds", requests.len());
+    }
+}
+
+/// What replica `index`'s actions do here: a healthy static order under puts, so
+/// snapshot transfers and shard moves are failures of the benchmark, and local snapshots,
+/// compactions, reads and system records are not measured.
+struct ReplicaEffects<'a> {
+    cluster: &'a mut Cluster,
+    index: usize,
+}
+
+impl ReplicaEffects<'_> {
+    fn unexpected(&self, what: &str) -> ! {
+        panic!("replica {}: {what} in a healthy static order under puts", self.index + 1)
+    }
+}
+
+impl effects::Network for ReplicaEffects<'_> {
+    fn send_peer(&mut self, message: PeerMessage) {
+        self.cluster.send(message);
+    }
+
+    fn send_system(&mut self, _to: String, _message: SystemMessage) {}
+
+    fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
+        if let Err(error) = result {
+            panic!("replica {} refused put {reply_to:?}: {error:?}", self.index + 1)
+        }
+    }
+
+    fn membership_changed(&mut self, _membership: Membership) {}
+}
+
+impl effects::LogStore for ReplicaEffects<'_> {
+    fn persist(
+        &mut self,
+        sequence: u64,
+        hard_state: Option<HardState>,
+        truncate_from: Option<LogIndex>,
+        entries: Vec<LogEntry>,
+    ) {
+        self.cluster.replicas[self.index].persist(sequence, hard_state, truncate_from, &entries);
+    }
+
+    fn compact_log(&mut self, _through: LogIndex) {}
+
+    fn reset_log(&mut self, _snapshot_index: LogIndex) {
+        self.unexpected("a snapshot transfer")
+    }
+}
+
+impl effects::SnapshotStore for ReplicaEffects<'_> {
+    fn write_snapshot(&mut self, _position: (LogIndex, Term), _state: effects::SnapshotState) {}
+
+    fn send_snapshot_chunk(
+        &mut self,
+        _header: PeerHeader,
+        _position: (LogIndex, Term),
+        _offset: u64,
+        _max_bytes: u64,
+    ) {
+        self.unexpected("a snapshot transfer")
+    }
+
+    fn write_snapshot_chunk(
+        &mut self,
+        _position: (LogIndex, Term),
+        _offset: u64,
+        _data: Bytes,
+        _done: bool,
+    ) {
+        self.unexpected("a snapshot transfer")
+    }
+}
+
+impl effects::SystemStore for ReplicaEffects<'_> {
+    fn persist_system(&mut self, _record: SystemRecord) {}
+}
+
+impl effects::Apply for ReplicaEffects<'_> {
+    fn apply(
+        &mut self,
+        _shard: ShardId,
+        _index: LogIndex,
+        _command: Command,
+        reply_to: Option<ReplyTo>,
+    ) {
+        if reply_to.is_some() {
+            assert_eq!(self.index, self.cluster.herald, "only the herald answers clients");
+            self.cluster.applied += 1;
+        }
+    }
+
+    fn read(&mut self, _shard: ShardId, _key: Bytes, _reply_to: ReplyTo) {}
+
+    fn shard_data(&mut self, _effect: ShardEffect) {
+        self.unexpected("a shard move")
+    }
+
+    fn read_shard_chunk(
+        &mut self,
+        _shard: ShardId,
+        _number: u64,
+        _after: Option<Bytes>,
+        _max_bytes: u64,
+    ) {
+        self.unexpected("a shard move")
     }
 }
 

@@ -14,6 +14,7 @@
 //! - `Action::Apply` and `Action::Read` for one shard must be executed in the order
 //!   emitted: a read emitted after an apply sees it.
 
+pub mod effects;
 pub mod order;
 pub mod prng;
 pub mod shards;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ErrorResponse, LogIndex, MemberId, Message, PeerMessage,
-    SystemMessage, Term,
+    ClientRequest, ClientResponse, Command, ErrorResponse, LogEntry, LogIndex, MemberId, Message,
+    PeerHeader, PeerMessage, SystemMessage, Term,
 };
 use tracing::{error, info, info_span, warn};
 
@@ -28,14 +28,17 @@ use super::shard_worker::{worker_of, ShardDump, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
 use super::wal_thread::WalRequest;
 use crate::config::Config;
+use crate::core::effects;
 use crate::core::order::membership::member_peer_address;
-use crate::core::order::Membership;
-use crate::core::shards::ShardTable;
+use crate::core::order::{HardState, Membership};
+use crate::core::shards::{ShardEffect, ShardTable};
+use crate::core::system::SystemRecord;
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::limits::STATE_INBOX_CAPACITY;
 use crate::storage::file_system::DataDir;
 use crate::storage::state_machine::StateMachine;
 use crate::storage::state_snapshot::{self, Sections};
+use radiant_protocol::slots::ShardId;
 
 /// Inputs to the state thread, from the reactor, the WAL writer and the snapshot thread.
 #[derive(Debug)]
@@ -235,14 +238,17 @@ impl StateThread {
                     let reason = format!(
                         "this radiant's write-ahead log failed ({reason}); it is shutting down"
                     );
-                    self.reply(reply_to, Message::Error(ErrorResponse::Unavailable { reason }));
+                    self.send_reply(
+                        reply_to,
+                        Message::Error(ErrorResponse::Unavailable { reason }),
+                    );
                     return false;
                 }
                 if request == ClientRequest::Status {
                     let disk_bytes = directory_bytes(&self.links.data_dir.path);
                     let json =
                         super::status::status_json(&self.radiant, &self.links.machine, disk_bytes);
-                    self.reply(reply_to, Message::Response(ClientResponse::Status { json }));
+                    self.send_reply(reply_to, Message::Response(ClientResponse::Status { json }));
                     return false;
                 }
                 Input::Client { reply_to, request }
@@ -323,7 +329,7 @@ impl StateThread {
         }
     }
 
-    fn reply(&self, reply_to: ReplyTo, message: Message) {
+    fn send_reply(&self, reply_to: ReplyTo, message: Message) {
         let _ = self.links.reactor.send(ReactorEvent::Reply { reply_to, message });
     }
 
@@ -346,80 +352,7 @@ impl StateThread {
     }
 
     fn carry_out(&mut self, action: Action) {
-        if self.wal_failed.is_some()
-            && matches!(action, Action::Send(_) | Action::SendSystem { .. })
-        {
-            // Nothing durable can be promised any more, so nothing is said.
-            return;
-        }
-        match action {
-            Action::Send(message) => self.send_peer(message),
-            Action::Persist { sequence, hard_state, truncate_from, entries } => {
-                self.send_wal(WalRequest::Append { sequence, hard_state, truncate_from, entries });
-            }
-            Action::Apply { shard, index, command, reply_to } => {
-                self.to_worker(shard, WorkerRequest::Apply { shard, index, command, reply_to });
-            }
-            Action::Read { shard, key, reply_to } => {
-                self.to_worker(shard, WorkerRequest::Read { shard, key, reply_to });
-            }
-            Action::Reply { reply_to, result } => {
-                let message = match result {
-                    Ok(response) => Message::Response(response),
-                    Err(error) => Message::Error(error),
-                };
-                self.reply(reply_to, message);
-            }
-            Action::Snapshot { index, term, membership, council, shards } => {
-                self.start_snapshot(index, term, membership, (council, shards.encode()))
-            }
-            Action::CompactLog { through } => self.send_wal(WalRequest::Compact { through }),
-            Action::ResetLog { snapshot_index, .. } => {
-                self.send_wal(WalRequest::Reset { next_index: snapshot_index + 1 })
-            }
-            Action::SendSnapshotChunk { .. } => self.send_snapshot_chunk(action),
-            Action::WriteSnapshotChunk {
-                snapshot_index,
-                snapshot_term,
-                offset,
-                data,
-                done,
-                ..
-            } => {
-                let job =
-                    SnapshotJob::ReceiveChunk { snapshot_index, snapshot_term, offset, data, done };
-                let _ = self.links.snapshots.send(job);
-            }
-            Action::MembershipChanged(membership) => self.on_membership(&membership),
-            Action::SendSystem { to, message } => self.send_system(&to, message),
-            Action::PersistSystem(record) => self.persist_system(&record),
-            Action::ShardData(effect) => {
-                self.to_worker(effect.shard(), WorkerRequest::ShardData(effect));
-            }
-            Action::ReadShardChunk { shard, number, after, max_bytes } => {
-                let reply = self.links.inbox_sender.clone();
-                let read = WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply };
-                self.to_worker(shard, read);
-            }
-        }
-    }
-
-    /// Hands a `SendSnapshotChunk` to the snapshot thread, which reads and sends it.
-    fn send_snapshot_chunk(&self, action: Action) {
-        let Action::SendSnapshotChunk { header, snapshot_index, snapshot_term, offset, max_bytes } =
-            action
-        else {
-            return;
-        };
-        let Some(&address) = self.peers.get(&header.to) else { return };
-        let _ = self.links.snapshots.send(SnapshotJob::SendChunk {
-            address,
-            header,
-            snapshot_index,
-            snapshot_term,
-            offset,
-            max_bytes,
-        });
+        effects::carry_out(action, self);
     }
 
     /// Queues `request` on the worker of `shard`, behind everything queued for it.
@@ -430,7 +363,7 @@ impl StateThread {
 
     /// Writes the system record before anything after it is carried out (it is small
     /// and rare: formation, council votes, configurations).
-    fn persist_system(&mut self, record: &crate::core::system::SystemRecord) {
+    fn write_system_record(&mut self, record: &crate::core::system::SystemRecord) {
         let written = crate::storage::system_file::write(&self.links.data_dir, record);
         if let Err(error) = written {
             let reason = format!("cannot write the system file: {}", crate::error_chain(&error));
@@ -440,7 +373,7 @@ impl StateThread {
         }
     }
 
-    fn send_system(&mut self, to: &str, message: SystemMessage) {
+    fn send_system_message(&mut self, to: &str, message: SystemMessage) {
         let Ok(address) = to.parse::<SocketAddr>() else {
             warn!(%to, "state: a system message names an unusable peer address; dropped");
             return;
@@ -453,7 +386,7 @@ impl StateThread {
         let _ = self.links.reactor.send(ReactorEvent::SendPeer { address, frame: frame.freeze() });
     }
 
-    fn send_peer(&self, message: PeerMessage) {
+    fn send_peer_message(&self, message: PeerMessage) {
         let Some(&address) = self.peers.get(&message.header.to) else {
             warn!(to = %message.header.to, "state: no address for a member; message dropped");
             return;
@@ -523,4 +456,129 @@ fn directory_bytes(directory: &std::path::Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+// ===== the core's actions, through the daemon's threads =====
+
+impl effects::Network for StateThread {
+    fn send_peer(&mut self, message: PeerMessage) {
+        // After a storage failure nothing durable can be promised any more, so nothing
+        // is said.
+        if self.wal_failed.is_none() {
+            self.send_peer_message(message);
+        }
+    }
+
+    fn send_system(&mut self, to: String, message: SystemMessage) {
+        if self.wal_failed.is_none() {
+            self.send_system_message(&to, message);
+        }
+    }
+
+    fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
+        let message = match result {
+            Ok(response) => Message::Response(response),
+            Err(error) => Message::Error(error),
+        };
+        self.send_reply(reply_to, message);
+    }
+
+    fn membership_changed(&mut self, membership: Membership) {
+        self.on_membership(&membership);
+    }
+}
+
+impl effects::LogStore for StateThread {
+    fn persist(
+        &mut self,
+        sequence: u64,
+        hard_state: Option<HardState>,
+        truncate_from: Option<LogIndex>,
+        entries: Vec<LogEntry>,
+    ) {
+        self.send_wal(WalRequest::Append { sequence, hard_state, truncate_from, entries });
+    }
+
+    fn compact_log(&mut self, through: LogIndex) {
+        self.send_wal(WalRequest::Compact { through });
+    }
+
+    fn reset_log(&mut self, snapshot_index: LogIndex) {
+        self.send_wal(WalRequest::Reset { next_index: snapshot_index + 1 });
+    }
+}
+
+impl effects::SnapshotStore for StateThread {
+    fn write_snapshot(&mut self, (index, term): (LogIndex, Term), state: effects::SnapshotState) {
+        let encoded = (state.council, state.shards.encode());
+        self.start_snapshot(index, term, state.membership, encoded);
+    }
+
+    /// Hands the chunk to the snapshot thread, which reads and sends it.
+    fn send_snapshot_chunk(
+        &mut self,
+        header: PeerHeader,
+        (snapshot_index, snapshot_term): (LogIndex, Term),
+        offset: u64,
+        max_bytes: u64,
+    ) {
+        let Some(&address) = self.peers.get(&header.to) else { return };
+        let _ = self.links.snapshots.send(SnapshotJob::SendChunk {
+            address,
+            header,
+            snapshot_index,
+            snapshot_term,
+            offset,
+            max_bytes,
+        });
+    }
+
+    fn write_snapshot_chunk(
+        &mut self,
+        (snapshot_index, snapshot_term): (LogIndex, Term),
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) {
+        let job = SnapshotJob::ReceiveChunk { snapshot_index, snapshot_term, offset, data, done };
+        let _ = self.links.snapshots.send(job);
+    }
+}
+
+impl effects::SystemStore for StateThread {
+    fn persist_system(&mut self, record: SystemRecord) {
+        self.write_system_record(&record);
+    }
+}
+
+impl effects::Apply for StateThread {
+    fn apply(
+        &mut self,
+        shard: ShardId,
+        index: LogIndex,
+        command: Command,
+        reply_to: Option<ReplyTo>,
+    ) {
+        self.to_worker(shard, WorkerRequest::Apply { shard, index, command, reply_to });
+    }
+
+    fn read(&mut self, shard: ShardId, key: Bytes, reply_to: ReplyTo) {
+        self.to_worker(shard, WorkerRequest::Read { shard, key, reply_to });
+    }
+
+    fn shard_data(&mut self, effect: ShardEffect) {
+        self.to_worker(effect.shard(), WorkerRequest::ShardData(effect));
+    }
+
+    fn read_shard_chunk(
+        &mut self,
+        shard: ShardId,
+        number: u64,
+        after: Option<Bytes>,
+        max_bytes: u64,
+    ) {
+        let reply = self.links.inbox_sender.clone();
+        let read = WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply };
+        self.to_worker(shard, read);
+    }
 }

@@ -17,19 +17,23 @@ use radiant_protocol::{
     LogIndex, MemberId, PeerBody, PeerMessage, Term,
 };
 
-use super::disk::{SimSnapshot, SimStorage, StartFailure};
+use super::disk::{PendingWrite, SimSnapshot, SimStorage, StartFailure};
 use super::history::Operation;
 use super::network::{Endpoint, Network, NetworkFaults};
 use super::workload::{ClientContext, ClientTiming, Send, SimClient};
+use crate::core::effects;
 use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership, OrderOptions, RecoveredOrder};
 use crate::core::prng::Prng;
 use crate::core::shards::ShardTable;
+use crate::core::HardState;
 use crate::core::{Action, Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo, Tick};
 use crate::storage::memory_file_system::DiskFaults;
 use crate::storage::snapshot::SnapshotError;
 use crate::storage::state_machine::StateMachine;
 use crate::storage::state_snapshot::OrderSections;
+use radiant_protocol::slots::ShardId;
+use radiant_protocol::{LogEntry, SystemMessage};
 
 /// Messages on the simulated network.
 #[derive(Clone, Debug)]
@@ -1004,68 +1008,20 @@ impl Simulator {
             // Stopped by a disk error earlier in this batch: the rest of it never happens.
             return;
         }
-        match action {
-            Action::Send(message) => {
-                let to = message.header.to.get() as usize - 1;
-                let faults = self.network_faults();
-                self.network.send(
-                    self.now,
-                    Endpoint::Radiant(index),
-                    Endpoint::Radiant(to),
-                    SimMessage::Peer(message),
-                    &faults,
-                    &mut self.prng,
-                );
-            }
-            Action::Persist { .. } | Action::CompactLog { .. } | Action::ResetLog { .. } => {
-                let delay = self.prng.range(0, self.options.faults.fsync_max_ticks + 1);
-                if let Err(error) = self.radiants[index].disk.execute(action, self.now + delay) {
-                    self.stop_on_disk_error(index, &error);
-                }
-            }
-            Action::Apply { shard, index: log_index, command, reply_to } => {
-                let response = self.radiants[index].machine.apply(shard, log_index, command);
-                if let Some(reply_to) = reply_to {
-                    self.reply(index, reply_to, Ok(response));
-                }
-            }
-            Action::Read { shard, key, reply_to } => {
-                let value = self.radiants[index].machine.get(shard, &key);
-                self.reply(index, reply_to, Ok(ClientResponse::GetResult { value }));
-            }
-            Action::Reply { reply_to, result } => self.reply(index, reply_to, result),
-            Action::Snapshot { index: log_index, term, membership, council, shards } => {
-                let sections = (&membership, council.as_ref(), &shards.encode());
-                self.write_snapshot(index, (log_index, term), sections);
-            }
-            Action::SendSnapshotChunk {
-                header,
-                snapshot_index,
-                snapshot_term,
-                offset,
-                max_bytes,
-            } => {
-                let snapshot = (snapshot_index, snapshot_term);
-                self.send_snapshot_chunk(index, header, snapshot, offset, max_bytes);
-            }
-            Action::WriteSnapshotChunk {
-                snapshot_index,
-                snapshot_term,
-                offset,
-                data,
-                done,
-                ..
-            } => {
-                self.write_snapshot_chunk(index, snapshot_index, snapshot_term, offset, data, done);
-            }
-            // Simulated radiants run static orders: no shard moves (`sim::formation`
-            // covers them), no system messages or records.
-            Action::ShardData(_)
-            | Action::ReadShardChunk { .. }
-            | Action::MembershipChanged(_)
-            | Action::SendSystem { .. }
-            | Action::PersistSystem(_) => {}
-        }
+        effects::carry_out(action, &mut RadiantEffects { simulator: self, index });
+    }
+
+    fn send_peer(&mut self, index: usize, message: PeerMessage) {
+        let to = message.header.to.get() as usize - 1;
+        let faults = self.network_faults();
+        self.network.send(
+            self.now,
+            Endpoint::Radiant(index),
+            Endpoint::Radiant(to),
+            SimMessage::Peer(message),
+            &faults,
+            &mut self.prng,
+        );
     }
 
     /// `Action::Snapshot`, through the daemon's own snapshot code on the radiant's disk.
@@ -1119,7 +1075,7 @@ impl Simulator {
             chunk,
         };
         let message = PeerMessage { header, body: PeerBody::InstallSnapshot(chunk) };
-        self.execute(index, Action::Send(message));
+        self.send_peer(index, message);
     }
 
     fn write_snapshot_chunk(
@@ -1356,6 +1312,119 @@ fn static_order(core: &Radiant) -> &crate::core::Order {
 
 fn static_member(core: &Radiant) -> radiant_protocol::MemberId {
     core.member_id().expect("a simulated radiant has a static member id")
+}
+
+/// What radiant `index`'s actions do in the simulator. Simulated radiants run static
+/// orders: no shard moves (`sim::formation` covers them), no system messages or records.
+struct RadiantEffects<'a> {
+    simulator: &'a mut Simulator,
+    index: usize,
+}
+
+impl effects::Network for RadiantEffects<'_> {
+    fn send_peer(&mut self, message: PeerMessage) {
+        self.simulator.send_peer(self.index, message);
+    }
+
+    fn send_system(&mut self, _to: String, _message: SystemMessage) {}
+
+    fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
+        self.simulator.reply(self.index, reply_to, result);
+    }
+
+    fn membership_changed(&mut self, _membership: Membership) {}
+}
+
+impl effects::LogStore for RadiantEffects<'_> {
+    fn persist(
+        &mut self,
+        sequence: u64,
+        hard_state: Option<HardState>,
+        truncate_from: Option<LogIndex>,
+        entries: Vec<LogEntry>,
+    ) {
+        let simulator = &mut *self.simulator;
+        let delay = simulator.prng.range(0, simulator.options.faults.fsync_max_ticks + 1);
+        let sync_at = simulator.now + delay;
+        let write = PendingWrite { sequence, hard_state, truncate_from, entries, sync_at };
+        if let Err(error) = simulator.radiants[self.index].disk.persist(write) {
+            simulator.stop_on_disk_error(self.index, &error);
+        }
+    }
+
+    fn compact_log(&mut self, through: LogIndex) {
+        if let Err(error) = self.simulator.radiants[self.index].disk.compact(through) {
+            self.simulator.stop_on_disk_error(self.index, &error);
+        }
+    }
+
+    fn reset_log(&mut self, snapshot_index: LogIndex) {
+        if let Err(error) = self.simulator.radiants[self.index].disk.reset_log(snapshot_index) {
+            self.simulator.stop_on_disk_error(self.index, &error);
+        }
+    }
+}
+
+impl effects::SnapshotStore for RadiantEffects<'_> {
+    fn write_snapshot(&mut self, position: (LogIndex, Term), state: effects::SnapshotState) {
+        let sections = (&state.membership, state.council.as_ref(), &state.shards.encode());
+        self.simulator.write_snapshot(self.index, position, sections);
+    }
+
+    fn send_snapshot_chunk(
+        &mut self,
+        header: radiant_protocol::PeerHeader,
+        position: (LogIndex, Term),
+        offset: u64,
+        max_bytes: u64,
+    ) {
+        self.simulator.send_snapshot_chunk(self.index, header, position, offset, max_bytes);
+    }
+
+    fn write_snapshot_chunk(
+        &mut self,
+        (snapshot_index, term): (LogIndex, Term),
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) {
+        self.simulator.write_snapshot_chunk(self.index, snapshot_index, term, offset, data, done);
+    }
+}
+
+impl effects::SystemStore for RadiantEffects<'_> {
+    fn persist_system(&mut self, _record: crate::core::system::SystemRecord) {}
+}
+
+impl effects::Apply for RadiantEffects<'_> {
+    fn apply(
+        &mut self,
+        shard: ShardId,
+        index: LogIndex,
+        command: Command,
+        reply_to: Option<ReplyTo>,
+    ) {
+        let response = self.simulator.radiants[self.index].machine.apply(shard, index, command);
+        if let Some(reply_to) = reply_to {
+            self.simulator.reply(self.index, reply_to, Ok(response));
+        }
+    }
+
+    fn read(&mut self, shard: ShardId, key: Bytes, reply_to: ReplyTo) {
+        let value = self.simulator.radiants[self.index].machine.get(shard, &key);
+        self.simulator.reply(self.index, reply_to, Ok(ClientResponse::GetResult { value }));
+    }
+
+    fn shard_data(&mut self, _effect: crate::core::shards::ShardEffect) {}
+
+    fn read_shard_chunk(
+        &mut self,
+        _shard: ShardId,
+        _number: u64,
+        _after: Option<Bytes>,
+        _max_bytes: u64,
+    ) {
+    }
 }
 
 #[cfg(test)]

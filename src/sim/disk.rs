@@ -11,7 +11,6 @@ use bytes::Bytes;
 use radiant_protocol::{LogEntry, LogIndex, Term};
 
 use crate::core::order::Membership;
-use crate::core::Action;
 use crate::core::HardState;
 use crate::storage::file_system::DataDir;
 use crate::storage::memory_file_system::{DiskFaults, FaultCounts, MemoryFileSystem};
@@ -289,22 +288,9 @@ impl SimStorage {
         self.wal.as_mut().expect("sim: a running radiant has its WAL open")
     }
 
-    /// Carries out one of the core's log actions (`Persist`, `CompactLog`, `ResetLog`); a
-    /// persist's fsync completes at `sync_at`.
-    pub fn execute(&mut self, action: Action, sync_at: u64) -> Result<(), WalError> {
-        match action {
-            Action::Persist { sequence, hard_state, truncate_from, entries } => {
-                self.persist(PendingWrite { sequence, hard_state, truncate_from, entries, sync_at })
-            }
-            Action::CompactLog { through } => self.compact(through),
-            Action::ResetLog { snapshot_index, .. } => self.reset_log(snapshot_index),
-            other => panic!("sim: {other:?} is not a log action"),
-        }
-    }
-
     /// Carries out one `Action::Persist`: written to the WAL now, promised when its fsync
     /// completes (`sync_due`).
-    fn persist(&mut self, write: PendingWrite) -> Result<(), WalError> {
+    pub fn persist(&mut self, write: PendingWrite) -> Result<(), WalError> {
         if let Some(from) = write.truncate_from {
             self.promised.release_from(from);
         }
@@ -324,7 +310,7 @@ impl SimStorage {
     }
 
     /// `Action::CompactLog`: a snapshot covers the entries through `through`.
-    fn compact(&mut self, through: LogIndex) -> Result<(), WalError> {
+    pub fn compact(&mut self, through: LogIndex) -> Result<(), WalError> {
         self.promised.compact(through);
         self.wal().compact_prefix(through)
     }

@@ -16,18 +16,23 @@ mod sharded;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use radiant_protocol::slots::ShardId;
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ClusterId, Configuration, ErrorResponse, GroupId, Limits,
-    PeerMessage, ShardChunk, SystemMessage, Term,
+    ClientRequest, ClientResponse, ClusterId, Command, Configuration, ErrorResponse, GroupId,
+    Limits, LogEntry, LogIndex, PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
 };
 
 use super::cluster::swarm_disk_faults;
-use super::disk::{SimStorage, StartFailure};
+use super::disk::{PendingWrite, SimStorage, StartFailure};
 use super::network::{Endpoint, Network, NetworkFaults};
+use crate::core::effects;
 use crate::core::order::membership::member_peer_address;
-use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
+use crate::core::order::{
+    HardState, InjectedBug, Membership, OrderOptions, OrderRole, RecoveredOrder,
+};
 use crate::core::prng::Prng;
-use crate::core::shards::ShardTable;
+use crate::core::shards::{ShardEffect, ShardTable};
 use crate::core::system::{SystemOptions, SystemRecord};
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::storage::memory_file_system::DiskFaults;
@@ -586,74 +591,7 @@ impl Formation {
             // Stopped by a disk error earlier in this batch: the rest of it never happens.
             return;
         }
-        match action {
-            Action::Send(message) => {
-                let core = self.nodes[index].core.as_ref();
-                let membership = core.and_then(Radiant::order).map(|order| order.membership());
-                let to = membership
-                    .and_then(|membership| member_peer_address(membership, message.header.to))
-                    .and_then(|peer| index_of(&peer));
-                if let Some(to) = to {
-                    let (from, to) = (Endpoint::Radiant(index), Endpoint::Radiant(to));
-                    let wire = Wire::Peer(message);
-                    self.network.send(self.now, from, to, wire, faults, &mut self.prng);
-                }
-            }
-            Action::SendSystem { to, message } => {
-                if let Some(to) = index_of(&to) {
-                    let (from, to) = (Endpoint::Radiant(index), Endpoint::Radiant(to));
-                    let wire = Wire::System(message);
-                    self.network.send(self.now, from, to, wire, faults, &mut self.prng);
-                }
-            }
-            Action::Persist { .. } | Action::CompactLog { .. } | Action::ResetLog { .. } => {
-                let sync_at = self.now + self.prng.range(0, 4);
-                if let Err(error) = self.nodes[index].disk.execute(action, sync_at) {
-                    self.stop_on_disk_error(index, &error);
-                }
-            }
-            // The daemon writes the system file synchronously, before any later action,
-            // and stops if it cannot.
-            Action::PersistSystem(record) => {
-                let node = &mut self.nodes[index];
-                match system_file::write(&node.disk.data_dir(), &record) {
-                    Ok(()) => node.record = *record,
-                    Err(error) => {
-                        node.record_unsure = Some(*record);
-                        self.stop_on_disk_error(index, &error);
-                    }
-                }
-            }
-            Action::ShardData(effect) => {
-                if let Some(machine) = &self.nodes[index].machine {
-                    machine.apply_shard_effect(effect, &Limits::DEFAULT);
-                }
-            }
-            Action::ReadShardChunk { shard, number, after, max_bytes } => {
-                if let Some(machine) = &self.nodes[index].machine {
-                    let chunk = machine.read_chunk(shard, number, after, max_bytes);
-                    self.chunks_read.push((index, chunk));
-                }
-            }
-            Action::Apply { shard, index: log_index, command, reply_to } => {
-                let Some(machine) = &self.nodes[index].machine else { return };
-                let response = machine.apply(shard, log_index, command);
-                if let Some(reply_to) = reply_to {
-                    self.reply(index, reply_to, Ok(response), faults);
-                }
-            }
-            Action::Read { shard, key, reply_to } => {
-                let Some(machine) = &self.nodes[index].machine else { return };
-                let value = machine.get(shard, &key);
-                self.reply(index, reply_to, Ok(ClientResponse::GetResult { value }), faults);
-            }
-            Action::Reply { reply_to, result } => self.reply(index, reply_to, result, faults),
-            // No snapshots here: the order sim covers them.
-            Action::Snapshot { .. }
-            | Action::SendSnapshotChunk { .. }
-            | Action::WriteSnapshotChunk { .. }
-            | Action::MembershipChanged(_) => {}
-        }
+        effects::carry_out(action, &mut NodeEffects { formation: self, index, faults });
     }
 
     // ===== invariants =====
@@ -866,6 +804,155 @@ fn order_template(shard_count: u32, injected_bug: InjectedBug) -> OrderOptions {
         catch_up_entries: 1_000,
         limits: Limits::DEFAULT,
         injected_bug,
+    }
+}
+
+/// What radiant `index`'s actions do in the formation simulator. No snapshots here: the
+/// order simulator covers them.
+struct NodeEffects<'a> {
+    formation: &'a mut Formation,
+    index: usize,
+    faults: &'a NetworkFaults,
+}
+
+impl NodeEffects<'_> {
+    fn send(&mut self, to: Option<usize>, wire: Wire) {
+        let Some(to) = to else { return };
+        let formation = &mut *self.formation;
+        let (from, to) = (Endpoint::Radiant(self.index), Endpoint::Radiant(to));
+        formation.network.send(formation.now, from, to, wire, self.faults, &mut formation.prng);
+    }
+
+    fn machine(&self) -> Option<&StateMachine> {
+        self.formation.nodes[self.index].machine.as_ref()
+    }
+}
+
+impl effects::Network for NodeEffects<'_> {
+    fn send_peer(&mut self, message: PeerMessage) {
+        let core = self.formation.nodes[self.index].core.as_ref();
+        let membership = core.and_then(Radiant::order).map(|order| order.membership());
+        let to = membership
+            .and_then(|membership| member_peer_address(membership, message.header.to))
+            .and_then(|peer| index_of(&peer));
+        self.send(to, Wire::Peer(message));
+    }
+
+    fn send_system(&mut self, to: String, message: SystemMessage) {
+        self.send(index_of(&to), Wire::System(message));
+    }
+
+    fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
+        self.formation.reply(self.index, reply_to, result, self.faults);
+    }
+
+    fn membership_changed(&mut self, _membership: Membership) {}
+}
+
+impl effects::LogStore for NodeEffects<'_> {
+    fn persist(
+        &mut self,
+        sequence: u64,
+        hard_state: Option<HardState>,
+        truncate_from: Option<LogIndex>,
+        entries: Vec<LogEntry>,
+    ) {
+        let formation = &mut *self.formation;
+        let sync_at = formation.now + formation.prng.range(0, 4);
+        let write = PendingWrite { sequence, hard_state, truncate_from, entries, sync_at };
+        if let Err(error) = formation.nodes[self.index].disk.persist(write) {
+            formation.stop_on_disk_error(self.index, &error);
+        }
+    }
+
+    fn compact_log(&mut self, through: LogIndex) {
+        if let Err(error) = self.formation.nodes[self.index].disk.compact(through) {
+            self.formation.stop_on_disk_error(self.index, &error);
+        }
+    }
+
+    fn reset_log(&mut self, snapshot_index: LogIndex) {
+        if let Err(error) = self.formation.nodes[self.index].disk.reset_log(snapshot_index) {
+            self.formation.stop_on_disk_error(self.index, &error);
+        }
+    }
+}
+
+impl effects::SnapshotStore for NodeEffects<'_> {
+    fn write_snapshot(&mut self, _position: (LogIndex, Term), _state: effects::SnapshotState) {}
+
+    fn send_snapshot_chunk(
+        &mut self,
+        _header: PeerHeader,
+        _position: (LogIndex, Term),
+        _offset: u64,
+        _max_bytes: u64,
+    ) {
+    }
+
+    fn write_snapshot_chunk(
+        &mut self,
+        _position: (LogIndex, Term),
+        _offset: u64,
+        _data: Bytes,
+        _done: bool,
+    ) {
+    }
+}
+
+impl effects::SystemStore for NodeEffects<'_> {
+    /// As the daemon does: written before any later action, and a radiant that cannot
+    /// write it stops.
+    fn persist_system(&mut self, record: SystemRecord) {
+        let node = &mut self.formation.nodes[self.index];
+        match system_file::write(&node.disk.data_dir(), &record) {
+            Ok(()) => node.record = record,
+            Err(error) => {
+                node.record_unsure = Some(record);
+                self.formation.stop_on_disk_error(self.index, &error);
+            }
+        }
+    }
+}
+
+impl effects::Apply for NodeEffects<'_> {
+    fn apply(
+        &mut self,
+        shard: ShardId,
+        index: LogIndex,
+        command: Command,
+        reply_to: Option<ReplyTo>,
+    ) {
+        let Some(machine) = self.machine() else { return };
+        let response = machine.apply(shard, index, command);
+        if let Some(reply_to) = reply_to {
+            self.formation.reply(self.index, reply_to, Ok(response), self.faults);
+        }
+    }
+
+    fn read(&mut self, shard: ShardId, key: Bytes, reply_to: ReplyTo) {
+        let Some(machine) = self.machine() else { return };
+        let value = machine.get(shard, &key);
+        let answer = Ok(ClientResponse::GetResult { value });
+        self.formation.reply(self.index, reply_to, answer, self.faults);
+    }
+
+    fn shard_data(&mut self, effect: ShardEffect) {
+        if let Some(machine) = self.machine() {
+            machine.apply_shard_effect(effect, &Limits::DEFAULT);
+        }
+    }
+
+    fn read_shard_chunk(
+        &mut self,
+        shard: ShardId,
+        number: u64,
+        after: Option<Bytes>,
+        max_bytes: u64,
+    ) {
+        let Some(machine) = self.machine() else { return };
+        let chunk = machine.read_chunk(shard, number, after, max_bytes);
+        self.formation.chunks_read.push((self.index, chunk));
     }
 }
 
