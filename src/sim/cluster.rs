@@ -17,7 +17,7 @@ use radiant_protocol::{
     LogIndex, MemberId, PeerBody, PeerMessage, Term,
 };
 
-use super::disk::{PendingWrite, SimSnapshot, SimStorage, StartFailure};
+use super::disk::{SimRadiantStorage, SimSnapshot, SimStorage, StartFailure};
 use super::history::Operation;
 use super::network::{Endpoint, Network, NetworkFaults};
 use super::workload::{ClientContext, ClientTiming, Send, SimClient};
@@ -26,14 +26,13 @@ use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership, OrderOptions, RecoveredOrder};
 use crate::core::prng::Prng;
 use crate::core::shards::ShardTable;
-use crate::core::HardState;
 use crate::core::{Action, Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo, Tick};
 use crate::storage::memory_file_system::DiskFaults;
 use crate::storage::snapshot::SnapshotError;
 use crate::storage::state_machine::StateMachine;
 use crate::storage::state_snapshot::OrderSections;
 use radiant_protocol::slots::ShardId;
-use radiant_protocol::{LogEntry, SystemMessage};
+use radiant_protocol::SystemMessage;
 
 /// Messages on the simulated network.
 #[derive(Clone, Debug)]
@@ -1335,33 +1334,18 @@ impl effects::Network for RadiantEffects<'_> {
     fn membership_changed(&mut self, _membership: Membership) {}
 }
 
-impl effects::LogStore for RadiantEffects<'_> {
-    fn persist(
-        &mut self,
-        sequence: u64,
-        hard_state: Option<HardState>,
-        truncate_from: Option<LogIndex>,
-        entries: Vec<LogEntry>,
-    ) {
+impl SimRadiantStorage for RadiantEffects<'_> {
+    fn storage(&mut self) -> &mut SimStorage {
+        &mut self.simulator.radiants[self.index].disk
+    }
+
+    fn fsync_done_at(&mut self) -> u64 {
         let simulator = &mut *self.simulator;
-        let delay = simulator.prng.range(0, simulator.options.faults.fsync_max_ticks + 1);
-        let sync_at = simulator.now + delay;
-        let write = PendingWrite { sequence, hard_state, truncate_from, entries, sync_at };
-        if let Err(error) = simulator.radiants[self.index].disk.persist(write) {
-            simulator.stop_on_disk_error(self.index, &error);
-        }
+        simulator.now + simulator.prng.range(0, simulator.options.faults.fsync_max_ticks + 1)
     }
 
-    fn compact_log(&mut self, through: LogIndex) {
-        if let Err(error) = self.simulator.radiants[self.index].disk.compact(through) {
-            self.simulator.stop_on_disk_error(self.index, &error);
-        }
-    }
-
-    fn reset_log(&mut self, snapshot_index: LogIndex) {
-        if let Err(error) = self.simulator.radiants[self.index].disk.reset_log(snapshot_index) {
-            self.simulator.stop_on_disk_error(self.index, &error);
-        }
+    fn stop_on_disk_error(&mut self, error: &dyn std::fmt::Display) {
+        self.simulator.stop_on_disk_error(self.index, error);
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use radiant_protocol::{LogEntry, LogIndex, Term};
 
+use crate::core::effects;
 use crate::core::order::Membership;
 use crate::core::HardState;
 use crate::storage::file_system::DataDir;
@@ -475,6 +476,46 @@ impl SimStorage {
                 disk_was_damaged: self.file_system.fault_counts().bits_flipped > 0,
             }),
             Err(error) => Err(StartFailure::DiskError(error.to_string())),
+        }
+    }
+}
+
+/// One simulated radiant's storage as its simulator reaches it, so both simulators share
+/// one `LogStore`: the core's log actions go to its `SimStorage`, and a disk error stops
+/// the radiant.
+pub trait SimRadiantStorage {
+    /// The radiant's storage.
+    fn storage(&mut self) -> &mut SimStorage;
+    /// The tick a persist issued now has its fsync done (drawn from the simulator's seed).
+    fn fsync_done_at(&mut self) -> u64;
+    /// Stops the radiant after a write or sync failed.
+    fn stop_on_disk_error(&mut self, error: &dyn std::fmt::Display);
+}
+
+impl<T: SimRadiantStorage> effects::LogStore for T {
+    fn persist(
+        &mut self,
+        sequence: u64,
+        hard_state: Option<HardState>,
+        truncate_from: Option<LogIndex>,
+        entries: Vec<LogEntry>,
+    ) {
+        let sync_at = self.fsync_done_at();
+        let write = PendingWrite { sequence, hard_state, truncate_from, entries, sync_at };
+        if let Err(error) = self.storage().persist(write) {
+            self.stop_on_disk_error(&error);
+        }
+    }
+
+    fn compact_log(&mut self, through: LogIndex) {
+        if let Err(error) = self.storage().compact(through) {
+            self.stop_on_disk_error(&error);
+        }
+    }
+
+    fn reset_log(&mut self, snapshot_index: LogIndex) {
+        if let Err(error) = self.storage().reset_log(snapshot_index) {
+            self.stop_on_disk_error(&error);
         }
     }
 }

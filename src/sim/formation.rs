@@ -20,17 +20,15 @@ use bytes::Bytes;
 use radiant_protocol::slots::ShardId;
 use radiant_protocol::{
     ClientRequest, ClientResponse, ClusterId, Command, Configuration, ErrorResponse, GroupId,
-    Limits, LogEntry, LogIndex, PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
+    Limits, LogIndex, PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
 };
 
 use super::cluster::swarm_disk_faults;
-use super::disk::{PendingWrite, SimStorage, StartFailure};
+use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
 use super::network::{Endpoint, Network, NetworkFaults};
 use crate::core::effects;
 use crate::core::order::membership::member_peer_address;
-use crate::core::order::{
-    HardState, InjectedBug, Membership, OrderOptions, OrderRole, RecoveredOrder,
-};
+use crate::core::order::{InjectedBug, Membership, OrderOptions, OrderRole, RecoveredOrder};
 use crate::core::prng::Prng;
 use crate::core::shards::{ShardEffect, ShardTable};
 use crate::core::system::{SystemOptions, SystemRecord};
@@ -849,32 +847,17 @@ impl effects::Network for NodeEffects<'_> {
     fn membership_changed(&mut self, _membership: Membership) {}
 }
 
-impl effects::LogStore for NodeEffects<'_> {
-    fn persist(
-        &mut self,
-        sequence: u64,
-        hard_state: Option<HardState>,
-        truncate_from: Option<LogIndex>,
-        entries: Vec<LogEntry>,
-    ) {
-        let formation = &mut *self.formation;
-        let sync_at = formation.now + formation.prng.range(0, 4);
-        let write = PendingWrite { sequence, hard_state, truncate_from, entries, sync_at };
-        if let Err(error) = formation.nodes[self.index].disk.persist(write) {
-            formation.stop_on_disk_error(self.index, &error);
-        }
+impl SimRadiantStorage for NodeEffects<'_> {
+    fn storage(&mut self) -> &mut SimStorage {
+        &mut self.formation.nodes[self.index].disk
     }
 
-    fn compact_log(&mut self, through: LogIndex) {
-        if let Err(error) = self.formation.nodes[self.index].disk.compact(through) {
-            self.formation.stop_on_disk_error(self.index, &error);
-        }
+    fn fsync_done_at(&mut self) -> u64 {
+        self.formation.now + self.formation.prng.range(0, 4)
     }
 
-    fn reset_log(&mut self, snapshot_index: LogIndex) {
-        if let Err(error) = self.formation.nodes[self.index].disk.reset_log(snapshot_index) {
-            self.formation.stop_on_disk_error(self.index, &error);
-        }
+    fn stop_on_disk_error(&mut self, error: &dyn std::fmt::Display) {
+        self.formation.stop_on_disk_error(self.index, error);
     }
 }
 
