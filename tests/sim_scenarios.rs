@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use radiant::core::OrderRole;
-use radiant::sim::cluster::Simulator;
+use radiant::sim::order::Simulator;
 use radiant_protocol::{ClientRequest, ClientResponse, ErrorResponse, MemberId, OrderStateOp};
 
 /// Ten ticks is one election timeout in the simulator.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use radiant::cli::sim::run_one;
 use radiant::sim::checker::{check, Verdict};
-use radiant::sim::cluster::SimOptions;
 use radiant::sim::history::{read_jsonl, OpKind, Operation};
+use radiant::sim::order::SimOptions;
 
 fn sweep(radiants: usize, seeds: std::ops::Range<u64>, ticks: u64) {
     let mut failures = Vec::new();

@@ -118,7 +118,7 @@ fn keys_live_only_in_the_order_that_owns_their_shard(daemons: &[Option<Daemon>])
         }
     }
     assert!(wrong_orders > 0, "no radiant refused a key of another order's shard");
-    let map = writer.shard_map().expect("the writer cached a shard map after WrongOrder");
+    let map = writer.shard_routes().expect("the writer cached a shard map after WrongOrder");
     assert_eq!(map.owners.len(), 64);
     let address = live[0].client_address.to_string();
     let (code, table, stderr) = common::radiant(&["shards", "--addr", &address]);

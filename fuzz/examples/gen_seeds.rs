@@ -34,7 +34,8 @@ fn main() -> std::io::Result<()> {
 /// bytes as they are on disk).
 fn write_disk_seeds(seeds: &Path) -> std::io::Result<()> {
     use radiant::storage::wal::WalRecord;
-    let entry = radiant_protocol::LogEntry { term: 3, index: 9, data: Bytes::from_static(b"\x01put") };
+    let entry =
+        radiant_protocol::LogEntry { term: 3, index: 9, data: Bytes::from_static(b"\x01put") };
     let hard_state = radiant::core::HardState { term: 3, voted_for: 2, commit: 8 };
     let mut records = vec![0u8];
     WalRecord::Entry(entry).encode_into(&mut records);
@@ -45,24 +46,23 @@ fn write_disk_seeds(seeds: &Path) -> std::io::Result<()> {
     let system = [&[0u8][..], &record.encode()].concat();
     write(&seeds.join("system_file"), "unassociated.bin", &system)?;
 
-    let directory = std::env::temp_dir().join(format!("radiant-seeds-{}", std::process::id()));
+    // Written on a simulated disk by the real writer: nothing to clean up after.
+    use radiant::storage::{DataDir, DiskFaults, MemoryFileSystem};
+    let disk = MemoryFileSystem::new(0, DiskFaults::default());
+    let directory = DataDir { file_system: std::sync::Arc::new(disk), path: "/seeds".into() };
     let mut writer = radiant::storage::snapshot::SnapshotWriter::create(&directory, 5, 2, 64)
         .map_err(std::io::Error::other)?;
     writer
         .write_key_value(radiant_protocol::slots::ShardId(0), b"k", b"v")
         .map_err(std::io::Error::other)?;
     let path = writer.finish().map_err(std::io::Error::other)?;
-    let snapshot = [&[0u8][..], &fs::read(&path)?].concat();
-    let _ = fs::remove_dir_all(&directory);
+    let snapshot = [&[0u8][..], &directory.fs().read(&path)?].concat();
     write(&seeds.join("snapshot_file"), "one_pair.bin", &snapshot)
 }
 
 fn session() -> Option<Session> {
     let client_id = ClientId::new(42)?;
-    Some(Session {
-        client_id,
-        sequence: 7,
-    })
+    Some(Session { client_id, sequence: 7 })
 }
 
 /// One message of every kind this protocol version defines, named for its file.
@@ -100,13 +100,7 @@ fn sample_requests() -> Vec<(&'static str, Message)> {
                 session: session(),
             }),
         ),
-        (
-            "delete",
-            Message::Request(ClientRequest::Delete {
-                key: key.clone(),
-                session: None,
-            }),
-        ),
+        ("delete", Message::Request(ClientRequest::Delete { key: key.clone(), session: None })),
         (
             "cas",
             Message::Request(ClientRequest::Cas {
@@ -122,30 +116,14 @@ fn sample_requests() -> Vec<(&'static str, Message)> {
 /// One reply of every response and error kind.
 fn sample_replies(value: Bytes) -> Vec<(&'static str, Message)> {
     vec![
-        (
-            "get_result",
-            Message::Response(ClientResponse::GetResult {
-                value: Some(value.clone()),
-            }),
-        ),
+        ("get_result", Message::Response(ClientResponse::GetResult { value: Some(value.clone()) })),
         ("put_result", Message::Response(ClientResponse::PutResult)),
-        (
-            "delete_result",
-            Message::Response(ClientResponse::DeleteResult { existed: true }),
-        ),
+        ("delete_result", Message::Response(ClientResponse::DeleteResult { existed: true })),
         (
             "cas_result",
-            Message::Response(ClientResponse::CasResult {
-                succeeded: false,
-                current: Some(value),
-            }),
+            Message::Response(ClientResponse::CasResult { succeeded: false, current: Some(value) }),
         ),
-        (
-            "pong",
-            Message::Response(ClientResponse::Pong {
-                member_id: MemberId::new(3),
-            }),
-        ),
+        ("pong", Message::Response(ClientResponse::Pong { member_id: MemberId::new(3) })),
         (
             "not_herald",
             Message::Error(ErrorResponse::NotHerald {
@@ -153,25 +131,15 @@ fn sample_replies(value: Bytes) -> Vec<(&'static str, Message)> {
                 address: Some("127.0.0.1:7411".to_string()),
             }),
         ),
-        (
-            "wrong_order",
-            Message::Error(ErrorResponse::WrongOrder { config_num: 9 }),
-        ),
-        (
-            "locked",
-            Message::Error(ErrorResponse::Locked(OrderStateOp::Replicating)),
-        ),
+        ("wrong_order", Message::Error(ErrorResponse::WrongOrder { config_num: 9 })),
+        ("locked", Message::Error(ErrorResponse::Locked(OrderStateOp::Replicating))),
         (
             "unavailable",
-            Message::Error(ErrorResponse::Unavailable {
-                reason: "no majority".to_string(),
-            }),
+            Message::Error(ErrorResponse::Unavailable { reason: "no majority".to_string() }),
         ),
         (
             "bad_request",
-            Message::Error(ErrorResponse::BadRequest {
-                reason: "empty key".to_string(),
-            }),
+            Message::Error(ErrorResponse::BadRequest { reason: "empty key".to_string() }),
         ),
     ]
 }
@@ -191,11 +159,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 fn write_message_seeds(dir: &Path, messages: &[(&str, Message)]) -> std::io::Result<()> {
     for (index, (name, message)) in messages.iter().enumerate() {
         let correlation_id = index as u64 + 1;
-        write(
-            dir,
-            &format!("{name}.bin"),
-            &encode(message, correlation_id),
-        )?;
+        write(dir, &format!("{name}.bin"), &encode(message, correlation_id))?;
     }
     Ok(())
 }
@@ -237,29 +201,9 @@ fn write_command_seeds(dir: &Path) -> std::io::Result<()> {
     let value = Bytes::from_static(b"v1");
     let commands = [
         ("noop", Command::Noop),
-        (
-            "put",
-            Command::Put {
-                key: key.clone(),
-                value: value.clone(),
-                session: session(),
-            },
-        ),
-        (
-            "put_no_session",
-            Command::Put {
-                key: key.clone(),
-                value: Bytes::new(),
-                session: None,
-            },
-        ),
-        (
-            "delete",
-            Command::Delete {
-                key: key.clone(),
-                session: session(),
-            },
-        ),
+        ("put", Command::Put { key: key.clone(), value: value.clone(), session: session() }),
+        ("put_no_session", Command::Put { key: key.clone(), value: Bytes::new(), session: None }),
+        ("delete", Command::Delete { key: key.clone(), session: session() }),
         (
             "cas_insert",
             Command::Cas {
@@ -269,15 +213,7 @@ fn write_command_seeds(dir: &Path) -> std::io::Result<()> {
                 session: None,
             },
         ),
-        (
-            "cas_delete",
-            Command::Cas {
-                key,
-                expected: Some(value),
-                new: None,
-                session: session(),
-            },
-        ),
+        ("cas_delete", Command::Cas { key, expected: Some(value), new: None, session: session() }),
     ];
     for (name, command) in commands {
         write(dir, &format!("{name}.bin"), &command.to_bytes())?;
@@ -289,19 +225,13 @@ fn write_command_seeds(dir: &Path) -> std::io::Result<()> {
 /// The shipped ones must be valid: a broken example is a bug this catches early.
 fn write_config_seeds(dir: &Path) -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shipped = [
-        ("single.toml", "config/single.toml"),
-        ("systemd.toml", "systemd/radiant.toml"),
-    ];
+    let shipped = [("single.toml", "config/single.toml"), ("systemd.toml", "systemd/radiant.toml")];
     for (name, relative) in shipped {
         let path = root.join(relative);
         let text = fs::read_to_string(&path)?;
         if let Err(error) = Config::from_toml_str(&text, relative) {
             let message = format!("shipped config is invalid: {error}");
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                message,
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
         }
         write(dir, name, text.as_bytes())?;
     }
@@ -312,9 +242,5 @@ fn write_config_seeds(dir: &Path) -> std::io::Result<()> {
     let invalid = "tick_ms = 0\nelection_timeout = 3\nheartbeat_interval = 2\n\
                    max_value_bytes = 1073741824\nlog_level = \"loud\"\n";
     write(dir, "invalid_values.toml", invalid.as_bytes())?;
-    write(
-        dir,
-        "unknown_key.toml",
-        b"electon_timeout = 5\n[extra]\nx = [1, 2.5, \"s\"]\n",
-    )
+    write(dir, "unknown_key.toml", b"electon_timeout = 5\n[extra]\nx = [1, 2.5, \"s\"]\n")
 }

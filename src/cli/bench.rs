@@ -186,7 +186,7 @@ impl Routes {
         let document = client.status().map_err(|error| format!("status: {error}"))?;
         let status: serde_json::Value =
             serde_json::from_str(&document).map_err(|error| format!("status: {error}"))?;
-        let Some(map) = crate::client::ShardMap::from_status(&status) else { return Ok(None) };
+        let Some(map) = crate::client::ShardRoutes::from_status(&status) else { return Ok(None) };
         let mut keys: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
         for index in 0..settings.keys {
             if let Some((group, _)) = map.owner_of(&settings.key(index)) {

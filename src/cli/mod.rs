@@ -367,7 +367,7 @@ fn shards(target: &Target) -> Result<ExitCode, String> {
     let document = connect(target)?.status().map_err(|error| error_chain(&error))?;
     let value: serde_json::Value =
         serde_json::from_str(&document).map_err(|error| format!("unreadable status: {error}"))?;
-    match crate::client::ShardMap::from_status(&value) {
+    match crate::client::ShardRoutes::from_status(&value) {
         Some(map) => print!("{}", status::render_shards(&map)),
         None => println!(
             "this radiant has no shard map (a static order, or a system still forming): its \

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::sim::cluster::{SimFailure, SimOptions, Simulator};
 use crate::sim::formation::{self, FormationOptions, FormationReport};
 use crate::sim::history::{write_jsonl, Operation};
+use crate::sim::order::{SimFailure, SimOptions, Simulator};
 
 /// Arguments of `radiant sim`.
 #[derive(Debug, clap::Args)]
@@ -123,7 +123,7 @@ fn write_history(path: &std::path::Path, history: &[Operation]) -> Result<(), St
 /// Runs one simulation; a panic inside it is reported as a failure of that seed.
 pub fn run_one(
     options: SimOptions,
-) -> Result<(crate::sim::cluster::SimReport, Vec<crate::sim::history::Operation>), SimFailure> {
+) -> Result<(crate::sim::order::SimReport, Vec<crate::sim::history::Operation>), SimFailure> {
     let seed = options.seed;
     match std::panic::catch_unwind(|| Simulator::new(options).run()) {
         Ok(result) => result,

@@ -171,7 +171,7 @@ fn render_radiants(system: &Value, out: &mut String, text: &impl Fn(&Value) -> S
 
 /// `radiant shards`: runs of consecutive shards with one owner, their hash-slot range
 /// and where the owning order listens.
-pub(super) fn render_shards(map: &crate::client::ShardMap) -> String {
+pub(super) fn render_shards(map: &crate::client::ShardRoutes) -> String {
     use radiant_protocol::slots::{shard_slot_range, ShardId};
     let mut out = String::new();
     let count = u32::try_from(map.owners.len()).unwrap_or(u32::MAX);

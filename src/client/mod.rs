@@ -146,7 +146,7 @@ pub struct Client {
     next_correlation_id: u64,
     /// The system's shard map, fetched after the first `WrongOrder` (a single-order
     /// system never needs it) and refreshed after every later one.
-    shard_map: Option<ShardMap>,
+    shard_routes: Option<ShardRoutes>,
     /// Client addresses of radiants to fall back on when the current one cannot be
     /// reached: the ones given at connect, herald hints, and the members of every status
     /// document read (newest last, no repeats).
@@ -156,10 +156,11 @@ pub struct Client {
 /// Most fallback addresses a client remembers.
 const MAX_KNOWN_RADIANTS: usize = 64;
 
-/// Which order owns each shard, and where that order's radiants listen (its herald
-/// first when known), from a radiant's status document.
+/// The client's routing table: which order owns each shard, and where that order's
+/// radiants listen (its herald first when known), from a radiant's status document. (The
+/// shard map is the radiants' key-value data, `storage::ShardMap`.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ShardMap {
+pub struct ShardRoutes {
     /// The committed configuration it comes from.
     pub configuration: u64,
     /// The owning order of each shard, by shard number.
@@ -168,10 +169,10 @@ pub struct ShardMap {
     pub addresses: std::collections::BTreeMap<u64, Vec<String>>,
 }
 
-impl ShardMap {
+impl ShardRoutes {
     /// Reads the map from the `system` part of a status document; `None` for a radiant
     /// with no committed configuration (or a static order).
-    pub fn from_status(status: &serde_json::Value) -> Option<ShardMap> {
+    pub fn from_status(status: &serde_json::Value) -> Option<ShardRoutes> {
         let system = &status["system"];
         let owners: Vec<u64> = system["shard_owners"]
             .as_array()?
@@ -200,7 +201,7 @@ impl ShardMap {
             }
             addresses.insert(group, list);
         }
-        Some(ShardMap { configuration: system["configuration"].as_u64()?, owners, addresses })
+        Some(ShardRoutes { configuration: system["configuration"].as_u64()?, owners, addresses })
     }
 
     /// The owning order of `key` and its radiants' client addresses.
@@ -311,7 +312,7 @@ impl Client {
                         read_buffer: BytesMut::with_capacity(4096),
                         write_buffer: BytesMut::with_capacity(4096),
                         next_correlation_id: 1,
-                        shard_map: None,
+                        shard_routes: None,
                         known: addresses.iter().map(|address| address.to_string()).collect(),
                     });
                 }
@@ -503,7 +504,7 @@ impl Client {
             // A known shard map sends the request to the owning order at once; a
             // stale one costs one `WrongOrder`, which refreshes it.
             if self.go_to_owner(&request).is_err() {
-                self.shard_map = None;
+                self.shard_routes = None;
             }
             let answer = if resendable {
                 let attempt_deadline = deadline.min(Instant::now() + self.options.attempt_timeout);
@@ -574,8 +575,8 @@ impl Client {
     /// reconnects to a radiant of the order that owns the key's shard.
     fn route(&mut self, request: &ClientRequest) -> Result<(), ClientError> {
         let status = self.status_document()?;
-        self.shard_map = ShardMap::from_status(&status);
-        if self.shard_map.is_none() {
+        self.shard_routes = ShardRoutes::from_status(&status);
+        if self.shard_routes.is_none() {
             let reason = "has no shard map";
             return Err(ClientError::Status { address: self.address, reason });
         }
@@ -585,7 +586,7 @@ impl Client {
     /// With a cached shard map, makes sure this connection is to a radiant of the order
     /// owning `request`'s key, reconnecting to its herald (or another member) if not.
     fn go_to_owner(&mut self, request: &ClientRequest) -> Result<(), ClientError> {
-        let (Some(map), Some(key)) = (&self.shard_map, request.key()) else { return Ok(()) };
+        let (Some(map), Some(key)) = (&self.shard_routes, request.key()) else { return Ok(()) };
         let Some((group, addresses)) = map.owner_of(key) else { return Ok(()) };
         let here = self.address.to_string();
         if addresses.contains(&here) {
@@ -622,7 +623,7 @@ impl Client {
     /// reconnecting to it would wait for it forever.
     fn reconnect(&mut self) -> Result<(), ClientError> {
         let here = self.address.to_string();
-        let mapped = self.shard_map.iter().flat_map(|map| map.addresses.values().flatten());
+        let mapped = self.shard_routes.iter().flat_map(|map| map.addresses.values().flatten());
         let mut others: Vec<String> = Vec::new();
         for address in mapped.chain(self.known.iter().rev()) {
             if *address != here && !others.contains(address) {
@@ -641,8 +642,8 @@ impl Client {
     }
 
     /// The cached shard map, if this client has needed one.
-    pub fn shard_map(&self) -> Option<&ShardMap> {
-        self.shard_map.as_ref()
+    pub fn shard_routes(&self) -> Option<&ShardRoutes> {
+        self.shard_routes.as_ref()
     }
 
     /// Reconnects to the herald's client address given in a `NotHerald` answer.

@@ -23,9 +23,9 @@ use radiant_protocol::{
     Limits, LogIndex, PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
 };
 
-use super::cluster::swarm_disk_faults;
 use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
 use super::network::{Endpoint, Network, NetworkFaults};
+use super::order::swarm_disk_faults;
 use crate::core::effects;
 use crate::core::order::membership::member_peer_address;
 use crate::core::order::{InjectedBug, Membership, OrderOptions, OrderRole, RecoveredOrder};

@@ -1,17 +1,18 @@
-//! The deterministic simulator (`radiant sim`): many radiant cores in one thread over a
+//! The deterministic simulators (`radiant sim`): many radiant cores in one thread over a
 //! seeded network ([`network`]) and disks ([`disk`]), driven by simulated clients
-//! ([`workload`]) in [`cluster`]; and its verification side: the client history format
+//! ([`workload`]): one order in [`order`], formation and sharded systems in
+//! [`formation`]; and their verification side: the client history format
 //! ([`history`]) and the checkers that judge a history ([`checker`]).
 //!
 //! It must not read a clock, start a thread or depend on unordered iteration: a run,
 //! its history and its verdict are the same for a seed on every run and every machine.
 
 pub mod checker;
-pub mod cluster;
 pub mod disk;
 pub mod formation;
 pub mod history;
 pub mod network;
+pub mod order;
 pub mod workload;
 
 /// The message of a caught panic (a core assertion, or the simulator's own).

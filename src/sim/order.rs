@@ -1,9 +1,11 @@
-//! The simulator: several radiant cores, their disks and state machines, a seeded
-//! network and clients, all in one thread. Every random choice comes from one PRNG
-//! seeded by `--seed`, so a failing seed replays exactly.
+//! The order simulator: the radiants of one static order, their disks (the daemon's own
+//! storage code on `MemoryFileSystem`) and state machines, a seeded network and clients,
+//! all in one thread. Every random choice comes from one PRNG seeded by `--seed`, so a
+//! failing seed replays exactly.
 //!
 //! A run has two phases (TigerBeetle's VOPR): a safety phase with faults (loss,
-//! duplication, delay, partitions, crashes with only fsynced data surviving), checked
+//! duplication, delay, partitions, power loss with torn and out-of-order writes, bit
+//! flips and I/O errors on the disks), checked
 //! every tick for election safety, log matching, leader completeness, state-machine
 //! safety and durability of committed entries; then a liveness phase on a healed
 //! network in which every client must finish its operations. The client history is
