@@ -131,7 +131,7 @@ fn handle(
         WorkerRequest::ShardData(effect) => machine.apply_shard_effect(effect, limits),
         WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply } => {
             let chunk = machine.read_chunk(shard, number, after, max_bytes);
-            let _ = reply.send(StateEvent::ShardChunkRead(chunk));
+            let _ = reply.send(StateEvent::Core(crate::core::Input::ShardChunkRead(chunk)));
         }
         WorkerRequest::Quiesce { done } => {
             let _ = done.send(());

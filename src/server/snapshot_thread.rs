@@ -109,7 +109,7 @@ fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> 
             Some(match write(links, index, term, sections, &parts) {
                 Ok((path, pairs)) => {
                     info!(index, pairs, path = %path.display(), "snapshot: written");
-                    StateEvent::SnapshotWritten { index, term }
+                    StateEvent::Core(crate::core::Input::SnapshotWritten { index, term })
                 }
                 Err(error) => StateEvent::SnapshotFailed { reason: error.to_string() },
             })
@@ -150,7 +150,10 @@ fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> 
         SnapshotJob::ReceiveChunk { snapshot_index, snapshot_term, offset, data, done } => {
             match receive_chunk(links, snapshot_index, offset, &data, done) {
                 Ok(next_offset) if !done => {
-                    Some(StateEvent::SnapshotChunkWritten { snapshot_index, next_offset })
+                    Some(StateEvent::Core(crate::core::Input::SnapshotChunkWritten {
+                        snapshot_index,
+                        next_offset,
+                    }))
                 }
                 Ok(_) => Some(StateEvent::SnapshotReceived {
                     index: snapshot_index,

@@ -52,33 +52,15 @@ pub enum StateEvent {
         /// The request.
         request: ClientRequest,
     },
-    /// A message from a peer radiant.
-    Peer(PeerMessage),
-    /// A beacon, join or council message from another radiant.
-    System(SystemMessage),
-    /// Every WAL request through persist `sequence` is durable.
-    Durable {
-        /// Highest durable persist sequence.
-        sequence: u64,
-    },
-    /// A local snapshot is durable.
-    SnapshotWritten {
-        /// Its last index.
-        index: LogIndex,
-        /// Its term.
-        term: Term,
-    },
+    /// An input the core takes as it is: a peer or system message (from the reactor,
+    /// which authenticated nothing yet), a durable persist (`Input::Durable`, from the WAL
+    /// writer), a written snapshot or stored chunk (from the snapshot thread), a read shard
+    /// piece (from a shard worker).
+    Core(Input),
     /// A snapshot could not be written; the log keeps growing until one succeeds.
     SnapshotFailed {
         /// Why.
         reason: String,
-    },
-    /// A chunk of a snapshot from the herald is stored.
-    SnapshotChunkWritten {
-        /// Which snapshot.
-        snapshot_index: LogIndex,
-        /// The next offset expected.
-        next_offset: u64,
     },
     /// A snapshot from the herald is complete, verified and durable on disk.
     SnapshotReceived {
@@ -92,8 +74,6 @@ pub enum StateEvent {
         /// Why.
         reason: String,
     },
-    /// A shard worker read a piece of a frozen shard (`Action::ReadShardChunk`).
-    ShardChunkRead(radiant_protocol::ShardChunk),
     /// Stop after passing shutdown on to the WAL writer and the workers.
     Shutdown,
 }
@@ -253,16 +233,10 @@ impl StateThread {
                 }
                 Input::Client { reply_to, request }
             }
-            StateEvent::Peer(message) => Input::Message(message),
-            StateEvent::System(message) => Input::System(message),
-            StateEvent::Durable { sequence } => Input::Durable { sequence },
-            StateEvent::SnapshotWritten { index, term } => Input::SnapshotWritten { index, term },
+            StateEvent::Core(input) => input,
             StateEvent::SnapshotFailed { reason } => {
                 warn!(%reason, "state: snapshot failed; will retry at the next interval");
                 Input::SnapshotFailed
-            }
-            StateEvent::SnapshotChunkWritten { snapshot_index, next_offset } => {
-                Input::SnapshotChunkWritten { snapshot_index, next_offset }
             }
             StateEvent::SnapshotReceived { index, term } => {
                 match self.install_snapshot(index, term) {
@@ -272,7 +246,6 @@ impl StateThread {
                     None => return false,
                 }
             }
-            StateEvent::ShardChunkRead(chunk) => Input::ShardChunkRead(chunk),
             StateEvent::WalFailed { reason } => {
                 error!(%reason, "state: write-ahead log failed; stopping");
                 self.wal_failed = Some(reason);

@@ -24,7 +24,7 @@ use crate::storage::wal::{Wal, WalError};
 pub enum WalRequest {
     /// One `Action::Persist` of the core.
     Append {
-        /// Reported back in `StateEvent::Durable` once synced.
+        /// Reported back in `Input::Durable` once synced.
         sequence: u64,
         /// A new term, vote or commit index.
         hard_state: Option<HardState>,
@@ -109,7 +109,7 @@ fn run(
         counters.entries.fetch_add(written as u64, Ordering::Relaxed);
         if let Some(sequence) = durable_sequence {
             // The state thread may have exited during shutdown; then nobody waits.
-            let _ = state.send(StateEvent::Durable { sequence });
+            let _ = state.send(StateEvent::Core(crate::core::Input::Durable { sequence }));
         }
         if let Some(through) = compact_through.take() {
             wal.compact_prefix(through)?;

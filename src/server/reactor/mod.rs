@@ -475,10 +475,10 @@ impl Reactor {
                 self.hand_to_state(id, StateEvent::Client { reply_to, request });
             }
             (Side::PeerInbound | Side::PeerOutbound(_), Message::Peer(message)) => {
-                self.hand_to_state(id, StateEvent::Peer(message));
+                self.hand_to_state(id, StateEvent::Core(crate::core::Input::Message(message)));
             }
             (Side::PeerInbound | Side::PeerOutbound(_), Message::System(message)) => {
-                self.hand_to_state(id, StateEvent::System(message));
+                self.hand_to_state(id, StateEvent::Core(crate::core::Input::System(message)));
             }
             (Side::PeerInbound | Side::PeerOutbound(_), Message::Error(error)) => {
                 // Never answer an error with an error: two radiants would bounce forever.
