@@ -9,6 +9,7 @@
 //! `WalError::Corrupt`: recovery must never silently drop a record that may have been
 //! acknowledged. Entries must be contiguous inside and across segments.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use radiant_protocol::{LogEntry, LogIndex};
@@ -120,7 +121,11 @@ fn remove_unwritten_last_segment(
     let Some((first_index, path)) = listed.last() else {
         return Ok(());
     };
-    let bytes = fs.read(path).map_err(|source| WalError::io("read segment", path, source))?;
+    // The first sector tells, and the segment may be large: recovery reads it whole next.
+    let mut bytes = Vec::with_capacity(SECTOR_BYTES);
+    fs.open_read(path)
+        .and_then(|file| file.take(SECTOR_BYTES as u64).read_to_end(&mut bytes))
+        .map_err(|source| WalError::io("read segment", path, source))?;
     let header_bytes = SEGMENT_HEADER_BYTES as usize;
     // A header that never reached the disk: cut short, or unwritten (zeros up to the end
     // of its sector) while later writes landed out of order. Syncing the segment would have
@@ -132,7 +137,7 @@ fn remove_unwritten_last_segment(
     if !unwritten {
         return Ok(());
     }
-    let length_bytes = bytes.len();
+    let length_bytes = fs.file_len(path).unwrap_or(bytes.len() as u64);
     let segment = path.display();
     warn!(%segment, length_bytes, "wal: removing segment whose header was never written");
     remove_file(fs, path)?;
@@ -223,7 +228,9 @@ fn scan_segment(
                 continue;
             }
             RecordRead::End if offset == bytes.len() => break,
-            read => read,
+            // Zeros to the end of the file: a zero-filled tail.
+            RecordRead::End => None,
+            RecordRead::Torn { reason } => Some(reason),
         };
         if next.is_some_and(|next_first_index| segment.next_index() >= next_first_index) {
             // Past the point an interrupted `truncate_suffix` keeps (the newer segment is
@@ -250,19 +257,18 @@ fn scan_segment(
     Ok(())
 }
 
-/// What is wrong with the record at `offset` that did not read as complete, or `Err` with
-/// why it is damage (corruption a crash cannot explain) rather than a torn write.
+/// What is wrong with the record at `offset` that did not read as complete (`torn`, or
+/// `None` for a zero-filled tail), or `Err` with why it is damage (corruption a crash
+/// cannot explain) rather than a torn write.
 fn describe_damage(
-    read: RecordRead,
+    torn: Option<TornReason>,
     bytes: &[u8],
     offset: usize,
     max_record_bytes: u32,
 ) -> Result<String, String> {
-    let damage = match read {
-        // Not damage; the caller accepts complete records before asking.
-        RecordRead::Complete { .. } => "a complete record".to_string(),
-        RecordRead::End => "zero-filled tail".to_string(),
-        RecordRead::Torn { reason: reason @ TornReason::ChecksumMismatch { length_bytes, .. } }
+    let damage = match torn {
+        None => "zero-filled tail".to_string(),
+        Some(reason @ TornReason::ChecksumMismatch { length_bytes, .. })
             if !has_unwritten_sector(bytes, offset, length_bytes)
                 && !injected_bugs::active(StorageBug::CutDamagedRecords) =>
         {
@@ -273,7 +279,7 @@ fn describe_damage(
             );
             return Err(reason);
         }
-        RecordRead::Torn { reason } => {
+        Some(reason) => {
             let damaged_length =
                 matches!(reason, TornReason::PastEnd { .. } | TornReason::TooLarge { .. })
                     && !injected_bugs::active(StorageBug::CutDamagedRecords);
@@ -378,13 +384,10 @@ struct DamagedTail {
 /// Whether the damage at `offset` shows a write that never reached the disk: the sector
 /// holding `offset`, or one the record's claimed span touches, is whole and all zero.
 fn starts_unwritten(bytes: &[u8], offset: usize) -> bool {
-    if is_unwritten_sector(bytes, offset / SECTOR_BYTES) {
-        return true;
-    }
-    let Some(header) = bytes.get(offset..offset + RECORD_HEADER_BYTES) else {
-        return false;
-    };
-    let length_bytes = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    // Without a whole header the span is just the sector holding `offset`.
+    let header = bytes.get(offset..offset + RECORD_HEADER_BYTES);
+    let length_bytes =
+        header.map_or(0, |header| u32::from_le_bytes([header[0], header[1], header[2], header[3]]));
     has_unwritten_sector(bytes, offset, length_bytes)
 }
 
