@@ -36,6 +36,7 @@ log_level = "warn"
 neighbor_ip = "127.0.0.1"
 neighbor_port = $neighbor
 bootstrap_expect = $count
+cluster_secret = "benches-orders-secret-0123456789"
 order_size = 3
 EOF
     "$radiant" start --config "$root/r$n.toml" 2> "$root/r$n.log" &

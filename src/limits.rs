@@ -31,6 +31,18 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 pub const REACTOR_HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a shutting-down reactor waits for outstanding replies.
 pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most outbound peer links a radiant keeps; past it the longest idle one is dropped.
+pub const MAX_PEER_LINKS: usize = 1024;
+/// A peer link nothing was sent on for this long is closed and forgotten (a removed
+/// member, a radiant that left); the next frame for it dials again.
+pub const PEER_LINK_IDLE_EXPIRY: Duration = Duration::from_secs(120);
+/// A peer connection whose link handshake has not finished after this long is closed.
+pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A trusted inbound peer connection with no frames for this long is closed (its
+/// dialler's link expired or died without a FIN).
+pub const PEER_INBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// `Authenticate` failures after which a client connection is closed.
+pub const MAX_FAILED_AUTHENTICATIONS: u32 = 3;
 
 const _: () = assert!(MAX_FRAMES_PER_TURN <= REACTOR_INBOX_CAPACITY);
 const _: () = assert!(MAX_ENTRIES_PER_GROUP_COMMIT <= STATE_INBOX_CAPACITY);

@@ -13,7 +13,8 @@ fn write_config(directory: &Path, number: u16, neighbour: Option<u16>) -> PathBu
     let peer_port = 7600 + 10 * number;
     let mut text = format!(
         "my_ip = \"127.0.0.1\"\nmy_port = {peer_port}\nclient_ip = \"127.0.0.1\"\n\
-         client_port = {}\ndata_dir = \"data-{number}\"\nbootstrap_expect = {RADIANTS}\n",
+         client_port = {}\ndata_dir = \"data-{number}\"\nbootstrap_expect = {RADIANTS}\n\
+         cluster_secret = \"a test secret of 16+ bytes\"\n",
         peer_port + 1
     );
     if let Some(other) = neighbour {

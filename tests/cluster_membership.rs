@@ -13,7 +13,8 @@ const TIMING: &str = "tick_ms = 10\nheartbeat_interval = 5\nelection_timeout = 3
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn radiant(args: &[&str]) -> std::process::Output {
-    run_bounded(Command::new(env!("CARGO_BIN_EXE_radiant")).args(args), LIMIT)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_radiant"));
+    run_bounded(command.args(args).env("RADIANT_TOKEN", common::ADMIN_TOKEN), LIMIT)
 }
 
 fn wait_for(

@@ -27,10 +27,11 @@ fn config(
     });
     let text = format!(
         "my_ip = \"127.0.0.1\"\nmy_port = {}\nclient_ip = \"127.0.0.1\"\nclient_port = {}\n\
-         data_dir = {:?}\n{neighbor}bootstrap_expect = {expect}\ntick_ms = 10\n",
+         data_dir = {:?}\n{neighbor}bootstrap_expect = {expect}\ntick_ms = 10\n{}",
         ports.0,
         ports.1,
-        data_dir.display().to_string()
+        data_dir.display().to_string(),
+        common::security_lines(&data_dir),
     );
     let path = data_dir.with_extension("toml");
     std::fs::write(&path, text).expect("config");

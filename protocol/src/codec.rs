@@ -69,6 +69,17 @@ impl Reader {
         Ok(self.bytes.get_u128())
     }
 
+    /// `N` bytes exactly (nonces, proofs).
+    pub(crate) fn read_array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], DecodeError> {
+        self.need(field, N)?;
+        let mut array = [0; N];
+        self.bytes.copy_to_slice(&mut array);
+        Ok(array)
+    }
+
     /// A count of items each at least `min_item_bytes` long, checked against the bytes
     /// that remain before anyone allocates for it.
     pub(crate) fn read_count(

@@ -94,6 +94,15 @@ pub enum Kind {
     BeaconResponse = 0x02,
     /// A handshake refused (another cluster id).
     BeaconRefused = 0x03,
+    /// The first frame on a peer link, from the radiant that dialled: its fresh nonce,
+    /// its peer address and cluster id (`LinkMessage::Hello`).
+    LinkHello = 0x04,
+    /// The dialled radiant's nonce, address, cluster id and proof of the secret.
+    LinkChallenge = 0x05,
+    /// The dialling radiant's proof of the secret; the link is trusted after it.
+    LinkProof = 0x06,
+    /// A link handshake refused; the reason says why and what to do.
+    LinkRefused = 0x07,
     /// A newcomer asks to join an established system.
     JoinSystem = 0x10,
     /// The controller admits a newcomer.
@@ -152,6 +161,8 @@ pub enum Kind {
     LeaveOrder = 0x5C,
     /// Ask for configuration n (0: the newest committed).
     QueryConfiguration = 0x5D,
+    /// Present a token (the client token or the admin token) for this connection.
+    Authenticate = 0x5E,
     /// The answer to `Get`.
     GetResult = 0x60,
     /// The answer to `Put`.
@@ -174,10 +185,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 41] = [
+    pub const ALL: [Kind; 46] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
+        Kind::LinkHello,
+        Kind::LinkChallenge,
+        Kind::LinkProof,
+        Kind::LinkRefused,
         Kind::JoinSystem,
         Kind::JoinAccepted,
         Kind::RequestVote,
@@ -207,6 +222,7 @@ impl Kind {
         Kind::MoveShard,
         Kind::LeaveOrder,
         Kind::QueryConfiguration,
+        Kind::Authenticate,
         Kind::GetResult,
         Kind::PutResult,
         Kind::DeleteResult,
@@ -224,6 +240,10 @@ impl Kind {
             0x01 => Some(Kind::BeaconHandshake),
             0x02 => Some(Kind::BeaconResponse),
             0x03 => Some(Kind::BeaconRefused),
+            0x04 => Some(Kind::LinkHello),
+            0x05 => Some(Kind::LinkChallenge),
+            0x06 => Some(Kind::LinkProof),
+            0x07 => Some(Kind::LinkRefused),
             0x10 => Some(Kind::JoinSystem),
             0x11 => Some(Kind::JoinAccepted),
             0x20 => Some(Kind::RequestVote),
@@ -253,6 +273,7 @@ impl Kind {
             0x5B => Some(Kind::MoveShard),
             0x5C => Some(Kind::LeaveOrder),
             0x5D => Some(Kind::QueryConfiguration),
+            0x5E => Some(Kind::Authenticate),
             0x60 => Some(Kind::GetResult),
             0x61 => Some(Kind::PutResult),
             0x62 => Some(Kind::DeleteResult),
@@ -274,7 +295,13 @@ impl Kind {
     /// The family this kind belongs to.
     pub fn family(self) -> Family {
         match self {
-            Kind::BeaconHandshake | Kind::BeaconResponse | Kind::BeaconRefused => Family::Beacon,
+            Kind::BeaconHandshake
+            | Kind::BeaconResponse
+            | Kind::BeaconRefused
+            | Kind::LinkHello
+            | Kind::LinkChallenge
+            | Kind::LinkProof
+            | Kind::LinkRefused => Family::Beacon,
             Kind::JoinSystem | Kind::JoinAccepted => Family::Join,
             Kind::RequestVote
             | Kind::Vote
@@ -301,7 +328,8 @@ impl Kind {
             | Kind::RemoveRadiant
             | Kind::MoveShard
             | Kind::LeaveOrder
-            | Kind::QueryConfiguration => Family::ClientRequest,
+            | Kind::QueryConfiguration
+            | Kind::Authenticate => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult

@@ -49,9 +49,9 @@ pub use kind::{Family, Kind};
 pub use limits::{Limits, MAX_ADDRESS_BYTES, MAX_REASON_BYTES};
 pub use message::{
     Append, AppendAck, ClientRequest, ClientResponse, Command, CouncilEntry, ErrorResponse,
-    InstallSnapshot, InstallSnapshotAck, MembershipChange, Message, MigrationEntry, PeerBody,
-    PeerHeader, PeerMessage, ReadConsistency, RequestVote, Session, ShardChunk, SystemBody,
-    SystemMessage, Vote,
+    InstallSnapshot, InstallSnapshotAck, LinkIntroduction, LinkMessage, LinkRole, MembershipChange,
+    Message, MigrationEntry, PeerBody, PeerHeader, PeerMessage, ReadConsistency, RequestVote,
+    Session, ShardChunk, SystemBody, SystemMessage, Vote,
 };
 pub use message::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,

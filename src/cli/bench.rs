@@ -145,6 +145,10 @@ pub(crate) struct BenchArgs {
     /// file as a history for `radiant check-history`. One request in flight each.
     #[arg(long)]
     history: Option<std::path::PathBuf>,
+    /// A file holding the token to present (the client token); default: the
+    /// RADIANT_TOKEN environment variable, if set.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 /// Validated settings of a run.
@@ -165,6 +169,15 @@ struct Settings {
     json: bool,
     /// Per connection, the order it loads, when the system has several (see `Routes`).
     routes: Option<Routes>,
+    /// The token every connection presents.
+    token: Option<Bytes>,
+}
+
+impl Settings {
+    /// Client options with `timeout` and the run's token.
+    fn client_options(&self, timeout: Duration) -> ClientOptions {
+        ClientOptions { timeout, token: self.token.clone(), ..ClientOptions::default() }
+    }
 }
 
 /// Load on a formed system: connection `i` talks to the herald of order `i mod k` and
@@ -180,7 +193,7 @@ impl Routes {
     /// Reads the shard map from the radiant at `settings.address`; `None` for a static
     /// order (or a system still forming), which is loaded through that address as given.
     fn discover(settings: &Settings) -> Result<Option<Routes>, String> {
-        let options = ClientOptions { timeout: REQUEST_TIMEOUT, ..ClientOptions::default() };
+        let options = settings.client_options(REQUEST_TIMEOUT);
         let mut client = Client::connect(&settings.address, options)
             .map_err(|error| format!("no connection to {} succeeded: {error}", settings.address))?;
         let document = client.status().map_err(|error| format!("status: {error}"))?;
@@ -255,6 +268,7 @@ impl Settings {
         }
         Ok(Settings {
             address: args.addr.clone(),
+            token: super::token(args.token_file.as_deref())?,
             connections: args.connections as usize,
             duration,
             max_ops: args.ops.unwrap_or(DEFAULT_MAX_OPS),
@@ -321,13 +335,13 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
                         --pipeline and --prefill"
                 .to_string());
         }
-        wait_until_ready(&settings.address)?;
+        wait_until_ready(&settings.address, &settings)?;
         return history::run(&settings, path).map(ExitCode::from);
     }
-    wait_until_ready(&settings.address)?;
+    wait_until_ready(&settings.address, &settings)?;
     settings.routes = Routes::discover(&settings)?;
     for (address, _) in settings.routes.iter().flat_map(|routes| &routes.orders) {
-        wait_until_ready(address)?;
+        wait_until_ready(address, &settings)?;
     }
     let (lanes, prefill) = prepare(&settings)?;
     let cpu_before = cpu_seconds();
@@ -367,8 +381,8 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
 
 /// Waits until the radiant at `address` is ready to take keyed requests: a radiant
 /// just started, or still forming its system, refuses them until then.
-fn wait_until_ready(address: &str) -> Result<(), String> {
-    let options = ClientOptions { timeout: REQUEST_TIMEOUT, ..ClientOptions::default() };
+fn wait_until_ready(address: &str, settings: &Settings) -> Result<(), String> {
+    let options = settings.client_options(REQUEST_TIMEOUT);
     let mut client = Client::connect(address, options)
         .map_err(|error| format!("no connection to {address} succeeded: {error}"))?;
     client.wait_until_ready(READY_TIMEOUT).map_err(|error| error.to_string())
@@ -380,7 +394,7 @@ fn prepare(settings: &Settings) -> Result<(Vec<Lane>, Option<Prefill>), String> 
     let deadline = started + PREFILL_TIMEOUT;
     let inputs = (0..settings.connections).map(|_| ()).collect();
     let prepared = on_threads("bench-prefill", inputs, |index, ()| {
-        let mut lane = Lane::connect(settings.lane_address(index));
+        let mut lane = Lane::connect(settings.lane_address(index), settings);
         let prefill = settings.prefill.then(|| prefill(settings, index, &mut lane, deadline));
         (lane, prefill)
     })?;
@@ -596,6 +610,7 @@ struct Completion {
 /// every request in flight fails and the next send opens a fresh connection.
 struct Lane {
     address: String,
+    options: ClientOptions,
     client: Option<Client>,
     in_flight: VecDeque<InFlight>,
     reconnects: u32,
@@ -605,9 +620,10 @@ struct Lane {
 
 impl Lane {
     /// A lane connected to `address`, or without a connection if that failed.
-    fn connect(address: &str) -> Lane {
+    fn connect(address: &str, settings: &Settings) -> Lane {
         let mut lane = Lane {
             address: address.to_string(),
+            options: settings.client_options(REQUEST_TIMEOUT),
             client: None,
             in_flight: VecDeque::new(),
             reconnects: 0,
@@ -619,7 +635,7 @@ impl Lane {
     }
 
     fn open(&mut self) {
-        let options = ClientOptions { timeout: REQUEST_TIMEOUT, ..ClientOptions::default() };
+        let options = self.options.clone();
         match Client::connect(&self.address, options) {
             Ok(client) => self.client = Some(client),
             Err(error) => {
@@ -771,6 +787,7 @@ enum ErrorKind {
     Unavailable,
     BadRequest,
     OutcomeUnknown,
+    Unauthorized,
     Unexpected,
     Timeout,
     Io,
@@ -779,13 +796,14 @@ enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 11] = [
+    const ALL: [ErrorKind; 12] = [
         ErrorKind::NotHerald,
         ErrorKind::WrongOrder,
         ErrorKind::Locked,
         ErrorKind::Unavailable,
         ErrorKind::BadRequest,
         ErrorKind::OutcomeUnknown,
+        ErrorKind::Unauthorized,
         ErrorKind::Unexpected,
         ErrorKind::Timeout,
         ErrorKind::Io,
@@ -801,6 +819,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::OutcomeUnknown => "outcome_unknown",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Unexpected => "unexpected",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Io => "io",
@@ -823,6 +842,7 @@ impl ErrorKind {
             ErrorResponse::Unavailable { .. } => ErrorKind::Unavailable,
             ErrorResponse::BadRequest { .. } => ErrorKind::BadRequest,
             ErrorResponse::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            ErrorResponse::Unauthorized { .. } => ErrorKind::Unauthorized,
         }
     }
 
@@ -1230,6 +1250,7 @@ mod tests {
             seed: 1,
             json: false,
             history: None,
+            token_file: None,
         };
         let settings = Settings::from_args(&args).expect("valid");
         assert_eq!(settings.key(0).as_ref(), b"k0000000");

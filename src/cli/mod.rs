@@ -46,6 +46,28 @@ struct Target {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// A file holding the token to present: the client token, or the admin token for
+    /// admin commands [default: the RADIANT_TOKEN environment variable, if set].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+/// The token to present: the contents of `token_file` (surrounding whitespace is not
+/// part of it), else `RADIANT_TOKEN`, else none.
+fn token(token_file: Option<&std::path::Path>) -> Result<Option<bytes::Bytes>, String> {
+    let text = match token_file {
+        Some(path) => std::fs::read(path)
+            .map_err(|error| format!("cannot read --token-file {}: {error}", path.display()))?,
+        None => match std::env::var_os("RADIANT_TOKEN") {
+            Some(value) => value.into_encoded_bytes(),
+            None => return Ok(None),
+        },
+    };
+    let token = text.trim_ascii();
+    if token.is_empty() {
+        return Err("the token (--token-file or RADIANT_TOKEN) is empty".to_string());
+    }
+    Ok(Some(bytes::Bytes::copy_from_slice(token)))
 }
 
 #[derive(Debug, clap::Args)]
@@ -428,7 +450,8 @@ fn negative(message: &str) -> Result<ExitCode, String> {
 fn connect(target: &Target) -> Result<Client, String> {
     let timeout = Duration::try_from_secs_f64(target.timeout)
         .map_err(|_| format!("--timeout {} is not a usable number of seconds", target.timeout))?;
-    let options = ClientOptions { timeout, ..ClientOptions::default() };
+    let token = token(target.token_file.as_deref())?;
+    let options = ClientOptions { timeout, token, ..ClientOptions::default() };
     let addresses: Vec<&str> = target.addr.split(',').map(str::trim).collect();
     Client::connect_any(&addresses, options).map_err(|error| error_chain(&error))
 }

@@ -113,6 +113,9 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// Decoder limits for responses.
     pub limits: Limits,
+    /// The token presented on every connection (`Authenticate`) before anything else:
+    /// the client token, or the admin token for admin requests. `None`: no token.
+    pub token: Option<Bytes>,
 }
 
 impl Default for ClientOptions {
@@ -121,6 +124,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
             limits: Limits::DEFAULT,
+            token: None,
         }
     }
 }
@@ -223,6 +227,7 @@ fn resend_is_harmless(request: &ClientRequest) -> bool {
         ClientRequest::Get { .. }
         | ClientRequest::Ping
         | ClientRequest::Status
+        | ClientRequest::Authenticate { .. }
         | ClientRequest::QueryConfiguration { .. } => true,
         ClientRequest::Put { session, .. }
         | ClientRequest::Delete { session, .. }
@@ -303,18 +308,22 @@ impl Client {
                 .and_then(|resolved| Ok((resolved, open(resolved, options.timeout)?)))
             {
                 Ok((resolved, stream)) => {
-                    return Ok(Client {
+                    let mut client = Client {
                         stream,
                         address: resolved,
                         client_id: new_client_id(),
                         sequence: 0,
-                        options,
+                        options: options.clone(),
                         read_buffer: BytesMut::with_capacity(4096),
                         write_buffer: BytesMut::with_capacity(4096),
                         next_correlation_id: 1,
                         shard_routes: None,
                         known: addresses.iter().map(|address| address.to_string()).collect(),
-                    });
+                    };
+                    match client.authenticate() {
+                        Ok(()) => return Ok(client),
+                        Err(error) => last_error = error,
+                    }
                 }
                 Err(error) => last_error = error,
             }
@@ -416,7 +425,7 @@ impl Client {
             Message::Response(ClientResponse::Status { json }) => Ok(json),
             Message::Error(error) => Err(ClientError::Server { address: self.address, error }),
             Message::Response(other) => Err(self.unexpected("status", other)),
-            Message::Request(_) | Message::Peer(_) | Message::System(_) => {
+            Message::Request(_) | Message::Peer(_) | Message::System(_) | Message::Link(_) => {
                 Err(self.unexpected("status", ClientResponse::Done))
             }
         }
@@ -530,7 +539,7 @@ impl Client {
             let error = match answer {
                 Message::Response(response) => return Ok(response),
                 Message::Error(error) => error,
-                Message::Request(_) | Message::Peer(_) | Message::System(_) => {
+                Message::Request(_) | Message::Peer(_) | Message::System(_) | Message::Link(_) => {
                     let source = DecodeError::InvalidField {
                         kind: None,
                         field: "kind",
@@ -656,7 +665,24 @@ impl Client {
         self.stream = open(address, self.options.timeout)?;
         self.address = address;
         self.read_buffer.clear();
-        Ok(())
+        self.authenticate()
+    }
+
+    /// Presents the token, if the options have one, on the connection just opened.
+    fn authenticate(&mut self) -> Result<(), ClientError> {
+        let Some(token) = self.options.token.clone() else {
+            return Ok(());
+        };
+        let correlation_id = self.send(&ClientRequest::Authenticate { token })?;
+        let deadline = Instant::now() + self.options.timeout;
+        match self.receive(correlation_id, deadline)? {
+            Message::Response(ClientResponse::Done) => Ok(()),
+            Message::Error(error) => Err(ClientError::Server { address: self.address, error }),
+            Message::Response(other) => Err(self.unexpected("authenticate", other)),
+            Message::Request(_) | Message::Peer(_) | Message::System(_) | Message::Link(_) => {
+                Err(self.unexpected("authenticate", ClientResponse::Done))
+            }
+        }
     }
 
     /// Encodes and writes one request; returns its correlation id.

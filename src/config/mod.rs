@@ -65,8 +65,24 @@ pub struct Config {
     pub max_key_bytes: u32,
     /// Largest value accepted, in bytes.
     pub max_value_bytes: u32,
-    /// Optional shared secret every radiant of a system must present to its peers.
+    /// The shared secret every radiant of a system proves to its peers before a peer
+    /// link is trusted (HMAC-SHA256 challenge-response). Required for a system of more
+    /// than one radiant unless `insecure = true`.
     pub cluster_secret: Option<String>,
+    /// A second secret whose proofs are accepted too (never presented): set while the
+    /// secret is being rotated, one radiant at a time (`docs/operations.md`, Security).
+    pub cluster_secret_accepted: Option<String>,
+    /// Run peer links without a secret: anyone who can reach the peer port can then
+    /// take the system over. Only for a network nobody else can reach.
+    pub insecure: bool,
+    /// A file holding the admin token: admin requests (membership, moves, transfers)
+    /// need it. Without one, admin requests are refused unless `insecure = true`.
+    pub admin_token_file: Option<PathBuf>,
+    /// A file holding the client token: when set, data requests need it (or the admin
+    /// token), like Redis `requirepass`, and status shows nothing to other clients.
+    pub client_token_file: Option<PathBuf>,
+    /// Most open peer connections from other radiants (a pool apart from the clients').
+    pub max_peer_connections: u32,
     /// Number of shard worker threads applying committed entries and serving reads.
     pub shard_workers: u32,
     /// Most open client connections; further clients get `Unavailable` and are closed.
@@ -130,6 +146,11 @@ impl Default for Config {
             max_key_bytes: 64 << 10,
             max_value_bytes: 16 << 20,
             cluster_secret: None,
+            cluster_secret_accepted: None,
+            insecure: false,
+            admin_token_file: None,
+            client_token_file: None,
+            max_peer_connections: 256,
             shard_workers: 2,
             max_connections: 1024,
             max_inflight_per_connection: 1024,
@@ -183,6 +204,12 @@ impl Config {
     /// The neighbour's peer address, when one is configured.
     pub fn neighbor_addr(&self) -> Option<SocketAddr> {
         Some(SocketAddr::new(self.neighbor_ip?, self.neighbor_port?))
+    }
+
+    /// Whether this radiant is configured to be one of several: it forms a system of
+    /// more than one, beacons a neighbour, or is a member of a static order of several.
+    pub fn expects_peers(&self) -> bool {
+        self.bootstrap_expect > 1 || self.neighbor_ip.is_some() || self.members.len() > 1
     }
 
     /// The protocol limits every decoder uses.

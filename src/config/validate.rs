@@ -111,10 +111,31 @@ impl Config {
             self.my_port != 0 && self.my_port == self.client_port && self.my_ip == self.client_ip;
         let reason = "is also `my_port`: peers and clients need separate ports".to_string();
         checker.check(!same, "client_port", self.client_port, reason);
-        if let Some(secret) = &self.cluster_secret {
-            let reason = "must be at least 16 bytes long to be worth having".to_string();
-            checker.check(secret.len() >= 16, "cluster_secret", "\"…\"", reason);
+        for (key, secret) in [
+            ("cluster_secret", &self.cluster_secret),
+            ("cluster_secret_accepted", &self.cluster_secret_accepted),
+        ] {
+            if let Some(secret) = secret {
+                let reason = "must be at least 16 bytes long to be worth having".to_string();
+                checker.check(secret.len() >= 16, key, "\"…\"", reason);
+            }
         }
+        let reason = "is set without `cluster_secret`: it is only accepted beside one, while \
+                      the secret rotates"
+            .to_string();
+        let alone = self.cluster_secret_accepted.is_some() && self.cluster_secret.is_none();
+        checker.check(!alone, "cluster_secret_accepted", "\"…\"", reason);
+        let reason = "is unset, and this radiant is one of several (bootstrap_expect > 1, a \
+                      neighbour or a static order): peers prove it to each other, so without \
+                      it anyone who reaches the peer port can take the system over. Give every \
+                      radiant the same secret of 16 bytes or more (e.g. `openssl rand -hex 32`), \
+                      or set `insecure = true` on a network nobody else can reach"
+            .to_string();
+        let unguarded = self.expects_peers() && self.cluster_secret.is_none() && !self.insecure;
+        checker.check(!unguarded, "cluster_secret", "unset", reason);
+        let reason = "and `cluster_secret` are both set: choose one".to_string();
+        let both = self.insecure && self.cluster_secret.is_some();
+        checker.check(!both, "insecure", true, reason);
         let empty = self.data_dir.as_os_str().is_empty();
         checker.check(!empty, "data_dir", "\"\"", "must name a directory".into());
     }
@@ -170,6 +191,7 @@ impl Config {
         checker.range("shard_count", self.shard_count.into(), 1, MAX_SHARD_COUNT);
         checker.range("shard_workers", self.shard_workers.into(), 1, 256);
         checker.range("max_connections", self.max_connections.into(), 1, 1_000_000);
+        checker.range("max_peer_connections", self.max_peer_connections.into(), 4, 65_536);
         let inflight = self.max_inflight_per_connection.into();
         checker.range("max_inflight_per_connection", inflight, 1, 1_000_000);
         let snapshot = self.snapshot_interval_entries;

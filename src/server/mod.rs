@@ -16,6 +16,7 @@
 //! and the workers finish their queues. Exit status 0 means everything was flushed.
 
 pub mod channels;
+pub mod link_auth;
 pub mod reactor;
 pub mod recovery;
 pub mod shard_worker;
@@ -36,7 +37,10 @@ use std::time::Duration;
 use radiant_protocol::{GroupId, MemberId};
 use tracing::{error, info};
 
-use self::reactor::{bind_listener, Reactor, ReactorEvent, ReactorOptions};
+use self::link_auth::LinkTrust;
+use self::reactor::{
+    bind_listener, ClientTokens, Reactor, ReactorEvent, ReactorOptions, SecurityCounters,
+};
 use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
 use crate::config::Config;
 use crate::core::order::membership::member_address;
@@ -107,6 +111,16 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// A token file named in the configuration cannot be used.
+    #[error("cannot use {key} {}: {reason}", path.display())]
+    TokenFile {
+        /// The configuration key (`admin_token_file`, `client_token_file`).
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The write-ahead log failed while running; the daemon stopped acknowledging writes.
     #[error("the write-ahead log failed: {0}; no write was acknowledged after the failure")]
     WalFailed(String),
@@ -130,6 +144,7 @@ impl StartupError {
             StartupError::DataDir { .. }
             | StartupError::DataDirLocked { .. }
             | StartupError::Bind { .. }
+            | StartupError::TokenFile { .. }
             | StartupError::Runtime { .. } => 1,
         }
     }
@@ -152,8 +167,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let (radiant, recovered_wal, last_index) =
         build_radiant(&config, &data_dir, &machine, &client_listener, &peer_listener)?;
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
+    let boundary = Boundary::default();
+    let peer_address = peer_listener.local_addr().map_err(runtime_error("listener"))?;
+    let tokens = load_tokens(&config)?;
     let (reactor, reactor_sender) = Reactor::new(
-        reactor_options(&config, radiant.member_id()),
+        reactor_options(&config, radiant.member_id(), (peer_address, tokens), &boundary),
         client_listener,
         peer_listener,
         state_sender.clone(),
@@ -170,7 +188,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         recovered_wal,
         &machine,
         (state_sender, state_inbox),
-        reactor_sender,
+        (reactor_sender, boundary),
     )?;
     let keys = machine.map().len();
     info!(data_dir = %data_dir.path.display(), keys, last_index, "radiant: serving");
@@ -361,7 +379,7 @@ impl Threads {
         wal: crate::storage::wal::Wal,
         machine: &Arc<StateMachine>,
         (state_sender, state_inbox): StateChannel,
-        reactor_sender: channels::ReactorSender<ReactorEvent>,
+        (reactor_sender, boundary): (channels::ReactorSender<ReactorEvent>, Boundary),
     ) -> Result<Threads, StartupError> {
         let (wal_sender, wal_requests) = crossbeam_channel::bounded(WAL_QUEUE_CAPACITY);
         let counters = Arc::new(wal_thread::WalCounters::default());
@@ -401,6 +419,8 @@ impl Threads {
             machine: Arc::clone(machine),
             config: config.clone(),
             data_dir: data_dir.clone(),
+            cluster: boundary.cluster,
+            security: boundary.security,
         };
         let state = state_thread::spawn(radiant, links).map_err(runtime_error("state thread"))?;
         Ok(Threads { state_sender, state, wal, others })
@@ -424,7 +444,69 @@ impl Threads {
 type StateChannel =
     (crossbeam_channel::Sender<StateEvent>, crossbeam_channel::Receiver<StateEvent>);
 
-fn reactor_options(config: &Config, member_id: Option<MemberId>) -> ReactorOptions {
+/// What the reactor and the state thread share about the trusted boundary: the cluster
+/// id handshakes introduce (the state thread publishes it) and the refusal counters
+/// (status reports them).
+#[derive(Default)]
+struct Boundary {
+    cluster: Arc<parking_lot::Mutex<radiant_protocol::ClusterId>>,
+    security: Arc<SecurityCounters>,
+}
+
+/// How this radiant's peer links are authenticated, from the configuration.
+pub fn link_trust(config: &Config) -> LinkTrust {
+    match &config.cluster_secret {
+        Some(secret) => LinkTrust::Secret {
+            present: secret.as_bytes().to_vec(),
+            also_accepted: config.cluster_secret_accepted.as_ref().map(|s| s.as_bytes().to_vec()),
+        },
+        None if config.insecure => LinkTrust::Insecure,
+        None => LinkTrust::Closed,
+    }
+}
+
+/// The shortest token a token file may hold.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// Reads the admin and client token files (one token each; surrounding whitespace,
+/// such as the final newline, is not part of it).
+fn load_tokens(config: &Config) -> Result<ClientTokens, StartupError> {
+    let read = |key: &'static str, path: &Option<PathBuf>| -> Result<_, StartupError> {
+        let Some(path) = path else { return Ok(None) };
+        let fail = |reason: String| StartupError::TokenFile { key, path: path.clone(), reason };
+        let text = std::fs::read(path).map_err(|error| fail(error.to_string()))?;
+        let token = text.trim_ascii().to_vec();
+        let max = radiant_protocol::message::client::MAX_TOKEN_BYTES as usize;
+        if token.len() < MIN_TOKEN_BYTES || token.len() > max {
+            return Err(fail(format!(
+                "the token is {} bytes; it must be {MIN_TOKEN_BYTES} to {max} bytes (e.g. \
+                 `openssl rand -hex 32 > FILE`)",
+                token.len()
+            )));
+        }
+        Ok(Some(token))
+    };
+    let tokens = ClientTokens {
+        admin: read("admin_token_file", &config.admin_token_file)?,
+        client: read("client_token_file", &config.client_token_file)?,
+        admin_open_without_token: config.insecure && config.admin_token_file.is_none(),
+    };
+    if tokens.admin.is_some() && tokens.admin == tokens.client {
+        return Err(StartupError::TokenFile {
+            key: "client_token_file",
+            path: config.client_token_file.clone().unwrap_or_default(),
+            reason: "holds the admin token: give clients a token of their own".to_string(),
+        });
+    }
+    Ok(tokens)
+}
+
+fn reactor_options(
+    config: &Config,
+    member_id: Option<MemberId>,
+    (peer_address, tokens): (SocketAddr, ClientTokens),
+    boundary: &Boundary,
+) -> ReactorOptions {
     ReactorOptions {
         limits: config.protocol_limits(),
         max_connections: config.max_connections as usize,
@@ -439,6 +521,12 @@ fn reactor_options(config: &Config, member_id: Option<MemberId>) -> ReactorOptio
         seed: u64::from(std::process::id()),
         drop_delete_answers: test_switches::count(test_switches::DROP_DELETE_ANSWERS),
         panic_on_first_keyed_request: test_switches::panics("main"),
+        peer_address: peer_address.to_string(),
+        link_trust: Arc::new(link_trust(config)),
+        max_peer_connections: config.max_peer_connections as usize,
+        tokens,
+        cluster: Arc::clone(&boundary.cluster),
+        security: Arc::clone(&boundary.security),
     }
 }
 

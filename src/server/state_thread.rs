@@ -98,6 +98,10 @@ pub struct StateThreadLinks {
     pub config: Config,
     /// The data directory.
     pub data_dir: DataDir,
+    /// Where the radiant's cluster id is published for the reactor's link handshakes.
+    pub cluster: Arc<parking_lot::Mutex<radiant_protocol::ClusterId>>,
+    /// The reactor's refusal counters, for status.
+    pub security: Arc<super::reactor::SecurityCounters>,
 }
 
 /// How the state thread ended.
@@ -128,6 +132,7 @@ pub fn spawn(
             pending_actions: Vec::new(),
             panic_armed: super::test_switches::panics("radiant-state"),
             ticked_at: Instant::now(),
+            published_cluster: radiant_protocol::ClusterId::UNSET,
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -150,6 +155,8 @@ struct StateThread {
     panic_armed: bool,
     /// The real time the core's clock (`now`) stands at: `now` counts the ticks since.
     ticked_at: Instant,
+    /// The cluster id last published to the reactor.
+    published_cluster: radiant_protocol::ClusterId,
 }
 
 impl StateThread {
@@ -170,11 +177,24 @@ impl StateThread {
             // One write and one Append per member for everything the batch appended.
             self.radiant.step(self.now, Input::Flush, &mut self.actions);
             self.carry_out_actions();
+            self.publish_cluster();
             if shutdown {
                 return self.shut_down();
             }
         }
         self.shut_down()
+    }
+
+    /// Tells the reactor the cluster id once the system has one (link handshakes carry
+    /// it, so radiants of two systems never link).
+    fn publish_cluster(&mut self) {
+        let cluster = self.radiant.system().map(crate::core::system::System::cluster);
+        if let Some(cluster) = cluster.filter(|cluster| cluster.is_set()) {
+            if cluster != self.published_cluster {
+                self.published_cluster = cluster;
+                *self.links.cluster.lock() = cluster;
+            }
+        }
     }
 
     /// Steps the core through every tick of real time since the last one, so its clock
@@ -226,8 +246,13 @@ impl StateThread {
                 }
                 if request == ClientRequest::Status {
                     let disk_bytes = directory_bytes(&self.links.data_dir.path);
-                    let json =
-                        super::status::status_json(&self.radiant, &self.links.machine, disk_bytes);
+                    let security = self.links.security.to_json();
+                    let json = super::status::status_json(
+                        &self.radiant,
+                        &self.links.machine,
+                        disk_bytes,
+                        security,
+                    );
                     self.send_reply(reply_to, Message::Response(ClientResponse::Status { json }));
                     return false;
                 }

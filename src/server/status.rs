@@ -11,8 +11,13 @@ use crate::storage::state_machine::StateMachine;
 /// The status document: the radiant (state, role, readiness and why not, disk use), its
 /// order (state in the seed's spelling, herald, log positions, membership) and the
 /// system (configuration, controller, every order with its herald, members and shards,
-/// every radiant).
-pub fn status_json(radiant: &Radiant, machine: &StateMachine, disk_bytes: u64) -> String {
+/// every radiant), and what the trusted boundary refused (`security`).
+pub fn status_json(
+    radiant: &Radiant,
+    machine: &StateMachine,
+    disk_bytes: u64,
+    security: Value,
+) -> String {
     let order = radiant.order();
     let system = radiant.system();
     let role = match (order, system) {
@@ -31,6 +36,7 @@ pub fn status_json(radiant: &Radiant, machine: &StateMachine, disk_bytes: u64) -
         "not_ready": readiness.err(),
         "keys": machine.map().len(),
         "disk_bytes": disk_bytes,
+        "security": security,
     });
     if let Some(order) = order {
         merge(&mut document, order_json(order));

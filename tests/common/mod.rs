@@ -32,15 +32,32 @@ pub struct Daemon {
     pub log_path: PathBuf,
 }
 
-/// Writes a config for a radiant with its data in `data_dir`, loopback port 0, plus `extra`
-/// TOML lines, and returns its path.
+/// The cluster secret every test radiant proves to its peers.
+pub const CLUSTER_SECRET: &str = "radiant test cluster secret";
+/// The admin token of every test radiant; `radiant()` presents it (RADIANT_TOKEN).
+pub const ADMIN_TOKEN: &str = "radiant test admin token";
+
+/// The config lines that guard a test radiant: the cluster secret and an admin token
+/// file (written beside `data_dir`).
+pub fn security_lines(data_dir: &Path) -> String {
+    let token_file = data_dir.with_extension("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).expect("write admin token file");
+    format!(
+        "cluster_secret = {CLUSTER_SECRET:?}\nadmin_token_file = {:?}\n",
+        token_file.display().to_string()
+    )
+}
+
+/// Writes a config for a radiant with its data in `data_dir`, loopback port 0, the test
+/// secret and admin token (`security_lines`), plus `extra` TOML lines; returns its path.
 pub fn write_config(data_dir: &Path, extra: &str) -> PathBuf {
     std::fs::create_dir_all(data_dir).expect("create data dir");
     let path = data_dir.with_extension("toml");
     let text = format!(
         "my_ip = \"127.0.0.1\"\nmy_port = 0\nclient_ip = \"127.0.0.1\"\nclient_port = 0\n\
-         data_dir = {:?}\nlog_level = \"info\"\n{extra}\n",
-        data_dir.display().to_string()
+         data_dir = {:?}\nlog_level = \"info\"\n{}{extra}\n",
+        data_dir.display().to_string(),
+        security_lines(data_dir),
     );
     std::fs::write(&path, text).expect("write config");
     path
@@ -300,8 +317,9 @@ pub fn order_member_config(
     let (id, peer, client) = me;
     let mut text = format!(
         "member_id = {id}\nmy_ip = \"127.0.0.1\"\nmy_port = {peer}\nclient_ip = \"127.0.0.1\"\n\
-         client_port = {client}\ndata_dir = {:?}\nlog_level = \"info\"\n{extra}\n",
-        data_dir.display().to_string()
+         client_port = {client}\ndata_dir = {:?}\nlog_level = \"info\"\n{}{extra}\n",
+        data_dir.display().to_string(),
+        security_lines(data_dir),
     );
     for (member, peer, client) in members {
         text.push_str(&format!(
@@ -323,11 +341,11 @@ pub fn status(daemon: &Daemon) -> Option<serde_json::Value> {
     }
 }
 
-/// Runs `radiant ARGS` to completion (killed by PID if it outlives 30 s); returns the exit
-/// code, stdout and stderr.
+/// Runs `radiant ARGS` to completion (killed by PID if it outlives 30 s), presenting the
+/// test admin token; returns the exit code, stdout and stderr.
 pub fn radiant(args: &[&str]) -> (i32, String, String) {
     let output = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_radiant")).args(args),
+        Command::new(env!("CARGO_BIN_EXE_radiant")).args(args).env("RADIANT_TOKEN", ADMIN_TOKEN),
         Duration::from_secs(30),
     );
     let code = output.status.code().expect("exited normally");

@@ -45,10 +45,11 @@ pub fn start_with(
         "my_ip = \"127.0.0.1\"\nmy_port = {}\nclient_ip = \"127.0.0.1\"\nclient_port = {}\n\
          data_dir = {:?}\nlog_level = \"info\"\n{neighbor}bootstrap_expect = {expect}\n\
          order_size = 3\nshard_count = 64\ntick_ms = 10\nelection_timeout = 30\n\
-         heartbeat_interval = 5\nbeacon_interval = 10\nbootstrap_backoff = 20\n{extra}",
+         heartbeat_interval = 5\nbeacon_interval = 10\nbootstrap_backoff = 20\n{}{extra}",
         me.peer,
         me.client,
         data_dir.display().to_string(),
+        super::security_lines(&data_dir),
     );
     let config_path = data_dir.with_extension("toml");
     std::fs::write(&config_path, text).expect("write config");

@@ -172,7 +172,17 @@ pub enum ClientRequest {
         /// The configuration number; 0 for the newest.
         number: u64,
     },
+    /// Present a token for this connection: the client token grants data requests, the
+    /// admin token grants those and admin requests. Answered by `Done`, or by
+    /// `Unauthorized` (the connection keeps what it had).
+    Authenticate {
+        /// The token, at most `MAX_TOKEN_BYTES`.
+        token: Bytes,
+    },
 }
+
+/// The longest token `Authenticate` carries.
+pub const MAX_TOKEN_BYTES: u32 = 1024;
 
 // ===== impl ClientRequest =====
 
@@ -194,6 +204,7 @@ impl ClientRequest {
             ClientRequest::MoveShard { .. } => Kind::MoveShard,
             ClientRequest::LeaveOrder { .. } => Kind::LeaveOrder,
             ClientRequest::QueryConfiguration { .. } => Kind::QueryConfiguration,
+            ClientRequest::Authenticate { .. } => Kind::Authenticate,
         }
     }
 
@@ -213,7 +224,8 @@ impl ClientRequest {
             | ClientRequest::RemoveRadiant { .. }
             | ClientRequest::MoveShard { .. }
             | ClientRequest::LeaveOrder { .. }
-            | ClientRequest::QueryConfiguration { .. } => None,
+            | ClientRequest::QueryConfiguration { .. }
+            | ClientRequest::Authenticate { .. } => None,
         }
     }
 
@@ -273,6 +285,9 @@ impl ClientRequest {
             Kind::QueryConfiguration => {
                 ClientRequest::QueryConfiguration { number: reader.read_u64("number")? }
             }
+            Kind::Authenticate => ClientRequest::Authenticate {
+                token: reader.read_bytes_at_most("token", MAX_TOKEN_BYTES, "token too long")?,
+            },
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
@@ -319,6 +334,7 @@ impl ClientRequest {
             }
             ClientRequest::LeaveOrder { group } => dst.put_u64(group.get()),
             ClientRequest::QueryConfiguration { number } => dst.put_u64(*number),
+            ClientRequest::Authenticate { token } => put_bytes(dst, token),
         }
     }
 }

@@ -51,6 +51,12 @@ pub enum ErrorResponse {
         /// What happened, for people; at most `MAX_REASON_BYTES`.
         reason: String,
     },
+    /// The connection has not presented the token this request needs (`Authenticate`);
+    /// retrying without it fails again. Code 7.
+    Unauthorized {
+        /// Which token is missing and how to present it; at most `MAX_REASON_BYTES`.
+        reason: String,
+    },
 }
 
 const CODE_NOT_HERALD: u8 = 1;
@@ -59,6 +65,7 @@ const CODE_LOCKED: u8 = 3;
 const CODE_UNAVAILABLE: u8 = 4;
 const CODE_BAD_REQUEST: u8 = 5;
 const CODE_OUTCOME_UNKNOWN: u8 = 6;
+const CODE_UNAUTHORIZED: u8 = 7;
 
 const REASON_TOO_LONG: &str = "longer than MAX_REASON_BYTES (1024)";
 
@@ -112,6 +119,9 @@ impl ErrorResponse {
             CODE_OUTCOME_UNKNOWN => ErrorResponse::OutcomeUnknown {
                 reason: reader.read_string("reason", MAX_REASON_BYTES, REASON_TOO_LONG)?,
             },
+            CODE_UNAUTHORIZED => ErrorResponse::Unauthorized {
+                reason: reader.read_string("reason", MAX_REASON_BYTES, REASON_TOO_LONG)?,
+            },
             _ => return Err(reader.invalid("code", "unknown error code")),
         };
         reader.finish()?;
@@ -151,6 +161,10 @@ impl ErrorResponse {
             }
             ErrorResponse::OutcomeUnknown { reason } => {
                 dst.put_u8(CODE_OUTCOME_UNKNOWN);
+                put_string(dst, reason, MAX_REASON_BYTES);
+            }
+            ErrorResponse::Unauthorized { reason } => {
+                dst.put_u8(CODE_UNAUTHORIZED);
                 put_string(dst, reason, MAX_REASON_BYTES);
             }
         }
@@ -193,6 +207,7 @@ impl fmt::Display for ErrorResponse {
                 "outcome unknown: {reason}; the request may or may not have taken effect, so \
                  read the current state before retrying it"
             ),
+            ErrorResponse::Unauthorized { reason } => write!(f, "unauthorized: {reason}"),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::limits::Limits;
 pub mod client;
 pub mod command;
 pub mod error;
+pub mod link;
 pub mod migration;
 pub mod peer;
 pub mod replication;
@@ -22,6 +23,7 @@ pub mod vote;
 pub use client::{ClientRequest, ClientResponse, ReadConsistency, Session};
 pub use command::{Command, CouncilEntry, MembershipChange};
 pub use error::ErrorResponse;
+pub use link::{LinkIntroduction, LinkMessage, LinkRole};
 pub use migration::{MigrationEntry, ShardChunk};
 pub use peer::{PeerBody, PeerHeader, PeerMessage};
 pub use replication::{Append, AppendAck, InstallSnapshot, InstallSnapshotAck};
@@ -44,6 +46,8 @@ pub enum Message {
     Peer(PeerMessage),
     /// Between radiants, addressed by peer address: beacons, joins, the council.
     System(SystemMessage),
+    /// The handshake that opens a peer link (nothing else on a link is believed first).
+    Link(LinkMessage),
 }
 
 impl Message {
@@ -55,6 +59,7 @@ impl Message {
             Message::Error(error) => error.kind(),
             Message::Peer(peer) => peer.kind(),
             Message::System(system) => system.kind(),
+            Message::Link(link) => link.kind(),
         }
     }
 
@@ -66,6 +71,7 @@ impl Message {
             Message::Error(error) => error.encode(dst),
             Message::Peer(peer) => peer.encode(dst),
             Message::System(system) => system.encode(dst),
+            Message::Link(link) => link.encode(dst),
         });
     }
 
@@ -74,6 +80,9 @@ impl Message {
     /// correlation id addresses the reply.
     pub fn decode(frame: Frame, limits: &Limits) -> Result<Message, DecodeError> {
         let Frame { kind, payload, .. } = frame;
+        if LinkMessage::is_link_kind(kind) {
+            return LinkMessage::decode(kind, payload).map(Message::Link);
+        }
         if SystemMessage::is_system_kind(kind) {
             return SystemMessage::decode(kind, payload, limits).map(Message::System);
         }

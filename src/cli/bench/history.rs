@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::{histogram, on_threads, Settings, GET_RATIO_SCALE};
-use crate::client::{Client, ClientOptions};
+use crate::client::Client;
 use crate::core::prng::Prng;
 use crate::sim::history::{write_jsonl, OpKind, Operation};
 
@@ -88,7 +88,7 @@ pub(super) fn run(settings: &Settings, path: &std::path::Path) -> Result<u8, Str
 }
 
 fn lane(settings: &Settings, index: usize, start: Instant, end: Instant) -> Result<Lane, String> {
-    let options = ClientOptions { timeout: OPERATION_TIMEOUT, ..ClientOptions::default() };
+    let options = settings.client_options(OPERATION_TIMEOUT);
     let mut client = Client::connect(&settings.address, options).map_err(|e| e.to_string())?;
     let mut prng = Prng::new(settings.seed ^ index as u64);
     let mut lane =

@@ -95,9 +95,12 @@ impl Order {
                 });
                 return None;
             }
-            ClientRequest::Status => {
-                // The driver answers status from its own view; the core never sees it.
-                let reason = "status is answered by the radiant, not the order".to_string();
+            ClientRequest::Status | ClientRequest::Authenticate { .. } => {
+                // The driver answers status from its own view, and the reactor answers
+                // `Authenticate` for its connection; the core never sees either.
+                let reason = "status and authentication are answered by the radiant, not \
+                              the order"
+                    .to_string();
                 actions.push(Action::Reply {
                     reply_to,
                     result: Err(ErrorResponse::BadRequest { reason }),

@@ -11,6 +11,8 @@ use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use mio::Interest;
 
+use crate::server::link_auth::{LinkHandshake, TrustedPeer};
+
 /// Bytes read per `read(2)` call; large enough for a burst of small requests.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -21,8 +23,36 @@ pub(crate) enum Side {
     Client,
     /// A peer radiant that connected to our peer port.
     PeerInbound,
-    /// A peer link we dialled; the index is its slot in the reactor's peer table.
-    PeerOutbound(usize),
+    /// A peer link we dialled to this peer address.
+    PeerOutbound(std::net::SocketAddr),
+}
+
+impl Side {
+    pub(crate) fn is_peer(self) -> bool {
+        !matches!(self, Side::Client)
+    }
+}
+
+/// What a client connection has proved (`Authenticate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Access {
+    /// No token yet.
+    Anonymous,
+    /// The client token: data requests.
+    Client,
+    /// The admin token: data and admin requests.
+    Admin,
+}
+
+/// Where a peer connection's handshake stands; nothing from it reaches the core before
+/// it is `Trusted`.
+pub(crate) enum PeerTrust {
+    /// A client connection: not a peer link.
+    NotAPeer,
+    /// The handshake is under way and must finish by `deadline`.
+    Handshaking { handshake: Box<LinkHandshake>, deadline: Instant },
+    /// Both sides proved the secret.
+    Trusted(TrustedPeer),
 }
 
 /// What a read turn found.
@@ -52,6 +82,12 @@ pub(crate) struct Connection {
     write_progress_at: Option<Instant>,
     /// The interest currently registered with the poll.
     pub(crate) registered: Interest,
+    /// A client connection's proved access.
+    pub(crate) access: Access,
+    /// `Authenticate` requests this connection failed.
+    pub(crate) failed_authentications: u32,
+    /// A peer connection's handshake.
+    pub(crate) trust: PeerTrust,
 }
 
 impl Connection {
@@ -72,6 +108,17 @@ impl Connection {
             last_activity: now,
             write_progress_at: None,
             registered: Interest::READABLE,
+            access: Access::Anonymous,
+            failed_authentications: 0,
+            trust: PeerTrust::NotAPeer,
+        }
+    }
+
+    /// The peer address the other radiant proved itself under, once trusted.
+    pub(crate) fn trusted_peer(&self) -> Option<&str> {
+        match &self.trust {
+            PeerTrust::Trusted(peer) => Some(&peer.address),
+            PeerTrust::NotAPeer | PeerTrust::Handshaking { .. } => None,
         }
     }
 

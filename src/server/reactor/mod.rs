@@ -13,12 +13,15 @@
 
 mod connection;
 mod connections;
+mod peer_links;
 mod peers;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,18 +35,19 @@ use radiant_protocol::{
 };
 use tracing::{debug, info, warn};
 
-use self::connection::{Connection, ReadOutcome, Side};
+use self::connection::{Access, Connection, PeerTrust, ReadOutcome, Side};
 use self::connections::{
     id_of, token_of, Slab, CLIENT_LISTENER_TOKEN, PEER_LISTENER_TOKEN, WAKER_TOKEN,
 };
 use self::peers::{LinkState, PeerLink};
 use super::channels::{reactor_channel, ReactorReceiver, ReactorSender};
+use super::link_auth::{token_matches, LinkTrust};
 use super::state_thread::StateEvent;
 use super::test_switches;
 use crate::core::prng::Prng;
 use crate::core::{ConnectionId, ReplyTo};
 use crate::limits::{
-    MAX_ACCEPTS_PER_TURN, MAX_EVENTS, MAX_FRAMES_PER_TURN, MAX_READ_BYTES_PER_TURN,
+    MAX_ACCEPTS_PER_TURN, MAX_EVENTS, MAX_FRAMES_PER_TURN, MAX_PEER_LINKS, MAX_READ_BYTES_PER_TURN,
     REACTOR_HOUSEKEEPING_INTERVAL, REACTOR_INBOX_CAPACITY, SHUTDOWN_DRAIN_TIMEOUT,
 };
 
@@ -100,6 +104,80 @@ pub struct ReactorOptions {
     /// Test-only fault: panic at the first keyed request (`test_switches::PANIC_THREAD`
     /// naming `main`, the reactor's thread). False in service.
     pub panic_on_first_keyed_request: bool,
+    /// This radiant's peer address, as it introduces itself in link handshakes.
+    pub peer_address: String,
+    /// How peer links are authenticated.
+    pub link_trust: Arc<LinkTrust>,
+    /// Most inbound peer connections (a pool apart from `max_connections`).
+    pub max_peer_connections: usize,
+    /// The tokens of the client port.
+    pub tokens: ClientTokens,
+    /// The radiant's cluster id as the state thread last published it (for handshakes).
+    pub cluster: Arc<parking_lot::Mutex<radiant_protocol::ClusterId>>,
+    /// Refusals, shared with the state thread's status.
+    pub security: Arc<SecurityCounters>,
+}
+
+/// The tokens clients present with `Authenticate`.
+#[derive(Clone, Default)]
+pub struct ClientTokens {
+    /// Grants admin and data requests (`admin_token_file`).
+    pub admin: Option<Vec<u8>>,
+    /// Grants data requests (`client_token_file`); unset: data requests are open.
+    pub client: Option<Vec<u8>>,
+    /// Admin requests are open without an admin token (`insecure = true`).
+    pub admin_open_without_token: bool,
+}
+
+impl std::fmt::Debug for ClientTokens {
+    // Why: a token must never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTokens")
+            .field("admin", &self.admin.is_some())
+            .field("client", &self.client.is_some())
+            .field("admin_open_without_token", &self.admin_open_without_token)
+            .finish()
+    }
+}
+
+/// What the trusted boundary refused, counted for `radiant status` (`security`).
+#[derive(Debug, Default)]
+pub struct SecurityCounters {
+    /// Link handshakes that completed.
+    pub links_trusted: AtomicU64,
+    /// Link handshakes refused (another secret, insecure against secured, a foreign
+    /// cluster, a bad proof, a message out of turn), by either side.
+    pub links_refused: AtomicU64,
+    /// Link handshakes that did not finish within `PEER_HANDSHAKE_TIMEOUT`.
+    pub handshake_timeouts: AtomicU64,
+    /// Frames other than the handshake sent on a link before it was trusted.
+    pub unauthenticated_frames: AtomicU64,
+    /// Inbound peer connections refused at `max_peer_connections`.
+    pub peer_connections_refused: AtomicU64,
+    /// `Authenticate` requests whose token matched nothing.
+    pub failed_authentications: AtomicU64,
+    /// Requests refused as `Unauthorized`.
+    pub unauthorized_requests: AtomicU64,
+}
+
+impl SecurityCounters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        serde_json::json!({
+            "links_trusted": get(&self.links_trusted),
+            "links_refused": get(&self.links_refused),
+            "handshake_timeouts": get(&self.handshake_timeouts),
+            "unauthenticated_frames": get(&self.unauthenticated_frames),
+            "peer_connections_refused": get(&self.peer_connections_refused),
+            "failed_authentications": get(&self.failed_authentications),
+            "unauthorized_requests": get(&self.unauthorized_requests),
+        })
+    }
 }
 
 /// Counters for tests and `status`.
@@ -126,7 +204,10 @@ pub struct Reactor {
     connections: Slab<Connection>,
     inbox: ReactorReceiver<ReactorEvent>,
     state: Sender<StateEvent>,
-    links: Vec<PeerLink>,
+    links: HashMap<SocketAddr, PeerLink>,
+    /// Open client connections and inbound peer connections: separate pools.
+    client_connections: usize,
+    inbound_peer_connections: usize,
     prng: Prng,
     /// Connections to revisit without a readiness event: read budget spent, or they
     /// were paused and have resumed (mio is edge-triggered).
@@ -187,7 +268,9 @@ impl Reactor {
         let now = Instant::now();
         let reactor = Reactor {
             poll,
-            connections: Slab::new(options.max_connections),
+            connections: Slab::new(
+                options.max_connections + options.max_peer_connections + MAX_PEER_LINKS,
+            ),
             prng: Prng::new(options.seed),
             next_tick: now + options.tick,
             options,
@@ -195,7 +278,9 @@ impl Reactor {
             peer_listener: Some(peer_listener),
             inbox,
             state,
-            links: Vec::new(),
+            links: HashMap::new(),
+            client_connections: 0,
+            inbound_peer_connections: 0,
             revisit: Vec::new(),
             dirty: Vec::new(),
             blocked: Vec::new(),
@@ -248,7 +333,7 @@ impl Reactor {
             return if self.blocked.is_empty() { Duration::ZERO } else { Duration::from_millis(1) };
         }
         let mut deadline = self.next_tick.min(self.next_housekeeping);
-        for link in &self.links {
+        for link in self.links.values() {
             if let LinkState::Idle { dial_at } = link.state {
                 deadline = deadline.min(dial_at);
             }
@@ -315,7 +400,17 @@ impl Reactor {
         now: Instant,
     ) {
         tune_stream(&stream);
-        if self.connections.is_full() {
+        if side.is_peer() {
+            if self.inbound_peer_connections >= self.options.max_peer_connections {
+                SecurityCounters::add(&self.options.security.peer_connections_refused);
+                warn!(
+                    peer = %address,
+                    limit = self.options.max_peer_connections,
+                    "reactor: refusing a peer connection at max_peer_connections"
+                );
+                return;
+            }
+        } else if self.client_connections >= self.options.max_connections {
             self.counters.refused_at_limit += 1;
             let reason = format!(
                 "too many connections (max_connections = {}); retry later or raise the limit",
@@ -329,10 +424,22 @@ impl Reactor {
             let _ = io::Write::write(&mut stream, &self.scratch_frame);
             return;
         }
-        let make = |_| Connection::new(stream, side, address, now);
+        let trust = match side {
+            Side::Client => PeerTrust::NotAPeer,
+            _ => match self.accept_handshake(now) {
+                Some(trust) => trust,
+                None => return,
+            },
+        };
+        let make = |_| {
+            let mut connection = Connection::new(stream, side, address, now);
+            connection.trust = trust;
+            connection
+        };
         let Some(id) = self.connections.insert_with(make) else {
             return;
         };
+        self.count_connection(side, true);
         self.counters.accepted += 1;
         debug!(peer = %address, ?side, ?id, "reactor: accepted");
         if let Err(error) = self.register(id, Interest::READABLE) {
@@ -464,31 +571,12 @@ impl Reactor {
                 self.queue_message(id, correlation_id, &Message::Response(pong), now);
             }
             (Side::Client, Message::Request(request)) => {
-                if request.key().is_some() {
-                    let armed = &mut self.options.panic_on_first_keyed_request;
-                    test_switches::panic_if(armed, "its first keyed request");
-                }
-                let reply_to = ReplyTo { connection: id, correlation_id };
-                if let Some(connection) = self.connections.get_mut(id) {
-                    connection.inflight += 1;
-                }
-                self.hand_to_state(id, StateEvent::Client { reply_to, request });
+                self.on_client_request(id, correlation_id, request, now);
             }
-            (Side::PeerInbound | Side::PeerOutbound(_), Message::Peer(message)) => {
-                self.hand_to_state(id, StateEvent::Core(crate::core::Input::Message(message)));
+            (Side::PeerInbound | Side::PeerOutbound(_), message) => {
+                self.on_peer_frame(id, correlation_id, message, now);
             }
-            (Side::PeerInbound | Side::PeerOutbound(_), Message::System(message)) => {
-                self.hand_to_state(id, StateEvent::Core(crate::core::Input::System(message)));
-            }
-            (Side::PeerInbound | Side::PeerOutbound(_), Message::Error(error)) => {
-                // Never answer an error with an error: two radiants would bounce forever.
-                let peer = self.connections.get_mut(id).map(|connection| connection.peer_address);
-                warn!(?peer, %error, "reactor: a peer refused a message; dropped");
-            }
-            (Side::PeerOutbound(_), Message::Response(response)) => {
-                debug!(?id, ?response, "reactor: peer link response");
-            }
-            (_, other) => {
+            (Side::Client, other) => {
                 let reason = format!(
                     "a {:?} message is not accepted on this port; send client requests to the \
                      client port",
@@ -497,6 +585,126 @@ impl Reactor {
                 self.reply_error(id, correlation_id, ErrorResponse::BadRequest { reason }, now);
             }
         }
+    }
+
+    /// A client request: `Authenticate` is answered here; a request the connection has
+    /// no token for is refused as `Unauthorized`; the rest go to the state thread.
+    fn on_client_request(
+        &mut self,
+        id: ConnectionId,
+        correlation_id: u64,
+        request: ClientRequest,
+        now: Instant,
+    ) {
+        let Some(connection) = self.connections.get_mut(id) else {
+            return;
+        };
+        let access = connection.access;
+        if let ClientRequest::Authenticate { token } = &request {
+            let answer = self.authenticate(id, token);
+            self.queue_message(id, correlation_id, &answer, now);
+            return;
+        }
+        if let Err(reason) = self.authorize(access, &request) {
+            SecurityCounters::add(&self.options.security.unauthorized_requests);
+            if matches!(request, ClientRequest::Status) {
+                // Status without the client token says only who answers and what to do.
+                let json = serde_json::json!({
+                    "member": self.options.member_id.map(MemberId::get),
+                    "authenticated": false,
+                    "hint": reason,
+                })
+                .to_string();
+                let status = Message::Response(ClientResponse::Status { json });
+                self.queue_message(id, correlation_id, &status, now);
+            } else {
+                let error = ErrorResponse::Unauthorized { reason };
+                self.reply_error(id, correlation_id, error, now);
+            }
+            return;
+        }
+        if request.key().is_some() {
+            let armed = &mut self.options.panic_on_first_keyed_request;
+            test_switches::panic_if(armed, "its first keyed request");
+        }
+        let reply_to = ReplyTo { connection: id, correlation_id };
+        if let Some(connection) = self.connections.get_mut(id) {
+            connection.inflight += 1;
+        }
+        self.hand_to_state(id, StateEvent::Client { reply_to, request });
+    }
+
+    /// Checks `token` against the admin and the client token (each in constant time) and
+    /// raises the connection's access; repeated failures close the connection.
+    fn authenticate(&mut self, id: ConnectionId, token: &[u8]) -> Message {
+        let tokens = &self.options.tokens;
+        let matches = |expected: &Option<Vec<u8>>| {
+            expected.as_deref().is_some_and(|expected| token_matches(token, expected))
+        };
+        let granted = if matches(&tokens.admin) {
+            Some(Access::Admin)
+        } else if matches(&tokens.client) {
+            Some(Access::Client)
+        } else {
+            None
+        };
+        let Some(connection) = self.connections.get_mut(id) else {
+            return Message::Response(ClientResponse::Done);
+        };
+        if let Some(granted) = granted {
+            connection.access = connection.access.max(granted);
+            return Message::Response(ClientResponse::Done);
+        }
+        SecurityCounters::add(&self.options.security.failed_authentications);
+        connection.failed_authentications += 1;
+        warn!(
+            peer = %connection.peer_address,
+            failures = connection.failed_authentications,
+            "reactor: a client presented a token that matches neither the admin nor the client \
+             token"
+        );
+        if connection.failed_authentications >= crate::limits::MAX_FAILED_AUTHENTICATIONS {
+            connection.closing = true;
+        }
+        let reason = "the token matches neither the admin token nor the client token of this \
+                      radiant; check the --token-file or RADIANT_TOKEN you gave"
+            .to_string();
+        Message::Error(ErrorResponse::Unauthorized { reason })
+    }
+
+    /// Whether a connection with `access` may make `request`; if not, what to do.
+    fn authorize(&self, access: Access, request: &ClientRequest) -> Result<(), String> {
+        let tokens = &self.options.tokens;
+        let admin_request = matches!(
+            request,
+            ClientRequest::AddMember { .. }
+                | ClientRequest::RemoveMember { .. }
+                | ClientRequest::TransferHerald { .. }
+                | ClientRequest::AddRadiant { .. }
+                | ClientRequest::RemoveRadiant { .. }
+                | ClientRequest::MoveShard { .. }
+                | ClientRequest::LeaveOrder { .. }
+        );
+        if admin_request {
+            if access == Access::Admin || tokens.admin_open_without_token {
+                return Ok(());
+            }
+            return Err(if tokens.admin.is_none() {
+                "admin requests are refused: this radiant has no admin_token_file; set one in \
+                 its configuration and present that token (--token-file or RADIANT_TOKEN)"
+                    .to_string()
+            } else {
+                "admin requests need the admin token: present it with --token-file FILE or \
+                 RADIANT_TOKEN"
+                    .to_string()
+            });
+        }
+        if tokens.client.is_none() || access >= Access::Client {
+            return Ok(());
+        }
+        Err("this radiant requires the client token (client_token_file): present it with \
+             --token-file FILE or RADIANT_TOKEN, or `token` in ClientOptions"
+            .to_string())
     }
 
     fn hand_to_state(&mut self, id: ConnectionId, event: StateEvent) {
@@ -544,13 +752,8 @@ impl Reactor {
     fn on_reactor_event(&mut self, event: ReactorEvent, now: Instant) {
         match event {
             ReactorEvent::Reply { reply_to, message } => self.on_reply(reply_to, &message, now),
-            ReactorEvent::LinkPeer(address) => {
-                if !self.links.iter().any(|link| link.address == address) {
-                    info!(peer = %address, "reactor: keeping a link to peer");
-                    self.links.push(PeerLink::new(address, now));
-                }
-            }
-            ReactorEvent::SendPeer { address, frame } => self.send_on_link(address, &frame, now),
+            ReactorEvent::LinkPeer(address) => self.ensure_link(address, now),
+            ReactorEvent::SendPeer { address, frame } => self.send_on_link(address, frame, now),
             ReactorEvent::Shutdown => self.begin_drain(now),
         }
     }
@@ -676,11 +879,28 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut connection.stream);
         self.blocked.retain(|(blocked, _)| *blocked != id);
         debug!(peer = %connection.peer_address, ?id, why, "reactor: closed");
-        if let Side::PeerOutbound(slot) = connection.side {
-            if let Some(link) = self.links.get_mut(slot) {
-                let delay = link.on_failure(Instant::now(), &mut self.prng);
-                info!(peer = %link.address, ?delay, why, "reactor: peer link down, redialling");
+        self.count_connection(connection.side, false);
+        if let Side::PeerOutbound(address) = connection.side {
+            if let Some(link) = self.links.get_mut(&address) {
+                if link.connection() == Some(id) {
+                    let delay = link.on_failure(Instant::now(), &mut self.prng);
+                    info!(peer = %address, ?delay, why, "reactor: peer link down, redialling");
+                }
             }
+        }
+    }
+
+    /// Keeps the per-pool connection counts as connections open and close.
+    fn count_connection(&mut self, side: Side, opened: bool) {
+        let count = match side {
+            Side::Client => &mut self.client_connections,
+            Side::PeerInbound => &mut self.inbound_peer_connections,
+            Side::PeerOutbound(_) => return,
+        };
+        if opened {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
         }
     }
 }
@@ -698,6 +918,7 @@ impl Reactor {
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + REACTOR_HOUSEKEEPING_INTERVAL;
             self.close_idle_and_stalled(now);
+            self.expire_idle_links(now);
         }
     }
 
@@ -709,12 +930,25 @@ impl Reactor {
             let stalled = connection
                 .write_stalled_for(now)
                 .is_some_and(|stall| stall >= self.options.write_stall_timeout);
+            let quiet_for = now.saturating_duration_since(connection.last_activity);
             let idle = connection.side == Side::Client
                 && connection.inflight == 0
                 && connection.pending_write_bytes() == 0
-                && now.saturating_duration_since(connection.last_activity)
-                    >= self.options.client_idle_timeout;
-            if stalled {
+                && quiet_for >= self.options.client_idle_timeout;
+            let handshake_overdue = matches!(
+                connection.trust,
+                PeerTrust::Handshaking { deadline, .. } if now >= deadline
+            );
+            let idle_peer = connection.side == Side::PeerInbound
+                && quiet_for >= crate::limits::PEER_INBOUND_IDLE_TIMEOUT;
+            if handshake_overdue {
+                SecurityCounters::add(&self.options.security.handshake_timeouts);
+                let peer = connection.peer_address;
+                warn!(%peer, "reactor: closing a peer connection whose link handshake timed out");
+                self.close(id, "link handshake not finished within PEER_HANDSHAKE_TIMEOUT");
+            } else if idle_peer {
+                self.close(id, "peer connection idle past PEER_INBOUND_IDLE_TIMEOUT");
+            } else if stalled {
                 self.counters.closed_for_slow_reader += 1;
                 let peer = connection.peer_address;
                 warn!(%peer, "reactor: closing a connection whose replies stalled");
@@ -722,77 +956,6 @@ impl Reactor {
             } else if idle {
                 self.close(id, "idle past client_idle_timeout_ms");
             }
-        }
-    }
-
-    fn link_connecting(&self, id: ConnectionId) -> bool {
-        self.links.iter().any(|link| link.state == LinkState::Connecting(id))
-    }
-
-    fn dial_due_links(&mut self, now: Instant) {
-        for slot in 0..self.links.len() {
-            let LinkState::Idle { dial_at } = self.links[slot].state else {
-                continue;
-            };
-            if dial_at > now {
-                continue;
-            }
-            let address = self.links[slot].address;
-            let dialled = TcpStream::connect(address).and_then(|stream| {
-                let make = |_| Connection::new(stream, Side::PeerOutbound(slot), address, now);
-                let id = self.connections.insert_with(make).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::OutOfMemory, "connection slab full")
-                })?;
-                if let Err(error) = self.register(id, Interest::READABLE | Interest::WRITABLE) {
-                    self.connections.remove(id);
-                    return Err(error);
-                }
-                Ok(id)
-            });
-            match dialled {
-                Ok(id) => self.links[slot].state = LinkState::Connecting(id),
-                Err(error) => {
-                    let delay = self.links[slot].on_failure(now, &mut self.prng);
-                    debug!(peer = %address, %error, ?delay, "reactor: dial failed");
-                }
-            }
-        }
-    }
-
-    /// A non-blocking connect finished: `take_error` and `peer_addr` tell how.
-    fn on_link_connect_result(&mut self, id: ConnectionId, now: Instant) {
-        let Some(slot) = self.links.iter().position(|link| link.state == LinkState::Connecting(id))
-        else {
-            return;
-        };
-        let Some(connection) = self.connections.get_mut(id) else {
-            return;
-        };
-        let failed = matches!(connection.stream.take_error(), Ok(Some(_)) | Err(_));
-        if failed || connection.stream.peer_addr().is_err() {
-            self.close(id, "connect failed");
-            return;
-        }
-        tune_stream(&connection.stream);
-        let address = self.links[slot].address;
-        self.links[slot].on_connected(id);
-        info!(peer = %address, "reactor: peer link up");
-        self.flush(id, now);
-        self.revisit.push(id);
-    }
-
-    fn send_on_link(&mut self, address: SocketAddr, frame: &[u8], now: Instant) {
-        let Some(link) = self.links.iter_mut().find(|link| link.address == address) else {
-            debug!(peer = %address, "reactor: send to an unlinked peer dropped");
-            return;
-        };
-        let LinkState::Up(id) = link.state else {
-            link.dropped_frames += 1;
-            return;
-        };
-        if let Some(connection) = self.connections.get_mut(id) {
-            connection.queue(frame, now);
-            self.after_queue(id);
         }
     }
 

@@ -3,7 +3,8 @@
 //! jitter from the seeded PRNG, so a restarted peer is not hammered by every radiant
 //! at the same instant.
 //!
-//! It must not interpret peer messages; it only knows addresses and timing.
+//! It must not interpret peer messages; it only knows addresses, timing and the frames
+//! held while a link comes up.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,6 +16,8 @@ use crate::core::ConnectionId;
 pub(crate) const BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 /// Longest redial delay.
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most bytes of frames a link holds while it connects and shakes hands.
+pub(crate) const PEER_LINK_PENDING_MAX_BYTES: usize = 4 << 20;
 
 /// Where a link stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +26,9 @@ pub(crate) enum LinkState {
     Idle { dial_at: Instant },
     /// A non-blocking connect is under way on this connection.
     Connecting(ConnectionId),
-    /// Connected on this connection.
+    /// Connected; the link handshake is under way on this connection.
+    Handshaking(ConnectionId),
+    /// Connected and trusted on this connection.
     Up(ConnectionId),
 }
 
@@ -34,6 +39,12 @@ pub(crate) struct PeerLink {
     pub(crate) failures: u32,
     /// Frames dropped because the link was down (the core tolerates loss).
     pub(crate) dropped_frames: u64,
+    /// Frames to send once the link is up (a vote request on a link that was idle must
+    /// not be lost to the redial), at most `PEER_LINK_PENDING_MAX_BYTES` of them.
+    pub(crate) pending: Vec<bytes::Bytes>,
+    pending_bytes: usize,
+    /// When a frame was last sent on (or queued for) this link; an idle link expires.
+    pub(crate) last_used: Instant,
 }
 
 impl PeerLink {
@@ -43,20 +54,57 @@ impl PeerLink {
             state: LinkState::Idle { dial_at: now },
             failures: 0,
             dropped_frames: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            last_used: now,
         }
+    }
+
+    /// Keeps `frame` until the link is up; drops it (counted) past the byte limit.
+    pub(crate) fn hold(&mut self, frame: bytes::Bytes, now: Instant) {
+        self.last_used = now;
+        if self.pending_bytes + frame.len() > PEER_LINK_PENDING_MAX_BYTES {
+            self.dropped_frames += 1;
+            return;
+        }
+        self.pending_bytes += frame.len();
+        self.pending.push(frame);
+    }
+
+    /// The held frames, to send now that the link is up.
+    pub(crate) fn take_pending(&mut self) -> Vec<bytes::Bytes> {
+        self.pending_bytes = 0;
+        std::mem::take(&mut self.pending)
     }
 
     /// Records a failed or lost connection and schedules the next dial.
     pub(crate) fn on_failure(&mut self, now: Instant, prng: &mut Prng) -> Duration {
         self.failures = self.failures.saturating_add(1);
+        // Held frames are stale by the next attempt; the core resends what matters.
+        self.dropped_frames += self.pending.len() as u64;
+        self.take_pending();
         let delay = backoff_delay(self.failures, prng);
         self.state = LinkState::Idle { dial_at: now + delay };
         delay
     }
 
+    /// Connected: the handshake starts. Failures reset only once it is trusted, so a
+    /// peer that keeps refusing the handshake is redialled ever more slowly.
     pub(crate) fn on_connected(&mut self, connection: ConnectionId) {
+        self.state = LinkState::Handshaking(connection);
+    }
+
+    pub(crate) fn on_trusted(&mut self, connection: ConnectionId) {
         self.failures = 0;
         self.state = LinkState::Up(connection);
+    }
+
+    /// The connection the link is on, if any.
+    pub(crate) fn connection(&self) -> Option<ConnectionId> {
+        match self.state {
+            LinkState::Idle { .. } => None,
+            LinkState::Connecting(id) | LinkState::Handshaking(id) | LinkState::Up(id) => Some(id),
+        }
     }
 }
 

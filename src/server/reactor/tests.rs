@@ -1,5 +1,5 @@
-//! Reactor tests on real loopback sockets: outbound peer links, backoff and redial,
-//! Ping on the peer port, and shutdown.
+//! Reactor tests on real loopback sockets: outbound peer links, backoff and redial, the
+//! link handshake both ways, Ping on the peer port, and shutdown.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -24,6 +24,61 @@ fn options() -> ReactorOptions {
         seed: 9,
         drop_delete_answers: 0,
         panic_on_first_keyed_request: false,
+        peer_address: "127.0.0.1:1".to_string(),
+        link_trust: trust(SECRET),
+        max_peer_connections: 8,
+        tokens: ClientTokens::default(),
+        cluster: Arc::default(),
+        security: Arc::default(),
+    }
+}
+
+const SECRET: &str = "reactor test secret";
+
+fn trust(secret: &str) -> Arc<LinkTrust> {
+    Arc::new(LinkTrust::Secret { present: secret.as_bytes().to_vec(), also_accepted: None })
+}
+
+fn write_message(stream: &mut std::net::TcpStream, message: Message) {
+    let mut frame = BytesMut::new();
+    message.encode(0, &mut frame);
+    io::Write::write_all(stream, &frame).expect("write");
+}
+
+/// Plays the accepting side of a link handshake on `stream` with `secret`.
+fn accept_link(stream: &mut std::net::TcpStream, secret: &str) -> Result<(), String> {
+    use crate::server::link_auth::{LinkHandshake, LinkStep};
+    let address = "127.0.0.1:2".to_string();
+    let unset = radiant_protocol::ClusterId::UNSET;
+    let mut handshake = LinkHandshake::accept(trust(secret), [7; 32], address, unset);
+    for _ in 0..2 {
+        let Message::Link(message) = read_one_frame(stream) else {
+            return Err("a non-handshake frame came first".to_string());
+        };
+        match handshake.on_message(message).map_err(|refusal| refusal.reason)? {
+            LinkStep::Send(reply) => write_message(stream, Message::Link(reply)),
+            LinkStep::Trusted { .. } => return Ok(()),
+        }
+    }
+    Err("the handshake did not finish".to_string())
+}
+
+/// Plays the dialling side of a link handshake on `stream` with `secret`.
+fn dial_link(stream: &mut std::net::TcpStream, secret: &str) -> Result<(), String> {
+    use crate::server::link_auth::{LinkHandshake, LinkStep};
+    let address = "127.0.0.1:3".to_string();
+    let unset = radiant_protocol::ClusterId::UNSET;
+    let (mut handshake, hello) = LinkHandshake::dial(trust(secret), [8; 32], address, unset);
+    write_message(stream, Message::Link(hello));
+    let Message::Link(challenge) = read_one_frame(stream) else {
+        return Err("the acceptor answered the hello with a non-handshake frame".to_string());
+    };
+    match handshake.on_message(challenge).map_err(|refusal| refusal.reason)? {
+        LinkStep::Trusted { send: Some(proof), .. } => {
+            write_message(stream, Message::Link(proof));
+            Ok(())
+        }
+        other => Err(format!("unexpected step {other:?}")),
     }
 }
 
@@ -95,6 +150,7 @@ fn a_peer_link_dials_with_backoff_connects_when_the_peer_appears_and_redials_aft
 
     let listener = StdListener::bind(peer_address).expect("rebind the peer's port");
     let mut accepted = accept_within(&listener, Duration::from_secs(10));
+    accept_link(&mut accepted, SECRET).expect("the reactor's link handshake");
     let mut frame = BytesMut::new();
     Message::Request(ClientRequest::Ping).encode(77, &mut frame);
     // The link may report up a moment after the peer accepts; resend until a frame lands.
@@ -116,8 +172,12 @@ fn a_peer_link_dials_with_backoff_connects_when_the_peer_appears_and_redials_aft
     }
 
     drop(accepted);
-    let redialled = accept_within(&listener, Duration::from_secs(10));
+    let mut redialled = accept_within(&listener, Duration::from_secs(10));
     redialled.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    // A listener with another secret: the reactor refuses the link, saying why.
+    let refused = accept_link(&mut redialled, "not the reactor's secret");
+    let reason = refused.expect_err("another secret must not link");
+    assert!(reason.contains("different cluster_secret"), "{reason}");
     sender.send(ReactorEvent::Shutdown).expect("send");
     let counters = running.join().expect("reactor thread").expect("reactor ran");
     assert_eq!(counters.refused_at_limit, 0);
@@ -142,20 +202,47 @@ fn ping_on_the_peer_port_gets_pong_and_shutdown_exits() {
 }
 
 #[test]
-fn an_error_frame_from_a_peer_is_not_answered_with_another_error() {
-    let (peer_address, sender, running, _state_inbox) = start_reactor();
-    let mut stream = std::net::TcpStream::connect(peer_address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut frame = BytesMut::new();
+fn nothing_from_a_peer_reaches_the_state_thread_before_the_handshake() {
+    let (peer_address, sender, running, state_inbox) = start_reactor();
+    // An attacker skips the handshake and sends a peer message: refused and closed.
+    let mut attacker = std::net::TcpStream::connect(peer_address).expect("connect");
+    attacker.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let refusal = radiant_protocol::ErrorResponse::BadRequest { reason: "no".to_string() };
-    Message::Error(refusal).encode(3, &mut frame);
-    Message::Request(ClientRequest::Ping).encode(4, &mut frame);
-    io::Write::write_all(&mut stream, &frame).expect("write");
-    // The first frame back answers the ping: the error got no reply of its own.
-    match read_one_frame(&mut stream) {
-        Message::Response(radiant_protocol::ClientResponse::Pong { .. }) => {}
-        other => panic!("expected only a Pong, got {other:?}"),
+    write_message(&mut attacker, Message::Error(refusal));
+    match read_one_frame(&mut attacker) {
+        Message::Link(radiant_protocol::LinkMessage::Refused { reason }) => {
+            assert!(reason.contains("before the link handshake"), "{reason}")
+        }
+        other => panic!("expected LinkRefused, got {other:?}"),
     }
+    let mut rest = Vec::new();
+    let closed = attacker.read_to_end(&mut rest).map(|_| ()).is_ok();
+    assert!(closed && rest.is_empty(), "the connection closes after the refusal");
+    // Another secret: the dialler learns why.
+    let mut wrong = std::net::TcpStream::connect(peer_address).expect("connect");
+    wrong.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let reason = dial_link(&mut wrong, "not the reactor's secret").expect_err("another secret");
+    assert!(reason.contains("different cluster_secret"), "{reason}");
+    // The secret: the link is trusted and a system message goes through.
+    let mut peer = std::net::TcpStream::connect(peer_address).expect("connect");
+    peer.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    dial_link(&mut peer, SECRET).expect("the right secret links");
+    let beacon = radiant_protocol::SystemMessage {
+        cluster: radiant_protocol::ClusterId::UNSET,
+        from: "127.0.0.1:3".to_string(),
+        body: radiant_protocol::SystemBody::BeaconRefused { reason: "test".to_string() },
+    };
+    write_message(&mut peer, Message::System(beacon.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivered = loop {
+        match state_inbox.recv_timeout(Duration::from_millis(50)) {
+            Ok(StateEvent::Core(crate::core::Input::System(message))) => break message,
+            Ok(StateEvent::Tick) | Err(_) => {}
+            Ok(other) => panic!("only the trusted link's message may arrive, got {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the trusted link's message never arrived");
+    };
+    assert_eq!(delivered, beacon);
     sender.send(ReactorEvent::Shutdown).expect("send");
     running.join().expect("reactor thread").expect("reactor ran");
 }
