@@ -8,11 +8,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::load::Load;
 use common::system::{
     agreed_shape, one_controller, ports, shards_settled, start, start_with, wait_for,
 };
@@ -21,55 +20,6 @@ use serde_json::Value;
 
 /// Seconds of checked load; the joins, moves and the leave happen inside it.
 const LOAD_SECONDS: u64 = 15;
-/// Longest the load may run past its duration (its last operations' deadlines).
-const LOAD_GRACE: Duration = Duration::from_secs(60);
-
-/// A `radiant bench --history` process, killed by PID on drop.
-struct Load {
-    child: Child,
-    stdout: PathBuf,
-}
-
-impl Load {
-    fn start(address: &str, history: &Path, stdout: PathBuf) -> Load {
-        let out = File::create(&stdout).expect("bench stdout file");
-        let child = Command::new(env!("CARGO_BIN_EXE_radiant"))
-            .args(["bench", "--addr", address, "--connections", "4", "--warmup", "0"])
-            .args(["--duration", &LOAD_SECONDS.to_string(), "--keys", "300", "--key-bytes", "8"])
-            .args(["--value-bytes", "16", "--get-ratio", "0.3", "--json", "--history"])
-            .arg(history)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn radiant bench");
-        Load { child, stdout }
-    }
-
-    /// Waits for the load to end; its JSON report.
-    fn finish(mut self) -> (i32, Value) {
-        let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS) + LOAD_GRACE;
-        let code = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "radiant bench outlived its deadline");
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let text = std::fs::read_to_string(&self.stdout).expect("bench output");
-        let report = serde_json::from_str(text.trim()).unwrap_or_else(|error| {
-            panic!("bench report is not JSON ({error}): {text}");
-        });
-        (code, report)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The orders every radiant names, when they agree on their groups.
 fn order_groups(statuses: &[(usize, Value)]) -> Option<BTreeSet<u64>> {
@@ -121,7 +71,7 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     });
     let history = root.path().join("history.jsonl");
     let entry = daemons[1].as_ref().expect("running").client_address.to_string();
-    let load = Load::start(&entry, &history, root.path().join("bench.json"));
+    let load = Load::start(&entry, &history, root.path().join("bench.json"), LOAD_SECONDS);
     let began = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
 

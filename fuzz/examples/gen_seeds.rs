@@ -27,6 +27,28 @@ fn main() -> std::io::Result<()> {
     write_command_seeds(&seeds.join("decode_command"))?;
     write_config_seeds(&seeds.join("config"))?;
     write_disk_seeds(&seeds)?;
+    write_link_seeds(&seeds.join("link_handshake"))?;
+    Ok(())
+}
+
+/// Seeds for the link handshake: a hello (to the acceptor) and a challenge (to the
+/// dialler), each behind the selector byte.
+fn write_link_seeds(directory: &Path) -> std::io::Result<()> {
+    use radiant_protocol::{ClusterId, LinkIntroduction, LinkMessage};
+    let introduction = LinkIntroduction {
+        nonce: [3; 32],
+        address: "127.0.0.1:7410".to_string(),
+        cluster: ClusterId::UNSET,
+        insecure: false,
+    };
+    let hello = Message::Link(LinkMessage::Hello(introduction.clone()));
+    let challenge = Message::Link(LinkMessage::Challenge { introduction, proof: [4; 32] });
+    for (selector, name, message) in [(0u8, "hello.bin", hello), (1, "challenge.bin", challenge)] {
+        let mut bytes = BytesMut::new();
+        bytes.put_u8(selector);
+        message.encode(0, &mut bytes);
+        write(directory, name, &bytes)?;
+    }
     Ok(())
 }
 

@@ -86,6 +86,8 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             group: radiant_protocol::GroupId::new(group).expect("non-zero")
         }),
         any::<u64>().prop_map(|number| ClientRequest::QueryConfiguration { number }),
+        prop::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|token| ClientRequest::Authenticate { token: token.into() }),
     ]
 }
 
@@ -123,6 +125,29 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
         reason().prop_map(|reason| ErrorResponse::Unavailable { reason }),
         reason().prop_map(|reason| ErrorResponse::BadRequest { reason }),
         reason().prop_map(|reason| ErrorResponse::OutcomeUnknown { reason }),
+        reason().prop_map(|reason| ErrorResponse::Unauthorized { reason }),
+    ]
+}
+
+fn link_introduction() -> impl Strategy<Value = radiant_protocol::LinkIntroduction> {
+    (any::<[u8; 32]>(), "[a-z0-9.:]{0,60}", any::<u128>(), any::<bool>()).prop_map(
+        |(nonce, address, cluster, insecure)| radiant_protocol::LinkIntroduction {
+            nonce,
+            address,
+            cluster: radiant_protocol::ClusterId(cluster),
+            insecure,
+        },
+    )
+}
+
+fn link_message() -> impl Strategy<Value = radiant_protocol::LinkMessage> {
+    use radiant_protocol::LinkMessage;
+    prop_oneof![
+        link_introduction().prop_map(LinkMessage::Hello),
+        (link_introduction(), any::<[u8; 32]>())
+            .prop_map(|(introduction, proof)| LinkMessage::Challenge { introduction, proof }),
+        any::<[u8; 32]>().prop_map(|proof| LinkMessage::Proof { proof }),
+        reason().prop_map(|reason| LinkMessage::Refused { reason }),
     ]
 }
 
@@ -221,6 +246,7 @@ fn message() -> impl Strategy<Value = Message> {
         response().prop_map(Message::Response),
         error_response().prop_map(Message::Error),
         peer_message().prop_map(Message::Peer),
+        link_message().prop_map(Message::Link),
     ]
 }
 

@@ -39,7 +39,7 @@ impl GraphReport {
 /// first, which the others' beacons reach); no two radiants listen on the same address or
 /// share a data directory on the same IP; the graph "radiant → neighbour", taken
 /// undirected, is connected; and the configs agree with each other and with their count on
-/// `bootstrap_expect`, `order_size` and `shard_count`.
+/// `bootstrap_expect`, `order_size`, `shard_count` and `cluster_secret`.
 pub fn check(configs: &[(String, Config)]) -> GraphReport {
     let mut report = GraphReport { radiants: configs.len(), ..GraphReport::default() };
     if configs.is_empty() {
@@ -222,6 +222,26 @@ fn check_agreement(configs: &[(String, Config)], report: &mut GraphReport) {
     let shard_count = disagreement(configs, "shard_count", |config| config.shard_count);
     report.problems.extend(order_size.err());
     report.problems.extend(shard_count.err());
+    // Secrets are never printed: each distinct one is numbered in order of appearance.
+    let mut secrets: Vec<Option<&str>> = Vec::new();
+    for (_, config) in configs {
+        let secret = config.cluster_secret.as_ref().map(|secret| secret.0.as_str());
+        if !secrets.contains(&secret) {
+            secrets.push(secret);
+        }
+    }
+    let secret_number = |config: &Config| {
+        let secret = config.cluster_secret.as_ref().map(|secret| secret.0.as_str());
+        let position = secrets.iter().position(|known| *known == secret).unwrap_or(0);
+        if secret.is_none() {
+            0
+        } else {
+            u32::try_from(position + 1).unwrap_or(u32::MAX)
+        }
+    };
+    let key = "cluster_secret` (the secrets are numbered in order of appearance, 0 for none; \
+               their peers refuse radiants with another";
+    report.problems.extend(disagreement(configs, key, secret_number).err());
 }
 
 /// The one value all configs give `key`, or a problem naming each value and its files.
@@ -273,6 +293,7 @@ mod tests {
             neighbor_port: neighbour.map(|other| BASE_PORT + 10 * other),
             data_dir: PathBuf::from(format!("data-{number}")),
             bootstrap_expect: 6,
+            cluster_secret: Some(crate::config::Secret("graph test secret 16+".to_string())),
             ..Config::default()
         };
         config.validate("test").expect("the test's configs are valid on their own");
@@ -378,6 +399,18 @@ mod tests {
         assert_eq!(found.len(), 1, "{report:#?}");
         let expected = "5 in r5.toml; 6 in r0.toml, r1.toml, r2.toml, r3.toml, r4.toml";
         assert!(found[0].contains(expected), "{found:?}");
+    }
+
+    #[test]
+    fn configs_with_another_secret_are_named_without_showing_the_secret() {
+        let mut configs = ring(&[0, 1, 2, 3, 4, 5]);
+        configs[4].1.cluster_secret =
+            Some(crate::config::Secret("another secret of 16+ bytes".into()));
+        let report = check(&configs);
+        let found = problems_mentioning(&report, "disagree on `cluster_secret`");
+        assert_eq!(found.len(), 1, "{:?}", report.problems);
+        assert!(found[0].contains("2 in r4.toml"), "{}", found[0]);
+        assert!(!found[0].contains("another secret"), "the secret is shown: {}", found[0]);
     }
 
     #[test]

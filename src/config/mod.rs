@@ -68,10 +68,10 @@ pub struct Config {
     /// The shared secret every radiant of a system proves to its peers before a peer
     /// link is trusted (HMAC-SHA256 challenge-response). Required for a system of more
     /// than one radiant unless `insecure = true`.
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<Secret>,
     /// A second secret whose proofs are accepted too (never presented): set while the
     /// secret is being rotated, one radiant at a time (`docs/operations.md`, Security).
-    pub cluster_secret_accepted: Option<String>,
+    pub cluster_secret_accepted: Option<Secret>,
     /// Run peer links without a secret: anyone who can reach the peer port can then
     /// take the system over. Only for a network nobody else can reach.
     pub insecure: bool,
@@ -108,6 +108,25 @@ pub struct Config {
     /// Static bootstrap, like etcd's initial cluster: every member of the order with its
     /// addresses. Empty means a single-node system. Every member must list the same set.
     pub members: Vec<MemberConfig>,
+}
+
+/// A secret from the configuration: its `Debug` never shows it, so no log line or panic
+/// message can carry it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret's bytes, for the MAC.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// One member of a statically configured order.
@@ -247,6 +266,32 @@ mod tests {
             }
         }
         assert!(checked >= 1, "no example configs found in {}", directory.display());
+    }
+
+    #[test]
+    fn several_radiants_need_a_secret_or_an_explicit_insecure_but_not_both() {
+        let cases = [
+            ("bootstrap_expect = 3\n", Some("cluster_secret")),
+            ("neighbor_ip = \"127.0.0.1\"\nneighbor_port = 7500\n", Some("cluster_secret")),
+            ("bootstrap_expect = 3\ninsecure = true\n", None),
+            ("bootstrap_expect = 3\ncluster_secret = \"sixteen bytes long\"\n", None),
+            ("cluster_secret = \"short\"\n", Some("at least 16 bytes")),
+            ("insecure = true\ncluster_secret = \"sixteen bytes long\"\n", Some("choose one")),
+            ("cluster_secret_accepted = \"sixteen bytes long\"\n", Some("without `cluster")),
+            ("", None),
+        ];
+        for (text, problem) in cases {
+            let result = Config::from_toml_str(text, "test.toml");
+            match (problem, result) {
+                (None, Ok(_)) => {}
+                (Some(problem), Err(error)) => {
+                    let message = error.to_string();
+                    assert!(message.contains(problem), "{text:?}: {message}");
+                    assert!(!message.contains("sixteen bytes long"), "secret shown: {message}");
+                }
+                (problem, result) => panic!("{text:?}: expected {problem:?}, got {result:?}"),
+            }
+        }
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl Config {
         ] {
             if let Some(secret) = secret {
                 let reason = "must be at least 16 bytes long to be worth having".to_string();
-                checker.check(secret.len() >= 16, key, "\"…\"", reason);
+                checker.check(secret.0.len() >= 16, key, "\"…\"", reason);
             }
         }
         let reason = "is set without `cluster_secret`: it is only accepted beside one, while \

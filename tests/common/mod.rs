@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use radiant::client::{Client, ClientOptions};
 
+pub mod load;
 pub mod system;
 
 /// Longest a daemon may take to start and answer a ping.

@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_error_code() {
-        let error = ErrorResponse::decode(Kind::Error, Bytes::from_static(&[7]), &Limits::DEFAULT);
+        let error = ErrorResponse::decode(Kind::Error, Bytes::from_static(&[8]), &Limits::DEFAULT);
         assert!(matches!(error, Err(DecodeError::InvalidField { field: "code", .. })));
     }
 

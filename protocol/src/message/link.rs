@@ -85,9 +85,9 @@ impl LinkRole {
     }
 }
 
-/// The bytes a proof is made over: the role label (with its `u8` length), then the dialler's and the
-/// acceptor's nonce, address (with its `u16` length) and cluster id. Unambiguous: every
-/// field has a fixed size or a length.
+/// The bytes a proof is made over: the role label (with its `u8` length), then the
+/// dialler's and the acceptor's nonce, address (with its `u16` length), cluster id and
+/// insecure flag. Unambiguous: every field has a fixed size or a length.
 pub fn link_transcript(
     role: LinkRole,
     dialler: &LinkIntroduction,

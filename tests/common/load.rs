@@ -1,0 +1,63 @@
+//! A checked load on real radiants: a `radiant bench --history` process (every operation
+//! written for `radiant check-history`), killed by PID on drop.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest the load may run past its duration (its last operations' deadlines).
+pub const LOAD_GRACE: Duration = Duration::from_secs(60);
+
+/// A `radiant bench --history` process.
+pub struct Load {
+    child: Child,
+    stdout: PathBuf,
+    seconds: u64,
+}
+
+impl Load {
+    /// Four connections for `seconds` against `address`, 30% gets over 300 keys, the
+    /// history in `history` and the JSON report in `stdout`.
+    pub fn start(address: &str, history: &Path, stdout: PathBuf, seconds: u64) -> Load {
+        let out = File::create(&stdout).expect("bench stdout file");
+        let child = Command::new(env!("CARGO_BIN_EXE_radiant"))
+            .args(["bench", "--addr", address, "--connections", "4", "--warmup", "0"])
+            .args(["--duration", &seconds.to_string(), "--keys", "300", "--key-bytes", "8"])
+            .args(["--value-bytes", "16", "--get-ratio", "0.3", "--json", "--history"])
+            .arg(history)
+            .env("RADIANT_TOKEN", super::ADMIN_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn radiant bench");
+        Load { child, stdout, seconds }
+    }
+
+    /// Waits for the load to end; its exit code and JSON report.
+    pub fn finish(mut self) -> (i32, Value) {
+        let deadline = Instant::now() + Duration::from_secs(self.seconds) + LOAD_GRACE;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "radiant bench outlived its deadline");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let text = std::fs::read_to_string(&self.stdout).expect("bench output");
+        let report = serde_json::from_str(text.trim()).unwrap_or_else(|error| {
+            panic!("bench report is not JSON ({error}): {text}");
+        });
+        (code, report)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
