@@ -18,6 +18,7 @@ pub mod limits;
 pub mod server;
 pub mod sim;
 pub mod storage;
+pub mod tls;
 
 /// Formats an error with its whole source chain (`cannot append to segment …: No space
 /// left on device`), so no message drops the OS error that caused it.

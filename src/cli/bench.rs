@@ -149,6 +149,9 @@ pub(crate) struct BenchArgs {
     /// RADIANT_TOKEN environment variable, if set.
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// Speak TLS 1.3, trusting the CA certificate (PEM) in this file.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Validated settings of a run.
@@ -171,12 +174,15 @@ struct Settings {
     routes: Option<Routes>,
     /// The token every connection presents.
     token: Option<Bytes>,
+    /// TLS for every connection, when `--tls-ca` is given.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Settings {
     /// Client options with `timeout` and the run's token.
     fn client_options(&self, timeout: Duration) -> ClientOptions {
-        ClientOptions { timeout, token: self.token.clone(), ..ClientOptions::default() }
+        let (token, tls) = (self.token.clone(), self.tls.clone());
+        ClientOptions { timeout, token, tls, ..ClientOptions::default() }
     }
 }
 
@@ -269,6 +275,7 @@ impl Settings {
         Ok(Settings {
             address: args.addr.clone(),
             token: super::token(args.token_file.as_deref())?,
+            tls: super::tls(args.tls_ca.as_deref())?,
             connections: args.connections as usize,
             duration,
             max_ops: args.ops.unwrap_or(DEFAULT_MAX_OPS),
@@ -1251,6 +1258,7 @@ mod tests {
             json: false,
             history: None,
             token_file: None,
+            tls_ca: None,
         };
         let settings = Settings::from_args(&args).expect("valid");
         assert_eq!(settings.key(0).as_ref(), b"k0000000");

@@ -50,6 +50,16 @@ struct Target {
     /// admin commands [default: the RADIANT_TOKEN environment variable, if set].
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Speak TLS 1.3 to the radiant, trusting the CA certificate (PEM) in this file.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+}
+
+/// A TLS configuration trusting the CA in `ca_file`, if one is given.
+fn tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+    ca_file.map(crate::tls::client_config).transpose().map_err(|error| error.to_string())
 }
 
 /// The token to present: the contents of `token_file` (surrounding whitespace is not
@@ -451,7 +461,8 @@ fn connect(target: &Target) -> Result<Client, String> {
     let timeout = Duration::try_from_secs_f64(target.timeout)
         .map_err(|_| format!("--timeout {} is not a usable number of seconds", target.timeout))?;
     let token = token(target.token_file.as_deref())?;
-    let options = ClientOptions { timeout, token, ..ClientOptions::default() };
+    let tls = tls(target.tls_ca.as_deref())?;
+    let options = ClientOptions { timeout, token, tls, ..ClientOptions::default() };
     let addresses: Vec<&str> = target.addr.split(',').map(str::trim).collect();
     Client::connect_any(&addresses, options).map_err(|error| error_chain(&error))
 }

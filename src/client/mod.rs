@@ -13,11 +13,15 @@
 //! until the deadline. Admin requests have no session: they are never resent blindly,
 //! and an `OutcomeUnknown` answer is returned as it is.
 
+mod stream;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+
+use self::stream::ClientStream;
 use radiant_protocol::{
     decode_frame, ClientId, ClientRequest, ClientResponse, DecodeError, ErrorResponse, Limits,
     Message, ReadConsistency, Session,
@@ -116,6 +120,9 @@ pub struct ClientOptions {
     /// The token presented on every connection (`Authenticate`) before anything else:
     /// the client token, or the admin token for admin requests. `None`: no token.
     pub token: Option<Bytes>,
+    /// TLS 1.3 to every radiant, trusting only this configuration's CA
+    /// (`radiant::tls::client_config`). `None`: plain TCP.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -125,6 +132,7 @@ impl Default for ClientOptions {
             attempt_timeout: Duration::from_secs(2),
             limits: Limits::DEFAULT,
             token: None,
+            tls: None,
         }
     }
 }
@@ -140,7 +148,7 @@ pub struct CasOutcome {
 
 /// A connection to one radiant.
 pub struct Client {
-    stream: TcpStream,
+    stream: ClientStream,
     address: SocketAddr,
     client_id: ClientId,
     sequence: u64,
@@ -263,11 +271,22 @@ fn resolve(address: &str) -> Result<SocketAddr, ClientError> {
         .ok_or_else(|| resolve_error("no addresses".to_string()))
 }
 
-fn open(address: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientError> {
-    let stream = TcpStream::connect_timeout(&address, timeout)
+/// Connects to `address` (reached as `host`, the name a TLS certificate must carry).
+fn open(
+    address: SocketAddr,
+    host: &str,
+    options: &ClientOptions,
+) -> Result<ClientStream, ClientError> {
+    let socket = TcpStream::connect_timeout(&address, options.timeout)
         .map_err(|source| ClientError::Connect { address, source })?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    let _ = socket.set_nodelay(true);
+    ClientStream::new(socket, host, options.tls.as_ref())
+        .map_err(|source| ClientError::Connect { address, source })
+}
+
+/// The host part of `host:port` (an IPv6 address keeps its brackets off).
+fn host_of(address: &str) -> &str {
+    address.rsplit_once(':').map_or(address, |(host, _)| host)
 }
 
 /// A client id that is unique in practice: clock nanoseconds, process id and a counter.
@@ -305,7 +324,7 @@ impl Client {
         };
         for address in addresses {
             match resolve(address)
-                .and_then(|resolved| Ok((resolved, open(resolved, options.timeout)?)))
+                .and_then(|resolved| Ok((resolved, open(resolved, host_of(address), &options)?)))
             {
                 Ok((resolved, stream)) => {
                     let mut client = Client {
@@ -662,7 +681,7 @@ impl Client {
             address: herald.to_string(),
             reason: "not an IP:PORT address".to_string(),
         })?;
-        self.stream = open(address, self.options.timeout)?;
+        self.stream = open(address, host_of(herald), &self.options)?;
         self.address = address;
         self.read_buffer.clear();
         self.authenticate()

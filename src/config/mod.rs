@@ -83,6 +83,13 @@ pub struct Config {
     pub client_token_file: Option<PathBuf>,
     /// Most open peer connections from other radiants (a pool apart from the clients').
     pub max_peer_connections: u32,
+    /// This radiant's certificate chain (PEM): set with `tls_key_file` and `tls_ca_file`
+    /// to serve TLS 1.3 on the client port and mutual TLS on peer links.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) every peer's certificate must chain to.
+    pub tls_ca_file: Option<PathBuf>,
     /// Number of shard worker threads applying committed entries and serving reads.
     pub shard_workers: u32,
     /// Most open client connections; further clients get `Unavailable` and are closed.
@@ -170,6 +177,9 @@ impl Default for Config {
             admin_token_file: None,
             client_token_file: None,
             max_peer_connections: 256,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
             shard_workers: 2,
             max_connections: 1024,
             max_inflight_per_connection: 1024,

@@ -133,6 +133,16 @@ impl Config {
             .to_string();
         let unguarded = self.expects_peers() && self.cluster_secret.is_none() && !self.insecure;
         checker.check(!unguarded, "cluster_secret", "unset", reason);
+        let tls = [&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_file];
+        let set = tls.iter().filter(|file| file.is_some()).count();
+        let reason = "is set without the other two: TLS needs `tls_cert_file`, `tls_key_file` \
+                      and `tls_ca_file` together"
+            .to_string();
+        for (key, file) in ["tls_cert_file", "tls_key_file", "tls_ca_file"].into_iter().zip(tls) {
+            if let Some(path) = file {
+                checker.check(set == 3, key, format!("{path:?}"), reason.clone());
+            }
+        }
         let reason = "and `cluster_secret` are both set: choose one".to_string();
         let both = self.insecure && self.cluster_secret.is_some();
         checker.check(!both, "insecure", true, reason);

@@ -121,6 +121,9 @@ pub enum StartupError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A TLS file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The write-ahead log failed while running; the daemon stopped acknowledging writes.
     #[error("the write-ahead log failed: {0}; no write was acknowledged after the failure")]
     WalFailed(String),
@@ -145,6 +148,7 @@ impl StartupError {
             | StartupError::DataDirLocked { .. }
             | StartupError::Bind { .. }
             | StartupError::TokenFile { .. }
+            | StartupError::Tls(_)
             | StartupError::Runtime { .. } => 1,
         }
     }
@@ -170,8 +174,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let boundary = Boundary::default();
     let peer_address = peer_listener.local_addr().map_err(runtime_error("listener"))?;
     let tokens = load_tokens(&config)?;
+    let tls = load_tls(&config)?;
     let (reactor, reactor_sender) = Reactor::new(
-        reactor_options(&config, radiant.member_id(), (peer_address, tokens), &boundary),
+        reactor_options(&config, radiant.member_id(), (peer_address, tokens, tls), &boundary),
         client_listener,
         peer_listener,
         state_sender.clone(),
@@ -504,7 +509,7 @@ fn load_tokens(config: &Config) -> Result<ClientTokens, StartupError> {
 fn reactor_options(
     config: &Config,
     member_id: Option<MemberId>,
-    (peer_address, tokens): (SocketAddr, ClientTokens),
+    (peer_address, tokens, tls): (SocketAddr, ClientTokens, Option<crate::tls::RadiantTls>),
     boundary: &Boundary,
 ) -> ReactorOptions {
     ReactorOptions {
@@ -527,7 +532,20 @@ fn reactor_options(
         tokens,
         cluster: Arc::clone(&boundary.cluster),
         security: Arc::clone(&boundary.security),
+        tls,
     }
+}
+
+/// The TLS configurations, when the config names the three files.
+fn load_tls(config: &Config) -> Result<Option<crate::tls::RadiantTls>, StartupError> {
+    let (Some(cert), Some(key), Some(ca)) =
+        (&config.tls_cert_file, &config.tls_key_file, &config.tls_ca_file)
+    else {
+        return Ok(None);
+    };
+    let tls = crate::tls::RadiantTls::load(cert, key, ca)?;
+    info!(cert = %cert.display(), ca = %ca.display(), "radiant: TLS on the client and peer ports");
+    Ok(Some(tls))
 }
 
 /// The exit status of a radiant stopped because one of its threads panicked (EX_SOFTWARE).

@@ -31,6 +31,8 @@ pub struct Daemon {
     pub peer_address: SocketAddr,
     /// Where its stderr goes.
     pub log_path: PathBuf,
+    /// TLS to its client port, when its config names a CA (`tls_ca_file`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// The cluster secret every test radiant proves to its peers.
@@ -110,7 +112,10 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn radiant");
+        let config = radiant::config::Config::load(config_path).expect("a valid config");
+        let tls = config.tls_ca_file.map(|ca| radiant::tls::client_config(&ca).expect("the CA"));
         let mut daemon = Daemon {
+            tls,
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             config_path: config_path.to_path_buf(),
@@ -146,8 +151,8 @@ impl Daemon {
 
     /// A client connected to this radiant, or `None` if it cannot connect.
     pub fn client(&self) -> Option<Client> {
-        let options =
-            ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() };
+        let timeout = Duration::from_secs(10);
+        let options = ClientOptions { timeout, tls: self.tls.clone(), ..ClientOptions::default() };
         Client::connect(&self.client_address.to_string(), options).ok()
     }
 

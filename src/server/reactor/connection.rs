@@ -1,6 +1,8 @@
 //! One TCP connection's buffers and limits: partial-frame reads into a buffer capped
 //! at one maximal frame, a write queue with a high-water mark (stop reading) and a
-//! hard cap (close), and the timestamps the idle and stall timeouts need.
+//! hard cap (close), and the timestamps the idle and stall timeouts need. With TLS the
+//! buffers hold plaintext and a rustls session sits between them and the socket,
+//! non-blocking like the rest (no thread per connection).
 //!
 //! It must not decide what frames mean: the reactor decodes and routes them.
 
@@ -88,6 +90,8 @@ pub(crate) struct Connection {
     pub(crate) failed_authentications: u32,
     /// A peer connection's handshake.
     pub(crate) trust: PeerTrust,
+    /// The TLS session, when the radiant runs TLS.
+    tls: Option<Box<rustls::Connection>>,
 }
 
 impl Connection {
@@ -111,7 +115,20 @@ impl Connection {
             access: Access::Anonymous,
             failed_authentications: 0,
             trust: PeerTrust::NotAPeer,
+            tls: None,
         }
+    }
+
+    /// Runs the connection through `tls` (a server session for accepted connections, a
+    /// client session for dialled links).
+    pub(crate) fn with_tls(mut self, tls: rustls::Connection) -> Self {
+        self.tls = Some(Box::new(tls));
+        self
+    }
+
+    /// Whether TLS has records to send (handshake messages, alerts) or plaintext waits.
+    pub(crate) fn has_pending_writes(&self) -> bool {
+        !self.write_buffer.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
     /// The peer address the other radiant proved itself under, once trusted.
@@ -129,6 +146,9 @@ impl Connection {
         max_buffer_bytes: usize,
         budget_bytes: usize,
     ) -> io::Result<ReadOutcome> {
+        if self.tls.is_some() {
+            return self.read_some_tls(max_buffer_bytes, budget_bytes);
+        }
         let mut read_this_turn = 0;
         loop {
             let room = max_buffer_bytes.saturating_sub(self.read_buffer.len());
@@ -149,6 +169,62 @@ impl Connection {
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// `read_some` through TLS: plaintext rustls already holds first, then records from
+    /// the socket, until the socket would block, the buffer is full or the budget spent.
+    fn read_some_tls(
+        &mut self,
+        max_buffer_bytes: usize,
+        budget_bytes: usize,
+    ) -> io::Result<ReadOutcome> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(ReadOutcome::Drained);
+        };
+        let mut read_this_turn = 0;
+        let mut socket_drained = false;
+        let mut socket_closed = false;
+        loop {
+            loop {
+                let room = max_buffer_bytes.saturating_sub(self.read_buffer.len());
+                if room == 0 || read_this_turn >= budget_bytes {
+                    return Ok(ReadOutcome::BudgetSpent);
+                }
+                let start = self.read_buffer.len();
+                self.read_buffer.resize(start + room.min(READ_CHUNK_BYTES), 0);
+                let result = tls.reader().read(&mut self.read_buffer[start..]);
+                let count = *result.as_ref().unwrap_or(&0);
+                self.read_buffer.truncate(start + count);
+                match result {
+                    // A close_notify, or the socket ended without one: either way, closed.
+                    Ok(0) => return Ok(ReadOutcome::Closed),
+                    Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Ok(ReadOutcome::Closed)
+                    }
+                    Ok(read) => read_this_turn += read,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) => return Err(error),
+                }
+            }
+            if socket_closed {
+                return Ok(ReadOutcome::Closed);
+            }
+            if socket_drained {
+                return Ok(ReadOutcome::Drained);
+            }
+            match tls.read_tls(&mut self.stream) {
+                Ok(0) => socket_closed = true,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => socket_drained = true,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+            if let Err(error) = tls.process_new_packets() {
+                // Best effort: the alert tells the other side why before the close.
+                let _ = tls.write_tls(&mut self.stream);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {error}")));
             }
         }
     }
@@ -177,7 +253,10 @@ impl Connection {
 
     /// Writes queued bytes until the socket would block or the queue is empty.
     pub(crate) fn flush(&mut self, now: Instant) -> io::Result<()> {
-        while !self.write_buffer.is_empty() {
+        if self.tls.is_some() {
+            self.flush_tls(now)?;
+        }
+        while self.tls.is_none() && !self.write_buffer.is_empty() {
             match self.stream.write(&self.write_buffer) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
@@ -189,7 +268,7 @@ impl Connection {
                 Err(error) => return Err(error),
             }
         }
-        if self.write_buffer.is_empty() {
+        if !self.has_pending_writes() {
             self.write_progress_at = None;
             // Give back the memory of a large reply once it is sent.
             if self.write_buffer.capacity() > READ_CHUNK_BYTES * 4 {
@@ -197,6 +276,31 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// `flush` through TLS: plaintext moves into rustls as far as its buffer takes it,
+    /// records move to the socket until it would block.
+    fn flush_tls(&mut self, now: Instant) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        loop {
+            if !self.write_buffer.is_empty() {
+                let moved = tls.writer().write(&self.write_buffer)?;
+                self.write_buffer.advance(moved);
+            }
+            if !tls.wants_write() {
+                // Nothing to send: all written, or the handshake waits for the other side.
+                return Ok(());
+            }
+            match tls.write_tls(&mut self.stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => self.write_progress_at = Some(now),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// How long pending replies have made no progress, if any are pending.
@@ -207,7 +311,7 @@ impl Connection {
     /// The interest this connection needs: writable only while bytes are pending
     /// (Pelikan's `Session::interest`), readable always, so a peer's close is seen.
     pub(crate) fn wanted_interest(&self) -> Interest {
-        if self.write_buffer.is_empty() {
+        if !self.has_pending_writes() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE

@@ -11,6 +11,7 @@
 //! reading that connection, retry next turn), drain replies, flush, run timers.
 //! It never blocks on disk or on another thread, and it owns no protocol logic.
 
+mod client_access;
 mod connection;
 mod connections;
 mod peer_links;
@@ -35,15 +36,14 @@ use radiant_protocol::{
 };
 use tracing::{debug, info, warn};
 
-use self::connection::{Access, Connection, PeerTrust, ReadOutcome, Side};
+use self::connection::{Connection, PeerTrust, ReadOutcome, Side};
 use self::connections::{
     id_of, token_of, Slab, CLIENT_LISTENER_TOKEN, PEER_LISTENER_TOKEN, WAKER_TOKEN,
 };
 use self::peers::{LinkState, PeerLink};
 use super::channels::{reactor_channel, ReactorReceiver, ReactorSender};
-use super::link_auth::{token_matches, LinkTrust};
+use super::link_auth::LinkTrust;
 use super::state_thread::StateEvent;
-use super::test_switches;
 use crate::core::prng::Prng;
 use crate::core::{ConnectionId, ReplyTo};
 use crate::limits::{
@@ -116,6 +116,8 @@ pub struct ReactorOptions {
     pub cluster: Arc<parking_lot::Mutex<radiant_protocol::ClusterId>>,
     /// Refusals, shared with the state thread's status.
     pub security: Arc<SecurityCounters>,
+    /// TLS on the client port and on peer links (mutual), when configured.
+    pub tls: Option<crate::tls::RadiantTls>,
 }
 
 /// The tokens clients present with `Authenticate`.
@@ -431,10 +433,26 @@ impl Reactor {
                 None => return,
             },
         };
+        let tls = match &self.options.tls {
+            None => None,
+            Some(tls) => {
+                let config = if side.is_peer() { &tls.peers_accept } else { &tls.clients };
+                match rustls::ServerConnection::new(Arc::clone(config)) {
+                    Ok(session) => Some(rustls::Connection::Server(session)),
+                    Err(error) => {
+                        warn!(peer = %address, %error, "reactor: cannot start TLS; closing");
+                        return;
+                    }
+                }
+            }
+        };
         let make = |_| {
             let mut connection = Connection::new(stream, side, address, now);
             connection.trust = trust;
-            connection
+            match tls {
+                Some(tls) => connection.with_tls(tls),
+                None => connection,
+            }
         };
         let Some(id) = self.connections.insert_with(make) else {
             return;
@@ -481,11 +499,22 @@ impl Reactor {
             }
             Ok(ReadOutcome::BudgetSpent) => self.revisit.push(id),
             Ok(ReadOutcome::Drained) => {}
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                // A TLS failure (a certificate from another CA, none at all, a bad record).
+                let peer = connection.peer_address;
+                warn!(%peer, %error, "reactor: closing a connection whose TLS failed");
+                self.close(id, "TLS failed");
+                return;
+            }
             Err(error) => {
                 debug!(%error, ?id, "reactor: read failed");
                 self.close(id, "read error");
                 return;
             }
+        }
+        if connection.has_pending_writes() {
+            // TLS may owe the other side handshake records after reading.
+            self.dirty.push(id);
         }
         self.process_frames(id, now);
     }
@@ -585,126 +614,6 @@ impl Reactor {
                 self.reply_error(id, correlation_id, ErrorResponse::BadRequest { reason }, now);
             }
         }
-    }
-
-    /// A client request: `Authenticate` is answered here; a request the connection has
-    /// no token for is refused as `Unauthorized`; the rest go to the state thread.
-    fn on_client_request(
-        &mut self,
-        id: ConnectionId,
-        correlation_id: u64,
-        request: ClientRequest,
-        now: Instant,
-    ) {
-        let Some(connection) = self.connections.get_mut(id) else {
-            return;
-        };
-        let access = connection.access;
-        if let ClientRequest::Authenticate { token } = &request {
-            let answer = self.authenticate(id, token);
-            self.queue_message(id, correlation_id, &answer, now);
-            return;
-        }
-        if let Err(reason) = self.authorize(access, &request) {
-            SecurityCounters::add(&self.options.security.unauthorized_requests);
-            if matches!(request, ClientRequest::Status) {
-                // Status without the client token says only who answers and what to do.
-                let json = serde_json::json!({
-                    "member": self.options.member_id.map(MemberId::get),
-                    "authenticated": false,
-                    "hint": reason,
-                })
-                .to_string();
-                let status = Message::Response(ClientResponse::Status { json });
-                self.queue_message(id, correlation_id, &status, now);
-            } else {
-                let error = ErrorResponse::Unauthorized { reason };
-                self.reply_error(id, correlation_id, error, now);
-            }
-            return;
-        }
-        if request.key().is_some() {
-            let armed = &mut self.options.panic_on_first_keyed_request;
-            test_switches::panic_if(armed, "its first keyed request");
-        }
-        let reply_to = ReplyTo { connection: id, correlation_id };
-        if let Some(connection) = self.connections.get_mut(id) {
-            connection.inflight += 1;
-        }
-        self.hand_to_state(id, StateEvent::Client { reply_to, request });
-    }
-
-    /// Checks `token` against the admin and the client token (each in constant time) and
-    /// raises the connection's access; repeated failures close the connection.
-    fn authenticate(&mut self, id: ConnectionId, token: &[u8]) -> Message {
-        let tokens = &self.options.tokens;
-        let matches = |expected: &Option<Vec<u8>>| {
-            expected.as_deref().is_some_and(|expected| token_matches(token, expected))
-        };
-        let granted = if matches(&tokens.admin) {
-            Some(Access::Admin)
-        } else if matches(&tokens.client) {
-            Some(Access::Client)
-        } else {
-            None
-        };
-        let Some(connection) = self.connections.get_mut(id) else {
-            return Message::Response(ClientResponse::Done);
-        };
-        if let Some(granted) = granted {
-            connection.access = connection.access.max(granted);
-            return Message::Response(ClientResponse::Done);
-        }
-        SecurityCounters::add(&self.options.security.failed_authentications);
-        connection.failed_authentications += 1;
-        warn!(
-            peer = %connection.peer_address,
-            failures = connection.failed_authentications,
-            "reactor: a client presented a token that matches neither the admin nor the client \
-             token"
-        );
-        if connection.failed_authentications >= crate::limits::MAX_FAILED_AUTHENTICATIONS {
-            connection.closing = true;
-        }
-        let reason = "the token matches neither the admin token nor the client token of this \
-                      radiant; check the --token-file or RADIANT_TOKEN you gave"
-            .to_string();
-        Message::Error(ErrorResponse::Unauthorized { reason })
-    }
-
-    /// Whether a connection with `access` may make `request`; if not, what to do.
-    fn authorize(&self, access: Access, request: &ClientRequest) -> Result<(), String> {
-        let tokens = &self.options.tokens;
-        let admin_request = matches!(
-            request,
-            ClientRequest::AddMember { .. }
-                | ClientRequest::RemoveMember { .. }
-                | ClientRequest::TransferHerald { .. }
-                | ClientRequest::AddRadiant { .. }
-                | ClientRequest::RemoveRadiant { .. }
-                | ClientRequest::MoveShard { .. }
-                | ClientRequest::LeaveOrder { .. }
-        );
-        if admin_request {
-            if access == Access::Admin || tokens.admin_open_without_token {
-                return Ok(());
-            }
-            return Err(if tokens.admin.is_none() {
-                "admin requests are refused: this radiant has no admin_token_file; set one in \
-                 its configuration and present that token (--token-file or RADIANT_TOKEN)"
-                    .to_string()
-            } else {
-                "admin requests need the admin token: present it with --token-file FILE or \
-                 RADIANT_TOKEN"
-                    .to_string()
-            });
-        }
-        if tokens.client.is_none() || access >= Access::Client {
-            return Ok(());
-        }
-        Err("this radiant requires the client token (client_token_file): present it with \
-             --token-file FILE or RADIANT_TOKEN, or `token` in ClientOptions"
-            .to_string())
     }
 
     fn hand_to_state(&mut self, id: ConnectionId, event: StateEvent) {
@@ -854,7 +763,7 @@ impl Reactor {
             return;
         }
         let pending = connection.pending_write_bytes();
-        if pending == 0 && connection.closing {
+        if !connection.has_pending_writes() && connection.closing {
             self.close(id, "closed after a protocol error");
             return;
         }
@@ -933,7 +842,7 @@ impl Reactor {
             let quiet_for = now.saturating_duration_since(connection.last_activity);
             let idle = connection.side == Side::Client
                 && connection.inflight == 0
-                && connection.pending_write_bytes() == 0
+                && !connection.has_pending_writes()
                 && quiet_for >= self.options.client_idle_timeout;
             let handshake_overdue = matches!(
                 connection.trust,
@@ -994,7 +903,7 @@ impl Reactor {
             if connection.side != Side::Client {
                 continue;
             }
-            if connection.inflight == 0 && connection.pending_write_bytes() == 0 {
+            if connection.inflight == 0 && !connection.has_pending_writes() {
                 self.close(id, "shutting down");
             } else {
                 outstanding = true;

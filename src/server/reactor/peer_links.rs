@@ -99,6 +99,17 @@ impl Reactor {
         }
     }
 
+    /// The client side of mutual TLS for a link to `address`, when the radiant runs TLS:
+    /// the peer's certificate must chain to the CA and name the address's IP.
+    fn dial_tls(&self, address: SocketAddr) -> Result<Option<rustls::Connection>, rustls::Error> {
+        let Some(tls) = &self.options.tls else {
+            return Ok(None);
+        };
+        let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+        let session = rustls::ClientConnection::new(std::sync::Arc::clone(&tls.peers_dial), name)?;
+        Ok(Some(rustls::Connection::Client(session)))
+    }
+
     pub(super) fn link_connecting(&self, id: ConnectionId) -> bool {
         self.links.values().any(|link| link.state == LinkState::Connecting(id))
     }
@@ -111,8 +122,25 @@ impl Reactor {
             .map(|link| link.address)
             .collect();
         for address in due {
+            let tls = match self.dial_tls(address) {
+                Ok(tls) => tls,
+                Err(error) => {
+                    warn!(peer = %address, %error, "reactor: cannot start TLS for a peer link");
+                    if let Some(link) = self.links.get_mut(&address) {
+                        link.on_failure(now, &mut self.prng);
+                    }
+                    continue;
+                }
+            };
             let dialled = TcpStream::connect(address).and_then(|stream| {
-                let make = |_| Connection::new(stream, Side::PeerOutbound(address), address, now);
+                let make = |_| {
+                    let connection =
+                        Connection::new(stream, Side::PeerOutbound(address), address, now);
+                    match tls {
+                        Some(tls) => connection.with_tls(tls),
+                        None => connection,
+                    }
+                };
                 let id = self.connections.insert_with(make).ok_or_else(|| {
                     io::Error::new(io::ErrorKind::OutOfMemory, "connection slab full")
                 })?;

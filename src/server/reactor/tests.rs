@@ -30,6 +30,7 @@ fn options() -> ReactorOptions {
         tokens: ClientTokens::default(),
         cluster: Arc::default(),
         security: Arc::default(),
+        tls: None,
     }
 }
 
