@@ -95,7 +95,7 @@ for ((rep = 1; rep <= reps; rep++)); do
             address=$(herald "${flags[@]}")
             line=$("$radiant" bench --addr "$address" --connections "$connections" \
                 --duration "$seconds" --warmup 1 --value-bytes 256 --key-bytes 8 --json \
-                "${flags[@]}")
+                "${flags[@]}") || true  # a run with errors (an election under load) still reports
             echo "{\"rep\":$rep,\"mode\":\"$mode\",\"connections\":$connections,\"bench\":$line}"
             stop
         done

@@ -222,17 +222,16 @@ fn max_term(statuses: &[Value]) -> u64 {
     statuses.iter().filter_map(|status| status["term"].as_u64()).max().unwrap_or(0)
 }
 
-fn start_order(root: &Path, extra_for_third: Option<(&str, &str)>) -> Vec<Daemon> {
+/// A static order of three; `edit(member, config text)` may change each config first.
+fn start_order(root: &Path, edit: &dyn Fn(u64, String) -> String) -> Vec<Daemon> {
     let members: Vec<(u64, u16, u16)> = (1..=3).map(|id| (id, free_port(), free_port())).collect();
     members
         .iter()
         .map(|&me| {
             let data_dir = root.join(format!("r{}", me.0));
             let config = order_member_config(&data_dir, me, &members, TIMING);
-            if let (3, Some((from, to))) = (me.0, extra_for_third) {
-                let text = std::fs::read_to_string(&config).expect("read config");
-                std::fs::write(&config, text.replace(from, to)).expect("write config");
-            }
+            let text = std::fs::read_to_string(&config).expect("read config");
+            std::fs::write(&config, edit(me.0, text)).expect("write config");
             Daemon::start_with_config(&data_dir, &config)
         })
         .collect()
@@ -256,7 +255,7 @@ fn wait_for_herald(daemons: &[Daemon]) -> Vec<Value> {
 #[test]
 fn an_attacker_without_the_secret_changes_nothing_in_an_order_under_load() {
     let root = tempfile::tempdir().expect("tempdir");
-    let daemons = start_order(root.path(), None);
+    let daemons = start_order(root.path(), &|_, text| text);
     let before = wait_for_herald(&daemons);
     let members_before = before[0]["members"].clone();
     let entry = daemons[0].client_address.to_string();
@@ -336,7 +335,13 @@ fn a_radiant_with_another_secret_is_refused_with_the_cause_on_both_sides() {
     let root = tempfile::tempdir().expect("tempdir");
     let other = "cluster_secret = \"another secret, not the order's\"";
     let secret_line = format!("cluster_secret = {CLUSTER_SECRET:?}");
-    let daemons = start_order(root.path(), Some((&secret_line, other)));
+    let daemons = start_order(root.path(), &|member, text| {
+        if member == 3 {
+            text.replace(&secret_line, other)
+        } else {
+            text
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
@@ -442,4 +447,38 @@ fn a_system_of_several_radiants_needs_a_secret_or_an_explicit_insecure() {
     std::fs::write(&path, format!("{text}insecure = true\n")).expect("config");
     let (code, _, stderr) = radiant(&["check-config", &path_text]);
     assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn an_order_runs_without_a_secret_only_when_told_insecure() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let secret_line = format!("cluster_secret = {CLUSTER_SECRET:?}");
+    let daemons = start_order(root.path(), &|_, text| {
+        // No secret and no admin token: links open without proof, admin needs no token.
+        let text = text.replace(&secret_line, "insecure = true");
+        text.lines()
+            .filter(|line| !line.starts_with("admin_token_file"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let statuses = wait_for_herald(&daemons);
+    let herald = statuses[0]["herald"].as_u64().expect("a herald");
+    let entry = daemons[0].client_address.to_string();
+    // A token where the radiant has none is refused, saying so.
+    let (code, _, stderr) = radiant(&["put", "k", "v", "--addr", &entry]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("has no tokens"), "{stderr}");
+    let output = common::run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_radiant"))
+            .args(["admin", "transfer-herald", "--addr", &entry])
+            .env_remove("RADIANT_TOKEN"),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "admin without a token on an insecure order: {stderr}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&daemons[0]).and_then(|s| s["herald"].as_u64()).is_none_or(|h| h == herald) {
+        assert!(Instant::now() < deadline, "the herald did not hand over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -94,9 +94,16 @@ impl Reactor {
         if connection.failed_authentications >= crate::limits::MAX_FAILED_AUTHENTICATIONS {
             connection.closing = true;
         }
-        let reason = "the token matches neither the admin token nor the client token of this \
-                      radiant; check the --token-file or RADIANT_TOKEN you gave"
-            .to_string();
+        let reason = if self.options.tokens.admin.is_none() && self.options.tokens.client.is_none()
+        {
+            "this radiant has no tokens (no admin_token_file, no client_token_file): connect \
+             without one (unset RADIANT_TOKEN, drop --token-file)"
+                .to_string()
+        } else {
+            "the token matches neither the admin token nor the client token of this radiant; \
+             check the --token-file or RADIANT_TOKEN you gave"
+                .to_string()
+        };
         Message::Error(ErrorResponse::Unauthorized { reason })
     }
 
