@@ -56,18 +56,9 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Whether this process may mount; without root the test skips, unless the switch
-/// `.ci/run` sets says skipping is a failure.
+/// Whether this process may mount.
 fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        let required = std::env::var("RADIANT_REQUIRE_PRIVILEGED_TESTS").is_ok_and(|v| v == "1");
-        assert!(!required, "this test needs root (it mounts a tmpfs), and CI requires it");
-        eprintln!("full_disk: skipped: needs root to mount a tmpfs");
-    }
-    root
+    common::can_run(common::is_root(), "full_disk", "root to mount a tmpfs")
 }
 
 #[test]
@@ -111,5 +102,83 @@ fn a_full_disk_stops_the_radiant_with_exit_74_and_loses_nothing_acknowledged() {
     for key in &acknowledged {
         let stored = client.get(key.as_bytes()).expect("get");
         assert_eq!(stored.as_deref(), Some(value.as_slice()), "acknowledged {key} lost");
+    }
+}
+
+/// A full disk under one member of an order: that member stops (74), its order carries
+/// on under a checked load and loses nothing acknowledged, and once space is freed the
+/// member restarts and catches up.
+#[test]
+fn a_full_disk_stops_one_member_and_its_order_carries_on() {
+    if !privileged() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let disk = Tmpfs::mount(&root.path().join("disk"));
+    let members: Vec<(u64, u16, u16)> =
+        (1..=3).map(|id| (id, common::free_port(), common::free_port())).collect();
+    let timing = "tick_ms = 10\nheartbeat_interval = 5\nelection_timeout = 30\n";
+    let data_dirs = [root.path().join("r1"), root.path().join("r2"), disk.path.clone()];
+    let configs: Vec<PathBuf> = members
+        .iter()
+        .zip(&data_dirs)
+        .map(|(&me, data_dir)| common::order_member_config(data_dir, me, &members, timing))
+        .collect();
+    let mut daemons: Vec<Daemon> = configs
+        .iter()
+        .zip(&data_dirs)
+        .map(|(config, data_dir)| Daemon::start_with_config(data_dir, config))
+        .collect();
+    let addresses: Vec<String> = daemons.iter().map(|d| d.client_address.to_string()).collect();
+    let history = root.path().join("history.jsonl");
+    let load = common::load::Load::start(&addresses[0], &history, root.path().join("b.json"), 12);
+
+    // Large puts fill member 3's 8 MiB within seconds; the order keeps acknowledging.
+    let options = ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() };
+    let entry: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let mut client = Client::connect_any(&entry, options).expect("connect");
+    let value = vec![b'v'; VALUE_BYTES];
+    let mut acknowledged = Vec::new();
+    let deadline = Instant::now() + STOP_LIMIT;
+    while daemons[2].is_running() {
+        assert!(Instant::now() < deadline, "member 3 never filled its disk");
+        let key = format!("big-{}", acknowledged.len());
+        if client.put(key.as_bytes(), &value).is_ok() {
+            acknowledged.push(key);
+        }
+    }
+    let code = daemons[2].exit_code().expect("exited");
+    let log = daemons[2].log();
+    assert_eq!(code, i32::from(radiant::server::EXIT_STORAGE_FAILED), "log:\n{log}");
+    assert!(log.contains("No space left on device"), "the OS error was dropped:\n{log}");
+    // The other two go on: more acknowledged puts with member 3 down.
+    for more in 0..20 {
+        let key = format!("after-{more}");
+        client.put(key.as_bytes(), b"small").expect("the order carries on without member 3");
+        acknowledged.push(key);
+    }
+    let (code, report) = load.finish();
+    assert_eq!(code, 0, "the checked load failed: {report}");
+    let history = history.display().to_string();
+    let (code, verdict, stderr) = common::radiant(&["check-history", &history]);
+    assert_eq!(code, 0, "the history is not linearizable: {verdict}{stderr}");
+
+    // Space comes back: member 3 restarts, catches up, and holds every acknowledged put.
+    disk.grow("256m");
+    daemons[2] = Daemon::start_with_config(&data_dirs[2], &configs[2]);
+    let commit = |daemon: &Daemon| {
+        common::status(daemon).and_then(|s| s["applied_index"].as_u64()).unwrap_or(0)
+    };
+    let target = commit(&daemons[0]).max(commit(&daemons[1]));
+    let deadline = Instant::now() + STOP_LIMIT;
+    while commit(&daemons[2]) < target {
+        assert!(Instant::now() < deadline, "member 3 did not catch up:\n{}", daemons[2].log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stale = daemons[2].connect();
+    for key in &acknowledged {
+        let consistency = radiant_protocol::ReadConsistency::Stale;
+        let stored = stale.get_with(key.as_bytes(), consistency).expect("a stale read");
+        assert!(stored.is_some(), "member 3 lacks acknowledged {key} after catching up");
     }
 }

@@ -35,6 +35,26 @@ pub struct Daemon {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
+/// Whether a test that needs something this machine may lack (root, a tool) can run:
+/// when `available` is false it says so and skips, unless `.ci/run` set
+/// `RADIANT_REQUIRE_PRIVILEGED_TESTS=1`, under which a skip is a failure.
+pub fn can_run(available: bool, test: &str, needs: &str) -> bool {
+    if !available {
+        let required = std::env::var("RADIANT_REQUIRE_PRIVILEGED_TESTS").is_ok_and(|v| v == "1");
+        assert!(!required, "{test} needs {needs}, and CI requires it to run");
+        eprintln!("{test}: skipped: needs {needs}");
+    }
+    available
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    root
+}
+
 /// The cluster secret every test radiant proves to its peers.
 pub const CLUSTER_SECRET: &str = "radiant test cluster secret";
 /// The admin token of every test radiant; `radiant()` presents it (RADIANT_TOKEN).
@@ -98,15 +118,30 @@ impl Daemon {
         config_path: &Path,
         environment: &[(&str, &str)],
     ) -> Daemon {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_radiant"));
+        command.envs(environment.iter().copied());
+        Daemon::start_command(data_dir, config_path, command)
+    }
+
+    /// As `start_with_config`, inside the network namespace `namespace` (`ip netns exec`
+    /// execs the radiant, so the child's PID is the radiant's).
+    pub fn start_in_namespace(data_dir: &Path, config_path: &Path, namespace: &str) -> Daemon {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", namespace]).arg(env!("CARGO_BIN_EXE_radiant"));
+        Daemon::start_command(data_dir, config_path, command)
+    }
+
+    /// Runs `command start --config CONFIG` (the command names the radiant binary, or a
+    /// wrapper that execs it) and waits until it serves.
+    fn start_command(data_dir: &Path, config_path: &Path, mut command: Command) -> Daemon {
         // A stale address file from an earlier run would point at a dead port.
         let _ = std::fs::remove_file(data_dir.join(radiant::server::ADDRESS_FILE));
         let log_path = data_dir.with_extension(format!("log.{}", unique_suffix()));
         let log = std::fs::File::create(&log_path).expect("create log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_radiant"))
+        let child = command
             .arg("start")
             .arg("--config")
             .arg(config_path)
-            .envs(environment.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
