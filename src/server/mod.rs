@@ -11,6 +11,25 @@
 //!                           WAL writer (group commit, fsync)
 //! ```
 //!
+//! **Who waits for whom.** Every channel is bounded except the state thread's
+//! completions; the wait-for graph has no cycle, so no set of full queues deadlocks:
+//!
+//! ```text
+//!   reactor ──try_send──► state inbox          (never waits: a full inbox pauses reading)
+//!   state ──send──► WAL queue, worker queues, snapshot queue   (waits while full)
+//!   WAL, workers, snapshot ──send──► state completions         (unbounded: never waits)
+//!   workers, snapshot ──send──► reactor inbox  (waits while full; the reactor drains it
+//!                                               every turn and waits on nobody)
+//! ```
+//!
+//! The state thread waits only on threads that wait only on the reactor, which waits on
+//! nothing. Before, the WAL writer, the workers and the snapshot thread answered on the
+//! state inbox, bounded: a flood that filled it while the WAL queue was full left the
+//! state thread waiting on the WAL writer and the WAL writer on the state thread. The
+//! completions stay small without a bound: each answers a request the state thread sent
+//! on a bounded queue, and it drains them before its inbox at every turn.
+//! `tests/overload.rs` floods a radiant whose WAL and workers are slowed.
+//!
 //! Shutdown (SIGTERM/SIGINT): the reactor stops accepting and reading, delivers the
 //! replies still owed, then the state thread tells the WAL writer to sync and exit,
 //! and the workers finish their queues. Exit status 0 means everything was flushed.
@@ -386,9 +405,16 @@ impl Threads {
         (state_sender, state_inbox): StateChannel,
         (reactor_sender, boundary): (channels::ReactorSender<ReactorEvent>, Boundary),
     ) -> Result<Threads, StartupError> {
-        let (wal_sender, wal_requests) = crossbeam_channel::bounded(WAL_QUEUE_CAPACITY);
+        let wal_queue = match test_switches::count(test_switches::WAL_QUEUE_CAPACITY) {
+            0 => WAL_QUEUE_CAPACITY,
+            shrunk => usize::try_from(shrunk).unwrap_or(WAL_QUEUE_CAPACITY),
+        };
+        let (wal_sender, wal_requests) = crossbeam_channel::bounded(wal_queue);
         let counters = Arc::new(wal_thread::WalCounters::default());
-        let wal = wal_thread::spawn(wal, wal_requests, state_sender.clone(), counters)
+        // The threads the state thread waits on answer on a channel of their own, which
+        // never blocks them (see "Who waits for whom" above).
+        let (completion_sender, completions) = crossbeam_channel::unbounded();
+        let wal = wal_thread::spawn(wal, wal_requests, completion_sender.clone(), counters)
             .map_err(runtime_error("WAL writer thread"))?;
         let workers = config.shard_workers as usize;
         let mut worker_senders = Vec::with_capacity(workers);
@@ -408,7 +434,7 @@ impl Threads {
             data_dir: data_dir.clone(),
             shard_count: config.shard_count,
             limits: recovery::snapshot_limits(config),
-            state: state_sender.clone(),
+            state: completion_sender.clone(),
             reactor: reactor_sender.clone(),
         };
         let snapshots = snapshot_thread::spawn(snapshot_jobs, snapshot_links)
@@ -416,7 +442,8 @@ impl Threads {
         others.push(snapshots);
         let links = StateThreadLinks {
             inbox: state_inbox,
-            inbox_sender: state_sender.clone(),
+            completions,
+            completion_sender,
             wal: wal_sender,
             workers: worker_senders,
             snapshots: snapshot_sender,

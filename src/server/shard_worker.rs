@@ -89,9 +89,15 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("radiant-shard-{number}")).spawn(move || {
         let mut panic_armed = super::test_switches::panics(&format!("radiant-shard-{number}"));
+        let slow = std::time::Duration::from_micros(super::test_switches::count(
+            super::test_switches::SLOW_WORKER_US,
+        ));
         for request in requests.iter() {
             if matches!(request, WorkerRequest::Apply { .. }) {
                 super::test_switches::panic_if(&mut panic_armed, "its first applied write");
+                if !slow.is_zero() {
+                    std::thread::sleep(slow);
+                }
             }
             handle(&machine, request, (number, workers), &reactor, &limits);
         }

@@ -80,10 +80,13 @@ pub enum StateEvent {
 
 /// What the state thread drives.
 pub struct StateThreadLinks {
-    /// Its own inbox.
+    /// Its inbox from the reactor (bounded; the reactor only ever `try_send`s).
     pub inbox: Receiver<StateEvent>,
-    /// Into its own inbox, for shard workers answering it.
-    pub inbox_sender: Sender<StateEvent>,
+    /// Answers from the WAL writer, the shard workers and the snapshot thread
+    /// (unbounded, so they never wait on this thread; see `server/mod.rs`).
+    pub completions: Receiver<StateEvent>,
+    /// Into `completions`, for shard workers answering it.
+    pub completion_sender: Sender<StateEvent>,
     /// To the WAL writer.
     pub wal: Sender<WalRequest>,
     /// To each shard worker, by worker number.
@@ -162,8 +165,15 @@ struct StateThread {
 impl StateThread {
     fn run(mut self) -> StateThreadExit {
         let mut batch = Vec::with_capacity(STATE_INBOX_CAPACITY);
-        while let Ok(first) = self.links.inbox.recv() {
+        loop {
+            let first = crossbeam_channel::select! {
+                recv(self.links.completions) -> event => event,
+                recv(self.links.inbox) -> event => event,
+            };
+            let Ok(first) = first else { break };
             batch.push(first);
+            // Completions first: they free room in the queues this thread waits on.
+            batch.extend(self.links.completions.try_iter());
             batch.extend(self.links.inbox.try_iter().take(STATE_INBOX_CAPACITY));
             // Time first: nothing in the batch may be judged by a clock that lags.
             self.catch_up_ticks();
@@ -575,7 +585,7 @@ impl effects::Apply for StateThread {
         after: Option<Bytes>,
         max_bytes: u64,
     ) {
-        let reply = self.links.inbox_sender.clone();
+        let reply = self.links.completion_sender.clone();
         let read = WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply };
         self.to_worker(shard, read);
     }

@@ -18,6 +18,18 @@ pub const DROP_DELETE_ANSWERS: &str = "RADIANT_TEST_DROP_DELETE_ANSWERS";
 /// the first signal.
 pub const PANIC_THREAD: &str = "RADIANT_TEST_PANIC_THREAD";
 
+/// Milliseconds the WAL writer sleeps before each fsync (a slow disk), for the overload
+/// test: the state thread's queue to the WAL fills.
+pub const SLOW_WAL_MS: &str = "RADIANT_TEST_SLOW_WAL_MS";
+
+/// Microseconds a shard worker sleeps before each apply (a slow state machine), for the
+/// overload test: the state thread's queues to the workers fill.
+pub const SLOW_WORKER_US: &str = "RADIANT_TEST_SLOW_WORKER_US";
+
+/// Shrinks the state thread's queue to the WAL writer to this many requests, for the
+/// overload test: with a slow WAL it is full at once, as it would be under a long stall.
+pub const WAL_QUEUE_CAPACITY: &str = "RADIANT_TEST_WAL_QUEUE_CAPACITY";
+
 /// The count a switch gives: 0 when unset or not a number.
 pub fn count(name: &str) -> u64 {
     let count = std::env::var(name).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0);

@@ -80,6 +80,9 @@ fn run(
 ) -> Result<(), WalError> {
     let mut compact_through = None;
     let mut panic_armed = super::test_switches::panics("radiant-wal");
+    let slow = std::time::Duration::from_millis(super::test_switches::count(
+        super::test_switches::SLOW_WAL_MS,
+    ));
     loop {
         let Ok(first) = requests.recv() else {
             return Ok(());
@@ -103,6 +106,9 @@ fn run(
             if written < MAX_ENTRIES_PER_GROUP_COMMIT {
                 next = requests.try_recv().ok();
             }
+        }
+        if !slow.is_zero() {
+            std::thread::sleep(slow);
         }
         wal.sync()?;
         counters.syncs.fetch_add(1, Ordering::Relaxed);

@@ -257,6 +257,11 @@ impl Daemon {
         self.proc_status_kib("VmRSS:")
     }
 
+    /// The most resident memory the process has had, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmHWM:")
+    }
+
     /// Virtual memory of the process in KiB (reserved, touched or not), from /proc.
     pub fn virtual_kib(&self) -> u64 {
         self.proc_status_kib("VmSize:")
