@@ -388,7 +388,7 @@ impl effects::SnapshotStore for ReplicaEffects<'_> {
     fn write_snapshot_chunk(
         &mut self,
         _position: (LogIndex, Term),
-        _offset: u64,
+        _place: (u64, u64),
         _data: Bytes,
         _done: bool,
     ) {

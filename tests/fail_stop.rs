@@ -153,3 +153,29 @@ fn a_panic_in_any_server_thread_ends_the_process_with_exit_status_70() {
         assert!(status.expect("kill runs").success(), "SIGTERM sent");
     });
 }
+
+/// Snapshots that keep failing stop the radiant (exit 74) with the cause, instead of a log
+/// that is never compacted growing without bound.
+#[test]
+fn snapshots_that_keep_failing_stop_the_radiant_with_exit_74() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data_dir = root.path().join("radiant");
+    let config = write_config(&data_dir, "snapshot_interval_entries = 100\n");
+    let switch = [("RADIANT_TEST_FAIL_SNAPSHOTS", "1")];
+    let mut daemon = common::Daemon::start_with_environment(&data_dir, &config, &switch);
+    daemon.wait_until_ready();
+    let mut client = daemon.connect();
+    let started = Instant::now();
+    let mut put = 0;
+    while daemon.is_running() {
+        assert!(started.elapsed() < Duration::from_secs(60), "still running:\n{}", daemon.log());
+        // Answers stop once it stops; only the exit matters.
+        let _ = client.put(format!("key-{put}").as_bytes(), b"v");
+        put += 1;
+    }
+    let code = daemon.exit_code().expect("exited");
+    let log = daemon.log();
+    assert_eq!(code, i32::from(radiant::server::EXIT_STORAGE_FAILED), "log:\n{log}");
+    assert!(log.contains("3 snapshots in a row failed"), "the cause was not logged:\n{log}");
+    assert!(log.contains("RADIANT_TEST_FAIL_SNAPSHOTS"), "the last failure's reason:\n{log}");
+}

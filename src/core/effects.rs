@@ -66,11 +66,12 @@ pub trait SnapshotStore {
         offset: u64,
         max_bytes: u64,
     );
-    /// `Action::WriteSnapshotChunk`.
+    /// `Action::WriteSnapshotChunk`: the chunk goes at `offset` of a snapshot announced
+    /// as `total_bytes`.
     fn write_snapshot_chunk(
         &mut self,
         position: (LogIndex, Term),
-        offset: u64,
+        place: (u64, u64),
         data: Bytes,
         done: bool,
     );
@@ -130,8 +131,17 @@ pub fn carry_out(action: Action, effects: &mut impl Effects) {
             effects.send_snapshot_chunk(header, (snapshot_index, snapshot_term), offset, max_bytes)
         }
         Action::WriteSnapshotChunk {
-            snapshot_index, snapshot_term, offset, data, done, ..
-        } => effects.write_snapshot_chunk((snapshot_index, snapshot_term), offset, data, done),
+            snapshot_index,
+            snapshot_term,
+            offset,
+            total_bytes,
+            data,
+            done,
+            ..
+        } => {
+            let position = (snapshot_index, snapshot_term);
+            effects.write_snapshot_chunk(position, (offset, total_bytes), data, done)
+        }
         Action::PersistSystem(record) => effects.persist_system(*record),
         Action::Apply { shard, index, command, reply_to } => {
             effects.apply(shard, index, command, reply_to)

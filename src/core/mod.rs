@@ -205,6 +205,8 @@ pub enum Action {
         snapshot_term: Term,
         /// Where the chunk goes.
         offset: u64,
+        /// The whole snapshot's size, as the herald announced it.
+        total_bytes: u64,
         /// The bytes.
         data: bytes::Bytes,
         /// Whether this is the last chunk.

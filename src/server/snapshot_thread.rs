@@ -65,6 +65,8 @@ pub enum SnapshotJob {
         snapshot_term: Term,
         /// Where the chunk goes.
         offset: u64,
+        /// The whole snapshot's size, as the herald announced it.
+        total_bytes: u64,
         /// The bytes.
         data: Bytes,
         /// Whether it is the last chunk.
@@ -93,8 +95,14 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("radiant-snapshot".into()).spawn(move || {
         let mut panic_armed = super::test_switches::panics("radiant-snapshot");
+        let fail_writes = super::test_switches::count(super::test_switches::FAIL_SNAPSHOTS) > 0;
         for job in jobs.iter() {
             super::test_switches::panic_if(&mut panic_armed, "its first job");
+            if fail_writes && matches!(job, SnapshotJob::Write { .. }) {
+                let reason = format!("test switch {}", super::test_switches::FAIL_SNAPSHOTS);
+                let _ = links.state.send(StateEvent::SnapshotFailed { reason });
+                continue;
+            }
             if let Some(event) = run_job(job, &links) {
                 let _ = links.state.send(event);
             }
@@ -111,7 +119,7 @@ fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> 
                     info!(index, pairs, path = %path.display(), "snapshot: written");
                     StateEvent::Core(crate::core::Input::SnapshotWritten { index, term })
                 }
-                Err(error) => StateEvent::SnapshotFailed { reason: error.to_string() },
+                Err(error) => StateEvent::SnapshotFailed { reason: crate::error_chain(&error) },
             })
         }
         SnapshotJob::SendChunk {
@@ -147,24 +155,16 @@ fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> 
             }
             None
         }
-        SnapshotJob::ReceiveChunk { snapshot_index, snapshot_term, offset, data, done } => {
-            match receive_chunk(links, snapshot_index, offset, &data, done) {
-                Ok(next_offset) if !done => {
-                    Some(StateEvent::Core(crate::core::Input::SnapshotChunkWritten {
-                        snapshot_index,
-                        next_offset,
-                    }))
-                }
-                Ok(_) => Some(StateEvent::SnapshotReceived {
-                    index: snapshot_index,
-                    term: snapshot_term,
-                }),
-                Err(error) => {
-                    let why = "snapshot: a received snapshot is unusable; the herald will resend";
-                    warn!(snapshot_index, %error, "{why}");
-                    None
-                }
-            }
+        SnapshotJob::ReceiveChunk {
+            snapshot_index,
+            snapshot_term,
+            offset,
+            total_bytes,
+            data,
+            done,
+        } => {
+            let place = (snapshot_index, offset, total_bytes);
+            received(links, place, snapshot_term, &data, done)
         }
     }
 }
@@ -182,16 +182,43 @@ fn write(
     state_snapshot::write(&links.data_dir, (index, term), links.shard_count, sections, parts.iter())
 }
 
+/// Stores a received chunk and says what became of it: the next offset wanted, the whole
+/// snapshot received, or nothing (unusable: the herald resends).
+fn received(
+    links: &SnapshotThreadLinks,
+    place: (LogIndex, u64, u64),
+    snapshot_term: Term,
+    data: &[u8],
+    done: bool,
+) -> Option<StateEvent> {
+    let snapshot_index = place.0;
+    match receive_chunk(links, place, data, done) {
+        Ok(next_offset) if !done => {
+            Some(StateEvent::Core(crate::core::Input::SnapshotChunkWritten {
+                snapshot_index,
+                next_offset,
+            }))
+        }
+        Ok(_) => Some(StateEvent::SnapshotReceived { index: snapshot_index, term: snapshot_term }),
+        Err(error) => {
+            let why = "snapshot: a received snapshot is unusable; the herald will resend";
+            let error = crate::error_chain(&error);
+            warn!(snapshot_index, %error, "{why}");
+            None
+        }
+    }
+}
+
 /// Stores a received chunk (see `state_snapshot::receive_chunk`).
 fn receive_chunk(
     links: &SnapshotThreadLinks,
-    index: LogIndex,
-    offset: u64,
+    place: (LogIndex, u64, u64),
     data: &[u8],
     done: bool,
 ) -> Result<u64, SnapshotError> {
+    let index = place.0;
     let checks = ReceiveLimits { limits: links.limits, shard_count: links.shard_count };
-    let next = state_snapshot::receive_chunk(&links.data_dir, (index, offset), data, done, checks)?;
+    let next = state_snapshot::receive_chunk(&links.data_dir, place, data, done, checks)?;
     if done {
         info!(index, "snapshot: received from the herald, verified and installed on disk");
     }
@@ -230,10 +257,33 @@ mod tests {
         let bytes = std::fs::read(writer.finish().expect("finish")).expect("read");
         let poll = mio::Poll::new().expect("poll");
         let links = links(directory.path(), 2, &poll);
-        let error = receive_chunk(&links, 7, 0, &bytes, true).expect_err("refused");
+        let place = (7, 0, bytes.len() as u64);
+        let error = receive_chunk(&links, place, &bytes, true).expect_err("refused");
         assert!(error.to_string().contains("unreadable shards section"), "{error}");
         let installed = snapshot::load_latest(&links.data_dir, LIMITS).expect("no damage");
         assert!(installed.is_none(), "a snapshot that cannot load became the newest on disk");
+    }
+
+    #[test]
+    fn a_received_snapshot_cannot_grow_past_its_announced_size_or_the_free_space() {
+        use crate::storage::{DiskFaults, MemoryFileSystem};
+        let checks = ReceiveLimits { limits: LIMITS, shard_count: 2 };
+        let faults = DiskFaults { capacity_bytes: 4096, ..DiskFaults::default() };
+        let disk = MemoryFileSystem::new(1, faults);
+        let data_dir = DataDir { file_system: Arc::new(disk), path: "/radiant".into() };
+        let chunk = [7u8; 100];
+        // Announced as 150 bytes: the first 100 fit, the next 100 would end at 200.
+        let next = state_snapshot::receive_chunk(&data_dir, (9, 0, 150), &chunk, false, checks)
+            .expect("the first chunk fits");
+        let error = state_snapshot::receive_chunk(&data_dir, (9, next, 150), &chunk, false, checks)
+            .expect_err("past the announced size");
+        assert!(error.to_string().contains("past the 150 bytes"), "{error}");
+        // Announced as more than the disk has free: refused before the first byte.
+        let error =
+            state_snapshot::receive_chunk(&data_dir, (10, 0, 1 << 20), &chunk, false, checks)
+                .expect_err("larger than the free space");
+        let reason = crate::error_chain(&error);
+        assert!(reason.contains("1048576 bytes and") && reason.contains("are free"), "{reason}");
     }
 
     #[test]

@@ -136,6 +136,7 @@ pub fn spawn(
             panic_armed: super::test_switches::panics("radiant-state"),
             ticked_at: Instant::now(),
             published_cluster: radiant_protocol::ClusterId::UNSET,
+            snapshot_failures: 0,
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -160,7 +161,13 @@ struct StateThread {
     ticked_at: Instant,
     /// The cluster id last published to the reactor.
     published_cluster: radiant_protocol::ClusterId,
+    /// Snapshots that failed since the last one written.
+    snapshot_failures: u32,
 }
+
+/// Consecutive failed snapshots after which the radiant stops (exit status 74), rather
+/// than let its uncompacted log grow without bound.
+pub const MAX_SNAPSHOT_FAILURES: u32 = 3;
 
 impl StateThread {
     fn run(mut self) -> StateThreadExit {
@@ -193,6 +200,32 @@ impl StateThread {
             }
         }
         self.shut_down()
+    }
+
+    /// A snapshot failed: the core retries at the next interval, until
+    /// `MAX_SNAPSHOT_FAILURES` in a row stop the radiant (`None`: stopping).
+    fn on_snapshot_failed(&mut self, reason: &str) -> Option<Input> {
+        self.snapshot_failures += 1;
+        if self.snapshot_failures >= MAX_SNAPSHOT_FAILURES {
+            // Without snapshots the log is never compacted: memory and disk would grow
+            // until something else failed. Stop while the cause is clear.
+            let reason = format!(
+                "{} snapshots in a row failed (the last: {reason}); without one the log can \
+                 never be compacted",
+                self.snapshot_failures
+            );
+            error!(%reason, "state: stopping");
+            self.wal_failed = Some(reason);
+            let _ = self.links.reactor.send(ReactorEvent::Shutdown);
+            return None;
+        }
+        warn!(
+            %reason,
+            failures = self.snapshot_failures,
+            limit = MAX_SNAPSHOT_FAILURES,
+            "state: snapshot failed; will retry at the next interval"
+        );
+        Some(Input::SnapshotFailed)
     }
 
     /// Tells the reactor the cluster id once the system has one (link handshakes carry
@@ -268,11 +301,16 @@ impl StateThread {
                 }
                 Input::Client { reply_to, request }
             }
-            StateEvent::Core(input) => input,
-            StateEvent::SnapshotFailed { reason } => {
-                warn!(%reason, "state: snapshot failed; will retry at the next interval");
-                Input::SnapshotFailed
+            StateEvent::Core(input) => {
+                if matches!(input, Input::SnapshotWritten { .. }) {
+                    self.snapshot_failures = 0;
+                }
+                input
             }
+            StateEvent::SnapshotFailed { reason } => match self.on_snapshot_failed(&reason) {
+                Some(input) => input,
+                None => return false,
+            },
             StateEvent::SnapshotReceived { index, term } => {
                 match self.install_snapshot(index, term) {
                     Some((membership, council, shards)) => {
@@ -544,11 +582,18 @@ impl effects::SnapshotStore for StateThread {
     fn write_snapshot_chunk(
         &mut self,
         (snapshot_index, snapshot_term): (LogIndex, Term),
-        offset: u64,
+        (offset, total_bytes): (u64, u64),
         data: Bytes,
         done: bool,
     ) {
-        let job = SnapshotJob::ReceiveChunk { snapshot_index, snapshot_term, offset, data, done };
+        let job = SnapshotJob::ReceiveChunk {
+            snapshot_index,
+            snapshot_term,
+            offset,
+            total_bytes,
+            data,
+            done,
+        };
         let _ = self.links.snapshots.send(job);
     }
 }

@@ -30,6 +30,10 @@ pub const SLOW_WORKER_US: &str = "RADIANT_TEST_SLOW_WORKER_US";
 /// overload test: with a slow WAL it is full at once, as it would be under a long stall.
 pub const WAL_QUEUE_CAPACITY: &str = "RADIANT_TEST_WAL_QUEUE_CAPACITY";
 
+/// Set to 1: every snapshot write fails (as on a disk that refuses them), for the test
+/// that a radiant stops after `MAX_SNAPSHOT_FAILURES` in a row.
+pub const FAIL_SNAPSHOTS: &str = "RADIANT_TEST_FAIL_SNAPSHOTS";
+
 /// The count a switch gives: 0 when unset or not a number.
 pub fn count(name: &str) -> u64 {
     let count = std::env::var(name).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0);

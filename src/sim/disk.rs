@@ -403,14 +403,14 @@ impl SimStorage {
     pub fn receive_snapshot_chunk(
         &mut self,
         (index, term): (LogIndex, Term),
-        offset: u64,
+        (offset, total_bytes): (u64, u64),
         data: &[u8],
         done: bool,
         shard_count: u32,
     ) -> Result<u64, SnapshotError> {
         let checks = ReceiveLimits { limits: SIM_SNAPSHOT_LIMITS, shard_count };
-        let next =
-            state_snapshot::receive_chunk(&self.data_dir(), (index, offset), data, done, checks)?;
+        let place = (index, offset, total_bytes);
+        let next = state_snapshot::receive_chunk(&self.data_dir(), place, data, done, checks)?;
         if done {
             self.promised.snapshot = Some(SimSnapshot { index, term });
         }

@@ -1084,14 +1084,14 @@ impl Simulator {
         index: usize,
         snapshot_index: LogIndex,
         term: Term,
-        offset: u64,
+        place: (u64, u64),
         data: Bytes,
         done: bool,
     ) {
         let radiant = &mut self.radiants[index];
         let shard_count = radiant.machine.shard_count();
         let position = (snapshot_index, term);
-        match radiant.disk.receive_snapshot_chunk(position, offset, &data, done, shard_count) {
+        match radiant.disk.receive_snapshot_chunk(position, place, &data, done, shard_count) {
             Ok(next_offset) if !done => self
                 .followups
                 .push_back((index, Input::SnapshotChunkWritten { snapshot_index, next_offset })),
@@ -1370,11 +1370,11 @@ impl effects::SnapshotStore for RadiantEffects<'_> {
     fn write_snapshot_chunk(
         &mut self,
         (snapshot_index, term): (LogIndex, Term),
-        offset: u64,
+        place: (u64, u64),
         data: Bytes,
         done: bool,
     ) {
-        self.simulator.write_snapshot_chunk(self.index, snapshot_index, term, offset, data, done);
+        self.simulator.write_snapshot_chunk(self.index, snapshot_index, term, place, data, done);
     }
 }
 

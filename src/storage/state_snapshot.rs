@@ -229,7 +229,7 @@ pub struct ReceiveLimits {
 /// verifies (every section too) and installs the file. Returns the next expected offset.
 pub fn receive_chunk(
     data_dir: &DataDir,
-    (index, offset): (LogIndex, u64),
+    (index, offset, total_bytes): (LogIndex, u64, u64),
     data: &[u8],
     done: bool,
     checks: ReceiveLimits,
@@ -239,6 +239,28 @@ pub fn receive_chunk(
         move |source| SnapshotError::Io { operation, path: incoming_path(data_dir), source }
     };
     let fs = data_dir.fs();
+    let end = offset.saturating_add(data.len() as u64);
+    if end > total_bytes {
+        let reason = format!(
+            "a chunk ends at byte {end}, past the {total_bytes} bytes the snapshot was announced as"
+        );
+        return Err(SnapshotError::Corrupt { path, reason });
+    }
+    if offset == 0 {
+        // Room for the whole snapshot before its first byte, so a transfer cannot fill the
+        // disk under the log (which would stop this radiant).
+        let free = fs.available_bytes(&parent_directory(&path)).unwrap_or(u64::MAX);
+        if total_bytes > free {
+            return Err(SnapshotError::Io {
+                operation: "make room for",
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("the snapshot needs {total_bytes} bytes and {free} are free"),
+                ),
+            });
+        }
+    }
     fs.create_dir_all(&parent_directory(&path)).map_err(io("create directory"))?;
     let mut file = if offset == 0 {
         fs.create(&path, false).map_err(io("create"))?

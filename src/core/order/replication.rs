@@ -477,6 +477,7 @@ impl Order {
             snapshot_index: chunk.snapshot_index,
             snapshot_term: chunk.snapshot_term,
             offset: chunk.offset,
+            total_bytes: chunk.total_bytes,
             data: chunk.chunk,
             done: chunk.done,
         });
