@@ -149,6 +149,7 @@ fn order_options(replication_max_bytes: u64) -> OrderOptions {
         group: GroupId::new(1).expect("nonzero"),
         shard_count: 64,
         snapshot_interval_entries: u64::MAX / 2,
+        snapshot_interval_bytes: u64::MAX / 2,
         election_timeout_ticks: 30,
         heartbeat_interval_ticks: 5,
         replication_max_bytes,

@@ -108,6 +108,8 @@ pub struct Config {
     pub wal_segment_max_bytes: u64,
     /// A snapshot is written after this many entries have been applied since the last.
     pub snapshot_interval_entries: u64,
+    /// A snapshot is also written when the log held in memory reaches this many bytes.
+    pub snapshot_interval_bytes: u64,
     /// Default log filter (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
     pub log_level: String,
     /// This radiant's member id in a statically configured order (see `members`).
@@ -189,6 +191,7 @@ impl Default for Config {
             client_idle_timeout_ms: 600_000,
             wal_segment_max_bytes: 64 << 20,
             snapshot_interval_entries: 100_000,
+            snapshot_interval_bytes: 256 << 20,
             log_level: "info".to_string(),
             member_id: 1,
             members: Vec::new(),

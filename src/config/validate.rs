@@ -206,6 +206,8 @@ impl Config {
         checker.range("max_inflight_per_connection", inflight, 1, 1_000_000);
         let snapshot = self.snapshot_interval_entries;
         checker.range("snapshot_interval_entries", snapshot, 100, 1 << 40);
+        let bytes = self.snapshot_interval_bytes;
+        checker.range("snapshot_interval_bytes", bytes, 1 << 20, 1 << 40);
         let level_ok = LOG_LEVELS.contains(&self.log_level.as_str());
         let reason = format!("must be one of {}", LOG_LEVELS.join(", "));
         checker.check(level_ok, "log_level", format!("{:?}", self.log_level), reason);

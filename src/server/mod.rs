@@ -341,6 +341,7 @@ pub fn order_options(config: &Config) -> OrderOptions {
         group: static_group(),
         shard_count: config.shard_count,
         snapshot_interval_entries: config.snapshot_interval_entries,
+        snapshot_interval_bytes: config.snapshot_interval_bytes,
         election_timeout_ticks: config.election_timeout,
         heartbeat_interval_ticks: config.heartbeat_interval,
         replication_max_bytes: u64::from(config.replication_max_bytes),

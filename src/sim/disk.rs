@@ -187,8 +187,11 @@ impl SimDisk {
         );
         let next = self.next_index();
         self.log.retain(|entry| entry.index > through);
+        // The WAL continues after the compaction point, also when entries after it remain:
+        // a truncation that later removes them leaves the log starting there, not at 1.
+        self.log_start = self.log_start.max(through + 1);
         if self.log.is_empty() {
-            self.log_start = next.max(through + 1);
+            self.log_start = self.log_start.max(next);
         }
     }
 

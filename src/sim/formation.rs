@@ -795,6 +795,7 @@ fn order_template(shard_count: u32, injected_bug: InjectedBug) -> OrderOptions {
         group: GroupId::new(1).expect("nonzero"),
         shard_count,
         snapshot_interval_entries: u64::MAX / 2,
+        snapshot_interval_bytes: u64::MAX / 2,
         election_timeout_ticks: 20,
         heartbeat_interval_ticks: 4,
         replication_max_bytes: 64 << 10,

@@ -102,6 +102,8 @@ pub struct SimOptions {
     pub faults: SimFaults,
     /// Snapshot interval.
     pub snapshot_interval_entries: u64,
+    /// Snapshot when the in-memory log holds this many bytes of entry data.
+    pub snapshot_interval_bytes: u64,
     /// Entries kept past a snapshot for lagging members.
     pub catch_up_entries: u64,
     /// Election timeout, ticks.
@@ -148,6 +150,7 @@ impl SimOptions {
                 disk: DiskFaults::default(),
             },
             snapshot_interval_entries: prng.range(20, 200),
+            snapshot_interval_bytes: u64::MAX / 2,
             catch_up_entries: prng.range(0, 30),
             election_timeout_ticks: 10,
             heartbeat_interval_ticks: 2,
@@ -162,6 +165,12 @@ impl SimOptions {
             options.membership_changes_per_million = prng.range(500, 5_000);
         }
         options.faults.disk = swarm_disk_faults(&mut prng);
+        // Its own stream, so every knob drawn above is what it was before this existed:
+        // half the seeds also snapshot by the bytes of the log held in memory.
+        let mut bytes = Prng::new(seed ^ 0x5eed_b7e5);
+        if bytes.chance(1, 2) {
+            options.snapshot_interval_bytes = bytes.range(200, 4_000);
+        }
         options
     }
 
@@ -908,6 +917,7 @@ impl Simulator {
             group: GroupId::new(1).expect("nonzero"),
             shard_count,
             snapshot_interval_entries: self.options.snapshot_interval_entries,
+            snapshot_interval_bytes: self.options.snapshot_interval_bytes,
             election_timeout_ticks: self.options.election_timeout_ticks,
             heartbeat_interval_ticks: self.options.heartbeat_interval_ticks,
             replication_max_bytes: self.options.replication_max_bytes,

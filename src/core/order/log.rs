@@ -3,7 +3,8 @@
 //! core makes to it (`Action::Persist`); on restart it hands the persisted log back.
 //!
 //! Keeping the post-snapshot log in memory is what lets the core replicate without
-//! reading files; `snapshot_interval_entries` bounds how much that is.
+//! reading files; `snapshot_interval_entries` and `snapshot_interval_bytes` bound how much
+//! that is (entries can be 16 MiB each, so a count alone is no bound on memory).
 
 use std::collections::VecDeque;
 
@@ -15,6 +16,8 @@ pub(crate) struct OrderLog {
     snapshot_index: LogIndex,
     snapshot_term: Term,
     entries: VecDeque<LogEntry>,
+    /// Bytes of entry data in `entries`.
+    data_bytes: u64,
 }
 
 impl OrderLog {
@@ -23,9 +26,33 @@ impl OrderLog {
         snapshot_term: Term,
         entries: Vec<LogEntry>,
     ) -> Self {
-        let log = OrderLog { snapshot_index, snapshot_term, entries: entries.into() };
+        let data_bytes = entries.iter().map(|entry| entry.data.len() as u64).sum();
+        let log = OrderLog { snapshot_index, snapshot_term, entries: entries.into(), data_bytes };
         log.check_contiguous();
         log
+    }
+
+    /// Bytes of entry data held in memory.
+    pub(crate) fn data_bytes(&self) -> u64 {
+        debug_assert_eq!(
+            self.data_bytes,
+            self.entries.iter().map(|entry| entry.data.len() as u64).sum::<u64>(),
+            "log: data bytes counted wrong"
+        );
+        self.data_bytes
+    }
+
+    /// The highest index through which compacting leaves at most `max_bytes` of entry
+    /// data in memory (the snapshot point when everything already fits).
+    pub(crate) fn compaction_point_for_bytes(&self, max_bytes: u64) -> LogIndex {
+        let mut kept = 0u64;
+        for entry in self.entries.iter().rev() {
+            kept += entry.data.len() as u64;
+            if kept > max_bytes {
+                return entry.index;
+            }
+        }
+        self.snapshot_index
     }
 
     fn check_contiguous(&self) {
@@ -87,6 +114,7 @@ impl OrderLog {
             entry.term,
             self.last_term()
         );
+        self.data_bytes += entry.data.len() as u64;
         self.entries.push_back(entry);
     }
 
@@ -98,7 +126,9 @@ impl OrderLog {
             self.snapshot_index
         );
         let keep = (from - self.snapshot_index - 1) as usize;
-        self.entries.truncate(keep);
+        for dropped in self.entries.drain(keep.min(self.entries.len())..) {
+            self.data_bytes -= dropped.data.len() as u64;
+        }
     }
 
     /// Entries from `from` on, at most `max_bytes` of data but always at least one
@@ -132,7 +162,9 @@ impl OrderLog {
         }
         let term = self.term_at(index).expect("log: compacting past the end of the log");
         let drop = (index - self.snapshot_index) as usize;
-        self.entries.drain(..drop);
+        for dropped in self.entries.drain(..drop) {
+            self.data_bytes -= dropped.data.len() as u64;
+        }
         self.snapshot_index = index;
         self.snapshot_term = term;
     }
@@ -145,6 +177,7 @@ impl OrderLog {
             return;
         }
         self.entries.clear();
+        self.data_bytes = 0;
         self.snapshot_index = index;
         self.snapshot_term = term;
     }
@@ -186,6 +219,28 @@ mod tests {
         assert_eq!(log.term_at(12), Some(3));
         assert_eq!(log.term_at(13), None);
         assert_eq!((log.last_index(), log.last_term()), (12, 3));
+    }
+
+    #[test]
+    fn the_bytes_held_follow_appends_truncations_compactions_and_installs() {
+        let entry = |index: u64, bytes: usize| LogEntry {
+            term: 1,
+            index,
+            data: bytes::Bytes::from(vec![0u8; bytes]),
+        };
+        let mut log = OrderLog::new(0, 0, vec![entry(1, 10), entry(2, 20)]);
+        log.append(entry(3, 30));
+        log.append(entry(4, 40));
+        assert_eq!(log.data_bytes(), 100);
+        // Keeping at most 70 bytes means dropping through 2 (30 + 40 stay).
+        assert_eq!(log.compaction_point_for_bytes(70), 2);
+        assert_eq!(log.compaction_point_for_bytes(100), 0, "everything fits");
+        log.truncate_from(4);
+        assert_eq!(log.data_bytes(), 60);
+        log.compact_through(2);
+        assert_eq!(log.data_bytes(), 30);
+        log.install_snapshot(9, 2);
+        assert_eq!(log.data_bytes(), 0);
     }
 
     #[test]

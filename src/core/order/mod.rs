@@ -47,6 +47,9 @@ pub struct OrderOptions {
     pub shard_count: u32,
     /// Take a snapshot after this many entries were applied since the last one.
     pub snapshot_interval_entries: u64,
+    /// Take a snapshot when the log held in memory has this many bytes of entry data,
+    /// whatever the count (entries can be 16 MiB each).
+    pub snapshot_interval_bytes: u64,
     /// Minimum ticks without a herald before standing for election.
     pub election_timeout_ticks: u64,
     /// Ticks between a herald's heartbeats.
@@ -56,7 +59,8 @@ pub struct OrderOptions {
     /// `Append` messages in flight per follower before waiting for acknowledgements.
     pub max_inflight_appends: usize,
     /// Entries kept past a local snapshot so a member a little behind catches up from
-    /// the log instead of a whole snapshot.
+    /// the log instead of a whole snapshot; never more than a quarter of
+    /// `snapshot_interval_bytes` of them, so a compacted log is not due again at once.
     pub catch_up_entries: u64,
     /// Decoder limits for commands found in the log.
     pub limits: Limits,

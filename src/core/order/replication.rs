@@ -602,8 +602,10 @@ impl Order {
     fn maybe_snapshot(&mut self, actions: &mut Actions) {
         let since = self.applied_index - self.log.snapshot_index();
         let local = self.local_snapshot.map_or(0, |(index, _)| index);
-        let due =
-            self.applied_index.saturating_sub(local) >= self.options.snapshot_interval_entries;
+        let due = self.applied_index.saturating_sub(local)
+            >= self.options.snapshot_interval_entries
+            || (self.log.data_bytes() >= self.options.snapshot_interval_bytes
+                && self.applied_index > local);
         if self.snapshot_in_progress || !due || since == 0 {
             return;
         }
@@ -631,7 +633,10 @@ impl Order {
             return;
         }
         self.local_snapshot = Some((index, term));
-        let through = index.saturating_sub(self.options.catch_up_entries).min(self.applied_index);
+        let by_count = index.saturating_sub(self.options.catch_up_entries);
+        let by_bytes =
+            self.log.compaction_point_for_bytes(self.options.snapshot_interval_bytes / 4);
+        let through = by_count.max(by_bytes).min(index).min(self.applied_index);
         if through > self.log.snapshot_index() {
             self.log.compact_through(through);
             actions.push(Action::CompactLog { through });
