@@ -20,6 +20,10 @@ use radiant_protocol::slots::ShardId;
 
 /// Client sessions remembered per shard; the least recently used is forgotten first.
 pub const MAX_SESSIONS_PER_SHARD: usize = 10_000;
+/// Bytes of values the remembered answers of one shard may hold (a failed `cas` answers
+/// with the current value, up to 16 MiB); past it the least recently used is forgotten
+/// first, as past the count.
+pub const MAX_SESSION_VALUE_BYTES_PER_SHARD: u64 = 32 << 20;
 
 /// A client's last write to a shard and its answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +37,38 @@ struct SessionRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShardSessions {
     records: BTreeMap<ClientId, SessionRecord>,
+    /// Bytes of values in the records' answers.
+    value_bytes: u64,
+}
+
+/// Bytes of values an answer holds.
+fn value_bytes(response: &ClientResponse) -> u64 {
+    match response {
+        ClientResponse::CasResult { current: Some(value), .. }
+        | ClientResponse::GetResult { value: Some(value) } => value.len() as u64,
+        _ => 0,
+    }
+}
+
+impl ShardSessions {
+    /// Remembers `record` for `client`, then forgets the least recently applied records
+    /// while the table is over its count or its bytes. Every member applies the same
+    /// commands in the same order, so every member forgets the same records.
+    fn remember(&mut self, client: ClientId, record: SessionRecord) {
+        self.value_bytes += value_bytes(&record.response);
+        if let Some(replaced) = self.records.insert(client, record) {
+            self.value_bytes -= value_bytes(&replaced.response);
+        }
+        while self.records.len() > MAX_SESSIONS_PER_SHARD
+            || self.value_bytes > MAX_SESSION_VALUE_BYTES_PER_SHARD
+        {
+            let oldest = self.records.iter().min_by_key(|(_, record)| record.applied_at);
+            let Some(oldest) = oldest.map(|(id, _)| *id) else { break };
+            if let Some(forgotten) = self.records.remove(&oldest) {
+                self.value_bytes -= value_bytes(&forgotten.response);
+            }
+        }
+    }
 }
 
 /// The key-value data and the session tables.
@@ -76,17 +112,7 @@ impl StateMachine {
         if let Some(Session { client_id, sequence }) = session {
             let mut sessions = self.sessions[shard.0 as usize].lock();
             let record = SessionRecord { sequence, response: response.clone(), applied_at: index };
-            sessions.records.insert(client_id, record);
-            if sessions.records.len() > MAX_SESSIONS_PER_SHARD {
-                let oldest = sessions
-                    .records
-                    .iter()
-                    .min_by_key(|(_, record)| record.applied_at)
-                    .map(|(id, _)| *id);
-                if let Some(oldest) = oldest {
-                    sessions.records.remove(&oldest);
-                }
-            }
+            sessions.remember(client_id, record);
         }
         response
     }
@@ -162,7 +188,7 @@ impl StateMachine {
         }
         let shard = bytes.get_u32();
         let count = bytes.get_u32();
-        let mut records = BTreeMap::new();
+        let mut sessions = ShardSessions::default();
         for _ in 0..count {
             if bytes.remaining() < 28 {
                 return None;
@@ -182,9 +208,9 @@ impl StateMachine {
             else {
                 return None;
             };
-            records.insert(client, SessionRecord { sequence, response, applied_at });
+            sessions.remember(client, SessionRecord { sequence, response, applied_at });
         }
-        bytes.is_empty().then_some((shard, ShardSessions { records }))
+        bytes.is_empty().then_some((shard, sessions))
     }
 
     /// Applies committed `command` at `index` as the order `group` and its shard workers
@@ -321,6 +347,36 @@ mod tests {
         let retry = machine.apply(shard, 3, cas("a", "b", 1));
         assert_eq!(retry, first);
         assert_eq!(machine.get(shard, b"k").as_deref(), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn remembered_answers_are_bounded_by_bytes_oldest_forgotten_first() {
+        let machine = StateMachine::new(1);
+        let shard = ShardId(0);
+        let value = Bytes::from(vec![b'v'; 1 << 20]);
+        let cas = |client: u64| Command::Cas {
+            key: Bytes::from_static(b"k"),
+            expected: None,
+            new: Some(value.clone()),
+            session: ClientId::new(client).map(|client_id| Session { client_id, sequence: 1 }),
+        };
+        // 100 clients each remember an answer carrying a 1 MiB value: 100 MiB unbounded.
+        for client in 1..=100u64 {
+            machine.apply(shard, client, cas(client));
+        }
+        let sessions = machine.sessions[0].lock().clone();
+        assert!(
+            sessions.value_bytes <= MAX_SESSION_VALUE_BYTES_PER_SHARD,
+            "{}",
+            sessions.value_bytes
+        );
+        let recount: u64 = sessions.records.values().map(|r| value_bytes(&r.response)).sum();
+        assert_eq!(recount, sessions.value_bytes, "the byte count drifted");
+        assert!(!sessions.records.contains_key(&ClientId::new(1).expect("nonzero")), "oldest kept");
+        // The newest client's retry still gets its first answer, not a second application.
+        let first = machine.apply(shard, 101, cas(100));
+        let remembered = &sessions.records[&ClientId::new(100).expect("nonzero")].response;
+        assert_eq!(&first, remembered);
     }
 
     #[test]
