@@ -99,3 +99,46 @@ fn a_herald_paused_past_its_lease_does_not_answer_a_lease_read_from_it_when_it_r
         "a lease read sent after the write completed returned the value it replaced"
     );
 }
+
+/// A herald stopped (SIGSTOP) longer than an election timeout under a checked load, then
+/// resumed (SIGCONT): the order elects another meanwhile, and the whole history, with the
+/// reads and writes that waited on the stopped herald, passes `radiant check-history`.
+#[test]
+fn a_herald_paused_under_a_checked_load_leaves_a_linearizable_history() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let members: Vec<(u64, u16, u16)> = (1..=3).map(|id| (id, free_port(), free_port())).collect();
+    let daemons: Vec<Daemon> = members
+        .iter()
+        .map(|&member| {
+            let data_dir = directory.path().join(format!("radiant-{}", member.0));
+            let config = order_member_config(&data_dir, member, &members, TIMING);
+            Daemon::start_with_config(&data_dir, &config)
+        })
+        .collect();
+    let deadline = Instant::now() + LIMIT;
+    let herald = loop {
+        let ready_herald = |daemon: &Daemon| {
+            status(daemon).is_some_and(|s| s["role"] == "herald" && s["ready"] == true)
+        };
+        if let Some(index) = daemons.iter().position(ready_herald) {
+            break index;
+        }
+        assert!(Instant::now() < deadline, "no ready herald within {LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let entry = daemons[(herald + 1) % 3].client_address.to_string();
+    let history = directory.path().join("history.jsonl");
+    let load = common::load::Load::start(&entry, &history, directory.path().join("b.json"), 10);
+    std::thread::sleep(Duration::from_secs(2));
+    {
+        let _resumed_on_drop = Stopped(&daemons[herald]);
+        signal(&daemons[herald], libc::SIGSTOP);
+        // Three election timeouts at most, and more than one.
+        std::thread::sleep(Duration::from_millis(1_500));
+    }
+    let (code, report) = load.finish();
+    assert_eq!(code, 0, "the checked load failed: {report}");
+    let history = history.display().to_string();
+    let (code, verdict, stderr) = common::radiant(&["check-history", &history]);
+    assert_eq!(code, 0, "the history is not linearizable: {verdict}{stderr}");
+}
