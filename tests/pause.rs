@@ -37,8 +37,8 @@ impl Drop for Stopped<'_> {
     }
 }
 
-#[test]
-fn a_herald_paused_past_its_lease_does_not_answer_a_lease_read_from_it_when_it_resumes() {
+/// An order of three; its directory, its radiants and the index of its ready herald.
+fn start_order() -> (tempfile::TempDir, Vec<Daemon>, usize) {
     let directory = tempfile::tempdir().expect("temp dir");
     let members: Vec<(u64, u16, u16)> = (1..=3).map(|id| (id, free_port(), free_port())).collect();
     let daemons: Vec<Daemon> = members
@@ -60,6 +60,12 @@ fn a_herald_paused_past_its_lease_does_not_answer_a_lease_read_from_it_when_it_r
         assert!(Instant::now() < deadline, "no ready herald within {LIMIT:?}");
         std::thread::sleep(Duration::from_millis(20));
     };
+    (directory, daemons, herald)
+}
+
+#[test]
+fn a_herald_paused_past_its_lease_does_not_answer_a_lease_read_from_it_when_it_resumes() {
+    let (_directory, daemons, herald) = start_order();
     let mut at_herald = daemons[herald].connect();
     at_herald.put(b"k", b"old").expect("put old");
     for _ in 0..5 {
@@ -105,27 +111,7 @@ fn a_herald_paused_past_its_lease_does_not_answer_a_lease_read_from_it_when_it_r
 /// reads and writes that waited on the stopped herald, passes `radiant check-history`.
 #[test]
 fn a_herald_paused_under_a_checked_load_leaves_a_linearizable_history() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let members: Vec<(u64, u16, u16)> = (1..=3).map(|id| (id, free_port(), free_port())).collect();
-    let daemons: Vec<Daemon> = members
-        .iter()
-        .map(|&member| {
-            let data_dir = directory.path().join(format!("radiant-{}", member.0));
-            let config = order_member_config(&data_dir, member, &members, TIMING);
-            Daemon::start_with_config(&data_dir, &config)
-        })
-        .collect();
-    let deadline = Instant::now() + LIMIT;
-    let herald = loop {
-        let ready_herald = |daemon: &Daemon| {
-            status(daemon).is_some_and(|s| s["role"] == "herald" && s["ready"] == true)
-        };
-        if let Some(index) = daemons.iter().position(ready_herald) {
-            break index;
-        }
-        assert!(Instant::now() < deadline, "no ready herald within {LIMIT:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (directory, daemons, herald) = start_order();
     let entry = daemons[(herald + 1) % 3].client_address.to_string();
     let history = directory.path().join("history.jsonl");
     let load = common::load::Load::start(&entry, &history, directory.path().join("b.json"), 10);

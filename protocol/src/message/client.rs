@@ -208,6 +208,21 @@ impl ClientRequest {
         }
     }
 
+    /// Whether this is an admin request (membership, moves, transfers): the ones that
+    /// need the admin token, and that have no session.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            ClientRequest::AddMember { .. }
+                | ClientRequest::RemoveMember { .. }
+                | ClientRequest::TransferHerald { .. }
+                | ClientRequest::AddRadiant { .. }
+                | ClientRequest::RemoveRadiant { .. }
+                | ClientRequest::MoveShard { .. }
+                | ClientRequest::LeaveOrder { .. }
+        )
+    }
+
     /// The key the request addresses, `None` for `Ping` and the admin requests.
     pub fn key(&self) -> Option<&Bytes> {
         match self {

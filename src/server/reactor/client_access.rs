@@ -110,17 +110,7 @@ impl Reactor {
     /// Whether a connection with `access` may make `request`; if not, what to do.
     fn authorize(&self, access: Access, request: &ClientRequest) -> Result<(), String> {
         let tokens = &self.options.tokens;
-        let admin_request = matches!(
-            request,
-            ClientRequest::AddMember { .. }
-                | ClientRequest::RemoveMember { .. }
-                | ClientRequest::TransferHerald { .. }
-                | ClientRequest::AddRadiant { .. }
-                | ClientRequest::RemoveRadiant { .. }
-                | ClientRequest::MoveShard { .. }
-                | ClientRequest::LeaveOrder { .. }
-        );
-        if admin_request {
+        if request.is_admin() {
             if access == Access::Admin || tokens.admin_open_without_token {
                 return Ok(());
             }
