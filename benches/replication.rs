@@ -386,13 +386,7 @@ impl effects::SnapshotStore for ReplicaEffects<'_> {
         self.unexpected("a snapshot transfer")
     }
 
-    fn write_snapshot_chunk(
-        &mut self,
-        _position: (LogIndex, Term),
-        _place: (u64, u64),
-        _data: Bytes,
-        _done: bool,
-    ) {
+    fn write_snapshot_chunk(&mut self, _chunk: radiant_protocol::InstallSnapshot) {
         self.unexpected("a snapshot transfer")
     }
 }

@@ -8,8 +8,8 @@
 use bytes::Bytes;
 use radiant_protocol::slots::ShardId;
 use radiant_protocol::{
-    ClientResponse, Command, ErrorResponse, LogEntry, LogIndex, PeerHeader, PeerMessage,
-    SystemMessage, Term,
+    ClientResponse, Command, ErrorResponse, InstallSnapshot, LogEntry, LogIndex, PeerHeader,
+    PeerMessage, SystemMessage, Term,
 };
 
 use super::order::{HardState, Membership};
@@ -66,15 +66,8 @@ pub trait SnapshotStore {
         offset: u64,
         max_bytes: u64,
     );
-    /// `Action::WriteSnapshotChunk`: the chunk goes at `offset` of a snapshot announced
-    /// as `total_bytes`.
-    fn write_snapshot_chunk(
-        &mut self,
-        position: (LogIndex, Term),
-        place: (u64, u64),
-        data: Bytes,
-        done: bool,
-    );
+    /// `Action::WriteSnapshotChunk`.
+    fn write_snapshot_chunk(&mut self, chunk: InstallSnapshot);
 }
 
 /// The system file.
@@ -130,18 +123,7 @@ pub fn carry_out(action: Action, effects: &mut impl Effects) {
         Action::SendSnapshotChunk { header, snapshot_index, snapshot_term, offset, max_bytes } => {
             effects.send_snapshot_chunk(header, (snapshot_index, snapshot_term), offset, max_bytes)
         }
-        Action::WriteSnapshotChunk {
-            snapshot_index,
-            snapshot_term,
-            offset,
-            total_bytes,
-            data,
-            done,
-            ..
-        } => {
-            let position = (snapshot_index, snapshot_term);
-            effects.write_snapshot_chunk(position, (offset, total_bytes), data, done)
-        }
+        Action::WriteSnapshotChunk { chunk, .. } => effects.write_snapshot_chunk(chunk),
         Action::PersistSystem(record) => effects.persist_system(*record),
         Action::Apply { shard, index, command, reply_to } => {
             effects.apply(shard, index, command, reply_to)

@@ -199,18 +199,9 @@ pub enum Action {
     WriteSnapshotChunk {
         /// The sender.
         from: MemberId,
-        /// Which snapshot.
-        snapshot_index: LogIndex,
-        /// Its term.
-        snapshot_term: Term,
-        /// Where the chunk goes.
-        offset: u64,
-        /// The whole snapshot's size, as the herald announced it.
-        total_bytes: u64,
-        /// The bytes.
-        data: bytes::Bytes,
-        /// Whether this is the last chunk.
-        done: bool,
+        /// The chunk as the herald sent it: which snapshot, where it goes, the size the
+        /// whole snapshot was announced as, the bytes, whether it is the last.
+        chunk: radiant_protocol::InstallSnapshot,
     },
     /// The membership changed: connect to new members, forget removed ones.
     MembershipChanged(Membership),

@@ -58,20 +58,7 @@ pub enum SnapshotJob {
         max_bytes: u64,
     },
     /// Store a chunk of a snapshot arriving from the herald.
-    ReceiveChunk {
-        /// Which snapshot.
-        snapshot_index: LogIndex,
-        /// Its term.
-        snapshot_term: Term,
-        /// Where the chunk goes.
-        offset: u64,
-        /// The whole snapshot's size, as the herald announced it.
-        total_bytes: u64,
-        /// The bytes.
-        data: Bytes,
-        /// Whether it is the last chunk.
-        done: bool,
-    },
+    ReceiveChunk(InstallSnapshot),
 }
 
 /// What the snapshot thread needs.
@@ -155,17 +142,7 @@ fn run_job(job: SnapshotJob, links: &SnapshotThreadLinks) -> Option<StateEvent> 
             }
             None
         }
-        SnapshotJob::ReceiveChunk {
-            snapshot_index,
-            snapshot_term,
-            offset,
-            total_bytes,
-            data,
-            done,
-        } => {
-            let place = (snapshot_index, offset, total_bytes);
-            received(links, place, snapshot_term, &data, done)
-        }
+        SnapshotJob::ReceiveChunk(chunk) => received(links, &chunk),
     }
 }
 
@@ -184,22 +161,18 @@ fn write(
 
 /// Stores a received chunk and says what became of it: the next offset wanted, the whole
 /// snapshot received, or nothing (unusable: the herald resends).
-fn received(
-    links: &SnapshotThreadLinks,
-    place: (LogIndex, u64, u64),
-    snapshot_term: Term,
-    data: &[u8],
-    done: bool,
-) -> Option<StateEvent> {
-    let snapshot_index = place.0;
-    match receive_chunk(links, place, data, done) {
-        Ok(next_offset) if !done => {
+fn received(links: &SnapshotThreadLinks, chunk: &InstallSnapshot) -> Option<StateEvent> {
+    let snapshot_index = chunk.snapshot_index;
+    match receive_chunk(links, chunk) {
+        Ok(next_offset) if !chunk.done => {
             Some(StateEvent::Core(crate::core::Input::SnapshotChunkWritten {
                 snapshot_index,
                 next_offset,
             }))
         }
-        Ok(_) => Some(StateEvent::SnapshotReceived { index: snapshot_index, term: snapshot_term }),
+        Ok(_) => {
+            Some(StateEvent::SnapshotReceived { index: snapshot_index, term: chunk.snapshot_term })
+        }
         Err(error) => {
             let why = "snapshot: a received snapshot is unusable; the herald will resend";
             let error = crate::error_chain(&error);
@@ -212,14 +185,12 @@ fn received(
 /// Stores a received chunk (see `state_snapshot::receive_chunk`).
 fn receive_chunk(
     links: &SnapshotThreadLinks,
-    place: (LogIndex, u64, u64),
-    data: &[u8],
-    done: bool,
+    chunk: &InstallSnapshot,
 ) -> Result<u64, SnapshotError> {
-    let index = place.0;
     let checks = ReceiveLimits { limits: links.limits, shard_count: links.shard_count };
-    let next = state_snapshot::receive_chunk(&links.data_dir, place, data, done, checks)?;
-    if done {
+    let next = state_snapshot::receive_chunk(&links.data_dir, chunk, checks)?;
+    if chunk.done {
+        let index = chunk.snapshot_index;
         info!(index, "snapshot: received from the herald, verified and installed on disk");
     }
     Ok(next)
@@ -246,6 +217,22 @@ mod tests {
         SnapshotThreadLinks { data_dir, shard_count, limits: LIMITS, state, reactor }
     }
 
+    /// A chunk of snapshot `index` at `offset` of `total_bytes`, term 2.
+    fn chunk(
+        (index, offset, total_bytes): (u64, u64, u64),
+        bytes: &[u8],
+        done: bool,
+    ) -> InstallSnapshot {
+        InstallSnapshot {
+            snapshot_index: index,
+            snapshot_term: 2,
+            offset,
+            total_bytes,
+            done,
+            chunk: Bytes::copy_from_slice(bytes),
+        }
+    }
+
     #[test]
     fn a_received_snapshot_with_a_bad_section_is_not_installed() {
         let (directory, sender) =
@@ -257,8 +244,8 @@ mod tests {
         let bytes = std::fs::read(writer.finish().expect("finish")).expect("read");
         let poll = mio::Poll::new().expect("poll");
         let links = links(directory.path(), 2, &poll);
-        let place = (7, 0, bytes.len() as u64);
-        let error = receive_chunk(&links, place, &bytes, true).expect_err("refused");
+        let error = receive_chunk(&links, &chunk((7, 0, bytes.len() as u64), &bytes, true))
+            .expect_err("refused");
         assert!(error.to_string().contains("unreadable shards section"), "{error}");
         let installed = snapshot::load_latest(&links.data_dir, LIMITS).expect("no damage");
         assert!(installed.is_none(), "a snapshot that cannot load became the newest on disk");
@@ -271,17 +258,19 @@ mod tests {
         let faults = DiskFaults { capacity_bytes: 4096, ..DiskFaults::default() };
         let disk = MemoryFileSystem::new(1, faults);
         let data_dir = DataDir { file_system: Arc::new(disk), path: "/radiant".into() };
-        let chunk = [7u8; 100];
+        let bytes = [7u8; 100];
         // Announced as 150 bytes: the first 100 fit, the next 100 would end at 200.
-        let next = state_snapshot::receive_chunk(&data_dir, (9, 0, 150), &chunk, false, checks)
-            .expect("the first chunk fits");
-        let error = state_snapshot::receive_chunk(&data_dir, (9, next, 150), &chunk, false, checks)
+        let next =
+            state_snapshot::receive_chunk(&data_dir, &chunk((9, 0, 150), &bytes, false), checks)
+                .expect("the first chunk fits");
+        let second = chunk((9, next, 150), &bytes, false);
+        let error = state_snapshot::receive_chunk(&data_dir, &second, checks)
             .expect_err("past the announced size");
         assert!(error.to_string().contains("past the 150 bytes"), "{error}");
         // Announced as more than the disk has free: refused before the first byte.
-        let error =
-            state_snapshot::receive_chunk(&data_dir, (10, 0, 1 << 20), &chunk, false, checks)
-                .expect_err("larger than the free space");
+        let larger = chunk((10, 0, 1 << 20), &bytes, false);
+        let error = state_snapshot::receive_chunk(&data_dir, &larger, checks)
+            .expect_err("larger than the free space");
         let reason = crate::error_chain(&error);
         assert!(reason.contains("1048576 bytes and") && reason.contains("are free"), "{reason}");
     }

@@ -579,22 +579,8 @@ impl effects::SnapshotStore for StateThread {
         });
     }
 
-    fn write_snapshot_chunk(
-        &mut self,
-        (snapshot_index, snapshot_term): (LogIndex, Term),
-        (offset, total_bytes): (u64, u64),
-        data: Bytes,
-        done: bool,
-    ) {
-        let job = SnapshotJob::ReceiveChunk {
-            snapshot_index,
-            snapshot_term,
-            offset,
-            total_bytes,
-            data,
-            done,
-        };
-        let _ = self.links.snapshots.send(job);
+    fn write_snapshot_chunk(&mut self, chunk: radiant_protocol::InstallSnapshot) {
+        let _ = self.links.snapshots.send(SnapshotJob::ReceiveChunk(chunk));
     }
 }
 

@@ -405,16 +405,13 @@ impl SimStorage {
     /// one installs it. Returns the next expected offset.
     pub fn receive_snapshot_chunk(
         &mut self,
-        (index, term): (LogIndex, Term),
-        (offset, total_bytes): (u64, u64),
-        data: &[u8],
-        done: bool,
+        chunk: &radiant_protocol::InstallSnapshot,
         shard_count: u32,
     ) -> Result<u64, SnapshotError> {
         let checks = ReceiveLimits { limits: SIM_SNAPSHOT_LIMITS, shard_count };
-        let place = (index, offset, total_bytes);
-        let next = state_snapshot::receive_chunk(&self.data_dir(), place, data, done, checks)?;
-        if done {
+        let next = state_snapshot::receive_chunk(&self.data_dir(), chunk, checks)?;
+        if chunk.done {
+            let (index, term) = (chunk.snapshot_index, chunk.snapshot_term);
             self.promised.snapshot = Some(SimSnapshot { index, term });
         }
         Ok(next)

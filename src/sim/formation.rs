@@ -874,14 +874,7 @@ impl effects::SnapshotStore for NodeEffects<'_> {
     ) {
     }
 
-    fn write_snapshot_chunk(
-        &mut self,
-        _position: (LogIndex, Term),
-        _place: (u64, u64),
-        _data: Bytes,
-        _done: bool,
-    ) {
-    }
+    fn write_snapshot_chunk(&mut self, _chunk: radiant_protocol::InstallSnapshot) {}
 }
 
 impl effects::SystemStore for NodeEffects<'_> {

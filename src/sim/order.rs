@@ -1089,20 +1089,12 @@ impl Simulator {
         self.send_peer(index, message);
     }
 
-    fn write_snapshot_chunk(
-        &mut self,
-        index: usize,
-        snapshot_index: LogIndex,
-        term: Term,
-        place: (u64, u64),
-        data: Bytes,
-        done: bool,
-    ) {
+    fn write_snapshot_chunk(&mut self, index: usize, chunk: &InstallSnapshot) {
         let radiant = &mut self.radiants[index];
         let shard_count = radiant.machine.shard_count();
-        let position = (snapshot_index, term);
-        match radiant.disk.receive_snapshot_chunk(position, place, &data, done, shard_count) {
-            Ok(next_offset) if !done => self
+        let (snapshot_index, term) = (chunk.snapshot_index, chunk.snapshot_term);
+        match radiant.disk.receive_snapshot_chunk(chunk, shard_count) {
+            Ok(next_offset) if !chunk.done => self
                 .followups
                 .push_back((index, Input::SnapshotChunkWritten { snapshot_index, next_offset })),
             Ok(_) => {
@@ -1377,14 +1369,8 @@ impl effects::SnapshotStore for RadiantEffects<'_> {
         self.simulator.send_snapshot_chunk(self.index, header, position, offset, max_bytes);
     }
 
-    fn write_snapshot_chunk(
-        &mut self,
-        (snapshot_index, term): (LogIndex, Term),
-        place: (u64, u64),
-        data: Bytes,
-        done: bool,
-    ) {
-        self.simulator.write_snapshot_chunk(self.index, snapshot_index, term, place, data, done);
+    fn write_snapshot_chunk(&mut self, chunk: InstallSnapshot) {
+        self.simulator.write_snapshot_chunk(self.index, &chunk);
     }
 }
 

@@ -229,11 +229,11 @@ pub struct ReceiveLimits {
 /// verifies (every section too) and installs the file. Returns the next expected offset.
 pub fn receive_chunk(
     data_dir: &DataDir,
-    (index, offset, total_bytes): (LogIndex, u64, u64),
-    data: &[u8],
-    done: bool,
+    chunk: &radiant_protocol::InstallSnapshot,
     checks: ReceiveLimits,
 ) -> Result<u64, SnapshotError> {
+    let (index, offset, total_bytes) = (chunk.snapshot_index, chunk.offset, chunk.total_bytes);
+    let (data, done) = (&chunk.chunk[..], chunk.done);
     let path = incoming_path(data_dir);
     let io = |operation| {
         move |source| SnapshotError::Io { operation, path: incoming_path(data_dir), source }

@@ -472,15 +472,7 @@ impl Order {
             term: chunk.snapshot_term,
             next_offset,
         });
-        actions.push(Action::WriteSnapshotChunk {
-            from: header.from,
-            snapshot_index: chunk.snapshot_index,
-            snapshot_term: chunk.snapshot_term,
-            offset: chunk.offset,
-            total_bytes: chunk.total_bytes,
-            data: chunk.chunk,
-            done: chunk.done,
-        });
+        actions.push(Action::WriteSnapshotChunk { from: header.from, chunk });
     }
 
     /// The driver stored a chunk (not the last): ask for the next one.
