@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::Interest;
-use radiant_protocol::{ClientRequest, LinkMessage, Message};
+use radiant_protocol::{LinkMessage, Message};
 use tracing::{debug, info, warn};
 
 use super::connection::{Connection, PeerTrust, Side};
@@ -247,12 +247,13 @@ impl Reactor {
                 debug!(?id, ?response, "reactor: peer link response");
             }
             (true, other @ (Message::Link(_) | Message::Request(_))) => {
-                let request = matches!(other, Message::Request(ClientRequest::Status));
-                let reason = format!(
-                    "a {:?} message is not accepted on a trusted peer link{}",
-                    other.kind(),
-                    if request { "; send client requests to the client port" } else { "" }
-                );
+                let hint = match other {
+                    Message::Request(_) => "; send client requests to the client port",
+                    _ => "",
+                };
+                let kind = other.kind();
+                let reason =
+                    format!("a {kind:?} message is not accepted on a trusted peer link{hint}");
                 let error = radiant_protocol::ErrorResponse::BadRequest { reason };
                 self.reply_error(id, correlation_id, error, now);
             }
