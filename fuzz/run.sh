@@ -59,6 +59,11 @@ fi
 # Build all targets in one cargo invocation first (`cargo fuzz build` takes one target
 # or none), so the timeout below bounds fuzzing only and compile time never eats into it.
 "${cargo_fuzz[@]}" build --sanitizer "$sanitizer"
+# The built binaries are run directly below, not through `cargo fuzz run`: cargo would
+# take the build lock again, and a wait for it (another cargo in this tree) would count
+# against a target's timeout and kill it before its final stats.
+host=$(rustc -vV | sed -n 's/^host: //p')
+bin_dir=target/$host/release
 
 # Why 60 s: libFuzzer stops itself after -max_total_time but finishes the input in
 # hand and prints stats; -timeout bounds one input, so this margin is never needed
@@ -70,15 +75,16 @@ failed=()
 
 for target in "${targets[@]}"; do
     corpus=("corpus/$target")
-    mkdir -p "corpus/$target"
+    mkdir -p "corpus/$target" "artifacts/$target"
     if [[ -d seeds/$target ]]; then
         corpus+=("seeds/$target")
     fi
     echo "=== $target: ${seconds}s, corpus ${corpus[*]}" >&2
     status=0
     timeout --kill-after=10 $((seconds + margin)) \
-        "${cargo_fuzz[@]}" run --sanitizer "$sanitizer" "$target" "${corpus[@]}" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "$bin_dir/$target" "${corpus[@]}" \
+        -artifact_prefix="artifacts/$target/" -max_total_time="$seconds" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 \
         2>&1 | tee "$logs/$target.log" || status=$?
     if [[ $status -ne 0 ]]; then
         failed+=("$target")
