@@ -41,6 +41,11 @@ pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A trusted inbound peer connection with no frames for this long is closed (its
 /// dialler's link expired or died without a FIN).
 pub const PEER_INBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// What a client connection with nothing buffered may still read when the memory budget
+/// (`max_buffered_bytes`) is spent: one small request, so `status` and small requests go
+/// through while large partial frames hold the budget. The budget can be exceeded by at
+/// most `max_connections` times this.
+pub const MEMORY_HEADROOM_BYTES_PER_CONNECTION: usize = 4096;
 /// `Authenticate` failures after which a client connection is closed.
 pub const MAX_FAILED_AUTHENTICATIONS: u32 = 3;
 

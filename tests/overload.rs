@@ -77,3 +77,59 @@ fn a_flooded_radiant_with_a_slow_wal_and_slow_workers_does_not_hang() {
     println!("answered {:?} after the flood; peak RSS {peak} KiB", started.elapsed());
     assert!(peak < MAX_PEAK_RSS_KIB, "peak RSS {peak} KiB under the flood");
 }
+
+/// Finding 7: memory is bounded per process, not only per connection. Three hundred
+/// clients each send the first MiB of a 16 MiB put and stop; without a process-wide
+/// budget the radiant would hold all 300 MiB of partial frames. With
+/// `max_buffered_bytes = 64 MiB` it holds at most that (plus a small request's headroom
+/// per connection), still answers `status` and small requests, and is whole again once
+/// they leave.
+#[test]
+fn clients_together_hold_no_more_than_max_buffered_bytes() {
+    const BUDGET_BYTES: u64 = 64 << 20;
+    const SENDERS: usize = 300;
+    let root = tempfile::tempdir().expect("tempdir");
+    let data_dir = root.path().join("radiant");
+    let config = write_config(&data_dir, &format!("max_buffered_bytes = {BUDGET_BYTES}\n"));
+    let daemon = Daemon::start_with_config(&data_dir, &config);
+    daemon.wait_until_ready();
+    let mut put = bytes::BytesMut::new();
+    let value = bytes::Bytes::from(vec![7u8; 16 << 20]);
+    let key = bytes::Bytes::from_static(b"big");
+    let request = radiant_protocol::ClientRequest::Put { key, value, session: None };
+    radiant_protocol::Message::Request(request).encode(1, &mut put);
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(daemon.client_address).expect("connect");
+            stream.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            // A write the paused radiant no longer takes times out; that is the point.
+            let _ = std::io::Write::write_all(&mut stream, &put[..1 << 20]);
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let status = common::status(&daemon).expect("status answers while the budget is spent");
+    let memory = &status["memory"];
+    println!("memory with {SENDERS} partial 16 MiB puts: {memory}");
+    let held = memory["connection_bytes"].as_u64().expect("connection_bytes");
+    let headroom = (SENDERS as u64 + 1) * 4096;
+    assert!(held >= BUDGET_BYTES / 2, "the senders were not read: {memory}");
+    assert!(held <= BUDGET_BYTES + headroom, "over max_buffered_bytes: {memory}");
+    assert!(memory["client_reads_paused"].as_u64() > Some(0), "{memory}");
+    let peak = daemon.peak_rss_kib();
+    println!("peak RSS {peak} KiB");
+    assert!(peak < 200 << 10, "peak RSS {peak} KiB with a 64 MiB budget");
+    drop(senders);
+    let started = Instant::now();
+    loop {
+        let status = common::status(&daemon);
+        let freed = status.as_ref().and_then(|s| s["memory"]["connection_bytes"].as_u64());
+        if freed == Some(0) {
+            break;
+        }
+        assert!(started.elapsed() < ANSWER_WITHIN, "the senders' bytes stay held: {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut client = daemon.client().expect("client");
+    client.put(b"after", b"v").expect("a put once the budget is free");
+}

@@ -100,6 +100,10 @@ pub struct Config {
     pub connection_write_high_water_bytes: u64,
     /// Bytes of unsent replies after which the connection is closed.
     pub connection_write_max_bytes: u64,
+    /// Bytes all client connections together may make the radiant hold before the core
+    /// takes them (read and write buffers, requests queued to the state thread); at the
+    /// limit client reads pause until replies and commits free room.
+    pub max_buffered_bytes: u64,
     /// A connection whose pending replies make no progress for this long is closed.
     pub write_stall_timeout_ms: u64,
     /// A client connection with no traffic for this long is closed.
@@ -187,6 +191,7 @@ impl Default for Config {
             max_inflight_per_connection: 1024,
             connection_write_high_water_bytes: 32 << 20,
             connection_write_max_bytes: 64 << 20,
+            max_buffered_bytes: 1 << 30,
             write_stall_timeout_ms: 30_000,
             client_idle_timeout_ms: 600_000,
             wal_segment_max_bytes: 64 << 20,

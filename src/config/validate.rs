@@ -192,6 +192,12 @@ impl Config {
         let cap = self.connection_write_max_bytes;
         let reason = format!("must exceed `connection_write_high_water_bytes` ({high_water})");
         checker.check(cap > high_water, "connection_write_max_bytes", cap, reason);
+        let budget = self.max_buffered_bytes;
+        let reason = format!(
+            "must be at least twice `max_frame_bytes` ({frame}): one largest request read while \
+             another's reply is written"
+        );
+        checker.check(budget >= 2 * frame, "max_buffered_bytes", budget, reason);
         checker.range("wal_segment_max_bytes", self.wal_segment_max_bytes, 1 << 16, 1 << 40);
     }
 

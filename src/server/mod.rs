@@ -36,6 +36,7 @@
 
 pub mod channels;
 pub mod link_auth;
+pub mod memory_budget;
 pub mod reactor;
 pub mod recovery;
 pub mod shard_worker;
@@ -57,6 +58,7 @@ use radiant_protocol::{GroupId, MemberId};
 use tracing::{error, info};
 
 use self::link_auth::LinkTrust;
+use self::memory_budget::MemoryBudget;
 use self::reactor::{
     bind_listener, ClientTokens, Reactor, ReactorEvent, ReactorOptions, SecurityCounters,
 };
@@ -190,12 +192,16 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let (radiant, recovered_wal, last_index) =
         build_radiant(&config, &data_dir, &machine, &client_listener, &peer_listener)?;
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
-    let boundary = Boundary::default();
+    let shared = SharedWithReactor {
+        cluster: Arc::default(),
+        security: Arc::default(),
+        memory: MemoryBudget::new(usize::try_from(config.max_buffered_bytes).unwrap_or(usize::MAX)),
+    };
     let peer_address = peer_listener.local_addr().map_err(runtime_error("listener"))?;
     let tokens = load_tokens(&config)?;
     let tls = load_tls(&config)?;
     let (reactor, reactor_sender) = Reactor::new(
-        reactor_options(&config, radiant.member_id(), (peer_address, tokens, tls), &boundary),
+        reactor_options(&config, radiant.member_id(), (peer_address, tokens, tls), &shared),
         client_listener,
         peer_listener,
         state_sender.clone(),
@@ -212,7 +218,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         recovered_wal,
         &machine,
         (state_sender, state_inbox),
-        (reactor_sender, boundary),
+        (reactor_sender, shared),
     )?;
     let keys = machine.map().len();
     info!(data_dir = %data_dir.path.display(), keys, last_index, "radiant: serving");
@@ -404,7 +410,7 @@ impl Threads {
         wal: crate::storage::wal::Wal,
         machine: &Arc<StateMachine>,
         (state_sender, state_inbox): StateChannel,
-        (reactor_sender, boundary): (channels::ReactorSender<ReactorEvent>, Boundary),
+        (reactor_sender, shared): (channels::ReactorSender<ReactorEvent>, SharedWithReactor),
     ) -> Result<Threads, StartupError> {
         let wal_queue = match test_switches::count(test_switches::WAL_QUEUE_CAPACITY) {
             0 => WAL_QUEUE_CAPACITY,
@@ -452,8 +458,9 @@ impl Threads {
             machine: Arc::clone(machine),
             config: config.clone(),
             data_dir: data_dir.clone(),
-            cluster: boundary.cluster,
-            security: boundary.security,
+            cluster: shared.cluster,
+            security: shared.security,
+            memory: shared.memory,
         };
         let state = state_thread::spawn(radiant, links).map_err(runtime_error("state thread"))?;
         Ok(Threads { state_sender, state, wal, others })
@@ -477,13 +484,13 @@ impl Threads {
 type StateChannel =
     (crossbeam_channel::Sender<StateEvent>, crossbeam_channel::Receiver<StateEvent>);
 
-/// What the reactor and the state thread share about the trusted boundary: the cluster
-/// id handshakes introduce (the state thread publishes it) and the refusal counters
-/// (status reports them).
-#[derive(Default)]
-struct Boundary {
+/// What the reactor and the state thread share: the cluster id handshakes introduce
+/// (the state thread publishes it), the refusal counters and the memory budget (status
+/// reports them; the state thread releases queued requests from the budget).
+struct SharedWithReactor {
     cluster: Arc<parking_lot::Mutex<radiant_protocol::ClusterId>>,
     security: Arc<SecurityCounters>,
+    memory: Arc<MemoryBudget>,
 }
 
 /// How this radiant's peer links are authenticated, from the configuration.
@@ -538,7 +545,7 @@ fn reactor_options(
     config: &Config,
     member_id: Option<MemberId>,
     (peer_address, tokens, tls): (SocketAddr, ClientTokens, Option<crate::tls::RadiantTls>),
-    boundary: &Boundary,
+    shared: &SharedWithReactor,
 ) -> ReactorOptions {
     ReactorOptions {
         limits: config.protocol_limits(),
@@ -558,8 +565,9 @@ fn reactor_options(
         link_trust: Arc::new(link_trust(config)),
         max_peer_connections: config.max_peer_connections as usize,
         tokens,
-        cluster: Arc::clone(&boundary.cluster),
-        security: Arc::clone(&boundary.security),
+        cluster: Arc::clone(&shared.cluster),
+        security: Arc::clone(&shared.security),
+        memory: Arc::clone(&shared.memory),
         tls,
     }
 }

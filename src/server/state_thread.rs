@@ -22,6 +22,7 @@ use radiant_protocol::{
 use tracing::{error, info, info_span, warn};
 
 use super::channels::ReactorSender;
+use super::memory_budget::QueuedCharge;
 use super::reactor::ReactorEvent;
 use super::recovery::snapshot_limits;
 use super::shard_worker::{worker_of, ShardDump, WorkerRequest};
@@ -51,9 +52,17 @@ pub enum StateEvent {
         reply_to: ReplyTo,
         /// The request.
         request: ClientRequest,
+        /// Its bytes in the memory budget, released when this thread takes it.
+        charge: QueuedCharge,
     },
-    /// An input the core takes as it is: a peer or system message (from the reactor,
-    /// which authenticated nothing yet), a durable persist (`Input::Durable`, from the WAL
+    /// A peer or system message from a trusted link, for the core as it is.
+    Peer {
+        /// The message.
+        input: Input,
+        /// Its bytes in the memory budget, released when this thread takes it.
+        charge: QueuedCharge,
+    },
+    /// An input the core takes as it is: a durable persist (`Input::Durable`, from the WAL
     /// writer), a written snapshot or stored chunk (from the snapshot thread), a read shard
     /// piece (from a shard worker).
     Core(Input),
@@ -105,6 +114,8 @@ pub struct StateThreadLinks {
     pub cluster: Arc<parking_lot::Mutex<radiant_protocol::ClusterId>>,
     /// The reactor's refusal counters, for status.
     pub security: Arc<super::reactor::SecurityCounters>,
+    /// The memory budget, for status.
+    pub memory: Arc<super::memory_budget::MemoryBudget>,
 }
 
 /// How the state thread ended.
@@ -272,7 +283,8 @@ impl StateThread {
         let input = match event {
             // Only a wake-up: `catch_up_ticks` stepped the ticks real time owes.
             StateEvent::Tick => return false,
-            StateEvent::Client { reply_to, request } => {
+            StateEvent::Client { reply_to, request, charge } => {
+                drop(charge);
                 if request.key().is_some() {
                     let what = "its first keyed request";
                     super::test_switches::panic_if(&mut self.panic_armed, what);
@@ -289,17 +301,24 @@ impl StateThread {
                 }
                 if request == ClientRequest::Status {
                     let disk_bytes = directory_bytes(&self.links.data_dir.path);
-                    let security = self.links.security.to_json();
+                    let counted = serde_json::json!({
+                        "security": self.links.security.to_json(),
+                        "memory": self.links.memory.to_json(),
+                    });
                     let json = super::status::status_json(
                         &self.radiant,
                         &self.links.machine,
                         disk_bytes,
-                        security,
+                        counted,
                     );
                     self.send_reply(reply_to, Message::Response(ClientResponse::Status { json }));
                     return false;
                 }
                 Input::Client { reply_to, request }
+            }
+            StateEvent::Peer { input, charge } => {
+                drop(charge);
+                input
             }
             StateEvent::Core(input) => {
                 if matches!(input, Input::SnapshotWritten { .. }) {

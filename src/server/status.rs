@@ -11,12 +11,13 @@ use crate::storage::state_machine::StateMachine;
 /// The status document: the radiant (state, role, readiness and why not, disk use), its
 /// order (state in the seed's spelling, herald, log positions, membership) and the
 /// system (configuration, controller, every order with its herald, members and shards,
-/// every radiant), and what the trusted boundary refused (`security`).
+/// every radiant), and what the reactor counted (`counted`: what the trusted boundary
+/// refused as `security`, the memory budget as `memory`).
 pub fn status_json(
     radiant: &Radiant,
     machine: &StateMachine,
     disk_bytes: u64,
-    security: Value,
+    counted: Value,
 ) -> String {
     let order = radiant.order();
     let system = radiant.system();
@@ -36,8 +37,8 @@ pub fn status_json(
         "not_ready": readiness.err(),
         "keys": machine.map().len(),
         "disk_bytes": disk_bytes,
-        "security": security,
     });
+    merge(&mut document, counted);
     if let Some(order) = order {
         merge(&mut document, order_json(order));
     }

@@ -22,6 +22,7 @@ impl Reactor {
         id: ConnectionId,
         correlation_id: u64,
         request: ClientRequest,
+        frame_bytes: usize,
         now: Instant,
     ) {
         let Some(connection) = self.connections.get_mut(id) else {
@@ -59,7 +60,8 @@ impl Reactor {
         if let Some(connection) = self.connections.get_mut(id) {
             connection.inflight += 1;
         }
-        self.hand_to_state(id, StateEvent::Client { reply_to, request });
+        let charge = self.options.memory.charge_queued(frame_bytes);
+        self.hand_to_state(id, StateEvent::Client { reply_to, request, charge });
     }
 
     /// Checks `token` against the admin and the client token (each in constant time) and

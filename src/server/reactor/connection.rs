@@ -92,6 +92,10 @@ pub(crate) struct Connection {
     pub(crate) trust: PeerTrust,
     /// The TLS session, when the radiant runs TLS.
     tls: Option<Box<rustls::Connection>>,
+    /// Buffered bytes last counted against the memory budget (`Reactor::account`).
+    pub(crate) accounted_bytes: usize,
+    /// The poll reported the other side closed or failed (edge-triggered: said once).
+    pub(crate) peer_closed: bool,
 }
 
 impl Connection {
@@ -116,6 +120,8 @@ impl Connection {
             failed_authentications: 0,
             trust: PeerTrust::NotAPeer,
             tls: None,
+            accounted_bytes: 0,
+            peer_closed: false,
         }
     }
 

@@ -43,12 +43,14 @@ use self::connections::{
 use self::peers::{LinkState, PeerLink};
 use super::channels::{reactor_channel, ReactorReceiver, ReactorSender};
 use super::link_auth::LinkTrust;
+use super::memory_budget::MemoryBudget;
 use super::state_thread::StateEvent;
 use crate::core::prng::Prng;
 use crate::core::{ConnectionId, ReplyTo};
 use crate::limits::{
     MAX_ACCEPTS_PER_TURN, MAX_EVENTS, MAX_FRAMES_PER_TURN, MAX_PEER_LINKS, MAX_READ_BYTES_PER_TURN,
-    REACTOR_HOUSEKEEPING_INTERVAL, REACTOR_INBOX_CAPACITY, SHUTDOWN_DRAIN_TIMEOUT,
+    MEMORY_HEADROOM_BYTES_PER_CONNECTION, REACTOR_HOUSEKEEPING_INTERVAL, REACTOR_INBOX_CAPACITY,
+    SHUTDOWN_DRAIN_TIMEOUT,
 };
 
 /// Messages into the reactor from other threads.
@@ -118,6 +120,8 @@ pub struct ReactorOptions {
     pub security: Arc<SecurityCounters>,
     /// TLS on the client port and on peer links (mutual), when configured.
     pub tls: Option<crate::tls::RadiantTls>,
+    /// The process-wide budget for buffered client bytes (`max_buffered_bytes`).
+    pub memory: Arc<MemoryBudget>,
 }
 
 /// The tokens clients present with `Authenticate`.
@@ -218,6 +222,10 @@ pub struct Reactor {
     dirty: Vec<ConnectionId>,
     /// A request the state thread had no room for, per connection (at most one each).
     blocked: Vec<(ConnectionId, StateEvent)>,
+    /// Client connections that stopped reading because the memory budget was spent.
+    waiting_for_memory: Vec<ConnectionId>,
+    /// Bytes in every connection's buffers (the sum of `Connection::accounted_bytes`).
+    connection_bytes: usize,
     accept_pending: [bool; 2],
     draining_since: Option<Instant>,
     next_tick: Instant,
@@ -286,6 +294,8 @@ impl Reactor {
             revisit: Vec::new(),
             dirty: Vec::new(),
             blocked: Vec::new(),
+            waiting_for_memory: Vec::new(),
+            connection_bytes: 0,
             accept_pending: [false; 2],
             draining_since: None,
             next_housekeeping: now + REACTOR_HOUSEKEEPING_INTERVAL,
@@ -312,6 +322,7 @@ impl Reactor {
             }
             self.accept_pending_connections(now);
             self.retry_blocked(now);
+            self.resume_waiting_for_memory();
             self.revisit_connections(now);
             self.inbox.drain(REACTOR_INBOX_CAPACITY, &mut inbox);
             for event in inbox.drain(..) {
@@ -328,11 +339,14 @@ impl Reactor {
 
     fn poll_timeout(&self, now: Instant) -> Duration {
         let busy = !self.revisit.is_empty()
-            || !self.blocked.is_empty()
             || self.accept_pending.iter().any(|&pending| pending)
             || !self.inbox.is_empty();
         if busy {
-            return if self.blocked.is_empty() { Duration::ZERO } else { Duration::from_millis(1) };
+            return Duration::ZERO;
+        }
+        if !self.blocked.is_empty() || !self.waiting_for_memory.is_empty() {
+            // Room comes back from another thread, which does not wake the poll.
+            return Duration::from_millis(1);
         }
         let mut deadline = self.next_tick.min(self.next_housekeeping);
         for link in self.links.values() {
@@ -352,6 +366,11 @@ impl Reactor {
                 let id = id_of(token);
                 if event.is_writable() {
                     self.on_writable(id, now);
+                }
+                if event.is_read_closed() || event.is_error() {
+                    if let Some(connection) = self.connections.get_mut(id) {
+                        connection.peer_closed = true;
+                    }
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read_and_process(id, now);
@@ -490,6 +509,29 @@ impl Reactor {
             return;
         }
         let connection = self.connections.get_mut(id).expect("checked above");
+        let mut max_buffer = max_buffer;
+        if connection.side == Side::Client {
+            // A client never takes the process past its budget: it reads at most the room,
+            // or, with nothing buffered, a small request's worth (so `status` and small
+            // requests still go through while large partial frames hold the budget).
+            let mut room = self.options.memory.room_bytes();
+            if room == 0 && connection.read_buffer.is_empty() {
+                room = MEMORY_HEADROOM_BYTES_PER_CONNECTION;
+            }
+            if room == 0 {
+                if connection.peer_closed {
+                    // Its unread bytes can wait no longer, and it must not hold the budget.
+                    self.close(id, "peer closed the connection while reads paused for memory");
+                    return;
+                }
+                self.options.memory.count_paused_read();
+                self.waiting_for_memory.push(id);
+                self.process_frames(id, now);
+                self.account(id);
+                return;
+            }
+            max_buffer = max_buffer.min(connection.read_buffer.len().saturating_add(room));
+        }
         let outcome = connection.read_some(max_buffer, MAX_READ_BYTES_PER_TURN);
         match outcome {
             Ok(ReadOutcome::Closed) => {
@@ -517,6 +559,27 @@ impl Reactor {
             self.dirty.push(id);
         }
         self.process_frames(id, now);
+        self.account(id);
+    }
+
+    /// Brings the budget up to date with connection `id`'s buffers after they changed.
+    fn account(&mut self, id: ConnectionId) {
+        let Some(connection) = self.connections.get_mut(id) else {
+            return;
+        };
+        let bytes = connection.read_buffer.len() + connection.pending_write_bytes();
+        if bytes != connection.accounted_bytes {
+            self.connection_bytes = self.connection_bytes - connection.accounted_bytes + bytes;
+            connection.accounted_bytes = bytes;
+            self.options.memory.set_connection_bytes(self.connection_bytes);
+        }
+    }
+
+    /// Connections that paused for memory read again once the budget has room.
+    fn resume_waiting_for_memory(&mut self) {
+        if !self.waiting_for_memory.is_empty() && self.options.memory.room_bytes() > 0 {
+            self.revisit.append(&mut self.waiting_for_memory);
+        }
     }
 
     /// A connection reads only while it is not paused: not closing, not waiting on the
@@ -582,6 +645,7 @@ impl Reactor {
 
     fn on_frame(&mut self, id: ConnectionId, frame: Frame, now: Instant) {
         let correlation_id = frame.correlation_id;
+        let frame_bytes = FRAME_HEADER_BYTES + frame.payload.len();
         let side = match self.connections.get_mut(id) {
             Some(connection) => connection.side,
             None => return,
@@ -600,10 +664,10 @@ impl Reactor {
                 self.queue_message(id, correlation_id, &Message::Response(pong), now);
             }
             (Side::Client, Message::Request(request)) => {
-                self.on_client_request(id, correlation_id, request, now);
+                self.on_client_request(id, correlation_id, request, frame_bytes, now);
             }
             (Side::PeerInbound | Side::PeerOutbound(_), message) => {
-                self.on_peer_frame(id, correlation_id, message, now);
+                self.on_peer_frame(id, correlation_id, message, frame_bytes, now);
             }
             (Side::Client, other) => {
                 let reason = format!(
@@ -712,6 +776,7 @@ impl Reactor {
         };
         message.encode(correlation_id, connection.write_buffer_mut(now));
         self.after_queue(id);
+        self.account(id);
     }
 
     fn after_queue(&mut self, id: ConnectionId) {
@@ -779,6 +844,7 @@ impl Reactor {
         if was_over_high_water && pending <= high_water {
             self.revisit.push(id);
         }
+        self.account(id);
     }
 
     fn close(&mut self, id: ConnectionId, why: &str) {
@@ -787,6 +853,9 @@ impl Reactor {
         };
         let _ = self.poll.registry().deregister(&mut connection.stream);
         self.blocked.retain(|(blocked, _)| *blocked != id);
+        self.waiting_for_memory.retain(|waiting| *waiting != id);
+        self.connection_bytes -= connection.accounted_bytes;
+        self.options.memory.set_connection_bytes(self.connection_bytes);
         debug!(peer = %connection.peer_address, ?id, why, "reactor: closed");
         self.count_connection(connection.side, false);
         if let Side::PeerOutbound(address) = connection.side {

@@ -208,6 +208,7 @@ impl Reactor {
         id: ConnectionId,
         correlation_id: u64,
         message: Message,
+        frame_bytes: usize,
         now: Instant,
     ) {
         let Some(connection) = self.connections.get_mut(id) else {
@@ -232,10 +233,14 @@ impl Reactor {
                 self.refuse_link(id, LinkRefusal { tell_peer: Some(reason.clone()), reason }, now);
             }
             (true, Message::Peer(message)) => {
-                self.hand_to_state(id, StateEvent::Core(crate::core::Input::Message(message)));
+                let input = crate::core::Input::Message(message);
+                let charge = self.options.memory.charge_queued(frame_bytes);
+                self.hand_to_state(id, StateEvent::Peer { input, charge });
             }
             (true, Message::System(message)) => {
-                self.hand_to_state(id, StateEvent::Core(crate::core::Input::System(message)));
+                let input = crate::core::Input::System(message);
+                let charge = self.options.memory.charge_queued(frame_bytes);
+                self.hand_to_state(id, StateEvent::Peer { input, charge });
             }
             (true, Message::Error(error)) => {
                 // Never answer an error with an error: two radiants would bounce forever.

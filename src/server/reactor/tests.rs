@@ -31,6 +31,7 @@ fn options() -> ReactorOptions {
         cluster: Arc::default(),
         security: Arc::default(),
         tls: None,
+        memory: MemoryBudget::new(1 << 30),
     }
 }
 
@@ -237,7 +238,9 @@ fn nothing_from_a_peer_reaches_the_state_thread_before_the_handshake() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let delivered = loop {
         match state_inbox.recv_timeout(Duration::from_millis(50)) {
-            Ok(StateEvent::Core(crate::core::Input::System(message))) => break message,
+            Ok(StateEvent::Peer { input: crate::core::Input::System(message), .. }) => {
+                break message
+            }
             Ok(StateEvent::Tick) | Err(_) => {}
             Ok(other) => panic!("only the trusted link's message may arrive, got {other:?}"),
         }
@@ -245,5 +248,69 @@ fn nothing_from_a_peer_reaches_the_state_thread_before_the_handshake() {
     };
     assert_eq!(delivered, beacon);
     sender.send(ReactorEvent::Shutdown).expect("send");
+    running.join().expect("reactor thread").expect("reactor ran");
+}
+
+/// Polls `condition` every 10 ms for up to 10 s.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn clients_together_never_hold_more_than_the_memory_budget_and_reads_resume_when_it_frees() {
+    const BUDGET_BYTES: usize = 256 << 10;
+    const PARTIAL_BYTES: usize = 100 << 10;
+    let client = bind_listener(loopback()).expect("client listener");
+    let client_address = client.local_addr().expect("address");
+    let peer = bind_listener(loopback()).expect("peer listener");
+    let (state, state_inbox) = crossbeam_channel::bounded(1024);
+    let memory = MemoryBudget::new(BUDGET_BYTES);
+    let options = ReactorOptions { memory: Arc::clone(&memory), ..options() };
+    let (reactor, sender) = Reactor::new(options, client, peer, state).expect("reactor");
+    let running = std::thread::spawn(move || reactor.run());
+    // Eight clients each send the first 100 KiB of a 1 MiB put and stop: 800 KiB claimed.
+    let mut put = BytesMut::new();
+    let value = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let key = bytes::Bytes::from_static(b"k");
+    let request = ClientRequest::Put { key, value, session: None };
+    Message::Request(request).encode(1, &mut put);
+    let send_partial_put = || {
+        let mut stream = std::net::TcpStream::connect(client_address).expect("connect");
+        io::Write::write_all(&mut stream, &put[..PARTIAL_BYTES]).expect("write");
+        stream
+    };
+    let partial_senders: Vec<_> = (0..8).map(|_| send_partial_put()).collect();
+    let connection_bytes = || memory.to_json()["connection_bytes"].as_u64().unwrap_or(0) as usize;
+    eventually("the reactor read up to its budget", || connection_bytes() >= BUDGET_BYTES);
+    // Past the budget, only connections with nothing buffered read, and only a headroom.
+    let most = BUDGET_BYTES + partial_senders.len() * MEMORY_HEADROOM_BYTES_PER_CONNECTION;
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(connection_bytes() <= most, "past the budget: {}", memory.to_json());
+    assert!(memory.to_json()["client_reads_paused"].as_u64() > Some(0));
+    // A small complete request still goes through.
+    let mut latecomer = std::net::TcpStream::connect(client_address).expect("connect");
+    let get = ClientRequest::Get {
+        key: bytes::Bytes::from_static(b"late"),
+        consistency: radiant_protocol::ReadConsistency::Linearizable,
+    };
+    write_message(&mut latecomer, Message::Request(get));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let event = state_inbox.recv_timeout(Duration::from_millis(50));
+        if let Ok(StateEvent::Client { request, .. }) = event {
+            assert!(matches!(request, ClientRequest::Get { .. }), "{request:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the small request was never read");
+    }
+    // The partial senders go away, and their bytes with them.
+    drop(partial_senders);
+    eventually("the partial frames' bytes were freed", || memory.in_use_bytes() == 0);
+    sender.send(ReactorEvent::Shutdown).expect("send");
+    drop(latecomer);
     running.join().expect("reactor thread").expect("reactor ran");
 }
