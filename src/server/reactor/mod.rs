@@ -234,6 +234,20 @@ pub struct Reactor {
     scratch_frame: BytesMut,
 }
 
+/// The limits a connection's frames are decoded with. A trusted peer's frames carry what
+/// its own order accepted (entries, shard pieces, snapshot chunks) under its own limits,
+/// so they are decoded at the format's maxima (`Limits::LOG_COMMANDS`), never at this
+/// radiant's configured ones: those bound only what clients (and peers not yet trusted)
+/// may send here. A radiant configured with smaller limits than its order's herald used
+/// to refuse the herald's larger appends forever (issue 12, finding 3); now every
+/// radiant carries every entry its order may hold, whatever its own limits.
+fn frame_limits(connection: &Connection, configured: Limits) -> Limits {
+    match connection.trust {
+        PeerTrust::Trusted(_) => Limits::LOG_COMMANDS,
+        PeerTrust::NotAPeer | PeerTrust::Handshaking { .. } => configured,
+    }
+}
+
 /// Binds a listening socket with SO_REUSEADDR and a deep backlog.
 pub fn bind_listener(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
@@ -501,7 +515,6 @@ impl Reactor {
     }
 
     fn read_and_process(&mut self, id: ConnectionId, now: Instant) {
-        let max_buffer = self.options.limits.max_frame_bytes as usize + FRAME_HEADER_BYTES;
         if self.link_connecting(id) {
             return;
         }
@@ -509,7 +522,8 @@ impl Reactor {
             return;
         }
         let connection = self.connections.get_mut(id).expect("checked above");
-        let mut max_buffer = max_buffer;
+        let limits = frame_limits(connection, self.options.limits);
+        let mut max_buffer = limits.max_frame_bytes as usize + FRAME_HEADER_BYTES;
         if connection.side == Side::Client {
             // A client never takes the process past its budget: it reads at most the room,
             // or, with nothing buffered, a small request's worth (so `status` and small
@@ -605,10 +619,10 @@ impl Reactor {
             if self.is_paused(id) {
                 return;
             }
-            let max_frame_bytes = self.options.limits.max_frame_bytes;
             let Some(connection) = self.connections.get_mut(id) else {
                 return;
             };
+            let max_frame_bytes = frame_limits(connection, self.options.limits).max_frame_bytes;
             match decode_frame(&mut connection.read_buffer, max_frame_bytes) {
                 Ok(None) => return,
                 Ok(Some(frame)) => {
@@ -646,11 +660,11 @@ impl Reactor {
     fn on_frame(&mut self, id: ConnectionId, frame: Frame, now: Instant) {
         let correlation_id = frame.correlation_id;
         let frame_bytes = FRAME_HEADER_BYTES + frame.payload.len();
-        let side = match self.connections.get_mut(id) {
-            Some(connection) => connection.side,
+        let (side, limits) = match self.connections.get_mut(id) {
+            Some(connection) => (connection.side, frame_limits(connection, self.options.limits)),
             None => return,
         };
-        let message = match Message::decode(frame, &self.options.limits) {
+        let message = match Message::decode(frame, &limits) {
             Ok(message) => message,
             Err(error) => {
                 let reason = error.to_string();
