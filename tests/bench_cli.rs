@@ -50,6 +50,8 @@ fn mixed_load_with_prefill_reports_puts_and_gets_without_errors() {
         "2",
         "--get-ratio",
         "0.5",
+        "--reads",
+        "mixed",
         "--prefill",
         "--keys",
         "1000",
@@ -57,6 +59,7 @@ fn mixed_load_with_prefill_reports_puts_and_gets_without_errors() {
     ]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     let report = parse(&stdout);
+    assert_eq!(report["reads"], "mixed", "{report}");
     assert!(number(&report, "puts_per_s") > 0.0, "{report}");
     assert!(number(&report, "gets_per_s") > 0.0, "{report}");
     for prefix in ["put_", "get_", ""] {

@@ -269,7 +269,13 @@ fn a_partitioned_herald_stops_serving_the_majority_carries_on_and_it_catches_up(
     let follower = if herald == 1 { 2 } else { 1 };
     let history = root.path().join("history.jsonl");
     let entry = network.client_address(follower);
-    let load = Load::start(&entry, &history, root.path().join("bench.json"), LOAD_SECONDS);
+    let load = Load::start_with_reads(
+        &entry,
+        &history,
+        root.path().join("bench.json"),
+        LOAD_SECONDS,
+        "mixed",
+    );
     std::thread::sleep(Duration::from_secs(2));
 
     // Cut the herald off from both followers.
@@ -347,7 +353,13 @@ fn a_partition_that_isolates_the_controller_elects_another_and_the_system_serves
     let term = controllers(&formed).get(&controller).copied().unwrap_or(0);
     let entry = network.client_address((controller + 3) % 6 + 1);
     let history = root.path().join("history.jsonl");
-    let load = Load::start(&entry, &history, root.path().join("bench.json"), LOAD_SECONDS);
+    let load = Load::start_with_reads(
+        &entry,
+        &history,
+        root.path().join("bench.json"),
+        LOAD_SECONDS,
+        "mixed",
+    );
     std::thread::sleep(Duration::from_secs(2));
 
     network.set_peer_link(controller + 1, false);

@@ -114,7 +114,13 @@ fn a_herald_paused_under_a_checked_load_leaves_a_linearizable_history() {
     let (directory, daemons, herald) = start_order();
     let entry = daemons[(herald + 1) % 3].client_address.to_string();
     let history = directory.path().join("history.jsonl");
-    let load = common::load::Load::start(&entry, &history, directory.path().join("b.json"), 10);
+    let load = common::load::Load::start_with_reads(
+        &entry,
+        &history,
+        directory.path().join("b.json"),
+        10,
+        "mixed",
+    );
     std::thread::sleep(Duration::from_secs(2));
     {
         let _resumed_on_drop = Stopped(&daemons[herald]);

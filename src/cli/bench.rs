@@ -113,9 +113,13 @@ pub(crate) struct BenchArgs {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Fraction of operations that are linearizable gets (the rest are puts).
+    /// Fraction of operations that are gets (the rest are puts).
     #[arg(long, default_value_t = 0.0)]
     get_ratio: f64,
+    /// How the gets read: `linearizable` (read index), `lease` (the herald's lease), or
+    /// `mixed` (each get picks one of the two at random).
+    #[arg(long, value_enum, default_value_t = Reads::Linearizable)]
+    reads: Reads,
     /// Size of the key space.
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
@@ -154,6 +158,26 @@ pub(crate) struct BenchArgs {
     tls_ca: Option<std::path::PathBuf>,
 }
 
+/// The `--reads` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Reads {
+    Linearizable,
+    Lease,
+    Mixed,
+}
+
+impl Reads {
+    /// The consistency of the next get.
+    fn pick(self, prng: &mut Prng) -> ReadConsistency {
+        match self {
+            Reads::Linearizable => ReadConsistency::Linearizable,
+            Reads::Lease => ReadConsistency::Lease,
+            Reads::Mixed if prng.chance(1, 2) => ReadConsistency::Lease,
+            Reads::Mixed => ReadConsistency::Linearizable,
+        }
+    }
+}
+
 /// Validated settings of a run.
 struct Settings {
     address: String,
@@ -163,6 +187,7 @@ struct Settings {
     warmup: Duration,
     get_ratio: f64,
     get_chance: u64,
+    reads: Reads,
     keys: u64,
     key_bytes: usize,
     value: Bytes,
@@ -282,6 +307,7 @@ impl Settings {
             warmup,
             get_ratio: args.get_ratio,
             get_chance: (args.get_ratio * GET_RATIO_SCALE as f64).round() as u64,
+            reads: args.reads,
             keys: args.keys,
             key_bytes: args.key_bytes as usize,
             value: Bytes::from(vec![b'v'; args.value_bytes as usize]),
@@ -322,10 +348,8 @@ impl Settings {
             None => prng.range(0, self.keys),
         };
         if prng.chance(self.get_chance, GET_RATIO_SCALE) {
-            let request = ClientRequest::Get {
-                key: self.key(index),
-                consistency: ReadConsistency::Linearizable,
-            };
+            let request =
+                ClientRequest::Get { key: self.key(index), consistency: self.reads.pick(prng) };
             (request, Class::Get, index)
         } else {
             (self.put(index), Class::Put, index)
@@ -1076,6 +1100,7 @@ impl Report<'_> {
         put("key_bytes", settings.key_bytes.into());
         put("keys", settings.keys.into());
         put("get_ratio", settings.get_ratio.into());
+        put("reads", format!("{:?}", settings.reads).to_lowercase().into());
         put("seed", settings.seed.into());
         put("warmup_s", settings.warmup.as_secs_f64().into());
         put("duration_s", round(self.duration_s, 3).into());
@@ -1249,6 +1274,7 @@ mod tests {
             ops: None,
             warmup: 0.0,
             get_ratio: 0.5,
+            reads: Reads::Linearizable,
             keys: 10_000_000,
             key_bytes: 8,
             value_bytes: 3,

@@ -19,14 +19,27 @@ pub struct Load {
 }
 
 impl Load {
-    /// Four connections for `seconds` against `address`, 30% gets over 300 keys, the
-    /// history in `history` and the JSON report in `stdout`.
+    /// Four connections for `seconds` against `address`, 30% linearizable gets over 300
+    /// keys, the history in `history` and the JSON report in `stdout`.
     pub fn start(address: &str, history: &Path, stdout: PathBuf, seconds: u64) -> Load {
+        Load::start_with_reads(address, history, stdout, seconds, "linearizable")
+    }
+
+    /// As `start`, with the gets read as `reads` (`radiant bench --reads`: `linearizable`,
+    /// `lease` or `mixed`).
+    pub fn start_with_reads(
+        address: &str,
+        history: &Path,
+        stdout: PathBuf,
+        seconds: u64,
+        reads: &str,
+    ) -> Load {
         let out = File::create(&stdout).expect("bench stdout file");
         let child = Command::new(env!("CARGO_BIN_EXE_radiant"))
             .args(["bench", "--addr", address, "--connections", "4", "--warmup", "0"])
             .args(["--duration", &seconds.to_string(), "--keys", "300", "--key-bytes", "8"])
-            .args(["--value-bytes", "16", "--get-ratio", "0.3", "--json", "--history"])
+            .args(["--value-bytes", "16", "--get-ratio", "0.3", "--reads", reads])
+            .args(["--json", "--history"])
             .arg(history)
             .env("RADIANT_TOKEN", super::ADMIN_TOKEN)
             .stdin(Stdio::null())

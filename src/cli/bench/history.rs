@@ -105,7 +105,7 @@ fn lane(settings: &Settings, index: usize, start: Instant, end: Instant) -> Resu
         let value = (!get).then(|| format!("{:<pad$}", format!("c{client_id}-{sequence}")));
         let call = Instant::now();
         let outcome = match &value {
-            None => client.get(&key).map(Some),
+            None => client.get_with(&key, settings.reads.pick(&mut prng)).map(Some),
             Some(value) => client.put(&key, value.as_bytes()).map(|()| None),
         };
         let returned = Instant::now();
