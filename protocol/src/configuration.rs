@@ -239,6 +239,75 @@ impl Configuration {
         }
         Ok(())
     }
+
+    /// Checks that `next` may follow this configuration directly (its number is this
+    /// one's plus one): what the controller keeps true across every change, for the
+    /// invariant checks of the core and the simulators. Ids are never reused, the council
+    /// term never goes back, the shard count is fixed, a leaving order gains no shard and
+    /// stays leaving until it is removed, and an order is removed only once it was
+    /// leaving and owned nothing.
+    pub fn check_successor(&self, next: &Configuration) -> Result<(), String> {
+        let (this, that) = (self.number, next.number);
+        if that != this + 1 {
+            return Err(format!("configuration {that} does not directly follow {this}"));
+        }
+        if next.council_term < self.council_term {
+            return Err(format!(
+                "configuration {that} has council term {}, older than {this}'s {}",
+                next.council_term, self.council_term
+            ));
+        }
+        if next.next_member_id < self.next_member_id || next.next_group_id < self.next_group_id {
+            return Err(format!("configuration {that} lowers next_member_id or next_group_id"));
+        }
+        if next.shards.len() != self.shards.len() {
+            return Err(format!(
+                "configuration {that} has {} shards, {this} had {}",
+                next.shards.len(),
+                self.shards.len()
+            ));
+        }
+        let new_member = next.radiants.keys().find(|member| {
+            !self.radiants.contains_key(member) && member.get() < self.next_member_id
+        });
+        if let Some(member) = new_member {
+            return Err(format!("configuration {that} reuses the id of radiant {member}"));
+        }
+        let new_order = next
+            .orders
+            .keys()
+            .find(|group| !self.orders.contains_key(group) && group.get() < self.next_group_id);
+        if let Some(group) = new_order {
+            return Err(format!("configuration {that} reuses the id of order {group}"));
+        }
+        for group in self.orders.keys().filter(|group| !next.orders.contains_key(group)) {
+            if !self.leaving.contains(group) || self.shard_count_of(*group) > 0 {
+                return Err(format!(
+                    "configuration {that} removes order {group}, which in {this} was not \
+                     leaving or still owned shards"
+                ));
+            }
+        }
+        if let Some(group) = self
+            .leaving
+            .iter()
+            .find(|group| next.orders.contains_key(group) && !next.leaving.contains(group))
+        {
+            return Err(format!("configuration {that} stops order {group} leaving"));
+        }
+        let gained = next
+            .shards
+            .iter()
+            .zip(&self.shards)
+            .enumerate()
+            .find(|(_, (owner, was))| owner != was && next.leaving.contains(owner));
+        if let Some((shard, (owner, _))) = gained {
+            return Err(format!(
+                "configuration {that} gives shard {shard} to leaving order {owner}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 const ASCENDING: &str = "ids must be in strictly ascending order";
@@ -292,6 +361,64 @@ mod tests {
             shards: vec![group(1), group(1), group(2), group(2)],
             leaving: [group(2)].into(),
         }
+    }
+
+    #[test]
+    fn check_successor_takes_the_controllers_steps_and_names_each_broken_rule() {
+        let group = |id| GroupId::new(id).unwrap();
+        let current = sample();
+        let next = |change: &dyn Fn(&mut Configuration)| {
+            let mut next = Configuration { number: current.number + 1, ..current.clone() };
+            change(&mut next);
+            next
+        };
+        // The controller's own steps: a shard off the leaving order, then, once it owns
+        // nothing, the order removed with its radiants.
+        let moved = next(&|c| c.shards[2] = group(1));
+        assert_eq!(current.check_successor(&moved), Ok(()));
+        let drained = next(&|c| c.shards = vec![group(1); 4]);
+        let removed = Configuration {
+            number: drained.number + 1,
+            orders: [(group(1), drained.orders[&group(1)].clone())].into(),
+            radiants: drained
+                .radiants
+                .iter()
+                .filter(|(m, _)| m.get() != 3 && m.get() != 4)
+                .map(|(m, a)| (*m, a.clone()))
+                .collect(),
+            leaving: BTreeSet::new(),
+            ..drained.clone()
+        };
+        assert_eq!(drained.check_successor(&removed), Ok(()));
+        let broken = [
+            ("does not directly follow", Configuration { number: 9, ..current.clone() }),
+            ("council term", next(&|c| c.council_term = 1)),
+            ("removes order 2", next(&|c| c.orders.retain(|g, _| g.get() != 2))),
+            ("stops order 2 leaving", next(&|c| c.leaving.clear())),
+            ("gives shard 0 to leaving order 2", next(&|c| c.shards[0] = group(2))),
+        ];
+        // A new radiant with an id not taken before is fine.
+        let mut joined = next(&|_| {});
+        let address = joined.radiants[&MemberId::new(5).unwrap()].clone();
+        joined.radiants.insert(MemberId::new(6).unwrap(), address);
+        joined.next_member_id = 7;
+        assert_eq!(current.check_successor(&joined), Ok(()));
+        for (expected, configuration) in &broken {
+            let error = current.check_successor(configuration).unwrap_err();
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+        // An order id below next_group_id that the configuration before did not hold.
+        let mut before = current.clone();
+        before.orders.retain(|g, _| g.get() != 1);
+        let reused = Configuration { number: before.number + 1, ..current.clone() };
+        let error = before.check_successor(&reused).unwrap_err();
+        assert!(error.contains("reuses the id of order 1"), "{error}");
+        // And a radiant id.
+        let mut before = current.clone();
+        before.radiants.remove(&MemberId::new(5).unwrap());
+        let reused = Configuration { number: before.number + 1, ..current.clone() };
+        let error = before.check_successor(&reused).unwrap_err();
+        assert!(error.contains("reuses the id of radiant 5"), "{error}");
     }
 
     #[test]

@@ -669,14 +669,28 @@ impl Formation {
         // term (as a new Raft leader commits through an entry of its own): the
         // same configuration with a later stamp.
         let content = Configuration { council_term: 0, ..configuration.clone() };
-        let known = self.configurations.entry(configuration.number).or_insert(content.clone());
-        if *known != content {
-            return Err(format!(
-                "tick {}: radiant {index} holds a different committed configuration \
-                     {}:\n{configuration:?}\nvs\n{known:?}",
-                self.now, configuration.number
-            ));
+        let number = configuration.number;
+        if let Some(known) = self.configurations.get(&number) {
+            if *known != content {
+                return Err(format!(
+                    "tick {}: radiant {index} holds a different committed configuration \
+                     {number}:\n{configuration:?}\nvs\n{known:?}",
+                    self.now
+                ));
+            }
+            return Ok(());
         }
+        // A new committed configuration: it must follow the one before and lead to the
+        // one after, where those are known (the controller's rules of change).
+        let before = self.configurations.get(&(number - 1));
+        let after = self.configurations.get(&(number + 1));
+        let pairs = [before.map(|before| (before, &content)), after.map(|after| (&content, after))];
+        for (earlier, later) in pairs.into_iter().flatten() {
+            earlier.check_successor(later).map_err(|reason| {
+                format!("tick {}: committed configurations break a rule: {reason}", self.now)
+            })?;
+        }
+        self.configurations.insert(number, content);
         Ok(())
     }
 

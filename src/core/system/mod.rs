@@ -326,6 +326,19 @@ impl System {
                 controller.latest.council_term
             );
         }
+        if let (Some(committed), Some(accepted), Some(member)) =
+            (&record.configuration, &record.accepted, record.member)
+        {
+            // A radiant that is still listed holds, as accepted, at least what committed.
+            if committed.radiants.contains_key(&member) {
+                assert!(
+                    accepted.number >= committed.number,
+                    "radiant {member} accepted configuration {} below its committed {}",
+                    accepted.number,
+                    committed.number
+                );
+            }
+        }
         if cfg!(debug_assertions) {
             let held = [record.configuration.as_ref(), record.accepted.as_ref()];
             let proposed = self.controller.as_ref().map(|controller| &controller.latest);
@@ -333,10 +346,33 @@ impl System {
             let numbers = all.map(|configuration| configuration.map_or(0, |c| c.number));
             // Configurations are replaced whole, with a new number: check each one once.
             if self.checked_configurations.replace(numbers) != numbers {
+                self.check_successions();
                 for configuration in all.into_iter().flatten() {
                     if let Err(reason) = configuration.check() {
                         panic!("configuration {} is malformed: {reason}", configuration.number);
                     }
+                }
+            }
+        }
+    }
+
+    /// Where this radiant holds a configuration and the one directly after it (committed
+    /// and accepted; the controller's committed and its proposal), the second follows the
+    /// first by the controller's rules (`Configuration::check_successor`).
+    fn check_successions(&self) {
+        let record = &self.record;
+        let mut pairs = vec![(record.configuration.as_ref(), record.accepted.as_ref())];
+        if let Some(controller) = &self.controller {
+            pairs.push((controller.committed.as_ref(), Some(&controller.latest)));
+        }
+        for (earlier, later) in pairs {
+            let (Some(earlier), Some(later)) = (earlier, later) else { continue };
+            if later.number == earlier.number + 1 {
+                if let Err(reason) = earlier.check_successor(later) {
+                    panic!(
+                        "configuration {} cannot follow {}: {reason}",
+                        later.number, earlier.number
+                    );
                 }
             }
         }
