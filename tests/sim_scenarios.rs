@@ -188,3 +188,29 @@ fn a_herald_that_loses_its_role_sends_a_write_with_a_session_on_to_retry() {
         "{answer:?}"
     );
 }
+
+/// Issue 14: reads that arrive together share heartbeat rounds. Sixty-four linearizable
+/// gets in one tick cost the herald one round, and the periodic heartbeats of the ticks
+/// until they are answered, not a round each (before, each read broadcast its own).
+#[test]
+fn reads_that_arrive_together_share_one_heartbeat_round() {
+    let mut simulator = Simulator::quiet(4, 3, 3);
+    let (herald, _) = settled(&mut simulator);
+    put(&mut simulator, herald, "key").expect("put");
+    let started =
+        |simulator: &Simulator| simulator.order(herald).expect("up").read_rounds_started();
+    let before = started(&simulator);
+    let gets: Vec<_> = (0..64)
+        .map(|_| ClientRequest::Get {
+            key: Bytes::from_static(b"key"),
+            consistency: radiant_protocol::ReadConsistency::Linearizable,
+        })
+        .collect();
+    let answers = simulator.requests(herald, gets, 10 * ELECTION);
+    for answer in &answers {
+        let value = Some(Bytes::from_static(b"v"));
+        assert_eq!(answer, &Ok(ClientResponse::GetResult { value }), "{answers:?}");
+    }
+    let rounds = started(&simulator) - before;
+    assert!(rounds <= 3, "64 reads arriving together took {rounds} heartbeat rounds");
+}

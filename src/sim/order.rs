@@ -572,26 +572,47 @@ impl Simulator {
         request: ClientRequest,
         limit: u64,
     ) -> Result<ClientResponse, ErrorResponse> {
-        self.next_admin_correlation += 1;
-        let correlation = self.next_admin_correlation;
-        let message = SimMessage::Request { correlation, request };
+        let mut answers = self.requests(radiant, vec![request], limit);
+        answers.pop().expect("one answer per request")
+    }
+
+    /// Sends every request to `radiant` at once (they arrive in one tick) and runs until
+    /// all are answered (at most `limit` ticks); the answers in request order.
+    pub fn requests(
+        &mut self,
+        radiant: usize,
+        requests: Vec<ClientRequest>,
+        limit: u64,
+    ) -> Vec<Result<ClientResponse, ErrorResponse>> {
         let faults = self.network_faults();
-        self.network.send(
-            self.now,
-            Endpoint::Client(ADMIN_CLIENT),
-            Endpoint::Radiant(radiant),
-            message,
-            &faults,
-            &mut self.prng,
-        );
+        let mut correlations = Vec::new();
+        for request in requests {
+            self.next_admin_correlation += 1;
+            let correlation = self.next_admin_correlation;
+            correlations.push(correlation);
+            self.network.send(
+                self.now,
+                Endpoint::Client(ADMIN_CLIENT),
+                Endpoint::Radiant(radiant),
+                SimMessage::Request { correlation, request },
+                &faults,
+                &mut self.prng,
+            );
+        }
         for _ in 0..limit {
             self.run_ticks(1);
-            if let Some(position) = self.admin_replies.iter().position(|(id, _)| *id == correlation)
-            {
-                return self.admin_replies.remove(position).1;
+            let answered = |id: &u64| self.admin_replies.iter().any(|(answered, _)| answered == id);
+            if correlations.iter().all(answered) {
+                let mut answers = Vec::new();
+                for id in correlations {
+                    let position =
+                        self.admin_replies.iter().position(|(answered, _)| *answered == id);
+                    answers.push(self.admin_replies.remove(position.expect("answered")).1);
+                }
+                return answers;
             }
         }
-        panic!("no answer to a scenario request within {limit} ticks");
+        panic!("no answer to every scenario request within {limit} ticks");
     }
 }
 

@@ -95,6 +95,8 @@ struct PendingPersist {
     sequence: u64,
     last_index: LogIndex,
     truncated_from: Option<LogIndex>,
+    /// It writes a new term or vote.
+    vote_changed: bool,
 }
 
 /// The Raft state that must survive a restart besides the log itself: the order decides
@@ -275,6 +277,11 @@ impl Order {
     pub fn role(&self) -> OrderRole {
         self.role
     }
+    /// Heartbeat rounds this replica started as herald (read-index and leases; also the
+    /// periodic heartbeats), for status and tests.
+    pub fn read_rounds_started(&self) -> u64 {
+        self.reads.current_round()
+    }
     /// The herald this replica follows, if known.
     pub fn herald(&self) -> Option<MemberId> {
         self.herald
@@ -407,6 +414,9 @@ impl Order {
 
     /// The end of a batch of inputs: write and replicate what the batch appended.
     pub(crate) fn on_flush(&mut self, actions: &mut Actions) {
+        if self.role == OrderRole::Herald {
+            self.start_wanted_round(actions);
+        }
         if self.unsent_entries.is_empty() {
             return;
         }
@@ -503,6 +513,7 @@ impl Order {
             sequence,
             last_index: self.log.last_index(),
             truncated_from: truncate_from,
+            vote_changed,
         });
         actions.push(Action::Persist {
             sequence,
@@ -671,6 +682,11 @@ impl Order {
     /// Sends now: for messages that promise nothing about durable state.
     fn send(&self, to: MemberId, body: PeerBody, actions: &mut Actions) {
         actions.push(Action::Send(PeerMessage { header: self.header(to), body }));
+    }
+
+    /// Whether this member's term and vote are on disk: no persist in flight writes them.
+    fn vote_durable(&self) -> bool {
+        !self.pending_persists.iter().any(|pending| pending.vote_changed)
     }
 
     /// Sends once every `Persist` issued so far is durable.

@@ -4,6 +4,15 @@
 //! the round while a majority acknowledged a round sent less than a lease ago (the
 //! members it reached will not vote for anyone else before their election timeout).
 //! A stale read is served from whatever this member has applied.
+//!
+//! Rounds are shared: at most one is in flight for reads, started at the end of the
+//! driver's batch (`Input::Flush`), so every read that arrived in the batch joins it.
+//! A read that arrives while a round is in flight joins the next one, started at the
+//! first batch end after the one in flight is confirmed (a round must start after the
+//! read's index was noted, so it cannot join the one already sent). However many reads
+//! arrive, they cost one heartbeat round per round trip, not one each. A read then
+//! waits only for its own round and its own index: confirmed reads wait by index, so a
+//! read never waits behind another of a later round or a higher index.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -20,12 +29,12 @@ const REMEMBERED_ROUNDS: usize = 64;
 /// A linearizable read waiting for its round or for its index to be applied.
 #[derive(Clone, Debug)]
 struct PendingRead {
+    /// The round that must be confirmed before it is served (0: none).
     round: u64,
     index: LogIndex,
     shard: ShardId,
     key: Bytes,
     reply_to: ReplyTo,
-    confirmed: bool,
 }
 
 /// The herald's reads in flight and its heartbeat rounds.
@@ -36,7 +45,13 @@ pub(crate) struct ReadQueue {
     confirmed_round: u64,
     /// The tick the newest confirmed round was sent: the lease starts there.
     lease_start: Option<Tick>,
-    pending: VecDeque<PendingRead>,
+    /// Reads waiting for their round, in arrival order (so by round).
+    awaiting_round: VecDeque<PendingRead>,
+    /// Reads whose round is confirmed, waiting for their index to be applied; keyed by
+    /// index, then arrival, so the ready ones are always first.
+    awaiting_index: BTreeMap<(LogIndex, u64), PendingRead>,
+    /// Reads that reached `awaiting_index`, to order reads of one index.
+    arrivals: u64,
 }
 
 impl ReadQueue {
@@ -50,13 +65,37 @@ impl ReadQueue {
         self.current_round
     }
 
-    /// The newest round started.
+    /// The newest round started (every round has a number one above the one before).
     pub(crate) fn current_round(&self) -> u64 {
         self.current_round
     }
 
+    /// A round has been started for reads and not yet confirmed.
+    fn round_in_flight(&self) -> bool {
+        self.current_round > self.confirmed_round
+    }
+
+    fn await_index(&mut self, read: PendingRead) {
+        self.arrivals += 1;
+        self.awaiting_index.insert((read.index, self.arrivals), read);
+    }
+
+    /// Moves the reads whose round is confirmed to wait for their index.
+    fn confirm_through(&mut self, round: u64) {
+        while self.awaiting_round.front().is_some_and(|read| read.round <= round) {
+            let read = self.awaiting_round.pop_front().expect("front exists");
+            self.await_index(read);
+        }
+    }
+
+    /// Whether a read waits for a round not started yet.
+    fn wants_next_round(&self) -> bool {
+        self.awaiting_round.back().is_some_and(|read| read.round > self.current_round)
+    }
+
     fn drain(&mut self) -> Vec<PendingRead> {
-        self.pending.drain(..).collect()
+        let waiting = std::mem::take(&mut self.awaiting_index).into_values();
+        self.awaiting_round.drain(..).chain(waiting).collect()
     }
 }
 
@@ -83,26 +122,25 @@ impl Order {
         }
         let index = self.commit_index;
         let lease_valid = consistency == ReadConsistency::Lease && self.lease_valid();
-        let round = if lease_valid || self.membership.quorum() <= 1 {
-            0
-        } else {
-            self.reads.current_round + 1
-        };
-        self.reads.pending.push_back(PendingRead {
-            round,
-            index,
-            shard,
-            key,
-            reply_to,
-            confirmed: round == 0,
-        });
-        if round > 0 {
-            // Start the round now rather than at the next heartbeat: lower latency.
+        let mut read = PendingRead { round: 0, index, shard, key, reply_to };
+        if lease_valid || self.membership.quorum() <= 1 {
+            self.reads.await_index(read);
+            self.serve_ready_reads(actions);
+            return true;
+        }
+        read.round = self.reads.current_round + 1;
+        self.reads.awaiting_round.push_back(read);
+        true
+    }
+
+    /// At the end of a batch: starts the round reads wait for, unless one is in flight
+    /// (a later batch end starts it once that one is confirmed). Started now rather
+    /// than at the next heartbeat: lower latency.
+    pub(super) fn start_wanted_round(&mut self, actions: &mut Actions) {
+        if self.reads.wants_next_round() && !self.reads.round_in_flight() {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat(actions);
         }
-        self.serve_ready_reads(actions);
-        true
     }
 
     /// A lease holds while a majority acknowledged a round sent within three quarters
@@ -142,28 +180,26 @@ impl Order {
             self.reads.lease_start =
                 Some(self.reads.lease_start.map_or(sent, |start| start.max(sent)));
         }
-        for read in &mut self.reads.pending {
-            if read.round <= round {
-                read.confirmed = true;
-            }
-        }
+        self.reads.confirm_through(self.reads.confirmed_round);
         self.serve_ready_reads(actions);
     }
 
-    /// Serves confirmed reads whose index is applied, in arrival order. A herald that
+    /// Serves confirmed reads whose index is applied, lowest index first. A herald that
     /// has not yet committed an entry of its own term does not know the true commit
-    /// index, so it serves nothing until it has.
+    /// index, so it serves nothing until it has; until then a read's index is at least
+    /// the first of this term (the same for every read, so the order by index holds).
     pub(super) fn serve_ready_reads(&mut self, actions: &mut Actions) {
         let term_committed = self.log.term_at(self.commit_index) == Some(self.term);
         if !term_committed {
             return;
         }
-        while let Some(read) = self.reads.pending.front() {
-            let index = read.index.max(self.first_index_of_current_term());
-            if !read.confirmed || self.applied_index < index {
+        let first_of_term = self.first_index_of_current_term();
+        while let Some(entry) = self.reads.awaiting_index.first_entry() {
+            let (index, _) = *entry.key();
+            if self.applied_index < index.max(first_of_term) {
                 break;
             }
-            let read = self.reads.pending.pop_front().expect("front exists");
+            let read = entry.remove();
             // The shard may have frozen between the read's arrival and now.
             if let Err(error) = self.admit(read.shard) {
                 actions.push(Action::Reply { reply_to: read.reply_to, result: Err(error) });
