@@ -189,6 +189,11 @@ impl Order {
     /// index, so it serves nothing until it has; until then a read's index is at least
     /// the first of this term (the same for every read, so the order by index holds).
     pub(super) fn serve_ready_reads(&mut self, actions: &mut Actions) {
+        // Called after every apply: with no read waiting it must cost nothing (finding
+        // the first index of the term walks the log).
+        if self.reads.awaiting_index.is_empty() {
+            return;
+        }
         let term_committed = self.log.term_at(self.commit_index) == Some(self.term);
         if !term_committed {
             return;

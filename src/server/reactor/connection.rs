@@ -16,7 +16,7 @@ use mio::Interest;
 use crate::server::link_auth::{LinkHandshake, TrustedPeer};
 
 /// Bytes read per `read(2)` call; large enough for a burst of small requests.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Which listener a connection came from, or that we dialled it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,14 +146,18 @@ impl Connection {
     }
 
     /// Reads into the read buffer until the socket would block, the buffer holds
-    /// `max_buffer_bytes`, or `budget_bytes` were read this turn.
+    /// `max_buffer_bytes`, or `budget_bytes` were read this turn. Bytes land in
+    /// `scratch` (the reactor's, zeroed once) and only those read are copied on: growing
+    /// the buffer by a zero-filled chunk for every read cost a 64 KiB memset per
+    /// readable event, 80% of a radiant's instructions under small puts.
     pub(crate) fn read_some(
         &mut self,
+        scratch: &mut [u8; READ_CHUNK_BYTES],
         max_buffer_bytes: usize,
         budget_bytes: usize,
     ) -> io::Result<ReadOutcome> {
         if self.tls.is_some() {
-            return self.read_some_tls(max_buffer_bytes, budget_bytes);
+            return self.read_some_tls(scratch, max_buffer_bytes, budget_bytes);
         }
         let mut read_this_turn = 0;
         loop {
@@ -161,15 +165,13 @@ impl Connection {
             if room == 0 || read_this_turn >= budget_bytes {
                 return Ok(ReadOutcome::BudgetSpent);
             }
-            let chunk = room.min(READ_CHUNK_BYTES);
-            let start = self.read_buffer.len();
-            self.read_buffer.resize(start + chunk, 0);
-            let result = self.stream.read(&mut self.read_buffer[start..]);
-            let count = *result.as_ref().unwrap_or(&0);
-            self.read_buffer.truncate(start + count);
-            match result {
+            let chunk = &mut scratch[..room.min(READ_CHUNK_BYTES)];
+            match self.stream.read(chunk) {
                 Ok(0) => return Ok(ReadOutcome::Closed),
-                Ok(read) => read_this_turn += read,
+                Ok(read) => {
+                    self.read_buffer.extend_from_slice(&chunk[..read]);
+                    read_this_turn += read;
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(ReadOutcome::Drained)
                 }
@@ -183,6 +185,7 @@ impl Connection {
     /// the socket, until the socket would block, the buffer is full or the budget spent.
     fn read_some_tls(
         &mut self,
+        scratch: &mut [u8; READ_CHUNK_BYTES],
         max_buffer_bytes: usize,
         budget_bytes: usize,
     ) -> io::Result<ReadOutcome> {
@@ -198,18 +201,17 @@ impl Connection {
                 if room == 0 || read_this_turn >= budget_bytes {
                     return Ok(ReadOutcome::BudgetSpent);
                 }
-                let start = self.read_buffer.len();
-                self.read_buffer.resize(start + room.min(READ_CHUNK_BYTES), 0);
-                let result = tls.reader().read(&mut self.read_buffer[start..]);
-                let count = *result.as_ref().unwrap_or(&0);
-                self.read_buffer.truncate(start + count);
-                match result {
+                let chunk = &mut scratch[..room.min(READ_CHUNK_BYTES)];
+                match tls.reader().read(chunk) {
                     // A close_notify, or the socket ended without one: either way, closed.
                     Ok(0) => return Ok(ReadOutcome::Closed),
                     Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
                         return Ok(ReadOutcome::Closed)
                     }
-                    Ok(read) => read_this_turn += read,
+                    Ok(read) => {
+                        self.read_buffer.extend_from_slice(&chunk[..read]);
+                        read_this_turn += read;
+                    }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                     Err(error) => return Err(error),
                 }

@@ -232,6 +232,8 @@ pub struct Reactor {
     next_housekeeping: Instant,
     counters: ReactorCounters,
     scratch_frame: BytesMut,
+    /// Where every connection's reads land before the bytes read are copied on.
+    read_scratch: Box<[u8; connection::READ_CHUNK_BYTES]>,
 }
 
 /// The limits a connection's frames are decoded with. A trusted peer's frames carry what
@@ -315,6 +317,7 @@ impl Reactor {
             next_housekeeping: now + REACTOR_HOUSEKEEPING_INTERVAL,
             counters: ReactorCounters::default(),
             scratch_frame: BytesMut::new(),
+            read_scratch: Box::new([0; connection::READ_CHUNK_BYTES]),
         };
         Ok((reactor, sender))
     }
@@ -546,7 +549,8 @@ impl Reactor {
             }
             max_buffer = max_buffer.min(connection.read_buffer.len().saturating_add(room));
         }
-        let outcome = connection.read_some(max_buffer, MAX_READ_BYTES_PER_TURN);
+        let outcome =
+            connection.read_some(&mut self.read_scratch, max_buffer, MAX_READ_BYTES_PER_TURN);
         match outcome {
             Ok(ReadOutcome::Closed) => {
                 self.process_frames(id, now);
