@@ -55,3 +55,13 @@ fn forty_sharded_seeds_with_radiant_removals_stay_linearizable_and_converge() {
         FormationOptions::sharded_with_removals,
     );
 }
+
+/// Seeds that once failed, kept as regressions. 20096 (sharded): a bootstrap controller
+/// that lost while partitioned joined the system, then a late refusal of its old
+/// bootstrap messages put it in ERROR for good while it was herald of its order; its
+/// shards refused every client (a refusal of a provisional or of one's own cluster id is
+/// now ignored, and the simulator fails a radiant of the system's cluster in ERROR).
+#[test]
+fn sharded_seeds_that_once_failed_pass() {
+    every_seed_passes("sharded regression", 20_096..20_097, FormationOptions::sharded);
+}

@@ -613,6 +613,16 @@ impl Formation {
                 self.check_configuration(index, &configuration)?;
             }
             let record = &self.nodes[index].record;
+            // ERROR means "you hold another system's data": never true of a radiant
+            // whose record holds this system's cluster id.
+            let system = self.nodes[index].core.as_ref().and_then(Radiant::system);
+            let refused = system.is_some_and(|system| system.is_refused());
+            if refused && record.is_associated() && record.cluster == self.cluster {
+                return Err(format!(
+                    "tick {}: radiant {index} of the system's own cluster is in ERROR",
+                    self.now
+                ));
+            }
             if record.is_associated() {
                 let member = record
                     .member

@@ -520,7 +520,7 @@ impl System {
                 self.on_handshake(cluster, from, handshake, actions)
             }
             SystemBody::BeaconResponse(response) => self.on_beacon_response(from, response),
-            SystemBody::BeaconRefused { reason } => self.on_refused(from, reason),
+            SystemBody::BeaconRefused { reason } => self.on_refused(cluster, from, reason),
             SystemBody::JoinSystem(join) => self.on_join(join, actions),
             SystemBody::JoinAccepted(accepted) => self.on_join_accepted(cluster, accepted, actions),
             SystemBody::CouncilRequestVote(request) => match request.candidate_group {
@@ -581,12 +581,22 @@ impl System {
         true
     }
 
-    fn on_refused(&mut self, from: String, reason: String) {
+    fn on_refused(&mut self, theirs: ClusterId, from: String, reason: String) {
         // Only the radiant the operator pointed us at can tell us we are in the wrong
         // system; anyone else refusing us is itself the stranger (or lying).
         if self.options.neighbor.as_deref() != Some(from.as_str()) {
             let why = "system: refused by a radiant that is not our neighbour; ignored";
             tracing::warn!(peer = %from, %reason, "{why}");
+            return;
+        }
+        // Not proof of another system: a forming radiant has only a provisional id to be
+        // refused for (its bootstrap lost to another: it joins that one), and a refusal
+        // from a radiant of this radiant's own cluster answers what it sent before it
+        // joined. Taking either for ERROR left a radiant that had joined, herald of its
+        // order, refusing every client for good (simulator seed 20096, sharded).
+        if self.record.committed == 0 || theirs == self.record.cluster {
+            let why = "system: a refusal of a provisional cluster id or a stale one; ignored";
+            tracing::info!(peer = %from, %reason, "{why}");
             return;
         }
         tracing::error!(peer = %from, %reason, "system: refused; this radiant stops taking part");
