@@ -114,11 +114,20 @@ impl Membership {
             return None;
         }
         let count = bytes.get_u32();
+        let mut previous = 0;
         for _ in 0..count {
             if bytes.remaining() < 11 {
                 return None;
             }
-            let member = MemberId::new(bytes.get_u64())?;
+            // Members in increasing order, each once, as `encode` writes them: a repeated
+            // member could otherwise come back both voter and learner (and the bytes
+            // would have two readings; the system-file fuzz target found this).
+            let id = bytes.get_u64();
+            if id <= previous {
+                return None;
+            }
+            previous = id;
+            let member = MemberId::new(id)?;
             let voter = match bytes.get_u8() {
                 0 => false,
                 1 => true,
@@ -214,5 +223,26 @@ mod tests {
         let mut longer = BytesMut::from(&membership.encode()[..]);
         longer.put_u8(0);
         assert_eq!(Membership::decode(longer.freeze()), None);
+    }
+
+    #[test]
+    fn a_repeated_or_unordered_member_is_refused_so_the_bytes_have_one_reading() {
+        // Member 2 as a voter, then again as a learner: it would come back as both.
+        let entry = |member: u64, voter: u8| {
+            let mut bytes = BytesMut::new();
+            bytes.put_u64(member);
+            bytes.put_u8(voter);
+            bytes.put_u16(1);
+            bytes.put_u8(b'a');
+            bytes
+        };
+        for pair in [[(2, 1), (2, 0)], [(3, 1), (2, 1)]] {
+            let mut bytes = BytesMut::new();
+            bytes.put_u32(2);
+            for (member, voter) in pair {
+                bytes.extend_from_slice(&entry(member, voter));
+            }
+            assert_eq!(Membership::decode(bytes.freeze()), None, "{pair:?}");
+        }
     }
 }
