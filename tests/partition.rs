@@ -251,6 +251,17 @@ fn commit_index(daemon: &Daemon) -> u64 {
     status(daemon).and_then(|s| s["commit_index"].as_u64()).unwrap_or(0)
 }
 
+/// The checked load of every partition test, entering at `entry`: lease and
+/// linearizable reads mixed with puts, its history in `root`; given two seconds to get
+/// going before the fault.
+fn start_checked_load(root: &std::path::Path, entry: &str) -> (Load, std::path::PathBuf) {
+    let history = root.join("history.jsonl");
+    let stdout = root.join("bench.json");
+    let load = Load::start_with_reads(entry, &history, stdout, LOAD_SECONDS, "mixed");
+    std::thread::sleep(Duration::from_secs(2));
+    (load, history)
+}
+
 #[test]
 fn a_partitioned_herald_stops_serving_the_majority_carries_on_and_it_catches_up() {
     if !common::can_run(common::is_root(), "partition", "root for ip netns and veth pairs") {
@@ -267,16 +278,7 @@ fn a_partitioned_herald_stops_serving_the_majority_carries_on_and_it_catches_up(
         .collect();
     let herald = agreed_herald(&daemons, None, "the order forms");
     let follower = if herald == 1 { 2 } else { 1 };
-    let history = root.path().join("history.jsonl");
-    let entry = network.client_address(follower);
-    let load = Load::start_with_reads(
-        &entry,
-        &history,
-        root.path().join("bench.json"),
-        LOAD_SECONDS,
-        "mixed",
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    let (load, history) = start_checked_load(root.path(), &network.client_address(follower));
 
     // Cut the herald off from both followers.
     network.set_peer_link(herald, false);
@@ -352,15 +354,7 @@ fn a_partition_that_isolates_the_controller_elects_another_and_the_system_serves
     let controller = one_controller(&formed).expect("a controller");
     let term = controllers(&formed).get(&controller).copied().unwrap_or(0);
     let entry = network.client_address((controller + 3) % 6 + 1);
-    let history = root.path().join("history.jsonl");
-    let load = Load::start_with_reads(
-        &entry,
-        &history,
-        root.path().join("bench.json"),
-        LOAD_SECONDS,
-        "mixed",
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    let (load, history) = start_checked_load(root.path(), &entry);
 
     network.set_peer_link(controller + 1, false);
     wait_until("the other five elect another controller", || {
