@@ -148,6 +148,7 @@ pub fn spawn(
             ticked_at: Instant::now(),
             published_cluster: radiant_protocol::ClusterId::UNSET,
             snapshot_failures: 0,
+            disk_bytes: None,
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -174,7 +175,13 @@ struct StateThread {
     published_cluster: radiant_protocol::ClusterId,
     /// Snapshots that failed since the last one written.
     snapshot_failures: u32,
+    /// The data directory's size and when it was measured, for `status`.
+    disk_bytes: Option<(Instant, u64)>,
 }
+
+/// How long `status` reuses the data directory's measured size: walking the directory
+/// on this thread for every `status` delayed every request behind it.
+const DISK_BYTES_REFRESH: Duration = Duration::from_secs(1);
 
 /// Consecutive failed snapshots after which the radiant stops (exit status 74), rather
 /// than let its uncompacted log grow without bound.
@@ -300,7 +307,7 @@ impl StateThread {
                     return false;
                 }
                 if request == ClientRequest::Status {
-                    let disk_bytes = directory_bytes(&self.links.data_dir.path);
+                    let disk_bytes = self.disk_bytes();
                     let counted = serde_json::json!({
                         "security": self.links.security.to_json(),
                         "memory": self.links.memory.to_json(),
@@ -511,6 +518,21 @@ impl StateThread {
 
 /// Bytes used by the files directly in `directory` and one level below (the WAL and
 /// snapshot directories); status only, so errors count as 0.
+impl StateThread {
+    /// The data directory's size, measured at most once per `DISK_BYTES_REFRESH`.
+    fn disk_bytes(&mut self) -> u64 {
+        let now = Instant::now();
+        match self.disk_bytes {
+            Some((measured_at, bytes)) if now - measured_at < DISK_BYTES_REFRESH => bytes,
+            _ => {
+                let bytes = directory_bytes(&self.links.data_dir.path);
+                self.disk_bytes = Some((now, bytes));
+                bytes
+            }
+        }
+    }
+}
+
 fn directory_bytes(directory: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
     entries
