@@ -329,7 +329,7 @@ fn check_items(reader: &Reader, field: &'static str, count: usize) -> Result<(),
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
 
     use super::*;

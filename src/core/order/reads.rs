@@ -225,6 +225,9 @@ impl Order {
     /// Reads that can no longer be served here (lost the herald role).
     pub(super) fn take_pending_reads(&mut self) -> Vec<ReplyTo> {
         self.reads.lease_start = None;
+        // No read waits for a round of this stint any more: none is in flight for the
+        // next one, whose first reads would otherwise wait for a periodic heartbeat.
+        self.reads.confirmed_round = self.reads.current_round;
         self.reads.drain().into_iter().map(|read| read.reply_to).collect()
     }
 }
