@@ -95,8 +95,6 @@ struct PendingPersist {
     sequence: u64,
     last_index: LogIndex,
     truncated_from: Option<LogIndex>,
-    /// It writes a new term or vote.
-    vote_changed: bool,
 }
 
 /// The Raft state that must survive a restart besides the log itself: the order decides
@@ -513,7 +511,6 @@ impl Order {
             sequence,
             last_index: self.log.last_index(),
             truncated_from: truncate_from,
-            vote_changed,
         });
         actions.push(Action::Persist {
             sequence,
@@ -682,11 +679,6 @@ impl Order {
     /// Sends now: for messages that promise nothing about durable state.
     fn send(&self, to: MemberId, body: PeerBody, actions: &mut Actions) {
         actions.push(Action::Send(PeerMessage { header: self.header(to), body }));
-    }
-
-    /// Whether this member's term and vote are on disk: no persist in flight writes them.
-    fn vote_durable(&self) -> bool {
-        !self.pending_persists.iter().any(|pending| pending.vote_changed)
     }
 
     /// Sends once every `Persist` issued so far is durable.

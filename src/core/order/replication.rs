@@ -387,7 +387,6 @@ impl Order {
             tracing::error!(%herald, "order: an Append would overwrite committed entries; dropped");
             return;
         };
-        let appended_nothing = truncate_from.is_none() && appended.is_empty();
         self.persist(truncate_from, appended, actions);
         let commit = append.commit.min(last_new);
         if commit > self.commit_index {
@@ -400,15 +399,6 @@ impl Order {
             reject_hint: 0,
             read_round: append.read_round,
         };
-        // A heartbeat's answer (the herald's read rounds wait for it) need not queue
-        // behind this member's fsyncs when everything it claims is already on disk: the
-        // entries through `match_index`, and the term and vote it answers in (without
-        // them a crash could bring it back free to vote again in this term).
-        let claims_only_durable = appended_nothing && last_new <= self.durable_index;
-        if claims_only_durable && self.vote_durable() {
-            self.send(herald, PeerBody::AppendAck(ack), actions);
-            return;
-        }
         self.send_after_persist(herald, PeerBody::AppendAck(ack), actions);
     }
 
