@@ -516,8 +516,6 @@ impl StateThread {
     }
 }
 
-/// Bytes used by the files directly in `directory` and one level below (the WAL and
-/// snapshot directories); status only, so errors count as 0.
 impl StateThread {
     /// The data directory's size, measured at most once per `DISK_BYTES_REFRESH`.
     fn disk_bytes(&mut self) -> u64 {
@@ -533,6 +531,8 @@ impl StateThread {
     }
 }
 
+/// Bytes used by the files directly in `directory` and one level below (the WAL and
+/// snapshot directories); status only, so errors count as 0.
 fn directory_bytes(directory: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
     entries

@@ -276,7 +276,7 @@ impl Order {
         self.role
     }
     /// Heartbeat rounds this replica started as herald (read-index and leases; also the
-    /// periodic heartbeats), for status and tests.
+    /// periodic heartbeats); the simulator's scenarios count them.
     pub fn read_rounds_started(&self) -> u64 {
         self.reads.current_round()
     }
