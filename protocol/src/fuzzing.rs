@@ -61,6 +61,51 @@ pub fn decode_command_bytes(data: &[u8]) {
     assert_eq!(decoded.as_ref(), Ok(&command), "command did not survive a round trip");
 }
 
+/// Small RESP limits, so that random inputs hit the limit checks often.
+pub const FUZZ_RESP_LIMITS: crate::resp::RespLimits =
+    crate::resp::RespLimits { max_request_bytes: 4096, max_arguments: 16 };
+
+/// Feeds `data` to the RESP request decoder once whole and once in chunks: both must
+/// yield the same requests up to the same error, and every request, re-encoded as an
+/// array of bulk strings, must decode to the same arguments.
+pub fn decode_resp_bytes(data: &[u8]) {
+    let whole = decode_resp_stream(&[data]);
+    let chunks = split_into_chunks(data);
+    let chunked = decode_resp_stream(&chunks);
+    assert_eq!(whole, chunked, "splitting the RESP stream changed what it decodes to");
+    for request in whole.0 {
+        let mut encoded = BytesMut::new();
+        let arguments = request.iter().cloned().map(crate::resp::RespValue::Bulk).collect();
+        crate::resp::RespValue::Array(arguments)
+            .encode(crate::resp::RespVersion::Two, &mut encoded);
+        if encoded.len() > FUZZ_RESP_LIMITS.max_request_bytes {
+            continue;
+        }
+        let again = crate::resp::decode_request(&mut encoded, &FUZZ_RESP_LIMITS);
+        assert_eq!(again, Ok(Some(request)), "a RESP request did not survive re-encoding");
+        assert!(encoded.is_empty(), "re-encoded RESP request left bytes behind");
+    }
+}
+
+type RespStream = (Vec<Vec<Bytes>>, Option<crate::resp::RespProtocolError>);
+
+fn decode_resp_stream(chunks: &[&[u8]]) -> RespStream {
+    let mut buffer = BytesMut::new();
+    let mut requests = Vec::new();
+    for chunk in chunks {
+        buffer.extend_from_slice(chunk);
+        // Why: each iteration consumes a request or leaves the loop, so it is bounded.
+        loop {
+            match crate::resp::decode_request(&mut buffer, &FUZZ_RESP_LIMITS) {
+                Ok(Some(request)) => requests.push(request),
+                Ok(None) => break,
+                Err(error) => return (requests, Some(error)),
+            }
+        }
+    }
+    (requests, None)
+}
+
 fn check_message_round_trip(frame: Frame, frame_bytes: &[u8]) {
     let correlation_id = frame.correlation_id;
     let Ok(message) = Message::decode(frame, &FUZZ_LIMITS) else {

@@ -163,6 +163,8 @@ pub enum Kind {
     QueryConfiguration = 0x5D,
     /// Present a token (the client token or the admin token) for this connection.
     Authenticate = 0x5E,
+    /// Read-modify-write one key (conditional set, append, increment, take).
+    Update = 0x5F,
     /// The answer to `Get`.
     GetResult = 0x60,
     /// The answer to `Put`.
@@ -179,13 +181,15 @@ pub enum Kind {
     StatusResult = 0x66,
     /// The answer to `QueryConfiguration`: a configuration.
     ConfigurationResult = 0x67,
+    /// The answer to `Update`: what it did.
+    UpdateResult = 0x68,
     /// A request failed; the payload says why and what to do.
     Error = 0x70,
 }
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 46] = [
+    pub const ALL: [Kind; 48] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -223,6 +227,7 @@ impl Kind {
         Kind::LeaveOrder,
         Kind::QueryConfiguration,
         Kind::Authenticate,
+        Kind::Update,
         Kind::GetResult,
         Kind::PutResult,
         Kind::DeleteResult,
@@ -231,6 +236,7 @@ impl Kind {
         Kind::Done,
         Kind::StatusResult,
         Kind::ConfigurationResult,
+        Kind::UpdateResult,
         Kind::Error,
     ];
 
@@ -274,6 +280,7 @@ impl Kind {
             0x5C => Some(Kind::LeaveOrder),
             0x5D => Some(Kind::QueryConfiguration),
             0x5E => Some(Kind::Authenticate),
+            0x5F => Some(Kind::Update),
             0x60 => Some(Kind::GetResult),
             0x61 => Some(Kind::PutResult),
             0x62 => Some(Kind::DeleteResult),
@@ -282,6 +289,7 @@ impl Kind {
             0x65 => Some(Kind::Done),
             0x66 => Some(Kind::StatusResult),
             0x67 => Some(Kind::ConfigurationResult),
+            0x68 => Some(Kind::UpdateResult),
             0x70 => Some(Kind::Error),
             _ => None,
         }
@@ -329,7 +337,8 @@ impl Kind {
             | Kind::MoveShard
             | Kind::LeaveOrder
             | Kind::QueryConfiguration
-            | Kind::Authenticate => Family::ClientRequest,
+            | Kind::Authenticate
+            | Kind::Update => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult
@@ -337,7 +346,8 @@ impl Kind {
             | Kind::Pong
             | Kind::Done
             | Kind::StatusResult
-            | Kind::ConfigurationResult => Family::ClientResponse,
+            | Kind::ConfigurationResult
+            | Kind::UpdateResult => Family::ClientResponse,
             Kind::Error => Family::Error,
         }
     }

@@ -35,6 +35,7 @@ pub mod kind;
 pub mod limits;
 pub mod message;
 pub mod replication;
+pub mod resp;
 pub mod slots;
 pub mod state;
 
@@ -51,7 +52,7 @@ pub use message::{
     Append, AppendAck, ClientRequest, ClientResponse, Command, CouncilEntry, ErrorResponse,
     InstallSnapshot, InstallSnapshotAck, LinkIntroduction, LinkMessage, LinkRole, MembershipChange,
     Message, MigrationEntry, PeerBody, PeerHeader, PeerMessage, ReadConsistency, RequestVote,
-    Session, ShardChunk, SystemBody, SystemMessage, Vote,
+    Session, SetCondition, ShardChunk, SystemBody, SystemMessage, Update, UpdateOutcome, Vote,
 };
 pub use message::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,

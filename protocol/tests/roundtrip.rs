@@ -6,13 +6,14 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use radiant_protocol::fuzzing::{
-    decode_command_bytes, decode_frame_bytes, decode_message_bytes, FUZZ_LIMITS,
+    decode_command_bytes, decode_frame_bytes, decode_message_bytes, decode_resp_bytes, FUZZ_LIMITS,
 };
+use radiant_protocol::resp::{RespValue, RespVersion};
 use radiant_protocol::{
     decode_frame, Append, AppendAck, ClientId, ClientRequest, ClientResponse, Command,
     ErrorResponse, Frame, GroupId, InstallSnapshot, InstallSnapshotAck, Limits, LogEntry, MemberId,
     MembershipChange, Message, OrderStateOp, PeerBody, PeerHeader, PeerMessage, ReadConsistency,
-    RequestVote, Session, Vote,
+    RequestVote, Session, SetCondition, Update, UpdateOutcome, Vote,
 };
 
 fn key() -> impl Strategy<Value = Bytes> {
@@ -56,6 +57,34 @@ fn reason() -> impl Strategy<Value = String> {
     "\\PC{0,250}"
 }
 
+fn update() -> impl Strategy<Value = Update> {
+    let condition = prop::sample::select(vec![
+        SetCondition::Always,
+        SetCondition::IfAbsent,
+        SetCondition::IfPresent,
+    ]);
+    prop_oneof![
+        (value(), condition).prop_map(|(value, condition)| Update::Set { value, condition }),
+        (value(), any::<u32>())
+            .prop_map(|(suffix, max_value_bytes)| Update::Append { suffix, max_value_bytes }),
+        any::<i64>().prop_map(|delta| Update::IncrementBy { delta }),
+        Just(Update::Take),
+    ]
+}
+
+fn update_outcome() -> impl Strategy<Value = UpdateOutcome> {
+    prop_oneof![
+        (any::<bool>(), optional_value())
+            .prop_map(|(written, previous)| UpdateOutcome::Set { written, previous }),
+        any::<u64>().prop_map(|length| UpdateOutcome::Appended { length }),
+        any::<i64>().prop_map(|value| UpdateOutcome::Incremented { value }),
+        optional_value().prop_map(|previous| UpdateOutcome::Taken { previous }),
+        Just(UpdateOutcome::NotAnInteger),
+        Just(UpdateOutcome::Overflow),
+        any::<u64>().prop_map(|length| UpdateOutcome::TooLong { length }),
+    ]
+}
+
 fn request() -> impl Strategy<Value = ClientRequest> {
     prop_oneof![
         (key(), prop::sample::select(ReadConsistency::ALL.to_vec()))
@@ -88,6 +117,11 @@ fn request() -> impl Strategy<Value = ClientRequest> {
         any::<u64>().prop_map(|number| ClientRequest::QueryConfiguration { number }),
         prop::collection::vec(any::<u8>(), 0..64)
             .prop_map(|token| ClientRequest::Authenticate { token: token.into() }),
+        (key(), update(), session()).prop_map(|(key, update, session)| ClientRequest::Update {
+            key,
+            update,
+            session
+        }),
     ]
 }
 
@@ -113,6 +147,7 @@ fn response() -> impl Strategy<Value = ClientResponse> {
             };
             ClientResponse::Configuration(Box::new(configuration))
         }),
+        update_outcome().prop_map(ClientResponse::UpdateResult),
     ]
 }
 
@@ -271,6 +306,11 @@ fn command() -> impl Strategy<Value = Command> {
         (key(), optional_value(), optional_value(), session())
             .prop_map(|(key, expected, new, session)| Command::Cas { key, expected, new, session }),
         membership_change().prop_map(Command::Membership),
+        (key(), update(), session()).prop_map(|(key, update, session)| Command::Update {
+            key,
+            update,
+            session
+        }),
     ]
 }
 
@@ -360,6 +400,19 @@ proptest! {
         decode_frame_bytes(&data);
         decode_message_bytes(&data);
         decode_command_bytes(&data);
+        decode_resp_bytes(&data);
+    }
+
+    #[test]
+    fn pipelined_resp_requests_pass_the_fuzz_oracle(
+        requests in prop::collection::vec(prop::collection::vec(value(), 1..4), 1..4),
+    ) {
+        let mut stream = BytesMut::new();
+        for request in requests {
+            let arguments = request.into_iter().map(RespValue::Bulk).collect();
+            RespValue::Array(arguments).encode(RespVersion::Two, &mut stream);
+        }
+        decode_resp_bytes(&stream);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod state_snapshot;
 pub mod system_file;
+pub mod update;
 pub mod wal;
 
 pub use file_system::{DataDir, FileSystem, RealFileSystem, SharedFileSystem};

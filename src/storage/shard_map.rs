@@ -13,6 +13,8 @@ use parking_lot::RwLock;
 
 use radiant_protocol::slots::{key_shard, ShardId};
 
+use super::update::KeyWrite;
+
 /// The result of a compare-and-set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CasOutcome {
@@ -87,6 +89,28 @@ impl ShardMap {
             None => map.remove(&key),
         };
         CasOutcome { succeeded: true, current: new }
+    }
+
+    /// Runs `update` on `key` under the shard's write lock: reads the value, makes the
+    /// write `storage::update::decide` chose, and returns its outcome.
+    pub fn update(
+        &self,
+        shard: ShardId,
+        key: Bytes,
+        update: radiant_protocol::Update,
+    ) -> radiant_protocol::UpdateOutcome {
+        let mut map = self.shard(shard, &key).write();
+        let (write, outcome) = super::update::decide(map.get(&key), update);
+        match write {
+            KeyWrite::Keep => {}
+            KeyWrite::Store(value) => {
+                map.insert(key, value);
+            }
+            KeyWrite::Remove => {
+                map.remove(&key);
+            }
+        }
+        outcome
     }
 
     /// The number of keys in all shards.

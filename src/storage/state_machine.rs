@@ -46,6 +46,7 @@ fn value_bytes(response: &ClientResponse) -> u64 {
     match response {
         ClientResponse::CasResult { current: Some(value), .. }
         | ClientResponse::GetResult { value: Some(value) } => value.len() as u64,
+        ClientResponse::UpdateResult(outcome) => outcome.value_bytes(),
         _ => 0,
     }
 }
@@ -133,6 +134,9 @@ impl StateMachine {
             Command::Cas { key, expected, new, session: _ } => {
                 let outcome = self.map.cas(shard, key, expected.as_deref(), new);
                 ClientResponse::CasResult { succeeded: outcome.succeeded, current: outcome.current }
+            }
+            Command::Update { key, update, session: _ } => {
+                ClientResponse::UpdateResult(self.map.update(shard, key, update))
             }
         }
     }

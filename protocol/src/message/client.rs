@@ -13,6 +13,7 @@ use crate::error::DecodeError;
 use crate::ids::{ClientId, GroupId, MemberId};
 use crate::kind::Kind;
 use crate::limits::Limits;
+use crate::message::update::{Update, UpdateOutcome};
 
 /// How fresh a `Get` must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -179,6 +180,15 @@ pub enum ClientRequest {
         /// The token, at most `MAX_TOKEN_BYTES`.
         token: Bytes,
     },
+    /// Read-modify-write `key` atomically, as one log entry. Answered by `UpdateResult`.
+    Update {
+        /// The key.
+        key: Bytes,
+        /// What to do to it.
+        update: Update,
+        /// For exactly-once application of retries.
+        session: Option<Session>,
+    },
 }
 
 /// The longest token `Authenticate` carries.
@@ -205,6 +215,7 @@ impl ClientRequest {
             ClientRequest::LeaveOrder { .. } => Kind::LeaveOrder,
             ClientRequest::QueryConfiguration { .. } => Kind::QueryConfiguration,
             ClientRequest::Authenticate { .. } => Kind::Authenticate,
+            ClientRequest::Update { .. } => Kind::Update,
         }
     }
 
@@ -229,7 +240,8 @@ impl ClientRequest {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }
             | ClientRequest::Delete { key, .. }
-            | ClientRequest::Cas { key, .. } => Some(key),
+            | ClientRequest::Cas { key, .. }
+            | ClientRequest::Update { key, .. } => Some(key),
             ClientRequest::Ping
             | ClientRequest::AddMember { .. }
             | ClientRequest::RemoveMember { .. }
@@ -303,6 +315,12 @@ impl ClientRequest {
             Kind::Authenticate => ClientRequest::Authenticate {
                 token: reader.read_bytes_at_most("token", MAX_TOKEN_BYTES, "token too long")?,
             },
+            Kind::Update => {
+                let session = Session::decode(&mut reader)?;
+                let key = reader.read_key("key", limits)?;
+                let update = Update::decode(&mut reader, limits)?;
+                ClientRequest::Update { key, update, session }
+            }
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
@@ -350,6 +368,11 @@ impl ClientRequest {
             ClientRequest::LeaveOrder { group } => dst.put_u64(group.get()),
             ClientRequest::QueryConfiguration { number } => dst.put_u64(*number),
             ClientRequest::Authenticate { token } => put_bytes(dst, token),
+            ClientRequest::Update { key, update, session } => {
+                Session::encode(*session, dst);
+                put_bytes(dst, key);
+                update.encode(dst);
+            }
         }
     }
 }
@@ -393,6 +416,8 @@ pub enum ClientResponse {
     /// The answer to `QueryConfiguration` (frame kind `ConfigurationResult`). Boxed: a
     /// configuration is far larger than every other answer.
     Configuration(Box<Configuration>),
+    /// The answer to `Update`: what it did.
+    UpdateResult(UpdateOutcome),
 }
 
 // ===== impl ClientResponse =====
@@ -409,6 +434,7 @@ impl ClientResponse {
             ClientResponse::Done => Kind::Done,
             ClientResponse::Status { .. } => Kind::StatusResult,
             ClientResponse::Configuration(_) => Kind::ConfigurationResult,
+            ClientResponse::UpdateResult(_) => Kind::UpdateResult,
         }
     }
 
@@ -442,6 +468,9 @@ impl ClientResponse {
             Kind::ConfigurationResult => {
                 ClientResponse::Configuration(Box::new(Configuration::decode(&mut reader)?))
             }
+            Kind::UpdateResult => {
+                ClientResponse::UpdateResult(UpdateOutcome::decode(&mut reader, limits)?)
+            }
             _ => return Err(reader.invalid("kind", "not a client response kind")),
         };
         reader.finish()?;
@@ -462,6 +491,7 @@ impl ClientResponse {
             ClientResponse::Done => {}
             ClientResponse::Status { json } => put_bytes(dst, json.as_bytes()),
             ClientResponse::Configuration(configuration) => configuration.encode(dst),
+            ClientResponse::UpdateResult(outcome) => outcome.encode(dst),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::ids::{GroupId, MemberId, Term};
 use crate::limits::Limits;
 use crate::message::client::Session;
 use crate::message::migration::MigrationEntry;
+use crate::message::update::Update;
 
 /// One state-machine command. The session travels with each write so that every member
 /// can deduplicate retries identically when it applies the log.
@@ -56,6 +57,15 @@ pub enum Command {
     Council(CouncilEntry),
     /// A step of moving shards between orders. Tag 6.
     Migration(MigrationEntry),
+    /// Read-modify-write `key`, with the meaning of `ClientRequest::Update`. Tag 7.
+    Update {
+        /// The key.
+        key: Bytes,
+        /// What to do to it.
+        update: Update,
+        /// The client session, for exactly-once application.
+        session: Option<Session>,
+    },
 }
 
 /// One change to an order's council state (DESIGN §8: the council is Raft one level up;
@@ -112,6 +122,7 @@ const TAG_CAS: u8 = 3;
 const TAG_MEMBERSHIP: u8 = 4;
 const TAG_COUNCIL: u8 = 5;
 const TAG_MIGRATION: u8 = 6;
+const TAG_UPDATE: u8 = 7;
 
 const COUNCIL_VOTE: u8 = 1;
 const COUNCIL_ACCEPT: u8 = 2;
@@ -132,9 +143,10 @@ impl Command {
             | Command::Membership(_)
             | Command::Council(_)
             | Command::Migration(_) => None,
-            Command::Put { key, .. } | Command::Delete { key, .. } | Command::Cas { key, .. } => {
-                Some(key)
-            }
+            Command::Put { key, .. }
+            | Command::Delete { key, .. }
+            | Command::Cas { key, .. }
+            | Command::Update { key, .. } => Some(key),
         }
     }
 
@@ -148,7 +160,8 @@ impl Command {
             | Command::Migration(_) => None,
             Command::Put { session, .. }
             | Command::Delete { session, .. }
-            | Command::Cas { session, .. } => *session,
+            | Command::Cas { session, .. }
+            | Command::Update { session, .. } => *session,
         }
     }
 
@@ -180,6 +193,12 @@ impl Command {
             TAG_MEMBERSHIP => Command::Membership(MembershipChange::decode(&mut reader)?),
             TAG_COUNCIL => Command::Council(CouncilEntry::decode(&mut reader)?),
             TAG_MIGRATION => Command::Migration(MigrationEntry::decode(&mut reader, limits)?),
+            TAG_UPDATE => {
+                let session = Session::decode(&mut reader)?;
+                let key = reader.read_key("key", limits)?;
+                let update = Update::decode(&mut reader, limits)?;
+                Command::Update { key, update, session }
+            }
             _ => return Err(reader.invalid("tag", "unknown command tag")),
         };
         reader.finish()?;
@@ -219,6 +238,12 @@ impl Command {
             Command::Migration(entry) => {
                 dst.put_u8(TAG_MIGRATION);
                 entry.encode(dst);
+            }
+            Command::Update { key, update, session } => {
+                dst.put_u8(TAG_UPDATE);
+                Session::encode(*session, dst);
+                put_bytes(dst, key);
+                update.encode(dst);
             }
         }
     }
@@ -344,7 +369,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_tag() {
-        let error = Command::decode(Bytes::from_static(&[7]), &Limits::DEFAULT);
+        let error = Command::decode(Bytes::from_static(&[8]), &Limits::DEFAULT);
         assert_eq!(
             error,
             Err(DecodeError::InvalidField {

@@ -18,6 +18,7 @@ pub mod migration;
 pub mod peer;
 pub mod replication;
 pub mod system;
+pub mod update;
 pub mod vote;
 
 pub use client::{ClientRequest, ClientResponse, ReadConsistency, Session};
@@ -31,6 +32,7 @@ pub use system::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
     CouncilVote, JoinAccepted, JoinSystem, ShardChunkAck, SystemBody, SystemMessage,
 };
+pub use update::{SetCondition, Update, UpdateOutcome};
 pub use vote::{RequestVote, Vote};
 
 /// Any message that travels in a frame.

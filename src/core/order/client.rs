@@ -70,6 +70,9 @@ impl Order {
             ClientRequest::Cas { key, expected, new, session } => {
                 Command::Cas { key, expected, new, session }
             }
+            ClientRequest::Update { key, update, session } => {
+                Command::Update { key, update, session }
+            }
             ClientRequest::AddMember { member, address } => {
                 Command::Membership(MembershipChange::AddLearner { member, address })
             }
