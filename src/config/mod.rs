@@ -59,6 +59,10 @@ pub struct Config {
     pub client_ip: IpAddr,
     /// Client port; 0 binds a free port and records it in `DATA_DIR/radiant.addr`.
     pub client_port: u16,
+    /// Address Redis clients (RESP) connect to.
+    pub resp_ip: IpAddr,
+    /// RESP port; unset serves no RESP. 0 binds a free port.
+    pub resp_port: Option<u16>,
     /// Largest frame accepted from the network: the frame's length field, in bytes.
     pub max_frame_bytes: u32,
     /// Largest key accepted, in bytes.
@@ -152,6 +156,10 @@ pub struct MemberConfig {
     pub peer: SocketAddr,
     /// Its client address (`client_ip:client_port` in its own config).
     pub client: SocketAddr,
+    /// Its RESP address (`resp_ip:resp_port` in its own config), if it serves RESP:
+    /// where a RESP client is sent (`MOVED`) when this member is the herald.
+    #[serde(default)]
+    pub resp: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -174,6 +182,8 @@ impl Default for Config {
             shard_count: 64,
             client_ip: loopback,
             client_port: 7401,
+            resp_ip: loopback,
+            resp_port: None,
             max_frame_bytes: (16 << 20) + (1 << 20),
             max_key_bytes: 64 << 10,
             max_value_bytes: 16 << 20,
@@ -236,6 +246,11 @@ impl Config {
     /// The address clients connect to.
     pub fn client_addr(&self) -> SocketAddr {
         SocketAddr::new(self.client_ip, self.client_port)
+    }
+
+    /// The address Redis clients connect to, when RESP is served.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        Some(SocketAddr::new(self.resp_ip, self.resp_port?))
     }
 
     /// The neighbour's peer address, when one is configured.

@@ -111,6 +111,12 @@ impl Config {
             self.my_port != 0 && self.my_port == self.client_port && self.my_ip == self.client_ip;
         let reason = "is also `my_port`: peers and clients need separate ports".to_string();
         checker.check(!same, "client_port", self.client_port, reason);
+        if let Some(resp) = self.resp_addr().filter(|resp| resp.port() != 0) {
+            let clash = [self.peer_addr(), self.client_addr()].contains(&resp);
+            let reason =
+                "is also `my_port` or `client_port`: RESP needs a port of its own".to_string();
+            checker.check(!clash, "resp_port", resp.port(), reason);
+        }
         for (key, secret) in [
             ("cluster_secret", &self.cluster_secret),
             ("cluster_secret_accepted", &self.cluster_secret_accepted),

@@ -60,7 +60,8 @@ use tracing::{error, info};
 use self::link_auth::LinkTrust;
 use self::memory_budget::MemoryBudget;
 use self::reactor::{
-    bind_listener, ClientTokens, Reactor, ReactorEvent, ReactorOptions, SecurityCounters,
+    bind_listener, ClientTokens, OrderView, Reactor, ReactorEvent, ReactorOptions, RespRoutes,
+    SecurityCounters,
 };
 use self::state_thread::{StateEvent, StateThreadExit, StateThreadLinks};
 use crate::config::Config;
@@ -196,6 +197,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         cluster: Arc::default(),
         security: Arc::default(),
         memory: MemoryBudget::new(usize::try_from(config.max_buffered_bytes).unwrap_or(usize::MAX)),
+        order_view: Arc::default(),
     };
     let peer_address = peer_listener.local_addr().map_err(runtime_error("listener"))?;
     let tokens = load_tokens(&config)?;
@@ -207,6 +209,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         state_sender.clone(),
     )
     .map_err(runtime_error("reactor"))?;
+    let reactor = serve_resp(reactor, &config, radiant.member_id(), &machine, &shared)?;
     if let Some(neighbor) = config.neighbor_addr() {
         let _ = reactor_sender.send(ReactorEvent::LinkPeer(neighbor));
     }
@@ -461,6 +464,7 @@ impl Threads {
             cluster: shared.cluster,
             security: shared.security,
             memory: shared.memory,
+            order_view: shared.order_view,
         };
         let state = state_thread::spawn(radiant, links).map_err(runtime_error("state thread"))?;
         Ok(Threads { state_sender, state, wal, others })
@@ -491,6 +495,43 @@ struct SharedWithReactor {
     cluster: Arc<parking_lot::Mutex<radiant_protocol::ClusterId>>,
     security: Arc<SecurityCounters>,
     memory: Arc<MemoryBudget>,
+    /// This radiant's id and its order's herald, for RESP's `MOVED`.
+    order_view: Arc<OrderView>,
+}
+
+/// Binds `resp_port` when it is set and hands the listener to the reactor, with the RESP
+/// addresses of the static members (and this radiant's own) to redirect to.
+fn serve_resp(
+    reactor: Reactor,
+    config: &Config,
+    member_id: Option<MemberId>,
+    machine: &Arc<StateMachine>,
+    shared: &SharedWithReactor,
+) -> Result<Reactor, StartupError> {
+    let Some(address) = config.resp_addr() else {
+        return Ok(reactor);
+    };
+    let listener = bind_listener(address).map_err(|source| StartupError::Bind {
+        what: "Redis clients (resp_port)",
+        address,
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(runtime_error("listener"))?;
+    let addresses = config
+        .members
+        .iter()
+        .filter_map(|member| Some((MemberId::new(member.id)?, member.resp?)))
+        .collect();
+    shared.order_view.publish(member_id, None);
+    info!(resp = %bound, "radiant: serving Redis clients (RESP)");
+    eprintln!("radiant: serving Redis clients (RESP) on {bound}");
+    let routes = RespRoutes {
+        addresses,
+        own_address: bound,
+        view: Arc::clone(&shared.order_view),
+        machine: Arc::clone(machine),
+    };
+    reactor.with_resp(listener, routes).map_err(runtime_error("reactor"))
 }
 
 /// How this radiant's peer links are authenticated, from the configuration.

@@ -116,6 +116,8 @@ pub struct StateThreadLinks {
     pub security: Arc<super::reactor::SecurityCounters>,
     /// The memory budget, for status.
     pub memory: Arc<super::memory_budget::MemoryBudget>,
+    /// Where this radiant's id and its order's herald are published, for RESP.
+    pub order_view: Arc<super::reactor::OrderView>,
 }
 
 /// How the state thread ended.
@@ -213,6 +215,8 @@ impl StateThread {
             self.radiant.step(self.now, Input::Flush, &mut self.actions);
             self.carry_out_actions();
             self.publish_cluster();
+            let herald = self.radiant.order().and_then(|order| order.herald());
+            self.links.order_view.publish(self.radiant.member_id(), herald);
             if shutdown {
                 return self.shut_down();
             }

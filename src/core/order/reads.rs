@@ -52,6 +52,11 @@ pub(crate) struct ReadQueue {
     awaiting_index: BTreeMap<(LogIndex, u64), PendingRead>,
     /// Reads that reached `awaiting_index`, to order reads of one index.
     arrivals: u64,
+    /// The term in which this herald has applied an entry of its own term: from then
+    /// on a read needs only its own index applied. Remembered because finding the
+    /// term's first index walks the log, and doing that for every read made pipelined
+    /// gets cost 0.2 ms each on a log of a few thousand entries.
+    own_term_applied: Option<radiant_protocol::Term>,
 }
 
 impl ReadQueue {
@@ -194,11 +199,19 @@ impl Order {
         if self.reads.awaiting_index.is_empty() {
             return;
         }
-        let term_committed = self.log.term_at(self.commit_index) == Some(self.term);
-        if !term_committed {
-            return;
-        }
-        let first_of_term = self.first_index_of_current_term();
+        let first_of_term = if self.reads.own_term_applied == Some(self.term) {
+            0
+        } else {
+            let term_committed = self.log.term_at(self.commit_index) == Some(self.term);
+            if !term_committed {
+                return;
+            }
+            let first_of_term = self.first_index_of_current_term();
+            if self.applied_index >= first_of_term {
+                self.reads.own_term_applied = Some(self.term);
+            }
+            first_of_term
+        };
         while let Some(entry) = self.reads.awaiting_index.first_entry() {
             let (index, _) = *entry.key();
             if self.applied_index < index.max(first_of_term) {

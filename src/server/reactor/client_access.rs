@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use radiant_protocol::{ClientRequest, ClientResponse, ErrorResponse, MemberId, Message};
+use radiant_protocol::{ClientRequest, ClientResponse, ErrorResponse, MemberId, Message, Update};
 use tracing::warn;
 
 use super::connection::Access;
@@ -21,10 +21,16 @@ impl Reactor {
         &mut self,
         id: ConnectionId,
         correlation_id: u64,
-        request: ClientRequest,
+        mut request: ClientRequest,
         frame_bytes: usize,
         now: Instant,
     ) {
+        if let ClientRequest::Update { update: Update::Append { max_value_bytes, .. }, .. } =
+            &mut request
+        {
+            // An append may grow a value no further than this herald's limit allows.
+            *max_value_bytes = (*max_value_bytes).min(self.options.limits.max_value_bytes);
+        }
         let Some(connection) = self.connections.get_mut(id) else {
             return;
         };
@@ -66,7 +72,7 @@ impl Reactor {
 
     /// Checks `token` against the admin and the client token (each in constant time) and
     /// raises the connection's access; repeated failures close the connection.
-    fn authenticate(&mut self, id: ConnectionId, token: &[u8]) -> Message {
+    pub(super) fn authenticate(&mut self, id: ConnectionId, token: &[u8]) -> Message {
         let tokens = &self.options.tokens;
         let matches = |expected: &Option<Vec<u8>>| {
             expected.as_deref().is_some_and(|expected| token_matches(token, expected))
@@ -110,7 +116,7 @@ impl Reactor {
     }
 
     /// Whether a connection with `access` may make `request`; if not, what to do.
-    fn authorize(&self, access: Access, request: &ClientRequest) -> Result<(), String> {
+    pub(super) fn authorize(&self, access: Access, request: &ClientRequest) -> Result<(), String> {
         let tokens = &self.options.tokens;
         if request.is_admin() {
             if access == Access::Admin || tokens.admin_open_without_token {

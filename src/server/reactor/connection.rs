@@ -23,6 +23,8 @@ pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(crate) enum Side {
     /// A client on the client port.
     Client,
+    /// A Redis client on the RESP port.
+    Resp,
     /// A peer radiant that connected to our peer port.
     PeerInbound,
     /// A peer link we dialled to this peer address.
@@ -31,7 +33,7 @@ pub(crate) enum Side {
 
 impl Side {
     pub(crate) fn is_peer(self) -> bool {
-        !matches!(self, Side::Client)
+        !matches!(self, Side::Client | Side::Resp)
     }
 }
 
@@ -96,6 +98,8 @@ pub(crate) struct Connection {
     pub(crate) accounted_bytes: usize,
     /// The poll reported the other side closed or failed (edge-triggered: said once).
     pub(crate) peer_closed: bool,
+    /// A RESP connection's protocol state.
+    pub(crate) resp: Option<Box<super::resp::RespSession>>,
 }
 
 impl Connection {
@@ -122,6 +126,7 @@ impl Connection {
             tls: None,
             accounted_bytes: 0,
             peer_closed: false,
+            resp: None,
         }
     }
 

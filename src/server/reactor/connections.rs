@@ -11,6 +11,7 @@ use crate::core::ConnectionId;
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 pub(crate) const CLIENT_LISTENER_TOKEN: Token = Token(usize::MAX - 1);
 pub(crate) const PEER_LISTENER_TOKEN: Token = Token(usize::MAX - 2);
+pub(crate) const RESP_LISTENER_TOKEN: Token = Token(usize::MAX - 3);
 
 pub(crate) fn token_of(id: ConnectionId) -> Token {
     Token(usize::try_from(id.0).expect("64-bit usize: mio tokens hold a packed ConnectionId"))

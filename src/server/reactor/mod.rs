@@ -16,6 +16,7 @@ mod connection;
 mod connections;
 mod peer_links;
 mod peers;
+mod resp;
 #[cfg(test)]
 mod tests;
 
@@ -38,9 +39,11 @@ use tracing::{debug, info, warn};
 
 use self::connection::{Connection, PeerTrust, ReadOutcome, Side};
 use self::connections::{
-    id_of, token_of, Slab, CLIENT_LISTENER_TOKEN, PEER_LISTENER_TOKEN, WAKER_TOKEN,
+    id_of, token_of, Slab, CLIENT_LISTENER_TOKEN, PEER_LISTENER_TOKEN, RESP_LISTENER_TOKEN,
+    WAKER_TOKEN,
 };
 use self::peers::{LinkState, PeerLink};
+pub use self::resp::{OrderView, RespRoutes};
 use super::channels::{reactor_channel, ReactorReceiver, ReactorSender};
 use super::link_auth::LinkTrust;
 use super::memory_budget::MemoryBudget;
@@ -207,6 +210,10 @@ pub struct Reactor {
     options: ReactorOptions,
     client_listener: Option<TcpListener>,
     peer_listener: Option<TcpListener>,
+    /// Redis clients' listener, when `resp_port` is set.
+    resp_listener: Option<TcpListener>,
+    /// Where RESP requests go (`MOVED`, `CLUSTER SLOTS`), with the RESP listener.
+    resp_routes: Option<RespRoutes>,
     connections: Slab<Connection>,
     inbox: ReactorReceiver<ReactorEvent>,
     state: Sender<StateEvent>,
@@ -226,7 +233,7 @@ pub struct Reactor {
     waiting_for_memory: Vec<ConnectionId>,
     /// Bytes in every connection's buffers (the sum of `Connection::accounted_bytes`).
     connection_bytes: usize,
-    accept_pending: [bool; 2],
+    accept_pending: [bool; 3],
     draining_since: Option<Instant>,
     next_tick: Instant,
     next_housekeeping: Instant,
@@ -302,6 +309,8 @@ impl Reactor {
             options,
             client_listener: Some(client_listener),
             peer_listener: Some(peer_listener),
+            resp_listener: None,
+            resp_routes: None,
             inbox,
             state,
             links: HashMap::new(),
@@ -312,7 +321,7 @@ impl Reactor {
             blocked: Vec::new(),
             waiting_for_memory: Vec::new(),
             connection_bytes: 0,
-            accept_pending: [false; 2],
+            accept_pending: [false; 3],
             draining_since: None,
             next_housekeeping: now + REACTOR_HOUSEKEEPING_INTERVAL,
             counters: ReactorCounters::default(),
@@ -320,6 +329,20 @@ impl Reactor {
             read_scratch: Box::new([0; connection::READ_CHUNK_BYTES]),
         };
         Ok((reactor, sender))
+    }
+
+    /// Serves Redis clients (RESP) on `listener` too, routing by `routes`.
+    pub fn with_resp(
+        mut self,
+        listener: std::net::TcpListener,
+        routes: RespRoutes,
+    ) -> io::Result<Reactor> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        self.poll.registry().register(&mut listener, RESP_LISTENER_TOKEN, Interest::READABLE)?;
+        self.resp_listener = Some(listener);
+        self.resp_routes = Some(routes);
+        Ok(self)
     }
 
     /// Runs turns until a shutdown has drained. Returns the counters.
@@ -379,6 +402,7 @@ impl Reactor {
             WAKER_TOKEN => {}
             CLIENT_LISTENER_TOKEN => self.accept_pending[0] = true,
             PEER_LISTENER_TOKEN => self.accept_pending[1] = true,
+            RESP_LISTENER_TOKEN => self.accept_pending[2] = true,
             token => {
                 let id = id_of(token);
                 if event.is_writable() {
@@ -399,7 +423,7 @@ impl Reactor {
     // ===== accepting =====
 
     fn accept_pending_connections(&mut self, now: Instant) {
-        for (slot, side) in [(0, Side::Client), (1, Side::PeerInbound)] {
+        for (slot, side) in [(0, Side::Client), (1, Side::PeerInbound), (2, Side::Resp)] {
             if self.accept_pending[slot] {
                 self.accept_pending[slot] = self.accept_some(side, now);
             }
@@ -411,6 +435,7 @@ impl Reactor {
         for _ in 0..MAX_ACCEPTS_PER_TURN {
             let listener = match side {
                 Side::Client => self.client_listener.as_ref(),
+                Side::Resp => self.resp_listener.as_ref(),
                 _ => self.peer_listener.as_ref(),
             };
             let Some(listener) = listener else {
@@ -463,7 +488,7 @@ impl Reactor {
             return;
         }
         let trust = match side {
-            Side::Client => PeerTrust::NotAPeer,
+            Side::Client | Side::Resp => PeerTrust::NotAPeer,
             _ => match self.accept_handshake(now) {
                 Some(trust) => trust,
                 None => return,
@@ -485,6 +510,9 @@ impl Reactor {
         let make = |_| {
             let mut connection = Connection::new(stream, side, address, now);
             connection.trust = trust;
+            if side == Side::Resp {
+                connection.resp = Some(Box::default());
+            }
             match tls {
                 Some(tls) => connection.with_tls(tls),
                 None => connection,
@@ -527,7 +555,7 @@ impl Reactor {
         let connection = self.connections.get_mut(id).expect("checked above");
         let limits = frame_limits(connection, self.options.limits);
         let mut max_buffer = limits.max_frame_bytes as usize + FRAME_HEADER_BYTES;
-        if connection.side == Side::Client {
+        if !connection.side.is_peer() {
             // A client never takes the process past its budget: it reads at most the room,
             // or, with nothing buffered, a small request's worth (so `status` and small
             // requests still go through while large partial frames hold the budget).
@@ -609,7 +637,7 @@ impl Reactor {
         let Some(connection) = self.connections.get_mut(id) else {
             return true;
         };
-        let draining_client = self.draining_since.is_some() && connection.side == Side::Client;
+        let draining_client = self.draining_since.is_some() && !connection.side.is_peer();
         blocked
             || connection.closing
             || draining_client
@@ -619,6 +647,9 @@ impl Reactor {
 
     /// Decodes and routes up to `MAX_FRAMES_PER_TURN` buffered frames.
     fn process_frames(&mut self, id: ConnectionId, now: Instant) {
+        if self.connections.get_mut(id).is_some_and(|connection| connection.side == Side::Resp) {
+            return self.process_resp_requests(id, now);
+        }
         for _ in 0..MAX_FRAMES_PER_TURN {
             if self.is_paused(id) {
                 return;
@@ -686,6 +717,9 @@ impl Reactor {
             }
             (Side::PeerInbound | Side::PeerOutbound(_), message) => {
                 self.on_peer_frame(id, correlation_id, message, frame_bytes, now);
+            }
+            (Side::Resp, _) => {
+                unreachable!("RESP connections are decoded by process_resp_requests")
             }
             (Side::Client, other) => {
                 let reason = format!(
@@ -760,9 +794,12 @@ impl Reactor {
             connection.inflight + 1 >= self.options.max_inflight_per_connection;
         let delete_answer =
             matches!(message, Message::Response(ClientResponse::DeleteResult { .. }));
+        let resp = connection.side == Side::Resp;
         if delete_answer && self.options.drop_delete_answers > 0 {
             self.options.drop_delete_answers -= 1;
             warn!(?reply_to, "reactor: test fault: dropped the answer to an applied delete");
+        } else if resp {
+            self.on_resp_answer(reply_to, message, now);
         } else {
             self.queue_message(reply_to.connection, reply_to.correlation_id, message, now);
         }
@@ -889,7 +926,7 @@ impl Reactor {
     /// Keeps the per-pool connection counts as connections open and close.
     fn count_connection(&mut self, side: Side, opened: bool) {
         let count = match side {
-            Side::Client => &mut self.client_connections,
+            Side::Client | Side::Resp => &mut self.client_connections,
             Side::PeerInbound => &mut self.inbound_peer_connections,
             Side::PeerOutbound(_) => return,
         };
@@ -927,7 +964,7 @@ impl Reactor {
                 .write_stalled_for(now)
                 .is_some_and(|stall| stall >= self.options.write_stall_timeout);
             let quiet_for = now.saturating_duration_since(connection.last_activity);
-            let idle = connection.side == Side::Client
+            let idle = !connection.side.is_peer()
                 && connection.inflight == 0
                 && !connection.has_pending_writes()
                 && quiet_for >= self.options.client_idle_timeout;
@@ -971,7 +1008,8 @@ impl Reactor {
              (peer links stay up until then)"
         );
         self.draining_since = Some(now);
-        let listeners = [self.client_listener.take(), self.peer_listener.take()];
+        let listeners =
+            [self.client_listener.take(), self.peer_listener.take(), self.resp_listener.take()];
         for mut listener in listeners.into_iter().flatten() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -987,7 +1025,7 @@ impl Reactor {
             let Some(connection) = self.connections.get_mut(id) else {
                 continue;
             };
-            if connection.side != Side::Client {
+            if connection.side.is_peer() {
                 continue;
             }
             if connection.inflight == 0 && !connection.has_pending_writes() {
