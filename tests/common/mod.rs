@@ -359,7 +359,23 @@ pub fn order_member_config(
     members: &[(u64, u16, u16)],
     extra: &str,
 ) -> PathBuf {
+    order_member_config_with_resp(data_dir, me, members, &[], extra)
+}
+
+/// As `order_member_config`, where member `members[i]` serves RESP on `resp_ports[i]`
+/// (each member's `resp` entry, and `resp_port` for `me`).
+pub fn order_member_config_with_resp(
+    data_dir: &Path,
+    me: (u64, u16, u16),
+    members: &[(u64, u16, u16)],
+    resp_ports: &[u16],
+    extra: &str,
+) -> PathBuf {
     std::fs::create_dir_all(data_dir).expect("create data dir");
+    let resp_of = |member: u64| {
+        let position = members.iter().position(|(id, _, _)| *id == member)?;
+        resp_ports.get(position).copied()
+    };
     let (id, peer, client) = me;
     let mut text = format!(
         "member_id = {id}\nmy_ip = \"127.0.0.1\"\nmy_port = {peer}\nclient_ip = \"127.0.0.1\"\n\
@@ -367,11 +383,17 @@ pub fn order_member_config(
         data_dir.display().to_string(),
         security_lines(data_dir),
     );
+    if let Some(resp) = resp_of(id) {
+        text.push_str(&format!("resp_port = {resp}\n"));
+    }
     for (member, peer, client) in members {
         text.push_str(&format!(
             "\n[[members]]\nid = {member}\npeer = \"127.0.0.1:{peer}\"\n\
              client = \"127.0.0.1:{client}\"\n"
         ));
+        if let Some(resp) = resp_of(*member) {
+            text.push_str(&format!("resp = \"127.0.0.1:{resp}\"\n"));
+        }
     }
     let path = data_dir.with_extension("toml");
     std::fs::write(&path, text).expect("write config");

@@ -25,6 +25,7 @@ use tracing::warn;
 
 use super::{Reactor, SecurityCounters};
 use crate::core::{ConnectionId, ReplyTo};
+use crate::server::memory_budget::QueuedCharge;
 use crate::server::state_thread::StateEvent;
 use crate::storage::state_machine::StateMachine;
 use crate::storage::update::parse_integer;
@@ -98,6 +99,18 @@ pub(crate) struct RespSession {
     /// Replies in request order; the front ones are written as soon as they are ready.
     pending: VecDeque<PendingReply>,
     next_correlation_id: u64,
+    /// Requests held back so that this connection's commands take effect in the order
+    /// it sent them (see `forward_resp`).
+    deferred: VecDeque<Deferred>,
+    /// Write requests sent to the state thread and not answered yet.
+    writes_in_flight: usize,
+}
+
+/// A command's requests waiting for the writes sent before it to be answered.
+struct Deferred {
+    requests: Vec<(ReplyTo, ClientRequest)>,
+    writes: bool,
+    charge: QueuedCharge,
 }
 
 /// One command's reply while (some of) its requests are with the state thread.
@@ -109,6 +122,8 @@ struct PendingReply {
     ready: Option<RespValue>,
     /// `QUIT`: close the connection once this reply is written.
     close_after: bool,
+    /// Its requests are writes (counted in `writes_in_flight` while unanswered).
+    writes: bool,
 }
 
 /// How a command's answers become its reply.
@@ -134,6 +149,13 @@ enum Shape {
     CountPresent,
     /// `MGET`: the values.
     Values,
+}
+
+impl Shape {
+    /// Whether the command's requests write.
+    fn writes(self) -> bool {
+        !matches!(self, Shape::Value | Shape::Length | Shape::CountPresent | Shape::Values)
+    }
 }
 
 /// What a command asks of the reactor.
@@ -234,6 +256,14 @@ impl Reactor {
     }
 
     /// Hands a command's requests to the state thread and holds its place in the replies.
+    ///
+    /// A Redis client expects a connection's commands to take effect in the order sent,
+    /// pipelined or not; the core orders only what it has received. Writes of one
+    /// connection reach the log in the order sent, but a read sent behind an unanswered
+    /// write could be served at a read index before that write (it is concurrent with
+    /// it, so linearizability allows it, and a pipelined `SET` then `GET` read nothing).
+    /// So a read waits here until the connection's earlier writes are answered, and
+    /// everything behind a waiting command waits with it.
     fn forward_resp(
         &mut self,
         id: ConnectionId,
@@ -242,6 +272,7 @@ impl Reactor {
         slot: u16,
         request_bytes: usize,
     ) {
+        let charge = self.options.memory.charge_queued(request_bytes);
         let Some(connection) = self.connections.get_mut(id) else {
             return;
         };
@@ -250,6 +281,7 @@ impl Reactor {
         };
         let first_correlation_id = session.next_correlation_id;
         session.next_correlation_id += requests.len() as u64;
+        let writes = shape.writes();
         session.pending.push_back(PendingReply {
             first_correlation_id,
             answers: vec![None; requests.len()],
@@ -257,14 +289,41 @@ impl Reactor {
             slot,
             ready: None,
             close_after: false,
+            writes,
         });
         connection.inflight += requests.len() as u32;
-        let mut charge_bytes = request_bytes;
-        for (offset, request) in requests.into_iter().enumerate() {
-            let correlation_id = first_correlation_id + offset as u64;
-            let reply_to = ReplyTo { connection: id, correlation_id };
-            let charge = self.options.memory.charge_queued(std::mem::take(&mut charge_bytes));
-            self.hand_to_state(id, StateEvent::Client { reply_to, request, charge });
+        let requests = requests
+            .into_iter()
+            .zip(first_correlation_id..)
+            .map(|(request, correlation_id)| (ReplyTo { connection: id, correlation_id }, request))
+            .collect();
+        session.deferred.push_back(Deferred { requests, writes, charge });
+        self.send_deferred(id);
+    }
+
+    /// Sends the held-back commands that may go now: a write whenever it is first, a
+    /// read once no write of the connection is unanswered.
+    fn send_deferred(&mut self, id: ConnectionId) {
+        let Some(session) = self.connections.get_mut(id).and_then(|c| c.resp.as_deref_mut()) else {
+            return;
+        };
+        let mut sendable = Vec::new();
+        while let Some(front) = session.deferred.front() {
+            if !front.writes && session.writes_in_flight > 0 {
+                break;
+            }
+            let Some(command) = session.deferred.pop_front() else { break };
+            if command.writes {
+                session.writes_in_flight += command.requests.len();
+            }
+            sendable.push(command);
+        }
+        for Deferred { requests, charge, .. } in sendable {
+            let mut charge = Some(charge);
+            for (reply_to, request) in requests {
+                let charge = charge.take().unwrap_or_else(|| self.options.memory.charge_queued(0));
+                self.hand_to_state(id, StateEvent::Client { reply_to, request, charge });
+            }
         }
     }
 
@@ -280,6 +339,7 @@ impl Reactor {
             slot: 0,
             ready: Some(value),
             close_after,
+            writes: false,
         });
         self.write_ready_resp_replies(id, now);
     }
@@ -297,6 +357,9 @@ impl Reactor {
         else {
             return;
         };
+        if pending.writes {
+            session.writes_in_flight = session.writes_in_flight.saturating_sub(1);
+        }
         let offset = reply_to.correlation_id - pending.first_correlation_id;
         let Some(answer) = usize::try_from(offset).ok().and_then(|at| pending.answers.get_mut(at))
         else {
@@ -313,6 +376,7 @@ impl Reactor {
                 pending.ready = Some(reply);
             }
         }
+        self.send_deferred(id);
         self.write_ready_resp_replies(id, now);
     }
 
