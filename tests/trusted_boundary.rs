@@ -115,7 +115,11 @@ fn attack(group: u64, from: u64, to: u64, term: u64, last_index: u64) -> Vec<Mes
         let from = "127.0.0.1:9".to_string();
         Message::System(SystemMessage { cluster: ClusterId::UNSET, from, body })
     };
-    let address = RadiantAddress { peer: "127.0.0.1:9".into(), client: "127.0.0.1:10".into() };
+    let address = RadiantAddress {
+        peer: "127.0.0.1:9".into(),
+        client: "127.0.0.1:10".into(),
+        resp: String::new(),
+    };
     vec![
         peer(
             high,

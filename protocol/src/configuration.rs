@@ -20,6 +20,31 @@ pub struct RadiantAddress {
     pub peer: String,
     /// Its client address (`host:port`).
     pub client: String,
+    /// Its RESP address (`host:port`) where Redis clients are sent; empty when it serves
+    /// no RESP.
+    pub resp: String,
+}
+
+impl RadiantAddress {
+    /// Reads the three addresses, naming them `fields` (peer, client, resp) in errors.
+    pub(crate) fn decode(
+        reader: &mut Reader,
+        fields: [&'static str; 3],
+    ) -> Result<RadiantAddress, DecodeError> {
+        let [peer, client, resp] = fields;
+        Ok(RadiantAddress {
+            peer: reader.read_address(peer)?,
+            client: reader.read_address(client)?,
+            resp: reader.read_address(resp)?,
+        })
+    }
+
+    /// Appends the three addresses.
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        put_address(dst, &self.peer);
+        put_address(dst, &self.client);
+        put_address(dst, &self.resp);
+    }
 }
 
 /// Configuration `number`: every radiant with its addresses, every order with its target
@@ -65,15 +90,18 @@ impl Configuration {
         };
         // Every list is in strictly ascending id order (as `encode` writes it), so one
         // configuration has exactly one encoding and a repeated id cannot hide.
-        // Why: the smallest radiant is an id and two empty addresses.
-        let radiants = reader.read_count("configuration.radiants", 12)?;
+        // Why: the smallest radiant is an id and three empty addresses.
+        let radiants = reader.read_count("configuration.radiants", 14)?;
         check_items(reader, "configuration.radiants", radiants)?;
         let mut previous = 0;
         for _ in 0..radiants {
             let member = read_ascending_member(reader, "configuration.radiant", &mut previous)?;
-            let peer = reader.read_address("configuration.radiant.peer")?;
-            let client = reader.read_address("configuration.radiant.client")?;
-            configuration.radiants.insert(member, RadiantAddress { peer, client });
+            let fields = [
+                "configuration.radiant.peer",
+                "configuration.radiant.client",
+                "configuration.radiant.resp",
+            ];
+            configuration.radiants.insert(member, RadiantAddress::decode(reader, fields)?);
         }
         let orders = reader.read_count("configuration.orders", 12)?;
         check_items(reader, "configuration.orders", orders)?;
@@ -136,8 +164,7 @@ impl Configuration {
         dst.put_u32(self.radiants.len() as u32);
         for (member, address) in &self.radiants {
             dst.put_u64(member.get());
-            put_address(dst, &address.peer);
-            put_address(dst, &address.client);
+            address.encode(dst);
         }
         dst.put_u32(self.orders.len() as u32);
         for (group, members) in &self.orders {
@@ -341,6 +368,7 @@ mod tests {
         let address = |port: u16| RadiantAddress {
             peer: format!("127.0.0.1:{port}"),
             client: format!("127.0.0.1:{}", port + 1),
+            resp: format!("127.0.0.1:{}", port + 2),
         };
         Configuration {
             number: 3,
@@ -443,6 +471,7 @@ mod tests {
         dst.put_u32(2);
         for _ in 0..2 {
             dst.put_u64(4);
+            dst.put_u16(0);
             dst.put_u16(0);
             dst.put_u16(0);
         }

@@ -18,8 +18,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::error::DecodeError;
 use crate::kind::Kind;
 
-/// The only protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The only protocol version this crate speaks. Version 2 added each radiant's RESP
+/// address to configurations, joins and beacons.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The size of the length field that starts every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -145,7 +146,7 @@ mod tests {
         let bytes = encoded(Kind::Ping, 0x0102_0304_0506_0708, b"xy");
         assert_eq!(
             bytes.as_ref(),
-            [0, 0, 0, 12, 1, 0x54, 1, 2, 3, 4, 5, 6, 7, 8, b'x', b'y'].as_slice()
+            [0, 0, 0, 12, PROTOCOL_VERSION, 0x54, 1, 2, 3, 4, 5, 6, 7, 8, b'x', b'y'].as_slice()
         );
     }
 
@@ -188,7 +189,7 @@ mod tests {
         // A length claiming far more than arrived reserves a bounded amount, not it all.
         let mut claim = BytesMut::new();
         claim.put_u32(16 << 20);
-        claim.put_slice(&[1, 0x51, 0, 0, 0, 0, 0, 0, 0, 1]);
+        claim.put_slice(&[PROTOCOL_VERSION, 0x51, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(decode_frame(&mut claim, 17 << 20), Ok(None));
         assert!(claim.capacity() <= 14 + PARTIAL_FRAME_RESERVE_BYTES, "{}", claim.capacity());
         let mut empty = BytesMut::new();
@@ -199,8 +200,8 @@ mod tests {
     #[test]
     fn rejects_unsupported_version_and_leaves_the_buffer() {
         let mut buf = encoded(Kind::Ping, 1, b"");
-        buf[4] = 2;
-        assert_eq!(decode_frame(&mut buf, 1000), Err(DecodeError::UnsupportedVersion(2)));
+        buf[4] = 1;
+        assert_eq!(decode_frame(&mut buf, 1000), Err(DecodeError::UnsupportedVersion(1)));
         assert_eq!(buf.len(), FRAME_HEADER_BYTES);
     }
 

@@ -188,10 +188,16 @@ pub const STATIC_ORDER_ID: u64 = 1;
 pub fn run(config: Config) -> Result<(), StartupError> {
     let data_dir = DataDir::real(&prepare_data_dir(&config.data_dir)?);
     let _lock = lock_data_dir(&data_dir.path)?;
-    let (client_listener, peer_listener) = bind_listeners(&config, &data_dir.path)?;
+    let (client_listener, peer_listener, resp_listener) = bind_listeners(&config, &data_dir.path)?;
+    let resp_address = resp_listener.as_ref().and_then(|listener| listener.local_addr().ok());
     let machine = Arc::new(StateMachine::new(config.shard_count));
-    let (radiant, recovered_wal, last_index) =
-        build_radiant(&config, &data_dir, &machine, &client_listener, &peer_listener)?;
+    let (radiant, recovered_wal, last_index) = build_radiant(
+        &config,
+        &data_dir,
+        &machine,
+        (&client_listener, &peer_listener),
+        resp_address,
+    )?;
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
     let shared = SharedWithReactor {
         cluster: Arc::default(),
@@ -209,7 +215,12 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         state_sender.clone(),
     )
     .map_err(runtime_error("reactor"))?;
-    let reactor = serve_resp(reactor, &config, radiant.member_id(), &machine, &shared)?;
+    let reactor = match resp_listener {
+        Some(listener) => {
+            serve_resp(reactor, listener, &config, radiant.member_id(), &machine, &shared)?
+        }
+        None => reactor,
+    };
     if let Some(neighbor) = config.neighbor_addr() {
         let _ = reactor_sender.send(ReactorEvent::LinkPeer(neighbor));
     }
@@ -247,8 +258,8 @@ fn build_radiant(
     config: &Config,
     data_dir: &DataDir,
     machine: &StateMachine,
-    client_listener: &std::net::TcpListener,
-    peer_listener: &std::net::TcpListener,
+    (client_listener, peer_listener): (&std::net::TcpListener, &std::net::TcpListener),
+    resp_address: Option<SocketAddr>,
 ) -> Result<(Radiant, crate::storage::wal::Wal, u64), StartupError> {
     let seed = startup_seed(config.member_id);
     if config.members.is_empty() {
@@ -259,7 +270,8 @@ fn build_radiant(
         let shards = (group, ShardTable::unassigned(config.shard_count));
         let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
         let last_index = last_recovered_index(&recovered.order);
-        let options = system_options(config, client_listener, peer_listener);
+        let mut options = system_options(config, client_listener, peer_listener);
+        options.resp_address = resp_address.map(|address| address.to_string()).unwrap_or_default();
         info!(
             member = ?record.member.map(MemberId::get),
             configuration = record.committed,
@@ -309,6 +321,7 @@ fn system_options(
     SystemOptions {
         peer_address: bound(peer, config.peer_addr()),
         client_address: bound(client, config.client_addr()),
+        resp_address: String::new(),
         neighbor: config.neighbor_addr().map(|address| address.to_string()),
         bootstrap_expect: config.bootstrap_expect,
         order_size: config.order_size,
@@ -376,26 +389,34 @@ fn runtime_error(what: &'static str) -> impl Fn(std::io::Error) -> StartupError 
 
 /// Binds both listeners, records their addresses in the data directory and says where
 /// the radiant serves (on stderr, so `radiant start` in a terminal shows it at once).
-fn bind_listeners(
-    config: &Config,
-    data_dir: &Path,
-) -> Result<(std::net::TcpListener, std::net::TcpListener), StartupError> {
+fn bind_listeners(config: &Config, data_dir: &Path) -> Result<BoundListeners, StartupError> {
     let bind = |what, address| {
         bind_listener(address).map_err(|source| StartupError::Bind { what, address, source })
     };
     let client_listener = bind("clients", config.client_addr())?;
     let peer_listener = bind("peers", config.peer_addr())?;
+    let resp_listener = match config.resp_addr() {
+        Some(address) => Some(bind("Redis clients (resp_port)", address)?),
+        None => None,
+    };
     let client_address = client_listener.local_addr().map_err(runtime_error("listener"))?;
     let peer_address = peer_listener.local_addr().map_err(runtime_error("listener"))?;
-    write_address_file(data_dir, client_address, peer_address)
+    let resp_address = match &resp_listener {
+        Some(listener) => Some(listener.local_addr().map_err(runtime_error("listener"))?),
+        None => None,
+    };
+    write_address_file(data_dir, client_address, peer_address, resp_address)
         .map_err(|source| StartupError::DataDir { path: data_dir.to_path_buf(), source })?;
     info!(clients = %client_address, peers = %peer_address, "radiant: listening");
     eprintln!(
         "radiant: serving clients on {client_address}, peers on {peer_address}; data in {}",
         data_dir.display()
     );
-    Ok((client_listener, peer_listener))
+    Ok((client_listener, peer_listener, resp_listener))
 }
+
+/// The client, peer and (when `resp_port` is set) RESP listeners.
+type BoundListeners = (std::net::TcpListener, std::net::TcpListener, Option<std::net::TcpListener>);
 
 /// The threads around the reactor, in the order they must stop.
 struct Threads {
@@ -499,23 +520,16 @@ struct SharedWithReactor {
     order_view: Arc<OrderView>,
 }
 
-/// Binds `resp_port` when it is set and hands the listener to the reactor, with the RESP
-/// addresses of the static members (and this radiant's own) to redirect to.
+/// Hands the RESP listener to the reactor, with the RESP addresses of the static members
+/// (and this radiant's own) to redirect to.
 fn serve_resp(
     reactor: Reactor,
+    listener: std::net::TcpListener,
     config: &Config,
     member_id: Option<MemberId>,
     machine: &Arc<StateMachine>,
     shared: &SharedWithReactor,
 ) -> Result<Reactor, StartupError> {
-    let Some(address) = config.resp_addr() else {
-        return Ok(reactor);
-    };
-    let listener = bind_listener(address).map_err(|source| StartupError::Bind {
-        what: "Redis clients (resp_port)",
-        address,
-        source,
-    })?;
     let bound = listener.local_addr().map_err(runtime_error("listener"))?;
     let addresses = config
         .members
@@ -678,11 +692,15 @@ fn write_address_file(
     data_dir: &Path,
     client: SocketAddr,
     peer: SocketAddr,
+    resp: Option<SocketAddr>,
 ) -> std::io::Result<()> {
     let temporary = data_dir.join(format!("{ADDRESS_FILE}.tmp"));
     let mut file = File::create(&temporary)?;
     writeln!(file, "client={client}")?;
     writeln!(file, "peer={peer}")?;
+    if let Some(resp) = resp {
+        writeln!(file, "resp={resp}")?;
+    }
     file.sync_all()?;
     std::fs::rename(&temporary, data_dir.join(ADDRESS_FILE))
 }

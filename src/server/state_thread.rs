@@ -215,8 +215,7 @@ impl StateThread {
             self.radiant.step(self.now, Input::Flush, &mut self.actions);
             self.carry_out_actions();
             self.publish_cluster();
-            let herald = self.radiant.order().and_then(|order| order.herald());
-            self.links.order_view.publish(self.radiant.member_id(), herald);
+            self.publish_order_view();
             if shutdown {
                 return self.shut_down();
             }
@@ -248,6 +247,22 @@ impl StateThread {
             "state: snapshot failed; will retry at the next interval"
         );
         Some(Input::SnapshotFailed)
+    }
+
+    /// Tells the reactor (for RESP routing) this radiant's id, its order's herald and,
+    /// when a new one committed, the configuration.
+    fn publish_order_view(&mut self) {
+        let view = &self.links.order_view;
+        let herald = self.radiant.order().and_then(|order| order.herald());
+        view.publish(self.radiant.member_id(), herald);
+        if let Some(system) = self.radiant.system() {
+            view.publish_heralds(system.heralds());
+            if system.record().committed != view.configuration_number() {
+                if let Ok(configuration) = system.query(0) {
+                    view.publish_configuration(configuration);
+                }
+            }
+        }
     }
 
     /// Tells the reactor the cluster id once the system has one (link handshakes carry

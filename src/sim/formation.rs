@@ -539,6 +539,7 @@ impl Formation {
         let options = SystemOptions {
             peer_address: address(index),
             client_address: format!("client-{index}"),
+            resp_address: format!("resp-{index}"),
             neighbor: neighbor.map(address),
             bootstrap_expect: founders as u32,
             order_size: self.options.order_size,

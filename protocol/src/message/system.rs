@@ -260,7 +260,7 @@ impl SystemMessage {
                 reason: reader.read_string("reason", MAX_REASON_BYTES, "reason too long")?,
             },
             Kind::JoinSystem => SystemBody::JoinSystem(JoinSystem {
-                joiner: read_address_pair(&mut reader)?,
+                joiner: read_radiant_address(&mut reader)?,
                 hops: reader.read_u8("hops")?,
             }),
             Kind::JoinAccepted => SystemBody::JoinAccepted(JoinAccepted {
@@ -330,8 +330,7 @@ impl SystemMessage {
             }
             SystemBody::BeaconRefused { reason } => put_string(dst, reason, MAX_REASON_BYTES),
             SystemBody::JoinSystem(join) => {
-                put_address(dst, &join.joiner.peer);
-                put_address(dst, &join.joiner.client);
+                join.joiner.encode(dst);
                 dst.put_u8(join.hops);
             }
             SystemBody::JoinAccepted(accepted) => {
@@ -430,21 +429,18 @@ fn read_optional_configuration(
     }
 }
 
-fn read_address_pair(reader: &mut Reader) -> Result<RadiantAddress, DecodeError> {
-    Ok(RadiantAddress {
-        peer: reader.read_address("peer")?,
-        client: reader.read_address("client")?,
-    })
+fn read_radiant_address(reader: &mut Reader) -> Result<RadiantAddress, DecodeError> {
+    RadiantAddress::decode(reader, ["peer", "client", "resp"])
 }
 
 fn read_addresses(reader: &mut Reader) -> Result<Vec<RadiantAddress>, DecodeError> {
-    let count = reader.read_count("known", 4)?;
+    let count = reader.read_count("known", 6)?;
     if count > MAX_CONFIGURATION_ITEMS {
         return Err(reader.invalid("known", "more than MAX_CONFIGURATION_ITEMS (65536)"));
     }
     let mut known = Vec::with_capacity(count);
     for _ in 0..count {
-        known.push(read_address_pair(reader)?);
+        known.push(read_radiant_address(reader)?);
     }
     Ok(known)
 }
@@ -452,8 +448,7 @@ fn read_addresses(reader: &mut Reader) -> Result<Vec<RadiantAddress>, DecodeErro
 fn put_addresses(dst: &mut BytesMut, known: &[RadiantAddress]) {
     dst.put_u32(known.len() as u32);
     for address in known {
-        put_address(dst, &address.peer);
-        put_address(dst, &address.client);
+        address.encode(dst);
     }
 }
 
@@ -466,6 +461,7 @@ mod tests {
         RadiantAddress {
             peer: format!("127.0.0.1:{port}"),
             client: format!("127.0.0.1:{}", port + 1),
+            resp: String::new(),
         }
     }
 

@@ -20,7 +20,7 @@ impl System {
         }
         let outcome = match request {
             ClientRequest::AddRadiant { peer, client } => self
-                .admit(RadiantAddress { peer, client }, actions)
+                .admit(RadiantAddress { peer, client, resp: String::new() }, actions)
                 .ok_or(ErrorResponse::Locked(OrderStateOp::MembershipSet)),
             ClientRequest::RemoveRadiant { member } => self.remove(member),
             ClientRequest::MoveShard { shard, to } => self.move_shard(shard, to),

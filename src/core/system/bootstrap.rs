@@ -128,16 +128,17 @@ impl System {
     }
 
     fn known_table(&self) -> Vec<RadiantAddress> {
-        self.known
-            .iter()
-            .map(|(peer, client)| RadiantAddress { peer: peer.clone(), client: client.clone() })
-            .collect()
+        self.known.values().cloned().collect()
     }
 
     fn merge_known(&mut self, table: &[RadiantAddress]) {
         for address in table {
             if !address.peer.is_empty() {
-                self.known.entry(address.peer.clone()).or_insert_with(|| address.client.clone());
+                let known =
+                    self.known.entry(address.peer.clone()).or_insert_with(|| address.clone());
+                if known.resp.is_empty() {
+                    known.resp.clone_from(&address.resp);
+                }
             }
         }
     }
@@ -150,7 +151,12 @@ impl System {
         actions: &mut Actions,
     ) {
         self.merge_known(&handshake.known);
-        self.known.insert(from.clone(), handshake.client.clone());
+        let sender = self.known.entry(from.clone()).or_insert_with(|| RadiantAddress {
+            peer: from.clone(),
+            client: String::new(),
+            resp: String::new(),
+        });
+        sender.client.clone_from(&handshake.client);
         let first = self.heard.insert(from.clone());
         if first && handshake.bootstrap_expect != self.options.bootstrap_expect {
             let (theirs, ours) = (handshake.bootstrap_expect, self.options.bootstrap_expect);
@@ -413,13 +419,13 @@ impl System {
                 );
                 // Known and heard from directly: a radiant only gossiped about may never
                 // have started.
-                let reachable: BTreeMap<String, String> = self
+                let reachable: BTreeMap<String, RadiantAddress> = self
                     .known
                     .iter()
                     .filter(|(peer, _)| {
                         self.heard.contains(*peer) || **peer == self.options.peer_address
                     })
-                    .map(|(peer, client)| (peer.clone(), client.clone()))
+                    .map(|(peer, address)| (peer.clone(), address.clone()))
                     .collect();
                 shape::initial_configuration(
                     term,

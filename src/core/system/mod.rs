@@ -67,6 +67,8 @@ pub struct SystemOptions {
     pub peer_address: String,
     /// This radiant's client address.
     pub client_address: String,
+    /// This radiant's RESP address; empty when it serves no RESP.
+    pub resp_address: String,
     /// The one neighbour it beacons (none for a radiant others point at).
     pub neighbor: Option<String>,
     /// Radiants that form a brand-new system.
@@ -152,7 +154,7 @@ pub struct System {
     state: RadiantState,
     error: Option<String>,
     // Beacon phase.
-    known: BTreeMap<String, String>,
+    known: BTreeMap<String, RadiantAddress>,
     /// Radiants this one heard from directly (reachable).
     heard: BTreeSet<String>,
     /// When the neighbour last beaconed us: while it does, it is in charge and we do
@@ -224,7 +226,12 @@ impl System {
         let mut prng = Prng::new(seed ^ 0x5157_u64.rotate_left(40));
         let backoff = prng.range(0, options.bootstrap_backoff_ticks.max(1));
         let mut known = BTreeMap::new();
-        known.insert(options.peer_address.clone(), options.client_address.clone());
+        let me = RadiantAddress {
+            peer: options.peer_address.clone(),
+            client: options.client_address.clone(),
+            resp: options.resp_address.clone(),
+        };
+        known.insert(options.peer_address.clone(), me);
         let mut system = System {
             prng,
             now: Tick(0),
@@ -277,6 +284,11 @@ impl System {
     /// The cluster id (unset while forming).
     pub fn cluster(&self) -> ClusterId {
         self.record.cluster
+    }
+
+    /// Each order's herald, as the controller last reported them.
+    pub fn heralds(&self) -> &BTreeMap<GroupId, MemberId> {
+        &self.heralds
     }
 
     /// Whether this radiant is the controller now.
@@ -640,7 +652,7 @@ impl System {
 
     fn learn_addresses(&mut self, configuration: &Configuration) {
         for address in configuration.radiants.values() {
-            self.known.insert(address.peer.clone(), address.client.clone());
+            self.known.insert(address.peer.clone(), address.clone());
         }
     }
 
@@ -656,6 +668,7 @@ impl System {
         RadiantAddress {
             peer: self.options.peer_address.clone(),
             client: self.options.client_address.clone(),
+            resp: self.options.resp_address.clone(),
         }
     }
 
@@ -775,6 +788,7 @@ mod tests {
         SystemOptions {
             peer_address: format!("10.0.0.1:{port}"),
             client_address: format!("10.0.0.1:{}", port + 1),
+            resp_address: format!("10.0.0.1:{}", port + 2),
             neighbor: None,
             bootstrap_expect: 1,
             order_size: 3,
@@ -788,9 +802,16 @@ mod tests {
 
     #[test]
     fn a_snapshot_carries_the_council_state_a_lagging_member_never_applied() {
-        let peers: BTreeMap<String, String> = [7400u16, 7410]
+        let peers: BTreeMap<String, RadiantAddress> = [7400u16, 7410]
             .iter()
-            .map(|port| (format!("10.0.0.1:{port}"), format!("10.0.0.1:{}", port + 1)))
+            .map(|port| {
+                let address = RadiantAddress {
+                    peer: format!("10.0.0.1:{port}"),
+                    client: format!("10.0.0.1:{}", port + 1),
+                    resp: String::new(),
+                };
+                (address.peer.clone(), address)
+            })
             .collect();
         let first = shape::initial_configuration(1, &peers, 3, 4);
         let second = Configuration { number: 2, council_term: 6, ..first.clone() };

@@ -170,7 +170,11 @@ mod tests {
             shards: vec![group; 4],
             ..Configuration::default()
         };
-        let address = RadiantAddress { peer: "127.0.0.1:1".into(), client: "127.0.0.1:2".into() };
+        let address = RadiantAddress {
+            peer: "127.0.0.1:1".into(),
+            client: "127.0.0.1:2".into(),
+            resp: String::new(),
+        };
         configuration.radiants.insert(member, address);
         configuration.orders.insert(group, [member].into());
         SystemRecord {

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use radiant_protocol::{Configuration, GroupId, MemberId, RadiantAddress, Term};
 
-/// Configuration 1 for `radiants` (peer address → client address).
+/// Configuration 1 for `radiants` (by peer address).
 pub fn initial_configuration(
     council_term: Term,
-    radiants: &BTreeMap<String, String>,
+    radiants: &BTreeMap<String, RadiantAddress>,
     order_size: u32,
     shard_count: u32,
 ) -> Configuration {
@@ -25,10 +25,9 @@ pub fn initial_configuration(
     let members: Vec<MemberId> = radiants
         .iter()
         .zip(1u64..)
-        .map(|((peer, client), id)| {
+        .map(|((_, address), id)| {
             let member = MemberId::new(id).expect("ids start at 1");
-            let address = RadiantAddress { peer: peer.clone(), client: client.clone() };
-            configuration.radiants.insert(member, address);
+            configuration.radiants.insert(member, address.clone());
             member
         })
         .collect();
@@ -191,8 +190,17 @@ fn successor(current: &Configuration, council_term: Term) -> Configuration {
 mod tests {
     use super::*;
 
-    fn radiants(count: u16) -> BTreeMap<String, String> {
-        (0..count).map(|n| (format!("10.0.0.{n}:7400"), format!("10.0.0.{n}:7401"))).collect()
+    fn radiants(count: u16) -> BTreeMap<String, RadiantAddress> {
+        (0..count)
+            .map(|n| {
+                let address = RadiantAddress {
+                    peer: format!("10.0.0.{n}:7400"),
+                    client: format!("10.0.0.{n}:7401"),
+                    resp: format!("10.0.0.{n}:7402"),
+                };
+                (address.peer.clone(), address)
+            })
+            .collect()
     }
 
     fn sizes(configuration: &Configuration) -> Vec<usize> {
@@ -221,7 +229,11 @@ mod tests {
     fn three_joiners_wait_as_spares_then_form_an_order() {
         let mut configuration = initial_configuration(1, &radiants(6), 3, 64);
         for n in 0..3 {
-            let joiner = RadiantAddress { peer: format!("10.0.1.{n}:1"), client: String::new() };
+            let joiner = RadiantAddress {
+                peer: format!("10.0.1.{n}:1"),
+                client: String::new(),
+                resp: String::new(),
+            };
             let (next, member) = with_joiner(&configuration, 2, joiner, 3);
             next.check().expect("valid");
             assert_eq!(member.get(), 7 + n);
@@ -235,7 +247,11 @@ mod tests {
     #[test]
     fn a_joiner_fills_a_short_order_first() {
         let configuration = initial_configuration(1, &radiants(2), 3, 8);
-        let joiner = RadiantAddress { peer: "10.0.1.1:1".into(), client: String::new() };
+        let joiner = RadiantAddress {
+            peer: "10.0.1.1:1".into(),
+            client: String::new(),
+            resp: String::new(),
+        };
         let (next, member) = with_joiner(&configuration, 1, joiner, 3);
         assert_eq!(next.order_of(member), GroupId::new(1));
         assert_eq!(sizes(&next), [3]);
@@ -272,7 +288,7 @@ mod tests {
                 if join {
                     for n in 0..3 {
                         let peer = format!("10.1.{}.{n}:1", configuration.number);
-                        let joiner = RadiantAddress { peer, client: String::new() };
+                        let joiner = RadiantAddress { peer, client: String::new(), resp: String::new() };
                         configuration = with_joiner(&configuration, 1, joiner, 3).0;
                     }
                 } else {

@@ -17,6 +17,7 @@ mod connections;
 mod peer_links;
 mod peers;
 mod resp;
+mod resp_routes;
 #[cfg(test)]
 mod tests;
 
@@ -43,7 +44,7 @@ use self::connections::{
     WAKER_TOKEN,
 };
 use self::peers::{LinkState, PeerLink};
-pub use self::resp::{OrderView, RespRoutes};
+pub use self::resp_routes::{OrderView, RespRoutes};
 use super::channels::{reactor_channel, ReactorReceiver, ReactorSender};
 use super::link_auth::LinkTrust;
 use super::memory_budget::MemoryBudget;

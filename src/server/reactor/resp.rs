@@ -8,26 +8,23 @@
 //! worded as Redis words them. It must not decide what a write does; the core and the
 //! state machine do (`ClientRequest::Update` carries the read-modify-write commands).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
 use radiant_protocol::resp::{decode_request, RespLimits, RespValue, RespVersion};
-use radiant_protocol::slots::{key_slot, SLOT_COUNT};
+use radiant_protocol::slots::key_slot;
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ErrorResponse, MemberId, Message, ReadConsistency, SetCondition,
-    Update, UpdateOutcome,
+    ClientRequest, ClientResponse, ErrorResponse, Message, ReadConsistency, SetCondition, Update,
+    UpdateOutcome,
 };
 use tracing::warn;
 
+use super::resp_routes::{self, node_id, RespRoutes};
 use super::{Reactor, SecurityCounters};
 use crate::core::{ConnectionId, ReplyTo};
 use crate::server::memory_budget::QueuedCharge;
 use crate::server::state_thread::StateEvent;
-use crate::storage::state_machine::StateMachine;
 use crate::storage::update::parse_integer;
 
 /// The version `INFO` and `HELLO` report: the Redis command set these replies follow,
@@ -36,60 +33,6 @@ const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
 
 /// Most keys one `MGET`, `EXISTS` or `DEL` may name (each becomes one request).
 pub(crate) const MAX_KEYS_PER_COMMAND: usize = 1024;
-
-/// What the RESP front end knows about where requests go.
-pub struct RespRoutes {
-    /// RESP addresses by member of the static members' `resp` entries.
-    pub addresses: BTreeMap<MemberId, SocketAddr>,
-    /// This radiant's own RESP address (as bound).
-    pub own_address: SocketAddr,
-    /// The state thread's view of this radiant and its order.
-    pub view: Arc<OrderView>,
-    /// The state machine, for `INFO keyspace` and `DBSIZE`.
-    pub machine: Arc<StateMachine>,
-}
-
-/// Who this radiant is and who heralds its order, as the state thread last published
-/// them (0: not known): a radiant learns its id when it joins, after the reactor started.
-#[derive(Debug, Default)]
-pub struct OrderView {
-    /// This radiant's member id.
-    pub me: AtomicU64,
-    /// The herald of its order.
-    pub herald: AtomicU64,
-}
-
-impl OrderView {
-    /// Publishes the state thread's current view.
-    pub fn publish(&self, me: Option<MemberId>, herald: Option<MemberId>) {
-        self.me.store(me.map_or(0, MemberId::get), Ordering::Relaxed);
-        self.herald.store(herald.map_or(0, MemberId::get), Ordering::Relaxed);
-    }
-}
-
-impl RespRoutes {
-    fn herald(&self) -> Option<MemberId> {
-        MemberId::new(self.view.herald.load(Ordering::Relaxed))
-    }
-
-    fn me(&self) -> Option<MemberId> {
-        MemberId::new(self.view.me.load(Ordering::Relaxed))
-    }
-
-    /// Every RESP address known: the static members' and this radiant's own.
-    fn address_of(&self, member: MemberId) -> Option<SocketAddr> {
-        if Some(member) == self.me() {
-            return Some(self.own_address);
-        }
-        self.addresses.get(&member).copied()
-    }
-
-    fn members(&self) -> Vec<MemberId> {
-        let mut members: Vec<MemberId> = self.addresses.keys().copied().collect();
-        members.extend(self.me().filter(|me| !self.addresses.contains_key(me)));
-        members
-    }
-}
 
 /// A RESP connection's state beyond its buffers.
 #[derive(Default)]
@@ -178,10 +121,6 @@ fn wrong_arity(name: &str) -> RespValue {
 
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX_ERROR: &str = "ERR syntax error";
-
-fn node_id(member: MemberId) -> String {
-    format!("{:040x}", member.get())
-}
 
 impl Reactor {
     /// Decodes and handles up to `MAX_FRAMES_PER_TURN` buffered RESP requests.
@@ -445,10 +384,15 @@ impl Reactor {
                     },
                 }
             }
-            ErrorResponse::WrongOrder { config_num } => error(format!(
-                "ERR slot {slot} is served by another order (configuration {config_num}); RESP \
-                 cannot redirect between orders yet: connect to a radiant of that order"
-            )),
+            ErrorResponse::WrongOrder { config_num } => {
+                match self.resp_routes.as_ref().and_then(|routes| routes.node_for_slot(slot)) {
+                    Some(node) => error(format!("MOVED {slot} {}", node.address)),
+                    None => error(format!(
+                        "CLUSTERDOWN slot {slot} is served by another order (configuration \
+                         {config_num}) and this radiant knows no RESP address of its members"
+                    )),
+                }
+            }
             ErrorResponse::Locked(op) => {
                 error(format!("TRYAGAIN the order serving slot {slot} is busy ({op}); retry"))
             }
@@ -692,10 +636,8 @@ impl Reactor {
             ("HELLO", _) => reply(self.hello(id, rest)),
             ("CLIENT", [subcommand, more @ ..]) => reply(self.client_command(id, subcommand, more)),
             ("COMMAND", _) => reply(command_command(rest)),
-            ("CONFIG", [subcommand, ..]) if subcommand.eq_ignore_ascii_case(b"GET") => {
-                // Why: redis-benchmark and some clients probe settings; Radiant has none
-                // of Redis's, so the honest answer is an empty list.
-                reply(RespValue::Map(Vec::new()))
+            ("CONFIG", [subcommand, patterns @ ..]) if subcommand.eq_ignore_ascii_case(b"GET") => {
+                reply(config_get(patterns))
             }
             ("INFO", sections) => reply(RespValue::Verbatim(self.info(sections))),
             ("DBSIZE", []) => {
@@ -871,67 +813,50 @@ impl Reactor {
         text
     }
 
-    /// The members of this radiant's order that serve RESP, herald first.
-    fn resp_nodes(&self) -> Vec<(MemberId, SocketAddr, bool)> {
-        let Some(routes) = self.resp_routes.as_ref() else {
-            return Vec::new();
-        };
-        let herald = routes.herald();
-        let mut nodes: Vec<_> = routes
-            .members()
-            .into_iter()
-            .filter_map(|member| Some((member, routes.address_of(member)?, Some(member) == herald)))
-            .collect();
-        nodes.sort_by_key(|(member, _, is_herald)| (!is_herald, *member));
-        nodes
-    }
-
     fn cluster_command(&self, subcommand: &Bytes, rest: &[Bytes]) -> RespValue {
-        let nodes = self.resp_nodes();
-        let last_slot = i64::from(SLOT_COUNT - 1);
-        let node_fields = |(member, address, _): &(MemberId, SocketAddr, bool)| {
-            vec![
-                RespValue::text(address.ip().to_string()),
-                RespValue::Integer(i64::from(address.port())),
-                RespValue::text(node_id(*member)),
-            ]
-        };
+        let routes = self.resp_routes.as_ref();
+        let ranges = || routes.map(RespRoutes::slot_ranges).unwrap_or_default();
         match (subcommand.to_ascii_uppercase().as_slice(), rest) {
             (b"KEYSLOT", [key]) => RespValue::Integer(i64::from(key_slot(key))),
-            (b"MYID", []) => match self.resp_routes.as_ref().and_then(RespRoutes::me) {
+            (b"MYID", []) => match routes.and_then(RespRoutes::me) {
                 Some(member) => RespValue::text(node_id(member)),
                 None => error("ERR this radiant has no member id yet (it has not joined)"),
             },
-            (b"SLOTS", []) => {
-                if nodes.is_empty() {
-                    return RespValue::Array(Vec::new());
-                }
-                let mut range = vec![RespValue::Integer(0), RespValue::Integer(last_slot)];
-                range.extend(nodes.iter().map(|node| RespValue::Array(node_fields(node))));
-                RespValue::Array(vec![RespValue::Array(range)])
-            }
-            (b"SHARDS", []) => cluster_shards(&nodes),
+            (b"SLOTS", []) => resp_routes::cluster_slots(&ranges()),
+            (b"SHARDS", []) => resp_routes::cluster_shards(&ranges()),
             (b"NODES", []) => {
-                let me = self.resp_routes.as_ref().and_then(RespRoutes::me);
-                cluster_nodes(&nodes, me)
+                resp_routes::cluster_nodes(&ranges(), routes.and_then(RespRoutes::me))
             }
-            (b"INFO", []) => {
-                let state =
-                    if nodes.iter().any(|(_, _, is_herald)| *is_herald) { "ok" } else { "fail" };
-                RespValue::Verbatim(format!(
-                    "cluster_enabled:1\r\ncluster_state:{state}\r\ncluster_slots_assigned:{}\r\n\
-                     cluster_slots_ok:{}\r\ncluster_known_nodes:{}\r\ncluster_size:1\r\n",
-                    SLOT_COUNT,
-                    SLOT_COUNT,
-                    nodes.len()
-                ))
-            }
+            (b"INFO", []) => resp_routes::cluster_info(&ranges()),
             _ => error(format!(
                 "ERR unknown subcommand or wrong number of arguments for 'CLUSTER|{}'",
                 String::from_utf8_lossy(subcommand)
             )),
         }
     }
+}
+
+/// `CONFIG GET pattern...`: the few Redis settings clients probe, answered with what
+/// Radiant does (no snapshots on a timer, every acknowledged write durable on a majority
+/// as with `appendfsync always`); Radiant's own settings live in its config file.
+fn config_get(patterns: &[Bytes]) -> RespValue {
+    const SETTINGS: &[(&str, &str)] = &[
+        ("save", ""),
+        ("appendonly", "yes"),
+        ("appendfsync", "always"),
+        ("databases", "1"),
+        ("cluster-enabled", "yes"),
+    ];
+    let pairs = SETTINGS
+        .iter()
+        .filter(|(name, _)| {
+            patterns.iter().any(|pattern| {
+                pattern.as_ref() == b"*" || pattern.eq_ignore_ascii_case(name.as_bytes())
+            })
+        })
+        .map(|(name, value)| (RespValue::text(*name), RespValue::text(*value)))
+        .collect();
+    RespValue::Map(pairs)
 }
 
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS`, `COMMAND INFO`: enough for clients that
@@ -998,52 +923,4 @@ fn command_command(arguments: &[Bytes]) -> RespValue {
         Some(b"DOCS") => RespValue::Map(Vec::new()),
         Some(_) => error("ERR unknown subcommand for 'COMMAND'"),
     }
-}
-
-/// `CLUSTER SHARDS` for one order serving every slot.
-fn cluster_shards(nodes: &[(MemberId, SocketAddr, bool)]) -> RespValue {
-    let field = |name: &str, value| (RespValue::text(name), value);
-    let node_maps = nodes
-        .iter()
-        .map(|(member, address, is_herald)| {
-            let role = if *is_herald { "master" } else { "replica" };
-            let ip = address.ip().to_string();
-            RespValue::Map(vec![
-                field("id", RespValue::text(node_id(*member))),
-                field("port", RespValue::Integer(address.port().into())),
-                field("ip", RespValue::text(ip.clone())),
-                field("endpoint", RespValue::text(ip)),
-                field("role", RespValue::text(role)),
-                field("replication-offset", RespValue::Integer(0)),
-                field("health", RespValue::text("online")),
-            ])
-        })
-        .collect();
-    let last_slot = i64::from(SLOT_COUNT - 1);
-    let slots = RespValue::Array(vec![RespValue::Integer(0), RespValue::Integer(last_slot)]);
-    RespValue::Array(vec![RespValue::Map(vec![
-        field("slots", slots),
-        field("nodes", RespValue::Array(node_maps)),
-    ])])
-}
-
-/// `CLUSTER NODES` for one order serving every slot: the herald as master.
-fn cluster_nodes(nodes: &[(MemberId, SocketAddr, bool)], me: Option<MemberId>) -> RespValue {
-    let herald = nodes.iter().find(|(_, _, is_herald)| *is_herald).map(|(member, _, _)| *member);
-    let last_slot = SLOT_COUNT - 1;
-    let mut text = String::new();
-    for (member, address, is_herald) in nodes {
-        let myself = if Some(*member) == me { "myself," } else { "" };
-        let (role, master, slots) = match (is_herald, herald) {
-            (true, _) => ("master", "-".to_string(), format!(" 0-{last_slot}")),
-            (false, Some(herald)) => ("slave", node_id(herald), String::new()),
-            (false, None) => ("slave", "-".to_string(), String::new()),
-        };
-        text.push_str(&format!(
-            "{} {address}@{} {myself}{role} {master} 0 0 1 connected{slots}\n",
-            node_id(*member),
-            address.port()
-        ));
-    }
-    RespValue::Verbatim(text)
 }
