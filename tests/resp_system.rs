@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::system::{agreed_shape, one_controller, ports, shards_settled, start_with, wait_for};
 use common::{can_run, free_port, run_bounded, Daemon};
