@@ -167,9 +167,11 @@ fn redis_py_keeps_a_key_in_every_slot_through_a_herald_kill_and_a_shard_move() {
     };
     let mut system = RespSystem::start();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/redis_cluster_client.py");
+    let history = system._root.path().join("redis-py-history.jsonl");
     let mut client = ChildGuard(Some(
         Command::new(&python)
             .arg(&script)
+            .arg(&history)
             .args(system.ports_argument())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -210,6 +212,9 @@ fn redis_py_keeps_a_key_in_every_slot_through_a_herald_kill_and_a_shard_move() {
     let _ = stderr_pipe.read_to_string(&mut stderr);
     assert!(status.success(), "the Python client failed: {finished:?}\n{stderr}");
     println!("redis-py: {}", finished.last().cloned().unwrap_or_default());
+    let history = history.display().to_string();
+    let (code, verdict, stderr) = common::radiant(&["check-history", &history]);
+    assert_eq!(code, 0, "the redis-py history is not linearizable:\n{verdict}\n{stderr}");
     wait_for(&system.daemons, "shard 0 moves to order 2", |statuses| {
         statuses.iter().all(|(_, status)| status["system"]["shard_owners"][0] == 2)
     });
