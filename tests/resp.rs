@@ -110,6 +110,7 @@ fn pipelined_commands_get_every_answer_in_order_worded_as_redis_words_them() {
         &["NOSUCH", "arg"],
         &["CLUSTER", "KEYSLOT", "foo"],
         &["SELECT", "1"],
+        &["SET", "", "v"],
         &["ECHO", "done"],
     ];
     let expected = "+PONG\r\n+OK\r\n$1\r\n1\r\n:2\r\n:12\r\n:10\r\n:5\r\n:11\r\n:11\r\n\
@@ -121,7 +122,8 @@ fn pipelined_commands_get_every_answer_in_order_worded_as_redis_words_them() {
          -ERR value is not an integer or out of range\r\n\
          -ERR wrong number of arguments for 'get' command\r\n\
          -ERR unknown command 'NOSUCH', with args beginning with: 'arg' \r\n:12182\r\n\
-         -ERR DB index is out of range\r\n$4\r\ndone\r\n";
+         -ERR DB index is out of range\r\n-ERR Radiant keys must not be empty\r\n\
+         $4\r\ndone\r\n";
     expect_replies(&mut stream, requests, expected);
     // RESP3 after HELLO 3: nulls are `_`, and the connection stays on RESP3.
     let hello = exchange(&mut stream, &command(&["HELLO", "3"]), 1);
@@ -154,6 +156,33 @@ fn a_malformed_stream_gets_a_protocol_error_and_is_closed_while_the_radiant_serv
     }
     let mut stream = connect(port);
     expect_replies(&mut stream, &[&["PING"]], "+PONG\r\n");
+}
+
+#[test]
+fn keys_and_values_past_the_radiants_limits_are_refused_before_they_reach_the_log() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let limits = "max_key_bytes = 16\nmax_value_bytes = 32\n";
+    let (_daemon, port) = single_node(&directory.path().join("radiant"), limits);
+    let long_key = "k".repeat(17);
+    let long_value = "v".repeat(33);
+    let mut stream = connect(port);
+    expect_replies(
+        &mut stream,
+        &[
+            &["SET", &long_key, "v"],
+            &["SET", "k", &long_value],
+            &["APPEND", "k", &long_value],
+            &["SET", "k", &"v".repeat(20)],
+            &["APPEND", "k", &"v".repeat(20)],
+            &["STRLEN", "k"],
+        ],
+        "-ERR key of 17 bytes is longer than this radiant's max_key_bytes (16)\r\n\
+         -ERR value of 33 bytes is longer than this radiant's max_value_bytes (32)\r\n\
+         -ERR value of 33 bytes is longer than this radiant's max_value_bytes (32)\r\n\
+         +OK\r\n\
+         -ERR string exceeds maximum allowed size (40 bytes would pass this radiant's \
+         max_value_bytes)\r\n:20\r\n",
+    );
 }
 
 #[test]

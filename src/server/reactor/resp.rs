@@ -189,6 +189,10 @@ impl Reactor {
                         now,
                     );
                 }
+                let limits = self.options.limits;
+                if let Some(refusal) = requests.iter().find_map(|r| outside_limits(r, &limits)) {
+                    return self.resp_reply(id, refusal, false, now);
+                }
                 self.forward_resp(id, requests, shape, slot, request_bytes);
             }
         }
@@ -476,6 +480,41 @@ fn reply_of(shape: Shape, answers: &[Message]) -> RespValue {
         }
         _ => unexpected(),
     }
+}
+
+/// The refusal of a request whose key or value the binary protocol's decoder would have
+/// refused (empty key, key over `max_key_bytes`, value over `max_value_bytes`): RESP
+/// builds requests itself, and nothing past these limits may reach the log, whose
+/// entries every member must be able to decode.
+fn outside_limits(request: &ClientRequest, limits: &radiant_protocol::Limits) -> Option<RespValue> {
+    let (key, value) = match request {
+        ClientRequest::Get { key, .. } | ClientRequest::Delete { key, .. } => (key, None),
+        ClientRequest::Put { key, value, .. } => (key, Some(value)),
+        ClientRequest::Update { key, update, .. } => match update {
+            Update::Set { value, .. } => (key, Some(value)),
+            Update::Append { suffix, .. } => (key, Some(suffix)),
+            Update::IncrementBy { .. } | Update::Take => (key, None),
+        },
+        _ => return None,
+    };
+    if key.is_empty() {
+        return Some(error("ERR Radiant keys must not be empty"));
+    }
+    if key.len() > limits.max_key_bytes as usize {
+        return Some(error(format!(
+            "ERR key of {} bytes is longer than this radiant's max_key_bytes ({})",
+            key.len(),
+            limits.max_key_bytes
+        )));
+    }
+    let value_bytes = value.map_or(0, Bytes::len);
+    if value_bytes > limits.max_value_bytes as usize {
+        return Some(error(format!(
+            "ERR value of {value_bytes} bytes is longer than this radiant's max_value_bytes ({})",
+            limits.max_value_bytes
+        )));
+    }
+    None
 }
 
 /// The single slot every key of `keys` hashes to, or the `CROSSSLOT` error.
