@@ -47,6 +47,8 @@ pub(crate) struct RespSession {
     deferred: VecDeque<Deferred>,
     /// Write requests sent to the state thread and not answered yet.
     writes_in_flight: usize,
+    /// Read requests sent to the state thread and not answered yet.
+    reads_in_flight: usize,
 }
 
 /// A command's requests waiting for the writes sent before it to be answered.
@@ -65,7 +67,8 @@ struct PendingReply {
     ready: Option<RespValue>,
     /// `QUIT`: close the connection once this reply is written.
     close_after: bool,
-    /// Its requests are writes (counted in `writes_in_flight` while unanswered).
+    /// Its requests are writes (counted in `writes_in_flight` while unanswered, reads
+    /// in `reads_in_flight`).
     writes: bool,
 }
 
@@ -204,9 +207,11 @@ impl Reactor {
     /// pipelined or not; the core orders only what it has received. Writes of one
     /// connection reach the log in the order sent, but a read sent behind an unanswered
     /// write could be served at a read index before that write (it is concurrent with
-    /// it, so linearizability allows it, and a pipelined `SET` then `GET` read nothing).
-    /// So a read waits here until the connection's earlier writes are answered, and
-    /// everything behind a waiting command waits with it.
+    /// it, so linearizability allows it, and a pipelined `SET` then `GET` read nothing),
+    /// and a write sent behind an unanswered read could be applied before the read is
+    /// served. So a command waits here while commands of the other kind sent before it
+    /// are unanswered, and everything behind a waiting command waits with it: runs of
+    /// reads, and runs of writes, still pipeline.
     fn forward_resp(
         &mut self,
         id: ConnectionId,
@@ -244,20 +249,24 @@ impl Reactor {
         self.send_deferred(id);
     }
 
-    /// Sends the held-back commands that may go now: a write whenever it is first, a
-    /// read once no write of the connection is unanswered.
+    /// Sends the held-back commands that may go now: the first one once no command of
+    /// the other kind is unanswered, and so on.
     fn send_deferred(&mut self, id: ConnectionId) {
         let Some(session) = self.connections.get_mut(id).and_then(|c| c.resp.as_deref_mut()) else {
             return;
         };
         let mut sendable = Vec::new();
         while let Some(front) = session.deferred.front() {
-            if !front.writes && session.writes_in_flight > 0 {
+            let other_kind_in_flight =
+                if front.writes { session.reads_in_flight } else { session.writes_in_flight };
+            if other_kind_in_flight > 0 {
                 break;
             }
             let Some(command) = session.deferred.pop_front() else { break };
             if command.writes {
                 session.writes_in_flight += command.requests.len();
+            } else {
+                session.reads_in_flight += command.requests.len();
             }
             sendable.push(command);
         }
@@ -300,9 +309,12 @@ impl Reactor {
         else {
             return;
         };
-        if pending.writes {
-            session.writes_in_flight = session.writes_in_flight.saturating_sub(1);
-        }
+        let in_flight = if pending.writes {
+            &mut session.writes_in_flight
+        } else {
+            &mut session.reads_in_flight
+        };
+        *in_flight = in_flight.saturating_sub(1);
         let offset = reply_to.correlation_id - pending.first_correlation_id;
         let Some(answer) = usize::try_from(offset).ok().and_then(|at| pending.answers.get_mut(at))
         else {
