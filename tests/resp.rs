@@ -13,7 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{can_run, free_port, order_member_config_with_resp, run_bounded, status, Daemon};
+use common::{
+    can_run, free_port, order_member_config_with_resp, resp_ask, resp_command, run_bounded, status,
+    tool_available, Daemon,
+};
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,15 +31,6 @@ fn connect(port: u16) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the RESP port");
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).expect("read timeout");
     stream
-}
-
-/// A request as redis-cli sends it: an array of bulk strings.
-fn command(words: &[&str]) -> Vec<u8> {
-    let mut bytes = format!("*{}\r\n", words.len()).into_bytes();
-    for word in words {
-        bytes.extend_from_slice(format!("${}\r\n{word}\r\n", word.len()).as_bytes());
-    }
-    bytes
 }
 
 /// Sends `requests` in one write and reads until `expected` has arrived (or the
@@ -70,7 +64,7 @@ fn exchange_line(stream: &mut TcpStream, request: &[u8]) -> String {
 }
 
 fn expect_replies(stream: &mut TcpStream, requests: &[&[&str]], expected: &str) {
-    let bytes: Vec<u8> = requests.iter().flat_map(|words| command(words)).collect();
+    let bytes: Vec<u8> = requests.iter().flat_map(|words| resp_command(words)).collect();
     let received = exchange(stream, &bytes, expected.len());
     assert_eq!(received, expected, "replies to {requests:?}");
 }
@@ -126,7 +120,7 @@ fn pipelined_commands_get_every_answer_in_order_worded_as_redis_words_them() {
          $4\r\ndone\r\n";
     expect_replies(&mut stream, requests, expected);
     // RESP3 after HELLO 3: nulls are `_`, and the connection stays on RESP3.
-    let hello = exchange(&mut stream, &command(&["HELLO", "3"]), 1);
+    let hello = exchange(&mut stream, &resp_command(&["HELLO", "3"]), 1);
     assert!(hello.starts_with("%7\r\n"), "HELLO 3 answers a map: {hello:?}");
     // The rest of HELLO's map may arrive with the next read: drain it first.
     std::thread::sleep(Duration::from_millis(100));
@@ -205,7 +199,7 @@ fn the_client_token_guards_resp_as_it_guards_the_binary_port() {
     // The radiant may still be forming its one-node system (CLUSTERDOWN not ready);
     // Daemon::start could not tell, since status without the token says little.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while exchange_line(&mut stream, &command(&["SET", "k", "v"])) != "+OK\r\n" {
+    while exchange_line(&mut stream, &resp_command(&["SET", "k", "v"])) != "+OK\r\n" {
         assert!(Instant::now() < deadline, "the radiant never took a SET within 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -274,14 +268,15 @@ fn a_follower_sends_redis_clients_to_the_herald_and_redis_cli_follows() {
         &[&["SET", "foo", "bar"]],
         &format!("-MOVED {slot} 127.0.0.1:{herald}\r\n"),
     );
-    let slots = exchange(&mut connect(follower), &command(&["CLUSTER", "SLOTS"]), 1);
+    let slots =
+        resp_ask(follower, &["CLUSTER", "SLOTS"], |reply| reply.matches("$40\r\n").count() == 3);
     assert!(
         slots.starts_with(&format!(
             "*1\r\n*5\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:{herald}\r\n"
         )),
         "CLUSTER SLOTS lists the herald first: {slots:?}"
     );
-    if !can_run(which("redis-cli"), "redis_cli_follows_moved", "redis-cli (redis-tools)") {
+    if !can_run(tool_available("redis-cli"), "redis_cli_follows_moved", "redis-cli (redis-tools)") {
         return;
     }
     let cli = |words: &[&str]| {
@@ -299,7 +294,11 @@ fn a_follower_sends_redis_clients_to_the_herald_and_redis_cli_follows() {
 
 #[test]
 fn redis_benchmark_completes_without_errors_and_every_incr_counts_once() {
-    if !can_run(which("redis-benchmark"), "redis_benchmark", "redis-benchmark (redis-tools)") {
+    if !can_run(
+        tool_available("redis-benchmark"),
+        "redis_benchmark",
+        "redis-benchmark (redis-tools)",
+    ) {
         return;
     }
     let order = RespOrder::start();
@@ -339,11 +338,4 @@ fn redis_benchmark_completes_without_errors_and_every_incr_counts_once() {
         &[&["GET", "counter:__rand_int__"]],
         &format!("${}\r\n{value}\r\n", value.len()),
     );
-}
-
-fn which(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|output| output.status.success())
 }

@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::system::{agreed_shape, one_controller, ports, shards_settled, start_with, wait_for};
-use common::{can_run, free_port, run_bounded, Daemon};
+use common::{can_run, free_port, resp_ask, run_bounded, tool_available, Daemon};
 
 /// Six radiants forming two orders of three, each with a RESP port.
 struct RespSystem {
@@ -48,40 +47,13 @@ impl RespSystem {
     }
 }
 
-/// One RESP request and its whole reply, read until `done` says it is complete.
-fn ask(port: u16, words: &[&str], done: impl Fn(&str) -> bool) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut request = format!("*{}\r\n", words.len());
-    for word in words {
-        request.push_str(&format!("${}\r\n{word}\r\n", word.len()));
-    }
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut reply = String::new();
-    let mut chunk = [0u8; 4096];
-    while !done(&reply) {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(read) => reply.push_str(&String::from_utf8_lossy(&chunk[..read])),
-        }
-    }
-    reply
-}
-
-fn tool_available(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|output| output.status.success())
-}
-
 #[test]
 fn redis_cli_and_redis_benchmark_use_both_orders_of_a_six_radiant_system() {
     let system = RespSystem::start();
     for port in &system.resp_ports {
         // Two ranges of three nodes: each range line is `*5`, each node `*3`.
         let slots =
-            ask(*port, &["CLUSTER", "SLOTS"], |reply| reply.matches("$40\r\n").count() == 6);
+            resp_ask(*port, &["CLUSTER", "SLOTS"], |reply| reply.matches("$40\r\n").count() == 6);
         assert!(slots.starts_with("*2\r\n*5\r\n:0\r\n:8191\r\n"), "from {port}: {slots:?}");
         assert!(slots.contains("*5\r\n:8192\r\n:16383\r\n"), "from {port}: {slots:?}");
     }

@@ -47,6 +47,40 @@ pub fn can_run(available: bool, test: &str, needs: &str) -> bool {
     available
 }
 
+/// Whether `tool` is on the PATH.
+pub fn tool_available(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// A RESP request as redis-cli sends it: an array of bulk strings.
+pub fn resp_command(words: &[&str]) -> Vec<u8> {
+    let mut bytes = format!("*{}\r\n", words.len()).into_bytes();
+    for word in words {
+        bytes.extend_from_slice(format!("${}\r\n{word}\r\n", word.len()).as_bytes());
+    }
+    bytes
+}
+
+/// One RESP request and its whole reply, read until `done` says it is complete.
+pub fn resp_ask(port: u16, words: &[&str], done: impl Fn(&str) -> bool) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(&resp_command(words)).expect("send");
+    let mut reply = String::new();
+    let mut chunk = [0u8; 4096];
+    while !done(&reply) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => reply.push_str(&String::from_utf8_lossy(&chunk[..read])),
+        }
+    }
+    reply
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
