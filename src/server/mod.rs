@@ -270,8 +270,7 @@ fn build_radiant(
         let shards = (group, ShardTable::unassigned(config.shard_count));
         let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
         let last_index = last_recovered_index(&recovered.order);
-        let mut options = system_options(config, client_listener, peer_listener);
-        options.resp_address = resp_address.map(|address| address.to_string()).unwrap_or_default();
+        let options = system_options(config, (client_listener, peer_listener), resp_address);
         info!(
             member = ?record.member.map(MemberId::get),
             configuration = record.committed,
@@ -308,12 +307,12 @@ fn last_recovered_index(order: &crate::core::RecoveredOrder) -> u64 {
     order.entries.last().map_or(order.snapshot_index, |entry| entry.index)
 }
 
-/// The system state machine's settings: the bound addresses (port 0 resolved) and the
-/// formation keys.
+/// The system state machine's settings: the bound addresses (port 0 resolved; the RESP
+/// address empty without `resp_port`) and the formation keys.
 fn system_options(
     config: &Config,
-    client: &std::net::TcpListener,
-    peer: &std::net::TcpListener,
+    (client, peer): (&std::net::TcpListener, &std::net::TcpListener),
+    resp: Option<SocketAddr>,
 ) -> SystemOptions {
     let bound = |listener: &std::net::TcpListener, fallback: SocketAddr| {
         listener.local_addr().unwrap_or(fallback).to_string()
@@ -321,7 +320,7 @@ fn system_options(
     SystemOptions {
         peer_address: bound(peer, config.peer_addr()),
         client_address: bound(client, config.client_addr()),
-        resp_address: String::new(),
+        resp_address: resp.map(|address| address.to_string()).unwrap_or_default(),
         neighbor: config.neighbor_addr().map(|address| address.to_string()),
         bootstrap_expect: config.bootstrap_expect,
         order_size: config.order_size,

@@ -324,7 +324,7 @@ impl Reactor {
         if pending.answers.iter().all(Option::is_some) {
             let answers: Vec<Message> = pending.answers.drain(..).flatten().collect();
             let (shape, slot) = (pending.shape, pending.slot);
-            let reply = self.resp_routes_reply(shape, slot, &answers);
+            let reply = self.reply_to_answers(shape, slot, &answers);
             let session = self.connections.get_mut(id).and_then(|c| c.resp.as_deref_mut());
             if let Some(pending) = session.and_then(|session| session.pending.get_mut(position - 1))
             {
@@ -335,7 +335,7 @@ impl Reactor {
         self.write_ready_resp_replies(id, now);
     }
 
-    fn resp_routes_reply(&self, shape: Shape, slot: u16, answers: &[Message]) -> RespValue {
+    fn reply_to_answers(&self, shape: Shape, slot: u16, answers: &[Message]) -> RespValue {
         if let Some(failure) = answers.iter().find_map(|answer| match answer {
             Message::Error(failure) => Some(failure),
             _ => None,
