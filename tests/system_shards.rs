@@ -160,8 +160,9 @@ fn every_key_is_on_three_replicas_of_one_order(daemons: &[Option<Daemon>], histo
     assert_eq!(on_replicas, written.len() as u64 * 3, "keys are not on 3 replicas each");
 }
 
-/// How long a shard of 10,000 keys of 1 KiB takes to move between two orders of three
-/// (the figure in `docs/performance.md`). A measurement, not a check: run it by hand,
+/// How long a shard of 10,000 keys of 1 KiB (or `RADIANT_MOVE_KEYS` of them) takes to
+/// move between two orders of three (the figure in `docs/performance.md`). A
+/// measurement, not a check: run it by hand,
 /// `cargo test --release --test system_shards -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement; run by hand"]
@@ -180,18 +181,27 @@ fn measure_moving_a_shard_of_ten_thousand_one_kib_keys() {
             && shards_settled(statuses, &[32])
     });
     // Shard 0 belongs to order 1 (configuration 1 gives each order a contiguous range).
+    let count: usize =
+        std::env::var("RADIANT_MOVE_KEYS").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let keys: Vec<String> = (0u64..)
         .map(|n| format!("move-{n}"))
         .filter(|key| radiant_protocol::slots::key_shard(key.as_bytes(), 64).0 == 0)
-        .take(10_000)
+        .take(count)
         .collect();
     let value = vec![b'v'; 1024];
-    let mut client = daemons[0].as_ref().expect("running").connect();
     let filled = Instant::now();
-    for key in &keys {
-        client.put(key.as_bytes(), &value).expect("put");
-    }
-    println!("filled shard 0 with 10,000 keys of 1 KiB in {:?}", filled.elapsed());
+    std::thread::scope(|scope| {
+        for part in keys.chunks(count.div_ceil(8).max(1)) {
+            let mut client = daemons[0].as_ref().expect("running").connect();
+            let value = &value;
+            scope.spawn(move || {
+                for key in part {
+                    client.put(key.as_bytes(), value).expect("put");
+                }
+            });
+        }
+    });
+    println!("filled shard 0 with {count} keys of 1 KiB in {:?}", filled.elapsed());
     let entry = daemons[0].as_ref().expect("running").client_address.to_string();
     let moved = Instant::now();
     let (code, _, stderr) = common::radiant(&["admin", "move", "0", "2", "--addr", &entry]);
@@ -200,7 +210,7 @@ fn measure_moving_a_shard_of_ten_thousand_one_kib_keys() {
     wait_for(&daemons, "shard 0 served by order 2", |statuses| shards_settled(statuses, &[31, 33]));
     let total = moved.elapsed();
     println!(
-        "move of shard 0 (10,000 x 1 KiB): configuration committed after {committed:?}; \
+        "move of shard 0 ({count} x 1 KiB): configuration committed after {committed:?}; \
          served by order 2 and released by order 1 after {total:?}"
     );
     let mut reader = daemons[3].as_ref().expect("running").connect();

@@ -7,9 +7,12 @@
 //! sorted.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{
+    MappedRwLockReadGuard, MappedRwLockWriteGuard, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 use radiant_protocol::slots::{key_shard, ShardId};
 
@@ -25,7 +28,17 @@ pub struct CasOutcome {
 
 #[derive(Debug)]
 pub struct ShardMap {
-    shards: Vec<RwLock<HashMap<Bytes, Bytes>>>,
+    shards: Vec<RwLock<Shard>>,
+}
+
+/// One shard's pairs, and its keys in order once a move has asked for them.
+#[derive(Debug, Default)]
+struct Shard {
+    pairs: HashMap<Bytes, Bytes>,
+    /// The keys sorted, kept while the shard does not change: a shard being moved is
+    /// frozen and read piece by piece, and sorting it again for every piece made a move
+    /// quadratic in the shard's size. Every write forgets it.
+    sorted_keys: Mutex<Option<Arc<Vec<Bytes>>>>,
 }
 
 impl ShardMap {
@@ -39,16 +52,43 @@ impl ShardMap {
         u32::try_from(self.shards.len()).expect("built from a u32 count")
     }
 
-    fn shard(&self, shard: ShardId, key: &[u8]) -> &RwLock<HashMap<Bytes, Bytes>> {
+    fn shard(&self, shard: ShardId, key: &[u8]) -> &RwLock<Shard> {
+        self.check_key(shard, key);
+        self.shard_lock(shard)
+    }
+
+    fn check_key(&self, shard: ShardId, key: &[u8]) {
         debug_assert_eq!(
             key_shard(key, self.shard_count()),
             shard,
             "shard map: key {key:?} does not belong to {shard}"
         );
-        self.shard_lock(shard)
     }
 
-    fn shard_lock(&self, shard: ShardId) -> &RwLock<HashMap<Bytes, Bytes>> {
+    /// The pairs of the shard `key` belongs to, to read.
+    fn read(&self, shard: ShardId, key: &[u8]) -> MappedRwLockReadGuard<'_, HashMap<Bytes, Bytes>> {
+        RwLockReadGuard::map(self.shard(shard, key).read(), |shard| &shard.pairs)
+    }
+
+    /// The pairs of `shard`, to change: its sorted keys are forgotten.
+    fn write_shard(&self, shard: ShardId) -> MappedRwLockWriteGuard<'_, HashMap<Bytes, Bytes>> {
+        RwLockWriteGuard::map(self.shard_lock(shard).write(), |shard| {
+            *shard.sorted_keys.get_mut() = None;
+            &mut shard.pairs
+        })
+    }
+
+    /// The pairs of the shard `key` belongs to, to change.
+    fn write(
+        &self,
+        shard: ShardId,
+        key: &[u8],
+    ) -> MappedRwLockWriteGuard<'_, HashMap<Bytes, Bytes>> {
+        self.check_key(shard, key);
+        self.write_shard(shard)
+    }
+
+    fn shard_lock(&self, shard: ShardId) -> &RwLock<Shard> {
         let position = usize::try_from(shard.0).expect("u32 fits usize");
         self.shards.get(position).unwrap_or_else(|| {
             panic!("shard map: {shard} out of range for {} shards", self.shards.len())
@@ -56,17 +96,17 @@ impl ShardMap {
     }
 
     pub fn get(&self, shard: ShardId, key: &[u8]) -> Option<Bytes> {
-        self.shard(shard, key).read().get(key).cloned()
+        self.read(shard, key).get(key).cloned()
     }
 
     /// Stores `value` and returns the value it replaced.
     pub fn put(&self, shard: ShardId, key: Bytes, value: Bytes) -> Option<Bytes> {
-        self.shard(shard, &key).write().insert(key, value)
+        self.write(shard, &key).insert(key, value)
     }
 
     /// Removes `key`; returns whether it was present.
     pub fn delete(&self, shard: ShardId, key: &[u8]) -> bool {
-        self.shard(shard, key).write().remove(key).is_some()
+        self.write(shard, key).remove(key).is_some()
     }
 
     /// Replaces the value of `key` with `new` (deleting it when `new` is `None`) only if the
@@ -78,7 +118,7 @@ impl ShardMap {
         expected: Option<&[u8]>,
         new: Option<Bytes>,
     ) -> CasOutcome {
-        let mut map = self.shard(shard, &key).write();
+        let mut map = self.write(shard, &key);
         let existing = map.get(&key);
         if existing.map(|value| &value[..]) != expected {
             let current = existing.cloned();
@@ -99,7 +139,7 @@ impl ShardMap {
         key: Bytes,
         update: radiant_protocol::Update,
     ) -> radiant_protocol::UpdateOutcome {
-        let mut map = self.shard(shard, &key).write();
+        let mut map = self.write(shard, &key);
         let (write, outcome) = super::update::decide(map.get(&key), update);
         match write {
             KeyWrite::Keep => {}
@@ -115,7 +155,7 @@ impl ShardMap {
 
     /// The number of keys in all shards.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.read().len()).sum()
+        self.shards.iter().map(|shard| shard.read().pairs.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -123,14 +163,14 @@ impl ShardMap {
     }
 
     pub fn shard_len(&self, shard: ShardId) -> usize {
-        self.shard_lock(shard).read().len()
+        self.shard_lock(shard).read().pairs.len()
     }
 
     /// A copy of one shard's pairs sorted by key, so snapshots are deterministic.
     pub fn clone_shard(&self, shard: ShardId) -> Vec<(Bytes, Bytes)> {
         let mut pairs: Vec<(Bytes, Bytes)> = {
             let map = self.shard_lock(shard).read();
-            map.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
+            map.pairs.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
         };
         pairs.sort_unstable_by(|left, right| left.0.cmp(&right.0));
         pairs
@@ -138,7 +178,7 @@ impl ShardMap {
 
     /// Inserts `pairs` into `shard` (used when loading a snapshot or receiving a shard).
     pub fn load(&self, shard: ShardId, pairs: impl IntoIterator<Item = (Bytes, Bytes)>) {
-        let mut map = self.shard_lock(shard).write();
+        let mut map = self.write_shard(shard);
         for (key, value) in pairs {
             debug_assert_eq!(key_shard(&key, self.shard_count()), shard, "load: wrong shard");
             map.insert(key, value);
@@ -153,37 +193,35 @@ impl ShardMap {
         after: Option<&[u8]>,
         max_bytes: u64,
     ) -> Vec<(Bytes, Bytes)> {
-        let mut keys: Vec<Bytes> = {
-            let map = self.shard_lock(shard).read();
-            map.keys()
-                .filter(|key| after.is_none_or(|after| key.as_ref() > after))
-                .cloned()
-                .collect()
-        };
-        keys.sort_unstable();
-        let map = self.shard_lock(shard).read();
+        let locked = self.shard_lock(shard).read();
+        let sorted = Arc::clone(locked.sorted_keys.lock().get_or_insert_with(|| {
+            let mut keys: Vec<Bytes> = locked.pairs.keys().cloned().collect();
+            keys.sort_unstable();
+            Arc::new(keys)
+        }));
+        let start = after.map_or(0, |after| sorted.partition_point(|key| key.as_ref() <= after));
         let mut pairs = Vec::new();
         let mut bytes = 0u64;
-        for key in keys {
-            let Some(value) = map.get(&key) else { continue };
+        for key in sorted.iter().skip(start) {
+            let Some(value) = locked.pairs.get(key) else { continue };
             bytes += (key.len() + value.len()) as u64;
             if !pairs.is_empty() && bytes > max_bytes {
                 break;
             }
-            pairs.push((key, value.clone()));
+            pairs.push((key.clone(), value.clone()));
         }
         pairs
     }
 
     /// Removes every key of `shard`.
     pub fn clear_shard(&self, shard: ShardId) {
-        self.shard_lock(shard).write().clear();
+        self.write_shard(shard).clear();
     }
 
     /// Removes every key of every shard.
     pub fn clear(&self) {
-        for shard in &self.shards {
-            shard.write().clear();
+        for shard in 0..self.shard_count() {
+            self.write_shard(ShardId(shard)).clear();
         }
     }
 }
@@ -268,6 +306,19 @@ mod tests {
         }
     }
 
+    /// Every pair of `shard`, read as a move reads it: pieces of at most 16 bytes.
+    fn pieces(map: &ShardMap, shard: ShardId) -> Vec<(Bytes, Bytes)> {
+        let mut all: Vec<(Bytes, Bytes)> = Vec::new();
+        loop {
+            let after = all.last().map(|(key, _)| key.clone());
+            let piece = map.pairs_after(shard, after.as_deref(), 16);
+            if piece.is_empty() {
+                return all;
+            }
+            all.extend(piece);
+        }
+    }
+
     proptest! {
         #[test]
         fn shard_map_matches_a_btreemap_model(
@@ -278,6 +329,15 @@ mod tests {
             for operation in &operations {
                 apply(&map, &mut model, operation);
                 prop_assert_eq!(map.len(), model.len());
+                // Reading a shard piece by piece (as a move does) sees every write so far:
+                // the sorted keys it keeps between pieces are forgotten by each write.
+                let shard = ShardId(0);
+                let expected: Vec<(Bytes, Bytes)> = model
+                    .iter()
+                    .filter(|(key, _)| shard_of(key) == shard)
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                prop_assert_eq!(pieces(&map, shard), expected);
             }
             let mut all: Vec<(Bytes, Bytes)> = (0..SHARD_COUNT)
                 .flat_map(|shard| map.clone_shard(ShardId(shard)))
