@@ -16,7 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use radiant::config::Config;
 use radiant_protocol::{
     ClientId, ClientRequest, ClientResponse, Command, ErrorResponse, MemberId, Message,
-    OrderStateOp, ReadConsistency, Session,
+    OrderStateOp, ReadConsistency, Session, SetCondition, Update, UpdateOutcome,
 };
 
 fn main() -> std::io::Result<()> {
@@ -132,6 +132,22 @@ fn sample_requests() -> Vec<(&'static str, Message)> {
                 session: session(),
             }),
         ),
+        (
+            "update_set_if_absent",
+            Message::Request(ClientRequest::Update {
+                key: key.clone(),
+                update: Update::Set { value: value.clone(), condition: SetCondition::IfAbsent },
+                session: None,
+            }),
+        ),
+        (
+            "update_increment",
+            Message::Request(ClientRequest::Update {
+                key: key.clone(),
+                update: Update::IncrementBy { delta: -3 },
+                session: session(),
+            }),
+        ),
     ]
 }
 
@@ -143,9 +159,25 @@ fn sample_replies(value: Bytes) -> Vec<(&'static str, Message)> {
         ("delete_result", Message::Response(ClientResponse::DeleteResult { existed: true })),
         (
             "cas_result",
-            Message::Response(ClientResponse::CasResult { succeeded: false, current: Some(value) }),
+            Message::Response(ClientResponse::CasResult {
+                succeeded: false,
+                current: Some(value.clone()),
+            }),
         ),
         ("pong", Message::Response(ClientResponse::Pong { member_id: MemberId::new(3) })),
+        (
+            "update_result_set",
+            Message::Response(ClientResponse::UpdateResult(UpdateOutcome::Set {
+                written: true,
+                previous: Some(value.clone()),
+            })),
+        ),
+        (
+            "update_result_incremented",
+            Message::Response(ClientResponse::UpdateResult(UpdateOutcome::Incremented {
+                value: 42,
+            })),
+        ),
         (
             "not_herald",
             Message::Error(ErrorResponse::NotHerald {
@@ -203,7 +235,7 @@ fn write_frame_seeds(dir: &Path, messages: &[(&str, Message)]) -> std::io::Resul
     write(dir, "unknown_kind_then_ping.bin", &unknown_kind)?;
 
     let mut bad_version = ping.clone();
-    bad_version[4] = 2;
+    bad_version[4] = 1; // the version before this one
     write(dir, "bad_version.bin", &bad_version)?;
 
     let mut too_short = BytesMut::new();
@@ -235,7 +267,24 @@ fn write_command_seeds(dir: &Path) -> std::io::Result<()> {
                 session: None,
             },
         ),
-        ("cas_delete", Command::Cas { key, expected: Some(value), new: None, session: session() }),
+        (
+            "cas_delete",
+            Command::Cas {
+                key: key.clone(),
+                expected: Some(value.clone()),
+                new: None,
+                session: session(),
+            },
+        ),
+        (
+            "update_append",
+            Command::Update {
+                key: key.clone(),
+                update: Update::Append { suffix: value, max_value_bytes: 1024 },
+                session: None,
+            },
+        ),
+        ("update_take", Command::Update { key, update: Update::Take, session: session() }),
     ];
     for (name, command) in commands {
         write(dir, &format!("{name}.bin"), &command.to_bytes())?;

@@ -2,7 +2,7 @@
 //! validated completely before use.
 //!
 //! File `DIR/snapshots/{last_index:020}.snap`, all integers LE: header (magic `RSNP`, u32
-//! version 1, u64 last_index, u64 last_term, u32 shard_count), then records each starting
+//! version 2, u64 last_index, u64 last_term, u32 shard_count), then records each starting
 //! with a `u8` tag: `1 = KeyValue` (u32 shard, u32 key length, key, u32 value length, value),
 //! `2 = Opaque` (u32 length, bytes; reserved for session tables, passed through), `0 = End`;
 //! then a u32 CRC32C of every byte before it.
@@ -26,7 +26,8 @@ use crate::storage::file_system::{AppendFile, DataDir, FileSystem, ReadFile, Sha
 use crate::storage::injected_bugs::{self, StorageBug};
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"RSNP";
-const SNAPSHOT_VERSION: u32 = 1;
+/// 2 since configurations (in the council section) carry each radiant's RESP address.
+const SNAPSHOT_VERSION: u32 = 2;
 const HEADER_BYTES: u64 = 4 + 4 + 8 + 8 + 4;
 const CHECKSUM_BYTES: u64 = 4;
 const TAG_END: u8 = 0;
@@ -387,7 +388,11 @@ fn parse_snapshot(
     }
     let version = body.read_u32("version")?;
     if version != SNAPSHOT_VERSION {
-        return Err(corrupt(path, format!("unsupported version {version}")));
+        let reason = format!(
+            "unsupported version {version} (this radiant reads version {SNAPSHOT_VERSION}; \
+             version 1 was written before configurations carried RESP addresses)"
+        );
+        return Err(corrupt(path, reason));
     }
     let mut loaded = LoadedSnapshot {
         path: path.to_path_buf(),

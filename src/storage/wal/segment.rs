@@ -1,6 +1,6 @@
 //! WAL segment files: names, the 16-byte header, and the in-memory index of one segment.
 //!
-//! A segment is `DIR/wal/{first_index:020}.wal`: a header (magic `RWAL`, u32 LE version 1,
+//! A segment is `DIR/wal/{first_index:020}.wal`: a header (magic `RWAL`, u32 LE version 2,
 //! u64 LE first index) followed by records (see `record.rs`). `first_index` is the first
 //! entry index the segment may hold; its entries are contiguous from there.
 //!
@@ -16,7 +16,8 @@ use super::WalError;
 use crate::storage::file_system::{AppendFile, FileSystem};
 
 pub(super) const SEGMENT_MAGIC: [u8; 4] = *b"RWAL";
-pub(super) const SEGMENT_VERSION: u32 = 1;
+/// 2 since configurations (inside council entries) carry each radiant's RESP address.
+pub(super) const SEGMENT_VERSION: u32 = 2;
 pub(super) const SEGMENT_HEADER_BYTES: u64 = 16;
 const SEGMENT_SUFFIX: &str = ".wal";
 
@@ -81,7 +82,11 @@ pub(super) fn decode_header(bytes: &[u8]) -> Result<LogIndex, String> {
     }
     let version = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if version != SEGMENT_VERSION {
-        return Err(format!("unsupported segment version {version}"));
+        return Err(format!(
+            "unsupported segment version {version} (this radiant reads version \
+             {SEGMENT_VERSION}; version 1 was written before configurations carried RESP \
+             addresses)"
+        ));
     }
     let mut first_index = [0u8; 8];
     first_index.copy_from_slice(&header[8..16]);
@@ -155,8 +160,9 @@ mod tests {
         let mut bad_magic = header;
         bad_magic[0] = b'X';
         assert!(decode_header(&bad_magic).is_err());
-        let mut bad_version = header;
-        bad_version[4] = 2;
-        assert!(decode_header(&bad_version).is_err());
+        let mut old_version = header;
+        old_version[4] = 1;
+        let refusal = decode_header(&old_version).unwrap_err();
+        assert!(refusal.contains("unsupported segment version 1"), "{refusal}");
     }
 }
