@@ -288,7 +288,8 @@ mod tests {
                 if join {
                     for n in 0..3 {
                         let peer = format!("10.1.{}.{n}:1", configuration.number);
-                        let joiner = RadiantAddress { peer, client: String::new(), resp: String::new() };
+                        let joiner =
+                            RadiantAddress { peer, client: String::new(), resp: String::new() };
                         configuration = with_joiner(&configuration, 1, joiner, 3).0;
                     }
                 } else {
