@@ -81,6 +81,17 @@ pub fn resp_ask(port: u16, words: &[&str], done: impl Fn(&str) -> bool) -> Strin
     reply
 }
 
+/// Runs `redis-benchmark ARGS` (killed by PID after `timeout`), fails the test if it
+/// failed or reported an error, and returns what it printed.
+pub fn redis_benchmark(args: &[&str], timeout: Duration) -> String {
+    let output = run_bounded(Command::new("redis-benchmark").args(args), timeout);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "redis-benchmark {args:?} failed:\n{text}");
+    assert!(!text.contains("Error"), "redis-benchmark {args:?} saw errors:\n{text}");
+    text
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
