@@ -137,6 +137,9 @@ fn redis_py_keeps_a_key_in_every_slot_through_a_herald_kill_and_a_shard_move() {
             .expect("start the Python client"),
     ));
     let child = client.0.as_mut().expect("spawned");
+    // Reading its output blocks; should the client hang, the watchdog kills it (by PID),
+    // which ends the output and fails the test.
+    let watchdog = Watchdog::start(child.id(), Duration::from_secs(300));
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut stderr_pipe = child.stderr.take().expect("stderr");
     let mut wait_for_line = |wanted: &str| -> Vec<String> {
@@ -173,6 +176,7 @@ fn redis_py_keeps_a_key_in_every_slot_through_a_herald_kill_and_a_shard_move() {
         finished.iter().any(|line| line == "written 4000"),
         "the client wrote nothing after the kill: {finished:?}"
     );
+    drop(watchdog);
     let status = client.0.take().expect("running").wait().expect("client exit");
     let mut stderr = String::new();
     let _ = stderr_pipe.read_to_string(&mut stderr);
@@ -184,6 +188,44 @@ fn redis_py_keeps_a_key_in_every_slot_through_a_herald_kill_and_a_shard_move() {
     wait_for(&system.daemons, "shard 0 moves to order 2", |statuses| {
         statuses.iter().all(|(_, status)| status["system"]["shard_owners"][0] == 2)
     });
+}
+
+/// Kills process `pid` if it is still running when `limit` has passed, unless dropped
+/// first.
+struct Watchdog {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(pid: u32, limit: Duration) -> Watchdog {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + limit;
+            while std::time::Instant::now() < deadline {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !flag.load(Ordering::Relaxed) {
+                eprintln!("watchdog: process {pid} outlived {limit:?}; killing it");
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        });
+        Watchdog { done, thread: Some(thread) }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A child process killed (by PID) and reaped when dropped, also when the test fails.
