@@ -102,6 +102,8 @@ fn pipelined_commands_get_every_answer_in_order_worded_as_redis_words_them() {
         &["INCRBY", "{a}m", "x"],
         &["GET"],
         &["NOSUCH", "arg"],
+        &["get", "{a}x"], // deleted above; lower-case names work
+        &["AVERYLONGCOMMANDNAMEX"],
         &["CLUSTER", "KEYSLOT", "foo"],
         &["SELECT", "1"],
         &["SET", "", "v"],
@@ -115,7 +117,9 @@ fn pipelined_commands_get_every_answer_in_order_worded_as_redis_words_them() {
          supported\r\n+OK\r\n-ERR increment or decrement would overflow\r\n\
          -ERR value is not an integer or out of range\r\n\
          -ERR wrong number of arguments for 'get' command\r\n\
-         -ERR unknown command 'NOSUCH', with args beginning with: 'arg' \r\n:12182\r\n\
+         -ERR unknown command 'NOSUCH', with args beginning with: 'arg' \r\n$-1\r\n\
+         -ERR unknown command 'AVERYLONGCOMMANDNAMEX', with args beginning with: \r\n\
+         :12182\r\n\
          -ERR DB index is out of range\r\n-ERR Radiant keys must not be empty\r\n\
          $4\r\ndone\r\n";
     expect_replies(&mut stream, requests, expected);

@@ -6,9 +6,11 @@
 //! every length against its limits before it trusts it, so a client cannot make a radiant
 //! buffer more than `RespLimits::max_request_bytes` for one request.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 /// The bounds a RESP request is decoded under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,16 +85,32 @@ fn line_at(buffer: &[u8], start: usize) -> Option<(usize, &[u8])> {
     Some((start + newline + 1, line))
 }
 
-/// A header's number (`*3`, `$5`): decimal digits, maybe a leading `-`.
+/// A header's number (`*3`, `$5`): decimal digits, maybe a leading `-`. Parsed by hand:
+/// it runs for every argument of every request.
 fn header_number(line: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(line.get(1..)?).ok()?;
-    if text.is_empty() || text.len() > 20 {
+    let digits = line.get(1..)?;
+    let (negative, digits) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    text.parse().ok()
+    let mut number: i64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        number = number.checked_mul(10)?.checked_add(i64::from(digit - b'0'))?;
+    }
+    Some(if negative { -number } else { number })
 }
 
-type Parsed = Option<(usize, Vec<(usize, usize)>)>;
+/// Where each argument lies in the request. Most requests have a few arguments, so
+/// their positions stay on the stack (one allocation fewer per request).
+type ArgumentRanges = SmallVec<[(usize, usize); 8]>;
+
+type Parsed = Option<(usize, ArgumentRanges)>;
 
 fn parse_multibulk(buffer: &[u8], limits: &RespLimits) -> Result<Parsed, RespProtocolError> {
     let Some((mut position, line)) = line_at(buffer, 0) else {
@@ -104,7 +122,7 @@ fn parse_multibulk(buffer: &[u8], limits: &RespLimits) -> Result<Parsed, RespPro
     let count = header_number(line).ok_or_else(|| protocol_error("invalid multibulk length"))?;
     if count <= 0 {
         // `*0` and `*-1` are empty requests: skipped.
-        return Ok(Some((position, Vec::new())));
+        return Ok(Some((position, ArgumentRanges::new())));
     }
     let count = usize::try_from(count).unwrap_or(usize::MAX);
     if count > limits.max_arguments {
@@ -113,7 +131,7 @@ fn parse_multibulk(buffer: &[u8], limits: &RespLimits) -> Result<Parsed, RespPro
             limits.max_arguments
         )));
     }
-    let mut ranges = Vec::with_capacity(count.min(1024));
+    let mut ranges = ArgumentRanges::with_capacity(count.min(1024));
     for _ in 0..count {
         let Some((after_header, line)) = line_at(buffer, position) else {
             if buffer.len().saturating_sub(position) > RespLimits::MAX_INLINE_BYTES {
@@ -157,7 +175,7 @@ fn parse_inline(buffer: &[u8], limits: &RespLimits) -> Result<Parsed, RespProtoc
         }
         return Ok(None);
     };
-    let mut ranges = Vec::new();
+    let mut ranges = ArgumentRanges::new();
     let mut start = None;
     for (position, byte) in line.iter().enumerate() {
         match (byte.is_ascii_whitespace(), start) {
@@ -191,8 +209,9 @@ pub enum RespVersion {
 /// A reply, encoded for the connection's version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RespValue {
-    /// `+OK`: a short status without `\r` or `\n`.
-    Simple(String),
+    /// `+OK`: a short status without `\r` or `\n` (borrowed when constant: `+OK` answers
+    /// every `SET`, and should not cost an allocation).
+    Simple(Cow<'static, str>),
     /// `-ERR …`: the first word is the error code (`ERR`, `MOVED`, `WRONGTYPE`, …).
     Error(String),
     /// `:42`.
@@ -214,7 +233,7 @@ pub enum RespValue {
 impl RespValue {
     /// `+OK`.
     pub fn ok() -> RespValue {
-        RespValue::Simple("OK".to_string())
+        RespValue::Simple(Cow::Borrowed("OK"))
     }
 
     /// A bulk string of `text`.
@@ -272,8 +291,31 @@ fn count(items: usize) -> i64 {
 
 fn put_header(dst: &mut BytesMut, tag: u8, number: i64) {
     dst.put_u8(tag);
-    dst.put_slice(number.to_string().as_bytes());
+    put_decimal(dst, number);
     dst.put_slice(b"\r\n");
+}
+
+/// `number` in decimal, formatted on the stack: every bulk reply has a length header,
+/// and `to_string` would allocate for each.
+fn put_decimal(dst: &mut BytesMut, number: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = number.unsigned_abs();
+    loop {
+        at -= 1;
+        if let Some(digit) = digits.get_mut(at) {
+            // `rest % 10` is below 10, so it fits a u8.
+            *digit = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if number < 0 {
+        dst.put_u8(b'-');
+    }
+    dst.put_slice(digits.get(at..).unwrap_or_default());
 }
 
 /// A simple string or error line; `\r` and `\n` become spaces so the line stays one line.
@@ -325,6 +367,28 @@ mod tests {
         buffer.extend_from_slice(b"NG\r\n");
         assert_eq!(words(decode_request(&mut buffer, &LIMITS).unwrap().unwrap()), ["PING"]);
         assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn header_numbers_are_plain_decimals_that_fit_an_i64() {
+        assert_eq!(header_number(b"*3"), Some(3));
+        assert_eq!(header_number(b"$-1"), Some(-1));
+        assert_eq!(header_number(b"$9223372036854775807"), Some(i64::MAX));
+        for refused in [&b"$"[..], b"$-", b"$+5", b"$ 5", b"$5x", b"$9223372036854775808"] {
+            assert_eq!(header_number(refused), None, "{}", String::from_utf8_lossy(refused));
+        }
+    }
+
+    #[test]
+    fn integers_encode_as_redis_writes_them() {
+        for (number, text) in [(0, ":0\r\n"), (-7, ":-7\r\n"), (1234, ":1234\r\n")] {
+            let mut encoded = BytesMut::new();
+            RespValue::Integer(number).encode(RespVersion::Two, &mut encoded);
+            assert_eq!(&encoded[..], text.as_bytes());
+        }
+        let mut encoded = BytesMut::new();
+        RespValue::Integer(i64::MIN).encode(RespVersion::Two, &mut encoded);
+        assert_eq!(&encoded[..], format!(":{}\r\n", i64::MIN).as_bytes());
     }
 
     #[test]

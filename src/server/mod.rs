@@ -450,13 +450,14 @@ impl Threads {
         let mut worker_senders = Vec::with_capacity(workers);
         let mut others = Vec::new();
         for number in 0..workers {
-            let (sender, requests) = crossbeam_channel::bounded(SHARD_WORKER_QUEUE_CAPACITY);
-            worker_senders.push(sender);
             let machine = Arc::clone(machine);
             let limits = config.protocol_limits();
             let reactor = reactor_sender.clone();
-            let worker = shard_worker::spawn(number, workers, machine, requests, reactor, limits)
-                .map_err(runtime_error("shard worker thread"))?;
+            let capacity = SHARD_WORKER_QUEUE_CAPACITY;
+            let (queue, worker) =
+                shard_worker::spawn((number, workers), capacity, machine, reactor, limits)
+                    .map_err(runtime_error("shard worker thread"))?;
+            worker_senders.push(queue);
             others.push(worker);
         }
         let (snapshot_sender, snapshot_jobs) = crossbeam_channel::bounded(64);

@@ -5,11 +5,12 @@
 //! Workers compute outcomes (a CAS succeeds or not, a retried write is recognised by
 //! its session) through `StateMachine::apply`, never what is committed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use radiant_protocol::{ClientResponse, Command, Limits, LogIndex, Message};
 
 use super::channels::ReactorSender;
@@ -73,21 +74,54 @@ pub enum WorkerRequest {
     },
 }
 
+/// The state thread's end of one worker's queue: it sends every request through here,
+/// so it knows when the worker has carried out all of them.
+#[derive(Debug)]
+pub struct WorkerQueue {
+    sender: Sender<WorkerRequest>,
+    /// Requests the worker has finished, counted by the worker.
+    handled: Arc<AtomicU64>,
+    /// Requests sent to the worker.
+    queued: u64,
+}
+
+impl WorkerQueue {
+    /// Queues `request` behind everything sent before it. Fails only when the worker has
+    /// exited (then the request is moot: the radiant is stopping).
+    pub fn send(&mut self, request: WorkerRequest) {
+        self.queued += 1;
+        let _ = self.sender.send(request);
+    }
+
+    /// Whether the worker has carried out every request sent to it: then its shards
+    /// hold every apply queued so far, and the sender (the only one) may read them
+    /// itself rather than queue a read behind nothing.
+    pub fn is_idle(&self) -> bool {
+        // Acquire: pairs with the worker's Release, so the worker's writes to the
+        // state machine are visible once its count is.
+        self.handled.load(Ordering::Acquire) == self.queued
+    }
+}
+
 /// Which worker owns `shard`.
 pub fn worker_of(shard: ShardId, workers: usize) -> usize {
     shard.0 as usize % workers
 }
 
-/// Starts worker `number` of `workers`.
+/// Starts worker `number` of `workers`, taking at most `capacity` queued requests;
+/// returns the queue into it.
 pub fn spawn(
-    number: usize,
-    workers: usize,
+    (number, workers): (usize, usize),
+    capacity: usize,
     machine: Arc<StateMachine>,
-    requests: Receiver<WorkerRequest>,
     reactor: ReactorSender<ReactorEvent>,
     limits: Limits,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("radiant-shard-{number}")).spawn(move || {
+) -> std::io::Result<(WorkerQueue, JoinHandle<()>)> {
+    let (sender, requests) = crossbeam_channel::bounded::<WorkerRequest>(capacity);
+    let handled = Arc::new(AtomicU64::new(0));
+    let queue = WorkerQueue { sender, handled: Arc::clone(&handled), queued: 0 };
+    let thread = std::thread::Builder::new().name(format!("radiant-shard-{number}"));
+    let worker = thread.spawn(move || {
         let mut panic_armed = super::test_switches::panics(&format!("radiant-shard-{number}"));
         let slow = std::time::Duration::from_micros(super::test_switches::count(
             super::test_switches::SLOW_WORKER_US,
@@ -100,8 +134,10 @@ pub fn spawn(
                 }
             }
             handle(&machine, request, (number, workers), &reactor, &limits);
+            handled.fetch_add(1, Ordering::Release);
         }
-    })
+    })?;
+    Ok((queue, worker))
 }
 
 fn handle(

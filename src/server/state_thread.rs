@@ -25,7 +25,7 @@ use super::channels::ReactorSender;
 use super::memory_budget::QueuedCharge;
 use super::reactor::ReactorEvent;
 use super::recovery::snapshot_limits;
-use super::shard_worker::{worker_of, ShardDump, WorkerRequest};
+use super::shard_worker::{worker_of, ShardDump, WorkerQueue, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
 use super::wal_thread::WalRequest;
 use crate::config::Config;
@@ -99,7 +99,7 @@ pub struct StateThreadLinks {
     /// To the WAL writer.
     pub wal: Sender<WalRequest>,
     /// To each shard worker, by worker number.
-    pub workers: Vec<Sender<WorkerRequest>>,
+    pub workers: Vec<WorkerQueue>,
     /// To the snapshot thread.
     pub snapshots: Sender<SnapshotJob>,
     /// Replies to clients, messages to peers.
@@ -384,8 +384,8 @@ impl StateThread {
         term: Term,
     ) -> Option<(Membership, Option<bytes::Bytes>, Option<ShardTable>)> {
         let (done, finished) = crossbeam_channel::bounded(self.links.workers.len());
-        for worker in &self.links.workers {
-            let _ = worker.send(WorkerRequest::Quiesce { done: done.clone() });
+        for worker in &mut self.links.workers {
+            worker.send(WorkerRequest::Quiesce { done: done.clone() });
         }
         for _ in 0..self.links.workers.len() {
             let _ = finished.recv();
@@ -447,9 +447,9 @@ impl StateThread {
     }
 
     /// Queues `request` on the worker of `shard`, behind everything queued for it.
-    fn to_worker(&self, shard: radiant_protocol::slots::ShardId, request: WorkerRequest) {
-        let workers = &self.links.workers;
-        let _ = workers[worker_of(shard, workers.len())].send(request);
+    fn queue_on_worker(&mut self, shard: radiant_protocol::slots::ShardId, request: WorkerRequest) {
+        let workers = self.links.workers.len();
+        self.links.workers[worker_of(shard, workers)].send(request);
     }
 
     /// Writes the system record before anything after it is carried out (it is small
@@ -516,8 +516,8 @@ impl StateThread {
         (council, shards): (Option<bytes::Bytes>, bytes::Bytes),
     ) {
         let (sink, parts) = crossbeam_channel::unbounded::<ShardDump>();
-        for worker in &self.links.workers {
-            let _ = worker.send(WorkerRequest::SnapshotBarrier { sink: sink.clone() });
+        for worker in &mut self.links.workers {
+            worker.send(WorkerRequest::SnapshotBarrier { sink: sink.clone() });
         }
         drop(sink);
         info!(index, term, "state: snapshot started");
@@ -658,15 +658,25 @@ impl effects::Apply for StateThread {
         command: Command,
         reply_to: Option<ReplyTo>,
     ) {
-        self.to_worker(shard, WorkerRequest::Apply { shard, index, command, reply_to });
+        self.queue_on_worker(shard, WorkerRequest::Apply { shard, index, command, reply_to });
     }
 
+    /// Serves a read here when the shard's worker has carried out everything queued for
+    /// it (so the shard holds every apply before the read), else queues it behind them.
+    /// Reads in a read-heavy load then cost no hand-off to a worker: one thread wake
+    /// fewer per read, which on two cores was a tenth of a pipelined get's time.
     fn read(&mut self, shard: ShardId, key: Bytes, reply_to: ReplyTo) {
-        self.to_worker(shard, WorkerRequest::Read { shard, key, reply_to });
+        let workers = self.links.workers.len();
+        if !self.links.workers[worker_of(shard, workers)].is_idle() {
+            return self.queue_on_worker(shard, WorkerRequest::Read { shard, key, reply_to });
+        }
+        let value = self.links.machine.get(shard, &key);
+        let message = Message::Response(ClientResponse::GetResult { value });
+        let _ = self.links.reactor.send(ReactorEvent::Reply { reply_to, message });
     }
 
     fn shard_data(&mut self, effect: ShardEffect) {
-        self.to_worker(effect.shard(), WorkerRequest::ShardData(effect));
+        self.queue_on_worker(effect.shard(), WorkerRequest::ShardData(effect));
     }
 
     fn read_shard_chunk(
@@ -678,6 +688,6 @@ impl effects::Apply for StateThread {
     ) {
         let reply = self.links.completion_sender.clone();
         let read = WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply };
-        self.to_worker(shard, read);
+        self.queue_on_worker(shard, read);
     }
 }

@@ -777,14 +777,14 @@ impl Reactor {
 impl Reactor {
     fn on_reactor_event(&mut self, event: ReactorEvent, now: Instant) {
         match event {
-            ReactorEvent::Reply { reply_to, message } => self.on_reply(reply_to, &message, now),
+            ReactorEvent::Reply { reply_to, message } => self.on_reply(reply_to, message, now),
             ReactorEvent::LinkPeer(address) => self.ensure_link(address, now),
             ReactorEvent::SendPeer { address, frame } => self.send_on_link(address, frame, now),
             ReactorEvent::Shutdown => self.begin_drain(now),
         }
     }
 
-    fn on_reply(&mut self, reply_to: ReplyTo, message: &Message, now: Instant) {
+    fn on_reply(&mut self, reply_to: ReplyTo, message: Message, now: Instant) {
         let Some(connection) = self.connections.get_mut(reply_to.connection) else {
             self.counters.replies_to_closed_connections += 1;
             return;
@@ -802,7 +802,7 @@ impl Reactor {
         } else if resp {
             self.on_resp_answer(reply_to, message, now);
         } else {
-            self.queue_message(reply_to.connection, reply_to.correlation_id, message, now);
+            self.queue_message(reply_to.connection, reply_to.correlation_id, &message, now);
         }
         if was_paused_by_inflight {
             self.revisit.push(reply_to.connection);

@@ -18,6 +18,7 @@ use radiant_protocol::{
     ClientRequest, ClientResponse, ErrorResponse, Message, ReadConsistency, SetCondition, Update,
     UpdateOutcome,
 };
+use smallvec::SmallVec;
 use tracing::warn;
 
 use super::resp_routes::{self, node_id, RespRoutes};
@@ -51,9 +52,14 @@ pub(crate) struct RespSession {
     reads_in_flight: usize,
 }
 
+/// A command's requests: most commands are one request, kept on the stack.
+type Requests = SmallVec<[ClientRequest; 1]>;
+
 /// A command's requests waiting for the writes sent before it to be answered.
 struct Deferred {
-    requests: Vec<(ReplyTo, ClientRequest)>,
+    /// The correlation id of the first request; the others follow it.
+    first_correlation_id: u64,
+    requests: Requests,
     writes: bool,
     charge: QueuedCharge,
 }
@@ -61,7 +67,7 @@ struct Deferred {
 /// One command's reply while (some of) its requests are with the state thread.
 struct PendingReply {
     first_correlation_id: u64,
-    answers: Vec<Option<Message>>,
+    answers: SmallVec<[Option<Message>; 1]>,
     shape: Shape,
     slot: u16,
     ready: Option<RespValue>,
@@ -111,7 +117,7 @@ enum Handling {
     /// Answer, then close the connection (`QUIT`).
     ReplyAndClose(RespValue),
     /// Send these requests to the state thread; answer by `shape` in the key's slot.
-    Forward { requests: Vec<ClientRequest>, shape: Shape, slot: u16 },
+    Forward { requests: Requests, shape: Shape, slot: u16 },
 }
 
 fn error(text: impl Into<String>) -> RespValue {
@@ -170,18 +176,18 @@ impl Reactor {
         let Some(access) = self.connections.get_mut(id).map(|connection| connection.access) else {
             return;
         };
-        let name = arguments.first().map(|name| name.to_ascii_uppercase()).unwrap_or_default();
-        let name = String::from_utf8_lossy(&name).into_owned();
-        let handling = match self.local_command(id, &name, &arguments) {
+        let mut name_buffer = [0u8; MAX_COMMAND_NAME_BYTES];
+        let name = command_name(arguments.first().map_or(&[][..], |name| name), &mut name_buffer);
+        let handling = match self.local_command(id, name, &arguments) {
             Some(handling) => handling,
-            None => data_command(&name, &arguments, self.options.limits.max_value_bytes),
+            None => data_command(name, &arguments, self.options.limits.max_value_bytes),
         };
         match handling {
             Handling::Reply(value) => self.resp_reply(id, value, false, now),
             Handling::ReplyAndClose(value) => self.resp_reply(id, value, true, now),
             Handling::Forward { requests, shape, slot } => {
                 let Some(first) = requests.first() else {
-                    return self.resp_reply(id, wrong_arity(&name), false, now);
+                    return self.resp_reply(id, wrong_arity(name), false, now);
                 };
                 if self.authorize(access, first).is_err() {
                     SecurityCounters::add(&self.options.security.unauthorized_requests);
@@ -215,7 +221,7 @@ impl Reactor {
     fn forward_resp(
         &mut self,
         id: ConnectionId,
-        requests: Vec<ClientRequest>,
+        requests: Requests,
         shape: Shape,
         slot: u16,
         request_bytes: usize,
@@ -232,7 +238,7 @@ impl Reactor {
         let writes = shape.writes();
         session.pending.push_back(PendingReply {
             first_correlation_id,
-            answers: vec![None; requests.len()],
+            answers: SmallVec::from_elem(None, requests.len()),
             shape,
             slot,
             ready: None,
@@ -240,43 +246,41 @@ impl Reactor {
             writes,
         });
         connection.inflight += requests.len() as u32;
-        let requests = requests
-            .into_iter()
-            .zip(first_correlation_id..)
-            .map(|(request, correlation_id)| (ReplyTo { connection: id, correlation_id }, request))
-            .collect();
-        session.deferred.push_back(Deferred { requests, writes, charge });
+        session.deferred.push_back(Deferred { first_correlation_id, requests, writes, charge });
         self.send_deferred(id);
     }
 
     /// Sends the held-back commands that may go now: the first one once no command of
     /// the other kind is unanswered, and so on.
     fn send_deferred(&mut self, id: ConnectionId) {
-        let Some(session) = self.connections.get_mut(id).and_then(|c| c.resp.as_deref_mut()) else {
-            return;
-        };
-        let mut sendable = Vec::new();
-        while let Some(front) = session.deferred.front() {
-            let other_kind_in_flight =
-                if front.writes { session.reads_in_flight } else { session.writes_in_flight };
-            if other_kind_in_flight > 0 {
-                break;
-            }
-            let Some(command) = session.deferred.pop_front() else { break };
-            if command.writes {
-                session.writes_in_flight += command.requests.len();
-            } else {
-                session.reads_in_flight += command.requests.len();
-            }
-            sendable.push(command);
-        }
-        for Deferred { requests, charge, .. } in sendable {
+        while let Some(command) = self.next_sendable(id) {
+            let Deferred { first_correlation_id, requests, charge, .. } = command;
             let mut charge = Some(charge);
-            for (reply_to, request) in requests {
+            for (request, correlation_id) in requests.into_iter().zip(first_correlation_id..) {
+                let reply_to = ReplyTo { connection: id, correlation_id };
                 let charge = charge.take().unwrap_or_else(|| self.options.memory.charge_queued(0));
                 self.hand_to_state(id, StateEvent::Client { reply_to, request, charge });
             }
         }
+    }
+
+    /// The first held-back command, if no command of the other kind is unanswered; it
+    /// counts as in flight from here.
+    fn next_sendable(&mut self, id: ConnectionId) -> Option<Deferred> {
+        let session = self.connections.get_mut(id)?.resp.as_deref_mut()?;
+        let front = session.deferred.front()?;
+        let other_kind_in_flight =
+            if front.writes { session.reads_in_flight } else { session.writes_in_flight };
+        if other_kind_in_flight > 0 {
+            return None;
+        }
+        let command = session.deferred.pop_front()?;
+        if command.writes {
+            session.writes_in_flight += command.requests.len();
+        } else {
+            session.reads_in_flight += command.requests.len();
+        }
+        Some(command)
     }
 
     /// Queues `value` behind the replies still owed on the connection.
@@ -286,7 +290,7 @@ impl Reactor {
         };
         session.pending.push_back(PendingReply {
             first_correlation_id: session.next_correlation_id,
-            answers: Vec::new(),
+            answers: SmallVec::new(),
             shape: Shape::Ok,
             slot: 0,
             ready: Some(value),
@@ -297,7 +301,7 @@ impl Reactor {
     }
 
     /// The state thread's answer to one of a RESP command's requests.
-    pub(super) fn on_resp_answer(&mut self, reply_to: ReplyTo, message: &Message, now: Instant) {
+    pub(super) fn on_resp_answer(&mut self, reply_to: ReplyTo, message: Message, now: Instant) {
         let id = reply_to.connection;
         let Some(session) = self.connections.get_mut(id).and_then(|c| c.resp.as_deref_mut()) else {
             return;
@@ -320,9 +324,9 @@ impl Reactor {
         else {
             return;
         };
-        *answer = Some(message.clone());
+        *answer = Some(message);
         if pending.answers.iter().all(Option::is_some) {
-            let answers: Vec<Message> = pending.answers.drain(..).flatten().collect();
+            let answers = std::mem::take(&mut pending.answers);
             let (shape, slot) = (pending.shape, pending.slot);
             let reply = self.reply_to_answers(shape, slot, &answers);
             let session = self.connections.get_mut(id).and_then(|c| c.resp.as_deref_mut());
@@ -335,9 +339,11 @@ impl Reactor {
         self.write_ready_resp_replies(id, now);
     }
 
-    fn reply_to_answers(&self, shape: Shape, slot: u16, answers: &[Message]) -> RespValue {
+    /// The reply once every answer is in (a `None` left would be a bug: it is answered as
+    /// an unexpected kind).
+    fn reply_to_answers(&self, shape: Shape, slot: u16, answers: &[Option<Message>]) -> RespValue {
         if let Some(failure) = answers.iter().find_map(|answer| match answer {
-            Message::Error(failure) => Some(failure),
+            Some(Message::Error(failure)) => Some(failure),
             _ => None,
         }) {
             return self.resp_error(failure, slot);
@@ -425,9 +431,9 @@ impl Reactor {
 }
 
 /// The reply to a command whose answers all succeeded.
-fn reply_of(shape: Shape, answers: &[Message]) -> RespValue {
+fn reply_of(shape: Shape, answers: &[Option<Message>]) -> RespValue {
     let response = |at: usize| match answers.get(at) {
-        Some(Message::Response(response)) => Some(response),
+        Some(Some(Message::Response(response))) => Some(response),
         _ => None,
     };
     let unexpected = || error("ERR internal error: the radiant answered an unexpected kind");
@@ -540,7 +546,21 @@ fn one_slot(keys: &[Bytes]) -> Result<u16, RespValue> {
 }
 
 fn forward_one(request: ClientRequest, shape: Shape, key: &Bytes) -> Handling {
-    Handling::Forward { requests: vec![request], shape, slot: key_slot(key) }
+    Handling::Forward { requests: smallvec::smallvec![request], shape, slot: key_slot(key) }
+}
+
+/// Longer than any command name this radiant knows; a longer name is unknown.
+const MAX_COMMAND_NAME_BYTES: usize = 16;
+
+/// The command's name in upper case, in `buffer` (no allocation per command); empty for
+/// a name too long or not UTF-8, which no command has, so it is answered as unknown.
+fn command_name<'a>(name: &[u8], buffer: &'a mut [u8; MAX_COMMAND_NAME_BYTES]) -> &'a str {
+    let Some(upper) = buffer.get_mut(..name.len()) else {
+        return "";
+    };
+    upper.copy_from_slice(name);
+    upper.make_ascii_uppercase();
+    std::str::from_utf8(upper).unwrap_or_default()
 }
 
 fn get(key: &Bytes) -> ClientRequest {
@@ -674,7 +694,7 @@ impl Reactor {
         let rest = arguments.get(1..).unwrap_or_default();
         let reply = |value| Some(Handling::Reply(value));
         match (name, rest) {
-            ("PING", []) => reply(RespValue::Simple("PONG".to_string())),
+            ("PING", []) => reply(RespValue::Simple("PONG".into())),
             ("PING" | "ECHO", [message]) => reply(RespValue::Bulk(message.clone())),
             ("QUIT", _) => Some(Handling::ReplyAndClose(RespValue::ok())),
             ("SELECT", [database]) => reply(if database.as_ref() == b"0" {
