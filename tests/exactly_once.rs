@@ -3,6 +3,8 @@
 //! application did (`existed = true`), and does not erase a put that completed between
 //! the two attempts. The answer is lost by the test-only fault switch
 //! `RADIANT_TEST_DROP_DELETE_ANSWERS` (the reactor drops the first N delete answers).
+//! A batch of writes is one write too: its keys change together, and a batch whose keys
+//! are of two shards is refused whole.
 
 mod common;
 
@@ -65,4 +67,28 @@ fn a_delete_whose_answer_is_lost_is_applied_once_and_a_put_between_its_attempts_
         Some(&b"second"[..]),
         "the resent delete was applied again and erased a put that completed in between"
     );
+}
+
+#[test]
+fn a_batch_changes_its_keys_together_and_keys_of_two_shards_are_refused_whole() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data_dir = root.path().join("radiant");
+    let daemon = Daemon::start(&data_dir, "");
+    daemon.wait_until_ready();
+    let mut client = daemon.connect();
+    client.put(b"{b}old", b"x").expect("put");
+    let writes: [(&[u8], Option<&[u8]>); 3] =
+        [(b"{b}one", Some(b"1")), (b"{b}two", Some(b"2")), (b"{b}old", None)];
+    let outcome = client.write_batch(&writes, false).expect("batch");
+    assert_eq!((outcome.written, outcome.existed), (true, 1));
+    assert_eq!(client.get(b"{b}one").expect("get").as_deref(), Some(&b"1"[..]));
+    assert_eq!(client.get(b"{b}old").expect("get"), None);
+    let outcome = client.write_batch(&[(b"{b}new", Some(b"n")), (b"{b}one", None)], true);
+    assert_eq!(outcome.map(|o| (o.written, o.existed)).expect("batch"), (false, 1));
+    assert_eq!(client.get(b"{b}new").expect("get"), None, "a failed condition wrote");
+    // "a" and "b" are in different shards of the default 64.
+    let refused = client.write_batch(&[(b"a", Some(b"1")), (b"b", Some(b"2"))], false);
+    let refusal = refused.expect_err("keys of two shards").to_string();
+    assert!(refusal.contains("must be of one shard"), "{refusal}");
+    assert_eq!(client.get(b"a").expect("get"), None, "a refused batch wrote part of itself");
 }

@@ -184,6 +184,37 @@ fn keys_and_values_past_the_radiants_limits_are_refused_before_they_reach_the_lo
 }
 
 #[test]
+fn mset_msetnx_and_a_del_of_several_keys_are_one_write_each() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (_daemon, port) = single_node(&directory.path().join("radiant"), "max_value_bytes = 32\n");
+    let mut stream = connect(port);
+    let long_value = "v".repeat(33);
+    expect_replies(
+        &mut stream,
+        &[
+            &["MSET", "{m}a", "1", "{m}b", "2", "{m}a", "3"],
+            &["MGET", "{m}a", "{m}b"],
+            &["MSETNX", "{m}a", "9", "{m}c", "3"],
+            &["EXISTS", "{m}c"],
+            &["MSETNX", "{m}c", "3", "{m}d", "4"],
+            &["DEL", "{m}a", "{m}b", "{m}a", "{m}none"],
+            &["MGET", "{m}a", "{m}b", "{m}c", "{m}d"],
+            &["MSET", "a", "1", "b", "2"],
+            &["MSET", "{m}a"],
+            &["MSET", "{m}a", "1", "{m}b"],
+            &["MSET", "{m}a", "1", "{m}b", &long_value],
+            &["EXISTS", "{m}a", "{m}b"],
+        ],
+        "+OK\r\n*2\r\n$1\r\n3\r\n$1\r\n2\r\n:0\r\n:0\r\n:1\r\n:2\r\n\
+         *4\r\n$-1\r\n$-1\r\n$1\r\n3\r\n$1\r\n4\r\n\
+         -CROSSSLOT Keys in request don't hash to the same slot\r\n\
+         -ERR wrong number of arguments for 'mset' command\r\n\
+         -ERR wrong number of arguments for 'mset' command\r\n\
+         -ERR value of 33 bytes is longer than this radiant's max_value_bytes (32)\r\n:0\r\n",
+    );
+}
+
+#[test]
 fn the_client_token_guards_resp_as_it_guards_the_binary_port() {
     let directory = tempfile::tempdir().expect("temp dir");
     let token_file = directory.path().join("client-token");

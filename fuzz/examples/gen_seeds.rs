@@ -15,8 +15,9 @@ use std::path::Path;
 use bytes::{BufMut, Bytes, BytesMut};
 use radiant::config::Config;
 use radiant_protocol::{
-    ClientId, ClientRequest, ClientResponse, Command, ErrorResponse, MemberId, Message,
-    OrderStateOp, ReadConsistency, Session, SetCondition, Update, UpdateOutcome,
+    Batch, BatchCondition, BatchOutcome, BatchWrite, ClientId, ClientRequest, ClientResponse,
+    Command, ErrorResponse, MemberId, Message, OrderStateOp, ReadConsistency, Session,
+    SetCondition, Update, UpdateOutcome,
 };
 
 fn main() -> std::io::Result<()> {
@@ -148,7 +149,20 @@ fn sample_requests() -> Vec<(&'static str, Message)> {
                 session: session(),
             }),
         ),
+        (
+            "batch",
+            Message::Request(ClientRequest::Batch { batch: batch(&key, &value), session: None }),
+        ),
     ]
+}
+
+/// A batch of a set and a delete, as `MSETNX` and `DEL` of several keys make.
+fn batch(key: &Bytes, value: &Bytes) -> Batch {
+    let writes = vec![
+        BatchWrite { key: key.clone(), value: Some(value.clone()) },
+        BatchWrite { key: Bytes::from_static(b"{k}other"), value: None },
+    ];
+    Batch { condition: BatchCondition::IfAllAbsent, writes }
 }
 
 /// One reply of every response and error kind.
@@ -176,6 +190,13 @@ fn sample_replies(value: Bytes) -> Vec<(&'static str, Message)> {
             "update_result_incremented",
             Message::Response(ClientResponse::UpdateResult(UpdateOutcome::Incremented {
                 value: 42,
+            })),
+        ),
+        (
+            "batch_result",
+            Message::Response(ClientResponse::BatchResult(BatchOutcome {
+                written: true,
+                existed: 1,
             })),
         ),
         (
@@ -280,10 +301,11 @@ fn write_command_seeds(dir: &Path) -> std::io::Result<()> {
             "update_append",
             Command::Update {
                 key: key.clone(),
-                update: Update::Append { suffix: value, max_value_bytes: 1024 },
+                update: Update::Append { suffix: value.clone(), max_value_bytes: 1024 },
                 session: None,
             },
         ),
+        ("batch", Command::Batch { batch: batch(&key, &value), session: session() }),
         ("update_take", Command::Update { key, update: Update::Take, session: session() }),
     ];
     for (name, command) in commands {

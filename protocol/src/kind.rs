@@ -17,7 +17,9 @@
 //! | 0x50 – 0x5F | client requests                               |
 //! | 0x60 – 0x6F | client responses                              |
 //! | 0x70        | error response                                |
-//! | 0x71 – 0xFF | unassigned                                    |
+//! | 0x71 – 0x7F | unassigned                                    |
+//! | 0x80 – 0x8F | client requests, continued (0x50–0x5F is full) |
+//! | 0x90 – 0xFF | unassigned                                    |
 
 use std::fmt;
 
@@ -37,7 +39,7 @@ pub enum Family {
     Replication,
     /// The controller's configurations (and, later, shard transfer), kinds 0x40–0x4F.
     Controller,
-    /// Requests from clients, kinds 0x50–0x5F.
+    /// Requests from clients, kinds 0x50–0x5F and 0x80–0x8F.
     ClientRequest,
     /// Responses to clients, kinds 0x60–0x6F.
     ClientResponse,
@@ -46,7 +48,7 @@ pub enum Family {
 }
 
 impl Family {
-    /// The family whose reserved range holds `kind`, or `None` for 0x00 and 0x71–0xFF.
+    /// The family whose reserved range holds `kind`, or `None` for 0x00, 0x71–0x7F and 0x90–0xFF.
     /// Works for kinds this version does not know, which makes errors more helpful.
     pub fn of_byte(kind: u8) -> Option<Family> {
         match kind {
@@ -58,6 +60,7 @@ impl Family {
             0x50..=0x5F => Some(Family::ClientRequest),
             0x60..=0x6F => Some(Family::ClientResponse),
             0x70 => Some(Family::Error),
+            0x80..=0x8F => Some(Family::ClientRequest),
             _ => None,
         }
     }
@@ -183,13 +186,17 @@ pub enum Kind {
     ConfigurationResult = 0x67,
     /// The answer to `Update`: what it did.
     UpdateResult = 0x68,
+    /// The answer to `Batch`: whether it wrote, and how many of its keys existed.
+    BatchResult = 0x69,
     /// A request failed; the payload says why and what to do.
     Error = 0x70,
+    /// Write several keys of one shard as one log entry.
+    Batch = 0x80,
 }
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 48] = [
+    pub const ALL: [Kind; 50] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -237,7 +244,9 @@ impl Kind {
         Kind::StatusResult,
         Kind::ConfigurationResult,
         Kind::UpdateResult,
+        Kind::BatchResult,
         Kind::Error,
+        Kind::Batch,
     ];
 
     /// The kind with wire byte `byte`, or `None` if this version does not know it.
@@ -290,7 +299,9 @@ impl Kind {
             0x66 => Some(Kind::StatusResult),
             0x67 => Some(Kind::ConfigurationResult),
             0x68 => Some(Kind::UpdateResult),
+            0x69 => Some(Kind::BatchResult),
             0x70 => Some(Kind::Error),
+            0x80 => Some(Kind::Batch),
             _ => None,
         }
     }
@@ -338,7 +349,8 @@ impl Kind {
             | Kind::LeaveOrder
             | Kind::QueryConfiguration
             | Kind::Authenticate
-            | Kind::Update => Family::ClientRequest,
+            | Kind::Update
+            | Kind::Batch => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult
@@ -347,7 +359,8 @@ impl Kind {
             | Kind::Done
             | Kind::StatusResult
             | Kind::ConfigurationResult
-            | Kind::UpdateResult => Family::ClientResponse,
+            | Kind::UpdateResult
+            | Kind::BatchResult => Family::ClientResponse,
             Kind::Error => Family::Error,
         }
     }
@@ -401,7 +414,9 @@ mod tests {
     fn zero_and_high_bytes_belong_to_no_family() {
         assert_eq!(Family::of_byte(0x00), None);
         assert_eq!(Family::of_byte(0x71), None);
+        assert_eq!(Family::of_byte(0x90), None);
         assert_eq!(Family::of_byte(0xFF), None);
         assert_eq!(Family::of_byte(0x31), Some(Family::Replication));
+        assert_eq!(Family::of_byte(0x8F), Some(Family::ClientRequest));
     }
 }

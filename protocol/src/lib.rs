@@ -54,6 +54,7 @@ pub use message::{
     Message, MigrationEntry, PeerBody, PeerHeader, PeerMessage, ReadConsistency, RequestVote,
     Session, SetCondition, ShardChunk, SystemBody, SystemMessage, Update, UpdateOutcome, Vote,
 };
+pub use message::{Batch, BatchCondition, BatchOutcome, BatchWrite, MAX_BATCH_WRITES};
 pub use message::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
     CouncilVote, JoinAccepted, JoinSystem, ShardChunkAck,

@@ -15,6 +15,7 @@ use radiant_protocol::{
     MembershipChange, Message, OrderStateOp, PeerBody, PeerHeader, PeerMessage, ReadConsistency,
     RequestVote, Session, SetCondition, Update, UpdateOutcome, Vote,
 };
+use radiant_protocol::{Batch, BatchCondition, BatchOutcome, BatchWrite};
 
 fn key() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 1..=64).prop_map(Bytes::from)
@@ -55,6 +56,13 @@ fn json() -> impl Strategy<Value = String> {
 fn reason() -> impl Strategy<Value = String> {
     // Up to 250 characters of up to 4 bytes each stays within MAX_REASON_BYTES (1024).
     "\\PC{0,250}"
+}
+
+fn batch() -> impl Strategy<Value = Batch> {
+    let condition = prop_oneof![Just(BatchCondition::Always), Just(BatchCondition::IfAllAbsent)];
+    let write = (key(), optional_value()).prop_map(|(key, value)| BatchWrite { key, value });
+    (condition, prop::collection::vec(write, 1..8))
+        .prop_map(|(condition, writes)| Batch { condition, writes })
 }
 
 fn update() -> impl Strategy<Value = Update> {
@@ -122,6 +130,7 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             update,
             session
         }),
+        (batch(), session()).prop_map(|(batch, session)| ClientRequest::Batch { batch, session }),
     ]
 }
 
@@ -148,6 +157,9 @@ fn response() -> impl Strategy<Value = ClientResponse> {
             ClientResponse::Configuration(Box::new(configuration))
         }),
         update_outcome().prop_map(ClientResponse::UpdateResult),
+        (any::<bool>(), any::<u32>()).prop_map(|(written, existed)| {
+            ClientResponse::BatchResult(BatchOutcome { written, existed })
+        }),
     ]
 }
 
@@ -311,6 +323,7 @@ fn command() -> impl Strategy<Value = Command> {
             update,
             session
         }),
+        (batch(), session()).prop_map(|(batch, session)| Command::Batch { batch, session }),
     ]
 }
 
@@ -467,4 +480,30 @@ proptest! {
             prop_assert_eq!(Message::decode(frame, &Limits::DEFAULT).unwrap(), message.clone());
         }
     }
+}
+
+#[test]
+fn a_batch_of_no_writes_or_of_more_than_the_maximum_is_refused() {
+    let write = BatchWrite { key: Bytes::from_static(b"k"), value: None };
+    let mut oversized = BytesMut::new();
+    // Built by hand: the encoder asserts what the decoder checks.
+    // Tag 8, no session (16 zero bytes), condition Always, then the count.
+    oversized.extend_from_slice(&[8]);
+    oversized.extend_from_slice(&[0; 17]);
+    oversized.extend_from_slice(&(radiant_protocol::MAX_BATCH_WRITES + 1).to_be_bytes());
+    for _ in 0..=radiant_protocol::MAX_BATCH_WRITES {
+        oversized.extend_from_slice(&[0, 0, 0, 1, b'k', 0]);
+    }
+    let mut empty = vec![8];
+    empty.extend_from_slice(&[0; 21]);
+    let empty = Bytes::from(empty);
+    for data in [oversized.freeze(), empty] {
+        let refused = Command::decode(data, &Limits::DEFAULT).unwrap_err().to_string();
+        assert!(refused.contains("batch.count"), "{refused}");
+    }
+    let one = Command::Batch {
+        batch: Batch { condition: BatchCondition::Always, writes: vec![write] },
+        session: None,
+    };
+    assert_eq!(Command::decode(one.to_bytes(), &Limits::DEFAULT).unwrap(), one);
 }

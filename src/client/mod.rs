@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use self::stream::ClientStream;
+pub use radiant_protocol::BatchOutcome;
 use radiant_protocol::{
     decode_frame, ClientId, ClientRequest, ClientResponse, DecodeError, ErrorResponse, Limits,
     Message, ReadConsistency, Session,
 };
+use radiant_protocol::{Batch, BatchCondition, BatchWrite};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +244,9 @@ fn resend_is_harmless(request: &ClientRequest) -> bool {
         | ClientRequest::QueryConfiguration { .. } => true,
         ClientRequest::Put { session, .. }
         | ClientRequest::Delete { session, .. }
-        | ClientRequest::Cas { session, .. } => session.is_some(),
+        | ClientRequest::Cas { session, .. }
+        | ClientRequest::Update { session, .. }
+        | ClientRequest::Batch { session, .. } => session.is_some(),
         // The admin requests (answered above), and any kind added later until it says.
         _ => false,
     }
@@ -431,6 +435,34 @@ impl Client {
                 Ok(CasOutcome { succeeded, current })
             }
             other => Err(self.unexpected("cas", other)),
+        }
+    }
+
+    /// Writes several keys of one shard atomically, as one log entry: each pair's key
+    /// gets its value (`None` deletes it). With `only_if_all_absent` nothing is written
+    /// if any key is present. Keys of several shards are refused (`BadRequest`); give
+    /// related keys one `{hash tag}`.
+    pub fn write_batch(
+        &mut self,
+        writes: &[(&[u8], Option<&[u8]>)],
+        only_if_all_absent: bool,
+    ) -> Result<BatchOutcome, ClientError> {
+        let writes = writes
+            .iter()
+            .map(|(key, value)| BatchWrite {
+                key: Bytes::copy_from_slice(key),
+                value: value.map(Bytes::copy_from_slice),
+            })
+            .collect();
+        let condition =
+            if only_if_all_absent { BatchCondition::IfAllAbsent } else { BatchCondition::Always };
+        let request = ClientRequest::Batch {
+            batch: Batch { condition, writes },
+            session: self.next_session(),
+        };
+        match self.call(request)? {
+            ClientResponse::BatchResult(outcome) => Ok(outcome),
+            other => Err(self.unexpected("batch", other)),
         }
     }
 

@@ -15,6 +15,7 @@ use parking_lot::{
 };
 
 use radiant_protocol::slots::{key_shard, ShardId};
+use radiant_protocol::{BatchCondition, BatchOutcome};
 
 use super::update::KeyWrite;
 
@@ -153,6 +154,35 @@ impl ShardMap {
         outcome
     }
 
+    /// Carries out `batch` under the shard's write lock, so no reader sees part of it:
+    /// counts its distinct keys present before it, then makes every write unless its
+    /// condition fails. A key written twice takes the later write.
+    pub fn apply_batch(&self, shard: ShardId, batch: radiant_protocol::Batch) -> BatchOutcome {
+        for write in &batch.writes {
+            self.check_key(shard, &write.key);
+        }
+        let mut map = self.write_shard(shard);
+        let mut keys: Vec<&Bytes> = batch.writes.iter().map(|write| &write.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let existed = keys.iter().filter(|key| map.contains_key(**key)).count();
+        // At most MAX_BATCH_WRITES (1024) distinct keys.
+        let existed = u32::try_from(existed).unwrap_or(u32::MAX);
+        let written = match batch.condition {
+            BatchCondition::Always => true,
+            BatchCondition::IfAllAbsent => existed == 0,
+        };
+        if written {
+            for write in batch.writes {
+                match write.value {
+                    Some(value) => map.insert(write.key, value),
+                    None => map.remove(&write.key),
+                };
+            }
+        }
+        BatchOutcome { written, existed }
+    }
+
     /// The number of keys in all shards.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|shard| shard.read().pairs.len()).sum()
@@ -244,11 +274,21 @@ mod tests {
         Put(u8, u8),
         Delete(u8),
         Cas(u8, Option<u8>, Option<u8>),
+        /// Writes of keys of one slot (`None` deletes); `true`: only if all are absent.
+        Batch(Vec<(u8, Option<u8>)>, bool),
         Clear,
     }
 
+    /// A third of the keys share one hash tag (one slot, so one shard), for batches.
     fn key(number: u8) -> Bytes {
+        if number.is_multiple_of(3) {
+            return tagged_key(number / 3);
+        }
         Bytes::from(format!("key-{}", number % 24))
+    }
+
+    fn tagged_key(number: u8) -> Bytes {
+        Bytes::from(format!("{{t}}k-{}", number % 6))
     }
 
     fn value(number: u8) -> Bytes {
@@ -262,8 +302,41 @@ mod tests {
             any::<u8>().prop_map(Operation::Delete),
             (any::<u8>(), any::<Option<u8>>(), any::<Option<u8>>())
                 .prop_map(|(key, expected, new)| Operation::Cas(key, expected, new)),
+            (proptest::collection::vec((any::<u8>(), any::<Option<u8>>()), 1..6), any::<bool>())
+                .prop_map(|(writes, if_all_absent)| Operation::Batch(writes, if_all_absent)),
             Just(Operation::Clear),
         ]
+    }
+
+    fn apply_batch(
+        map: &ShardMap,
+        model: &mut BTreeMap<Bytes, Bytes>,
+        writes: &[(u8, Option<u8>)],
+        if_all_absent: bool,
+    ) {
+        let writes: Vec<radiant_protocol::BatchWrite> = writes
+            .iter()
+            .map(|(number, value_number)| radiant_protocol::BatchWrite {
+                key: tagged_key(*number),
+                value: value_number.map(value),
+            })
+            .collect();
+        let keys: std::collections::BTreeSet<&Bytes> = writes.iter().map(|w| &w.key).collect();
+        let existed = keys.iter().filter(|key| model.contains_key(**key)).count() as u32;
+        let written = !if_all_absent || existed == 0;
+        if written {
+            for write in &writes {
+                match &write.value {
+                    Some(value) => model.insert(write.key.clone(), value.clone()),
+                    None => model.remove(&write.key),
+                };
+            }
+        }
+        let condition =
+            if if_all_absent { BatchCondition::IfAllAbsent } else { BatchCondition::Always };
+        let shard = shard_of(&tagged_key(0));
+        let outcome = map.apply_batch(shard, radiant_protocol::Batch { condition, writes });
+        assert_eq!(outcome, BatchOutcome { written, existed });
     }
 
     fn apply(map: &ShardMap, model: &mut BTreeMap<Bytes, Bytes>, operation: &Operation) {
@@ -298,6 +371,9 @@ mod tests {
                 } else {
                     assert_eq!(outcome.current, model.get(&key).cloned());
                 }
+            }
+            Operation::Batch(writes, if_all_absent) => {
+                apply_batch(map, model, writes, *if_all_absent);
             }
             Operation::Clear => {
                 map.clear();

@@ -138,6 +138,9 @@ impl StateMachine {
             Command::Update { key, update, session: _ } => {
                 ClientResponse::UpdateResult(self.map.update(shard, key, update))
             }
+            Command::Batch { batch, session: _ } => {
+                ClientResponse::BatchResult(self.map.apply_batch(shard, batch))
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use crate::error::DecodeError;
 use crate::ids::{ClientId, GroupId, MemberId};
 use crate::kind::Kind;
 use crate::limits::Limits;
+use crate::message::batch::{Batch, BatchOutcome};
 use crate::message::update::{Update, UpdateOutcome};
 
 /// How fresh a `Get` must be.
@@ -31,6 +32,12 @@ impl ReadConsistency {
     /// Every level, in code order.
     pub const ALL: [ReadConsistency; 3] =
         [ReadConsistency::Linearizable, ReadConsistency::Lease, ReadConsistency::Stale];
+
+    fn decode(reader: &mut Reader) -> Result<ReadConsistency, DecodeError> {
+        let code = reader.read_u8("consistency")?;
+        ReadConsistency::from_u8(code)
+            .ok_or_else(|| reader.invalid("consistency", "unknown consistency code"))
+    }
 
     /// The level with wire code `code`, or `None` for an unknown code.
     pub fn from_u8(code: u8) -> Option<ReadConsistency> {
@@ -189,6 +196,15 @@ pub enum ClientRequest {
         /// For exactly-once application of retries.
         session: Option<Session>,
     },
+    /// Write several keys of one shard atomically, as one log entry (kind 0x80).
+    /// Answered by `BatchResult`; a batch whose keys are of several shards gets
+    /// `BadRequest`.
+    Batch {
+        /// The writes and their condition.
+        batch: Batch,
+        /// For exactly-once application of retries.
+        session: Option<Session>,
+    },
 }
 
 /// The longest token `Authenticate` carries.
@@ -216,6 +232,7 @@ impl ClientRequest {
             ClientRequest::QueryConfiguration { .. } => Kind::QueryConfiguration,
             ClientRequest::Authenticate { .. } => Kind::Authenticate,
             ClientRequest::Update { .. } => Kind::Update,
+            ClientRequest::Batch { .. } => Kind::Batch,
         }
     }
 
@@ -242,6 +259,7 @@ impl ClientRequest {
             | ClientRequest::Delete { key, .. }
             | ClientRequest::Cas { key, .. }
             | ClientRequest::Update { key, .. } => Some(key),
+            ClientRequest::Batch { batch, .. } => batch.first_key(),
             ClientRequest::Ping
             | ClientRequest::AddMember { .. }
             | ClientRequest::RemoveMember { .. }
@@ -261,11 +279,8 @@ impl ClientRequest {
         let mut reader = Reader::new(payload, Some(kind));
         let request = match kind {
             Kind::Get => {
-                let code = reader.read_u8("consistency")?;
-                let consistency = ReadConsistency::from_u8(code)
-                    .ok_or_else(|| reader.invalid("consistency", "unknown consistency code"))?;
-                let key = reader.read_key("key", limits)?;
-                ClientRequest::Get { key, consistency }
+                let consistency = ReadConsistency::decode(&mut reader)?;
+                ClientRequest::Get { key: reader.read_key("key", limits)?, consistency }
             }
             Kind::Put => {
                 let session = Session::decode(&mut reader)?;
@@ -321,6 +336,10 @@ impl ClientRequest {
                 let update = Update::decode(&mut reader, limits)?;
                 ClientRequest::Update { key, update, session }
             }
+            Kind::Batch => {
+                let session = Session::decode(&mut reader)?;
+                ClientRequest::Batch { batch: Batch::decode(&mut reader, limits)?, session }
+            }
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
@@ -373,6 +392,10 @@ impl ClientRequest {
                 put_bytes(dst, key);
                 update.encode(dst);
             }
+            ClientRequest::Batch { batch, session } => {
+                Session::encode(*session, dst);
+                batch.encode(dst);
+            }
         }
     }
 }
@@ -418,6 +441,8 @@ pub enum ClientResponse {
     Configuration(Box<Configuration>),
     /// The answer to `Update`: what it did.
     UpdateResult(UpdateOutcome),
+    /// The answer to `Batch`: whether it wrote, and how many of its keys existed.
+    BatchResult(BatchOutcome),
 }
 
 // ===== impl ClientResponse =====
@@ -435,6 +460,7 @@ impl ClientResponse {
             ClientResponse::Status { .. } => Kind::StatusResult,
             ClientResponse::Configuration(_) => Kind::ConfigurationResult,
             ClientResponse::UpdateResult(_) => Kind::UpdateResult,
+            ClientResponse::BatchResult(_) => Kind::BatchResult,
         }
     }
 
@@ -471,6 +497,7 @@ impl ClientResponse {
             Kind::UpdateResult => {
                 ClientResponse::UpdateResult(UpdateOutcome::decode(&mut reader, limits)?)
             }
+            Kind::BatchResult => ClientResponse::BatchResult(BatchOutcome::decode(&mut reader)?),
             _ => return Err(reader.invalid("kind", "not a client response kind")),
         };
         reader.finish()?;
@@ -492,6 +519,7 @@ impl ClientResponse {
             ClientResponse::Status { json } => put_bytes(dst, json.as_bytes()),
             ClientResponse::Configuration(configuration) => configuration.encode(dst),
             ClientResponse::UpdateResult(outcome) => outcome.encode(dst),
+            ClientResponse::BatchResult(outcome) => outcome.encode(dst),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::configuration::Configuration;
 use crate::error::DecodeError;
 use crate::ids::{GroupId, MemberId, Term};
 use crate::limits::Limits;
+use crate::message::batch::Batch;
 use crate::message::client::Session;
 use crate::message::migration::MigrationEntry;
 use crate::message::update::Update;
@@ -63,6 +64,14 @@ pub enum Command {
         key: Bytes,
         /// What to do to it.
         update: Update,
+        /// The client session, for exactly-once application.
+        session: Option<Session>,
+    },
+    /// Write several keys of one shard, with the meaning of `ClientRequest::Batch`.
+    /// Tag 8.
+    Batch {
+        /// The writes and their condition.
+        batch: Batch,
         /// The client session, for exactly-once application.
         session: Option<Session>,
     },
@@ -123,6 +132,7 @@ const TAG_MEMBERSHIP: u8 = 4;
 const TAG_COUNCIL: u8 = 5;
 const TAG_MIGRATION: u8 = 6;
 const TAG_UPDATE: u8 = 7;
+const TAG_BATCH: u8 = 8;
 
 const COUNCIL_VOTE: u8 = 1;
 const COUNCIL_ACCEPT: u8 = 2;
@@ -147,6 +157,7 @@ impl Command {
             | Command::Delete { key, .. }
             | Command::Cas { key, .. }
             | Command::Update { key, .. } => Some(key),
+            Command::Batch { batch, .. } => batch.first_key(),
         }
     }
 
@@ -161,7 +172,8 @@ impl Command {
             Command::Put { session, .. }
             | Command::Delete { session, .. }
             | Command::Cas { session, .. }
-            | Command::Update { session, .. } => *session,
+            | Command::Update { session, .. }
+            | Command::Batch { session, .. } => *session,
         }
     }
 
@@ -198,6 +210,10 @@ impl Command {
                 let key = reader.read_key("key", limits)?;
                 let update = Update::decode(&mut reader, limits)?;
                 Command::Update { key, update, session }
+            }
+            TAG_BATCH => {
+                let session = Session::decode(&mut reader)?;
+                Command::Batch { batch: Batch::decode(&mut reader, limits)?, session }
             }
             _ => return Err(reader.invalid("tag", "unknown command tag")),
         };
@@ -244,6 +260,11 @@ impl Command {
                 Session::encode(*session, dst);
                 put_bytes(dst, key);
                 update.encode(dst);
+            }
+            Command::Batch { batch, session } => {
+                dst.put_u8(TAG_BATCH);
+                Session::encode(*session, dst);
+                batch.encode(dst);
             }
         }
     }
@@ -369,7 +390,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_tag() {
-        let error = Command::decode(Bytes::from_static(&[8]), &Limits::DEFAULT);
+        let error = Command::decode(Bytes::from_static(&[9]), &Limits::DEFAULT);
         assert_eq!(
             error,
             Err(DecodeError::InvalidField {

@@ -10,6 +10,7 @@ use crate::frame::{encode_frame, Frame};
 use crate::kind::{Family, Kind};
 use crate::limits::Limits;
 
+pub mod batch;
 pub mod client;
 pub mod command;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod system;
 pub mod update;
 pub mod vote;
 
+pub use batch::{Batch, BatchCondition, BatchOutcome, BatchWrite, MAX_BATCH_WRITES};
 pub use client::{ClientRequest, ClientResponse, ReadConsistency, Session};
 pub use command::{Command, CouncilEntry, MembershipChange};
 pub use error::ErrorResponse;

@@ -4,8 +4,8 @@
 //! client address when known, or `Locked(op)` while the order is voting.
 
 use radiant_protocol::{
-    ClientRequest, ClientResponse, Command, ErrorResponse, LogIndex, MemberId, MembershipChange,
-    OrderStateOp,
+    Batch, ClientRequest, ClientResponse, Command, ErrorResponse, LogIndex, MemberId,
+    MembershipChange, OrderStateOp,
 };
 
 use super::membership::member_client_address;
@@ -73,6 +73,14 @@ impl Order {
             ClientRequest::Update { key, update, session } => {
                 Command::Update { key, update, session }
             }
+            ClientRequest::Batch { batch, session } => {
+                if let Err(reason) = self.batch_in_one_shard(&batch) {
+                    let result = Err(ErrorResponse::BadRequest { reason });
+                    actions.push(Action::Reply { reply_to, result });
+                    return None;
+                }
+                Command::Batch { batch, session }
+            }
             ClientRequest::AddMember { member, address } => {
                 Command::Membership(MembershipChange::AddLearner { member, address })
             }
@@ -111,6 +119,27 @@ impl Order {
                 return None;
             }
         })
+    }
+
+    /// A batch is one entry applied under one shard's lock, so its keys must all be of
+    /// one shard (the first key's, which `on_client` admitted).
+    fn batch_in_one_shard(&self, batch: &Batch) -> Result<(), String> {
+        let shard_of =
+            |key: &[u8]| radiant_protocol::slots::key_shard(key, self.options.shard_count);
+        let Some(first) = batch.first_key() else {
+            return Err("a batch needs at least one write".to_string());
+        };
+        let shard = shard_of(first);
+        match batch.writes.iter().find(|write| shard_of(&write.key) != shard) {
+            None => Ok(()),
+            Some(other) => Err(format!(
+                "the keys of a batch must be of one shard: {:?} is in {shard}, {:?} in {}; \
+                 give related keys one {{hash tag}} to put them in one slot",
+                String::from_utf8_lossy(first),
+                String::from_utf8_lossy(&other.key),
+                shard_of(&other.key)
+            )),
+        }
     }
 
     /// Appends `command` as herald; it is written and replicated at the next flush.

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use radiant_protocol::resp::{decode_request, RespLimits, RespValue, RespVersion};
 use radiant_protocol::slots::key_slot;
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ErrorResponse, Message, ReadConsistency, SetCondition, Update,
-    UpdateOutcome,
+    Batch, BatchCondition, BatchOutcome, BatchWrite, ClientRequest, ClientResponse, ErrorResponse,
+    Message, ReadConsistency, SetCondition, Update, UpdateOutcome, MAX_BATCH_WRITES,
 };
 use smallvec::SmallVec;
 use tracing::warn;
@@ -32,8 +32,10 @@ use crate::storage::update::parse_integer;
 /// for clients that switch behaviour on it.
 const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
 
-/// Most keys one `MGET`, `EXISTS` or `DEL` may name (each becomes one request).
-pub(crate) const MAX_KEYS_PER_COMMAND: usize = 1024;
+/// Most keys one `MGET`, `EXISTS`, `DEL` or `MSET` may name: as many as one batch holds
+/// (`MSET` and a `DEL` of several keys are one batch; `MGET` and `EXISTS` become one read
+/// per key).
+pub(crate) const MAX_KEYS_PER_COMMAND: usize = MAX_BATCH_WRITES as usize;
 
 /// A RESP connection's state beyond its buffers.
 #[derive(Default)]
@@ -85,11 +87,11 @@ enum Shape {
     Value,
     /// `STRLEN`: the value's length, 0 if absent.
     Length,
-    /// Plain `SET`: `+OK`.
+    /// Plain `SET` and `MSET`: `+OK`.
     Ok,
     /// `SET` with options: with `GET` the old value, else `+OK` or null if not written.
     Set { answer_previous: bool },
-    /// `SETNX`: 1 if written, else 0.
+    /// `SETNX`, `MSETNX`: 1 if written, else 0.
     Written,
     /// `GETSET`, `GETDEL`: the old value.
     Previous,
@@ -130,6 +132,7 @@ fn wrong_arity(name: &str) -> RespValue {
 
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX_ERROR: &str = "ERR syntax error";
+const UNEXPECTED_ANSWER: &str = "ERR internal error: the radiant answered an unexpected kind";
 
 impl Reactor {
     /// Decodes and handles up to `MAX_FRAMES_PER_TURN` buffered RESP requests.
@@ -436,7 +439,7 @@ fn reply_of(shape: Shape, answers: &[Option<Message>]) -> RespValue {
         Some(Some(Message::Response(response))) => Some(response),
         _ => None,
     };
-    let unexpected = || error("ERR internal error: the radiant answered an unexpected kind");
+    let unexpected = || error(UNEXPECTED_ANSWER);
     match (shape, response(0)) {
         (Shape::Value, Some(ClientResponse::GetResult { value })) => {
             RespValue::optional(value.clone())
@@ -444,7 +447,15 @@ fn reply_of(shape: Shape, answers: &[Option<Message>]) -> RespValue {
         (Shape::Length, Some(ClientResponse::GetResult { value })) => {
             RespValue::Integer(value.as_ref().map_or(0, |value| value.len() as i64))
         }
-        (Shape::Ok, Some(ClientResponse::PutResult)) => RespValue::ok(),
+        (Shape::Ok, Some(ClientResponse::PutResult | ClientResponse::BatchResult(_))) => {
+            RespValue::ok()
+        }
+        (Shape::Written, Some(ClientResponse::BatchResult(BatchOutcome { written, .. }))) => {
+            RespValue::Integer(i64::from(*written))
+        }
+        (Shape::CountExisted, Some(ClientResponse::BatchResult(BatchOutcome { existed, .. }))) => {
+            RespValue::Integer(i64::from(*existed))
+        }
         (Shape::Set { answer_previous }, Some(ClientResponse::UpdateResult(outcome))) => {
             match outcome {
                 UpdateOutcome::Set { previous, .. } if answer_previous => {
@@ -479,24 +490,31 @@ fn reply_of(shape: Shape, answers: &[Option<Message>]) -> RespValue {
             _ => unexpected(),
         },
         (Shape::CountExisted | Shape::CountPresent | Shape::Values, _) => {
-            let mut count = 0;
-            let mut values = Vec::with_capacity(answers.len());
-            for at in 0..answers.len() {
-                match response(at) {
-                    Some(ClientResponse::DeleteResult { existed }) => count += i64::from(*existed),
-                    Some(ClientResponse::GetResult { value }) => {
-                        count += i64::from(value.is_some());
-                        values.push(RespValue::optional(value.clone()));
-                    }
-                    _ => return unexpected(),
-                }
-            }
-            match shape {
-                Shape::Values => RespValue::Array(values),
-                _ => RespValue::Integer(count),
-            }
+            reply_of_many(shape, answers)
         }
         _ => unexpected(),
+    }
+}
+
+/// `DEL` of one key, `EXISTS`, `MGET`: a count or the values of one answer per key.
+fn reply_of_many(shape: Shape, answers: &[Option<Message>]) -> RespValue {
+    let mut count = 0;
+    let mut values = Vec::with_capacity(answers.len());
+    for answer in answers {
+        match answer {
+            Some(Message::Response(ClientResponse::DeleteResult { existed })) => {
+                count += i64::from(*existed);
+            }
+            Some(Message::Response(ClientResponse::GetResult { value })) => {
+                count += i64::from(value.is_some());
+                values.push(RespValue::optional(value.clone()));
+            }
+            _ => return error(UNEXPECTED_ANSWER),
+        }
+    }
+    match shape {
+        Shape::Values => RespValue::Array(values),
+        _ => RespValue::Integer(count),
     }
 }
 
@@ -513,8 +531,21 @@ fn outside_limits(request: &ClientRequest, limits: &radiant_protocol::Limits) ->
             Update::Append { suffix, .. } => (key, Some(suffix)),
             Update::IncrementBy { .. } | Update::Take => (key, None),
         },
+        ClientRequest::Batch { batch, .. } => {
+            return batch.writes.iter().find_map(|write| {
+                key_value_outside_limits(&write.key, write.value.as_ref(), limits)
+            });
+        }
         _ => return None,
     };
+    key_value_outside_limits(key, value, limits)
+}
+
+fn key_value_outside_limits(
+    key: &Bytes,
+    value: Option<&Bytes>,
+    limits: &radiant_protocol::Limits,
+) -> Option<RespValue> {
     if key.is_empty() {
         return Some(error("ERR Radiant keys must not be empty"));
     }
@@ -604,13 +635,12 @@ fn data_command(name: &str, arguments: &[Bytes], max_value_bytes: u32) -> Handli
             None => reply(error(NOT_AN_INTEGER)),
         },
         ("DEL" | "UNLINK" | "EXISTS" | "MGET", keys) if !keys.is_empty() => many_keys(name, keys),
-        ("MSET" | "MSETNX", _) => reply(error(format!(
-            "ERR {name} is not supported yet: one atomic write of several keys is not built; \
-             use SET for each key"
-        ))),
+        ("MSET" | "MSETNX", pairs) if !pairs.is_empty() && pairs.len() % 2 == 0 => {
+            set_many(name, pairs)
+        }
         (
             "GET" | "STRLEN" | "SET" | "SETNX" | "GETSET" | "GETDEL" | "APPEND" | "INCR" | "DECR"
-            | "INCRBY" | "DECRBY" | "DEL" | "UNLINK" | "EXISTS" | "MGET",
+            | "INCRBY" | "DECRBY" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" | "MSETNX",
             _,
         ) => reply(wrong_arity(name)),
         _ => reply(unknown_command(arguments)),
@@ -643,16 +673,54 @@ fn many_keys(name: &str, keys: &[Bytes]) -> Handling {
         Err(refusal) => return Handling::Reply(refusal),
     };
     let (requests, shape) = match name {
-        "DEL" | "UNLINK" => (
+        "DEL" | "UNLINK" if keys.len() == 1 => (
             keys.iter()
                 .map(|key| ClientRequest::Delete { key: key.clone(), session: None })
                 .collect(),
             Shape::CountExisted,
         ),
+        "DEL" | "UNLINK" => {
+            let writes = keys.iter().map(|key| BatchWrite { key: key.clone(), value: None });
+            let batch = Batch { condition: BatchCondition::Always, writes: writes.collect() };
+            (
+                smallvec::smallvec![ClientRequest::Batch { batch, session: None }],
+                Shape::CountExisted,
+            )
+        }
         "EXISTS" => (keys.iter().map(get).collect(), Shape::CountPresent),
         _ => (keys.iter().map(get).collect(), Shape::Values),
     };
     Handling::Forward { requests, shape, slot }
+}
+
+/// `MSET` and `MSETNX`: one batch, so every key is written or (`MSETNX` with a key
+/// present) none is, and no reader sees some of the keys written and not others.
+fn set_many(name: &str, pairs: &[Bytes]) -> Handling {
+    let keys: Vec<Bytes> = pairs.iter().step_by(2).cloned().collect();
+    if keys.len() > MAX_KEYS_PER_COMMAND {
+        return Handling::Reply(error(format!(
+            "ERR {name} names {} keys; this radiant takes at most {MAX_KEYS_PER_COMMAND} in one \
+             command",
+            keys.len()
+        )));
+    }
+    let slot = match one_slot(&keys) {
+        Ok(slot) => slot,
+        Err(refusal) => return Handling::Reply(refusal),
+    };
+    let writes = pairs
+        .chunks_exact(2)
+        .filter_map(|pair| match pair {
+            [key, value] => Some(BatchWrite { key: key.clone(), value: Some(value.clone()) }),
+            _ => None,
+        })
+        .collect();
+    let (condition, shape) = match name {
+        "MSETNX" => (BatchCondition::IfAllAbsent, Shape::Written),
+        _ => (BatchCondition::Always, Shape::Ok),
+    };
+    let batch = ClientRequest::Batch { batch: Batch { condition, writes }, session: None };
+    Handling::Forward { requests: smallvec::smallvec![batch], shape, slot }
 }
 
 /// `SET key value [NX|XX] [GET]`; expiry options are refused until keys can expire.
@@ -950,6 +1018,8 @@ fn command_command(arguments: &[Bytes]) -> RespValue {
         ("unlink", -2, 1, -1, 1),
         ("exists", -2, 1, -1, 1),
         ("mget", -2, 1, -1, 1),
+        ("mset", -3, 1, -1, 2),
+        ("msetnx", -3, 1, -1, 2),
         ("ping", -1, 0, 0, 0),
         ("echo", 2, 0, 0, 0),
         ("hello", -1, 0, 0, 0),
