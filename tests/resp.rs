@@ -327,6 +327,44 @@ fn a_follower_sends_redis_clients_to_the_herald_and_redis_cli_follows() {
     assert_eq!(cli(&["INCR", "visits"]), "1");
 }
 
+/// After `READONLY` a follower serves reads itself, linearizably (a follower read: it
+/// asks the herald for a read index, then reads what it has applied), while writes and
+/// reads without `READONLY` still go to the herald.
+#[test]
+fn after_readonly_a_follower_serves_linearizable_reads_itself() {
+    let order = RespOrder::start();
+    let (herald, follower) = order.herald_and_follower();
+    let mut writer = connect(herald);
+    let mut reader = connect(follower);
+    let slot = 12182; // CLUSTER KEYSLOT foo
+    expect_replies(
+        &mut reader,
+        &[&["GET", "foo"]],
+        &format!("-MOVED {slot} 127.0.0.1:{herald}\r\n"),
+    );
+    expect_replies(&mut reader, &[&["READONLY"]], "+OK\r\n");
+    for round in 0..20 {
+        let value = format!("v{round}");
+        expect_replies(&mut writer, &[&["SET", "foo", &value]], "+OK\r\n");
+        // The SET was acknowledged: the follower's read must see it, though the follower
+        // may not have heard of its commit yet.
+        let round = round.to_string();
+        let expected =
+            format!("${}\r\n{value}\r\n*2\r\n${}\r\n{round}\r\n$-1\r\n", value.len(), round.len());
+        expect_replies(&mut writer, &[&["SET", "{foo}n", &round]], "+OK\r\n");
+        expect_replies(
+            &mut reader,
+            &[&["GET", "foo"], &["MGET", "{foo}n", "{foo}none"]],
+            &expected,
+        );
+    }
+    expect_replies(
+        &mut reader,
+        &[&["SET", "foo", "x"], &["READWRITE"], &["GET", "foo"]],
+        &format!("-MOVED {slot} 127.0.0.1:{herald}\r\n+OK\r\n-MOVED {slot} 127.0.0.1:{herald}\r\n"),
+    );
+}
+
 #[test]
 fn redis_benchmark_completes_without_errors_and_every_incr_counts_once() {
     if !can_run(

@@ -214,3 +214,50 @@ fn reads_that_arrive_together_share_one_heartbeat_round() {
     let rounds = started(&simulator) - before;
     assert!(rounds <= 3, "64 reads arriving together took {rounds} heartbeat rounds");
 }
+
+fn get(consistency: radiant_protocol::ReadConsistency) -> ClientRequest {
+    ClientRequest::Get { key: Bytes::from_static(b"key"), consistency }
+}
+
+/// Issue 14: follower reads. A follower serves a follower read itself, after asking the
+/// herald for a read index, and sees every write acknowledged before the read; a plain
+/// linearizable read at a follower is still sent to the herald.
+#[test]
+fn a_follower_serves_a_follower_read_that_sees_every_acknowledged_write() {
+    use radiant_protocol::ReadConsistency;
+    let mut simulator = Simulator::quiet(6, 3, 3);
+    let (herald, _) = settled(&mut simulator);
+    let follower = (0..3).find(|&radiant| radiant != herald).expect("a follower");
+    for round in 0..5 {
+        let key = "key";
+        let value = Bytes::from(format!("v{round}"));
+        let request = ClientRequest::Put { key: Bytes::from(key), value, session: None };
+        simulator.request(herald, request, 10 * ELECTION).expect("put");
+        let answer = simulator.request(follower, get(ReadConsistency::Follower), 10 * ELECTION);
+        let value = Some(Bytes::from(format!("v{round}")));
+        assert_eq!(answer, Ok(ClientResponse::GetResult { value }), "round {round}");
+    }
+    let redirected = simulator.request(follower, get(ReadConsistency::Linearizable), ELECTION);
+    assert!(
+        matches!(redirected, Err(ErrorResponse::NotHerald { .. })),
+        "a linearizable read at a follower: {redirected:?}"
+    );
+}
+
+/// A follower cut off from its herald gets no read index: its follower reads are
+/// refused (within an election timeout or two), so clients retry elsewhere, rather
+/// than served from what it has.
+#[test]
+fn a_follower_cut_off_from_its_herald_refuses_follower_reads() {
+    use radiant_protocol::ReadConsistency;
+    let mut simulator = Simulator::quiet(7, 3, 3);
+    let (herald, _) = settled(&mut simulator);
+    put(&mut simulator, herald, "key").expect("put");
+    let follower = (0..3).find(|&radiant| radiant != herald).expect("a follower");
+    simulator.isolate(follower);
+    let answer = simulator.request(follower, get(ReadConsistency::Follower), 5 * ELECTION);
+    assert!(
+        matches!(answer, Err(ErrorResponse::NotHerald { .. } | ErrorResponse::Locked(_))),
+        "a follower read at a cut-off follower: {answer:?}"
+    );
+}

@@ -136,6 +136,10 @@ pub enum Kind {
     InstallSnapshot = 0x32,
     /// A member's answer to `InstallSnapshot`.
     InstallSnapshotAck = 0x33,
+    /// A follower asks the herald for a read index (follower reads).
+    ReadIndex = 0x34,
+    /// The herald's answer to `ReadIndex`.
+    ReadIndexAck = 0x35,
     /// Read one key.
     Get = 0x50,
     /// Write one key.
@@ -196,7 +200,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 50] = [
+    pub const ALL: [Kind; 52] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -215,6 +219,8 @@ impl Kind {
         Kind::AppendAck,
         Kind::InstallSnapshot,
         Kind::InstallSnapshotAck,
+        Kind::ReadIndex,
+        Kind::ReadIndexAck,
         Kind::CouncilAppend,
         Kind::CouncilAppendAck,
         Kind::ShardChunk,
@@ -274,6 +280,8 @@ impl Kind {
             0x31 => Some(Kind::AppendAck),
             0x32 => Some(Kind::InstallSnapshot),
             0x33 => Some(Kind::InstallSnapshotAck),
+            0x34 => Some(Kind::ReadIndex),
+            0x35 => Some(Kind::ReadIndexAck),
             0x50 => Some(Kind::Get),
             0x51 => Some(Kind::Put),
             0x52 => Some(Kind::Delete),
@@ -331,9 +339,12 @@ impl Kind {
             | Kind::CouncilAppendAck
             | Kind::ShardChunk
             | Kind::ShardChunkAck => Family::Controller,
-            Kind::Append | Kind::AppendAck | Kind::InstallSnapshot | Kind::InstallSnapshotAck => {
-                Family::Replication
-            }
+            Kind::Append
+            | Kind::AppendAck
+            | Kind::InstallSnapshot
+            | Kind::InstallSnapshotAck
+            | Kind::ReadIndex
+            | Kind::ReadIndexAck => Family::Replication,
             Kind::Get
             | Kind::Put
             | Kind::Delete

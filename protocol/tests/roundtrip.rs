@@ -15,7 +15,7 @@ use radiant_protocol::{
     MembershipChange, Message, OrderStateOp, PeerBody, PeerHeader, PeerMessage, ReadConsistency,
     RequestVote, Session, SetCondition, Update, UpdateOutcome, Vote,
 };
-use radiant_protocol::{Batch, BatchCondition, BatchOutcome, BatchWrite};
+use radiant_protocol::{Batch, BatchCondition, BatchOutcome, BatchWrite, ReadIndex, ReadIndexAck};
 
 fn key() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 1..=64).prop_map(Bytes::from)
@@ -280,6 +280,12 @@ fn peer_body() -> impl Strategy<Value = PeerBody> {
                 })
             }
         ),
+        any::<u64>().prop_map(|request_id| PeerBody::ReadIndex(ReadIndex { request_id })),
+        (any::<u64>(), prop::option::of(any::<u64>())).prop_map(|(request_id, index)| {
+            let refused = index.is_none();
+            let index = index.unwrap_or(0);
+            PeerBody::ReadIndexAck(ReadIndexAck { request_id, refused, index })
+        }),
     ]
 }
 

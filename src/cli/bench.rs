@@ -116,8 +116,11 @@ pub(crate) struct BenchArgs {
     /// Fraction of operations that are gets (the rest are puts).
     #[arg(long, default_value_t = 0.0)]
     get_ratio: f64,
-    /// How the gets read: `linearizable` (read index), `lease` (the herald's lease), or
-    /// `mixed` (each get picks one of the two at random).
+    /// How the gets read: `linearizable` (read index), `lease` (the herald's lease),
+    /// `mixed` (each get picks one of the two at random), or `follower` (follower reads:
+    /// the connections are spread over every member of each order, and each member
+    /// serves its reads itself after asking the herald for a read index; needs
+    /// `--get-ratio 1`, since a follower refuses puts).
     #[arg(long, value_enum, default_value_t = Reads::Linearizable)]
     reads: Reads,
     /// Size of the key space.
@@ -164,6 +167,7 @@ enum Reads {
     Linearizable,
     Lease,
     Mixed,
+    Follower,
 }
 
 impl Reads {
@@ -174,6 +178,7 @@ impl Reads {
             Reads::Lease => ReadConsistency::Lease,
             Reads::Mixed if prng.chance(1, 2) => ReadConsistency::Lease,
             Reads::Mixed => ReadConsistency::Linearizable,
+            Reads::Follower => ReadConsistency::Follower,
         }
     }
 }
@@ -230,7 +235,9 @@ impl Routes {
         let document = client.status().map_err(|error| format!("status: {error}"))?;
         let status: serde_json::Value =
             serde_json::from_str(&document).map_err(|error| format!("status: {error}"))?;
-        let Some(map) = crate::client::ShardRoutes::from_status(&status) else { return Ok(None) };
+        let Some(map) = crate::client::ShardRoutes::from_status(&status) else {
+            return Ok(Routes::members_for_follower_reads(settings, &status));
+        };
         let mut keys: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
         for index in 0..settings.keys {
             if let Some((group, _)) = map.owner_of(&settings.key(index)) {
@@ -242,11 +249,37 @@ impl Routes {
         }
         let mut orders = Vec::new();
         for (group, indices) in keys {
-            let address = map.addresses.get(&group).and_then(|list| list.first()).cloned();
-            let address = address.ok_or_else(|| format!("order {group} has no known radiant"))?;
-            orders.push((address, indices));
+            let members = map.addresses.get(&group).map(Vec::as_slice).unwrap_or_default();
+            let Some(address) = members.first() else {
+                return Err(format!("order {group} has no known radiant"));
+            };
+            if settings.reads == Reads::Follower {
+                orders.extend(members.iter().map(|member| (member.clone(), indices.clone())));
+            } else {
+                orders.push((address.clone(), indices));
+            }
         }
         Ok(Some(Routes { orders }))
+    }
+
+    /// A single order's members (from `status`), each with every key, when the gets
+    /// are follower reads; `None` otherwise (every connection then loads `--addr`).
+    fn members_for_follower_reads(
+        settings: &Settings,
+        status: &serde_json::Value,
+    ) -> Option<Routes> {
+        if settings.reads != Reads::Follower {
+            return None;
+        }
+        // A member's `address` is "PEER CLIENT".
+        let members = status["members"].as_array()?;
+        let clients = members.iter().filter_map(|member| {
+            Some(member["address"].as_str()?.split_whitespace().nth(1)?.to_string())
+        });
+        let keys: Vec<u64> = (0..settings.keys).collect();
+        let orders: Vec<(String, Vec<u64>)> =
+            clients.map(|client| (client, keys.clone())).collect();
+        (!orders.is_empty()).then_some(Routes { orders })
     }
 
     /// The order of connection `lane`: its address, its keys, and the lane's position
@@ -280,6 +313,12 @@ impl Settings {
         let warmup = seconds("warmup", args.warmup, MAX_WARMUP_S)?;
         if !(0.0..=1.0).contains(&args.get_ratio) {
             return Err(format!("--get-ratio {} must be between 0 and 1", args.get_ratio));
+        }
+        if args.reads == Reads::Follower && (args.get_ratio < 1.0 || args.prefill) {
+            return Err("--reads follower spreads the connections over every member, and a \
+                        follower refuses puts: give --get-ratio 1 without --prefill (prefill \
+                        with a run of puts first)"
+                .to_string());
         }
         let digits = args.key_bytes - 1;
         let key_space_max = 10u64.checked_pow(digits).unwrap_or(u64::MAX).min(MAX_KEYS);
@@ -1093,7 +1132,10 @@ impl Report<'_> {
         };
         put("mode", "radiant-bench".into());
         put("addr", settings.address.clone().into());
-        put("orders", settings.routes.as_ref().map_or(1, |routes| routes.orders.len()).into());
+        // With follower reads a route is one member of an order, not an order.
+        let routes = settings.routes.as_ref().map_or(1, |routes| routes.orders.len());
+        let routes_are = if settings.reads == Reads::Follower { "members" } else { "orders" };
+        put(routes_are, routes.into());
         put("connections", settings.connections.into());
         put("pipeline", settings.pipeline.into());
         put("value_bytes", settings.value.len().into());

@@ -204,6 +204,10 @@ enum Command {
     Get {
         /// The key.
         key: String,
+        /// Read at the radiant named by --addr itself, linearizably, even if it is a
+        /// follower (a follower read: it asks its herald for a read index first).
+        #[arg(long)]
+        follower: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -278,19 +282,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             files => check_system_configs(files),
         },
         Command::CheckHistory(arguments) => check_history(&arguments),
-        Command::Get { key, target } => {
-            let value =
-                connect(&target)?.get(key.as_bytes()).map_err(|error| error_chain(&error))?;
-            match value {
-                Some(value) => {
-                    let mut stdout = std::io::stdout().lock();
-                    let written = stdout.write_all(&value).and_then(|()| stdout.write_all(b"\n"));
-                    written.map_err(|error| format!("cannot write to stdout: {error}"))?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                None => negative(&format!("key `{key}` not found")),
-            }
-        }
+        Command::Get { key, follower, target } => get(&key, follower, &target),
         Command::Put { key, value, target } => {
             connect(&target)?
                 .put(key.as_bytes(), value.as_bytes())
@@ -465,6 +457,27 @@ fn connect(target: &Target) -> Result<Client, String> {
     let options = ClientOptions { timeout, token, tls, ..ClientOptions::default() };
     let addresses: Vec<&str> = target.addr.split(',').map(str::trim).collect();
     Client::connect_any(&addresses, options).map_err(|error| error_chain(&error))
+}
+
+/// `radiant get`: prints the value, or says the key is absent (exit 1).
+fn get(key: &str, follower: bool, target: &Target) -> Result<ExitCode, String> {
+    let consistency = if follower {
+        radiant_protocol::ReadConsistency::Follower
+    } else {
+        radiant_protocol::ReadConsistency::Linearizable
+    };
+    let value = connect(target)?
+        .get_with(key.as_bytes(), consistency)
+        .map_err(|error| error_chain(&error))?;
+    match value {
+        Some(value) => {
+            let mut stdout = std::io::stdout().lock();
+            let written = stdout.write_all(&value).and_then(|()| stdout.write_all(b"\n"));
+            written.map_err(|error| format!("cannot write to stdout: {error}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => negative(&format!("key `{key}` not found")),
+    }
 }
 
 fn start(path: Option<PathBuf>) -> Result<ExitCode, String> {

@@ -125,6 +125,10 @@ pub struct ClientOptions {
     /// TLS 1.3 to every radiant, trusting only this configuration's CA
     /// (`radiant::tls::client_config`). `None`: plain TCP.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `get` reads with follower reads (`ReadConsistency::Follower`): the radiant the
+    /// client is connected to serves them itself, linearizably, herald or follower.
+    /// Connect clients to different members to spread reads over an order.
+    pub follower_reads: bool,
 }
 
 impl Default for ClientOptions {
@@ -135,6 +139,7 @@ impl Default for ClientOptions {
             limits: Limits::DEFAULT,
             token: None,
             tls: None,
+            follower_reads: false,
         }
     }
 }
@@ -374,9 +379,15 @@ impl Client {
         self.address
     }
 
-    /// Reads `key` linearizably; `None` if it is absent.
+    /// Reads `key` linearizably (at the herald, or with `follower_reads` at the radiant
+    /// connected to); `None` if it is absent.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ClientError> {
-        self.get_with(key, ReadConsistency::Linearizable)
+        let consistency = if self.options.follower_reads {
+            ReadConsistency::Follower
+        } else {
+            ReadConsistency::Linearizable
+        };
+        self.get_with(key, consistency)
     }
 
     /// Reads `key` with the named consistency.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use radiant_protocol::{
     ClientRequest, ClientResponse, Command, ErrorResponse, GroupId, InstallSnapshot, Limits,
-    LogIndex, MemberId, PeerBody, PeerMessage, Term,
+    LogIndex, MemberId, PeerBody, PeerMessage, ReadConsistency, Term,
 };
 
 use super::disk::{SimRadiantStorage, SimSnapshot, SimStorage, StartFailure};
@@ -372,6 +372,7 @@ impl Simulator {
                     prng.range(0, options.radiants as u64) as usize,
                 );
                 client.lease_reads = prng.chance(1, 2);
+                client.follower_reads = prng.chance(1, 2);
                 client
             })
             .collect();
@@ -709,13 +710,21 @@ impl Simulator {
             }
             self.clock_ns += 1;
             let keys = self.options.keys;
-            if let Some(send) = self.clients[client].maybe_start(
+            if let Some(mut send) = self.clients[client].maybe_start(
                 self.now,
                 self.clock_ns,
                 keys,
                 &mut self.prng,
                 &mut self.history,
             ) {
+                // A follower read goes to any member, as a client spreading reads would.
+                if matches!(
+                    send.request,
+                    ClientRequest::Get { consistency: ReadConsistency::Follower, .. }
+                ) {
+                    send.radiant = self.prng.range(0, radiants as u64) as usize;
+                    self.clients[client].set_target(send.radiant);
+                }
                 self.client_send(client, send);
             }
         }

@@ -72,6 +72,9 @@ pub struct SimClient {
     pub remaining: u64,
     /// Whether to use lease reads for some gets.
     pub lease_reads: bool,
+    /// Whether to use follower reads for some gets (the simulator sends those to any
+    /// member).
+    pub follower_reads: bool,
     /// Whether the simulator routes this client by the shard map (a sharded system):
     /// `WrongOrder`, `NotHerald`, `Locked` and timeouts then ask it for a new target
     /// (`take_route`) instead of guessing one.
@@ -91,6 +94,7 @@ impl SimClient {
             current: None,
             remaining: operations,
             lease_reads: false,
+            follower_reads: false,
             routed: false,
             needs_route: false,
         }
@@ -156,7 +160,9 @@ impl SimClient {
             ok: false,
         };
         if choice < 4 {
-            let consistency = if self.lease_reads && prng.chance(1, 2) {
+            let consistency = if self.follower_reads && prng.chance(1, 2) {
+                ReadConsistency::Follower
+            } else if self.lease_reads && prng.chance(1, 2) {
                 ReadConsistency::Lease
             } else {
                 ReadConsistency::Linearizable

@@ -26,12 +26,20 @@ pub enum ReadConsistency {
     Lease = 1,
     /// Served by any member: may miss recent writes.
     Stale = 2,
+    /// Linearizable, and served by the member that receives it (follower reads): a
+    /// follower asks the herald for a read index (`ReadIndex`), waits until it has
+    /// applied that index, and reads locally; the herald serves it as `Linearizable`.
+    Follower = 3,
 }
 
 impl ReadConsistency {
     /// Every level, in code order.
-    pub const ALL: [ReadConsistency; 3] =
-        [ReadConsistency::Linearizable, ReadConsistency::Lease, ReadConsistency::Stale];
+    pub const ALL: [ReadConsistency; 4] = [
+        ReadConsistency::Linearizable,
+        ReadConsistency::Lease,
+        ReadConsistency::Stale,
+        ReadConsistency::Follower,
+    ];
 
     fn decode(reader: &mut Reader) -> Result<ReadConsistency, DecodeError> {
         let code = reader.read_u8("consistency")?;
@@ -45,6 +53,7 @@ impl ReadConsistency {
             0 => Some(ReadConsistency::Linearizable),
             1 => Some(ReadConsistency::Lease),
             2 => Some(ReadConsistency::Stale),
+            3 => Some(ReadConsistency::Follower),
             _ => None,
         }
     }
@@ -570,7 +579,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_read_consistency() {
-        let bytes = Bytes::from_static(&[3, 0, 0, 0, 1, b'k']);
+        let bytes = Bytes::from_static(&[4, 0, 0, 0, 1, b'k']);
         let error = ClientRequest::decode(Kind::Get, bytes, &Limits::DEFAULT);
         assert!(matches!(error, Err(DecodeError::InvalidField { field: "consistency", .. })));
     }

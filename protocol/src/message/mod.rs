@@ -29,7 +29,9 @@ pub use error::ErrorResponse;
 pub use link::{LinkIntroduction, LinkMessage, LinkRole};
 pub use migration::{MigrationEntry, ShardChunk};
 pub use peer::{PeerBody, PeerHeader, PeerMessage};
-pub use replication::{Append, AppendAck, InstallSnapshot, InstallSnapshotAck};
+pub use replication::{
+    Append, AppendAck, InstallSnapshot, InstallSnapshotAck, ReadIndex, ReadIndexAck,
+};
 pub use system::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
     CouncilVote, JoinAccepted, JoinSystem, ShardChunkAck, SystemBody, SystemMessage,

@@ -13,7 +13,9 @@ use crate::error::DecodeError;
 use crate::ids::{ClusterId, GroupId, MemberId, Term};
 use crate::kind::{Family, Kind};
 use crate::limits::Limits;
-use crate::message::replication::{Append, AppendAck, InstallSnapshot, InstallSnapshotAck};
+use crate::message::replication::{
+    Append, AppendAck, InstallSnapshot, InstallSnapshotAck, ReadIndex, ReadIndexAck,
+};
 use crate::message::vote::{RequestVote, Vote};
 
 /// Who sends a peer message to whom, for which order, in which term. Every id is
@@ -61,6 +63,10 @@ pub enum PeerBody {
     InstallSnapshot(InstallSnapshot),
     /// Answer an `InstallSnapshot`. Kind 0x33.
     InstallSnapshotAck(InstallSnapshotAck),
+    /// A follower asks the herald for a read index. Kind 0x34.
+    ReadIndex(ReadIndex),
+    /// Answer a `ReadIndex`. Kind 0x35.
+    ReadIndexAck(ReadIndexAck),
 }
 
 // ===== impl PeerHeader =====
@@ -104,6 +110,8 @@ impl PeerBody {
             PeerBody::AppendAck(_) => Kind::AppendAck,
             PeerBody::InstallSnapshot(_) => Kind::InstallSnapshot,
             PeerBody::InstallSnapshotAck(_) => Kind::InstallSnapshotAck,
+            PeerBody::ReadIndex(_) => Kind::ReadIndex,
+            PeerBody::ReadIndexAck(_) => Kind::ReadIndexAck,
         }
     }
 }
@@ -137,6 +145,8 @@ impl PeerMessage {
             Kind::InstallSnapshotAck => {
                 PeerBody::InstallSnapshotAck(InstallSnapshotAck::decode(&mut reader)?)
             }
+            Kind::ReadIndex => PeerBody::ReadIndex(ReadIndex::decode(&mut reader)?),
+            Kind::ReadIndexAck => PeerBody::ReadIndexAck(ReadIndexAck::decode(&mut reader)?),
             _ => return Err(reader.invalid("kind", "not a peer message kind")),
         };
         reader.finish()?;
@@ -154,6 +164,8 @@ impl PeerMessage {
             PeerBody::AppendAck(ack) => ack.encode(dst),
             PeerBody::InstallSnapshot(chunk) => chunk.encode(dst),
             PeerBody::InstallSnapshotAck(ack) => ack.encode(dst),
+            PeerBody::ReadIndex(request) => request.encode(dst),
+            PeerBody::ReadIndexAck(ack) => ack.encode(dst),
         }
     }
 }
@@ -230,6 +242,17 @@ mod tests {
             snapshot_index: 9,
             next_offset: 0,
             done: true,
+        }));
+        round_trip(PeerBody::ReadIndex(ReadIndex { request_id: 77 }));
+        round_trip(PeerBody::ReadIndexAck(ReadIndexAck {
+            request_id: 77,
+            refused: false,
+            index: 12,
+        }));
+        round_trip(PeerBody::ReadIndexAck(ReadIndexAck {
+            request_id: 78,
+            refused: true,
+            index: 0,
         }));
     }
 

@@ -84,6 +84,27 @@ pub struct InstallSnapshotAck {
     pub done: bool,
 }
 
+/// A follower asks the herald for a read index (follower reads): the herald answers,
+/// once a heartbeat round started after this arrived is acknowledged by a majority,
+/// with a committed index at least its commit index on arrival.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadIndex {
+    /// Chosen by the follower (unique to it) and echoed in the answer.
+    pub request_id: u64,
+}
+
+/// The herald's answer to `ReadIndex`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadIndexAck {
+    /// The `request_id` of the `ReadIndex` this answers.
+    pub request_id: u64,
+    /// Whether the receiver was not herald and gave no index.
+    pub refused: bool,
+    /// A committed index: once the follower has applied it, it may serve the reads the
+    /// request covered. 0 when refused.
+    pub index: LogIndex,
+}
+
 // ===== impl Append =====
 
 impl Append {
@@ -268,6 +289,41 @@ impl InstallSnapshotAck {
         dst.put_u64(self.snapshot_index);
         dst.put_u64(self.next_offset);
         put_bool(dst, self.done);
+    }
+}
+
+// ===== impl ReadIndex, ReadIndexAck =====
+
+impl ReadIndex {
+    /// Reads the body: `u64` request id.
+    pub(crate) fn decode(reader: &mut Reader) -> Result<ReadIndex, DecodeError> {
+        Ok(ReadIndex { request_id: reader.read_u64("request_id")? })
+    }
+
+    /// Appends the body to `dst`.
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u64(self.request_id);
+    }
+}
+
+impl ReadIndexAck {
+    /// Reads the body: `u64` request id, boolean refused, `u64` index (0 when refused).
+    pub(crate) fn decode(reader: &mut Reader) -> Result<ReadIndexAck, DecodeError> {
+        let request_id = reader.read_u64("request_id")?;
+        let refused = reader.read_bool("refused")?;
+        let index = reader.read_u64("index")?;
+        if refused && index != 0 {
+            return Err(reader.invalid("index", "a refused read index carries no index"));
+        }
+        Ok(ReadIndexAck { request_id, refused, index })
+    }
+
+    /// Appends the body to `dst`.
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        debug_assert!(!self.refused || self.index == 0, "a refused read index with an index");
+        dst.put_u64(self.request_id);
+        put_bool(dst, self.refused);
+        dst.put_u64(self.index);
     }
 }
 

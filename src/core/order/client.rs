@@ -170,7 +170,7 @@ impl Order {
 
     /// Why this replica does not serve: `Locked(VOTING)` during an election (back off
     /// and retry), otherwise `NotHerald` naming the herald if known.
-    fn refuse(&self, reply_to: ReplyTo, actions: &mut Actions) {
+    pub(super) fn refuse(&self, reply_to: ReplyTo, actions: &mut Actions) {
         let voting = matches!(self.role, OrderRole::Candidate | OrderRole::PreCandidate)
             || self.transfer.is_some();
         let error = if voting {
@@ -310,7 +310,7 @@ impl Order {
                 actions.push(Action::Reply { reply_to: waiting.reply_to, result });
             }
         }
-        for reply_to in self.take_pending_reads() {
+        for reply_to in self.take_pending_reads(actions) {
             self.refuse(reply_to, actions);
         }
     }

@@ -16,6 +16,7 @@ impl Order {
     pub(crate) fn on_tick(&mut self, now: Tick, actions: &mut Actions) {
         self.now = now;
         self.election_elapsed += 1;
+        self.expire_read_index_requests(actions);
         if self.role == OrderRole::Herald {
             self.tick_herald(actions);
             return;

@@ -238,7 +238,7 @@ impl Order {
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             waiting: BTreeMap::new(),
-            reads: ReadQueue::default(),
+            reads: ReadQueue::new(seed),
             pending_membership_index: None,
             transfer: None,
             departing: BTreeMap::new(),
@@ -356,6 +356,8 @@ impl Order {
                 self.on_install_snapshot(header, chunk, actions);
             }
             PeerBody::InstallSnapshotAck(ack) => self.on_install_snapshot_ack(header, ack, actions),
+            PeerBody::ReadIndex(request) => self.on_read_index(header, request, actions),
+            PeerBody::ReadIndexAck(ack) => self.on_read_index_ack(header, ack, actions),
         }
     }
 
@@ -412,6 +414,7 @@ impl Order {
 
     /// The end of a batch of inputs: write and replicate what the batch appended.
     pub(crate) fn on_flush(&mut self, actions: &mut Actions) {
+        self.ask_read_index(actions);
         if self.role == OrderRole::Herald {
             self.start_wanted_round(actions);
         }

@@ -5,6 +5,17 @@
 //! members it reached will not vote for anyone else before their election timeout).
 //! A stale read is served from whatever this member has applied.
 //!
+//! Follower reads (`ReadConsistency::Follower`) are linearizable reads a follower serves
+//! itself: at the end of the batch they arrived in, it asks the herald for a read index
+//! (`ReadIndex`, one request for all of them); the herald treats the request as one
+//! more read of the next round and answers with a committed index once the round is
+//! confirmed; the follower serves the reads once it has applied that index. A write
+//! acknowledged before a read arrived is committed at or below the herald's commit index
+//! when the request reaches it, and the round proves no later herald existed then, so
+//! the read sees it. A request unanswered after an election timeout is given up and its
+//! reads refused (the client retries them); request ids start at a number drawn from the
+//! replica's seed, so an answer meant for an earlier incarnation is never taken.
+//!
 //! Rounds are shared: at most one is in flight for reads, started at the end of the
 //! driver's batch (`Input::Flush`), so every read that arrived in the batch joins it.
 //! A read that arrives while a round is in flight joins the next one, started at the
@@ -20,8 +31,10 @@ use bytes::Bytes;
 use radiant_protocol::{LogIndex, ReadConsistency};
 
 use super::{Order, OrderRole};
+use crate::core::prng::Prng;
 use crate::core::{Action, Actions, ReplyTo, Tick};
 use radiant_protocol::slots::ShardId;
+use radiant_protocol::{MemberId, PeerBody, PeerHeader, ReadIndex, ReadIndexAck, Term};
 
 /// Rounds whose send time is remembered (for leases); older ones are forgotten.
 const REMEMBERED_ROUNDS: usize = 64;
@@ -32,9 +45,27 @@ struct PendingRead {
     /// The round that must be confirmed before it is served (0: none).
     round: u64,
     index: LogIndex,
-    shard: ShardId,
-    key: Bytes,
-    reply_to: ReplyTo,
+    target: ReadTarget,
+    /// When it arrived (a follower gives up its reads an election timeout later).
+    arrived_at: Tick,
+}
+
+/// What a read is for.
+#[derive(Clone, Debug)]
+enum ReadTarget {
+    /// A client's get of `key`.
+    Key { shard: ShardId, key: Bytes, reply_to: ReplyTo },
+    /// A follower's request for a read index (on the herald): answered with the index.
+    ReadIndex { member: MemberId, request_id: u64 },
+}
+
+/// A follower's request for a read index, and the reads it covers.
+#[derive(Clone, Debug)]
+struct AskedReadIndex {
+    herald: MemberId,
+    term: Term,
+    asked_at: Tick,
+    reads: Vec<PendingRead>,
 }
 
 /// The herald's reads in flight and its heartbeat rounds.
@@ -57,9 +88,22 @@ pub(crate) struct ReadQueue {
     /// term's first index walks the log, and doing that for every read made pipelined
     /// gets cost 0.2 ms each on a log of a few thousand entries.
     own_term_applied: Option<radiant_protocol::Term>,
+    /// Follower reads that arrived in this batch, asked for at its end.
+    unasked: Vec<PendingRead>,
+    /// Follower reads waiting for the herald's read index, by request id.
+    asked: BTreeMap<u64, AskedReadIndex>,
+    /// The id of the next `ReadIndex` request.
+    next_request_id: u64,
 }
 
 impl ReadQueue {
+    /// An empty queue whose read-index request ids start at a number drawn from `seed`
+    /// (not from the replica's own PRNG, whose sequence fixes its election timeouts).
+    pub(crate) fn new(seed: u64) -> ReadQueue {
+        let next_request_id = Prng::new(seed ^ 0x5245_4144_494e_4458).next_u64();
+        ReadQueue { next_request_id, ..ReadQueue::default() }
+    }
+
     /// Starts a new round; its number goes out in the heartbeats.
     pub(crate) fn start_round(&mut self, now: Tick) -> u64 {
         self.current_round += 1;
@@ -122,20 +166,143 @@ impl Order {
             actions.push(Action::Read { shard, key, reply_to });
             return true;
         }
+        let target = ReadTarget::Key { shard, key, reply_to };
         if self.role != OrderRole::Herald {
-            return false;
+            if consistency != ReadConsistency::Follower || self.herald.is_none() {
+                return false;
+            }
+            let read = PendingRead { round: 0, index: 0, target, arrived_at: self.now };
+            self.reads.unasked.push(read);
+            return true;
         }
+        self.read_at_herald(target, consistency, actions);
+        true
+    }
+
+    /// Queues a linearizable read (a client's, or a follower's request) on the herald.
+    fn read_at_herald(
+        &mut self,
+        target: ReadTarget,
+        consistency: ReadConsistency,
+        actions: &mut Actions,
+    ) {
         let index = self.commit_index;
         let lease_valid = consistency == ReadConsistency::Lease && self.lease_valid();
-        let mut read = PendingRead { round: 0, index, shard, key, reply_to };
+        let mut read = PendingRead { round: 0, index, target, arrived_at: self.now };
         if lease_valid || self.membership.quorum() <= 1 {
             self.reads.await_index(read);
             self.serve_ready_reads(actions);
-            return true;
+            return;
         }
         read.round = self.reads.current_round + 1;
         self.reads.awaiting_round.push_back(read);
-        true
+    }
+
+    /// At the end of a batch on a follower: one `ReadIndex` request covers every follower
+    /// read that arrived in the batch. (A replica that became herald in the batch serves
+    /// them as its own linearizable reads.)
+    pub(super) fn ask_read_index(&mut self, actions: &mut Actions) {
+        if self.reads.unasked.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.reads.unasked);
+        if self.role == OrderRole::Herald {
+            for read in reads {
+                self.read_at_herald(read.target, ReadConsistency::Linearizable, actions);
+            }
+            return;
+        }
+        let Some(herald) = self.herald.filter(|&herald| herald != self.me) else {
+            return self.refuse_reads(reads, actions);
+        };
+        let request_id = self.reads.next_request_id;
+        self.reads.next_request_id = request_id.wrapping_add(1);
+        let asked = AskedReadIndex { herald, term: self.term, asked_at: self.now, reads };
+        self.reads.asked.insert(request_id, asked);
+        self.send(herald, PeerBody::ReadIndex(ReadIndex { request_id }), actions);
+    }
+
+    /// On the herald: a follower asks for a read index. It waits like a read of the next
+    /// round; a replica that is not herald refuses at once.
+    pub(super) fn on_read_index(
+        &mut self,
+        header: PeerHeader,
+        request: ReadIndex,
+        actions: &mut Actions,
+    ) {
+        let request_id = request.request_id;
+        if self.role != OrderRole::Herald {
+            let refused = ReadIndexAck { request_id, refused: true, index: 0 };
+            return self.send(header.from, PeerBody::ReadIndexAck(refused), actions);
+        }
+        let target = ReadTarget::ReadIndex { member: header.from, request_id };
+        self.read_at_herald(target, ReadConsistency::Linearizable, actions);
+    }
+
+    /// On a follower: the herald's read index. The reads it covers wait for this replica
+    /// to apply it; an answer this replica did not ask for (or asked another herald, or
+    /// in another term) is dropped.
+    pub(super) fn on_read_index_ack(
+        &mut self,
+        header: PeerHeader,
+        ack: ReadIndexAck,
+        actions: &mut Actions,
+    ) {
+        let matches = self
+            .reads
+            .asked
+            .get(&ack.request_id)
+            .is_some_and(|asked| asked.herald == header.from && asked.term == header.term);
+        if !matches {
+            return;
+        }
+        let Some(asked) = self.reads.asked.remove(&ack.request_id) else { return };
+        if ack.refused {
+            return self.refuse_reads(asked.reads, actions);
+        }
+        debug_assert!(ack.index > 0, "a granted read index is a committed index, never 0");
+        for mut read in asked.reads {
+            read.index = ack.index;
+            self.reads.await_index(read);
+        }
+        self.serve_ready_reads(actions);
+    }
+
+    /// Gives up read-index requests unanswered for an election timeout (the request or
+    /// its answer was lost, or the herald is gone), and on a follower the reads that
+    /// have waited that long for their index to be applied (cut off from the herald):
+    /// their reads are refused, so their clients retry.
+    pub(super) fn expire_read_index_requests(&mut self, actions: &mut Actions) {
+        let now = self.now.0;
+        let timeout = self.options.election_timeout_ticks;
+        if self.role != OrderRole::Herald && !self.reads.awaiting_index.is_empty() {
+            let (expired, waiting): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                std::mem::take(&mut self.reads.awaiting_index)
+                    .into_iter()
+                    .partition(|(_, read)| now >= read.arrived_at.0 + timeout);
+            self.reads.awaiting_index = waiting;
+            self.refuse_reads(expired.into_values().collect(), actions);
+        }
+        let expired: Vec<u64> = self
+            .reads
+            .asked
+            .iter()
+            .filter(|(_, asked)| now >= asked.asked_at.0 + timeout)
+            .map(|(&request_id, _)| request_id)
+            .collect();
+        for request_id in expired {
+            if let Some(asked) = self.reads.asked.remove(&request_id) {
+                self.refuse_reads(asked.reads, actions);
+            }
+        }
+    }
+
+    fn refuse_reads(&mut self, reads: Vec<PendingRead>, actions: &mut Actions) {
+        for read in reads {
+            if let ReadTarget::Key { reply_to, .. } = read.target {
+                self.refuse(reply_to, actions);
+            }
+        }
     }
 
     /// At the end of a batch: starts the round reads wait for, unless one is in flight
@@ -199,35 +366,42 @@ impl Order {
         if self.reads.awaiting_index.is_empty() {
             return;
         }
-        let first_of_term = if self.reads.own_term_applied == Some(self.term) {
-            0
-        } else {
-            let term_committed = self.log.term_at(self.commit_index) == Some(self.term);
-            if !term_committed {
-                return;
-            }
-            let first_of_term = self.first_index_of_current_term();
-            if self.applied_index >= first_of_term {
-                self.reads.own_term_applied = Some(self.term);
-            }
-            first_of_term
-        };
+        // A follower's reads wait for a read index the herald gave: no term to check.
+        let first_of_term =
+            if self.role != OrderRole::Herald || self.reads.own_term_applied == Some(self.term) {
+                0
+            } else {
+                let term_committed = self.log.term_at(self.commit_index) == Some(self.term);
+                if !term_committed {
+                    return;
+                }
+                let first_of_term = self.first_index_of_current_term();
+                if self.applied_index >= first_of_term {
+                    self.reads.own_term_applied = Some(self.term);
+                }
+                first_of_term
+            };
         while let Some(entry) = self.reads.awaiting_index.first_entry() {
             let (index, _) = *entry.key();
             if self.applied_index < index.max(first_of_term) {
                 break;
             }
-            let read = entry.remove();
-            // The shard may have frozen between the read's arrival and now.
-            if let Err(error) = self.admit(read.shard) {
-                actions.push(Action::Reply { reply_to: read.reply_to, result: Err(error) });
-                continue;
+            match entry.remove().target {
+                ReadTarget::ReadIndex { member, request_id } => {
+                    // Applied here, so committed: the follower may serve at it.
+                    let index = self.applied_index;
+                    let ack = ReadIndexAck { request_id, refused: false, index };
+                    self.send(member, PeerBody::ReadIndexAck(ack), actions);
+                }
+                ReadTarget::Key { shard, key, reply_to } => {
+                    // The shard may have frozen between the read's arrival and now.
+                    if let Err(error) = self.admit(shard) {
+                        actions.push(Action::Reply { reply_to, result: Err(error) });
+                        continue;
+                    }
+                    actions.push(Action::Read { shard, key, reply_to });
+                }
             }
-            actions.push(Action::Read {
-                shard: read.shard,
-                key: read.key,
-                reply_to: read.reply_to,
-            });
         }
     }
 
@@ -235,12 +409,23 @@ impl Order {
         self.log.first_index_of_term_at(self.commit_index)
     }
 
-    /// Reads that can no longer be served here (lost the herald role).
-    pub(super) fn take_pending_reads(&mut self) -> Vec<ReplyTo> {
+    /// Reads that can no longer be served here (lost the herald role). Followers' read
+    /// index requests among them are refused, so those followers need not time out.
+    pub(super) fn take_pending_reads(&mut self, actions: &mut Actions) -> Vec<ReplyTo> {
         self.reads.lease_start = None;
         // No read waits for a round of this stint any more: none is in flight for the
         // next one, whose first reads would otherwise wait for a periodic heartbeat.
         self.reads.confirmed_round = self.reads.current_round;
-        self.reads.drain().into_iter().map(|read| read.reply_to).collect()
+        let mut clients = Vec::new();
+        for read in self.reads.drain() {
+            match read.target {
+                ReadTarget::Key { reply_to, .. } => clients.push(reply_to),
+                ReadTarget::ReadIndex { member, request_id } => {
+                    let refused = ReadIndexAck { request_id, refused: true, index: 0 };
+                    self.send(member, PeerBody::ReadIndexAck(refused), actions);
+                }
+            }
+        }
+        clients
     }
 }

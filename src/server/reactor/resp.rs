@@ -52,6 +52,9 @@ pub(crate) struct RespSession {
     writes_in_flight: usize,
     /// Read requests sent to the state thread and not answered yet.
     reads_in_flight: usize,
+    /// After `READONLY`: reads are follower reads (linearizable, served by whichever
+    /// member of the order this radiant is), as a Redis Cluster replica serves them.
+    read_only: bool,
 }
 
 /// A command's requests: most commands are one request, kept on the stack.
@@ -176,7 +179,10 @@ impl Reactor {
         request_bytes: usize,
         now: Instant,
     ) {
-        let Some(access) = self.connections.get_mut(id).map(|connection| connection.access) else {
+        let Some((access, read_only)) = self.connections.get_mut(id).map(|connection| {
+            let read_only = connection.resp.as_ref().is_some_and(|session| session.read_only);
+            (connection.access, read_only)
+        }) else {
             return;
         };
         let mut name_buffer = [0u8; MAX_COMMAND_NAME_BYTES];
@@ -188,7 +194,14 @@ impl Reactor {
         match handling {
             Handling::Reply(value) => self.resp_reply(id, value, false, now),
             Handling::ReplyAndClose(value) => self.resp_reply(id, value, true, now),
-            Handling::Forward { requests, shape, slot } => {
+            Handling::Forward { mut requests, shape, slot } => {
+                if read_only {
+                    for request in &mut requests {
+                        if let ClientRequest::Get { consistency, .. } = request {
+                            *consistency = ReadConsistency::Follower;
+                        }
+                    }
+                }
                 let Some(first) = requests.first() else {
                     return self.resp_reply(id, wrong_arity(name), false, now);
                 };
@@ -770,7 +783,13 @@ impl Reactor {
             } else {
                 error("ERR DB index is out of range")
             }),
-            ("READONLY" | "READWRITE", []) => reply(RespValue::ok()),
+            ("READONLY" | "READWRITE", []) => {
+                let session = self.connections.get_mut(id).and_then(|c| c.resp.as_deref_mut());
+                if let Some(session) = session {
+                    session.read_only = name == "READONLY";
+                }
+                reply(RespValue::ok())
+            }
             ("AUTH", [password] | [_, password]) => reply(self.resp_authenticate(id, password)),
             ("HELLO", _) => reply(self.hello(id, rest)),
             ("CLIENT", [subcommand, more @ ..]) => reply(self.client_command(id, subcommand, more)),
