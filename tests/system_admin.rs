@@ -80,14 +80,25 @@ fn admin_add_and_remove_go_through_the_controller_and_a_restart_keeps_identity()
     let peer = format!("127.0.0.1:{}", b_ports.0);
     let client = format!("127.0.0.1:{}", b_ports.1);
     let a_client = a.client_address.to_string();
-    let (code, _, stderr) =
-        radiant(&["admin", "add", "--peer", &peer, "--client", &client, "--addr", &a_client]);
+    // b serves no Redis clients here; the address is recorded all the same, for
+    // CLUSTER SLOTS and MOVED.
+    let resp = "127.0.0.1:1";
+    let (code, _, stderr) = radiant(&[
+        "admin", "add", "--peer", &peer, "--client", &client, "--resp", resp, "--addr", &a_client,
+    ]);
     assert_eq!(code, 0, "admin add: {stderr}");
     let joined = wait_until(&b, "b joins a's order", |status| {
         status["state"] == "ASSOCIATED" && status["group"] == 1
     });
     assert_eq!(joined["system"]["cluster"], cluster);
     let b_id = joined["member"].as_u64().expect("b has an id");
+    let radiants = joined["system"]["radiants"].as_array().cloned().unwrap_or_default();
+    let b_entry = radiants.iter().find(|radiant| radiant["id"] == b_id);
+    assert_eq!(
+        b_entry.map(|radiant| &radiant["resp"]),
+        Some(&serde_json::json!(resp)),
+        "{radiants:?}"
+    );
     wait_until(&a, "a's order promotes b", |status| voters(status) == 2);
 
     let (code, _, stderr) = radiant(&["admin", "remove", &b_id.to_string(), "--addr", &a_client]);

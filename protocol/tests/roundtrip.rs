@@ -111,8 +111,8 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             .prop_map(|(member, address)| ClientRequest::AddMember { member, address }),
         required_member_id().prop_map(|member| ClientRequest::RemoveMember { member }),
         required_member_id().prop_map(|member| ClientRequest::RemoveRadiant { member }),
-        ("[a-z0-9.:]{0,40}", "[a-z0-9.:]{0,40}")
-            .prop_map(|(peer, client)| ClientRequest::AddRadiant { peer, client }),
+        ("[a-z0-9.:]{0,40}", "[a-z0-9.:]{0,40}", "[a-z0-9.:]{0,40}")
+            .prop_map(|(peer, client, resp)| ClientRequest::AddRadiant { peer, client, resp }),
         member_id().prop_map(|to| ClientRequest::TransferHerald { to }),
         Just(ClientRequest::Status),
         (any::<u32>(), 1..u64::MAX).prop_map(|(shard, to)| ClientRequest::MoveShard {

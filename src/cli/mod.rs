@@ -100,6 +100,10 @@ enum AdminCommand {
         /// The radiant's client address (IP:PORT).
         #[arg(long)]
         client: std::net::SocketAddr,
+        /// The radiant's RESP address (IP:PORT), if it serves Redis clients (its
+        /// `resp_port`), so that `CLUSTER SLOTS` and `MOVED` can name it.
+        #[arg(long)]
+        resp: Option<std::net::SocketAddr>,
         #[command(flatten)]
         target: Target,
     },
@@ -419,9 +423,10 @@ fn admin(command: AdminCommand) -> Result<ExitCode, String> {
             );
             (ClientRequest::AddMember { member: member(id)?, address }, target)
         }
-        AdminCommand::Add { peer, client, target } => {
+        AdminCommand::Add { peer, client, resp, target } => {
             let (peer, client) = (peer.to_string(), client.to_string());
-            (ClientRequest::AddRadiant { peer, client }, target)
+            let resp = resp.map(|resp| resp.to_string()).unwrap_or_default();
+            (ClientRequest::AddRadiant { peer, client, resp }, target)
         }
         AdminCommand::Remove { id, target } => {
             (ClientRequest::RemoveRadiant { member: member(id)? }, target)

@@ -145,6 +145,7 @@ fn system_json(system: &System, order: Option<&Order>) -> Value {
                         "id": member.get(),
                         "peer": address.peer,
                         "client": address.client,
+                        "resp": (!address.resp.is_empty()).then_some(&address.resp),
                         "order": configuration.order_of(*member).map(|group| group.get()),
                     })
                 })

@@ -160,6 +160,8 @@ pub enum ClientRequest {
         peer: String,
         /// Its client address (`host:port`).
         client: String,
+        /// Its RESP address (`host:port`), empty when it serves no Redis clients.
+        resp: String,
     },
     /// Admin: remove the radiant `member` from the system (its order drops it).
     /// Answered by `Done` once the configuration without it is committed.
@@ -324,6 +326,7 @@ impl ClientRequest {
             Kind::AddRadiant => ClientRequest::AddRadiant {
                 peer: reader.read_address("peer")?,
                 client: reader.read_address("client")?,
+                resp: reader.read_address("resp")?,
             },
             Kind::RemoveRadiant => {
                 ClientRequest::RemoveRadiant { member: reader.read_member_id("member")? }
@@ -384,9 +387,10 @@ impl ClientRequest {
             }
             ClientRequest::RemoveMember { member } => dst.put_u64(member.get()),
             ClientRequest::TransferHerald { to } => dst.put_u64(MemberId::to_wire(*to)),
-            ClientRequest::AddRadiant { peer, client } => {
+            ClientRequest::AddRadiant { peer, client, resp } => {
                 put_address(dst, peer);
                 put_address(dst, client);
+                put_address(dst, resp);
             }
             ClientRequest::RemoveRadiant { member } => dst.put_u64(member.get()),
             ClientRequest::MoveShard { shard, to } => {

@@ -19,8 +19,8 @@ impl System {
             return;
         }
         let outcome = match request {
-            ClientRequest::AddRadiant { peer, client } => self
-                .admit(RadiantAddress { peer, client, resp: String::new() }, actions)
+            ClientRequest::AddRadiant { peer, client, resp } => self
+                .admit(RadiantAddress { peer, client, resp }, actions)
                 .ok_or(ErrorResponse::Locked(OrderStateOp::MembershipSet)),
             ClientRequest::RemoveRadiant { member } => self.remove(member),
             ClientRequest::MoveShard { shard, to } => self.move_shard(shard, to),
