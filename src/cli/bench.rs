@@ -42,7 +42,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use radiant_protocol::{ClientRequest, ClientResponse, ErrorResponse, Message, ReadConsistency};
 
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::{member_client_addresses, Client, ClientError, ClientOptions};
 use crate::core::prng::Prng;
 
 /// Most connections (and threads) one run may open.
@@ -271,14 +271,11 @@ impl Routes {
         if settings.reads != Reads::Follower {
             return None;
         }
-        // A member's `address` is "PEER CLIENT".
-        let members = status["members"].as_array()?;
-        let clients = members.iter().filter_map(|member| {
-            Some(member["address"].as_str()?.split_whitespace().nth(1)?.to_string())
-        });
         let keys: Vec<u64> = (0..settings.keys).collect();
-        let orders: Vec<(String, Vec<u64>)> =
-            clients.map(|client| (client, keys.clone())).collect();
+        let orders: Vec<(String, Vec<u64>)> = member_client_addresses(status)
+            .into_iter()
+            .map(|client| (client, keys.clone()))
+            .collect();
         (!orders.is_empty()).then_some(Routes { orders })
     }
 

@@ -497,13 +497,7 @@ impl Client {
         let document = self.status()?;
         let status: serde_json::Value = serde_json::from_str(&document)
             .map_err(|_| ClientError::Status { address: self.address, reason: "is not JSON" })?;
-        // A member's `address` is "PEER CLIENT".
-        let members = status["members"].as_array().into_iter().flatten();
-        let clients: Vec<String> = members
-            .filter_map(|member| member["address"].as_str()?.split_whitespace().nth(1))
-            .map(str::to_string)
-            .collect();
-        for client in clients {
+        for client in member_client_addresses(&status) {
             self.learn(&client);
         }
         Ok(status)
@@ -818,4 +812,14 @@ impl Client {
             }
         }
     }
+}
+
+/// The client addresses of the members a status document lists (a member's `address`
+/// is "PEER CLIENT"), in the order listed.
+pub fn member_client_addresses(status: &serde_json::Value) -> Vec<String> {
+    let members = status["members"].as_array().into_iter().flatten();
+    members
+        .filter_map(|member| member["address"].as_str()?.split_whitespace().nth(1))
+        .map(str::to_string)
+        .collect()
 }
