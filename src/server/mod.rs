@@ -39,6 +39,7 @@ pub mod link_auth;
 pub mod memory_budget;
 pub mod reactor;
 pub mod recovery;
+pub mod service_manager;
 pub mod shard_worker;
 pub mod snapshot_thread;
 pub mod state_thread;
@@ -236,7 +237,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     )?;
     let keys = machine.map().len();
     info!(data_dir = %data_dir.path.display(), keys, last_index, "radiant: serving");
+    service_manager::ready(&format!("recovered {keys} keys to log index {last_index}; serving"));
     let reactor_result = reactor.run();
+    service_manager::stopping("stopping: draining and syncing the write-ahead log");
     let state_exit = threads.stop();
     drop(signals);
     reactor_result.map_err(runtime_error("reactor"))?;

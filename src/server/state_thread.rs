@@ -147,10 +147,12 @@ pub fn spawn(
             linked: BTreeSet::new(),
             pending_actions: Vec::new(),
             panic_armed: super::test_switches::panics("radiant-state"),
+            hang_armed: super::test_switches::hangs("radiant-state"),
             ticked_at: Instant::now(),
             published_cluster: radiant_protocol::ClusterId::UNSET,
             snapshot_failures: 0,
             disk_bytes: None,
+            watchdog: super::service_manager::Watchdog::from_environment(),
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -171,6 +173,8 @@ struct StateThread {
     pending_actions: Vec<Action>,
     /// Test-only fault: panic at the first keyed request (`test_switches::PANIC_THREAD`).
     panic_armed: bool,
+    /// Test-only fault: hang at the first keyed request (`test_switches::HANG_THREAD`).
+    hang_armed: bool,
     /// The real time the core's clock (`now`) stands at: `now` counts the ticks since.
     ticked_at: Instant,
     /// The cluster id last published to the reactor.
@@ -179,6 +183,8 @@ struct StateThread {
     snapshot_failures: u32,
     /// The data directory's size and when it was measured, for `status`.
     disk_bytes: Option<(Instant, u64)>,
+    /// systemd's watchdog and status line, fed from this loop.
+    watchdog: super::service_manager::Watchdog,
 }
 
 /// How long `status` reuses the data directory's measured size: walking the directory
@@ -216,6 +222,7 @@ impl StateThread {
             self.carry_out_actions();
             self.publish_cluster();
             self.publish_order_view();
+            self.watchdog.on_loop(|| super::status::status_line(&self.radiant));
             if shutdown {
                 return self.shut_down();
             }
@@ -314,6 +321,7 @@ impl StateThread {
                 if request.key().is_some() {
                     let what = "its first keyed request";
                     super::test_switches::panic_if(&mut self.panic_armed, what);
+                    super::test_switches::hang_if(self.hang_armed, what);
                 }
                 if let Some(reason) = &self.wal_failed {
                     let reason = format!(

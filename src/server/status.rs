@@ -48,6 +48,28 @@ pub fn status_json(
     document.to_string()
 }
 
+/// One line for systemd's `STATUS=` (what `systemctl status` shows): whether the radiant
+/// is ready and, if not, why; else its role, order, herald and configuration.
+pub fn status_line(radiant: &Radiant) -> String {
+    if let Err(reason) = radiant.readiness() {
+        return reason;
+    }
+    let member = radiant.member_id().map_or(0, |member| member.get());
+    let configuration = radiant.system().map_or(0, |system| system.record().committed);
+    match radiant.order() {
+        Some(order) => {
+            let role = format!("{:?}", order.role()).to_lowercase();
+            let herald = order.herald().map_or("none".to_string(), |h| h.get().to_string());
+            let group = order.group().get();
+            format!(
+                "ready: member {member}, {role} of order {group} (herald {herald}), \
+                 configuration {configuration}"
+            )
+        }
+        None => format!("ready: member {member}, configuration {configuration}"),
+    }
+}
+
 fn merge(document: &mut Value, more: Value) {
     if let (Some(document), Value::Object(more)) = (document.as_object_mut(), more) {
         document.extend(more);

@@ -34,6 +34,11 @@ pub const WAL_QUEUE_CAPACITY: &str = "RADIANT_TEST_WAL_QUEUE_CAPACITY";
 /// that a radiant stops after `MAX_SNAPSHOT_FAILURES` in a row.
 pub const FAIL_SNAPSHOTS: &str = "RADIANT_TEST_FAIL_SNAPSHOTS";
 
+/// Names a server thread, as `PANIC_THREAD` does, that hangs for good at its first piece
+/// of work (a deadlock or a call that never returns), for the test that systemd's
+/// watchdog stops hearing from a radiant whose state thread is stuck.
+pub const HANG_THREAD: &str = "RADIANT_TEST_HANG_THREAD";
+
 /// The count a switch gives: 0 when unset or not a number.
 pub fn count(name: &str) -> u64 {
     let count = std::env::var(name).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0);
@@ -46,13 +51,33 @@ pub fn count(name: &str) -> u64 {
 /// Whether `PANIC_THREAD` names the thread called `thread` (or its kind: `radiant-shard`
 /// names `radiant-shard-0`, `radiant-shard-1`, …).
 pub fn panics(thread: &str) -> bool {
-    let Ok(chosen) = std::env::var(PANIC_THREAD) else { return false };
+    names_thread(PANIC_THREAD, thread)
+}
+
+/// Whether `HANG_THREAD` names the thread called `thread` (as `panics` reads names).
+pub fn hangs(thread: &str) -> bool {
+    names_thread(HANG_THREAD, thread)
+}
+
+fn names_thread(switch: &str, thread: &str) -> bool {
+    let Ok(chosen) = std::env::var(switch) else { return false };
     let named = thread == chosen
         || thread.strip_prefix(chosen.as_str()).is_some_and(|rest| rest.starts_with('-'));
     if named {
-        warn!(switch = PANIC_THREAD, thread, "radiant: a test-only fault switch is set");
+        warn!(switch, thread, "radiant: a test-only fault switch is set");
     }
     named
+}
+
+/// Hangs the calling thread for good when `armed`: what `HANG_THREAD` asks for.
+pub fn hang_if(armed: bool, what: &str) {
+    if armed {
+        let thread = std::thread::current();
+        warn!(switch = HANG_THREAD, thread = thread.name(), what, "radiant: hanging for good");
+        loop {
+            std::thread::park();
+        }
+    }
 }
 
 /// Panics in the calling thread when `armed`, once: what `PANIC_THREAD` asks for.
