@@ -1,7 +1,9 @@
 //! A full disk on a real daemon: a single radiant whose data directory is on a small
 //! tmpfs the test mounts fills it under load. It stops (fail-stop) with exit status 74
 //! and the OS error in its log, loses nothing it acknowledged, and once space is freed it
-//! restarts with every acknowledged write.
+//! restarts with every acknowledged write. Below `min_free_bytes` free, before the disk is
+//! full, the disk-space alarm refuses new data, keeps reads and deletes working, shows in
+//! status, and clears by itself once space returns.
 //!
 //! Needs root (it mounts a tmpfs). Run by hand without root it says so and skips;
 //! `.ci/run` sets `RADIANT_REQUIRE_PRIVILEGED_TESTS=1`, under which a skip fails.
@@ -12,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::Daemon;
 use radiant::client::{Client, ClientOptions};
+use radiant_protocol::{ClientRequest, ClientResponse, ErrorResponse, Message};
 
 /// The tmpfs size: a few MiB, filled in seconds.
 const DISK_BYTES: &str = "8m";
@@ -71,7 +75,8 @@ fn a_full_disk_stops_the_radiant_with_exit_74_and_loses_nothing_acknowledged() {
     // The mount point itself is the data directory, so the config and the log (written
     // beside it) stay off the full disk.
     let data_dir = disk.path.clone();
-    let mut daemon = Daemon::start(&data_dir, "");
+    // No disk-space alarm: this test is about running into ENOSPC.
+    let mut daemon = Daemon::start(&data_dir, "min_free_bytes = 0\n");
     let options = ClientOptions { timeout: Duration::from_secs(5), ..ClientOptions::default() };
     let mut client = Client::connect(&daemon.client_address.to_string(), options).expect("connect");
     let value = vec![b'v'; VALUE_BYTES];
@@ -97,7 +102,7 @@ fn a_full_disk_stops_the_radiant_with_exit_74_and_loses_nothing_acknowledged() {
 
     // Space comes back: the radiant restarts with every write it acknowledged.
     disk.grow("256m");
-    let restarted = Daemon::start(&data_dir, "");
+    let restarted = Daemon::start(&data_dir, "min_free_bytes = 0\n");
     let mut client = restarted.connect();
     for key in &acknowledged {
         let stored = client.get(key.as_bytes()).expect("get");
@@ -117,7 +122,10 @@ fn a_full_disk_stops_one_member_and_its_order_carries_on() {
     let disk = Tmpfs::mount(&root.path().join("disk"));
     let members: Vec<(u64, u16, u16)> =
         (1..=3).map(|id| (id, common::free_port(), common::free_port())).collect();
-    let timing = "tick_ms = 10\nheartbeat_interval = 5\nelection_timeout = 30\n";
+    // No disk-space alarm: this test is about running into ENOSPC (an alarmed herald
+    // would refuse the puts that are to fill the disk).
+    let timing =
+        "tick_ms = 10\nheartbeat_interval = 5\nelection_timeout = 30\nmin_free_bytes = 0\n";
     let data_dirs = [root.path().join("r1"), root.path().join("r2"), disk.path.clone()];
     let configs: Vec<PathBuf> = members
         .iter()
@@ -181,4 +189,76 @@ fn a_full_disk_stops_one_member_and_its_order_carries_on() {
         let stored = stale.get_with(key.as_bytes(), consistency).expect("a stale read");
         assert!(stored.is_some(), "member 3 lacks acknowledged {key} after catching up");
     }
+}
+
+/// One put sent with no retry: its answer as the radiant gave it.
+fn put_once(client: &mut Client, key: &str, value: &[u8]) -> Message {
+    let request = ClientRequest::Put {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Bytes::copy_from_slice(value),
+        session: None,
+    };
+    let correlation_id = client.send(&request).expect("send a put");
+    let answer = client.receive(correlation_id, Instant::now() + STOP_LIMIT);
+    answer.unwrap_or_else(|error| panic!("no answer to put {key}: {error}"))
+}
+
+#[test]
+fn below_min_free_bytes_new_data_is_refused_reads_and_deletes_work_and_the_alarm_clears() {
+    if !privileged() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let disk = Tmpfs::mount(&root.path().join("disk"));
+    let data_dir = disk.path.clone();
+    // Half of the 8 MiB disk: the alarm trips with about 4 MiB still free.
+    let mut daemon = Daemon::start(&data_dir, "min_free_bytes = 4194304\n");
+    let mut client = daemon.connect();
+    let value = vec![b'v'; VALUE_BYTES];
+    let mut acknowledged = Vec::new();
+    let mut refusal = None;
+    for key in 0..MAX_PUTS {
+        let key = format!("key-{key}");
+        match put_once(&mut client, &key, &value) {
+            Message::Response(ClientResponse::PutResult) => acknowledged.push(key),
+            Message::Error(ErrorResponse::Unavailable { reason }) => {
+                refusal = Some(reason);
+                break;
+            }
+            other => panic!("put {key} got {other:?}; log:\n{}", daemon.log()),
+        }
+    }
+    let refusal = refusal.unwrap_or_else(|| panic!("never refused; log:\n{}", daemon.log()));
+    println!("refused after {} puts: {refusal}", acknowledged.len());
+    assert!(refusal.contains("min_free_bytes"), "the refusal does not name its cause: {refusal}");
+    assert!(refusal.contains(&data_dir.display().to_string()), "no directory: {refusal}");
+    assert!(daemon.is_running(), "the alarm must refuse, not stop:\n{}", daemon.log());
+
+    // Reads and deletes go on; status says why writes are refused.
+    let stored = client.get(acknowledged[0].as_bytes()).expect("a read under the alarm");
+    assert_eq!(stored.as_deref(), Some(value.as_slice()));
+    assert!(client.delete(acknowledged[0].as_bytes()).expect("a delete under the alarm"));
+    let status = common::status(&daemon).expect("status");
+    let alarm = status["disk_alarm"].as_str().unwrap_or_default().to_string();
+    assert!(alarm.contains("min_free_bytes"), "status shows no alarm: {status}");
+    let address = daemon.client_address.to_string();
+    let (code, shown, stderr) = common::radiant(&["status", "--addr", &address]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(shown.contains("DISK ALARM"), "`radiant status` hides the alarm:\n{shown}");
+
+    // Space returns: within a few checks the alarm clears and puts succeed again.
+    disk.grow("64m");
+    let deadline = Instant::now() + STOP_LIMIT;
+    loop {
+        match put_once(&mut client, "after", b"small") {
+            Message::Response(ClientResponse::PutResult) => break,
+            Message::Error(ErrorResponse::Unavailable { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("after growing the disk a put got {other:?}:\n{}", daemon.log()),
+        }
+    }
+    let status = common::status(&daemon).expect("status");
+    assert!(status["disk_alarm"].is_null(), "the alarm did not clear: {status}");
+    assert!(daemon.log().contains("disk alarm: cleared"), "{}", daemon.log());
 }

@@ -31,9 +31,13 @@ pub(super) fn render(status: &Value) -> String {
             let _ = writeln!(out, "ready (takes keyed requests)");
         }
     }
+    if let Some(alarm) = status["disk_alarm"].as_str() {
+        let _ = writeln!(out, "DISK ALARM: {alarm}");
+    }
     let _ = writeln!(
         out,
-        "log: last {}, durable {}, commit {}, applied {}, snapshot {}; {} keys; {} bytes on disk",
+        "log: last {}, durable {}, commit {}, applied {}, snapshot {}; {} keys; \
+         {} bytes on disk, {} free",
         text(&status["last_index"]),
         text(&status["durable_index"]),
         text(&status["commit_index"]),
@@ -41,6 +45,7 @@ pub(super) fn render(status: &Value) -> String {
         text(&status["snapshot_index"]),
         text(&status["keys"]),
         text(&status["disk_bytes"]),
+        text(&status["disk_free_bytes"]),
     );
     for member in status["members"].as_array().into_iter().flatten() {
         let _ = writeln!(

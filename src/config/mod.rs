@@ -112,6 +112,11 @@ pub struct Config {
     pub write_stall_timeout_ms: u64,
     /// A client connection with no traffic for this long is closed.
     pub client_idle_timeout_ms: u64,
+    /// Below this many bytes free in the data directory's file system, writes that add
+    /// data are refused (`Unavailable`, naming the cause) until space returns; reads and
+    /// deletes go on. 0 turns the alarm off (the radiant then runs until a write fails
+    /// with ENOSPC, and stops).
+    pub min_free_bytes: u64,
     /// Size at which the write-ahead log starts a new segment file.
     pub wal_segment_max_bytes: u64,
     /// A snapshot is written after this many entries have been applied since the last.
@@ -204,6 +209,7 @@ impl Default for Config {
             max_buffered_bytes: 1 << 30,
             write_stall_timeout_ms: 30_000,
             client_idle_timeout_ms: 600_000,
+            min_free_bytes: 128 << 20,
             wal_segment_max_bytes: 64 << 20,
             snapshot_interval_entries: 100_000,
             snapshot_interval_bytes: 256 << 20,

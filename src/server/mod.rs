@@ -35,6 +35,7 @@
 //! and the workers finish their queues. Exit status 0 means everything was flushed.
 
 pub mod channels;
+pub mod disk_alarm;
 pub mod link_auth;
 pub mod memory_budget;
 pub mod reactor;

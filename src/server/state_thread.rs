@@ -137,6 +137,7 @@ pub fn spawn(
     std::thread::Builder::new().name("radiant-state".into()).spawn(move || {
         let span = info_span!("radiant", member = ?radiant.member_id().map(MemberId::get));
         let _entered = span.enter();
+        let links_min_free_bytes = links.config.min_free_bytes;
         let mut thread = StateThread {
             radiant,
             links,
@@ -153,6 +154,7 @@ pub fn spawn(
             snapshot_failures: 0,
             disk_bytes: None,
             watchdog: super::service_manager::Watchdog::from_environment(),
+            disk_alarm: super::disk_alarm::DiskAlarm::new(links_min_free_bytes),
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -185,6 +187,8 @@ struct StateThread {
     disk_bytes: Option<(Instant, u64)>,
     /// systemd's watchdog and status line, fed from this loop.
     watchdog: super::service_manager::Watchdog,
+    /// Refuses requests that add data while the disk is short of space.
+    disk_alarm: super::disk_alarm::DiskAlarm,
 }
 
 /// How long `status` reuses the data directory's measured size: walking the directory
@@ -210,6 +214,7 @@ impl StateThread {
             batch.extend(self.links.inbox.try_iter().take(STATE_INBOX_CAPACITY));
             // Time first: nothing in the batch may be judged by a clock that lags.
             self.catch_up_ticks();
+            self.disk_alarm.check(&self.links.data_dir);
             let mut shutdown = false;
             for event in batch.drain(..) {
                 shutdown |= self.on_event(event);
@@ -222,7 +227,8 @@ impl StateThread {
             self.carry_out_actions();
             self.publish_cluster();
             self.publish_order_view();
-            self.watchdog.on_loop(|| super::status::status_line(&self.radiant));
+            let disk_alarm = self.disk_alarm.refusal();
+            self.watchdog.on_loop(|| super::status::status_line(&self.radiant, disk_alarm));
             if shutdown {
                 return self.shut_down();
             }
@@ -311,6 +317,45 @@ impl StateThread {
         }
     }
 
+    /// A client request: answered here when the radiant refuses it (its WAL failed, the
+    /// disk-space alarm) or when it is `status`; otherwise the core's input.
+    fn on_client(&mut self, reply_to: ReplyTo, request: ClientRequest) -> Option<Input> {
+        if request.key().is_some() {
+            let what = "its first keyed request";
+            super::test_switches::panic_if(&mut self.panic_armed, what);
+            super::test_switches::hang_if(self.hang_armed, what);
+        }
+        if let Some(reason) = &self.wal_failed {
+            let reason =
+                format!("this radiant's write-ahead log failed ({reason}); it is shutting down");
+            self.send_reply(reply_to, Message::Error(ErrorResponse::Unavailable { reason }));
+            return None;
+        }
+        // Only a herald appends client writes; a follower redirects them as ever.
+        let herald = self.radiant.order().and_then(crate::core::order::Order::herald);
+        let appends = herald.is_some() && herald == self.radiant.member_id();
+        let refusal = self.disk_alarm.refusal().filter(|_| appends && request.adds_data());
+        if let Some(reason) = refusal {
+            let reason = reason.to_string();
+            self.send_reply(reply_to, Message::Error(ErrorResponse::Unavailable { reason }));
+            return None;
+        }
+        if request == ClientRequest::Status {
+            let disk_bytes = self.disk_bytes();
+            let counted = serde_json::json!({
+                "security": self.links.security.to_json(),
+                "memory": self.links.memory.to_json(),
+                "disk_free_bytes": self.disk_alarm.free_bytes(),
+                "disk_alarm": self.disk_alarm.refusal(),
+            });
+            let (radiant, machine) = (&self.radiant, &self.links.machine);
+            let json = super::status::status_json(radiant, machine, disk_bytes, counted);
+            self.send_reply(reply_to, Message::Response(ClientResponse::Status { json }));
+            return None;
+        }
+        Some(Input::Client { reply_to, request })
+    }
+
     /// Steps the core with one event; true when it is the shutdown request.
     fn on_event(&mut self, event: StateEvent) -> bool {
         let input = match event {
@@ -318,37 +363,10 @@ impl StateThread {
             StateEvent::Tick => return false,
             StateEvent::Client { reply_to, request, charge } => {
                 drop(charge);
-                if request.key().is_some() {
-                    let what = "its first keyed request";
-                    super::test_switches::panic_if(&mut self.panic_armed, what);
-                    super::test_switches::hang_if(self.hang_armed, what);
+                match self.on_client(reply_to, request) {
+                    Some(input) => input,
+                    None => return false,
                 }
-                if let Some(reason) = &self.wal_failed {
-                    let reason = format!(
-                        "this radiant's write-ahead log failed ({reason}); it is shutting down"
-                    );
-                    self.send_reply(
-                        reply_to,
-                        Message::Error(ErrorResponse::Unavailable { reason }),
-                    );
-                    return false;
-                }
-                if request == ClientRequest::Status {
-                    let disk_bytes = self.disk_bytes();
-                    let counted = serde_json::json!({
-                        "security": self.links.security.to_json(),
-                        "memory": self.links.memory.to_json(),
-                    });
-                    let json = super::status::status_json(
-                        &self.radiant,
-                        &self.links.machine,
-                        disk_bytes,
-                        counted,
-                    );
-                    self.send_reply(reply_to, Message::Response(ClientResponse::Status { json }));
-                    return false;
-                }
-                Input::Client { reply_to, request }
             }
             StateEvent::Peer { input, charge } => {
                 drop(charge);
@@ -610,6 +628,7 @@ impl effects::LogStore for StateThread {
         truncate_from: Option<LogIndex>,
         entries: Vec<LogEntry>,
     ) {
+        self.disk_alarm.note_appended(entries.iter().map(|entry| entry.data.len() as u64).sum());
         self.send_wal(WalRequest::Append { sequence, hard_state, truncate_from, entries });
     }
 

@@ -49,10 +49,14 @@ pub fn status_json(
 }
 
 /// One line for systemd's `STATUS=` (what `systemctl status` shows): whether the radiant
-/// is ready and, if not, why; else its role, order, herald and configuration.
-pub fn status_line(radiant: &Radiant) -> String {
+/// is ready and, if not, why; a raised disk-space alarm; else its role, order, herald
+/// and configuration.
+pub fn status_line(radiant: &Radiant, disk_alarm: Option<&str>) -> String {
     if let Err(reason) = radiant.readiness() {
         return reason;
+    }
+    if let Some(alarm) = disk_alarm {
+        return alarm.to_string();
     }
     let member = radiant.member_id().map_or(0, |member| member.get());
     let configuration = radiant.system().map_or(0, |system| system.record().committed);

@@ -224,6 +224,21 @@ pub const MAX_TOKEN_BYTES: u32 = 1024;
 // ===== impl ClientRequest =====
 
 impl ClientRequest {
+    /// Whether carrying this request out may make the stored data larger: a put, a cas
+    /// or batch that sets a value, an update other than a take. Reads, deletes and admin
+    /// requests never do, so a radiant short of disk space keeps serving them.
+    pub fn adds_data(&self) -> bool {
+        match self {
+            ClientRequest::Put { .. } => true,
+            ClientRequest::Cas { new, .. } => new.is_some(),
+            ClientRequest::Update { update, .. } => !matches!(update, Update::Take),
+            ClientRequest::Batch { batch, .. } => {
+                batch.writes.iter().any(|write| write.value.is_some())
+            }
+            _ => false,
+        }
+    }
+
     /// The frame kind of this request.
     pub fn kind(&self) -> Kind {
         match self {
