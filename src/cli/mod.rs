@@ -37,7 +37,7 @@ pub struct Cli {
     command: Command,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 struct Target {
     /// Client address of a radiant, or several separated by commas: the first that
     /// answers is used, the others are fallen back on if it goes away.
@@ -381,14 +381,48 @@ fn check_history(arguments: &CheckHistoryArgs) -> Result<ExitCode, String> {
 
 fn status(json: bool, target: &Target) -> Result<ExitCode, String> {
     let document = connect(target)?.status().map_err(|error| error_chain(&error))?;
-    if json {
-        println!("{document}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_str(&document).map_err(|error| format!("unreadable status: {error}"))?;
-    print!("{}", status::render(&value));
+    merge_controller_view(&mut value, target);
+    if json {
+        println!("{value}");
+    } else {
+        print!("{}", status::render(&value));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Only the controller hears every order's herald: when the radiant asked is not the
+/// controller, its orders' states and radiants' liveness are replaced by the controller's
+/// (`system.seen_by` names it) and the summary is made again. If the controller cannot
+/// be asked, the radiant's own view stays, and says so.
+fn merge_controller_view(value: &mut serde_json::Value, target: &Target) {
+    let system = &value["system"];
+    if system["is_controller"] == true || !system["controller"].is_object() {
+        return;
+    }
+    let controller_peer = &system["controller"]["address"];
+    let radiants = system["radiants"].as_array().into_iter().flatten();
+    let Some(client) = radiants
+        .filter(|radiant| radiant["peer"] == *controller_peer)
+        .find_map(|radiant| radiant["client"].as_str().map(str::to_string))
+    else {
+        return;
+    };
+    let asked = Target { addr: client, ..target.clone() };
+    let controller_document = connect(&asked)
+        .and_then(|mut client| client.status_document().map_err(|error| error_chain(&error)));
+    let seen_by = match controller_document {
+        Ok(controller) if controller["system"]["is_controller"] == true => {
+            for field in ["orders", "radiants", "down_after_ms"] {
+                value["system"][field] = controller["system"][field].clone();
+            }
+            controller["member"].clone()
+        }
+        _ => serde_json::Value::String("this radiant (the controller did not answer)".into()),
+    };
+    value["system"]["seen_by"] = seen_by;
+    value["summary"] = serde_json::Value::String(crate::server::status::summary(value));
 }
 
 fn shards(target: &Target) -> Result<ExitCode, String> {

@@ -12,6 +12,9 @@ pub(super) fn render(status: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
+    if let Some(summary) = status["summary"].as_str() {
+        let _ = writeln!(out, "{summary}\n");
+    }
     let _ = writeln!(
         out,
         "radiant {} ({}, {}); order {} {}, term {}, herald {}",
@@ -47,13 +50,28 @@ pub(super) fn render(status: &Value) -> String {
         text(&status["disk_bytes"]),
         text(&status["disk_free_bytes"]),
     );
+    if let Some(reason) = status["order_reason"].as_str() {
+        let _ = writeln!(out, "order {}: {reason}", text(&status["order_state"]));
+    }
+    render_members_and_moves(status, &mut out, &text);
+    let system = &status["system"];
+    if system.is_object() {
+        render_system(system, &mut out, &text);
+    }
+    out
+}
+
+/// This radiant's order members (with liveness when it is their herald) and its shards in
+/// flight.
+fn render_members_and_moves(status: &Value, out: &mut String, text: &impl Fn(&Value) -> String) {
     for member in status["members"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "  member {} {} at {}",
+            "  member {} {} at {}{}",
             text(&member["id"]),
             text(&member["role"]),
-            text(&member["address"])
+            text(&member["address"]),
+            liveness_text(member)
         );
     }
     for shard_move in status["moves"].as_array().into_iter().flatten() {
@@ -69,11 +87,15 @@ pub(super) fn render(status: &Value) -> String {
             text(&shard_move["configuration"]),
         );
     }
-    let system = &status["system"];
-    if system.is_object() {
-        render_system(system, &mut out, &text);
+}
+
+/// ", heard 40 ms ago" or ", DOWN (not heard for 5400 ms)", when liveness is known.
+fn liveness_text(radiant: &Value) -> String {
+    match (radiant["down"].as_bool(), radiant["last_heard_ms"].as_u64()) {
+        (Some(true), Some(ms)) => format!(", DOWN (not heard for {ms} ms)"),
+        (Some(false), Some(ms)) => format!(", heard {ms} ms ago"),
+        _ => String::new(),
     }
-    out
 }
 
 fn render_system(system: &Value, out: &mut String, text: &impl Fn(&Value) -> String) {
@@ -109,9 +131,32 @@ fn render_system(system: &Value, out: &mut String, text: &impl Fn(&Value) -> Str
         );
         return;
     }
+    render_orders(system, out, text);
+    let spares: Vec<String> = system["spares"].as_array().into_iter().flatten().map(text).collect();
+    if !spares.is_empty() {
+        let _ = writeln!(out, "spares: {}", spares.join(" "));
+    }
+    render_radiants(system, out, text);
+    let seen_by = match &system["seen_by"] {
+        Value::Null if system["is_controller"] == true => {
+            "this radiant, the controller".to_string()
+        }
+        Value::Null => "this radiant".to_string(),
+        Value::Number(member) => format!("the controller, radiant {member}"),
+        other => text(other),
+    };
     let _ = writeln!(
         out,
-        "\n{:<6} {:<22} {:<7} {:<7} {:<7} MEMBERS",
+        "(orders' states and radiants' liveness as seen by {seen_by}; a radiant is DOWN once \
+         not heard for {} ms; `radiant status --addr ADDR` asks one directly)",
+        text(&system["down_after_ms"])
+    );
+}
+
+fn render_orders(system: &Value, out: &mut String, text: &impl Fn(&Value) -> String) {
+    let _ = writeln!(
+        out,
+        "\n{:<6} {:<31} {:<7} {:<7} {:<7} MEMBERS",
         "ORDER", "STATE", "HERALD", "SHARDS", "MOVING"
     );
     for order in system["orders"].as_array().into_iter().flatten() {
@@ -120,7 +165,7 @@ fn render_system(system: &Value, out: &mut String, text: &impl Fn(&Value) -> Str
         let leaving = if order["leaving"] == true { " (leaving)" } else { "" };
         let _ = writeln!(
             out,
-            "{:<6} {:<22} {:<7} {:<7} {:<7} {}{leaving}",
+            "{:<6} {:<31} {:<7} {:<7} {:<7} {}{leaving}",
             text(&order["group"]),
             text(&order["state"]),
             text(&order["herald"]),
@@ -128,22 +173,19 @@ fn render_system(system: &Value, out: &mut String, text: &impl Fn(&Value) -> Str
             text(&order["moving"]),
             members.join(" ")
         );
+        if let Some(reason) = order["reason"].as_str() {
+            let _ = writeln!(out, "       because {reason}");
+        }
     }
-    let spares: Vec<String> = system["spares"].as_array().into_iter().flatten().map(text).collect();
-    if !spares.is_empty() {
-        let _ = writeln!(out, "spares: {}", spares.join(" "));
-    }
-    render_radiants(system, out, text);
-    let _ = writeln!(
-        out,
-        "(state and role of other radiants as this radiant knows them; \
-         `radiant status --addr ADDR` asks one directly)"
-    );
 }
 
 fn render_radiants(system: &Value, out: &mut String, text: &impl Fn(&Value) -> String) {
     let controller = &system["controller"];
-    let _ = writeln!(out, "\n{:<8} {:<22} {:<22} {:<6} ROLE", "RADIANT", "PEER", "CLIENT", "ORDER");
+    let _ = writeln!(
+        out,
+        "\n{:<8} {:<22} {:<22} {:<6} ROLE, LIVENESS",
+        "RADIANT", "PEER", "CLIENT", "ORDER"
+    );
     let heralds: Vec<(Value, Value)> = system["orders"]
         .as_array()
         .into_iter()
@@ -164,12 +206,13 @@ fn render_radiants(system: &Value, out: &mut String, text: &impl Fn(&Value) -> S
         }
         let _ = writeln!(
             out,
-            "{:<8} {:<22} {:<22} {:<6} {}",
+            "{:<8} {:<22} {:<22} {:<6} {}{}",
             text(id),
             text(&radiant["peer"]),
             text(&radiant["client"]),
             text(&radiant["order"]),
-            roles.join(", ")
+            roles.join(", "),
+            liveness_text(radiant)
         );
     }
 }

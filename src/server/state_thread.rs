@@ -349,7 +349,8 @@ impl StateThread {
                 "disk_alarm": self.disk_alarm.refusal(),
             });
             let (radiant, machine) = (&self.radiant, &self.links.machine);
-            let json = super::status::status_json(radiant, machine, disk_bytes, counted);
+            let figures = (disk_bytes, self.links.config.tick_ms);
+            let json = super::status::status_json(radiant, machine, figures, counted);
             self.send_reply(reply_to, Message::Response(ClientResponse::Status { json }));
             return None;
         }

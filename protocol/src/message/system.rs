@@ -192,7 +192,21 @@ pub struct CouncilAppendAck {
     pub adopted: u64,
     /// Shards it is still receiving or handing over.
     pub moving: u32,
+    /// The order's state as its herald reports it, in the seed's spelling (`ACTIVE`,
+    /// `ERROR(RECOVERABLE(MEMBERSHIP))`, …); empty in the bootstrap form.
+    pub order_state: String,
+    /// Why the order is not `ACTIVE` (empty when it is), for the operator.
+    pub reason: String,
+    /// Each member of the order with the ticks since its herald last heard from it (0
+    /// for the herald itself), so the controller can say which radiants are down.
+    pub members: Vec<(MemberId, u64)>,
 }
+
+/// Most members one `CouncilAppendAck` reports (an order has at most nine voters, plus
+/// learners while members are added).
+pub const MAX_REPORTED_MEMBERS: usize = 64;
+/// Longest `order_state` in a `CouncilAppendAck`.
+pub const MAX_ORDER_STATE_BYTES: usize = 64;
 
 // ===== impl SystemMessage =====
 
@@ -282,15 +296,9 @@ impl SystemMessage {
             Kind::CouncilAppend => {
                 SystemBody::CouncilAppend(Box::new(decode_council_append(&mut reader)?))
             }
-            Kind::CouncilAppendAck => SystemBody::CouncilAppendAck(CouncilAppendAck {
-                term: reader.read_u64("term")?,
-                group: GroupId::new(reader.read_u64("group")?),
-                member: MemberId::new(reader.read_u64("member")?),
-                held: reader.read_u64("held")?,
-                success: reader.read_bool("success")?,
-                adopted: reader.read_u64("adopted")?,
-                moving: reader.read_u32("moving")?,
-            }),
+            Kind::CouncilAppendAck => {
+                SystemBody::CouncilAppendAck(decode_council_append_ack(&mut reader)?)
+            }
             Kind::ShardChunk => {
                 SystemBody::ShardChunk(Box::new(ShardChunk::decode(&mut reader, limits)?))
             }
@@ -358,6 +366,14 @@ impl SystemMessage {
                 put_bool(dst, ack.success);
                 dst.put_u64(ack.adopted);
                 dst.put_u32(ack.moving);
+                put_string(dst, &ack.order_state, MAX_ORDER_STATE_BYTES);
+                put_string(dst, &ack.reason, MAX_REASON_BYTES);
+                let members = ack.members.iter().take(MAX_REPORTED_MEMBERS);
+                dst.put_u32(members.len() as u32);
+                for (member, quiet_ticks) in members {
+                    dst.put_u64(member.get());
+                    dst.put_u64(*quiet_ticks);
+                }
             }
             SystemBody::ShardChunk(chunk) => chunk.encode(dst),
             SystemBody::ShardChunkAck(ack) => {
@@ -394,6 +410,44 @@ fn decode_council_append(reader: &mut Reader) -> Result<CouncilAppend, DecodeErr
         configuration,
         committed_configuration,
         heralds,
+    })
+}
+
+fn decode_council_append_ack(reader: &mut Reader) -> Result<CouncilAppendAck, DecodeError> {
+    let term = reader.read_u64("term")?;
+    let group = GroupId::new(reader.read_u64("group")?);
+    let member = MemberId::new(reader.read_u64("member")?);
+    let held = reader.read_u64("held")?;
+    let success = reader.read_bool("success")?;
+    let adopted = reader.read_u64("adopted")?;
+    let moving = reader.read_u32("moving")?;
+    let order_state = reader.read_string(
+        "order_state",
+        MAX_ORDER_STATE_BYTES,
+        "longer than MAX_ORDER_STATE_BYTES (64)",
+    )?;
+    let reason =
+        reader.read_string("reason", MAX_REASON_BYTES, "longer than MAX_REASON_BYTES (1024)")?;
+    // The members: a count, then each member id and its quiet ticks.
+    let count = reader.read_count("members", 16)?;
+    if count > MAX_REPORTED_MEMBERS {
+        return Err(reader.invalid("members", "more than MAX_REPORTED_MEMBERS (64)"));
+    }
+    let mut members = Vec::with_capacity(count);
+    for _ in 0..count {
+        members.push((reader.read_member_id("member.id")?, reader.read_u64("member.quiet")?));
+    }
+    Ok(CouncilAppendAck {
+        term,
+        group,
+        member,
+        held,
+        success,
+        adopted,
+        moving,
+        order_state,
+        reason,
+        members,
     })
 }
 
@@ -465,6 +519,21 @@ mod tests {
         }
     }
 
+    fn a_council_append_ack() -> CouncilAppendAck {
+        CouncilAppendAck {
+            term: 3,
+            group: GroupId::new(1),
+            member: MemberId::new(1),
+            held: 1,
+            success: true,
+            adopted: 1,
+            moving: 2,
+            order_state: "ERROR(RECOVERABLE(MEMBERSHIP))".to_string(),
+            reason: "member 3 not heard for 130 ticks".to_string(),
+            members: vec![(MemberId::new(1).unwrap(), 0), (MemberId::new(3).unwrap(), 130)],
+        }
+    }
+
     fn every_body() -> Vec<SystemBody> {
         let mut configuration = Configuration {
             number: 1,
@@ -513,15 +582,7 @@ mod tests {
                 committed_configuration: Some(configuration),
                 heralds: vec![(GroupId::new(1).unwrap(), MemberId::new(1).unwrap())],
             })),
-            SystemBody::CouncilAppendAck(CouncilAppendAck {
-                term: 3,
-                group: GroupId::new(1),
-                member: MemberId::new(1),
-                held: 1,
-                success: true,
-                adopted: 1,
-                moving: 2,
-            }),
+            SystemBody::CouncilAppendAck(a_council_append_ack()),
             SystemBody::ShardChunk(Box::new(ShardChunk {
                 shard: 2,
                 number: 5,

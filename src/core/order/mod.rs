@@ -27,7 +27,9 @@ use radiant_protocol::{
 };
 
 pub use membership::Membership;
-pub use state::{OrderError, OrderRole, OrderState, OrderStateError};
+pub use state::{
+    OrderError, OrderRole, OrderState, OrderStateError, MEMBER_DOWN_ELECTION_TIMEOUTS,
+};
 
 use self::log::OrderLog;
 use self::reads::ReadQueue;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use radiant_protocol::OrderStateOp;
+use radiant_protocol::{MemberId, OrderStateOp};
 
 use super::Order;
 
@@ -116,5 +116,76 @@ pub(super) fn order_state(order: &Order) -> OrderState {
             OrderState::Bootstrap
         }
         OrderRole::Follower => OrderState::Reset,
+    }
+}
+
+/// A member its herald has not heard from for this many election timeouts counts as down
+/// (`DOWN` in status, and its order `ERROR(RECOVERABLE(MEMBERSHIP))` until it is back or
+/// replaced): heralds hear every member at least once per heartbeat interval, so this is
+/// far beyond a slow answer, and beyond the time a re-election takes.
+pub const MEMBER_DOWN_ELECTION_TIMEOUTS: u64 = 4;
+
+impl Order {
+    /// Ticks since the herald last heard from each member of the order (0 for itself), in
+    /// member order; empty unless this replica is the herald.
+    pub fn member_quiet_ticks(&self) -> Vec<(MemberId, u64)> {
+        if self.role != OrderRole::Herald {
+            return Vec::new();
+        }
+        self.membership
+            .addresses
+            .keys()
+            .map(|&member| {
+                let quiet = match self.progress.get(&member) {
+                    _ if member == self.me => 0,
+                    Some(progress) => self.now.0.saturating_sub(progress.last_heard.0),
+                    None => u64::MAX,
+                };
+                (member, quiet)
+            })
+            .collect()
+    }
+
+    /// Ticks of silence after which a member counts as down
+    /// (`MEMBER_DOWN_ELECTION_TIMEOUTS` election timeouts).
+    pub fn member_down_ticks(&self) -> u64 {
+        MEMBER_DOWN_ELECTION_TIMEOUTS * self.options.election_timeout_ticks.max(1)
+    }
+
+    /// The order's state as its herald reports it to the controller and to status, with
+    /// the reason when it is not `ACTIVE`. Unlike `state`, which drives what the replica
+    /// does, this also says `ERROR(RECOVERABLE(MEMBERSHIP))` while a member is down: the
+    /// order still serves, but one more loss may stop it.
+    pub fn health(&self) -> (OrderState, Option<String>) {
+        let state = self.state();
+        let reason = match state {
+            OrderState::Active => None,
+            OrderState::Bootstrap => Some("no herald heard yet (new member)".to_string()),
+            OrderState::Reset => Some("no herald of the current term heard".to_string()),
+            OrderState::Locked(op) => Some(format!("locked for {op}")),
+            OrderState::Error(OrderStateError::Recoverable(OrderError::Membership)) => {
+                Some("this member is no longer in its order's membership".to_string())
+            }
+            OrderState::Error(error) => Some(format!("error {error}")),
+        };
+        if reason.is_some() {
+            return (state, reason);
+        }
+        let down_ticks = self.member_down_ticks();
+        let down: Vec<String> = self
+            .member_quiet_ticks()
+            .into_iter()
+            .filter(|&(_, quiet)| quiet >= down_ticks)
+            .map(|(member, _)| member.get().to_string())
+            .collect();
+        if down.is_empty() {
+            return (state, None);
+        }
+        let error = OrderState::Error(OrderStateError::Recoverable(OrderError::Membership));
+        let reason = format!(
+            "member {} not heard for {down_ticks} ticks or more: restart it, or replace it",
+            down.join(", ")
+        );
+        (error, Some(reason))
     }
 }

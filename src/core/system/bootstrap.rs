@@ -450,6 +450,7 @@ impl System {
             pending_joins: BTreeMap::new(),
             pending_admin: Vec::new(),
             shard_reports: BTreeMap::new(),
+            order_reports: BTreeMap::new(),
             herald_addresses: BTreeMap::new(),
             heartbeat_elapsed: u64::MAX,
         });
@@ -499,6 +500,9 @@ impl System {
                 success: false,
                 adopted: 0,
                 moving: 0,
+                order_state: String::new(),
+                reason: String::new(),
+                members: Vec::new(),
             };
             self.send(&from, SystemBody::CouncilAppendAck(ack), actions);
             return;
@@ -537,6 +541,9 @@ impl System {
             success: true,
             adopted: 0,
             moving: 0,
+            order_state: String::new(),
+            reason: String::new(),
+            members: Vec::new(),
         };
         self.send(&from, SystemBody::CouncilAppendAck(ack), actions);
     }

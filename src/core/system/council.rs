@@ -348,6 +348,7 @@ impl System {
             pending_joins: Default::default(),
             pending_admin: Vec::new(),
             shard_reports: BTreeMap::new(),
+            order_reports: BTreeMap::new(),
             herald_addresses: BTreeMap::new(),
             heartbeat_elapsed: u64::MAX,
         });
@@ -469,6 +470,7 @@ impl System {
     }
 
     fn acknowledge(&mut self, to: &str, order: &Order, success: bool, actions: &mut Actions) {
+        let health = order.health();
         let ack = CouncilAppendAck {
             term: self.record.council_term,
             group: Some(order.group()),
@@ -477,6 +479,9 @@ impl System {
             success,
             adopted: order.shards().adopted(),
             moving: order.shards().moving(),
+            order_state: health.0.to_string(),
+            reason: health.1.unwrap_or_default(),
+            members: order.member_quiet_ticks(),
         };
         self.send(to, SystemBody::CouncilAppendAck(ack), actions);
     }
@@ -508,6 +513,16 @@ impl System {
         }
         controller.held.insert(Holder::Order(group), ack.held);
         controller.shard_reports.insert(group, (ack.adopted, ack.moving));
+        if let Some(herald) = ack.member {
+            let report = super::OrderReport {
+                heard_at: self.now,
+                herald,
+                state: ack.order_state,
+                reason: ack.reason,
+                members: ack.members,
+            };
+            controller.order_reports.insert(group, report);
+        }
         controller.herald_addresses.insert(group, from);
         let latest = &controller.latest;
         let voters = voting_orders(latest, controller.committed.as_ref());

@@ -102,6 +102,21 @@ pub struct ControllerView {
     pub heard_at: Tick,
 }
 
+/// An order as its herald last reported it to the controller (`CouncilAppendAck`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderReport {
+    /// When the controller heard it.
+    pub heard_at: Tick,
+    /// The herald that reported.
+    pub herald: MemberId,
+    /// The order's state in the seed's spelling.
+    pub state: String,
+    /// Why it is not `ACTIVE` (empty when it is).
+    pub reason: String,
+    /// Each member with the ticks since the herald last heard from it.
+    pub members: Vec<(MemberId, u64)>,
+}
+
 /// Who holds a configuration, as the controller counts: an order, or before
 /// configuration 1 a bootstrap radiant (by address).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -125,6 +140,8 @@ struct Controller {
     /// Each order's last report: the configuration it has adopted and how many of its
     /// shards are still moving.
     shard_reports: BTreeMap<GroupId, (u64, u32)>,
+    /// Each order's state and members' liveness as its herald last reported them.
+    order_reports: BTreeMap<GroupId, OrderReport>,
     /// Where each order's herald answered from: heartbeats go there too, so a herald the
     /// newest configuration removed still hears it (and hands over).
     herald_addresses: BTreeMap<GroupId, String>,
@@ -214,6 +231,10 @@ pub struct SystemStatus<'a> {
     pub heralds: &'a BTreeMap<GroupId, MemberId>,
     /// Whether this radiant is the controller.
     pub is_controller: bool,
+    /// As the controller: every order's last report (empty elsewhere).
+    pub order_reports: Option<&'a BTreeMap<GroupId, OrderReport>>,
+    /// The system's clock, to age `order_reports` and the controller view.
+    pub now: Tick,
     /// Radiants it knows by address (beacon phase).
     pub known: usize,
     /// `bootstrap_expect`.
@@ -418,6 +439,8 @@ impl System {
             controller: self.controller_view.as_ref(),
             heralds: &self.heralds,
             is_controller: self.is_controller(),
+            order_reports: self.controller.as_ref().map(|controller| &controller.order_reports),
+            now: self.now,
             known: self.known.len(),
             bootstrap_expect: self.options.bootstrap_expect,
         }
