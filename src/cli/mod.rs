@@ -202,7 +202,9 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
-    /// Check a JSON-lines client history (DESIGN §9) for linearizability.
+    /// Check a JSON-lines client history for linearizability (the format: "History
+    /// files" in docs/operations.md; `radiant bench --history` and `radiant sim
+    /// --history` write it).
     CheckHistory(CheckHistoryArgs),
     /// Print the value of KEY.
     Get {

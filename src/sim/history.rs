@@ -1,4 +1,5 @@
-//! Client histories: what each client asked, when, and what it was told (DESIGN §9).
+//! Client histories: what each client asked, when, and what it was told (DESIGN §9;
+//! for users, "History files" in docs/operations.md repeats the format below).
 //!
 //! # Format
 //! A history file is JSON lines, one operation per line, in any order (the checker
