@@ -63,6 +63,8 @@ pub struct Config {
     pub resp_ip: IpAddr,
     /// RESP port; unset serves no RESP. 0 binds a free port.
     pub resp_port: Option<u16>,
+    /// Where Prometheus scrapes `GET /metrics` (`IP:PORT`); unset serves no metrics.
+    pub metrics_addr: Option<SocketAddr>,
     /// Largest frame accepted from the network: the frame's length field, in bytes.
     pub max_frame_bytes: u32,
     /// Largest key accepted, in bytes.
@@ -189,6 +191,7 @@ impl Default for Config {
             client_port: 7401,
             resp_ip: loopback,
             resp_port: None,
+            metrics_addr: None,
             max_frame_bytes: (16 << 20) + (1 << 20),
             max_key_bytes: 64 << 10,
             max_value_bytes: 16 << 20,

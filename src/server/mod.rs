@@ -38,6 +38,7 @@ pub mod channels;
 pub mod disk_alarm;
 pub mod link_auth;
 pub mod memory_budget;
+pub mod metrics;
 pub mod reactor;
 pub mod recovery;
 pub mod service_manager;
@@ -191,6 +192,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let data_dir = DataDir::real(&prepare_data_dir(&config.data_dir)?);
     let _lock = lock_data_dir(&data_dir.path)?;
     let (client_listener, peer_listener, resp_listener) = bind_listeners(&config, &data_dir.path)?;
+    let metrics_listener = bind_metrics(&config)?;
     let resp_address = resp_listener.as_ref().and_then(|listener| listener.local_addr().ok());
     let machine = Arc::new(StateMachine::new(config.shard_count));
     let (radiant, recovered_wal, last_index) = build_radiant(
@@ -201,12 +203,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         resp_address,
     )?;
     let (state_sender, state_inbox) = crossbeam_channel::bounded(STATE_INBOX_CAPACITY);
-    let shared = SharedWithReactor {
-        cluster: Arc::default(),
-        security: Arc::default(),
-        memory: MemoryBudget::new(usize::try_from(config.max_buffered_bytes).unwrap_or(usize::MAX)),
-        order_view: Arc::default(),
-    };
+    let shared = SharedWithReactor::new(&config);
     let peer_address = peer_listener.local_addr().map_err(runtime_error("listener"))?;
     let tokens = load_tokens(&config)?;
     let tls = load_tls(&config)?;
@@ -227,6 +224,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         let _ = reactor_sender.send(ReactorEvent::LinkPeer(neighbor));
     }
     let signals = signal_thread(reactor_sender.clone()).map_err(runtime_error("signal handler"))?;
+    if let Some(listener) = metrics_listener {
+        serve_metrics(listener, &shared, &data_dir)?;
+    }
     let threads = Threads::spawn(
         &config,
         &data_dir,
@@ -244,6 +244,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let state_exit = threads.stop();
     drop(signals);
     reactor_result.map_err(runtime_error("reactor"))?;
+    exit_of(state_exit)
+}
+
+/// How the daemon ends, from how its state thread ended.
+fn exit_of(state_exit: StateThreadExit) -> Result<(), StartupError> {
     match state_exit {
         StateThreadExit::Clean => {
             info!("radiant: shut down cleanly; every accepted write is durable");
@@ -418,6 +423,35 @@ fn bind_listeners(config: &Config, data_dir: &Path) -> Result<BoundListeners, St
     Ok((client_listener, peer_listener, resp_listener))
 }
 
+/// The metrics listener, when `metrics_addr` is set (bound at start, so a taken port
+/// stops the radiant at once).
+fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>, StartupError> {
+    let Some(address) = config.metrics_addr else { return Ok(None) };
+    let listener = metrics::bind(address).map_err(|source| StartupError::Bind {
+        what: "metrics (metrics_addr)",
+        address,
+        source,
+    })?;
+    Ok(Some(listener))
+}
+
+/// Starts the metrics thread on `listener`, reading what the other threads count.
+fn serve_metrics(
+    listener: std::net::TcpListener,
+    shared: &SharedWithReactor,
+    data_dir: &DataDir,
+) -> Result<(), StartupError> {
+    let sources = metrics::MetricsSources {
+        reactor: Arc::clone(&shared.reactor_metrics),
+        core: Arc::clone(&shared.figures),
+        wal: Arc::clone(&shared.wal_counters),
+        security: Arc::clone(&shared.security),
+        memory: Arc::clone(&shared.memory),
+        data_dir: data_dir.path.clone(),
+    };
+    metrics::serve(listener, sources).map_err(runtime_error("metrics thread"))
+}
+
 /// The client, peer and (when `resp_port` is set) RESP listeners.
 type BoundListeners = (std::net::TcpListener, std::net::TcpListener, Option<std::net::TcpListener>);
 
@@ -444,7 +478,7 @@ impl Threads {
             shrunk => usize::try_from(shrunk).unwrap_or(WAL_QUEUE_CAPACITY),
         };
         let (wal_sender, wal_requests) = crossbeam_channel::bounded(wal_queue);
-        let counters = Arc::new(wal_thread::WalCounters::default());
+        let counters = Arc::clone(&shared.wal_counters);
         // The threads the state thread waits on answer on a channel of their own, which
         // never blocks them (see "Who waits for whom" above).
         let (completion_sender, completions) = crossbeam_channel::unbounded();
@@ -490,6 +524,7 @@ impl Threads {
             security: shared.security,
             memory: shared.memory,
             order_view: shared.order_view,
+            figures: shared.figures,
         };
         let state = state_thread::spawn(radiant, links).map_err(runtime_error("state thread"))?;
         Ok(Threads { state_sender, state, wal, others })
@@ -522,6 +557,25 @@ struct SharedWithReactor {
     memory: Arc<MemoryBudget>,
     /// This radiant's id and its order's herald, for RESP's `MOVED`.
     order_view: Arc<OrderView>,
+    /// What `/metrics` shows: the reactor's, the state thread's and the WAL writer's.
+    reactor_metrics: Arc<metrics::ReactorMetrics>,
+    figures: Arc<metrics::CoreFigures>,
+    wal_counters: Arc<wal_thread::WalCounters>,
+}
+
+impl SharedWithReactor {
+    fn new(config: &Config) -> SharedWithReactor {
+        let max_buffered_bytes = usize::try_from(config.max_buffered_bytes).unwrap_or(usize::MAX);
+        SharedWithReactor {
+            cluster: Arc::default(),
+            security: Arc::default(),
+            memory: MemoryBudget::new(max_buffered_bytes),
+            order_view: Arc::default(),
+            reactor_metrics: Arc::default(),
+            figures: Arc::default(),
+            wal_counters: Arc::default(),
+        }
+    }
 }
 
 /// Hands the RESP listener to the reactor, with the RESP addresses of the static members
@@ -627,6 +681,7 @@ fn reactor_options(
         cluster: Arc::clone(&shared.cluster),
         security: Arc::clone(&shared.security),
         memory: Arc::clone(&shared.memory),
+        metrics: Arc::clone(&shared.reactor_metrics),
         tls,
     }
 }
@@ -747,4 +802,18 @@ impl Drop for SignalGuard {
             let _ = thread.join();
         }
     }
+}
+
+/// Bytes used by the files in `directory` and every directory below it (the WAL and
+/// snapshot directories); for status and metrics only, so errors count as 0.
+pub(crate) fn directory_bytes(directory: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => directory_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::core::effects;
 use crate::core::order::membership::member_peer_address;
 use crate::core::order::{HardState, Membership};
-use crate::core::shards::{ShardEffect, ShardTable};
+use crate::core::shards::{ShardEffect, ShardState, ShardTable};
 use crate::core::system::SystemRecord;
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::limits::STATE_INBOX_CAPACITY;
@@ -118,6 +118,8 @@ pub struct StateThreadLinks {
     pub memory: Arc<super::memory_budget::MemoryBudget>,
     /// Where this radiant's id and its order's herald are published, for RESP.
     pub order_view: Arc<super::reactor::OrderView>,
+    /// Where the core's figures are published, for `/metrics`.
+    pub figures: Arc<super::metrics::CoreFigures>,
 }
 
 /// How the state thread ended.
@@ -154,6 +156,7 @@ pub fn spawn(
             snapshot_failures: 0,
             disk_bytes: None,
             watchdog: super::service_manager::Watchdog::from_environment(),
+            herald_seen: None,
             disk_alarm: super::disk_alarm::DiskAlarm::new(links_min_free_bytes),
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
@@ -185,6 +188,9 @@ struct StateThread {
     snapshot_failures: u32,
     /// The data directory's size and when it was measured, for `status`.
     disk_bytes: Option<(Instant, u64)>,
+    /// The herald this radiant last saw leading its order (to count changes), and
+    /// whether it was this radiant.
+    herald_seen: Option<(Option<MemberId>, bool)>,
     /// systemd's watchdog and status line, fed from this loop.
     watchdog: super::service_manager::Watchdog,
     /// Refuses requests that add data while the disk is short of space.
@@ -227,6 +233,7 @@ impl StateThread {
             self.carry_out_actions();
             self.publish_cluster();
             self.publish_order_view();
+            self.publish_figures();
             let disk_alarm = self.disk_alarm.refusal();
             self.watchdog.on_loop(|| super::status::status_line(&self.radiant, disk_alarm));
             if shutdown {
@@ -275,6 +282,67 @@ impl StateThread {
                     view.publish_configuration(configuration);
                 }
             }
+        }
+    }
+
+    /// Stores the core's figures where `/metrics` reads them (relaxed atomics: each is
+    /// a figure on its own, and a scrape between two stores sees a moment's mix).
+    fn publish_figures(&mut self) {
+        let figures = &self.links.figures;
+        let set = |atomic: &std::sync::atomic::AtomicU64, value: u64| {
+            atomic.store(value, std::sync::atomic::Ordering::Relaxed);
+        };
+        let add = |atomic: &std::sync::atomic::AtomicU64| {
+            atomic.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        if let Some(system) = self.radiant.system() {
+            set(&figures.configuration, system.record().committed);
+            set(&figures.is_controller, u64::from(system.is_controller()));
+        }
+        set(&figures.keys, self.links.machine.map().len() as u64);
+        set(&figures.member, self.radiant.member_id().map_or(0, MemberId::get));
+        set(&figures.disk_free_bytes, self.disk_alarm.free_bytes().unwrap_or(0));
+        set(&figures.disk_alarm, u64::from(self.disk_alarm.refusal().is_some()));
+        let Some(order) = self.radiant.order() else { return };
+        set(&figures.group, order.group().get());
+        set(&figures.last_index, order.last_index());
+        set(&figures.commit_index, order.commit_index());
+        set(&figures.applied_index, order.applied_index());
+        set(&figures.durable_index, order.durable_index());
+        set(&figures.snapshot_index, order.snapshot_index());
+        set(&figures.term, order.term());
+        let herald = order.herald();
+        let is_herald = herald.is_some() && herald == self.radiant.member_id();
+        set(&figures.is_herald, u64::from(is_herald));
+        match self.herald_seen {
+            Some((seen, was_herald)) if seen != herald => {
+                add(&figures.herald_changes);
+                if is_herald && !was_herald {
+                    add(&figures.elections_won);
+                }
+            }
+            None if is_herald => add(&figures.elections_won),
+            _ => {}
+        }
+        self.herald_seen = Some((herald, is_herald));
+        let states = order.shards().states();
+        let serving = states.iter().filter(|state| **state == ShardState::Serving).count();
+        set(&figures.shards_served, serving as u64);
+        set(&figures.shards_moving, u64::from(order.shards().moving()));
+        if is_herald || !figures.member_lag.lock().is_empty() {
+            let tick_ms = self.links.config.tick_ms;
+            let last = order.last_index();
+            let quiet: BTreeMap<MemberId, u64> = order.member_quiet_ticks().into_iter().collect();
+            let lag = order
+                .member_match_indices()
+                .into_iter()
+                .map(|(member, matched)| super::metrics::MemberLag {
+                    member: member.get(),
+                    entries: last.saturating_sub(matched),
+                    quiet_ms: quiet.get(&member).copied().unwrap_or(0).saturating_mul(tick_ms),
+                })
+                .collect();
+            *figures.member_lag.lock() = lag;
         }
     }
 
@@ -569,26 +637,12 @@ impl StateThread {
         match self.disk_bytes {
             Some((measured_at, bytes)) if now - measured_at < DISK_BYTES_REFRESH => bytes,
             _ => {
-                let bytes = directory_bytes(&self.links.data_dir.path);
+                let bytes = super::directory_bytes(&self.links.data_dir.path);
                 self.disk_bytes = Some((now, bytes));
                 bytes
             }
         }
     }
-}
-
-/// Bytes used by the files directly in `directory` and one level below (the WAL and
-/// snapshot directories); status only, so errors count as 0.
-fn directory_bytes(directory: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(metadata) if metadata.is_dir() => directory_bytes(&entry.path()),
-            Ok(metadata) => metadata.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 // ===== the core's actions, through the daemon's threads =====

@@ -79,6 +79,19 @@ impl ErrorResponse {
         let reason = truncate_at_char_boundary(&reason, MAX_REASON_BYTES).to_owned();
         ErrorResponse::BadRequest { reason }
     }
+    /// The error's name in snake case (`not_herald`, `unavailable`, …), as metrics label
+    /// it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorResponse::NotHerald { .. } => "not_herald",
+            ErrorResponse::WrongOrder { .. } => "wrong_order",
+            ErrorResponse::Locked(_) => "locked",
+            ErrorResponse::Unavailable { .. } => "unavailable",
+            ErrorResponse::BadRequest { .. } => "bad_request",
+            ErrorResponse::OutcomeUnknown { .. } => "outcome_unknown",
+            ErrorResponse::Unauthorized { .. } => "unauthorized",
+        }
+    }
 
     /// The frame kind, always `Kind::Error`.
     pub fn kind(&self) -> Kind {

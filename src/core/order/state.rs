@@ -146,6 +146,24 @@ impl Order {
             .collect()
     }
 
+    /// Each member's acknowledged log index as the herald tracks it (its own last index
+    /// for the herald itself); empty unless this replica is the herald.
+    pub fn member_match_indices(&self) -> Vec<(MemberId, u64)> {
+        if self.role != OrderRole::Herald {
+            return Vec::new();
+        }
+        let own = self.log.last_index();
+        self.membership
+            .addresses
+            .keys()
+            .map(|&member| match self.progress.get(&member) {
+                _ if member == self.me => (member, own),
+                Some(progress) => (member, progress.match_index),
+                None => (member, 0),
+            })
+            .collect()
+    }
+
     /// Ticks of silence after which a member counts as down
     /// (`MEMBER_DOWN_ELECTION_TIMEOUTS` election timeouts).
     pub fn member_down_ticks(&self) -> u64 {

@@ -78,6 +78,9 @@ pub(crate) struct Connection {
     write_buffer: BytesMut,
     /// Requests handed to the state thread whose replies have not been queued yet.
     pub(crate) inflight: u32,
+    /// Of those handed on, each one's correlation id, operation and when (for metrics).
+    pub(crate) started:
+        std::collections::VecDeque<(u64, crate::server::metrics::RequestOp, Instant)>,
     /// Close once the write buffer is flushed (after a fatal protocol error).
     pub(crate) closing: bool,
     /// Last time a frame arrived or a reply was queued.
@@ -116,6 +119,7 @@ impl Connection {
             read_buffer: BytesMut::with_capacity(4096),
             write_buffer: BytesMut::new(),
             inflight: 0,
+            started: std::collections::VecDeque::new(),
             closing: false,
             last_activity: now,
             write_progress_at: None,

@@ -126,6 +126,8 @@ pub struct ReactorOptions {
     pub tls: Option<crate::tls::RadiantTls>,
     /// The process-wide budget for buffered client bytes (`max_buffered_bytes`).
     pub memory: Arc<MemoryBudget>,
+    /// Requests answered, their latency, connections: what `/metrics` shows of the reactor.
+    pub metrics: Arc<super::metrics::ReactorMetrics>,
 }
 
 /// The tokens clients present with `Authenticate`.
@@ -734,6 +736,12 @@ impl Reactor {
     }
 
     fn hand_to_state(&mut self, id: ConnectionId, event: StateEvent) {
+        if let StateEvent::Client { reply_to, request, .. } = &event {
+            if let Some(connection) = self.connections.get_mut(id) {
+                let op = super::metrics::RequestOp::of(request);
+                connection.started.push_back((reply_to.correlation_id, op, Instant::now()));
+            }
+        }
         match self.state.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(event)) => self.blocked.push((id, event)),
@@ -791,6 +799,14 @@ impl Reactor {
         };
         assert!(connection.inflight > 0, "reply to {:?} with nothing in flight", reply_to);
         connection.inflight -= 1;
+        // Usually the oldest: answers come back in order but for reads and writes of
+        // different shards overtaking each other.
+        let started = &mut connection.started;
+        if let Some(at) = started.iter().position(|(id, ..)| *id == reply_to.correlation_id) {
+            if let Some((_, op, since)) = started.remove(at) {
+                self.options.metrics.answered(op, &message, now.saturating_duration_since(since));
+            }
+        }
         let was_paused_by_inflight =
             connection.inflight + 1 >= self.options.max_inflight_per_connection;
         let delete_answer =
@@ -947,6 +963,8 @@ impl Reactor {
             // Ticks coalesce: if the state thread is behind, a skipped tick is harmless.
             let _ = self.state.try_send(StateEvent::Tick);
             self.next_tick = now + self.options.tick;
+            let (clients, peers) = (self.client_connections, self.inbound_peer_connections);
+            self.options.metrics.publish(&self.counters, clients, peers);
         }
         self.dial_due_links(now);
         if now >= self.next_housekeeping {

@@ -12,6 +12,7 @@ use super::*;
 
 fn options() -> ReactorOptions {
     ReactorOptions {
+        metrics: Arc::default(),
         limits: Limits::DEFAULT,
         max_connections: 64,
         max_inflight_per_connection: 16,
