@@ -191,6 +191,9 @@ pub struct CoreFigures {
     pub configuration: AtomicU64,
     pub shards_served: AtomicU64,
     pub shards_moving: AtomicU64,
+    /// Bytes of moving shards this radiant sent (`ShardChunk` frames, as herald of the
+    /// order handing them over).
+    pub shard_bytes_sent: AtomicU64,
     pub keys: AtomicU64,
     pub disk_free_bytes: AtomicU64,
     /// 1 while the disk-space alarm refuses new data.
@@ -445,6 +448,11 @@ impl MetricsSources {
             encoder,
             ("radiant_elections_won", "Times this radiant became its order's herald"),
             load(&core.elections_won),
+        )?;
+        counter(
+            encoder,
+            ("radiant_shard_bytes_sent", "Bytes of moving shards sent to the orders gaining them"),
+            load(&core.shard_bytes_sent),
         )?;
         Ok(())
     }

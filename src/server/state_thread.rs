@@ -567,8 +567,13 @@ impl StateThread {
         if self.linked.insert(address) {
             let _ = self.links.reactor.send(ReactorEvent::LinkPeer(address));
         }
+        let moving = matches!(message.body, radiant_protocol::SystemBody::ShardChunk(_));
         let mut frame = BytesMut::new();
         Message::System(message).encode(0, &mut frame);
+        if moving {
+            let sent = &self.links.figures.shard_bytes_sent;
+            sent.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let _ = self.links.reactor.send(ReactorEvent::SendPeer { address, frame: frame.freeze() });
     }
 
