@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,18 +17,6 @@ use common::{free_port, run_bounded, Daemon};
 
 /// Puts, then gets, of the load between the two scrapes.
 const KEYS: u64 = 200;
-
-/// The Python with `prometheus_client`, or none.
-fn python_with_parser() -> Option<PathBuf> {
-    let python = std::env::var_os("RADIANT_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/resp-venv/bin/python")
-    });
-    let works = Command::new(&python)
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    works.then_some(python)
-}
 
 /// One HTTP request to `port`; the whole answer.
 fn http(port: u16, request: &[u8]) -> String {
@@ -61,7 +49,7 @@ fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
 
 #[test]
 fn metrics_parse_with_the_prometheus_parser_and_move_under_load() {
-    let Some(python) = python_with_parser() else {
+    let Some(python) = common::python_with("prometheus_client.openmetrics.parser") else {
         common::can_run(false, "metrics", "a Python with prometheus_client (.ci/run makes one)");
         return;
     };

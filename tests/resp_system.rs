@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -83,19 +83,6 @@ fn redis_cli_and_redis_benchmark_use_both_orders_of_a_six_radiant_system() {
     assert!(text.contains("Cluster has 2 master nodes"), "{text}");
 }
 
-/// The virtual environment `.ci/run` makes with redis-py, or one named by
-/// `RADIANT_TEST_PYTHON`.
-fn python_with_redis() -> Option<PathBuf> {
-    let python = std::env::var_os("RADIANT_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/resp-venv/bin/python")
-    });
-    let works = Command::new(&python)
-        .args(["-c", "import redis.cluster"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    works.then_some(python)
-}
-
 /// The index of the herald of order `group`, from any radiant's status.
 fn herald_of(system: &RespSystem, group: u64) -> usize {
     let statuses = wait_for(&system.daemons, "every order has a herald", |statuses| {
@@ -118,7 +105,7 @@ fn herald_of(system: &RespSystem, group: u64) -> usize {
 
 #[test]
 fn redis_py_keeps_a_key_in_every_slot_through_a_herald_kill_and_a_shard_move() {
-    let Some(python) = python_with_redis() else {
+    let Some(python) = common::python_with("redis.cluster") else {
         assert!(!can_run(false, "redis_py_cluster", "a Python with redis-py (.ci/run makes one)"));
         return;
     };

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::load::Load;
-use common::system::{agreed_shape, one_controller, ports, shards_settled, start, wait_for};
+use common::system::{agreed_shape, one_controller, shards_settled, start_ring, wait_for};
 use common::Daemon;
 use serde_json::Value;
 
@@ -53,13 +53,7 @@ fn hand_over_if_herald(daemon: &Daemon) -> bool {
 #[test]
 fn every_radiant_restarts_in_turn_under_checked_load_in_less_than_a_minute() {
     let root = tempfile::tempdir().expect("tempdir");
-    let all = ports(6);
-    let mut daemons: Vec<Option<Daemon>> = (0..6)
-        .map(|index| {
-            let neighbor = Some(all[(index + 1) % 6]);
-            Some(start(root.path(), &format!("r{index}"), all[index], neighbor, 6))
-        })
-        .collect();
+    let mut daemons = start_ring(root.path(), 6);
     wait_for(&daemons, "six radiants form two orders of three", whole);
     // The load reads the system's shard map at the radiant restarted last, then sends to
     // each order's herald, following it (and the client library's fallbacks) as it moves.

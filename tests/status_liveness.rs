@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::system::{agreed_shape, one_controller, ports, shards_settled, start, wait_for};
+use common::system::{agreed_shape, one_controller, shards_settled, start_ring, wait_for};
 use common::Daemon;
 use serde_json::Value;
 
@@ -93,13 +93,7 @@ fn index_of(statuses: &[(usize, Value)], member: &Value) -> usize {
 #[test]
 fn a_killed_radiant_shows_down_with_what_to_do_and_healthy_once_restarted() {
     let root = tempfile::tempdir().expect("tempdir");
-    let all = ports(6);
-    let mut daemons: Vec<Option<Daemon>> = (0..6)
-        .map(|index| {
-            let neighbor = Some(all[(index + 1) % 6]);
-            Some(start(root.path(), &format!("r{index}"), all[index], neighbor, 6))
-        })
-        .collect();
+    let mut daemons = start_ring(root.path(), 6);
     let statuses = wait_for(&daemons, "six radiants form two orders of three", |statuses| {
         agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
             && one_controller(statuses).is_some()

@@ -92,6 +92,20 @@ pub fn redis_benchmark(args: &[&str], timeout: Duration) -> String {
     text
 }
 
+/// The Python that can `import module`: the virtual environment `.ci/run` makes
+/// (`target/resp-venv`, with redis-py and prometheus-client), or one named by
+/// `RADIANT_TEST_PYTHON`; none if it cannot.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("RADIANT_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/resp-venv/bin/python")
+    });
+    let works = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    works.then_some(python)
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -28,6 +28,18 @@ pub fn start(root: &Path, name: &str, me: Ports, neighbor: Option<Ports>, expect
     start_with(root, name, (me, neighbor), expect, "")
 }
 
+/// Starts `count` radiants named r0, r1, … in a ring (each one's neighbour is the next),
+/// every one expecting `count` to bootstrap.
+pub fn start_ring(root: &Path, count: usize) -> Vec<Option<Daemon>> {
+    let all = ports(count);
+    (0..count)
+        .map(|index| {
+            let neighbor = Some(all[(index + 1) % count]);
+            Some(start(root, &format!("r{index}"), all[index], neighbor, count))
+        })
+        .collect()
+}
+
 /// As `start`, with `extra` TOML lines in the config.
 pub fn start_with(
     root: &Path,
