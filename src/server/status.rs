@@ -97,6 +97,9 @@ pub fn summary(document: &Value) -> String {
             problems.push(format!("order {} is {state}: {reason}", order["group"]));
         }
     }
+    if !system.is_object() {
+        return static_order_summary(document, problems);
+    }
     if problems.is_empty() {
         let orders = system["orders"].as_array().map_or(0, Vec::len);
         let radiants = system["radiants"].as_array().map_or(0, Vec::len);
@@ -107,6 +110,35 @@ pub fn summary(document: &Value) -> String {
         );
     }
     format!("DEGRADED: {}", problems.join("; "))
+}
+
+/// The summary of a static order (no system): its members' liveness as its herald sees
+/// it, and its state.
+fn static_order_summary(document: &Value, mut problems: Vec<String>) -> String {
+    for member in document["members"].as_array().into_iter().flatten() {
+        if member["down"] == true {
+            problems.push(format!(
+                "member {} is DOWN, not heard for {} ms: restart it, or replace it (`radiant \
+                 admin remove-member {}`, then add a member)",
+                member["id"], member["last_heard_ms"], member["id"]
+            ));
+        }
+    }
+    let state = document["order_state"].as_str().unwrap_or("-");
+    if state != "ACTIVE" && problems.is_empty() {
+        let reason = document["order_reason"].as_str().unwrap_or("no reason given");
+        problems.push(format!("the order is {state}: {reason}"));
+    }
+    if !problems.is_empty() {
+        return format!("DEGRADED: {}", problems.join("; "));
+    }
+    let members = document["members"].as_array().map_or(0, Vec::len);
+    let seen = if document["members"][0]["down"].is_boolean() {
+        "every one heard by this herald"
+    } else {
+        "ask the herald for their liveness"
+    };
+    format!("HEALTHY: a static order of {members} member(s), {seen}")
 }
 
 /// One line for systemd's `STATUS=` (what `systemctl status` shows): whether the radiant
