@@ -50,6 +50,25 @@ fn configurations_can_be_queried(entry: &str, balanced_number: u64) {
     assert!(!latest.contains("\n1      "), "order 1 is still listed:\n{latest}");
 }
 
+/// `/metrics` after the third order received its shards: the heralds of orders 1 and 2
+/// counted the bytes they sent it, and the heralds' `radiant_shards_served` cover every
+/// shard once.
+fn shard_metrics_add_up(metrics_ports: &[u16], statuses: &[(usize, Value)]) {
+    let sent: f64 = metrics_ports[..6]
+        .iter()
+        .filter_map(|port| common::metric_value(*port, "radiant_shard_bytes_sent_total"))
+        .sum();
+    assert!(sent > 0.0, "no shard bytes counted as sent in /metrics");
+    let heralds = statuses.iter().filter(|(_, status)| status["herald"] == status["member"]);
+    let served: Vec<f64> = heralds
+        .filter_map(|(index, _)| {
+            common::metric_value(metrics_ports[*index], "radiant_shards_served")
+        })
+        .collect();
+    assert_eq!(served.len(), 3, "three heralds' metrics: {served:?}");
+    assert_eq!(served.iter().sum::<f64>(), 64.0, "the heralds' shards served: {served:?}");
+}
+
 /// Snapshots every 200 entries, so a member that was down a moment catches up from a
 /// snapshot (with its shard table) rather than from the log.
 const SNAPSHOT_OFTEN: &str = "snapshot_interval_entries = 200\n";
@@ -58,9 +77,12 @@ const SNAPSHOT_OFTEN: &str = "snapshot_interval_entries = 200\n";
 fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     let root = tempfile::tempdir().expect("tempdir");
     let all = ports(9);
+    let metrics_ports: Vec<u16> = (0..9).map(|_| common::free_port()).collect();
     let radiant = |index: usize, neighbor: usize| {
         let ends = (all[index], Some(all[neighbor]));
-        Some(start_with(root.path(), &format!("r{index}"), ends, 6, SNAPSHOT_OFTEN))
+        let extra =
+            format!("{SNAPSHOT_OFTEN}metrics_addr = \"127.0.0.1:{}\"\n", metrics_ports[index]);
+        Some(start_with(root.path(), &format!("r{index}"), ends, 6, &extra))
     };
     let mut daemons: Vec<Option<Daemon>> =
         (0..6).map(|index| radiant(index, (index + 1) % 6)).collect();
@@ -85,6 +107,7 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     });
     let grown = began.elapsed();
     let (balanced_number, _) = agreed_shape(&three).expect("agreed");
+    shard_metrics_add_up(&metrics_ports, &three);
 
     // A follower of order 2 (not the load's entry point) is killed (-9) and misses the
     // leave's moves into its order.

@@ -106,6 +106,20 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
     works.then_some(python)
 }
 
+/// The value of one sample (`name` or `name{labels}`, exactly as scraped) from the
+/// radiant whose `metrics_addr` port is `port`; `None` if it cannot be read.
+pub fn metric_value(port: u16, sample: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let line =
+        answer.lines().find(|line| line.rsplit_once(' ').is_some_and(|(s, _)| s == sample))?;
+    line.rsplit_once(' ')?.1.parse().ok()
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
