@@ -157,6 +157,7 @@ pub fn spawn(
             disk_bytes: None,
             watchdog: super::service_manager::Watchdog::from_environment(),
             herald_seen: None,
+            figures_published_at: None,
             disk_alarm: super::disk_alarm::DiskAlarm::new(links_min_free_bytes),
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
@@ -191,6 +192,8 @@ struct StateThread {
     /// The herald this radiant last saw leading its order (to count changes), and
     /// whether it was this radiant.
     herald_seen: Option<(Option<MemberId>, bool)>,
+    /// The tick at which `publish_figures` last ran.
+    figures_published_at: Option<Tick>,
     /// systemd's watchdog and status line, fed from this loop.
     watchdog: super::service_manager::Watchdog,
     /// Refuses requests that add data while the disk is short of space.
@@ -286,8 +289,14 @@ impl StateThread {
     }
 
     /// Stores the core's figures where `/metrics` reads them (relaxed atomics: each is
-    /// a figure on its own, and a scrape between two stores sees a moment's mix).
+    /// a figure on its own, and a scrape between two stores sees a moment's mix). Once a
+    /// tick, not once a loop: counting the keys takes every shard's lock, which the shard
+    /// workers applying writes would wait on.
     fn publish_figures(&mut self) {
+        if self.figures_published_at == Some(self.now) {
+            return;
+        }
+        self.figures_published_at = Some(self.now);
         let figures = &self.links.figures;
         let set = |atomic: &std::sync::atomic::AtomicU64, value: u64| {
             atomic.store(value, std::sync::atomic::Ordering::Relaxed);
