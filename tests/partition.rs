@@ -254,12 +254,12 @@ fn commit_index(daemon: &Daemon) -> u64 {
 /// The checked load of every partition test, entering at `entry`: lease and
 /// linearizable reads mixed with puts, its history in `root`; given two seconds to get
 /// going before the fault.
-fn start_checked_load(root: &std::path::Path, entry: &str) -> (Load, std::path::PathBuf) {
+fn start_checked_load(root: &std::path::Path, entry: &str) -> Load {
     let history = root.join("history.jsonl");
     let stdout = root.join("bench.json");
     let load = Load::start_with_reads(entry, &history, stdout, LOAD_SECONDS, "mixed");
     std::thread::sleep(Duration::from_secs(2));
-    (load, history)
+    load
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn a_partitioned_herald_stops_serving_the_majority_carries_on_and_it_catches_up(
         .collect();
     let herald = agreed_herald(&daemons, None, "the order forms");
     let follower = if herald == 1 { 2 } else { 1 };
-    let (load, history) = start_checked_load(root.path(), &network.client_address(follower));
+    let load = start_checked_load(root.path(), &network.client_address(follower));
 
     // Cut the herald off from both followers.
     network.set_peer_link(herald, false);
@@ -307,11 +307,7 @@ fn a_partitioned_herald_stops_serving_the_majority_carries_on_and_it_catches_up(
     let other_address = daemons[other - 1].client_address;
     wait_until("the order serves after the one-way heal", || serves(other_address));
 
-    let (code, report) = load.finish();
-    assert_eq!(code, 0, "the checked load failed: {report}");
-    let history = history.display().to_string();
-    let (code, verdict, stderr) = common::radiant(&["check-history", &history]);
-    assert_eq!(code, 0, "the history is not linearizable: {verdict}{stderr}");
+    let report = load.finish_checked();
     eprintln!(
         "partition: the cut-off herald stopped serving after {stopped:?} and stepped down \
          {stepped_down:?} later"
@@ -354,7 +350,7 @@ fn a_partition_that_isolates_the_controller_elects_another_and_the_system_serves
     let controller = one_controller(&formed).expect("a controller");
     let term = controllers(&formed).get(&controller).copied().unwrap_or(0);
     let entry = network.client_address((controller + 3) % 6 + 1);
-    let (load, history) = start_checked_load(root.path(), &entry);
+    let load = start_checked_load(root.path(), &entry);
 
     network.set_peer_link(controller + 1, false);
     wait_until("the other five elect another controller", || {
@@ -369,9 +365,5 @@ fn a_partition_that_isolates_the_controller_elects_another_and_the_system_serves
         one_controller(all).is_some() && shards_settled(all, &[32, 32])
     });
 
-    let (code, report) = load.finish();
-    assert_eq!(code, 0, "the checked load failed: {report}");
-    let history = history.display().to_string();
-    let (code, verdict, stderr) = common::radiant(&["check-history", &history]);
-    assert_eq!(code, 0, "the history is not linearizable: {verdict}{stderr}");
+    load.finish_checked();
 }

@@ -128,9 +128,5 @@ fn a_herald_paused_under_a_checked_load_leaves_a_linearizable_history() {
         // Three election timeouts at most, and more than one.
         std::thread::sleep(Duration::from_millis(1_500));
     }
-    let (code, report) = load.finish();
-    assert_eq!(code, 0, "the checked load failed: {report}");
-    let history = history.display().to_string();
-    let (code, verdict, stderr) = common::radiant(&["check-history", &history]);
-    assert_eq!(code, 0, "the history is not linearizable: {verdict}{stderr}");
+    load.finish_checked();
 }

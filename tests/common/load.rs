@@ -15,6 +15,7 @@ pub const LOAD_GRACE: Duration = Duration::from_secs(60);
 pub struct Load {
     child: Child,
     stdout: PathBuf,
+    history: PathBuf,
     seconds: u64,
 }
 
@@ -47,7 +48,7 @@ impl Load {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn radiant bench");
-        Load { child, stdout, seconds }
+        Load { child, stdout, history: history.to_path_buf(), seconds }
     }
 
     /// Waits for the load to end; its exit code and JSON report.
@@ -65,6 +66,19 @@ impl Load {
             panic!("bench report is not JSON ({error}): {text}");
         });
         (code, report)
+    }
+}
+
+impl Load {
+    /// Waits for the load to end and checks it: it exited 0 (every operation answered)
+    /// and its history passes `radiant check-history`. Returns its JSON report.
+    pub fn finish_checked(self) -> Value {
+        let history = self.history.display().to_string();
+        let (code, report) = self.finish();
+        assert_eq!(code, 0, "the checked load failed: {report}");
+        let (code, verdict, stderr) = super::radiant(&["check-history", &history]);
+        assert_eq!(code, 0, "the history is not linearizable: {verdict}{stderr}");
+        report
     }
 }
 
