@@ -45,6 +45,11 @@ impl MemoryBudget {
         connections.saturating_add(self.queued_bytes.load(Ordering::Relaxed))
     }
 
+    /// The budget (`max_buffered_bytes`).
+    pub fn max_buffered_bytes(&self) -> usize {
+        self.max_buffered_bytes
+    }
+
     /// Bytes a client read may still take.
     pub fn room_bytes(&self) -> usize {
         self.max_buffered_bytes.saturating_sub(self.in_use_bytes())

@@ -12,7 +12,7 @@
 //! trusted network; like the admin port, bind it to an address only they reach.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -377,8 +377,8 @@ impl MetricsSources {
             ),
             load(&core.disk_alarm),
         )?;
-        let memory = self.memory.to_json();
-        let bytes = |field: &str| memory[field].as_u64().unwrap_or(0);
+        let used = self.memory.in_use_bytes() as u64;
+        let limit = self.memory.max_buffered_bytes() as u64;
         gauge(
             encoder,
             (
@@ -386,12 +386,12 @@ impl MetricsSources {
                 "Client bytes held (buffers and queued requests) against max_buffered_bytes",
                 Some(&Unit::Bytes),
             ),
-            bytes("connection_bytes") + bytes("queued_request_bytes"),
+            used,
         )?;
         gauge(
             encoder,
             ("radiant_memory_budget_limit", "max_buffered_bytes", Some(&Unit::Bytes)),
-            bytes("max_buffered_bytes"),
+            limit,
         )?;
         Ok(())
     }
@@ -510,16 +510,24 @@ impl Collector for MetricsSources {
 }
 
 /// Bytes of the WAL directory, the snapshot directory and the rest of `data_dir`.
+/// One walk of `data_dir`, each top-level entry counted under its part.
 fn data_dir_parts(data_dir: &std::path::Path) -> [(&'static str, u64); 3] {
-    let wal = super::directory_bytes(&data_dir.join("wal"));
-    let snapshots = super::directory_bytes(&data_dir.join("snapshots"));
-    let all = super::directory_bytes(data_dir);
-    [("wal", wal), ("snapshots", snapshots), ("other", all.saturating_sub(wal + snapshots))]
-}
-
-/// Binds `address` for scrapes (at start, so a taken port stops the radiant at once).
-pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address)
+    let mut parts = [("wal", 0u64), ("snapshots", 0), ("other", 0)];
+    let entries = std::fs::read_dir(data_dir).into_iter().flatten().flatten();
+    for entry in entries {
+        let bytes = match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => super::directory_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        };
+        let part = match entry.file_name().to_str() {
+            Some("wal") => 0,
+            Some("snapshots") => 1,
+            _ => 2,
+        };
+        parts[part].1 += bytes;
+    }
+    parts
 }
 
 /// Serves scrapes on `listener` on a thread of its own for the life of the process.

@@ -427,11 +427,11 @@ fn bind_listeners(config: &Config, data_dir: &Path) -> Result<BoundListeners, St
 /// stops the radiant at once).
 fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>, StartupError> {
     let Some(address) = config.metrics_addr else { return Ok(None) };
-    let listener = metrics::bind(address).map_err(|source| StartupError::Bind {
-        what: "metrics (metrics_addr)",
-        address,
-        source,
-    })?;
+    // The project's listener (SO_REUSEADDR, so a restart rebinds at once), blocking:
+    // the metrics thread waits in accept.
+    let listener = reactor::bind_listener(address)
+        .and_then(|listener| listener.set_nonblocking(false).map(|()| listener))
+        .map_err(|source| StartupError::Bind { what: "metrics (metrics_addr)", address, source })?;
     Ok(Some(listener))
 }
 

@@ -22,8 +22,8 @@ fn listening() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
-/// Sends `states`; a failure is logged once per kind, never fatal (systemd may be
-/// restarting, and the radiant serves all the same).
+/// Sends `states`. A failure is logged (each time), never fatal: systemd may be
+/// restarting, and the radiant serves all the same.
 fn send(states: &[NotifyState<'_>]) {
     if let Err(error) = sd_notify::notify(states) {
         warn!(%error, "service manager: cannot notify systemd (NOTIFY_SOCKET)");
