@@ -411,6 +411,10 @@ impl effects::Apply for ReplicaEffects<'_> {
 
     fn read(&mut self, _shard: ShardId, _key: Bytes, _reply_to: ReplyTo) {}
 
+    fn copy_shard(&mut self, _shard: ShardId, _index: LogIndex, _reply_to: ReplyTo) {
+        self.unexpected("a backup")
+    }
+
     fn shard_data(&mut self, _effect: ShardEffect) {
         self.unexpected("a shard move")
     }

@@ -153,6 +153,15 @@ fn sample_requests() -> Vec<(&'static str, Message)> {
             "batch",
             Message::Request(ClientRequest::Batch { batch: batch(&key, &value), session: None }),
         ),
+        (
+            "read_shard",
+            Message::Request(ClientRequest::ReadShard {
+                shard: 5,
+                cursor: 77,
+                after: Some(key.clone()),
+                max_bytes: 1 << 20,
+            }),
+        ),
     ]
 }
 
@@ -197,6 +206,21 @@ fn sample_replies(value: Bytes) -> Vec<(&'static str, Message)> {
             Message::Response(ClientResponse::BatchResult(BatchOutcome {
                 written: true,
                 existed: 1,
+            })),
+        ),
+        (
+            "shard_page",
+            Message::Response(ClientResponse::ShardPage(radiant_protocol::ShardPage {
+                shard: 5,
+                cursor: 77,
+                index: 120,
+                total_keys: 2,
+                after: None,
+                pairs: vec![
+                    (Bytes::from_static(b"a"), value.clone()),
+                    (Bytes::from_static(b"b"), value.clone()),
+                ],
+                last: true,
             })),
         ),
         (

@@ -192,15 +192,19 @@ pub enum Kind {
     UpdateResult = 0x68,
     /// The answer to `Batch`: whether it wrote, and how many of its keys existed.
     BatchResult = 0x69,
+    /// The answer to `ReadShard`: a page of a shard's copy at one committed index.
+    ShardPage = 0x6A,
     /// A request failed; the payload says why and what to do.
     Error = 0x70,
     /// Write several keys of one shard as one log entry.
     Batch = 0x80,
+    /// Read a whole shard, page by page, as of one committed index (for backups).
+    ReadShard = 0x81,
 }
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 52] = [
+    pub const ALL: [Kind; 54] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -251,8 +255,10 @@ impl Kind {
         Kind::ConfigurationResult,
         Kind::UpdateResult,
         Kind::BatchResult,
+        Kind::ShardPage,
         Kind::Error,
         Kind::Batch,
+        Kind::ReadShard,
     ];
 
     /// The kind with wire byte `byte`, or `None` if this version does not know it.
@@ -308,8 +314,10 @@ impl Kind {
             0x67 => Some(Kind::ConfigurationResult),
             0x68 => Some(Kind::UpdateResult),
             0x69 => Some(Kind::BatchResult),
+            0x6A => Some(Kind::ShardPage),
             0x70 => Some(Kind::Error),
             0x80 => Some(Kind::Batch),
+            0x81 => Some(Kind::ReadShard),
             _ => None,
         }
     }
@@ -361,7 +369,8 @@ impl Kind {
             | Kind::QueryConfiguration
             | Kind::Authenticate
             | Kind::Update
-            | Kind::Batch => Family::ClientRequest,
+            | Kind::Batch
+            | Kind::ReadShard => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult
@@ -371,7 +380,8 @@ impl Kind {
             | Kind::StatusResult
             | Kind::ConfigurationResult
             | Kind::UpdateResult
-            | Kind::BatchResult => Family::ClientResponse,
+            | Kind::BatchResult
+            | Kind::ShardPage => Family::ClientResponse,
             Kind::Error => Family::Error,
         }
     }

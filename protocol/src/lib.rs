@@ -59,6 +59,6 @@ pub use message::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
     CouncilVote, JoinAccepted, JoinSystem, ShardChunkAck,
 };
-pub use message::{ReadIndex, ReadIndexAck};
+pub use message::{ReadIndex, ReadIndexAck, ShardPage};
 pub use replication::LogEntry;
 pub use state::OrderStateOp;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
 mod bench;
 pub mod sim;
 mod status;
@@ -195,6 +196,28 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Copy every shard of a running system into a new directory, without stopping
+    /// writes: each shard as of one committed index of its order, with a manifest
+    /// (configuration, per-shard index, checksums). See docs/operations.md "Backups".
+    Backup {
+        /// The directory to create (it must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Bytes of keys and values to ask for per page (the radiant caps a page at
+        /// 4 MiB; a page holds at least one pair).
+        #[arg(long, default_value_t = backup::DEFAULT_PAGE_BYTES)]
+        page_bytes: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Seed a brand-new system (or a single node), which must hold no key, with exactly
+    /// the data of a backup; every file is checked first and the result after.
+    Restore {
+        /// The backup directory (written by `radiant backup`).
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Validate configuration files and print every problem found; given every config of
     /// one system, also check that their neighbours link all its radiants together.
     CheckConfig {
@@ -272,6 +295,10 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         Command::Shards { target } => shards(&target),
         Command::Configuration { number, target } => configuration(number.unwrap_or(0), &target),
         Command::Admin(command) => admin(command),
+        Command::Backup { out, page_bytes, target } => {
+            backup::run_backup(&mut connect(&target)?, &out, page_bytes)
+        }
+        Command::Restore { dir, target } => backup::run_restore(&mut connect(&target)?, &dir),
         Command::Bench(args) => bench::run(&args),
         Command::CheckConfig { files } => match files.as_slice() {
             [file] => {

@@ -226,7 +226,12 @@ impl ShardRoutes {
     /// The owning order of `key` and its radiants' client addresses.
     pub fn owner_of(&self, key: &[u8]) -> Option<(u64, &[String])> {
         let shard = radiant_protocol::slots::key_shard(key, u32::try_from(self.owners.len()).ok()?);
-        let group = *self.owners.get(shard.0 as usize)?;
+        self.owner_of_shard(shard.0)
+    }
+
+    /// The owning order of `shard` and its radiants' client addresses.
+    pub fn owner_of_shard(&self, shard: u32) -> Option<(u64, &[String])> {
+        let group = *self.owners.get(shard as usize)?;
         Some((group, self.addresses.get(&group)?.as_slice()))
     }
 }
@@ -246,7 +251,8 @@ fn resend_is_harmless(request: &ClientRequest) -> bool {
         | ClientRequest::Ping
         | ClientRequest::Status
         | ClientRequest::Authenticate { .. }
-        | ClientRequest::QueryConfiguration { .. } => true,
+        | ClientRequest::QueryConfiguration { .. }
+        | ClientRequest::ReadShard { .. } => true,
         ClientRequest::Put { session, .. }
         | ClientRequest::Delete { session, .. }
         | ClientRequest::Cas { session, .. }
@@ -446,6 +452,22 @@ impl Client {
                 Ok(CasOutcome { succeeded, current })
             }
             other => Err(self.unexpected("cas", other)),
+        }
+    }
+
+    /// A page of a shard's copy for a backup (see `ClientRequest::ReadShard`): cursor 0
+    /// takes a new copy at the shard's order and answers its first page (no pairs).
+    pub fn read_shard(
+        &mut self,
+        shard: u32,
+        cursor: u64,
+        after: Option<Bytes>,
+        max_bytes: u32,
+    ) -> Result<radiant_protocol::ShardPage, ClientError> {
+        let request = ClientRequest::ReadShard { shard, cursor, after, max_bytes };
+        match self.call(request)? {
+            ClientResponse::ShardPage(page) if page.shard == shard => Ok(page),
+            other => Err(self.unexpected("read_shard", other)),
         }
     }
 
@@ -649,8 +671,14 @@ impl Client {
     /// With a cached shard map, makes sure this connection is to a radiant of the order
     /// owning `request`'s key, reconnecting to its herald (or another member) if not.
     fn go_to_owner(&mut self, request: &ClientRequest) -> Result<(), ClientError> {
-        let (Some(map), Some(key)) = (&self.shard_routes, request.key()) else { return Ok(()) };
-        let Some((group, addresses)) = map.owner_of(key) else { return Ok(()) };
+        let Some(map) = &self.shard_routes else { return Ok(()) };
+        let owner = match request {
+            // A new copy is taken at the shard's order; later pages are read from the
+            // radiant holding the copy, wherever the connection is.
+            ClientRequest::ReadShard { shard, cursor: 0, .. } => map.owner_of_shard(*shard),
+            _ => request.key().and_then(|key| map.owner_of(key)),
+        };
+        let Some((group, addresses)) = owner else { return Ok(()) };
         let here = self.address.to_string();
         if addresses.contains(&here) {
             return Ok(());

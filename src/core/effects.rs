@@ -88,6 +88,8 @@ pub trait Apply {
     );
     /// `Action::Read`.
     fn read(&mut self, shard: ShardId, key: Bytes, reply_to: ReplyTo);
+    /// `Action::CopyShard`.
+    fn copy_shard(&mut self, shard: ShardId, index: LogIndex, reply_to: ReplyTo);
     /// `Action::ShardData`.
     fn shard_data(&mut self, effect: ShardEffect);
     /// `Action::ReadShardChunk`.
@@ -129,6 +131,7 @@ pub fn carry_out(action: Action, effects: &mut impl Effects) {
             effects.apply(shard, index, command, reply_to)
         }
         Action::Read { shard, key, reply_to } => effects.read(shard, key, reply_to),
+        Action::CopyShard { shard, index, reply_to } => effects.copy_shard(shard, index, reply_to),
         Action::ShardData(effect) => effects.shard_data(effect),
         Action::ReadShardChunk { shard, number, after, max_bytes } => {
             effects.read_shard_chunk(shard, number, after, max_bytes)

@@ -144,6 +144,17 @@ pub enum Action {
         /// The client to answer.
         reply_to: ReplyTo,
     },
+    /// Copy the whole of `shard` once every earlier `Apply` for it is done (so as of
+    /// `index`), keep the copy for a backup to page through, and answer `reply_to` with
+    /// its first page.
+    CopyShard {
+        /// The shard.
+        shard: ShardId,
+        /// The order's applied index the copy is of.
+        index: LogIndex,
+        /// The client to answer.
+        reply_to: ReplyTo,
+    },
     /// Answer a client directly (errors, and answers that need no shard).
     Reply {
         /// The client.

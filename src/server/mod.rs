@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod reactor;
 pub mod recovery;
 pub mod service_manager;
+pub mod shard_copies;
 pub mod shard_worker;
 pub mod snapshot_thread;
 pub mod state_thread;

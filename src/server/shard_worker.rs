@@ -66,6 +66,17 @@ pub enum WorkerRequest {
         /// The state thread's inbox.
         reply: Sender<StateEvent>,
     },
+    /// Copy a shard for a backup and send it to the state thread.
+    CopyShard {
+        /// The shard.
+        shard: ShardId,
+        /// The applied index the copy is of.
+        index: LogIndex,
+        /// The backup to answer.
+        reply_to: ReplyTo,
+        /// The state thread's inbox.
+        reply: Sender<StateEvent>,
+    },
     /// Report when everything queued before this is done (before a snapshot install
     /// replaces the state machine under the workers).
     Quiesce {
@@ -174,6 +185,10 @@ fn handle(
         WorkerRequest::ReadChunk { shard, number, after, max_bytes, reply } => {
             let chunk = machine.read_chunk(shard, number, after, max_bytes);
             let _ = reply.send(StateEvent::Core(crate::core::Input::ShardChunkRead(chunk)));
+        }
+        WorkerRequest::CopyShard { shard, index, reply_to, reply } => {
+            let pairs = machine.map().clone_shard(shard);
+            let _ = reply.send(StateEvent::ShardCopied { shard, index, pairs, reply_to });
         }
         WorkerRequest::Quiesce { done } => {
             let _ = done.send(());

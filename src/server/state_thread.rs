@@ -25,6 +25,7 @@ use super::channels::ReactorSender;
 use super::memory_budget::QueuedCharge;
 use super::reactor::ReactorEvent;
 use super::recovery::snapshot_limits;
+use super::shard_copies::ShardCopies;
 use super::shard_worker::{worker_of, ShardDump, WorkerQueue, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
 use super::wal_thread::WalRequest;
@@ -66,6 +67,17 @@ pub enum StateEvent {
     /// writer), a written snapshot or stored chunk (from the snapshot thread), a read shard
     /// piece (from a shard worker).
     Core(Input),
+    /// A shard worker copied a shard for a backup (`Action::CopyShard`).
+    ShardCopied {
+        /// The shard.
+        shard: ShardId,
+        /// The applied index the copy is of.
+        index: LogIndex,
+        /// Its pairs, sorted by key.
+        pairs: Vec<(bytes::Bytes, bytes::Bytes)>,
+        /// The backup to answer.
+        reply_to: ReplyTo,
+    },
     /// A snapshot could not be written; the log keeps growing until one succeeds.
     SnapshotFailed {
         /// Why.
@@ -159,6 +171,7 @@ pub fn spawn(
             herald_seen: None,
             figures_published_at: None,
             disk_alarm: super::disk_alarm::DiskAlarm::new(links_min_free_bytes),
+            shard_copies: ShardCopies::new(first_copy_cursor()),
         };
         if let Some(membership) = thread.radiant.order().map(|order| order.membership().clone()) {
             thread.on_membership(&membership);
@@ -198,6 +211,18 @@ struct StateThread {
     watchdog: super::service_manager::Watchdog,
     /// Refuses requests that add data while the disk is short of space.
     disk_alarm: super::disk_alarm::DiskAlarm,
+    /// Shards copied for backups in progress.
+    shard_copies: ShardCopies,
+}
+
+/// The first cursor of this incarnation's shard copies: from the clock, so a backup
+/// still holding a cursor from before a restart names no copy now.
+fn first_copy_cursor() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.as_nanos() as u64);
+    // Leave room to count up without wrapping in practice.
+    nanos >> 8
 }
 
 /// How long `status` reuses the data directory's measured size: walking the directory
@@ -417,6 +442,18 @@ impl StateThread {
             self.send_reply(reply_to, Message::Error(ErrorResponse::Unavailable { reason }));
             return None;
         }
+        // A page of a copy this radiant holds; a cursor it does not hold goes on to the
+        // core, which says so (and cursor 0, a new copy, is a read of the order).
+        if let ClientRequest::ReadShard { shard, cursor, after, max_bytes } = &request {
+            let now = Instant::now();
+            let position = (*shard, *cursor);
+            if let Some(page) = self.shard_copies.page(position, after.as_deref(), *max_bytes, now)
+            {
+                let message = Message::Response(ClientResponse::ShardPage(page));
+                self.send_reply(reply_to, message);
+                return None;
+            }
+        }
         if request == ClientRequest::Status {
             let disk_bytes = self.disk_bytes();
             let counted = serde_json::json!({
@@ -456,6 +493,10 @@ impl StateThread {
                 }
                 input
             }
+            StateEvent::ShardCopied { shard, index, pairs, reply_to } => {
+                self.open_shard_copy(shard, index, pairs, reply_to);
+                return false;
+            }
             StateEvent::SnapshotFailed { reason } => match self.on_snapshot_failed(&reason) {
                 Some(input) => input,
                 None => return false,
@@ -478,6 +519,21 @@ impl StateThread {
         };
         self.radiant.step(self.now, input, &mut self.actions);
         false
+    }
+
+    /// Keeps a backup's copy of a shard and answers its first page.
+    fn open_shard_copy(
+        &mut self,
+        shard: ShardId,
+        index: LogIndex,
+        pairs: Vec<(bytes::Bytes, bytes::Bytes)>,
+        reply_to: ReplyTo,
+    ) {
+        let message = match self.shard_copies.open(shard, index, pairs, Instant::now()) {
+            Ok(page) => Message::Response(ClientResponse::ShardPage(page)),
+            Err(reason) => Message::Error(ErrorResponse::Unavailable { reason }),
+        };
+        self.send_reply(reply_to, message);
     }
 
     /// Loads a received snapshot into the state machine once every worker has finished
@@ -769,6 +825,19 @@ impl effects::Apply for StateThread {
         let value = self.links.machine.get(shard, &key);
         let message = Message::Response(ClientResponse::GetResult { value });
         let _ = self.links.reactor.send(ReactorEvent::Reply { reply_to, message });
+    }
+
+    /// Copies the shard here when its worker is idle (as `read` does), else queues the
+    /// copy behind the worker's applies.
+    fn copy_shard(&mut self, shard: ShardId, index: LogIndex, reply_to: ReplyTo) {
+        let workers = self.links.workers.len();
+        if !self.links.workers[worker_of(shard, workers)].is_idle() {
+            let reply = self.links.completion_sender.clone();
+            let copy = WorkerRequest::CopyShard { shard, index, reply_to, reply };
+            return self.queue_on_worker(shard, copy);
+        }
+        let pairs = self.links.machine.map().clone_shard(shard);
+        self.open_shard_copy(shard, index, pairs, reply_to);
     }
 
     fn shard_data(&mut self, effect: ShardEffect) {

@@ -41,6 +41,7 @@ pub fn status_json(
         "ready": readiness.is_ok(),
         "not_ready": readiness.err(),
         "keys": machine.map().len(),
+        "shard_count": machine.shard_count(),
         "disk_bytes": disk_bytes,
     });
     merge(&mut document, counted);

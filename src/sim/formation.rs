@@ -939,6 +939,14 @@ impl effects::Apply for NodeEffects<'_> {
         self.formation.reply(self.index, reply_to, answer, self.faults);
     }
 
+    /// The simulated clients take no backups; an answer keeps the request from
+    /// hanging if one ever did.
+    fn copy_shard(&mut self, _shard: ShardId, _index: LogIndex, reply_to: ReplyTo) {
+        let reason = "the simulator keeps no shard copies for backups".to_string();
+        let refusal = radiant_protocol::ErrorResponse::BadRequest { reason };
+        self.formation.reply(self.index, reply_to, Err(refusal), self.faults);
+    }
+
     fn shard_data(&mut self, effect: ShardEffect) {
         if let Some(machine) = self.machine() {
             machine.apply_shard_effect(effect, &Limits::DEFAULT);

@@ -1427,6 +1427,14 @@ impl effects::Apply for RadiantEffects<'_> {
         self.simulator.reply(self.index, reply_to, Ok(ClientResponse::GetResult { value }));
     }
 
+    /// The simulated clients take no backups; an answer keeps the request from
+    /// hanging if one ever did.
+    fn copy_shard(&mut self, _shard: ShardId, _index: LogIndex, reply_to: ReplyTo) {
+        let reason = "the simulator keeps no shard copies for backups".to_string();
+        let refusal = radiant_protocol::ErrorResponse::BadRequest { reason };
+        self.simulator.reply(self.index, reply_to, Err(refusal));
+    }
+
     fn shard_data(&mut self, _effect: crate::core::shards::ShardEffect) {}
 
     fn read_shard_chunk(

@@ -14,6 +14,7 @@ use crate::ids::{ClientId, GroupId, MemberId};
 use crate::kind::Kind;
 use crate::limits::Limits;
 use crate::message::batch::{Batch, BatchOutcome};
+use crate::message::shard_page::ShardPage;
 use crate::message::update::{Update, UpdateOutcome};
 
 /// How fresh a `Get` must be.
@@ -216,6 +217,20 @@ pub enum ClientRequest {
         /// For exactly-once application of retries.
         session: Option<Session>,
     },
+    /// A page of a whole shard as of one committed index, for backups (kind 0x81).
+    /// Cursor 0 takes a new copy at the shard's order's herald (a linearizable read) and
+    /// answers its first page; a cursor from an answer pages on through that copy at
+    /// the radiant that holds it. Answered by `ShardPage`.
+    ReadShard {
+        /// The shard.
+        shard: u32,
+        /// 0 for a new copy, else the copy's cursor.
+        cursor: u64,
+        /// The page starts after this key (none: at the first).
+        after: Option<Bytes>,
+        /// At most this many bytes of keys and values (a page has at least one pair).
+        max_bytes: u32,
+    },
 }
 
 /// The longest token `Authenticate` carries.
@@ -259,6 +274,7 @@ impl ClientRequest {
             ClientRequest::Authenticate { .. } => Kind::Authenticate,
             ClientRequest::Update { .. } => Kind::Update,
             ClientRequest::Batch { .. } => Kind::Batch,
+            ClientRequest::ReadShard { .. } => Kind::ReadShard,
         }
     }
 
@@ -296,7 +312,8 @@ impl ClientRequest {
             | ClientRequest::MoveShard { .. }
             | ClientRequest::LeaveOrder { .. }
             | ClientRequest::QueryConfiguration { .. }
-            | ClientRequest::Authenticate { .. } => None,
+            | ClientRequest::Authenticate { .. }
+            | ClientRequest::ReadShard { .. } => None,
         }
     }
 
@@ -367,10 +384,24 @@ impl ClientRequest {
                 let session = Session::decode(&mut reader)?;
                 ClientRequest::Batch { batch: Batch::decode(&mut reader, limits)?, session }
             }
+            Kind::ReadShard => ClientRequest::decode_read_shard(&mut reader, limits)?,
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
         Ok(request)
+    }
+
+    /// `ReadShard`: `u32` shard, `u64` cursor, optional `after` key, `u32` max bytes.
+    fn decode_read_shard(reader: &mut Reader, limits: &Limits) -> Result<Self, DecodeError> {
+        let shard = reader.read_u32("shard")?;
+        let cursor = reader.read_u64("cursor")?;
+        let after = if reader.read_presence("after")? {
+            Some(reader.read_key("after", limits)?)
+        } else {
+            None
+        };
+        let max_bytes = reader.read_u32("max_bytes")?;
+        Ok(ClientRequest::ReadShard { shard, cursor, after, max_bytes })
     }
 
     /// Appends the payload (not the frame header) to `dst`.
@@ -424,6 +455,12 @@ impl ClientRequest {
                 Session::encode(*session, dst);
                 batch.encode(dst);
             }
+            ClientRequest::ReadShard { shard, cursor, after, max_bytes } => {
+                dst.put_u32(*shard);
+                dst.put_u64(*cursor);
+                put_optional_bytes(dst, after.as_ref());
+                dst.put_u32(*max_bytes);
+            }
         }
     }
 }
@@ -471,6 +508,8 @@ pub enum ClientResponse {
     UpdateResult(UpdateOutcome),
     /// The answer to `Batch`: whether it wrote, and how many of its keys existed.
     BatchResult(BatchOutcome),
+    /// The answer to `ReadShard`.
+    ShardPage(ShardPage),
 }
 
 // ===== impl ClientResponse =====
@@ -489,6 +528,7 @@ impl ClientResponse {
             ClientResponse::Configuration(_) => Kind::ConfigurationResult,
             ClientResponse::UpdateResult(_) => Kind::UpdateResult,
             ClientResponse::BatchResult(_) => Kind::BatchResult,
+            ClientResponse::ShardPage(_) => Kind::ShardPage,
         }
     }
 
@@ -526,6 +566,7 @@ impl ClientResponse {
                 ClientResponse::UpdateResult(UpdateOutcome::decode(&mut reader, limits)?)
             }
             Kind::BatchResult => ClientResponse::BatchResult(BatchOutcome::decode(&mut reader)?),
+            Kind::ShardPage => ClientResponse::ShardPage(ShardPage::decode(&mut reader, limits)?),
             _ => return Err(reader.invalid("kind", "not a client response kind")),
         };
         reader.finish()?;
@@ -548,6 +589,7 @@ impl ClientResponse {
             ClientResponse::Configuration(configuration) => configuration.encode(dst),
             ClientResponse::UpdateResult(outcome) => outcome.encode(dst),
             ClientResponse::BatchResult(outcome) => outcome.encode(dst),
+            ClientResponse::ShardPage(page) => page.encode(dst),
         }
     }
 }
@@ -669,6 +711,31 @@ mod tests {
             assert_eq!(request.key(), None);
             round_trip_request(request);
         }
+    }
+
+    #[test]
+    fn shard_reads_and_pages_round_trip() {
+        round_trip_request(ClientRequest::ReadShard {
+            shard: 3,
+            cursor: 0,
+            after: None,
+            max_bytes: 1 << 20,
+        });
+        round_trip_request(ClientRequest::ReadShard {
+            shard: 3,
+            cursor: 17,
+            after: Some(Bytes::from_static(b"k")),
+            max_bytes: 10,
+        });
+        round_trip_response(ClientResponse::ShardPage(ShardPage {
+            shard: 3,
+            cursor: 17,
+            index: 40,
+            total_keys: 1,
+            after: None,
+            pairs: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))],
+            last: true,
+        }));
     }
 
     #[test]

@@ -62,32 +62,67 @@ const MIGRATION_RELEASE: u8 = 3;
 /// Smallest encoded pair: two `u32` lengths and a one-byte key.
 const MIN_PAIR_BYTES: usize = 9;
 
+/// The field names a run of ordered pairs reports errors under: `[after, pairs, key,
+/// value]`.
+pub(crate) type PairFields = [&'static str; 4];
+
+const CHUNK_FIELDS: PairFields = ["chunk.after", "chunk.pairs", "chunk.key", "chunk.value"];
+
+/// Reads an optional `after` key, a `u32` pair count and the pairs (key, value),
+/// checking that the keys ascend and follow `after`.
+pub(crate) fn decode_ordered_pairs(
+    reader: &mut Reader,
+    fields: PairFields,
+    limits: &Limits,
+) -> Result<OrderedPairs, DecodeError> {
+    let [after_field, pairs_field, key_field, value_field] = fields;
+    let after = if reader.read_presence(after_field)? {
+        Some(reader.read_key(after_field, limits)?)
+    } else {
+        None
+    };
+    let count = reader.read_count(pairs_field, MIN_PAIR_BYTES)?;
+    let mut pairs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = reader.read_key(key_field, limits)?;
+        let value = reader.read_value(value_field, limits)?;
+        pairs.push((key, value));
+    }
+    let sorted = pairs.windows(2).all(|pair| matches!(pair, [a, b] if a.0 < b.0));
+    let after_first = match (&after, pairs.first()) {
+        (Some(after), Some((first, _))) => first > after,
+        _ => true,
+    };
+    if !sorted || !after_first {
+        return Err(reader.invalid(pairs_field, "keys must ascend and follow `after`"));
+    }
+    Ok((after, pairs))
+}
+
+/// Where a run of pairs starts, and the pairs.
+pub(crate) type OrderedPairs = (Option<Bytes>, Vec<(Bytes, Bytes)>);
+
+/// The layout `decode_ordered_pairs` reads.
+pub(crate) fn encode_ordered_pairs(
+    dst: &mut BytesMut,
+    after: Option<&Bytes>,
+    pairs: &[(Bytes, Bytes)],
+) {
+    put_optional_bytes(dst, after);
+    dst.put_u32(u32::try_from(pairs.len()).unwrap_or(u32::MAX));
+    for (key, value) in pairs {
+        put_bytes(dst, key);
+        put_bytes(dst, value);
+    }
+}
+
 impl ShardChunk {
     /// Reads a chunk: `u32` shard, `u64` number, optional `after` key, `u32` pair count,
     /// the pairs (key, value), then the optional session table (at most a frame).
     pub(crate) fn decode(reader: &mut Reader, limits: &Limits) -> Result<ShardChunk, DecodeError> {
         let shard = reader.read_u32("chunk.shard")?;
         let number = reader.read_u64("chunk.number")?;
-        let after = if reader.read_presence("chunk.after")? {
-            Some(reader.read_key("chunk.after", limits)?)
-        } else {
-            None
-        };
-        let count = reader.read_count("chunk.pairs", MIN_PAIR_BYTES)?;
-        let mut pairs = Vec::with_capacity(count);
-        for _ in 0..count {
-            let key = reader.read_key("chunk.key", limits)?;
-            let value = reader.read_value("chunk.value", limits)?;
-            pairs.push((key, value));
-        }
-        let sorted = pairs.windows(2).all(|pair| matches!(pair, [a, b] if a.0 < b.0));
-        let after_first = match (&after, pairs.first()) {
-            (Some(after), Some((first, _))) => first > after,
-            _ => true,
-        };
-        if !sorted || !after_first {
-            return Err(reader.invalid("chunk.pairs", "keys must ascend and follow `after`"));
-        }
+        let (after, pairs) = decode_ordered_pairs(reader, CHUNK_FIELDS, limits)?;
         let sessions = if reader.read_presence("chunk.sessions")? {
             Some(reader.read_bytes_at_most(
                 "chunk.sessions",
@@ -103,12 +138,7 @@ impl ShardChunk {
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
         dst.put_u32(self.shard);
         dst.put_u64(self.number);
-        put_optional_bytes(dst, self.after.as_ref());
-        dst.put_u32(u32::try_from(self.pairs.len()).unwrap_or(u32::MAX));
-        for (key, value) in &self.pairs {
-            put_bytes(dst, key);
-            put_bytes(dst, value);
-        }
+        encode_ordered_pairs(dst, self.after.as_ref(), &self.pairs);
         put_optional_bytes(dst, self.sessions.as_ref());
     }
 

@@ -18,6 +18,7 @@ pub mod link;
 pub mod migration;
 pub mod peer;
 pub mod replication;
+pub mod shard_page;
 pub mod system;
 pub mod update;
 pub mod vote;
@@ -32,6 +33,7 @@ pub use peer::{PeerBody, PeerHeader, PeerMessage};
 pub use replication::{
     Append, AppendAck, InstallSnapshot, InstallSnapshotAck, ReadIndex, ReadIndexAck,
 };
+pub use shard_page::ShardPage;
 pub use system::{
     BeaconHandshake, BeaconResponse, CouncilAppend, CouncilAppendAck, CouncilRequestVote,
     CouncilVote, JoinAccepted, JoinSystem, ShardChunkAck, SystemBody, SystemMessage,

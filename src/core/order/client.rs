@@ -60,6 +60,10 @@ impl Order {
                 }
                 return None;
             }
+            ClientRequest::ReadShard { shard, cursor, .. } => {
+                self.on_read_shard(shard, cursor, reply_to, actions);
+                return None;
+            }
             ClientRequest::Ping => {
                 let response = ClientResponse::Pong { member_id: Some(self.me) };
                 actions.push(Action::Reply { reply_to, result: Ok(response) });
@@ -119,6 +123,27 @@ impl Order {
                 return None;
             }
         })
+    }
+
+    /// A backup's `ReadShard`: cursor 0 asks for a new copy of the shard; any other
+    /// reaches the core only when the radiant holds no such copy.
+    fn on_read_shard(&mut self, shard: u32, cursor: u64, reply_to: ReplyTo, actions: &mut Actions) {
+        let reason = if cursor != 0 {
+            format!(
+                "shard copy {cursor} is not held here (the radiant that took it restarted, \
+                 or it expired): start the shard again with cursor 0"
+            )
+        } else if shard >= self.options.shard_count {
+            format!(
+                "shard {shard} does not exist: this system has {} shards",
+                self.options.shard_count
+            )
+        } else {
+            self.copy_shard(radiant_protocol::slots::ShardId(shard), reply_to, actions);
+            return;
+        };
+        let result = Err(ErrorResponse::BadRequest { reason });
+        actions.push(Action::Reply { reply_to, result });
     }
 
     /// A batch is one entry applied under one shard's lock, so its keys must all be of

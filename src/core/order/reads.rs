@@ -53,8 +53,9 @@ struct PendingRead {
 /// What a read is for.
 #[derive(Clone, Debug)]
 enum ReadTarget {
-    /// A client's get of `key`.
-    Key { shard: ShardId, key: Bytes, reply_to: ReplyTo },
+    /// A client's get of `key`, or with no key, its copy of the whole shard (a backup's
+    /// `ReadShard`).
+    Client { shard: ShardId, key: Option<Bytes>, reply_to: ReplyTo },
     /// A follower's request for a read index (on the herald): answered with the index.
     ReadIndex { member: MemberId, request_id: u64 },
 }
@@ -166,7 +167,7 @@ impl Order {
             actions.push(Action::Read { shard, key, reply_to });
             return true;
         }
-        let target = ReadTarget::Key { shard, key, reply_to };
+        let target = ReadTarget::Client { shard, key: Some(key), reply_to };
         if self.role != OrderRole::Herald {
             if consistency != ReadConsistency::Follower || self.herald.is_none() {
                 return false;
@@ -177,6 +178,21 @@ impl Order {
         }
         self.read_at_herald(target, consistency, actions);
         true
+    }
+
+    /// A backup's `ReadShard` for a new copy of `shard`: a linearizable read of the whole
+    /// shard, served by the herald only (a follower refuses it, naming the herald).
+    pub(super) fn copy_shard(&mut self, shard: ShardId, reply_to: ReplyTo, actions: &mut Actions) {
+        if let Err(error) = self.admit(shard) {
+            actions.push(Action::Reply { reply_to, result: Err(error) });
+            return;
+        }
+        if self.role != OrderRole::Herald {
+            self.refuse(reply_to, actions);
+            return;
+        }
+        let target = ReadTarget::Client { shard, key: None, reply_to };
+        self.read_at_herald(target, ReadConsistency::Linearizable, actions);
     }
 
     /// Queues a linearizable read (a client's, or a follower's request) on the herald.
@@ -299,7 +315,7 @@ impl Order {
 
     fn refuse_reads(&mut self, reads: Vec<PendingRead>, actions: &mut Actions) {
         for read in reads {
-            if let ReadTarget::Key { reply_to, .. } = read.target {
+            if let ReadTarget::Client { reply_to, .. } = read.target {
                 self.refuse(reply_to, actions);
             }
         }
@@ -393,13 +409,18 @@ impl Order {
                     let ack = ReadIndexAck { request_id, refused: false, index };
                     self.send(member, PeerBody::ReadIndexAck(ack), actions);
                 }
-                ReadTarget::Key { shard, key, reply_to } => {
+                ReadTarget::Client { shard, key, reply_to } => {
                     // The shard may have frozen between the read's arrival and now.
                     if let Err(error) = self.admit(shard) {
                         actions.push(Action::Reply { reply_to, result: Err(error) });
                         continue;
                     }
-                    actions.push(Action::Read { shard, key, reply_to });
+                    actions.push(match key {
+                        Some(key) => Action::Read { shard, key, reply_to },
+                        // Every apply through `applied_index` is ahead of it in action
+                        // order, and none after: the copy is of exactly that index.
+                        None => Action::CopyShard { shard, index: self.applied_index, reply_to },
+                    });
                 }
             }
         }
@@ -419,7 +440,7 @@ impl Order {
         let mut clients = Vec::new();
         for read in self.reads.drain() {
             match read.target {
-                ReadTarget::Key { reply_to, .. } => clients.push(reply_to),
+                ReadTarget::Client { reply_to, .. } => clients.push(reply_to),
                 ReadTarget::ReadIndex { member, request_id } => {
                     let refused = ReadIndexAck { request_id, refused: true, index: 0 };
                     self.send(member, PeerBody::ReadIndexAck(refused), actions);
