@@ -261,3 +261,45 @@ fn a_follower_cut_off_from_its_herald_refuses_follower_reads() {
         "a follower read at a cut-off follower: {answer:?}"
     );
 }
+
+#[test]
+fn a_survivor_resets_an_order_that_lost_its_majority_and_serves_everything_it_held() {
+    let mut simulator = Simulator::quiet(11, 3, 3);
+    let (herald, _) = settled(&mut simulator);
+    for index in 0..30 {
+        assert!(put(&mut simulator, herald, &format!("k{index}")).is_ok());
+    }
+    simulator.run_ticks(2 * ELECTION);
+    let survivor = (herald + 1) % 3;
+    let held = simulator.order(survivor).expect("up").commit_index();
+    let group = simulator.order(survivor).expect("up").group();
+    let recover = ClientRequest::RecoverOrder { group, survivor: member(survivor as u64 + 1) };
+    // Whole, the order refuses.
+    let refused = simulator.request(survivor, recover.clone(), 10 * ELECTION);
+    assert!(matches!(refused, Err(ErrorResponse::BadRequest { .. })), "{refused:?}");
+
+    // The other two are cut off for good: no majority, no herald.
+    for lost in (0..3).filter(|&index| index != survivor) {
+        simulator.isolate(lost);
+    }
+    simulator.run_ticks(ELECTION);
+    let early = simulator.request(survivor, recover.clone(), ELECTION);
+    assert!(matches!(early, Err(ErrorResponse::BadRequest { .. })), "too early: {early:?}");
+    simulator.run_ticks(5 * ELECTION);
+    assert_eq!(
+        simulator.request(survivor, recover.clone(), 10 * ELECTION),
+        Ok(ClientResponse::Done)
+    );
+
+    let order = simulator.order(survivor).expect("up");
+    assert_eq!(order.role(), OrderRole::Herald);
+    assert_eq!(
+        order.membership().voters.iter().copied().collect::<Vec<_>>(),
+        [member(survivor as u64 + 1)]
+    );
+    assert!(order.commit_index() > held, "the reset committed after everything it held");
+    assert!(put(&mut simulator, survivor, "after-reset").is_ok());
+    let again = simulator.request(survivor, recover, 10 * ELECTION);
+    assert!(matches!(again, Err(ErrorResponse::BadRequest { .. })), "a second reset: {again:?}");
+    simulator.run_ticks(10 * ELECTION);
+}

@@ -200,11 +200,13 @@ pub enum Kind {
     Batch = 0x80,
     /// Read a whole shard, page by page, as of one committed index (for backups).
     ReadShard = 0x81,
+    /// Admin: make a survivor the sole member of an order that lost its majority.
+    RecoverOrder = 0x82,
 }
 
 impl Kind {
     /// Every kind this version knows, in byte order.
-    pub const ALL: [Kind; 54] = [
+    pub const ALL: [Kind; 55] = [
         Kind::BeaconHandshake,
         Kind::BeaconResponse,
         Kind::BeaconRefused,
@@ -259,6 +261,7 @@ impl Kind {
         Kind::Error,
         Kind::Batch,
         Kind::ReadShard,
+        Kind::RecoverOrder,
     ];
 
     /// The kind with wire byte `byte`, or `None` if this version does not know it.
@@ -318,6 +321,7 @@ impl Kind {
             0x70 => Some(Kind::Error),
             0x80 => Some(Kind::Batch),
             0x81 => Some(Kind::ReadShard),
+            0x82 => Some(Kind::RecoverOrder),
             _ => None,
         }
     }
@@ -370,7 +374,8 @@ impl Kind {
             | Kind::Authenticate
             | Kind::Update
             | Kind::Batch
-            | Kind::ReadShard => Family::ClientRequest,
+            | Kind::ReadShard
+            | Kind::RecoverOrder => Family::ClientRequest,
             Kind::GetResult
             | Kind::PutResult
             | Kind::DeleteResult

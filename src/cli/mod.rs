@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod backup;
 mod bench;
+mod recover;
 pub mod sim;
 mod status;
 
@@ -151,6 +152,24 @@ enum AdminCommand {
     RemoveMember {
         /// Its member id.
         id: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Majority-loss recovery: make a surviving member the sole member of an order that
+    /// has lost a majority of its radiants for good, keeping the survivor's data, and
+    /// drop the lost members from the configuration. Writes the lost majority committed
+    /// after the survivor's last entry are lost, and the lost radiants must never be
+    /// started again with their data. Refused while the order has a herald or a majority
+    /// of it is heard from. See docs/operations.md "Recovering an order that lost its
+    /// majority".
+    RecoverOrder {
+        /// The order's group id.
+        #[arg(long)]
+        order: u64,
+        /// The surviving member to keep (pick the one with the highest last index in
+        /// `radiant status`).
+        #[arg(long)]
+        from: u64,
         #[command(flatten)]
         target: Target,
     },
@@ -506,6 +525,9 @@ fn admin(command: AdminCommand) -> Result<ExitCode, String> {
         AdminCommand::TransferHerald { to, target } => {
             let to = to.map(member).transpose()?;
             (ClientRequest::TransferHerald { to }, target)
+        }
+        AdminCommand::RecoverOrder { order, from, target } => {
+            return recover::recover_order(group(order)?, member(from)?, &target);
         }
     };
     connect(&target)?.admin(request).map_err(|error| error_chain(&error))?;

@@ -231,6 +231,16 @@ pub enum ClientRequest {
         /// At most this many bytes of keys and values (a page has at least one pair).
         max_bytes: u32,
     },
+    /// Admin, majority-loss recovery (`RECOVER_RESET`, kind 0x82): `survivor`, the radiant
+    /// receiving this, becomes the sole member of `group`, keeping its log. Refused while
+    /// the order has a herald or a majority of its voters is heard from. Answered `Done`
+    /// once the reset is committed.
+    RecoverOrder {
+        /// The order.
+        group: GroupId,
+        /// The surviving member to keep.
+        survivor: MemberId,
+    },
 }
 
 /// The longest token `Authenticate` carries.
@@ -275,6 +285,7 @@ impl ClientRequest {
             ClientRequest::Update { .. } => Kind::Update,
             ClientRequest::Batch { .. } => Kind::Batch,
             ClientRequest::ReadShard { .. } => Kind::ReadShard,
+            ClientRequest::RecoverOrder { .. } => Kind::RecoverOrder,
         }
     }
 
@@ -290,6 +301,7 @@ impl ClientRequest {
                 | ClientRequest::RemoveRadiant { .. }
                 | ClientRequest::MoveShard { .. }
                 | ClientRequest::LeaveOrder { .. }
+                | ClientRequest::RecoverOrder { .. }
         )
     }
 
@@ -313,7 +325,8 @@ impl ClientRequest {
             | ClientRequest::LeaveOrder { .. }
             | ClientRequest::QueryConfiguration { .. }
             | ClientRequest::Authenticate { .. }
-            | ClientRequest::ReadShard { .. } => None,
+            | ClientRequest::ReadShard { .. }
+            | ClientRequest::RecoverOrder { .. } => None,
         }
     }
 
@@ -380,28 +393,45 @@ impl ClientRequest {
                 let update = Update::decode(&mut reader, limits)?;
                 ClientRequest::Update { key, update, session }
             }
-            Kind::Batch => {
-                let session = Session::decode(&mut reader)?;
-                ClientRequest::Batch { batch: Batch::decode(&mut reader, limits)?, session }
+            Kind::Batch | Kind::ReadShard | Kind::RecoverOrder => {
+                ClientRequest::decode_continued(kind, &mut reader, limits)?
             }
-            Kind::ReadShard => ClientRequest::decode_read_shard(&mut reader, limits)?,
             _ => return Err(reader.invalid("kind", "not a client request kind")),
         };
         reader.finish()?;
         Ok(request)
     }
 
-    /// `ReadShard`: `u32` shard, `u64` cursor, optional `after` key, `u32` max bytes.
-    fn decode_read_shard(reader: &mut Reader, limits: &Limits) -> Result<Self, DecodeError> {
-        let shard = reader.read_u32("shard")?;
-        let cursor = reader.read_u64("cursor")?;
-        let after = if reader.read_presence("after")? {
-            Some(reader.read_key("after", limits)?)
-        } else {
-            None
-        };
-        let max_bytes = reader.read_u32("max_bytes")?;
-        Ok(ClientRequest::ReadShard { shard, cursor, after, max_bytes })
+    /// The kinds of the continued range (0x80–0x8F): `Batch`; `ReadShard` (`u32` shard,
+    /// `u64` cursor, optional `after` key, `u32` max bytes); `RecoverOrder` (`u64` group,
+    /// `u64` survivor).
+    fn decode_continued(
+        kind: Kind,
+        reader: &mut Reader,
+        limits: &Limits,
+    ) -> Result<Self, DecodeError> {
+        Ok(match kind {
+            Kind::Batch => {
+                let session = Session::decode(reader)?;
+                ClientRequest::Batch { batch: Batch::decode(reader, limits)?, session }
+            }
+            Kind::ReadShard => {
+                let shard = reader.read_u32("shard")?;
+                let cursor = reader.read_u64("cursor")?;
+                let after = if reader.read_presence("after")? {
+                    Some(reader.read_key("after", limits)?)
+                } else {
+                    None
+                };
+                let max_bytes = reader.read_u32("max_bytes")?;
+                ClientRequest::ReadShard { shard, cursor, after, max_bytes }
+            }
+            Kind::RecoverOrder => ClientRequest::RecoverOrder {
+                group: reader.read_group_id("group")?,
+                survivor: reader.read_member_id("survivor")?,
+            },
+            _ => return Err(reader.invalid("kind", "not a client request kind")),
+        })
     }
 
     /// Appends the payload (not the frame header) to `dst`.
@@ -460,6 +490,10 @@ impl ClientRequest {
                 dst.put_u64(*cursor);
                 put_optional_bytes(dst, after.as_ref());
                 dst.put_u32(*max_bytes);
+            }
+            ClientRequest::RecoverOrder { group, survivor } => {
+                dst.put_u64(group.get());
+                dst.put_u64(survivor.get());
             }
         }
     }
@@ -706,6 +740,10 @@ mod tests {
             ClientRequest::TransferHerald { to: None },
             ClientRequest::TransferHerald { to: MemberId::new(2) },
             ClientRequest::Status,
+            ClientRequest::RecoverOrder {
+                group: GroupId::new(2).unwrap(),
+                survivor: MemberId::new(5).unwrap(),
+            },
         ];
         for request in requests {
             assert_eq!(request.key(), None);

@@ -122,6 +122,13 @@ pub enum MembershipChange {
         /// The member to remove.
         member: MemberId,
     },
+    /// Majority-loss recovery (`RECOVER_RESET`): `member`, a survivor of an order that
+    /// lost its majority, becomes its sole voter, keeping its log; every other member is
+    /// dropped. Appended by the survivor itself, which alone commits it. Sub-tag 4.
+    Reset {
+        /// The survivor.
+        member: MemberId,
+    },
 }
 
 const TAG_NOOP: u8 = 0;
@@ -141,6 +148,7 @@ const COUNCIL_COMMIT: u8 = 3;
 const CHANGE_ADD_LEARNER: u8 = 1;
 const CHANGE_PROMOTE: u8 = 2;
 const CHANGE_REMOVE: u8 = 3;
+const CHANGE_RESET: u8 = 4;
 
 // ===== impl Command =====
 
@@ -321,7 +329,8 @@ impl MembershipChange {
         match self {
             MembershipChange::AddLearner { member, .. }
             | MembershipChange::Promote { member }
-            | MembershipChange::Remove { member } => *member,
+            | MembershipChange::Remove { member }
+            | MembershipChange::Reset { member } => *member,
         }
     }
 
@@ -337,6 +346,7 @@ impl MembershipChange {
                 MembershipChange::Promote { member: reader.read_member_id("member")? }
             }
             CHANGE_REMOVE => MembershipChange::Remove { member: reader.read_member_id("member")? },
+            CHANGE_RESET => MembershipChange::Reset { member: reader.read_member_id("member")? },
             _ => return Err(reader.invalid("change", "unknown membership change")),
         };
         Ok(change)
@@ -356,6 +366,10 @@ impl MembershipChange {
             }
             MembershipChange::Remove { member } => {
                 dst.put_u8(CHANGE_REMOVE);
+                dst.put_u64(member.get());
+            }
+            MembershipChange::Reset { member } => {
+                dst.put_u8(CHANGE_RESET);
                 dst.put_u64(member.get());
             }
         }
@@ -420,6 +434,7 @@ mod tests {
             MembershipChange::AddLearner { member, address: "10.0.0.6:7400".to_owned() },
             MembershipChange::Promote { member },
             MembershipChange::Remove { member },
+            MembershipChange::Reset { member },
         ] {
             assert_eq!(change.member(), member);
             let command = Command::Membership(change);

@@ -95,6 +95,10 @@ impl Order {
                 self.on_transfer_request(to, reply_to, actions);
                 return None;
             }
+            ClientRequest::RecoverOrder { group, survivor } => {
+                self.on_recover_order((group, survivor), reply_to, actions);
+                return None;
+            }
             ClientRequest::AddRadiant { .. }
             | ClientRequest::RemoveRadiant { .. }
             | ClientRequest::MoveShard { .. }
@@ -102,25 +106,15 @@ impl Order {
             | ClientRequest::QueryConfiguration { .. } => {
                 let reason = "this radiant runs a static order (the `members` config key), \
                               which has no controller: use `radiant admin add-member` or \
-                              `remove-member`"
-                    .to_string();
-                actions.push(Action::Reply {
-                    reply_to,
-                    result: Err(ErrorResponse::BadRequest { reason }),
-                });
-                return None;
+                              `remove-member`";
+                return Self::refuse_as_bad(reply_to, reason, actions);
             }
             ClientRequest::Status | ClientRequest::Authenticate { .. } => {
                 // The driver answers status from its own view, and the reactor answers
                 // `Authenticate` for its connection; the core never sees either.
                 let reason = "status and authentication are answered by the radiant, not \
-                              the order"
-                    .to_string();
-                actions.push(Action::Reply {
-                    reply_to,
-                    result: Err(ErrorResponse::BadRequest { reason }),
-                });
-                return None;
+                              the order";
+                return Self::refuse_as_bad(reply_to, reason, actions);
             }
         })
     }
@@ -144,6 +138,13 @@ impl Order {
         };
         let result = Err(ErrorResponse::BadRequest { reason });
         actions.push(Action::Reply { reply_to, result });
+    }
+
+    /// Answers `BadRequest` with `reason`; no command.
+    fn refuse_as_bad(reply_to: ReplyTo, reason: &str, actions: &mut Actions) -> Option<Command> {
+        let result = Err(ErrorResponse::BadRequest { reason: reason.to_string() });
+        actions.push(Action::Reply { reply_to, result });
+        None
     }
 
     /// A batch is one entry applied under one shard's lock, so its keys must all be of
@@ -214,6 +215,12 @@ impl Order {
     ) -> Result<(), ErrorResponse> {
         // One change at a time, and an added member counts as in flight until it is
         // promoted; removing that learner (to cancel a stuck addition) is allowed.
+        if let MembershipChange::Reset { .. } = change {
+            let reason = "a reset is appended only by `radiant admin recover-order` at the \
+                          survivor"
+                .to_string();
+            return Err(ErrorResponse::BadRequest { reason });
+        }
         let learners = &self.membership.learners;
         let cancels_learner =
             matches!(change, MembershipChange::Remove { member } if learners.contains(member));
@@ -262,6 +269,9 @@ impl Order {
         if self.pending_membership_index == Some(index) {
             self.pending_membership_index = None;
         }
+        if self.pending_reset == Some(index) {
+            self.pending_reset = None;
+        }
         let applied = self.membership.apply(change);
         tracing::info!(index, ?change, applied, "order: membership change committed");
         if applied {
@@ -298,6 +308,11 @@ impl Order {
                 self.departing.insert(*member, until);
             }
             MembershipChange::Promote { .. } => {}
+            MembershipChange::Reset { .. } => {
+                let membership = &self.membership;
+                self.progress.retain(|member, _| membership.contains(*member));
+                self.departing.clear();
+            }
         }
     }
 

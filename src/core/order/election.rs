@@ -261,6 +261,7 @@ impl Order {
         self.transfer = None;
         self.reset_election_timeout();
         if was_herald {
+            self.pending_reset = None;
             self.progress.clear();
             self.departing.clear();
             self.pending_membership_index = None;
@@ -288,6 +289,8 @@ impl Order {
             .collect();
         // A pending membership change from an earlier term may still be uncommitted.
         self.pending_membership_index = self.uncommitted_membership_change();
+        self.pending_reset = self.uncommitted_reset();
+        self.herald_heard_at = self.now;
         tracing::info!(
             term = self.term,
             last_index = self.log.last_index(),
@@ -297,7 +300,7 @@ impl Order {
         self.append_command(&radiant_protocol::Command::Noop, None);
     }
 
-    fn uncommitted_membership_change(&self) -> Option<LogIndex> {
+    pub(super) fn uncommitted_membership_change(&self) -> Option<LogIndex> {
         (self.commit_index + 1..=self.log.last_index()).rev().find(|&index| {
             self.log.entry(index).is_some_and(|entry| {
                 entry.data.first() == Some(&super::client::MEMBERSHIP_COMMAND_TAG)

@@ -63,7 +63,7 @@ impl Membership {
 
     /// Applies one committed change. Returns false (and changes nothing) when the
     /// change does not apply: adding a present member, promoting a non-learner,
-    /// removing an absent member, or removing the last voter.
+    /// removing an absent member, removing the last voter, or resetting to a non-voter.
     pub fn apply(&mut self, change: &MembershipChange) -> bool {
         match change {
             MembershipChange::AddLearner { member, address } => {
@@ -87,6 +87,14 @@ impl Membership {
                 self.voters.remove(member);
                 self.learners.remove(member);
                 self.addresses.remove(member);
+            }
+            MembershipChange::Reset { member } => {
+                if !self.voters.contains(member) {
+                    return false;
+                }
+                self.voters.retain(|voter| voter == member);
+                self.learners.clear();
+                self.addresses.retain(|other, _| other == member);
             }
         }
         true
@@ -204,6 +212,18 @@ mod tests {
         assert_eq!(membership.quorum(), 3);
         assert!(membership.apply(&MembershipChange::Remove { member: id(1) }));
         assert_eq!(membership.voters.len(), 3);
+    }
+
+    #[test]
+    fn a_reset_keeps_only_the_survivor_and_only_a_voter_survives() {
+        let mut membership = three();
+        membership.apply(&MembershipChange::AddLearner { member: id(4), address: "d".into() });
+        assert!(!membership.clone().apply(&MembershipChange::Reset { member: id(4) }));
+        assert!(membership.apply(&MembershipChange::Reset { member: id(2) }));
+        assert_eq!(membership.voters.iter().copied().collect::<Vec<_>>(), [id(2)]);
+        assert!(membership.learners.is_empty());
+        assert_eq!(membership.addresses.keys().copied().collect::<Vec<_>>(), [id(2)]);
+        assert_eq!(membership.quorum(), 1);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod log;
 pub mod membership;
 mod reads;
 mod replication;
+mod reset;
 mod state;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -202,6 +203,13 @@ pub struct Order {
     council_applied: Vec<(LogIndex, CouncilEntry)>,
     /// Which shards the order serves, and the moves in flight.
     shards: ShardTable,
+    /// When each member was last heard from (any message), for majority-loss recovery.
+    heard_at: BTreeMap<MemberId, Tick>,
+    /// When a herald (this replica or another) was last heard from.
+    herald_heard_at: Tick,
+    /// A `MembershipChange::Reset` this herald appended and has not applied: until then
+    /// it alone counts for commitment (`reset.rs`).
+    pending_reset: Option<LogIndex>,
 }
 
 impl Order {
@@ -254,6 +262,9 @@ impl Order {
             incoming_snapshot: None,
             error: None,
             council_applied: Vec::new(),
+            heard_at: BTreeMap::new(),
+            herald_heard_at: Tick(0),
+            pending_reset: None,
             shards: recovered
                 .shards
                 .unwrap_or_else(|| ShardTable::serving_all(options.shard_count)),
@@ -336,8 +347,12 @@ impl Order {
             tracing::warn!(?header, "order: dropping a message not addressed to this replica");
             return;
         }
+        self.heard_at.insert(header.from, self.now);
         if !self.accept_term(&header, &body, actions) {
             return;
+        }
+        if matches!(body, PeerBody::Append(_) | PeerBody::InstallSnapshot(_)) {
+            self.herald_heard_at = self.now;
         }
         match body {
             PeerBody::RequestVote(request) => self.on_request_vote(header, request, actions),
@@ -740,6 +755,15 @@ impl Order {
         }
         if self.role == OrderRole::Candidate {
             assert_eq!(self.voted_for, Some(self.me), "a candidate votes for itself");
+        }
+        if let Some(index) = self.pending_reset {
+            assert_eq!(self.role, OrderRole::Herald, "only a herald holds a pending reset");
+            assert!(
+                index > self.applied_index && index <= self.log.last_index(),
+                "pending reset {index} outside the unapplied log {}..={}",
+                self.applied_index,
+                self.log.last_index()
+            );
         }
     }
 }

@@ -255,13 +255,18 @@ impl Order {
         if self.role != OrderRole::Herald {
             return;
         }
-        let committed = self.membership.committed_index(|member| {
-            if member == self.me {
-                self.durable_index
-            } else {
-                self.progress.get(&member).map_or(0, |progress| progress.match_index)
-            }
-        });
+        // A pending reset makes this herald the only voter already (reset.rs).
+        let committed = if self.pending_reset.is_some() {
+            self.durable_index
+        } else {
+            self.membership.committed_index(|member| {
+                if member == self.me {
+                    self.durable_index
+                } else {
+                    self.progress.get(&member).map_or(0, |progress| progress.match_index)
+                }
+            })
+        };
         // Raft's rule: only entries of the herald's own term are committed by counting.
         if committed > self.commit_index && self.log.term_at(committed) == Some(self.term) {
             self.commit_index = committed;

@@ -86,7 +86,19 @@ impl System {
     fn reconcile_membership(&mut self, order: &mut Order, actions: &mut Actions) {
         let Some(configuration) = &self.record.configuration else { return };
         let Some(target) = configuration.orders.get(&order.group()) else { return };
-        if order.membership_change_pending() || !order.membership().learners.is_empty() {
+        if order.membership_change_pending() {
+            return;
+        }
+        // A learner the configuration no longer lists (one added before an operator
+        // removed a radiant that was gone for good) would block every later step.
+        let stale_learner =
+            order.membership().learners.iter().copied().find(|member| !target.contains(member));
+        if let Some(member) = stale_learner {
+            tracing::info!(%member, "order: dropping a learner the configuration no longer lists");
+            order.propose(&Command::Membership(MembershipChange::Remove { member }));
+            return;
+        }
+        if !order.membership().learners.is_empty() {
             return;
         }
         if !target.contains(&order.me()) {
