@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::load::Load;
 use common::system::{agreed_shape, one_controller, shards_settled, start_ring, wait_for};
 use common::Daemon;
 use serde_json::Value;
@@ -18,6 +19,10 @@ use serde_json::Value;
 const STEADY_KEYS: usize = 1_000;
 /// Keys the writer overwrites while the backup runs.
 const HOT_KEYS: u64 = 20;
+/// Keys `Load` writes (`radiant bench --keys`).
+const LOAD_KEYS: u64 = 300;
+/// Seconds of checked load around the backup.
+const LOAD_SECONDS: u64 = 6;
 /// Longest the writer may run.
 const WRITER_LIMIT: Duration = Duration::from_secs(120);
 
@@ -59,7 +64,10 @@ fn start_writer(
 fn check_manifest(manifest: &Value, daemons: &[Option<Daemon>]) {
     let shards = manifest["shards"].as_array().expect("shards");
     assert_eq!(shards.len(), 64, "{manifest}");
-    assert_eq!(manifest["keys"], STEADY_KEYS as u64 + HOT_KEYS, "{manifest}");
+    // The steady and hot keys, and those of the checked load (at most `LOAD_KEYS`).
+    let keys = manifest["keys"].as_u64().unwrap_or(0);
+    let ours = STEADY_KEYS as u64 + HOT_KEYS;
+    assert!((ours..=ours + LOAD_KEYS).contains(&keys), "{keys} keys: {manifest}");
     let orders: std::collections::BTreeSet<u64> =
         shards.iter().filter_map(|shard| shard["order"].as_u64()).collect();
     assert_eq!(orders.len(), 2, "both orders' shards are in the backup: {manifest}");
@@ -119,8 +127,14 @@ fn a_backup_under_writes_restores_into_a_fresh_node_as_exactly_what_it_promised(
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
+    // A checked load runs through the backup too: it must see every operation answered
+    // and a linearizable history (writes never stop).
+    let load_entry = daemons[1].as_ref().expect("running").client_address.to_string();
+    let history = root.path().join("history.jsonl");
+    let load = Load::start(&load_entry, &history, root.path().join("bench.json"), LOAD_SECONDS);
     let writer = start_writer(source, Arc::clone(&stop), Arc::clone(&begun), Arc::clone(&acked));
-    std::thread::sleep(Duration::from_millis(300));
+    // Long enough for the load process to be writing when the backup starts.
+    std::thread::sleep(Duration::from_millis(1000));
     let acked_before = acked.load(Ordering::SeqCst);
     let backup_dir = root.path().join("backup");
     let entry = daemons[3].as_ref().expect("running").client_address.to_string();
@@ -131,6 +145,8 @@ fn a_backup_under_writes_restores_into_a_fresh_node_as_exactly_what_it_promised(
     let begun_after = begun.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     writer.join().expect("writer");
+    let report = load.finish_checked();
+    assert_eq!(report["failed"], 0, "the load saw failed operations during the backup: {report}");
     println!("{stdout}");
     assert!(acked_before > HOT_KEYS, "the writer wrote before the backup began");
     assert!(begun_after > acked_before, "the writer went on during the backup");

@@ -827,17 +827,11 @@ impl effects::Apply for StateThread {
         let _ = self.links.reactor.send(ReactorEvent::Reply { reply_to, message });
     }
 
-    /// Copies the shard here when its worker is idle (as `read` does), else queues the
-    /// copy behind the worker's applies.
+    /// Queues the copy behind the shard worker's applies, always: copying and sorting a
+    /// large shard here would hold up every order's progress on this thread.
     fn copy_shard(&mut self, shard: ShardId, index: LogIndex, reply_to: ReplyTo) {
-        let workers = self.links.workers.len();
-        if !self.links.workers[worker_of(shard, workers)].is_idle() {
-            let reply = self.links.completion_sender.clone();
-            let copy = WorkerRequest::CopyShard { shard, index, reply_to, reply };
-            return self.queue_on_worker(shard, copy);
-        }
-        let pairs = self.links.machine.map().clone_shard(shard);
-        self.open_shard_copy(shard, index, pairs, reply_to);
+        let reply = self.links.completion_sender.clone();
+        self.queue_on_worker(shard, WorkerRequest::CopyShard { shard, index, reply_to, reply });
     }
 
     fn shard_data(&mut self, effect: ShardEffect) {

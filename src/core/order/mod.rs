@@ -347,7 +347,9 @@ impl Order {
             tracing::warn!(?header, "order: dropping a message not addressed to this replica");
             return;
         }
-        self.heard_at.insert(header.from, self.now);
+        if self.membership.contains(header.from) {
+            self.heard_at.insert(header.from, self.now);
+        }
         if !self.accept_term(&header, &body, actions) {
             return;
         }
