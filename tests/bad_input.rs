@@ -129,12 +129,12 @@ fn unknown_kind_and_wrong_direction_get_bad_request_and_the_connection_stays_ope
     let daemon = Daemon::start(&directory.path().join("radiant"), SMALL_LIMITS);
     let mut stream = raw_connect(&daemon);
     let mut buffer = BytesMut::new();
-    // Kind 0x6A is in the client-response range but unassigned.
+    // Kind 0x6F is in the client-response range but unassigned.
     let version = radiant_protocol::PROTOCOL_VERSION;
-    stream.write_all(&[0, 0, 0, 10, version, 0x6A, 0, 0, 0, 0, 0, 0, 0, 42]).expect("write");
+    stream.write_all(&[0, 0, 0, 10, version, 0x6F, 0, 0, 0, 0, 0, 0, 0, 42]).expect("write");
     let (correlation_id, message) = read_message(&mut stream, &mut buffer).expect("reply");
     assert_eq!(correlation_id, 42);
-    expect_bad_request(&message, "unknown message kind 0x6a");
+    expect_bad_request(&message, "unknown message kind 0x6f");
     // A response kind sent by a client.
     let mut frame = BytesMut::new();
     Message::Response(ClientResponse::PutResult).encode(43, &mut frame);
