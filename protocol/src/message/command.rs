@@ -460,7 +460,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_membership_change() {
-        for sub_tag in [0, 4] {
+        for sub_tag in [0, 5] {
             let error = Command::decode(Bytes::from(vec![4, sub_tag]), &Limits::DEFAULT);
             assert_eq!(
                 error,
