@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::load::Load;
-use common::system::{agreed_shape, one_controller, shards_settled, start_ring, wait_for};
+use common::system::{start_ring, two_orders_of_three_settled, wait_for};
 use common::Daemon;
 use serde_json::Value;
 
@@ -25,12 +25,6 @@ const LOAD_KEYS: u64 = 300;
 const LOAD_SECONDS: u64 = 6;
 /// Longest the writer may run.
 const WRITER_LIMIT: Duration = Duration::from_secs(120);
-
-fn whole(statuses: &[(usize, Value)]) -> bool {
-    agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
-        && one_controller(statuses).is_some()
-        && shards_settled(statuses, &[32])
-}
 
 /// The hot key written by write number `n`, and its value.
 fn hot_write(n: u64) -> (String, String) {
@@ -111,7 +105,7 @@ fn check_restored(target: &Daemon, acked_before: u64, begun_after: u64) {
 fn a_backup_under_writes_restores_into_a_fresh_node_as_exactly_what_it_promised() {
     let root = tempfile::tempdir().expect("tempdir");
     let daemons = start_ring(root.path(), 6);
-    wait_for(&daemons, "six radiants form two orders of three", whole);
+    wait_for(&daemons, "six radiants form two orders of three", two_orders_of_three_settled);
     let source = daemons[0].as_ref().expect("running");
     let mut client = source.connect();
     for i in 0..STEADY_KEYS {

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::system::{agreed_shape, one_controller, shards_settled, start_ring, wait_for};
+use common::system::{start_ring, two_orders_of_three_settled, wait_for};
 use common::Daemon;
 use radiant_protocol::slots::key_shard;
 use serde_json::Value;
@@ -18,12 +18,6 @@ use serde_json::Value;
 const KEYS: usize = 400;
 /// Longest the survivor may take to accept the recovery once its peers are dead.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn whole(statuses: &[(usize, Value)]) -> bool {
-    agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
-        && one_controller(statuses).is_some()
-        && shards_settled(statuses, &[32])
-}
 
 /// `(index, status)` of the radiants of `group`.
 fn members_of(statuses: &[(usize, Value)], group: u64) -> Vec<(usize, Value)> {
@@ -85,7 +79,8 @@ fn restart_keeps_the_reset(
 fn a_survivor_of_a_lost_majority_becomes_its_order_and_the_rest_never_notices() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut daemons = start_ring(root.path(), 6);
-    let statuses = wait_for(&daemons, "six radiants form two orders of three", whole);
+    let statuses =
+        wait_for(&daemons, "six radiants form two orders of three", two_orders_of_three_settled);
     let mut client = daemons[0].as_ref().expect("running").connect();
     for i in 0..KEYS {
         client.put(format!("key{i}").as_bytes(), format!("value-{i}").as_bytes()).expect("put");

@@ -10,9 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::load::Load;
-use common::system::{agreed_shape, one_controller, shards_settled, start_ring, wait_for};
+use common::system::{start_ring, two_orders_of_three_settled, wait_for};
 use common::Daemon;
-use serde_json::Value;
 
 /// Seconds of checked load; the roll happens inside it.
 const LOAD_SECONDS: u64 = 20;
@@ -20,13 +19,6 @@ const LOAD_SECONDS: u64 = 20;
 const ROLL_LIMIT: Duration = Duration::from_secs(60);
 /// Longest a herald may take to hand its role over.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The system is whole: two orders of three, every radiant ready, one controller.
-fn whole(statuses: &[(usize, Value)]) -> bool {
-    agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
-        && one_controller(statuses).is_some()
-        && shards_settled(statuses, &[32])
-}
 
 /// If `daemon` leads its order, hands the role to another member and waits until it has;
 /// whether it did.
@@ -54,7 +46,7 @@ fn hand_over_if_herald(daemon: &Daemon) -> bool {
 fn every_radiant_restarts_in_turn_under_checked_load_in_less_than_a_minute() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut daemons = start_ring(root.path(), 6);
-    wait_for(&daemons, "six radiants form two orders of three", whole);
+    wait_for(&daemons, "six radiants form two orders of three", two_orders_of_three_settled);
     // The load reads the system's shard map at the radiant restarted last, then sends to
     // each order's herald, following it (and the client library's fallbacks) as it moves.
     let entry = daemons[5].as_ref().expect("running").client_address.to_string();
@@ -74,7 +66,11 @@ fn every_radiant_restarts_in_turn_under_checked_load_in_less_than_a_minute() {
         daemons[index] = Some(Daemon::start_with_config(&data_dir, &config));
         // Whole again, and the restarted radiant has applied what its order had committed
         // when it came back.
-        let statuses = wait_for(&daemons, &format!("the system is whole after r{index}"), whole);
+        let statuses = wait_for(
+            &daemons,
+            &format!("the system is whole after r{index}"),
+            two_orders_of_three_settled,
+        );
         let committed = statuses
             .iter()
             .filter(|(_, status)| status["group"] == group)

@@ -75,6 +75,12 @@ impl ContentDigest {
         self.bytes += (key.len() + value.len()) as u64;
     }
 
+    fn add_all(&mut self, pairs: &Pairs) {
+        for (key, value) in pairs {
+            self.add(key, value);
+        }
+    }
+
     fn merge(&mut self, other: ContentDigest) {
         self.sum = self.sum.wrapping_add(other.sum);
         self.keys += other.keys;
@@ -143,14 +149,14 @@ fn shard_count_of(client: &mut Client) -> Result<(u32, serde_json::Value), Strin
 }
 
 /// Reads the whole of `shard` from one copy, handing each page's pairs to `visit`;
-/// returns the copy's index. A lost copy (any failed page) starts the shard again, at
+/// returns the copy's index and the digest of its pairs. A lost copy (any failed page) starts the shard again, at
 /// most `SHARD_ATTEMPTS` times; `restart` is called before each new attempt.
 fn walk_shard(
     client: &mut Client,
     (shard, page_bytes): (u32, u32),
     visit: PageVisitor<'_>,
     restart: &mut dyn FnMut() -> Result<(), String>,
-) -> Result<u64, String> {
+) -> Result<(u64, ContentDigest), String> {
     let mut last_error = String::new();
     for attempt in 0..SHARD_ATTEMPTS {
         if attempt > 0 {
@@ -160,11 +166,12 @@ fn walk_shard(
             .read_shard(shard, 0, None, page_bytes)
             .map_err(|error| format!("shard {shard}: {}", error_chain(&error)))?;
         let mut page = first.clone();
-        let mut read = 0u64;
+        let mut digest = ContentDigest::default();
         let mut later_page = false;
         let outcome = loop {
             visit(&page.pairs)?;
-            read += page.pairs.len() as u64;
+            digest.add_all(&page.pairs);
+            let read = digest.keys;
             if page.last {
                 break Ok(());
             }
@@ -191,9 +198,9 @@ fn walk_shard(
             }
         };
         match outcome {
-            Ok(()) if read == first.total_keys => return Ok(first.index),
+            Ok(()) if digest.keys == first.total_keys => return Ok((first.index, digest)),
             Ok(()) => {
-                last_error = format!("read {read} keys of a copy of {}", first.total_keys);
+                last_error = format!("read {} keys of a copy of {}", digest.keys, first.total_keys);
             }
             Err(error) => last_error = error,
         }
@@ -245,31 +252,22 @@ fn backup_shard(
 ) -> Result<ShardEntry, String> {
     let path = out.join(file_name(shard));
     let file = std::cell::RefCell::new(DurableFile::create(path.clone())?);
-    let digest = std::cell::Cell::new(ContentDigest::default());
     let mut visit = |pairs: &[(Bytes, Bytes)]| {
         let mut file = file.borrow_mut();
-        let mut sum = digest.get();
         let mut record = Vec::new();
         for (key, value) in pairs {
             record.clear();
-            for part in [key, value] {
-                record.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                record.extend_from_slice(part);
-            }
+            encode_record(&mut record, key, value);
             file.write(&record)?;
-            sum.add(key, value);
         }
-        digest.set(sum);
         Ok(())
     };
     let mut restart = || {
         *file.borrow_mut() = DurableFile::create(path.clone())?;
-        digest.set(ContentDigest::default());
         Ok(())
     };
-    let index = walk_shard(client, (shard, page_bytes), &mut visit, &mut restart)?;
+    let (index, digest) = walk_shard(client, (shard, page_bytes), &mut visit, &mut restart)?;
     let crc = file.into_inner().finish()?;
-    let digest = digest.get();
     let (file, file_crc32c) = if digest.keys == 0 {
         std::fs::remove_file(&path)
             .map_err(|error| format!("cannot remove {}: {error}", path.display()))?;
@@ -411,6 +409,14 @@ fn read_manifest(dir: &Path) -> Result<Manifest, String> {
     Ok(manifest)
 }
 
+/// Appends one pairs-file record: `u32` key length, key, `u32` value length, value.
+fn encode_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    for part in [key, value] {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+}
+
 /// One length-prefixed field of a pairs file at `*at`, at most `most` bytes (checked
 /// before anything is taken); moves `*at` past it.
 fn read_field(bytes: &Bytes, at: &mut usize, most: u32, what: &str) -> Result<Bytes, String> {
@@ -528,22 +534,11 @@ fn read_system(
             }
             continue;
         }
-        let digest = std::cell::Cell::new(ContentDigest::default());
-        let mut visit = |pairs: &[(Bytes, Bytes)]| {
-            let mut sum = digest.get();
-            for (key, value) in pairs {
-                sum.add(key, value);
-            }
-            digest.set(sum);
-            Ok(())
-        };
-        let mut restart = || {
-            digest.set(ContentDigest::default());
-            Ok(())
-        };
-        walk_shard(client, (shard, DEFAULT_PAGE_BYTES), &mut visit, &mut restart)?;
-        total.merge(digest.get());
-        shards.push(digest.get());
+        let (mut visit, mut restart) = (|_: &Pairs| Ok(()), || Ok(()));
+        let position = (shard, DEFAULT_PAGE_BYTES);
+        let (_, digest) = walk_shard(client, position, &mut visit, &mut restart)?;
+        total.merge(digest);
+        shards.push(digest);
     }
     Ok((total, shards))
 }
@@ -594,9 +589,7 @@ pub(super) fn restore(client: &mut Client, dir: &Path) -> Result<Summary, String
     for entry in &manifest.shards {
         let pairs = load_shard(dir, entry, manifest.shard_count)?;
         let mut digest = ContentDigest::default();
-        for (key, value) in &pairs {
-            digest.add(key, value);
-        }
+        digest.add_all(&pairs);
         total.merge(digest);
         loaded.push(pairs);
     }
@@ -670,10 +663,7 @@ mod tests {
         let mut digest = ContentDigest::default();
         for key in keys {
             let mut record = Vec::new();
-            for part in [key.as_bytes(), b"value"] {
-                record.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                record.extend_from_slice(part);
-            }
+            encode_record(&mut record, key.as_bytes(), b"value");
             file.write(&record).expect("write");
             digest.add(key.as_bytes(), b"value");
         }

@@ -153,6 +153,14 @@ pub fn one_controller(statuses: &[(usize, Value)]) -> Option<usize> {
         .then_some(index)
 }
 
+/// Six radiants are whole: two orders of three agree on the configuration, one controller,
+/// 32 shards each and nothing in flight.
+pub fn two_orders_of_three_settled(statuses: &[(usize, Value)]) -> bool {
+    agreed_shape(statuses).is_some_and(|(_, sizes)| sizes == [3, 3])
+        && one_controller(statuses).is_some()
+        && shards_settled(statuses, &[32])
+}
+
 /// Every order serves one of `counts` shards, and no radiant has a shard in flight or
 /// a configuration left to adopt.
 pub fn shards_settled(statuses: &[(usize, Value)], counts: &[u64]) -> bool {
