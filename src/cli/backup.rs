@@ -149,8 +149,9 @@ fn shard_count_of(client: &mut Client) -> Result<(u32, serde_json::Value), Strin
 }
 
 /// Reads the whole of `shard` from one copy, handing each page's pairs to `visit`;
-/// returns the copy's index and the digest of its pairs. A lost copy (any failed page) starts the shard again, at
-/// most `SHARD_ATTEMPTS` times; `restart` is called before each new attempt.
+/// returns the copy's index and the digest of its pairs. A lost copy (any failed page)
+/// starts the shard again, at most `SHARD_ATTEMPTS` times; `restart` is called before
+/// each new attempt.
 fn walk_shard(
     client: &mut Client,
     (shard, page_bytes): (u32, u32),

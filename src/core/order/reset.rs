@@ -15,11 +15,16 @@
 //! log, committed or not, is kept and committed. The lost members must never come back
 //! with their data: they hold the old membership, under which two of them are a majority.
 //!
+//! A retry after the reset committed (the survivor is the order's only voter) answers
+//! success, so an operator can run the command again after any later step failed.
+//!
 //! Refused unless the loss is real as far as the survivor can tell: it is a voter, not
 //! herald, has heard no herald and fewer than a majority of voters (itself included) for
 //! `MEMBER_DOWN_ELECTION_TIMEOUTS` election timeouts.
 
-use radiant_protocol::{Command, ErrorResponse, GroupId, LogIndex, MemberId, MembershipChange};
+use radiant_protocol::{
+    ClientResponse, Command, ErrorResponse, GroupId, LogIndex, MemberId, MembershipChange,
+};
 
 use super::state::MEMBER_DOWN_ELECTION_TIMEOUTS;
 use super::{Order, OrderRole};
@@ -33,6 +38,12 @@ impl Order {
         reply_to: ReplyTo,
         actions: &mut Actions,
     ) {
+        if self.already_recovered(group, survivor) {
+            // A retried recovery (its first answer lost, or the operator running the
+            // command again after a later step failed) finds the work done: say so.
+            actions.push(Action::Reply { reply_to, result: Ok(ClientResponse::Done) });
+            return;
+        }
         if let Err(reason) = self.recover_refusal(group, survivor) {
             let result = Err(ErrorResponse::BadRequest { reason });
             actions.push(Action::Reply { reply_to, result });
@@ -59,6 +70,15 @@ impl Order {
         self.progress.clear();
     }
 
+    /// Whether `survivor` already is the only voter of `group`, its reset committed.
+    fn already_recovered(&self, group: GroupId, survivor: MemberId) -> bool {
+        group == self.options.group
+            && survivor == self.me
+            && self.pending_reset.is_none()
+            && self.membership.voters.len() == 1
+            && self.membership.voters.contains(&self.me)
+    }
+
     /// Why this replica may not reset its order now, if it may not.
     fn recover_refusal(&self, group: GroupId, survivor: MemberId) -> Result<(), String> {
         if group != self.options.group {
@@ -78,10 +98,13 @@ impl Order {
         if !self.membership.voters.contains(&self.me) {
             return Err(format!("member {} is not a voter of order {group}", self.me));
         }
-        if self.membership.voters.len() < 2 {
-            return Err(format!("order {group} already has {} as its only voter", self.me));
+        if self.pending_reset.is_some() {
+            return Err(format!(
+                "member {} is committing a reset of order {group} already: retry in a moment",
+                self.me
+            ));
         }
-        if self.role == OrderRole::Herald || self.pending_reset.is_some() {
+        if self.role == OrderRole::Herald {
             return Err(format!(
                 "member {} is the herald of order {group}: it has a majority",
                 self.me
