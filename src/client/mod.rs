@@ -3,8 +3,9 @@
 //!
 //! A `NotHerald` answer naming the herald's address makes the client reconnect there and
 //! resend; `Unavailable` (a radiant not ready yet among them), `Locked` and `NotHerald`
-//! without a hint are retried with a capped backoff until the call's deadline; every
-//! other server error is returned.
+//! without a hint are retried at another radiant it knows, with a capped backoff, until
+//! the call's deadline; every other server error is returned. These rules are
+//! `policy::CallPolicy`, without I/O, which the simulator's clients run as well.
 //!
 //! Every write (put, delete, cas) carries a session (client id + sequence), so a resent
 //! write applies once and answers what its one application did. That is what lets the
@@ -13,6 +14,7 @@
 //! until the deadline. Admin requests have no session: they are never resent blindly,
 //! and an `OutcomeUnknown` answer is returned as it is.
 
+pub mod policy;
 mod stream;
 
 use std::io::{Read, Write};
@@ -21,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use self::policy::{Attempt, CallPolicy, CallTiming, Failure, Next, Rotation, SessionRequests};
 use self::stream::ClientStream;
 pub use radiant_protocol::BatchOutcome;
 use radiant_protocol::{
     decode_frame, ClientId, ClientRequest, ClientResponse, DecodeError, ErrorResponse, Limits,
-    Message, ReadConsistency, Session,
+    Message, ReadConsistency,
 };
 use radiant_protocol::{Batch, BatchCondition, BatchWrite};
 
@@ -157,8 +160,7 @@ pub struct CasOutcome {
 pub struct Client {
     stream: ClientStream,
     address: SocketAddr,
-    client_id: ClientId,
-    sequence: u64,
+    writes: SessionRequests,
     options: ClientOptions,
     read_buffer: BytesMut,
     write_buffer: BytesMut,
@@ -167,9 +169,9 @@ pub struct Client {
     /// system never needs it) and refreshed after every later one.
     shard_routes: Option<ShardRoutes>,
     /// Client addresses of radiants to fall back on when the current one cannot be
-    /// reached: the ones given at connect, herald hints, and the members of every status
-    /// document read (newest last, no repeats).
-    known: Vec<String>,
+    /// reached: the ones given at connect, herald hints, the members of every status
+    /// document read and the shard map's radiants, least recently used first.
+    known: Rotation<String>,
 }
 
 /// Most fallback addresses a client remembers.
@@ -236,33 +238,6 @@ impl ShardRoutes {
     }
 }
 
-/// Most `NotHerald` redirects one call follows (a bound against redirect loops).
-const MAX_REDIRECTS: u32 = 8;
-
-/// Whether sending `request` again cannot do anything the first send did not: reads and
-/// queries, and writes whose session makes the radiant apply them once (answering a
-/// resend with what the one application did). Admin requests have no session.
-fn resend_is_harmless(request: &ClientRequest) -> bool {
-    if request.is_admin() {
-        return false;
-    }
-    match request {
-        ClientRequest::Get { .. }
-        | ClientRequest::Ping
-        | ClientRequest::Status
-        | ClientRequest::Authenticate { .. }
-        | ClientRequest::QueryConfiguration { .. }
-        | ClientRequest::ReadShard { .. } => true,
-        ClientRequest::Put { session, .. }
-        | ClientRequest::Delete { session, .. }
-        | ClientRequest::Cas { session, .. }
-        | ClientRequest::Update { session, .. }
-        | ClientRequest::Batch { session, .. } => session.is_some(),
-        // The admin requests (answered above), and any kind added later until it says.
-        _ => false,
-    }
-}
-
 impl ClientError {
     /// Whether the call failed in transport (no answer in time, a broken or refused
     /// connection), so the radiant's outcome is unknown to the client.
@@ -315,7 +290,7 @@ fn new_client_id() -> ClientId {
     ClientId::new(mixed).unwrap_or(ClientId::new(1).expect("nonzero"))
 }
 
-/// First wait before retrying an `Unavailable` answer.
+/// First wait before retrying (`Unavailable`, no answer, …); later waits double.
 const RETRY_INITIAL: Duration = Duration::from_millis(10);
 /// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_millis(500);
@@ -343,15 +318,19 @@ impl Client {
                     let mut client = Client {
                         stream,
                         address: resolved,
-                        client_id: new_client_id(),
-                        sequence: 0,
+                        writes: SessionRequests::new(new_client_id()),
                         options: options.clone(),
                         read_buffer: BytesMut::with_capacity(4096),
                         write_buffer: BytesMut::with_capacity(4096),
                         next_correlation_id: 1,
                         shard_routes: None,
-                        known: addresses.iter().map(|address| address.to_string()).collect(),
+                        known: Rotation::new(MAX_KNOWN_RADIANTS),
                     };
+                    // Known in the order given; the one connected to is used.
+                    for known in addresses.iter().rev() {
+                        client.known.learn(known.to_string());
+                    }
+                    client.known.used(&address.to_string());
                     match client.authenticate() {
                         Ok(()) => return Ok(client),
                         Err(error) => last_error = error,
@@ -361,23 +340,6 @@ impl Client {
             }
         }
         Err(last_error)
-    }
-
-    /// Remembers `address` as a radiant to fall back on (a new one as the newest).
-    fn learn(&mut self, address: &str) {
-        if self.known.iter().any(|known| known == address) {
-            return;
-        }
-        self.known.push(address.to_string());
-        if self.known.len() > MAX_KNOWN_RADIANTS {
-            self.known.remove(0);
-        }
-    }
-
-    /// The next session for a write; a resent write reuses its session.
-    fn next_session(&mut self) -> Option<Session> {
-        self.sequence += 1;
-        Some(Session { client_id: self.client_id, sequence: self.sequence })
     }
 
     /// The radiant's address.
@@ -411,11 +373,7 @@ impl Client {
 
     /// Stores `value` under `key`; returns once it is durable.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
-        let request = ClientRequest::Put {
-            key: Bytes::copy_from_slice(key),
-            value: Bytes::copy_from_slice(value),
-            session: self.next_session(),
-        };
+        let request = self.writes.put(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
         match self.call(request)? {
             ClientResponse::PutResult => Ok(()),
             other => Err(self.unexpected("put", other)),
@@ -424,10 +382,7 @@ impl Client {
 
     /// Deletes `key`; true if it existed (when the delete was applied, once).
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
-        let request = ClientRequest::Delete {
-            key: Bytes::copy_from_slice(key),
-            session: self.next_session(),
-        };
+        let request = self.writes.delete(Bytes::copy_from_slice(key));
         match self.call(request)? {
             ClientResponse::DeleteResult { existed } => Ok(existed),
             other => Err(self.unexpected("delete", other)),
@@ -441,12 +396,11 @@ impl Client {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<CasOutcome, ClientError> {
-        let request = ClientRequest::Cas {
-            key: Bytes::copy_from_slice(key),
-            expected: expected.map(Bytes::copy_from_slice),
-            new: new.map(Bytes::copy_from_slice),
-            session: self.next_session(),
-        };
+        let request = self.writes.cas(
+            Bytes::copy_from_slice(key),
+            expected.map(Bytes::copy_from_slice),
+            new.map(Bytes::copy_from_slice),
+        );
         match self.call(request)? {
             ClientResponse::CasResult { succeeded, current } => {
                 Ok(CasOutcome { succeeded, current })
@@ -489,10 +443,7 @@ impl Client {
             .collect();
         let condition =
             if only_if_all_absent { BatchCondition::IfAllAbsent } else { BatchCondition::Always };
-        let request = ClientRequest::Batch {
-            batch: Batch { condition, writes },
-            session: self.next_session(),
-        };
+        let request = self.writes.batch(Batch { condition, writes });
         match self.call(request)? {
             ClientResponse::BatchResult(outcome) => Ok(outcome),
             other => Err(self.unexpected("batch", other)),
@@ -520,7 +471,7 @@ impl Client {
         let status: serde_json::Value = serde_json::from_str(&document)
             .map_err(|_| ClientError::Status { address: self.address, reason: "is not JSON" })?;
         for client in member_client_addresses(&status) {
-            self.learn(&client);
+            self.known.learn(client);
         }
         Ok(status)
     }
@@ -577,82 +528,94 @@ impl Client {
         ClientError::Unexpected { address: self.address, request, response: Box::new(response) }
     }
 
-    /// Sends `request` and waits for its answer, following `NotHerald` hints and
-    /// retrying `Unavailable`/`Locked` until the deadline; a request that is harmless to
-    /// resend is also resent when an attempt gets no answer or its connection breaks.
+    /// Sends `request` and waits for its answer, retrying as `policy::CallPolicy` decides:
+    /// it follows `NotHerald` hints and `WrongOrder` refreshes, backs off and moves to
+    /// another radiant after `Unavailable`/`Locked`, and resends a request that is
+    /// harmless to resend when an attempt gets no answer or its connection breaks.
     pub fn call(&mut self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
-        let deadline = Instant::now() + self.options.timeout;
-        let resendable = resend_is_harmless(&request);
-        let mut backoff = RETRY_INITIAL;
-        let mut redirects = 0;
+        let started = Instant::now();
+        let timing = CallTiming {
+            deadline: self.options.timeout,
+            attempt_timeout: self.options.attempt_timeout,
+            first_backoff: RETRY_INITIAL,
+            max_backoff: RETRY_MAX,
+        };
+        let mut policy = CallPolicy::new(&request, timing);
+        let mut no_answer = None;
         loop {
-            // A known shard map sends the request to the owning order at once; a
-            // stale one costs one `WrongOrder`, which refreshes it.
+            // Known routes send the request to the owning order at once; stale ones
+            // cost one `WrongOrder`, which refreshes them.
             if self.go_to_owner(&request).is_err() {
                 self.shard_routes = None;
             }
-            let answer = if resendable {
-                let attempt_deadline = deadline.min(Instant::now() + self.options.attempt_timeout);
-                self.send(&request).and_then(|id| self.receive(id, attempt_deadline))
-            } else {
-                self.send(&request).and_then(|id| self.receive(id, deadline))
-            };
-            let answer = match answer {
-                Ok(answer) => answer,
-                Err(error) if resendable && error.is_transport() => {
-                    // No answer (or no connection): the request may have been applied,
-                    // which its session makes harmless; resend on a fresh connection.
-                    if Instant::now() + backoff >= deadline {
-                        return Err(error);
+            let attempt_deadline = Instant::now() + policy.attempt_wait(started.elapsed());
+            let attempt = self.attempt(&request, attempt_deadline, &mut no_answer)?;
+            let mut next = policy.after(attempt, started.elapsed());
+            // Carry out `next` until it says to resend (break) or ends the call.
+            loop {
+                next = match next {
+                    Next::Finish(response) => return Ok(response),
+                    Next::Fail(Failure::Refused(error) | Failure::Deadline(Some(error))) => {
+                        return Err(ClientError::Server { address: self.address, error })
                     }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                    let _ = self.reconnect();
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let error = match answer {
-                Message::Response(response) => return Ok(response),
-                Message::Error(error) => error,
-                Message::Request(_) | Message::Peer(_) | Message::System(_) | Message::Link(_) => {
-                    let source = DecodeError::InvalidField {
-                        kind: None,
-                        field: "kind",
-                        reason: "a radiant sent a request on a client connection",
-                    };
-                    return Err(ClientError::Protocol { address: self.address, source });
-                }
-            };
-            let retry = match &error {
-                ErrorResponse::NotHerald { address: Some(herald), .. }
-                    if redirects < MAX_REDIRECTS =>
-                {
-                    redirects += 1;
-                    if self.redirect(herald).is_ok() {
-                        continue;
+                    Next::Fail(Failure::Deadline(None)) => {
+                        return Err(no_answer.take().unwrap_or(ClientError::Timeout {
+                            address: self.address,
+                            timeout: self.options.timeout,
+                        }))
                     }
-                    true
-                }
-                // While a shard moves, the map may point at its old order for a moment:
-                // refresh and, after a few immediate tries, back off like `Locked`.
-                ErrorResponse::WrongOrder { .. } => {
-                    redirects += 1;
-                    if self.route(&request).is_ok() && redirects <= MAX_REDIRECTS {
-                        continue;
+                    Next::FollowHerald { address: Some(herald), .. } => {
+                        if self.redirect(&herald).is_ok() {
+                            break;
+                        }
+                        policy.after_failed_move(started.elapsed())
                     }
-                    true
-                }
-                ErrorResponse::NotHerald { .. }
-                | ErrorResponse::Unavailable { .. }
-                | ErrorResponse::Locked(_) => true,
-                _ => false,
-            };
-            if !retry || Instant::now() + backoff >= deadline {
-                return Err(ClientError::Server { address: self.address, error });
+                    Next::FollowHerald { address: None, .. } => {
+                        policy.after_failed_move(started.elapsed())
+                    }
+                    Next::Reroute { wait } => {
+                        std::thread::sleep(wait);
+                        if self.route(&request).is_ok() {
+                            break;
+                        }
+                        policy.after_failed_move(started.elapsed())
+                    }
+                    Next::Resend { wait, elsewhere } => {
+                        std::thread::sleep(wait);
+                        if elsewhere {
+                            let _ = self.reconnect();
+                        }
+                        break;
+                    }
+                };
             }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Sends `request` once and waits until `deadline` for its answer. A transport
+    /// failure is `Attempt::NoAnswer`, its error kept in `no_answer` for the caller.
+    fn attempt(
+        &mut self,
+        request: &ClientRequest,
+        deadline: Instant,
+        no_answer: &mut Option<ClientError>,
+    ) -> Result<Attempt, ClientError> {
+        match self.send(request).and_then(|id| self.receive(id, deadline)) {
+            Ok(Message::Response(response)) => Ok(Attempt::Answered(response)),
+            Ok(Message::Error(error)) => Ok(Attempt::Refused(error)),
+            Ok(Message::Request(_) | Message::Peer(_) | Message::System(_) | Message::Link(_)) => {
+                let source = DecodeError::InvalidField {
+                    kind: None,
+                    field: "kind",
+                    reason: "a radiant sent a request on a client connection",
+                };
+                Err(ClientError::Protocol { address: self.address, source })
+            }
+            Err(error) if error.is_transport() => {
+                *no_answer = Some(error);
+                Ok(Attempt::NoAnswer)
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -708,22 +671,22 @@ impl Client {
     }
 
     /// After an attempt got no answer or lost its connection: a fresh connection to
-    /// another radiant it knows (the shard map's radiants, then the known ones, newest
-    /// first), or to the same one when it knows no other. Another first: a stopped or
-    /// partitioned radiant still completes TCP handshakes from its listen backlog, so
-    /// reconnecting to it would wait for it forever.
+    /// another radiant it knows (the shard map's radiants among them), the one used
+    /// longest ago first, or to the same one when it knows no other. Another first: a
+    /// stopped or partitioned radiant still completes TCP handshakes from its listen
+    /// backlog, so reconnecting to it would wait for it forever.
     fn reconnect(&mut self) -> Result<(), ClientError> {
         let here = self.address.to_string();
-        let mapped = self.shard_routes.iter().flat_map(|map| map.addresses.values().flatten());
-        let mut others: Vec<String> = Vec::new();
-        for address in mapped.chain(self.known.iter().rev()) {
-            if *address != here && !others.contains(address) {
-                others.push(address.clone());
-            }
+        let mapped: Vec<String> = self
+            .shard_routes
+            .iter()
+            .flat_map(|map| map.addresses.values().flatten().cloned())
+            .collect();
+        for address in mapped {
+            self.known.learn(address);
         }
-        // Rotate: the next attempt after this one tries the rest before coming back.
-        self.known.retain(|known| *known != here);
-        self.known.insert(0, here.clone());
+        self.known.used(&here);
+        let mut others: Vec<String> = self.known.elsewhere(here.clone()).cloned().collect();
         others.push(here);
         let none = ClientError::Resolve {
             address: String::new(),
@@ -739,7 +702,7 @@ impl Client {
 
     /// Reconnects to the herald's client address given in a `NotHerald` answer.
     fn redirect(&mut self, herald: &str) -> Result<(), ClientError> {
-        self.learn(herald);
+        self.known.used(&herald.to_string());
         let address: SocketAddr = herald.parse().map_err(|_| ClientError::Resolve {
             address: herald.to_string(),
             reason: "not an IP:PORT address".to_string(),

@@ -322,7 +322,6 @@ pub struct Simulator {
     network: Network<SimMessage>,
     clients: Vec<SimClient>,
     history: Vec<Operation>,
-    timing: ClientTiming,
     initial_membership: Membership,
     actions: Actions,
     followups: VecDeque<(usize, Input)>,
@@ -364,24 +363,27 @@ impl Simulator {
         let radiants = (1..=options.radiants as u64)
             .map(|id| SimRadiant::fresh(id, options.seed, options.faults.disk))
             .collect();
+        let election = options.election_timeout_ticks;
+        let timing = ClientTiming {
+            attempt_timeout_ticks: 4 * election,
+            deadline_ticks: 30 * election,
+            first_backoff_ticks: 1,
+            max_backoff_ticks: (election / 2).max(1),
+        };
         let clients = (0..options.clients)
             .map(|index| {
                 let mut client = SimClient::new(
                     index,
+                    options.radiants,
                     options.operations_per_client,
                     prng.range(0, options.radiants as u64) as usize,
+                    timing,
                 );
                 client.lease_reads = prng.chance(1, 2);
                 client.follower_reads = prng.chance(1, 2);
                 client
             })
             .collect();
-        let election = options.election_timeout_ticks;
-        let timing = ClientTiming {
-            attempt_timeout_ticks: 4 * election,
-            deadline_ticks: 30 * election,
-            backoff_ticks: election / 2,
-        };
         let mut simulator = Simulator {
             prng,
             now: 0,
@@ -390,7 +392,6 @@ impl Simulator {
             network: Network::new(),
             clients,
             history: Vec::new(),
-            timing,
             initial_membership,
             actions: Actions::new(),
             followups: VecDeque::new(),
@@ -681,11 +682,9 @@ impl Simulator {
                     now: self.now,
                     clock_ns: self.clock_ns,
                     radiants: self.radiants.len(),
-                    timing: self.timing,
                 };
-                let (prng, history) = (&mut self.prng, &mut self.history);
-                let resend =
-                    self.clients[client].on_reply(context, correlation, result, prng, history);
+                let history = &mut self.history;
+                let resend = self.clients[client].on_reply(context, correlation, result, history);
                 if let Some(send) = resend {
                     self.client_send(client, send);
                 }
@@ -698,13 +697,8 @@ impl Simulator {
         let radiants = self.radiants.len();
         for client in 0..self.clients.len() {
             self.clock_ns += 1;
-            let sent = self.clients[client].on_tick(
-                self.now,
-                self.clock_ns,
-                radiants,
-                self.timing,
-                &mut self.history,
-            );
+            let sent =
+                self.clients[client].on_tick(self.now, self.clock_ns, radiants, &mut self.history);
             if let Some(send) = sent {
                 self.client_send(client, send);
             }

@@ -53,7 +53,6 @@ pub(super) struct Shards {
     clients: Vec<SimClient>,
     pub(super) history: Vec<Operation>,
     clock_ns: u64,
-    timing: ClientTiming,
     /// Per order, the newest shard table any member has applied, with its index.
     tables: BTreeMap<GroupId, (LogIndex, ShardTable)>,
     /// Operator requests sent.
@@ -64,10 +63,21 @@ pub(super) struct Shards {
 
 impl Shards {
     pub(super) fn new(workload: &Workload, radiants: usize) -> Self {
+        let timing = ClientTiming {
+            attempt_timeout_ticks: 80,
+            deadline_ticks: 2_000,
+            first_backoff_ticks: 1,
+            max_backoff_ticks: 10,
+        };
         let clients = (0..workload.clients)
             .map(|index| {
-                let mut client =
-                    SimClient::new(index, workload.operations_per_client, index % radiants);
+                let mut client = SimClient::new(
+                    index,
+                    radiants,
+                    workload.operations_per_client,
+                    index % radiants,
+                    timing,
+                );
                 client.routed = true;
                 client
             })
@@ -76,11 +86,6 @@ impl Shards {
             clients,
             history: Vec::new(),
             clock_ns: 0,
-            timing: ClientTiming {
-                attempt_timeout_ticks: 80,
-                deadline_ticks: 2_000,
-                backoff_ticks: 10,
-            },
             tables: BTreeMap::new(),
             moves: 0,
             leaves: 0,
@@ -122,10 +127,10 @@ impl Formation {
         let keys = self.options.workload.as_ref().map_or(1, |workload| workload.keys);
         for client in 0..shards.clients.len() {
             shards.clock_ns += 1;
-            let Shards { clients, history, clock_ns, timing, .. } = &mut shards;
+            let Shards { clients, history, clock_ns, .. } = &mut shards;
             let client_state = &mut clients[client];
             let mut sends = Vec::new();
-            sends.extend(client_state.on_tick(self.now, *clock_ns, radiants, *timing, history));
+            sends.extend(client_state.on_tick(self.now, *clock_ns, radiants, history));
             *clock_ns += 1;
             sends.extend(client_state.maybe_start(
                 self.now,
@@ -236,18 +241,14 @@ impl Formation {
     ) {
         let Some(mut shards) = self.shards.take() else { return };
         shards.clock_ns += 1;
-        let context = ClientContext {
-            now: self.now,
-            clock_ns: shards.clock_ns,
-            radiants: self.nodes.len(),
-            timing: shards.timing,
-        };
+        let context =
+            ClientContext { now: self.now, clock_ns: shards.clock_ns, radiants: self.nodes.len() };
         let Shards { clients, history, .. } = &mut shards;
         let Some(client_state) = clients.get_mut(client) else {
             self.shards = Some(shards);
             return;
         };
-        let resend = client_state.on_reply(context, correlation, result, &mut self.prng, history);
+        let resend = client_state.on_reply(context, correlation, result, history);
         if let Some(send) = resend {
             let send = self.routed(client_state, send);
             self.send_request(client, send, faults);
