@@ -32,12 +32,12 @@ fn messages() -> Vec<(&'static str, usize, Message)> {
 }
 
 fn encode(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("encode");
+    let mut order_id = criterion.benchmark_group("encode");
     for (name, value_bytes, message) in messages() {
         let mut buffer = BytesMut::with_capacity(1 << 17);
         message.encode(1, &mut buffer);
-        group.throughput(Throughput::Bytes(buffer.len() as u64));
-        group.bench_function(BenchmarkId::new(name, value_bytes), |bencher| {
+        order_id.throughput(Throughput::Bytes(buffer.len() as u64));
+        order_id.bench_function(BenchmarkId::new(name, value_bytes), |bencher| {
             bencher.iter(|| {
                 buffer.clear();
                 message.encode(1, &mut buffer);
@@ -45,12 +45,12 @@ fn encode(criterion: &mut Criterion) {
             });
         });
     }
-    group.finish();
+    order_id.finish();
 }
 
 /// Decodes a buffer holding 64 back-to-back frames, as a reactor read would.
 fn decode(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("decode");
+    let mut order_id = criterion.benchmark_group("decode");
     let limits = Limits::DEFAULT;
     for (name, value_bytes, message) in messages() {
         let mut encoded = BytesMut::new();
@@ -58,8 +58,8 @@ fn decode(criterion: &mut Criterion) {
             message.encode(correlation_id, &mut encoded);
         }
         let encoded = encoded.freeze();
-        group.throughput(Throughput::Bytes(encoded.len() as u64));
-        group.bench_function(BenchmarkId::new(name, value_bytes), |bencher| {
+        order_id.throughput(Throughput::Bytes(encoded.len() as u64));
+        order_id.bench_function(BenchmarkId::new(name, value_bytes), |bencher| {
             bencher.iter(|| {
                 let mut buffer = BytesMut::from(&encoded[..]);
                 let mut count = 0;
@@ -72,7 +72,7 @@ fn decode(criterion: &mut Criterion) {
             });
         });
     }
-    group.finish();
+    order_id.finish();
 }
 
 criterion_group!(benches, encode, decode);

@@ -43,8 +43,8 @@ use radiant::core::{
 use radiant::storage::wal::{Wal, WalOptions};
 use radiant_protocol::slots::ShardId;
 use radiant_protocol::{
-    decode_frame, ClientRequest, ClientResponse, Command, ErrorResponse, GroupId, Limits, LogEntry,
-    LogIndex, MemberId, Message, PeerHeader, PeerMessage, SystemMessage, Term,
+    decode_frame, ClientRequest, ClientResponse, Command, ErrorResponse, Limits, LogEntry,
+    LogIndex, MemberId, Message, OrderId, PeerHeader, PeerMessage, SystemMessage, Term,
 };
 use tempfile::TempDir;
 
@@ -146,7 +146,7 @@ fn membership() -> Membership {
 fn order_options(replication_max_bytes: u64) -> OrderOptions {
     OrderOptions {
         cluster: radiant_protocol::ClusterId::UNSET,
-        group: GroupId::new(1).expect("nonzero"),
+        order_id: OrderId::new(1).expect("nonzero"),
         shard_count: 64,
         snapshot_interval_entries: u64::MAX / 2,
         snapshot_interval_bytes: u64::MAX / 2,

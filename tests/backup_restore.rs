@@ -69,7 +69,7 @@ fn check_manifest(manifest: &Value, daemons: &[Option<Daemon>]) {
     for shard in shards {
         let commit = statuses
             .iter()
-            .filter(|status| status["group"] == shard["order"])
+            .filter(|status| status["order"] == shard["order"])
             .filter_map(|status| status["commit_index"].as_u64())
             .max()
             .unwrap_or(0);

@@ -19,17 +19,17 @@ const KEYS: usize = 400;
 /// Longest the survivor may take to accept the recovery once its peers are dead.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `(index, status)` of the radiants of `group`.
-fn members_of(statuses: &[(usize, Value)], group: u64) -> Vec<(usize, Value)> {
-    statuses.iter().filter(|(_, status)| status["group"] == group).cloned().collect()
+/// `(index, status)` of the radiants of `order_id`.
+fn members_of(statuses: &[(usize, Value)], order_id: u64) -> Vec<(usize, Value)> {
+    statuses.iter().filter(|(_, status)| status["order"] == order_id).cloned().collect()
 }
 
-/// The keys (of `0..KEYS`) whose shard `group` owns, per a status's shard map.
-fn keys_of(status: &Value, group: u64) -> Vec<String> {
+/// The keys (of `0..KEYS`) whose shard `order_id` owns, per a status's shard map.
+fn keys_of(status: &Value, order_id: u64) -> Vec<String> {
     let owners = status["system"]["shard_owners"].as_array().expect("shard map").clone();
     (0..KEYS)
         .map(|i| format!("key{i}"))
-        .filter(|key| owners[key_shard(key.as_bytes(), 64).0 as usize] == group)
+        .filter(|key| owners[key_shard(key.as_bytes(), 64).0 as usize] == order_id)
         .collect()
 }
 
@@ -107,16 +107,17 @@ fn a_survivor_of_a_lost_majority_becomes_its_order_and_the_rest_never_notices() 
     for i in 0..KEYS {
         client.put(format!("key{i}").as_bytes(), format!("value-{i}").as_bytes()).expect("put");
     }
-    let group = statuses[0].1["group"].as_u64().expect("group");
-    let members = members_of(&statuses, group);
+    let order_id = statuses[0].1["order"].as_u64().expect("order");
+    let members = members_of(&statuses, order_id);
     let (survivor_index, survivor_status) = members[0].clone();
     let survivor = survivor_status["member"].as_u64().expect("member");
-    let other_status = statuses.iter().find(|(_, s)| s["group"] != group).expect("other").1.clone();
-    let other = other_status["group"].as_u64().expect("other group");
+    let other_status =
+        statuses.iter().find(|(_, s)| s["order"] != order_id).expect("other").1.clone();
+    let other = other_status["order"].as_u64().expect("other order_id");
     let other_before = (other_status["herald"].clone(), other_status["term"].clone());
     let survivor_address = daemons[survivor_index].as_ref().expect("running").client_address;
     let (order, from, addr) =
-        (group.to_string(), survivor.to_string(), survivor_address.to_string());
+        (order_id.to_string(), survivor.to_string(), survivor_address.to_string());
     let recover = ["admin", "recover-order", "--order", &order, "--from", &from, "--addr", &addr];
 
     // Whole, the order refuses: it has a herald and its majority is heard.
@@ -144,7 +145,7 @@ fn a_survivor_of_a_lost_majority_becomes_its_order_and_the_rest_never_notices() 
     let statuses = wait_for(&daemons, "the survivor's order is the survivor alone", |statuses| {
         statuses.iter().any(|(index, status)| {
             let listed = status["system"]["orders"].as_array().into_iter().flatten();
-            let order_entry = listed.into_iter().find(|o| o["group"] == group);
+            let order_entry = listed.into_iter().find(|o| o["order"] == order_id);
             *index == survivor_index
                 && status["herald"] == survivor
                 && status["order_state"] == "ACTIVE"
@@ -160,7 +161,7 @@ fn a_survivor_of_a_lost_majority_becomes_its_order_and_the_rest_never_notices() 
         let value = client.get(format!("key{i}").as_bytes()).expect("get");
         assert_eq!(value.as_deref(), Some(format!("value-{i}").as_bytes()), "key{i}");
     }
-    let own_keys = keys_of(&status, group);
+    let own_keys = keys_of(&status, order_id);
     for key in own_keys.iter().take(20) {
         client.put(key.as_bytes(), b"after-recovery").expect("the recovered order takes writes");
     }

@@ -83,16 +83,18 @@ fn redis_cli_and_redis_benchmark_use_both_orders_of_a_six_radiant_system() {
     assert!(text.contains("Cluster has 2 master nodes"), "{text}");
 }
 
-/// The index of the herald of order `group`, from any radiant's status.
-fn herald_of(system: &RespSystem, group: u64) -> usize {
+/// The index of the herald of order `order_id`, from any radiant's status.
+fn herald_of(system: &RespSystem, order_id: u64) -> usize {
     let statuses = wait_for(&system.daemons, "every order has a herald", |statuses| {
         agreed_shape(statuses).is_some()
     });
     let member = statuses
         .iter()
         .find_map(|(_, status)| {
-            status["system"]["orders"].as_array()?.iter().find(|order| order["group"] == group)?
-                ["herald"]
+            status["system"]["orders"]
+                .as_array()?
+                .iter()
+                .find(|order| order["order"] == order_id)?["herald"]
                 .as_u64()
         })
         .expect("the order has a herald");

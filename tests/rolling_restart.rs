@@ -59,7 +59,7 @@ fn every_radiant_restarts_in_turn_under_checked_load_in_less_than_a_minute() {
     for index in 0..daemons.len() {
         let daemon = daemons[index].as_mut().expect("running");
         handovers += usize::from(hand_over_if_herald(daemon));
-        let group = common::status(daemon).expect("status")["group"].clone();
+        let order_id = common::status(daemon).expect("status")["order"].clone();
         let exit = daemon.terminate();
         assert!(exit.success(), "radiant {index} stopped with {exit}; log:\n{}", daemon.log());
         let (data_dir, config) = (daemon.data_dir.clone(), daemon.config_path.clone());
@@ -73,7 +73,7 @@ fn every_radiant_restarts_in_turn_under_checked_load_in_less_than_a_minute() {
         );
         let committed = statuses
             .iter()
-            .filter(|(_, status)| status["group"] == group)
+            .filter(|(_, status)| status["order"] == order_id)
             .filter_map(|(_, status)| status["commit_index"].as_u64())
             .max()
             .unwrap_or(0);

@@ -136,14 +136,14 @@ fn a_second_membership_change_while_one_is_pending_gets_locked() {
 
 #[test]
 fn a_herald_drops_acknowledgements_of_entries_it_never_sent() {
-    use radiant_protocol::{AppendAck, GroupId, PeerBody, PeerHeader, PeerMessage};
+    use radiant_protocol::{AppendAck, OrderId, PeerBody, PeerHeader, PeerMessage};
     let mut simulator = Simulator::quiet(6, 3, 3);
     let (herald, term) = settled(&mut simulator);
     let follower = (herald + 1) % 3;
     let commit = simulator.order(herald).expect("up").commit_index();
     let header = PeerHeader {
         cluster: radiant_protocol::ClusterId::UNSET,
-        group: GroupId::new(1).expect("nonzero"),
+        order_id: OrderId::new(1).expect("nonzero"),
         from: member(follower as u64 + 1),
         to: member(herald as u64 + 1),
         term,
@@ -272,8 +272,8 @@ fn a_survivor_resets_an_order_that_lost_its_majority_and_serves_everything_it_he
     simulator.run_ticks(2 * ELECTION);
     let survivor = (herald + 1) % 3;
     let held = simulator.order(survivor).expect("up").commit_index();
-    let group = simulator.order(survivor).expect("up").group();
-    let recover = ClientRequest::RecoverOrder { group, survivor: member(survivor as u64 + 1) };
+    let order_id = simulator.order(survivor).expect("up").order_id();
+    let recover = ClientRequest::RecoverOrder { order_id, survivor: member(survivor as u64 + 1) };
     // Whole, the order refuses.
     let refused = simulator.request(survivor, recover.clone(), 10 * ELECTION);
     assert!(matches!(refused, Err(ErrorResponse::BadRequest { .. })), "{refused:?}");

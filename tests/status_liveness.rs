@@ -46,9 +46,9 @@ fn radiant_entry(json: &Value, member: u64) -> Value {
     radiants.into_iter().find(|radiant| radiant["id"] == member).unwrap_or_default()
 }
 
-fn order_state(json: &Value, group: &Value) -> Value {
+fn order_state(json: &Value, order_id: &Value) -> Value {
     let orders = json["system"]["orders"].as_array().cloned().unwrap_or_default();
-    let order = orders.into_iter().find(|order| order["group"] == *group).unwrap_or_default();
+    let order = orders.into_iter().find(|order| order["order"] == *order_id).unwrap_or_default();
     order["state"].clone()
 }
 
@@ -61,7 +61,7 @@ fn kill_see_down_restart_see_healthy(
 ) {
     let before = common::status(daemons[victim].as_ref().expect("running")).expect("status");
     let member = before["member"].as_u64().expect("a member id");
-    let group = before["group"].clone();
+    let order_id = before["order"].clone();
     let mut killed = daemons[victim].take().expect("running");
     killed.kill9();
     let killed_at = Instant::now();
@@ -69,9 +69,9 @@ fn kill_see_down_restart_see_healthy(
     let text = wait_for_status(observer, "the killed radiant shows DOWN", |text, json| {
         let entry = radiant_entry(json, member);
         entry["down"] == true
-            && order_state(json, &group) == "ERROR(RECOVERABLE(MEMBERSHIP))"
+            && order_state(json, &order_id) == "ERROR(RECOVERABLE(MEMBERSHIP))"
             && text.starts_with("DEGRADED: ")
-            && text.contains(&format!("radiant {member} (order {group}) is DOWN"))
+            && text.contains(&format!("radiant {member} (order {order_id}) is DOWN"))
     });
     println!("radiant {member} DOWN after {:?}:\n{text}", killed_at.elapsed());
     assert!(text.contains("restart it, or replace it"), "the summary says nothing to do:\n{text}");
@@ -105,20 +105,20 @@ fn a_killed_radiant_shows_down_with_what_to_do_and_healthy_once_restarted() {
 
     // Ask at a radiant that is not the controller: `radiant status` merges the
     // controller's view of every order.
-    let controller_group = statuses[controller].1["group"].clone();
+    let controller_order = statuses[controller].1["order"].clone();
     let heralds: Vec<Value> = statuses.iter().map(|(_, status)| status["herald"].clone()).collect();
     let plain =
         |index: &usize| *index != controller && !heralds.contains(&statuses[*index].1["member"]);
     let observer = (0..6).find(plain).expect("a follower");
     // A follower of the order the controller does not lead, and its herald.
-    let other_group = |index: &usize| statuses[*index].1["group"] != controller_group;
-    let follower = (0..6).find(|index| plain(index) && other_group(index) && *index != observer);
+    let other_order = |index: &usize| statuses[*index].1["order"] != controller_order;
+    let follower = (0..6).find(|index| plain(index) && other_order(index) && *index != observer);
     let follower = follower.unwrap_or_else(|| (0..6).rev().find(plain).expect("another follower"));
     kill_see_down_restart_see_healthy(&mut daemons, follower, observer);
 
     let other_herald = statuses
         .iter()
-        .find(|(_, status)| status["group"] != controller_group)
+        .find(|(_, status)| status["order"] != controller_order)
         .map(|(_, status)| index_of(&statuses, &status["herald"]))
         .expect("the other order's herald");
     kill_see_down_restart_see_healthy(&mut daemons, other_herald, observer);

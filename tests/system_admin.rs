@@ -88,7 +88,7 @@ fn admin_add_and_remove_go_through_the_controller_and_a_restart_keeps_identity()
     ]);
     assert_eq!(code, 0, "admin add: {stderr}");
     let joined = wait_until(&b, "b joins a's order", |status| {
-        status["state"] == "ASSOCIATED" && status["group"] == 1
+        status["state"] == "ASSOCIATED" && status["order"] == 1
     });
     assert_eq!(joined["system"]["cluster"], cluster);
     let b_id = joined["member"].as_u64().expect("b has an id");

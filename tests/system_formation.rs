@@ -131,10 +131,10 @@ fn keys_live_only_in_the_order_that_owns_their_shard(daemons: &[Option<Daemon>])
     let (code, table, stderr) = common::radiant(&["shards", "--addr", &address]);
     assert_eq!(code, 0, "radiant shards: {stderr}");
     println!("{table}");
-    for group in 1..=3 {
+    for order_id in 1..=3 {
         let listed =
-            table.lines().any(|line| line.split_whitespace().nth(2) == Some(&group.to_string()));
-        assert!(listed, "order {group} serves no slot range:\n{table}");
+            table.lines().any(|line| line.split_whitespace().nth(2) == Some(&order_id.to_string()));
+        assert!(listed, "order {order_id} serves no slot range:\n{table}");
     }
     let stored: u64 = live.iter().filter_map(|daemon| status(daemon)?["keys"].as_u64()).sum();
     // Each key is on the three members of exactly one order (nine radiants in all).

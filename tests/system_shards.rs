@@ -21,14 +21,14 @@ use serde_json::Value;
 /// Seconds of checked load; the joins, moves and the leave happen inside it.
 const LOAD_SECONDS: u64 = 15;
 
-/// The orders every radiant names, when they agree on their groups.
-fn order_groups(statuses: &[(usize, Value)]) -> Option<BTreeSet<u64>> {
+/// The orders every radiant names, when they agree on their orders.
+fn order_ids(statuses: &[(usize, Value)]) -> Option<BTreeSet<u64>> {
     let mut views = statuses.iter().map(|(_, status)| {
         status["system"]["orders"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|order| order["group"].as_u64())
+            .filter_map(|order| order["order"].as_u64())
             .collect::<BTreeSet<u64>>()
     });
     let first = views.next()?;
@@ -113,7 +113,7 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     // leave's moves into its order.
     let (down, _) = three
         .iter()
-        .find(|(index, status)| *index != 1 && status["group"] == 2 && status["role"] == "follower")
+        .find(|(index, status)| *index != 1 && status["order"] == 2 && status["role"] == "follower")
         .cloned()
         .expect("order 2 has a follower");
     let killed = daemons[down].take().expect("running");
@@ -125,8 +125,8 @@ fn shards_move_to_a_new_order_and_off_a_leaving_one_under_checked_load() {
     assert_eq!(code, 0, "admin leave: {stderr}");
     wait_for(&daemons, "order 1 hands its shards over and leaves", |statuses| {
         let remaining: Vec<_> =
-            statuses.iter().filter(|(_, status)| status["group"] != 1).cloned().collect();
-        order_groups(&remaining).is_some_and(|groups| groups == BTreeSet::from([2, 3]))
+            statuses.iter().filter(|(_, status)| status["order"] != 1).cloned().collect();
+        order_ids(&remaining).is_some_and(|order_ids| order_ids == BTreeSet::from([2, 3]))
             && shards_settled(&remaining, &[32])
     });
     let shrunk = began.elapsed();
@@ -161,21 +161,21 @@ fn every_key_is_on_three_replicas_of_one_order(daemons: &[Option<Daemon>], histo
         .filter(|op| op["op"] == "put")
         .filter_map(|op| op["key"].as_str().map(str::to_owned))
         .collect();
-    let stored = |statuses: &[(usize, Value)], group: u64| -> Vec<u64> {
+    let stored = |statuses: &[(usize, Value)], order_id: u64| -> Vec<u64> {
         statuses
             .iter()
-            .filter(|(_, status)| status["group"] == group)
+            .filter(|(_, status)| status["order"] == order_id)
             .filter_map(|(_, status)| status["keys"].as_u64())
             .collect()
     };
     let settled = wait_for(daemons, "every replica of orders 2 and 3 caught up", |statuses| {
-        [2, 3].iter().all(|&group| {
-            let keys = stored(statuses, group);
+        [2, 3].iter().all(|&order_id| {
+            let keys = stored(statuses, order_id);
             keys.len() == 3 && keys.windows(2).all(|pair| pair[0] == pair[1])
         })
     });
     assert_eq!(stored(&settled, 1).iter().sum::<u64>(), 0, "the leaving order kept keys");
-    let on_replicas: u64 = [2, 3].iter().flat_map(|&group| stored(&settled, group)).sum();
+    let on_replicas: u64 = [2, 3].iter().flat_map(|&order_id| stored(&settled, order_id)).sum();
     assert_eq!(on_replicas, written.len() as u64 * 3, "keys are not on 3 replicas each");
 }
 

@@ -171,9 +171,10 @@ fn crate_modules(line: &str) -> Vec<&str> {
     while let Some(at) = rest.find("crate::") {
         rest = &rest[at + "crate::".len()..];
         let names: Vec<String> = match rest.strip_prefix('{') {
-            Some(group) => {
-                group[..group.find('}').unwrap_or(group.len())].split(',').map(name).collect()
-            }
+            Some(order_id) => order_id[..order_id.find('}').unwrap_or(order_id.len())]
+                .split(',')
+                .map(name)
+                .collect(),
             None => vec![name(rest)],
         };
         for found in names {

@@ -19,7 +19,7 @@ use common::{free_port, order_member_config, radiant, status, Daemon, CLUSTER_SE
 use radiant::server::link_auth::{LinkHandshake, LinkStep, LinkTrust};
 use radiant_protocol::{
     decode_frame, Append, BeaconHandshake, ClusterId, Command, CouncilAppend, CouncilRequestVote,
-    GroupId, InstallSnapshot, JoinSystem, Limits, LinkMessage, LogEntry, MemberId, Message,
+    InstallSnapshot, JoinSystem, Limits, LinkMessage, LogEntry, MemberId, Message, OrderId,
     PeerBody, PeerHeader, PeerMessage, RadiantAddress, RequestVote, ShardChunk, SystemBody,
     SystemMessage,
 };
@@ -94,12 +94,12 @@ fn handshake_with(peer: SocketAddr, secret: &str) -> Result<TcpStream, String> {
 }
 
 /// Every kind of peer and system message an attacker could use to take an order or a
-/// system over, claiming a term far above `term`, as if from member `from` of `group`.
+/// system over, claiming a term far above `term`, as if from member `from` of `order_id`.
 #[allow(clippy::too_many_lines)] // Why: one literal list of messages reads best whole.
-fn attack(group: u64, from: u64, to: u64, term: u64, last_index: u64) -> Vec<Message> {
+fn attack(order_id: u64, from: u64, to: u64, term: u64, last_index: u64) -> Vec<Message> {
     let header = |term| PeerHeader {
         cluster: ClusterId::UNSET,
-        group: GroupId::new(group).expect("group"),
+        order_id: OrderId::new(order_id).expect("order"),
         from: MemberId::new(from).expect("member"),
         to: MemberId::new(to).expect("member"),
         term,
@@ -161,14 +161,14 @@ fn attack(group: u64, from: u64, to: u64, term: u64, last_index: u64) -> Vec<Mes
         })),
         system(SystemBody::CouncilRequestVote(CouncilRequestVote {
             term: high,
-            candidate_group: GroupId::new(group),
+            candidate_order: OrderId::new(order_id),
             candidate_member: MemberId::new(from),
             last_number: 1_000,
             last_term: high,
         })),
         system(SystemBody::CouncilAppend(Box::new(CouncilAppend {
             term: high,
-            controller_group: GroupId::new(group),
+            controller_order: OrderId::new(order_id),
             controller_member: MemberId::new(from),
             committed: 1_000,
             configuration: None,
@@ -188,9 +188,9 @@ fn attack(group: u64, from: u64, to: u64, term: u64, last_index: u64) -> Vec<Mes
 /// Sends the whole attack to `daemon`'s peer port, then tries the handshake with a
 /// guessed secret; every attempt must be refused. Returns how many frames were refused
 /// as unauthenticated.
-fn attack_radiant(daemon: &Daemon, group: u64, from: u64, term: u64, last_index: u64) -> u64 {
+fn attack_radiant(daemon: &Daemon, order_id: u64, from: u64, term: u64, last_index: u64) -> u64 {
     let to = status(daemon).and_then(|s| s["member"].as_u64()).unwrap_or(1);
-    let messages = attack(group, from, to, term, last_index);
+    let messages = attack(order_id, from, to, term, last_index);
     for message in &messages {
         let reason = send_without_handshake(daemon.peer_address, message);
         assert!(reason.contains("before the link handshake"), "{reason}");
@@ -303,11 +303,11 @@ fn an_attacker_without_the_secret_changes_nothing_in_a_six_radiant_system_under_
     let mut refused = 0;
     for (index, status) in &formed {
         let daemon = daemons[*index].as_ref().expect("live");
-        let group = status["group"].as_u64().unwrap_or(1);
+        let order_id = status["order"].as_u64().unwrap_or(1);
         let term = status["term"].as_u64().unwrap_or(0);
         let last_index = status["last_index"].as_u64().unwrap_or(0);
         let herald = status["herald"].as_u64().unwrap_or(1);
-        refused += attack_radiant(daemon, group, herald, term, last_index);
+        refused += attack_radiant(daemon, order_id, herald, term, last_index);
     }
 
     load.finish_checked();

@@ -8,7 +8,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
-use crate::ids::{GroupId, MemberId};
+use crate::ids::{MemberId, OrderId};
 use crate::kind::Kind;
 use crate::limits::{Limits, MAX_ADDRESS_BYTES};
 
@@ -97,9 +97,9 @@ impl Reader {
         MemberId::new(self.read_u64(field)?).ok_or(DecodeError::ZeroId { field })
     }
 
-    /// A required group id: a `u64` that must not be 0 ("not set").
-    pub(crate) fn read_group_id(&mut self, field: &'static str) -> Result<GroupId, DecodeError> {
-        GroupId::new(self.read_u64(field)?).ok_or(DecodeError::ZeroId { field })
+    /// A required order id: a `u64` that must not be 0 ("not set").
+    pub(crate) fn read_order_id(&mut self, field: &'static str) -> Result<OrderId, DecodeError> {
+        OrderId::new(self.read_u64(field)?).ok_or(DecodeError::ZeroId { field })
     }
 
     /// A boolean: exactly 0 or 1, so every value has one encoding.
@@ -360,7 +360,7 @@ mod tests {
     fn required_ids_reject_zero_with_the_field_name() {
         let mut reader = Reader::new(Bytes::from_static(&[0; 16]), None);
         assert_eq!(reader.read_member_id("member"), Err(DecodeError::ZeroId { field: "member" }));
-        assert_eq!(reader.read_group_id("group"), Err(DecodeError::ZeroId { field: "group" }));
+        assert_eq!(reader.read_order_id("order"), Err(DecodeError::ZeroId { field: "order" }));
         let mut reader = Reader::new(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 7]), None);
         assert_eq!(reader.read_member_id("member"), Ok(MemberId::new(7).unwrap()));
     }

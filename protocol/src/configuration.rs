@@ -11,7 +11,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::codec::{put_address, Reader};
 use crate::error::DecodeError;
-use crate::ids::{GroupId, MemberId, Term};
+use crate::ids::{MemberId, OrderId, Term};
 
 /// Where a radiant listens.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,18 +58,18 @@ pub struct Configuration {
     /// The id the next new radiant gets; ids are never reused.
     pub next_member_id: u64,
     /// The id the next new order gets; ids are never reused.
-    pub next_group_id: u64,
+    pub next_order_id: u64,
     /// Every radiant of the system.
     pub radiants: BTreeMap<MemberId, RadiantAddress>,
     /// Every order and its target members.
-    pub orders: BTreeMap<GroupId, BTreeSet<MemberId>>,
+    pub orders: BTreeMap<OrderId, BTreeSet<MemberId>>,
     /// Radiants in no order (waiting for enough others to form one).
     pub spares: BTreeSet<MemberId>,
     /// The order of each shard, by shard number.
-    pub shards: Vec<GroupId>,
+    pub shards: Vec<OrderId>,
     /// Orders being dissolved: the controller moves their shards to the other orders,
     /// then removes them and their radiants.
-    pub leaving: BTreeSet<GroupId>,
+    pub leaving: BTreeSet<OrderId>,
 }
 
 /// Most shards a configuration may have: one per hash slot.
@@ -85,7 +85,7 @@ impl Configuration {
             number: reader.read_u64("configuration.number")?,
             council_term: reader.read_u64("configuration.council_term")?,
             next_member_id: reader.read_u64("configuration.next_member_id")?,
-            next_group_id: reader.read_u64("configuration.next_group_id")?,
+            next_order_id: reader.read_u64("configuration.next_order_id")?,
             ..Configuration::default()
         };
         // Every list is in strictly ascending id order (as `encode` writes it), so one
@@ -105,13 +105,13 @@ impl Configuration {
         }
         let orders = reader.read_count("configuration.orders", 12)?;
         check_items(reader, "configuration.orders", orders)?;
-        let mut previous_group = 0;
+        let mut previous_order = 0;
         for _ in 0..orders {
-            let group = reader.read_group_id("configuration.order")?;
-            if group.get() <= previous_group {
+            let order_id = reader.read_order_id("configuration.order")?;
+            if order_id.get() <= previous_order {
                 return Err(reader.invalid("configuration.order", ASCENDING));
             }
-            previous_group = group.get();
+            previous_order = order_id.get();
             let members = reader.read_count("configuration.order.members", 8)?;
             check_items(reader, "configuration.order.members", members)?;
             let mut set = BTreeSet::new();
@@ -123,7 +123,7 @@ impl Configuration {
                     &mut previous,
                 )?);
             }
-            configuration.orders.insert(group, set);
+            configuration.orders.insert(order_id, set);
         }
         let spares = reader.read_count("configuration.spares", 8)?;
         check_items(reader, "configuration.spares", spares)?;
@@ -139,18 +139,18 @@ impl Configuration {
         check_items(reader, "configuration.shards", shards)?;
         configuration.shards.reserve(shards);
         for _ in 0..shards {
-            configuration.shards.push(reader.read_group_id("configuration.shard")?);
+            configuration.shards.push(reader.read_order_id("configuration.shard")?);
         }
         let leaving = reader.read_count("configuration.leaving", 8)?;
         check_items(reader, "configuration.leaving", leaving)?;
-        let mut previous_group = 0;
+        let mut previous_order = 0;
         for _ in 0..leaving {
-            let group = reader.read_group_id("configuration.leaving")?;
-            if group.get() <= previous_group {
+            let order_id = reader.read_order_id("configuration.leaving")?;
+            if order_id.get() <= previous_order {
                 return Err(reader.invalid("configuration.leaving", ASCENDING));
             }
-            previous_group = group.get();
-            configuration.leaving.insert(group);
+            previous_order = order_id.get();
+            configuration.leaving.insert(order_id);
         }
         Ok(configuration)
     }
@@ -160,15 +160,15 @@ impl Configuration {
         dst.put_u64(self.number);
         dst.put_u64(self.council_term);
         dst.put_u64(self.next_member_id);
-        dst.put_u64(self.next_group_id);
+        dst.put_u64(self.next_order_id);
         dst.put_u32(self.radiants.len() as u32);
         for (member, address) in &self.radiants {
             dst.put_u64(member.get());
             address.encode(dst);
         }
         dst.put_u32(self.orders.len() as u32);
-        for (group, members) in &self.orders {
-            dst.put_u64(group.get());
+        for (order_id, members) in &self.orders {
+            dst.put_u64(order_id.get());
             dst.put_u32(members.len() as u32);
             for member in members {
                 dst.put_u64(member.get());
@@ -179,12 +179,12 @@ impl Configuration {
             dst.put_u64(member.get());
         }
         dst.put_u32(self.shards.len() as u32);
-        for group in &self.shards {
-            dst.put_u64(group.get());
+        for order_id in &self.shards {
+            dst.put_u64(order_id.get());
         }
         dst.put_u32(self.leaving.len() as u32);
-        for group in &self.leaving {
-            dst.put_u64(group.get());
+        for order_id in &self.leaving {
+            dst.put_u64(order_id.get());
         }
     }
 
@@ -204,13 +204,16 @@ impl Configuration {
     }
 
     /// The order `member` belongs to, if any.
-    pub fn order_of(&self, member: MemberId) -> Option<GroupId> {
-        self.orders.iter().find(|(_, members)| members.contains(&member)).map(|(&group, _)| group)
+    pub fn order_of(&self, member: MemberId) -> Option<OrderId> {
+        self.orders
+            .iter()
+            .find(|(_, members)| members.contains(&member))
+            .map(|(&order_id, _)| order_id)
     }
 
-    /// How many shards `group` owns.
-    pub fn shard_count_of(&self, group: GroupId) -> usize {
-        self.shards.iter().filter(|&&owner| owner == group).count()
+    /// How many shards `order_id` owns.
+    pub fn shard_count_of(&self, order_id: OrderId) -> usize {
+        self.shards.iter().filter(|&&owner| owner == order_id).count()
     }
 
     /// Checks the structure every configuration must have; the reason names what is
@@ -224,16 +227,16 @@ impl Configuration {
             return Err(format!("{count} shards; a configuration has 1 to {MAX_SHARDS}"));
         }
         let mut seen = BTreeSet::new();
-        for (group, members) in &self.orders {
+        for (order_id, members) in &self.orders {
             if members.is_empty() {
-                return Err(format!("order {group} has no members"));
+                return Err(format!("order {order_id} has no members"));
             }
-            if group.get() >= self.next_group_id {
-                return Err(format!("order {group} is not below next_group_id"));
+            if order_id.get() >= self.next_order_id {
+                return Err(format!("order {order_id} is not below next_order_id"));
             }
             for member in members {
                 if !self.radiants.contains_key(member) {
-                    return Err(format!("order {group} lists unknown radiant {member}"));
+                    return Err(format!("order {order_id} lists unknown radiant {member}"));
                 }
                 if !seen.insert(*member) {
                     return Err(format!("radiant {member} is in two orders"));
@@ -253,13 +256,15 @@ impl Configuration {
         {
             return Err(format!("radiant {member} is not below next_member_id"));
         }
-        if let Some((shard, group)) =
-            self.shards.iter().enumerate().find(|(_, group)| !self.orders.contains_key(group))
+        if let Some((shard, order_id)) =
+            self.shards.iter().enumerate().find(|(_, order_id)| !self.orders.contains_key(order_id))
         {
-            return Err(format!("shard {shard} belongs to order {group}, which does not exist"));
+            return Err(format!("shard {shard} belongs to order {order_id}, which does not exist"));
         }
-        if let Some(group) = self.leaving.iter().find(|group| !self.orders.contains_key(group)) {
-            return Err(format!("leaving order {group} does not exist"));
+        if let Some(order_id) =
+            self.leaving.iter().find(|order_id| !self.orders.contains_key(order_id))
+        {
+            return Err(format!("leaving order {order_id} does not exist"));
         }
         if !self.orders.is_empty() && self.leaving.len() >= self.orders.len() {
             return Err("every order is leaving; at least one must stay".into());
@@ -280,8 +285,8 @@ impl Configuration {
         if that != this + 1 {
             return Err(format!("configuration {that} does not directly follow {this}"));
         }
-        if next.next_member_id < self.next_member_id || next.next_group_id < self.next_group_id {
-            return Err(format!("configuration {that} lowers next_member_id or next_group_id"));
+        if next.next_member_id < self.next_member_id || next.next_order_id < self.next_order_id {
+            return Err(format!("configuration {that} lowers next_member_id or next_order_id"));
         }
         if next.shards.len() != self.shards.len() {
             return Err(format!(
@@ -296,27 +301,26 @@ impl Configuration {
         if let Some(member) = new_member {
             return Err(format!("configuration {that} reuses the id of radiant {member}"));
         }
-        let new_order = next
-            .orders
-            .keys()
-            .find(|group| !self.orders.contains_key(group) && group.get() < self.next_group_id);
-        if let Some(group) = new_order {
-            return Err(format!("configuration {that} reuses the id of order {group}"));
+        let new_order = next.orders.keys().find(|order_id| {
+            !self.orders.contains_key(order_id) && order_id.get() < self.next_order_id
+        });
+        if let Some(order_id) = new_order {
+            return Err(format!("configuration {that} reuses the id of order {order_id}"));
         }
-        for group in self.orders.keys().filter(|group| !next.orders.contains_key(group)) {
-            if !self.leaving.contains(group) || self.shard_count_of(*group) > 0 {
+        for order_id in self.orders.keys().filter(|order_id| !next.orders.contains_key(order_id)) {
+            if !self.leaving.contains(order_id) || self.shard_count_of(*order_id) > 0 {
                 return Err(format!(
-                    "configuration {that} removes order {group}, which in {this} was not \
+                    "configuration {that} removes order {order_id}, which in {this} was not \
                      leaving or still owned shards"
                 ));
             }
         }
-        if let Some(group) = self
+        if let Some(order_id) = self
             .leaving
             .iter()
-            .find(|group| next.orders.contains_key(group) && !next.leaving.contains(group))
+            .find(|order_id| next.orders.contains_key(order_id) && !next.leaving.contains(order_id))
         {
-            return Err(format!("configuration {that} stops order {group} leaving"));
+            return Err(format!("configuration {that} stops order {order_id} leaving"));
         }
         let gained = next
             .shards
@@ -364,7 +368,7 @@ mod tests {
     /// Two orders of two, one spare, four shards.
     pub(crate) fn sample() -> Configuration {
         let member = |id| MemberId::new(id).unwrap();
-        let group = |id| GroupId::new(id).unwrap();
+        let order_id = |id| OrderId::new(id).unwrap();
         let address = |port: u16| RadiantAddress {
             peer: format!("127.0.0.1:{port}"),
             client: format!("127.0.0.1:{}", port + 1),
@@ -374,22 +378,22 @@ mod tests {
             number: 3,
             council_term: 2,
             next_member_id: 6,
-            next_group_id: 3,
+            next_order_id: 3,
             radiants: (1..=5).map(|id| (member(id), address(7400 + id as u16 * 10))).collect(),
             orders: [
-                (group(1), [member(1), member(2)].into()),
-                (group(2), [3, 4].map(member).into()),
+                (order_id(1), [member(1), member(2)].into()),
+                (order_id(2), [3, 4].map(member).into()),
             ]
             .into(),
             spares: [member(5)].into(),
-            shards: vec![group(1), group(1), group(2), group(2)],
-            leaving: [group(2)].into(),
+            shards: vec![order_id(1), order_id(1), order_id(2), order_id(2)],
+            leaving: [order_id(2)].into(),
         }
     }
 
     #[test]
     fn check_successor_takes_the_controllers_steps_and_names_each_broken_rule() {
-        let group = |id| GroupId::new(id).unwrap();
+        let order_id = |id| OrderId::new(id).unwrap();
         let current = sample();
         let next = |change: &dyn Fn(&mut Configuration)| {
             let mut next = Configuration { number: current.number + 1, ..current.clone() };
@@ -398,12 +402,12 @@ mod tests {
         };
         // The controller's own steps: a shard off the leaving order, then, once it owns
         // nothing, the order removed with its radiants.
-        let moved = next(&|c| c.shards[2] = group(1));
+        let moved = next(&|c| c.shards[2] = order_id(1));
         assert_eq!(current.check_successor(&moved), Ok(()));
-        let drained = next(&|c| c.shards = vec![group(1); 4]);
+        let drained = next(&|c| c.shards = vec![order_id(1); 4]);
         let removed = Configuration {
             number: drained.number + 1,
-            orders: [(group(1), drained.orders[&group(1)].clone())].into(),
+            orders: [(order_id(1), drained.orders[&order_id(1)].clone())].into(),
             radiants: drained
                 .radiants
                 .iter()
@@ -418,7 +422,7 @@ mod tests {
             ("does not directly follow", Configuration { number: 9, ..current.clone() }),
             ("removes order 2", next(&|c| c.orders.retain(|g, _| g.get() != 2))),
             ("stops order 2 leaving", next(&|c| c.leaving.clear())),
-            ("gives shard 0 to leaving order 2", next(&|c| c.shards[0] = group(2))),
+            ("gives shard 0 to leaving order 2", next(&|c| c.shards[0] = order_id(2))),
         ];
         // A new radiant with an id not taken before is fine.
         let mut joined = next(&|_| {});
@@ -430,7 +434,7 @@ mod tests {
             let error = current.check_successor(configuration).unwrap_err();
             assert!(error.contains(expected), "{expected}: {error}");
         }
-        // An order id below next_group_id that the configuration before did not hold.
+        // An order id below next_order_id that the configuration before did not hold.
         let mut before = current.clone();
         before.orders.retain(|g, _| g.get() != 1);
         let reused = Configuration { number: before.number + 1, ..current.clone() };
@@ -483,7 +487,7 @@ mod tests {
     #[test]
     fn check_refuses_a_shard_count_the_hash_slots_cannot_hold() {
         let mut configuration = sample();
-        configuration.shards = vec![GroupId::new(1).unwrap(); MAX_SHARDS + 1];
+        configuration.shards = vec![OrderId::new(1).unwrap(); MAX_SHARDS + 1];
         assert!(configuration.check().unwrap_err().contains("16384"));
         configuration.shards.clear();
         assert!(configuration.check().is_err());
@@ -494,7 +498,7 @@ mod tests {
         let mut configuration = sample();
         configuration
             .orders
-            .get_mut(&GroupId::new(2).unwrap())
+            .get_mut(&OrderId::new(2).unwrap())
             .unwrap()
             .insert(MemberId::new(1).unwrap());
         assert!(configuration.check().unwrap_err().contains("radiant 1 is in two orders"));
@@ -503,10 +507,10 @@ mod tests {
     #[test]
     fn check_refuses_an_unknown_leaving_order_and_everyone_leaving() {
         let mut configuration = sample();
-        configuration.leaving.insert(GroupId::new(9).unwrap());
+        configuration.leaving.insert(OrderId::new(9).unwrap());
         assert!(configuration.check().unwrap_err().contains("leaving order 9"));
         let mut configuration = sample();
-        configuration.leaving.insert(GroupId::new(1).unwrap());
+        configuration.leaving.insert(OrderId::new(1).unwrap());
         assert!(configuration.check().unwrap_err().contains("at least one must stay"));
     }
 

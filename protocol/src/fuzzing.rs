@@ -173,7 +173,7 @@ fn split_into_chunks(data: &[u8]) -> Vec<&[u8]> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::ids::{GroupId, MemberId};
+    use crate::ids::{MemberId, OrderId};
     use crate::message::{Append, PeerBody, PeerHeader, PeerMessage};
     use crate::replication::LogEntry;
 
@@ -181,7 +181,7 @@ mod tests {
     fn append_frame() -> BytesMut {
         let header = PeerHeader {
             cluster: crate::ids::ClusterId(1),
-            group: GroupId::new(1).unwrap(),
+            order_id: OrderId::new(1).unwrap(),
             from: MemberId::new(2).unwrap(),
             to: MemberId::new(3).unwrap(),
             term: 2,

@@ -1,4 +1,4 @@
-//! Identifiers. Member, group and client ids are never 0: a 0 on the wire means
+//! Identifiers. Member, order and client ids are never 0: a 0 on the wire means
 //! "not set", so the types make 0 unrepresentable and decoding maps it to `None`.
 
 use std::fmt;
@@ -47,7 +47,7 @@ nonzero_id!(
 );
 nonzero_id!(
     /// An order's (replica group's) identity.
-    GroupId
+    OrderId
 );
 nonzero_id!(
     /// A client session's identity, used with a sequence number for exactly-once writes.

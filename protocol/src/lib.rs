@@ -45,7 +45,7 @@ pub use frame::{
     decode_frame, encode_frame, Frame, FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES, MIN_FRAME_LENGTH,
     PROTOCOL_VERSION,
 };
-pub use ids::{ClientId, ClusterId, GroupId, LogIndex, MemberId, Term};
+pub use ids::{ClientId, ClusterId, LogIndex, MemberId, OrderId, Term};
 pub use kind::{Family, Kind};
 pub use limits::{Limits, MAX_ADDRESS_BYTES, MAX_REASON_BYTES};
 pub use message::{

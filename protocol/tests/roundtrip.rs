@@ -11,9 +11,9 @@ use radiant_protocol::fuzzing::{
 use radiant_protocol::resp::{RespValue, RespVersion};
 use radiant_protocol::{
     decode_frame, Append, AppendAck, ClientId, ClientRequest, ClientResponse, Command,
-    ErrorResponse, Frame, GroupId, InstallSnapshot, InstallSnapshotAck, Limits, LogEntry, MemberId,
-    MembershipChange, Message, OrderStateOp, PeerBody, PeerHeader, PeerMessage, ReadConsistency,
-    RequestVote, Session, SetCondition, Update, UpdateOutcome, Vote,
+    ErrorResponse, Frame, InstallSnapshot, InstallSnapshotAck, Limits, LogEntry, MemberId,
+    MembershipChange, Message, OrderId, OrderStateOp, PeerBody, PeerHeader, PeerMessage,
+    ReadConsistency, RequestVote, Session, SetCondition, Update, UpdateOutcome, Vote,
 };
 use radiant_protocol::{Batch, BatchCondition, BatchOutcome, BatchWrite, ReadIndex, ReadIndexAck};
 
@@ -117,10 +117,10 @@ fn request() -> impl Strategy<Value = ClientRequest> {
         Just(ClientRequest::Status),
         (any::<u32>(), 1..u64::MAX).prop_map(|(shard, to)| ClientRequest::MoveShard {
             shard,
-            to: radiant_protocol::GroupId::new(to).expect("non-zero")
+            to: radiant_protocol::OrderId::new(to).expect("non-zero")
         }),
-        (1..u64::MAX).prop_map(|group| ClientRequest::LeaveOrder {
-            group: radiant_protocol::GroupId::new(group).expect("non-zero")
+        (1..u64::MAX).prop_map(|order_id| ClientRequest::LeaveOrder {
+            order_id: radiant_protocol::OrderId::new(order_id).expect("non-zero")
         }),
         any::<u64>().prop_map(|number| ClientRequest::QueryConfiguration { number }),
         prop::collection::vec(any::<u8>(), 0..64)
@@ -145,13 +145,13 @@ fn response() -> impl Strategy<Value = ClientResponse> {
         Just(ClientResponse::Done),
         json().prop_map(|json| ClientResponse::Status { json }),
         (1..u64::MAX, prop::collection::vec(1..4u64, 1..20)).prop_map(|(number, owners)| {
-            let group = |id: u64| GroupId::new(id).unwrap();
+            let order_id = |id: u64| OrderId::new(id).unwrap();
             let configuration = radiant_protocol::Configuration {
                 number,
-                next_group_id: 4,
-                orders: (1..4).map(|id| (group(id), Default::default())).collect(),
-                shards: owners.into_iter().map(group).collect(),
-                leaving: [group(2)].into(),
+                next_order_id: 4,
+                orders: (1..4).map(|id| (order_id(id), Default::default())).collect(),
+                shards: owners.into_iter().map(order_id).collect(),
+                leaving: [order_id(2)].into(),
                 ..Default::default()
             };
             ClientResponse::Configuration(Box::new(configuration))
@@ -200,9 +200,9 @@ fn link_message() -> impl Strategy<Value = radiant_protocol::LinkMessage> {
 
 fn peer_header() -> impl Strategy<Value = PeerHeader> {
     (any::<u128>(), 1..=u64::MAX, required_member_id(), required_member_id(), any::<u64>())
-        .prop_map(|(cluster, group, from, to, term)| PeerHeader {
+        .prop_map(|(cluster, order_id, from, to, term)| PeerHeader {
             cluster: radiant_protocol::ClusterId(cluster),
-            group: GroupId::new(group).unwrap(),
+            order_id: OrderId::new(order_id).unwrap(),
             from,
             to,
             term,
@@ -388,7 +388,7 @@ proptest! {
     ) {
         let mut buf = BytesMut::new();
         radiant_protocol::encode_frame(&mut buf, kind, 1, |dst| {
-            for field in [header.group.get(), header.from.get(), header.to.get(), header.term] {
+            for field in [header.order_id.get(), header.from.get(), header.to.get(), header.term] {
                 dst.extend_from_slice(&field.to_be_bytes());
             }
             dst.extend_from_slice(&body);

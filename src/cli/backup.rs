@@ -347,8 +347,8 @@ pub(super) fn backup(client: &mut Client, out: &Path, page_bytes: u32) -> Result
     for shard in 0..shard_count {
         let mut entry = backup_shard(client, (shard, page_bytes), out)?;
         entry.order = match &routes {
-            Some(routes) => routes.owner_of_shard(shard).map(|(group, _)| group),
-            None => status["group"].as_u64(),
+            Some(routes) => routes.owner_of_shard(shard).map(|(order_id, _)| order_id),
+            None => status["order"].as_u64(),
         };
         let sum = u128::from_str_radix(&entry.digest, 16).unwrap_or_default();
         total.merge(ContentDigest { sum, keys: entry.keys, bytes: entry.bytes });

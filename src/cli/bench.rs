@@ -240,18 +240,18 @@ impl Routes {
         };
         let mut keys: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
         for index in 0..settings.keys {
-            if let Some((group, _)) = map.owner_of(&settings.key(index)) {
-                keys.entry(group).or_default().push(index);
+            if let Some((order_id, _)) = map.owner_of(&settings.key(index)) {
+                keys.entry(order_id).or_default().push(index);
             }
         }
         if keys.is_empty() {
             return Ok(None);
         }
         let mut orders = Vec::new();
-        for (group, indices) in keys {
-            let members = map.addresses.get(&group).map(Vec::as_slice).unwrap_or_default();
+        for (order_id, indices) in keys {
+            let members = map.addresses.get(&order_id).map(Vec::as_slice).unwrap_or_default();
             let Some(address) = members.first() else {
-                return Err(format!("order {group} has no known radiant"));
+                return Err(format!("order {order_id} has no known radiant"));
             };
             if settings.reads == Reads::Follower {
                 orders.extend(members.iter().map(|member| (member.clone(), indices.clone())));

@@ -123,7 +123,7 @@ enum AdminCommand {
     Move {
         /// The shard number (see `radiant shards`).
         shard: u32,
-        /// The order to serve it (its group id).
+        /// The order to serve it (its order id).
         order: u64,
         #[command(flatten)]
         target: Target,
@@ -131,7 +131,7 @@ enum AdminCommand {
     /// Dissolve an order: its shards move to the other orders, then it and its radiants
     /// leave the system. Returns once the move has started; `radiant status` shows it.
     Leave {
-        /// The order's group id.
+        /// The order's order id.
         order: u64,
         #[command(flatten)]
         target: Target,
@@ -163,7 +163,7 @@ enum AdminCommand {
     /// of it is heard from. See docs/operations.md "Recovering an order that lost its
     /// majority".
     RecoverOrder {
-        /// The order's group id.
+        /// The order's order id.
         #[arg(long)]
         order: u64,
         /// The surviving member to keep (pick the one with the highest last index in
@@ -494,9 +494,9 @@ fn configuration(number: u64, target: &Target) -> Result<ExitCode, String> {
 }
 
 fn admin(command: AdminCommand) -> Result<ExitCode, String> {
-    use radiant_protocol::{ClientRequest, GroupId, MemberId};
+    use radiant_protocol::{ClientRequest, MemberId, OrderId};
     let member = |id: u64| MemberId::new(id).ok_or_else(|| "member ids are nonzero".to_string());
-    let group = |id: u64| GroupId::new(id).ok_or_else(|| "order ids are nonzero".to_string());
+    let order_id = |id: u64| OrderId::new(id).ok_or_else(|| "order ids are nonzero".to_string());
     let (request, target) = match command {
         AdminCommand::AddMember { id, peer, client, target } => {
             let address = crate::core::order::membership::member_address(
@@ -514,10 +514,10 @@ fn admin(command: AdminCommand) -> Result<ExitCode, String> {
             (ClientRequest::RemoveRadiant { member: member(id)? }, target)
         }
         AdminCommand::Move { shard, order, target } => {
-            (ClientRequest::MoveShard { shard, to: group(order)? }, target)
+            (ClientRequest::MoveShard { shard, to: order_id(order)? }, target)
         }
         AdminCommand::Leave { order, target } => {
-            (ClientRequest::LeaveOrder { group: group(order)? }, target)
+            (ClientRequest::LeaveOrder { order_id: order_id(order)? }, target)
         }
         AdminCommand::RemoveMember { id, target } => {
             (ClientRequest::RemoveMember { member: member(id)? }, target)
@@ -527,7 +527,7 @@ fn admin(command: AdminCommand) -> Result<ExitCode, String> {
             (ClientRequest::TransferHerald { to }, target)
         }
         AdminCommand::RecoverOrder { order, from, target } => {
-            return recover::recover_order(group(order)?, member(from)?, &target);
+            return recover::recover_order(order_id(order)?, member(from)?, &target);
         }
     };
     connect(&target)?.admin(request).map_err(|error| error_chain(&error))?;

@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use radiant_protocol::{ClientRequest, GroupId, MemberId};
+use radiant_protocol::{ClientRequest, MemberId, OrderId};
 use serde_json::Value;
 
 use super::{connect, Target};
@@ -35,21 +35,21 @@ fn survivor_address(status: &Value, survivor: MemberId, asked: &str) -> Result<S
         })
 }
 
-/// The other members the configuration lists for `group` (none for a static order).
-fn lost_members(status: &Value, group: GroupId, survivor: MemberId) -> Vec<MemberId> {
+/// The other members the configuration lists for `order_id` (none for a static order).
+fn lost_members(status: &Value, order_id: OrderId, survivor: MemberId) -> Vec<MemberId> {
     let orders = status["system"]["orders"].as_array().into_iter().flatten();
     orders
         .into_iter()
-        .filter(|order| order["group"] == group.get())
+        .filter(|order| order["order"] == order_id.get())
         .flat_map(|order| order["members"].as_array().into_iter().flatten())
         .filter_map(|member| member.as_u64().and_then(MemberId::new))
         .filter(|&member| member != survivor)
         .collect()
 }
 
-/// Runs the recovery of `group` from `survivor`.
+/// Runs the recovery of `order_id` from `survivor`.
 pub(super) fn recover_order(
-    group: GroupId,
+    order_id: OrderId,
     survivor: MemberId,
     target: &Target,
 ) -> Result<ExitCode, String> {
@@ -58,13 +58,13 @@ pub(super) fn recover_order(
     let mut at_survivor = connect(&Target { addr: address.clone(), ..target.clone() })?;
     let status = at_survivor.status_document().map_err(|error| error_chain(&error))?;
     at_survivor
-        .admin(ClientRequest::RecoverOrder { group, survivor })
+        .admin(ClientRequest::RecoverOrder { order_id, survivor })
         .map_err(|error| format!("the survivor at {address} refused: {}", error_chain(&error)))?;
-    println!("order {group} reset: member {survivor} is its only member and herald");
-    for lost in lost_members(&status, group, survivor) {
+    println!("order {order_id} reset: member {survivor} is its only member and herald");
+    for lost in lost_members(&status, order_id, survivor) {
         at_survivor.admin(ClientRequest::RemoveRadiant { member: lost }).map_err(|error| {
             format!(
-                "order {group} is recovered, but removing lost member {lost} from the \
+                "order {order_id} is recovered, but removing lost member {lost} from the \
                  configuration failed: {}; retry with `radiant admin remove {lost}`",
                 error_chain(&error)
             )

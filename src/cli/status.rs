@@ -21,7 +21,7 @@ pub(super) fn render(status: &Value) -> String {
         text(&status["member"]),
         text(&status["state"]),
         text(&status["role"]),
-        text(&status["group"]),
+        text(&status["order"]),
         text(&status["order_state"]),
         text(&status["term"]),
         text(&status["herald"]),
@@ -107,7 +107,7 @@ fn render_system(system: &Value, out: &mut String, text: &impl Fn(&Value) -> Str
         format!(
             "radiant {} of order {} (council term {}) at {}",
             text(&controller["member"]),
-            text(&controller["group"]),
+            text(&controller["order"]),
             text(&controller["term"]),
             text(&controller["address"])
         )
@@ -166,7 +166,7 @@ fn render_orders(system: &Value, out: &mut String, text: &impl Fn(&Value) -> Str
         let _ = writeln!(
             out,
             "{:<6} {:<31} {:<7} {:<7} {:<7} {}{leaving}",
-            text(&order["group"]),
+            text(&order["order"]),
             text(&order["state"]),
             text(&order["herald"]),
             text(&order["shards"]),
@@ -190,7 +190,7 @@ fn render_radiants(system: &Value, out: &mut String, text: &impl Fn(&Value) -> S
         .as_array()
         .into_iter()
         .flatten()
-        .map(|order| (order["group"].clone(), order["herald"].clone()))
+        .map(|order| (order["order"].clone(), order["herald"].clone()))
         .collect();
     for radiant in system["radiants"].as_array().into_iter().flatten() {
         let id = &radiant["id"];
@@ -260,12 +260,12 @@ pub(super) fn render_configuration(configuration: &radiant_protocol::Configurati
         configuration.shards.len()
     );
     let _ = writeln!(out, "\n{:<6} {:<7} MEMBERS", "ORDER", "SHARDS");
-    for (group, members) in &configuration.orders {
+    for (order_id, members) in &configuration.orders {
         let members: Vec<String> = members.iter().map(ToString::to_string).collect();
-        let leaving = if configuration.leaving.contains(group) { " (leaving)" } else { "" };
-        let shards = configuration.shard_count_of(*group);
-        let group = group.to_string();
-        let _ = writeln!(out, "{group:<6} {shards:<7} {}{leaving}", members.join(" "));
+        let leaving = if configuration.leaving.contains(order_id) { " (leaving)" } else { "" };
+        let shards = configuration.shard_count_of(*order_id);
+        let order_id = order_id.to_string();
+        let _ = writeln!(out, "{order_id:<6} {shards:<7} {}{leaving}", members.join(" "));
     }
     if !configuration.spares.is_empty() {
         let spares: Vec<String> = configuration.spares.iter().map(ToString::to_string).collect();

@@ -212,7 +212,7 @@ impl ShardRoutes {
         };
         let mut addresses = std::collections::BTreeMap::new();
         for order in system["orders"].as_array()? {
-            let group = order["group"].as_u64()?;
+            let order_id = order["order"].as_u64()?;
             let herald = &order["herald"];
             let mut list: Vec<String> = client_of(herald).into_iter().collect();
             for member in order["members"].as_array().into_iter().flatten() {
@@ -220,7 +220,7 @@ impl ShardRoutes {
                     list.extend(client_of(member));
                 }
             }
-            addresses.insert(group, list);
+            addresses.insert(order_id, list);
         }
         Some(ShardRoutes { configuration: system["configuration"].as_u64()?, owners, addresses })
     }
@@ -233,8 +233,8 @@ impl ShardRoutes {
 
     /// The owning order of `shard` and its radiants' client addresses.
     pub fn owner_of_shard(&self, shard: u32) -> Option<(u64, &[String])> {
-        let group = *self.owners.get(shard as usize)?;
-        Some((group, self.addresses.get(&group)?.as_slice()))
+        let order_id = *self.owners.get(shard as usize)?;
+        Some((order_id, self.addresses.get(&order_id)?.as_slice()))
     }
 }
 
@@ -641,14 +641,14 @@ impl Client {
             ClientRequest::ReadShard { shard, cursor: 0, .. } => map.owner_of_shard(*shard),
             _ => request.key().and_then(|key| map.owner_of(key)),
         };
-        let Some((group, addresses)) = owner else { return Ok(()) };
+        let Some((order_id, addresses)) = owner else { return Ok(()) };
         let here = self.address.to_string();
         if addresses.contains(&here) {
             return Ok(());
         }
         let addresses = addresses.to_vec();
         let none = ClientError::Resolve {
-            address: format!("order {group}"),
+            address: format!("order {order_id}"),
             reason: "the shard map lists no radiant for it".to_string(),
         };
         self.redirect_to_first(&addresses, none)

@@ -346,19 +346,20 @@ impl Radiant {
     fn start_order(&mut self, recovered: Option<RecoveredOrder>, actions: &mut Actions) {
         let Some(system) = &self.system else { return };
         let record = system.record();
-        let (Some(member), Some(group), None) = (record.member, record.group, &self.order) else {
+        let (Some(member), Some(order_id), None) = (record.member, record.order_id, &self.order)
+        else {
             return;
         };
         self.member_id = Some(member);
         let options =
-            OrderOptions { cluster: record.cluster, group, ..self.order_template.clone() };
+            OrderOptions { cluster: record.cluster, order_id, ..self.order_template.clone() };
         let mut recovered = recovered.unwrap_or_else(|| RecoveredOrder {
             membership: record.initial_membership.clone(),
             ..RecoveredOrder::default()
         });
         // A system's order serves only what the configurations it adopts give it.
         recovered.shards.get_or_insert_with(|| shards::ShardTable::unassigned(options.shard_count));
-        tracing::info!(member = %member, group = %group, "radiant: starting its order replica");
+        tracing::info!(%member, %order_id, "radiant: starting its order replica");
         let order = Order::new(member, options, recovered, self.seed ^ member.get());
         actions.push(Action::MembershipChanged(order.membership().clone()));
         self.order = Some(order);

@@ -9,7 +9,7 @@
 //! table) is applied. Pure: no I/O, no clock.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use radiant_protocol::{ErrorResponse, GroupId, MigrationEntry, OrderStateOp, ShardChunk};
+use radiant_protocol::{ErrorResponse, MigrationEntry, OrderId, OrderStateOp, ShardChunk};
 
 use radiant_protocol::slots::ShardId;
 
@@ -39,7 +39,7 @@ pub enum ShardState {
         /// The configuration that took it.
         number: u64,
         /// The order that gains it.
-        to: GroupId,
+        to: OrderId,
     },
 }
 
@@ -138,7 +138,7 @@ impl ShardTable {
     /// key-value store must do. Entries that no longer apply (a repeated adoption, a
     /// piece that does not continue where the shard stands, a second release) change
     /// nothing: heralds resend, and every member must skip the same ones.
-    pub fn apply(&mut self, me: GroupId, entry: &MigrationEntry) -> Vec<ShardEffect> {
+    pub fn apply(&mut self, me: OrderId, entry: &MigrationEntry) -> Vec<ShardEffect> {
         match entry {
             MigrationEntry::Adopt { number, shards } => self.adopt(me, *number, shards),
             MigrationEntry::Install(chunk) => self.install(chunk),
@@ -152,7 +152,7 @@ impl ShardTable {
         }
     }
 
-    fn adopt(&mut self, me: GroupId, number: u64, shards: &[GroupId]) -> Vec<ShardEffect> {
+    fn adopt(&mut self, me: OrderId, number: u64, shards: &[OrderId]) -> Vec<ShardEffect> {
         if number <= self.adopted || shards.len() != self.states.len() {
             return Vec::new();
         }
@@ -232,7 +232,7 @@ impl ShardTable {
 
     /// The table for a snapshot: `u64` adopted, `u32` count, then per shard a tag
     /// (0 absent, 1 serving, 2 incoming + `u64` number + optional key, 3 outgoing +
-    /// `u64` number + `u64` group).
+    /// `u64` number + `u64` order).
     pub fn encode(&self) -> Bytes {
         let mut buffer = BytesMut::new();
         buffer.put_u64(self.adopted);
@@ -287,7 +287,7 @@ impl ShardTable {
                 }
                 3 if bytes.remaining() >= 16 => {
                     let number = bytes.get_u64();
-                    ShardState::Outgoing { number, to: GroupId::new(bytes.get_u64())? }
+                    ShardState::Outgoing { number, to: OrderId::new(bytes.get_u64())? }
                 }
                 _ => return None,
             };
@@ -301,8 +301,8 @@ impl ShardTable {
 mod tests {
     use super::*;
 
-    fn group(id: u64) -> GroupId {
-        GroupId::new(id).expect("non-zero")
+    fn order_id(id: u64) -> OrderId {
+        OrderId::new(id).expect("non-zero")
     }
 
     /// A key named `name` that hashes into `shard` of `shard_count` (by a hash tag).
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_piece_with_a_key_or_sessions_of_another_shard_is_not_installed() {
-        let (a, b) = (group(1), group(2));
+        let (a, b) = (order_id(1), order_id(2));
         let mut gainer = ShardTable::unassigned(2);
         gainer.apply(b, &MigrationEntry::Adopt { number: 1, shards: vec![a, a] });
         gainer.apply(b, &MigrationEntry::Adopt { number: 2, shards: vec![a, b] });
@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn a_moved_shard_freezes_on_the_loser_and_serves_on_the_gainer_only_when_complete() {
-        let (a, b) = (group(1), group(2));
+        let (a, b) = (order_id(1), order_id(2));
         let mut loser = ShardTable::unassigned(2);
         let mut gainer = ShardTable::unassigned(2);
         let first = MigrationEntry::Adopt { number: 1, shards: vec![a, a] };
@@ -391,18 +391,19 @@ mod tests {
 
     #[test]
     fn an_old_or_malformed_adoption_changes_nothing() {
-        let a = group(1);
+        let a = order_id(1);
         let mut table = ShardTable::unassigned(2);
         table.apply(a, &MigrationEntry::Adopt { number: 3, shards: vec![a, a] });
         let before = table.clone();
-        table.apply(a, &MigrationEntry::Adopt { number: 2, shards: vec![group(2), group(2)] });
-        table.apply(a, &MigrationEntry::Adopt { number: 4, shards: vec![group(2)] });
+        table
+            .apply(a, &MigrationEntry::Adopt { number: 2, shards: vec![order_id(2), order_id(2)] });
+        table.apply(a, &MigrationEntry::Adopt { number: 4, shards: vec![order_id(2)] });
         assert_eq!(table, before);
     }
 
     #[test]
     fn the_table_survives_an_encode_and_decode_and_rejects_damage() {
-        let (a, b) = (group(1), group(2));
+        let (a, b) = (order_id(1), order_id(2));
         let mut table = ShardTable::unassigned(3);
         table.apply(a, &MigrationEntry::Adopt { number: 1, shards: vec![a, a, b] });
         table.apply(a, &MigrationEntry::Adopt { number: 2, shards: vec![b, a, a] });

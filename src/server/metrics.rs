@@ -198,9 +198,9 @@ pub struct CoreFigures {
     pub disk_free_bytes: AtomicU64,
     /// 1 while the disk-space alarm refuses new data.
     pub disk_alarm: AtomicU64,
-    /// This radiant's member id and its order's group id (0 until known).
+    /// This radiant's member id and its order's order id (0 until known).
     pub member: AtomicU64,
-    pub group: AtomicU64,
+    pub order_id: AtomicU64,
     /// The members' replication, when this radiant is the herald (else empty).
     pub member_lag: Mutex<Vec<MemberLag>>,
 }
@@ -462,14 +462,14 @@ impl MetricsSources {
         encoder: &mut DescriptorEncoder<'_>,
     ) -> Result<(), std::fmt::Error> {
         let member = self.core.member.load(Ordering::Relaxed).to_string();
-        let group = self.core.group.load(Ordering::Relaxed).to_string();
+        let order_id = self.core.order_id.load(Ordering::Relaxed).to_string();
         let mut family = encoder.encode_descriptor(
             "radiant_info",
             "Always 1; labels name this radiant's member id and order (0 until known), to join on",
             None,
             ConstGauge::new(0i64).metric_type(),
         )?;
-        let labels = [("member", member.as_str()), ("order", group.as_str())];
+        let labels = [("member", member.as_str()), ("order", order_id.as_str())];
         ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
         let lag = self.core.member_lag.lock().clone();
         let mut family = encoder.encode_descriptor(

@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use radiant_protocol::{GroupId, MemberId};
+use radiant_protocol::{MemberId, OrderId};
 use tracing::{error, info};
 
 use self::link_auth::LinkTrust;
@@ -275,9 +275,9 @@ fn build_radiant(
     if config.members.is_empty() {
         let record = system_file::read(data_dir)?.unwrap_or_default();
         let membership = record.initial_membership.clone();
-        // Before the record names an order there is nothing to replay; the group is moot.
-        let group = record.group.unwrap_or(static_group());
-        let shards = (group, ShardTable::unassigned(config.shard_count));
+        // Before the record names an order there is nothing to replay; the order is moot.
+        let order_id = record.order_id.unwrap_or(static_order());
+        let shards = (order_id, ShardTable::unassigned(config.shard_count));
         let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
         let last_index = last_recovered_index(&recovered.order);
         let options = system_options(config, (client_listener, peer_listener), resp_address);
@@ -300,7 +300,7 @@ fn build_radiant(
                  (radiant admin add-member)"
             );
         }
-        let shards = (static_group(), ShardTable::serving_all(config.shard_count));
+        let shards = (static_order(), ShardTable::serving_all(config.shard_count));
         let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
         let last_index = last_recovered_index(&recovered.order);
         let radiant = Radiant::new(member_id, order_options(config), recovered.order, seed);
@@ -308,9 +308,9 @@ fn build_radiant(
     }
 }
 
-/// The group id of a static order (the `members` config key).
-fn static_group() -> GroupId {
-    GroupId::new(STATIC_ORDER_ID).expect("nonzero constant")
+/// The order id of a static order (the `members` config key).
+fn static_order() -> OrderId {
+    OrderId::new(STATIC_ORDER_ID).expect("nonzero constant")
 }
 
 fn last_recovered_index(order: &crate::core::RecoveredOrder) -> u64 {
@@ -369,7 +369,7 @@ fn initial_membership(
 pub fn order_options(config: &Config) -> OrderOptions {
     OrderOptions {
         cluster: radiant_protocol::ClusterId::UNSET,
-        group: static_group(),
+        order_id: static_order(),
         shard_count: config.shard_count,
         snapshot_interval_entries: config.snapshot_interval_entries,
         snapshot_interval_bytes: config.snapshot_interval_bytes,

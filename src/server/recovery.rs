@@ -3,7 +3,7 @@
 //! commit index. Entries after that go to the core, which applies them once it learns
 //! they are committed. The radiant resumes with exactly the state it had durably.
 
-use radiant_protocol::{DecodeError, GroupId, LogEntry, LogIndex};
+use radiant_protocol::{DecodeError, LogEntry, LogIndex, OrderId};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -71,14 +71,14 @@ pub fn snapshot_limits(config: &Config) -> SnapshotLimits {
 }
 
 /// Loads the snapshot and replays the log into `machine`. `membership` is the order as
-/// configured and `shards` the order `group`'s shard table before any entry; a
+/// configured and `shards` the order `order_id`'s shard table before any entry; a
 /// snapshot's sections replace them.
 pub fn recover(
     data_dir: &DataDir,
     config: &Config,
     machine: &StateMachine,
     membership: Membership,
-    (group, shards): (GroupId, ShardTable),
+    (order_id, shards): (OrderId, ShardTable),
 ) -> Result<Recovered, RecoveryError> {
     let mut membership = membership;
     let mut shards = shards;
@@ -125,7 +125,7 @@ pub fn recover(
     }
     let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
     let commit = recovered.hard_state.commit.clamp(snapshot_index, last_index);
-    let state = ReplayState { membership: &mut membership, group, shards: &mut shards };
+    let state = ReplayState { membership: &mut membership, order_id, shards: &mut shards };
     replay(data_dir, config, machine, state, &entries, commit)?;
     info!(
         snapshot_index,
@@ -175,7 +175,7 @@ fn load_newest_snapshot(
 /// What replay advances besides the key-value data.
 struct ReplayState<'a> {
     membership: &'a mut Membership,
-    group: GroupId,
+    order_id: OrderId,
     shards: &'a mut ShardTable,
 }
 
@@ -190,7 +190,7 @@ fn replay(
     commit: LogIndex,
 ) -> Result<(), RecoveryError> {
     let limits = config.protocol_limits();
-    let shards = (state.shards, state.group);
+    let shards = (state.shards, state.order_id);
     machine.replay_committed(entries, commit, state.membership, shards, &limits).map_err(
         |(index, source)| RecoveryError::Command { data_dir: data_dir.path.clone(), index, source },
     )

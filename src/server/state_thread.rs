@@ -338,7 +338,7 @@ impl StateThread {
         set(&figures.disk_free_bytes, self.disk_alarm.free_bytes().unwrap_or(0));
         set(&figures.disk_alarm, u64::from(self.disk_alarm.refusal().is_some()));
         let Some(order) = self.radiant.order() else { return };
-        set(&figures.group, order.group().get());
+        set(&figures.order_id, order.order_id().get());
         set(&figures.last_index, order.last_index());
         set(&figures.commit_index, order.commit_index());
         set(&figures.applied_index, order.applied_index());

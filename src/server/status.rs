@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use radiant_protocol::{GroupId, MemberId};
+use radiant_protocol::{MemberId, OrderId};
 use serde_json::{json, Value};
 
 use crate::core::order::{Order, OrderState};
@@ -95,7 +95,7 @@ pub fn summary(document: &Value) -> String {
         let state = order["state"].as_str().unwrap_or("-");
         if state != "ACTIVE" && state != "-" {
             let reason = order["reason"].as_str().unwrap_or("no reason given");
-            problems.push(format!("order {} is {state}: {reason}", order["group"]));
+            problems.push(format!("order {} is {state}: {reason}", order["order"]));
         }
     }
     if !system.is_object() {
@@ -158,9 +158,9 @@ pub fn status_line(radiant: &Radiant, disk_alarm: Option<&str>) -> String {
         Some(order) => {
             let role = format!("{:?}", order.role()).to_lowercase();
             let herald = order.herald().map_or("none".to_string(), |h| h.get().to_string());
-            let group = order.group().get();
+            let order_id = order.order_id().get();
             format!(
-                "ready: member {member}, {role} of order {group} (herald {herald}), \
+                "ready: member {member}, {role} of order {order_id} (herald {herald}), \
                  configuration {configuration}"
             )
         }
@@ -194,7 +194,7 @@ fn order_json(order: &Order, tick_ms: u64) -> Value {
         .collect();
     let (health, reason) = order.health();
     json!({
-        "group": order.group().get(),
+        "order": order.order_id().get(),
         // The reported state (`Order::health`): as the replica's, but an error while a
         // member is down.
         "order_state": health.to_string(),
@@ -241,7 +241,7 @@ fn moves_json(order: &Order) -> Vec<Value> {
 #[derive(Default)]
 struct Liveness {
     /// Each order's state and why it is not `ACTIVE`.
-    orders: BTreeMap<GroupId, (String, Option<String>)>,
+    orders: BTreeMap<OrderId, (String, Option<String>)>,
     /// Each radiant's ticks since it was last heard, and who heard it.
     radiants: BTreeMap<MemberId, (u64, &'static str)>,
     /// Ticks of silence after which a radiant is `DOWN`.
@@ -252,7 +252,7 @@ fn liveness(status: &SystemStatus<'_>, order: Option<&Order>) -> Liveness {
     let Some(order) = order else { return Liveness::default() };
     let down_ticks = order.member_down_ticks();
     let mut liveness = Liveness { down_ticks, ..Liveness::default() };
-    for (group, report) in status.order_reports.into_iter().flatten() {
+    for (order_id, report) in status.order_reports.into_iter().flatten() {
         let age = status.now.0.saturating_sub(report.heard_at.0);
         let reason = (!report.reason.is_empty()).then(|| report.reason.clone());
         let (state, reason) = if age >= down_ticks {
@@ -265,14 +265,14 @@ fn liveness(status: &SystemStatus<'_>, order: Option<&Order>) -> Liveness {
         } else {
             (report.state.clone(), reason)
         };
-        liveness.orders.insert(*group, (state, reason));
+        liveness.orders.insert(*order_id, (state, reason));
         for &(member, quiet) in &report.members {
             let quiet = if member == report.herald { age } else { quiet.saturating_add(age) };
             liveness.radiants.insert(member, (quiet, "controller"));
         }
     }
     let (health, reason) = order.health();
-    liveness.orders.insert(order.group(), (health.to_string(), reason));
+    liveness.orders.insert(order.order_id(), (health.to_string(), reason));
     for (member, quiet) in order.member_quiet_ticks() {
         liveness.radiants.insert(member, (quiet, "herald"));
     }
@@ -289,7 +289,7 @@ fn controller_json(system: &System, status: &SystemStatus<'_>) -> Option<Value> 
         });
         return Some(json!({
             "term": system.controller_term(),
-            "group": record.group.map(|group| group.get()),
+            "order": record.order_id.map(|order_id| order_id.get()),
             "member": record.member.map(|member| member.get()),
             "address": address,
         }));
@@ -297,7 +297,7 @@ fn controller_json(system: &System, status: &SystemStatus<'_>) -> Option<Value> 
     status.controller.map(|view| {
         json!({
             "term": view.term,
-            "group": view.group.map(|group| group.get()),
+            "order": view.order_id.map(|order_id| order_id.get()),
             "member": view.member.map(|member| member.get()),
             "address": view.address,
         })
@@ -313,19 +313,19 @@ fn system_json(system: &System, order: Option<&Order>, tick_ms: u64) -> Value {
             configuration
                 .orders
                 .iter()
-                .map(|(group, members)| {
-                    let herald = status.heralds.get(group).map(|member| member.get());
-                    let mine = order.filter(|order| order.group() == *group);
-                    let (state, reason) = liveness.orders.get(group).cloned().unzip();
+                .map(|(order_id, members)| {
+                    let herald = status.heralds.get(order_id).map(|member| member.get());
+                    let mine = order.filter(|order| order.order_id() == *order_id);
+                    let (state, reason) = liveness.orders.get(order_id).cloned().unzip();
                     json!({
-                        "group": group.get(),
+                        "order": order_id.get(),
                         "herald": herald.or_else(|| mine.and_then(Order::herald).map(|m| m.get())),
                         "members": members.iter().map(|member| member.get()).collect::<Vec<_>>(),
-                        "shards": configuration.shard_count_of(*group),
+                        "shards": configuration.shard_count_of(*order_id),
                         "state": state,
                         "reason": reason.flatten(),
-                        "leaving": configuration.leaving.contains(group),
-                        "moving": system.shard_report(*group).map(|(_, moving)| moving),
+                        "leaving": configuration.leaving.contains(order_id),
+                        "moving": system.shard_report(*order_id).map(|(_, moving)| moving),
                     })
                 })
                 .collect()
@@ -342,7 +342,7 @@ fn system_json(system: &System, order: Option<&Order>, tick_ms: u64) -> Value {
                         "peer": address.peer,
                         "client": address.client,
                         "resp": (!address.resp.is_empty()).then_some(&address.resp),
-                        "order": configuration.order_of(*member).map(|group| group.get()),
+                        "order": configuration.order_of(*member).map(|order_id| order_id.get()),
                     });
                     if let Some(&(quiet, heard_by)) = liveness.radiants.get(member) {
                         radiant["last_heard_ms"] = json!(quiet.saturating_mul(tick_ms));
@@ -370,7 +370,7 @@ fn system_json(system: &System, order: Option<&Order>, tick_ms: u64) -> Value {
         "radiants": radiants,
         "shard_count": configuration.map_or(0, |configuration| configuration.shards.len()),
         "shard_owners": configuration
-            .map(|c| c.shards.iter().map(|group| group.get()).collect::<Vec<_>>())
+            .map(|c| c.shards.iter().map(|order_id| order_id.get()).collect::<Vec<_>>())
             .unwrap_or_default(),
         "known_radiants": status.known,
         "bootstrap_expect": status.bootstrap_expect,

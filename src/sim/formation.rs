@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use radiant_protocol::slots::ShardId;
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ClusterId, Command, Configuration, ErrorResponse, GroupId,
-    Limits, LogIndex, PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
+    ClientRequest, ClientResponse, ClusterId, Command, Configuration, ErrorResponse, Limits,
+    LogIndex, OrderId, PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
 };
 
 use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
@@ -719,7 +719,7 @@ impl Formation {
             !listed(&newest, index) && self.configurations.values().any(|c| listed(c, index))
         };
         let mut controllers = Vec::new();
-        let mut heralds: BTreeMap<GroupId, usize> = BTreeMap::new();
+        let mut heralds: BTreeMap<OrderId, usize> = BTreeMap::new();
         for (index, node) in self.nodes.iter().enumerate().filter(|(index, _)| !removed(*index)) {
             let Some(core) = &node.core else { return false };
             let Some(configuration) = &node.record.configuration else { return false };
@@ -730,8 +730,10 @@ impl Formation {
                 controllers.push(index);
             }
             if let Some(order) = core.order() {
-                if order.role() == OrderRole::Herald && newest.orders.contains_key(&order.group()) {
-                    *heralds.entry(order.group()).or_default() += 1;
+                if order.role() == OrderRole::Herald
+                    && newest.orders.contains_key(&order.order_id())
+                {
+                    *heralds.entry(order.order_id()).or_default() += 1;
                 }
             }
         }
@@ -762,7 +764,7 @@ impl Formation {
                     node.record.committed,
                     node.record.accepted.as_ref().map(|c| c.number),
                     system.and_then(|s| s.controller_term()),
-                    core.and_then(Radiant::order).map(|o| o.group().get()),
+                    core.and_then(Radiant::order).map(|o| o.order_id().get()),
                     core.and_then(Radiant::order).map(|o| (
                         o.role(),
                         o.term(),
@@ -790,13 +792,13 @@ fn recover(node: &mut Node, shard_count: u32) -> RecoveredOrder {
     let last_index = entries.last().map_or(0, |entry| entry.index);
     let commit = node.disk.promised.hard_state.commit.min(last_index);
     // As the daemon's recovery replays it. Before the record names an order there is no
-    // data to replay; the group is moot.
-    let group = node.record.group.unwrap_or(GroupId::new(1).expect("nonzero"));
+    // data to replay; the order is moot.
+    let order_id = node.record.order_id.unwrap_or(OrderId::new(1).expect("nonzero"));
     let replayed = machine.replay_committed(
         &entries,
         commit,
         &mut membership,
-        (&mut shards, group),
+        (&mut shards, order_id),
         &Limits::DEFAULT,
     );
     if let Err((index, error)) = replayed {
@@ -817,7 +819,7 @@ fn recover(node: &mut Node, shard_count: u32) -> RecoveredOrder {
 fn order_template(shard_count: u32, injected_bug: InjectedBug) -> OrderOptions {
     OrderOptions {
         cluster: ClusterId::UNSET,
-        group: GroupId::new(1).expect("nonzero"),
+        order_id: OrderId::new(1).expect("nonzero"),
         shard_count,
         snapshot_interval_entries: u64::MAX / 2,
         snapshot_interval_bytes: u64::MAX / 2,

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use radiant_protocol::{
-    ClientRequest, ClientResponse, Command, ErrorResponse, GroupId, InstallSnapshot, Limits,
-    LogIndex, MemberId, PeerBody, PeerMessage, ReadConsistency, Term,
+    ClientRequest, ClientResponse, Command, ErrorResponse, InstallSnapshot, Limits, LogIndex,
+    MemberId, OrderId, PeerBody, PeerMessage, ReadConsistency, Term,
 };
 
 use super::disk::{SimRadiantStorage, SimSnapshot, SimStorage, StartFailure};
@@ -938,7 +938,7 @@ impl Simulator {
     fn order_options(&self, shard_count: u32) -> OrderOptions {
         OrderOptions {
             cluster: radiant_protocol::ClusterId::UNSET,
-            group: GroupId::new(1).expect("nonzero"),
+            order_id: OrderId::new(1).expect("nonzero"),
             shard_count,
             snapshot_interval_entries: self.options.snapshot_interval_entries,
             snapshot_interval_bytes: self.options.snapshot_interval_bytes,
@@ -985,12 +985,12 @@ impl Simulator {
         let commit = radiant.disk.promised.hard_state.commit.clamp(snapshot_index, last_index);
         // As the daemon's recovery replays it; a static order serves every shard.
         let mut shards = ShardTable::serving_all(radiant.machine.shard_count());
-        let group = options.group;
+        let order_id = options.order_id;
         let replayed = radiant.machine.replay_committed(
             &entries,
             commit,
             &mut membership,
-            (&mut shards, group),
+            (&mut shards, order_id),
             &limits,
         );
         if let Err((index, error)) = replayed {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use radiant_protocol::{ClientId, ClientResponse, Command, GroupId, LogIndex, Session, ShardChunk};
+use radiant_protocol::{ClientId, ClientResponse, Command, LogIndex, OrderId, Session, ShardChunk};
 
 use crate::core::shards::{ShardEffect, ShardTable};
 
@@ -220,13 +220,13 @@ impl StateMachine {
         bytes.is_empty().then_some((shard, sessions))
     }
 
-    /// Applies committed `command` at `index` as the order `group` and its shard workers
+    /// Applies committed `command` at `index` as the order `order_id` and its shard workers
     /// did when it was first applied, for replays (recovery, the simulator's restarts):
     /// migration entries through `shards`, writes only to shards it served then.
     /// Membership and council entries are the caller's business and ignored here.
     pub fn replay(
         &self,
-        (shards, group): (&mut ShardTable, GroupId),
+        (shards, order_id): (&mut ShardTable, OrderId),
         index: LogIndex,
         command: Command,
         limits: &radiant_protocol::Limits,
@@ -234,7 +234,7 @@ impl StateMachine {
         match command {
             Command::Noop | Command::Membership(_) | Command::Council(_) => {}
             Command::Migration(entry) => {
-                for effect in shards.apply(group, &entry) {
+                for effect in shards.apply(order_id, &entry) {
                     self.apply_shard_effect(effect, limits);
                 }
             }
@@ -258,7 +258,7 @@ impl StateMachine {
         entries: &[radiant_protocol::LogEntry],
         commit: LogIndex,
         membership: &mut crate::core::order::Membership,
-        (shards, group): (&mut ShardTable, GroupId),
+        (shards, order_id): (&mut ShardTable, OrderId),
         limits: &radiant_protocol::Limits,
     ) -> Result<(), (LogIndex, radiant_protocol::DecodeError)> {
         for entry in entries.iter().take_while(|entry| entry.index <= commit) {
@@ -269,7 +269,7 @@ impl StateMachine {
                 Command::Membership(change) => {
                     membership.apply(&change);
                 }
-                command => self.replay((&mut *shards, group), entry.index, command, limits),
+                command => self.replay((&mut *shards, order_id), entry.index, command, limits),
             }
         }
         Ok(())

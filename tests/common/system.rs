@@ -113,7 +113,7 @@ pub fn agreed_shape(statuses: &[(usize, Value)]) -> Option<(u64, Vec<usize>)> {
         if system["state"] != "ASSOCIATED" || system["cluster"].is_null() {
             return None;
         }
-        if status["group"].is_u64() && status["ready"] != true {
+        if status["order"].is_u64() && status["ready"] != true {
             return None;
         }
         let orders = system["orders"].as_array()?;

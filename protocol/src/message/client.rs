@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::codec::{put_address, put_bool, put_bytes, put_optional_bytes, Reader};
 use crate::configuration::Configuration;
 use crate::error::DecodeError;
-use crate::ids::{ClientId, GroupId, MemberId};
+use crate::ids::{ClientId, MemberId, OrderId};
 use crate::kind::Kind;
 use crate::limits::Limits;
 use crate::message::batch::{Batch, BatchOutcome};
@@ -177,13 +177,13 @@ pub enum ClientRequest {
         /// The shard.
         shard: u32,
         /// The order that will serve it.
-        to: GroupId,
+        to: OrderId,
     },
-    /// Admin: move every shard off the order `group`, then dissolve it (its radiants
+    /// Admin: move every shard off the order `order_id`, then dissolve it (its radiants
     /// become spares). Answered by `Done` once the configuration that starts it commits.
     LeaveOrder {
         /// The order to dissolve.
-        group: GroupId,
+        order_id: OrderId,
     },
     /// Ask for committed configuration `number` (0: the newest this radiant knows).
     /// Answered by `ConfigurationResult` from the radiant's own record of the
@@ -232,12 +232,12 @@ pub enum ClientRequest {
         max_bytes: u32,
     },
     /// Admin, majority-loss recovery (`RECOVER_RESET`, kind 0x82): `survivor`, the radiant
-    /// receiving this, becomes the sole member of `group`, keeping its log. Refused while
+    /// receiving this, becomes the sole member of `order_id`, keeping its log. Refused while
     /// the order has a herald or a majority of its voters is heard from. Answered `Done`
     /// once the reset is committed.
     RecoverOrder {
         /// The order.
-        group: GroupId,
+        order_id: OrderId,
         /// The surviving member to keep.
         survivor: MemberId,
     },
@@ -378,9 +378,11 @@ impl ClientRequest {
             }
             Kind::MoveShard => ClientRequest::MoveShard {
                 shard: reader.read_u32("shard")?,
-                to: reader.read_group_id("to")?,
+                to: reader.read_order_id("to")?,
             },
-            Kind::LeaveOrder => ClientRequest::LeaveOrder { group: reader.read_group_id("group")? },
+            Kind::LeaveOrder => {
+                ClientRequest::LeaveOrder { order_id: reader.read_order_id("order")? }
+            }
             Kind::QueryConfiguration => {
                 ClientRequest::QueryConfiguration { number: reader.read_u64("number")? }
             }
@@ -403,7 +405,7 @@ impl ClientRequest {
     }
 
     /// The kinds of the continued range (0x80–0x8F): `Batch`; `ReadShard` (`u32` shard,
-    /// `u64` cursor, optional `after` key, `u32` max bytes); `RecoverOrder` (`u64` group,
+    /// `u64` cursor, optional `after` key, `u32` max bytes); `RecoverOrder` (`u64` order,
     /// `u64` survivor).
     fn decode_continued(
         kind: Kind,
@@ -427,7 +429,7 @@ impl ClientRequest {
                 ClientRequest::ReadShard { shard, cursor, after, max_bytes }
             }
             Kind::RecoverOrder => ClientRequest::RecoverOrder {
-                group: reader.read_group_id("group")?,
+                order_id: reader.read_order_id("order")?,
                 survivor: reader.read_member_id("survivor")?,
             },
             _ => return Err(reader.invalid("kind", "not a client request kind")),
@@ -473,7 +475,7 @@ impl ClientRequest {
                 dst.put_u32(*shard);
                 dst.put_u64(to.get());
             }
-            ClientRequest::LeaveOrder { group } => dst.put_u64(group.get()),
+            ClientRequest::LeaveOrder { order_id } => dst.put_u64(order_id.get()),
             ClientRequest::QueryConfiguration { number } => dst.put_u64(*number),
             ClientRequest::Authenticate { token } => put_bytes(dst, token),
             ClientRequest::Update { key, update, session } => {
@@ -491,8 +493,8 @@ impl ClientRequest {
                 put_optional_bytes(dst, after.as_ref());
                 dst.put_u32(*max_bytes);
             }
-            ClientRequest::RecoverOrder { group, survivor } => {
-                dst.put_u64(group.get());
+            ClientRequest::RecoverOrder { order_id, survivor } => {
+                dst.put_u64(order_id.get());
                 dst.put_u64(survivor.get());
             }
         }
@@ -741,7 +743,7 @@ mod tests {
             ClientRequest::TransferHerald { to: MemberId::new(2) },
             ClientRequest::Status,
             ClientRequest::RecoverOrder {
-                group: GroupId::new(2).unwrap(),
+                order_id: OrderId::new(2).unwrap(),
                 survivor: MemberId::new(5).unwrap(),
             },
         ];

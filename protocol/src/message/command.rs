@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::codec::{put_address, put_bytes, put_optional_bytes, Reader};
 use crate::configuration::Configuration;
 use crate::error::DecodeError;
-use crate::ids::{GroupId, MemberId, Term};
+use crate::ids::{MemberId, OrderId, Term};
 use crate::limits::Limits;
 use crate::message::batch::Batch;
 use crate::message::client::Session;
@@ -87,7 +87,7 @@ pub enum CouncilEntry {
         /// The council term.
         term: Term,
         /// The order voted for (none: only the term advances).
-        candidate: Option<GroupId>,
+        candidate: Option<OrderId>,
     },
     /// The order holds `configuration` (accepted from the controller of its term).
     /// Sub-tag 2.
@@ -293,7 +293,7 @@ impl CouncilEntry {
         let entry = match reader.read_u8("council")? {
             COUNCIL_VOTE => CouncilEntry::Vote {
                 term: reader.read_u64("term")?,
-                candidate: GroupId::new(reader.read_u64("candidate")?),
+                candidate: OrderId::new(reader.read_u64("candidate")?),
             },
             COUNCIL_ACCEPT => CouncilEntry::Accept(Configuration::decode(reader)?),
             COUNCIL_COMMIT => CouncilEntry::Commit { number: reader.read_u64("number")? },
@@ -307,7 +307,7 @@ impl CouncilEntry {
             CouncilEntry::Vote { term, candidate } => {
                 dst.put_u8(COUNCIL_VOTE);
                 dst.put_u64(*term);
-                dst.put_u64(GroupId::to_wire(*candidate));
+                dst.put_u64(OrderId::to_wire(*candidate));
             }
             CouncilEntry::Accept(configuration) => {
                 dst.put_u8(COUNCIL_ACCEPT);

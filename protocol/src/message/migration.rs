@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{put_bytes, put_optional_bytes, Reader};
 use crate::error::DecodeError;
-use crate::ids::GroupId;
+use crate::ids::OrderId;
 use crate::limits::Limits;
 
 /// Most shards one `Adopt` may list (the configuration's own bound).
@@ -42,7 +42,7 @@ pub enum MigrationEntry {
         /// The configuration number.
         number: u64,
         /// Owner of each shard in that configuration.
-        shards: Vec<GroupId>,
+        shards: Vec<OrderId>,
     },
     /// A piece of a shard this order gains. Sub-tag 2.
     Install(ShardChunk),
@@ -164,7 +164,7 @@ impl MigrationEntry {
                 }
                 let mut shards = Vec::with_capacity(count);
                 for _ in 0..count {
-                    shards.push(reader.read_group_id("adopt.shard")?);
+                    shards.push(reader.read_order_id("adopt.shard")?);
                 }
                 MigrationEntry::Adopt { number, shards }
             }
@@ -184,8 +184,8 @@ impl MigrationEntry {
                 dst.put_u8(MIGRATION_ADOPT);
                 dst.put_u64(*number);
                 dst.put_u32(u32::try_from(shards.len()).unwrap_or(u32::MAX));
-                for group in shards {
-                    dst.put_u64(group.get());
+                for order_id in shards {
+                    dst.put_u64(order_id.get());
                 }
             }
             MigrationEntry::Install(chunk) => {
@@ -222,9 +222,9 @@ mod tests {
 
     #[test]
     fn migration_entries_round_trip_as_commands() {
-        let group = GroupId::new(2).unwrap();
+        let order_id = OrderId::new(2).unwrap();
         for entry in [
-            MigrationEntry::Adopt { number: 4, shards: vec![group, group] },
+            MigrationEntry::Adopt { number: 4, shards: vec![order_id, order_id] },
             MigrationEntry::Install(chunk()),
             MigrationEntry::Release { shard: 3, number: 7 },
         ] {

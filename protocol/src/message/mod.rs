@@ -146,7 +146,7 @@ mod tests {
 
     use super::*;
     use crate::frame::decode_frame;
-    use crate::ids::{GroupId, MemberId};
+    use crate::ids::{MemberId, OrderId};
     use crate::replication::LogEntry;
     use crate::state::OrderStateOp;
 
@@ -190,7 +190,7 @@ mod tests {
     fn peer_header() -> PeerHeader {
         PeerHeader {
             cluster: crate::ids::ClusterId(3),
-            group: GroupId::new(7).unwrap(),
+            order_id: OrderId::new(7).unwrap(),
             from: MemberId::new(1).unwrap(),
             to: MemberId::new(2).unwrap(),
             term: 5,

@@ -4,13 +4,13 @@
 //!
 //! This module owns the header and the dispatch from a peer kind to its body; the
 //! bodies' layouts live in `vote.rs` and `replication.rs`. It must not decide what a
-//! message means for an order (stale term, unknown group); the daemon's core does.
+//! message means for an order (stale term, unknown order); the daemon's core does.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::Reader;
 use crate::error::DecodeError;
-use crate::ids::{ClusterId, GroupId, MemberId, Term};
+use crate::ids::{ClusterId, MemberId, OrderId, Term};
 use crate::kind::{Family, Kind};
 use crate::limits::Limits;
 use crate::message::replication::{
@@ -26,7 +26,7 @@ pub struct PeerHeader {
     /// restarted with a data directory of another system must not disturb this one).
     pub cluster: ClusterId,
     /// The order the message belongs to; a radiant drops messages for other orders.
-    pub group: GroupId,
+    pub order_id: OrderId,
     /// The sending member.
     pub from: MemberId,
     /// The receiving member, so a message that reaches the wrong radiant (a reused
@@ -75,12 +75,12 @@ impl PeerHeader {
     /// The size of the header on the wire: a `u128` and four `u64`s.
     pub const BYTES: usize = 48;
 
-    /// Reads the header: `u128` cluster, `u64` group, `u64` from, `u64` to, `u64` term.
+    /// Reads the header: `u128` cluster, `u64` order, `u64` from, `u64` to, `u64` term.
     /// An id of 0 is `ZeroId` naming the field.
     fn decode(reader: &mut Reader) -> Result<PeerHeader, DecodeError> {
         Ok(PeerHeader {
             cluster: ClusterId(reader.read_u128("cluster")?),
-            group: reader.read_group_id("group")?,
+            order_id: reader.read_order_id("order")?,
             from: reader.read_member_id("from")?,
             to: reader.read_member_id("to")?,
             term: reader.read_u64("term")?,
@@ -90,7 +90,7 @@ impl PeerHeader {
     /// Appends the header to `dst`.
     fn encode(&self, dst: &mut BytesMut) {
         dst.put_u128(self.cluster.0);
-        dst.put_u64(self.group.get());
+        dst.put_u64(self.order_id.get());
         dst.put_u64(self.from.get());
         dst.put_u64(self.to.get());
         dst.put_u64(self.term);
@@ -179,7 +179,7 @@ mod tests {
     fn header() -> PeerHeader {
         PeerHeader {
             cluster: ClusterId(5),
-            group: GroupId::new(1).unwrap(),
+            order_id: OrderId::new(1).unwrap(),
             from: MemberId::new(2).unwrap(),
             to: MemberId::new(3).unwrap(),
             term: 4,
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn zero_member_id_in_peer_header_is_rejected() {
-        for (position, field) in [(0, "group"), (1, "from"), (2, "to")] {
+        for (position, field) in [(0, "order"), (1, "from"), (2, "to")] {
             let mut payload = 9u128.to_be_bytes().to_vec();
             for index in 0..4u64 {
                 let value = if index == position { 0 } else { index + 1 };

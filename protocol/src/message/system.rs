@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::codec::{put_address, put_bool, put_optional_bytes, put_string, Reader};
 use crate::configuration::{Configuration, RadiantAddress, MAX_CONFIGURATION_ITEMS};
 use crate::error::DecodeError;
-use crate::ids::{ClusterId, GroupId, MemberId, Term};
+use crate::ids::{ClusterId, MemberId, OrderId, Term};
 use crate::kind::Kind;
 use crate::limits::{Limits, MAX_REASON_BYTES};
 use crate::message::migration::ShardChunk;
@@ -128,13 +128,13 @@ pub struct JoinAccepted {
 }
 
 /// A candidate for controller asks for a vote in `term`. Before configuration 1 the
-/// candidate is a bootstrap radiant (no group or member yet); after, an order's herald.
+/// candidate is a bootstrap radiant (no order or member yet); after, an order's herald.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CouncilRequestVote {
     /// The council term it stands in.
     pub term: Term,
     /// The candidate's order.
-    pub candidate_group: Option<GroupId>,
+    pub candidate_order: Option<OrderId>,
     /// The candidate radiant.
     pub candidate_member: Option<MemberId>,
     /// The number of the newest configuration it holds (0 for none).
@@ -149,7 +149,7 @@ pub struct CouncilVote {
     /// The voter's council term (the requested term when granted).
     pub term: Term,
     /// The voting order (none before configuration 1: the voter is `from`).
-    pub group: Option<GroupId>,
+    pub order_id: Option<OrderId>,
     /// Whether the vote is granted.
     pub granted: bool,
 }
@@ -161,7 +161,7 @@ pub struct CouncilAppend {
     /// The controller's council term.
     pub term: Term,
     /// The controller's order (none while forming).
-    pub controller_group: Option<GroupId>,
+    pub controller_order: Option<OrderId>,
     /// The controller radiant (none while forming).
     pub controller_member: Option<MemberId>,
     /// The newest configuration number a majority of the council holds.
@@ -172,7 +172,7 @@ pub struct CouncilAppend {
     /// in flight), so radiants that missed it (spares of a new order) still get it.
     pub committed_configuration: Option<Configuration>,
     /// Each order's herald, as the controller last heard.
-    pub heralds: Vec<(GroupId, MemberId)>,
+    pub heralds: Vec<(OrderId, MemberId)>,
 }
 
 /// The answer to `CouncilAppend`.
@@ -181,7 +181,7 @@ pub struct CouncilAppendAck {
     /// The answering order's council term.
     pub term: Term,
     /// The answering order (none while forming: the answerer is `from`).
-    pub group: Option<GroupId>,
+    pub order_id: Option<OrderId>,
     /// The answering herald (none while forming).
     pub member: Option<MemberId>,
     /// The newest configuration number it holds durably.
@@ -283,14 +283,14 @@ impl SystemMessage {
             }),
             Kind::CouncilRequestVote => SystemBody::CouncilRequestVote(CouncilRequestVote {
                 term: reader.read_u64("term")?,
-                candidate_group: GroupId::new(reader.read_u64("candidate_group")?),
+                candidate_order: OrderId::new(reader.read_u64("candidate_order")?),
                 candidate_member: MemberId::new(reader.read_u64("candidate_member")?),
                 last_number: reader.read_u64("last_number")?,
                 last_term: reader.read_u64("last_term")?,
             }),
             Kind::CouncilVote => SystemBody::CouncilVote(CouncilVote {
                 term: reader.read_u64("term")?,
-                group: GroupId::new(reader.read_u64("group")?),
+                order_id: OrderId::new(reader.read_u64("order")?),
                 granted: reader.read_bool("granted")?,
             }),
             Kind::CouncilAppend => {
@@ -347,20 +347,20 @@ impl SystemMessage {
             }
             SystemBody::CouncilRequestVote(request) => {
                 dst.put_u64(request.term);
-                dst.put_u64(GroupId::to_wire(request.candidate_group));
+                dst.put_u64(OrderId::to_wire(request.candidate_order));
                 dst.put_u64(MemberId::to_wire(request.candidate_member));
                 dst.put_u64(request.last_number);
                 dst.put_u64(request.last_term);
             }
             SystemBody::CouncilVote(vote) => {
                 dst.put_u64(vote.term);
-                dst.put_u64(GroupId::to_wire(vote.group));
+                dst.put_u64(OrderId::to_wire(vote.order_id));
                 put_bool(dst, vote.granted);
             }
             SystemBody::CouncilAppend(append) => encode_council_append(append, dst),
             SystemBody::CouncilAppendAck(ack) => {
                 dst.put_u64(ack.term);
-                dst.put_u64(GroupId::to_wire(ack.group));
+                dst.put_u64(OrderId::to_wire(ack.order_id));
                 dst.put_u64(MemberId::to_wire(ack.member));
                 dst.put_u64(ack.held);
                 put_bool(dst, ack.success);
@@ -388,7 +388,7 @@ impl SystemMessage {
 
 fn decode_council_append(reader: &mut Reader) -> Result<CouncilAppend, DecodeError> {
     let term = reader.read_u64("term")?;
-    let controller_group = GroupId::new(reader.read_u64("controller_group")?);
+    let controller_order = OrderId::new(reader.read_u64("controller_order")?);
     let controller_member = MemberId::new(reader.read_u64("controller_member")?);
     let committed = reader.read_u64("committed")?;
     let configuration = read_optional_configuration(reader, "configuration")?;
@@ -400,11 +400,11 @@ fn decode_council_append(reader: &mut Reader) -> Result<CouncilAppend, DecodeErr
     let mut heralds = Vec::with_capacity(count);
     for _ in 0..count {
         heralds
-            .push((reader.read_group_id("herald.group")?, reader.read_member_id("herald.member")?));
+            .push((reader.read_order_id("herald.order")?, reader.read_member_id("herald.member")?));
     }
     Ok(CouncilAppend {
         term,
-        controller_group,
+        controller_order,
         controller_member,
         committed,
         configuration,
@@ -415,7 +415,7 @@ fn decode_council_append(reader: &mut Reader) -> Result<CouncilAppend, DecodeErr
 
 fn decode_council_append_ack(reader: &mut Reader) -> Result<CouncilAppendAck, DecodeError> {
     let term = reader.read_u64("term")?;
-    let group = GroupId::new(reader.read_u64("group")?);
+    let order_id = OrderId::new(reader.read_u64("order")?);
     let member = MemberId::new(reader.read_u64("member")?);
     let held = reader.read_u64("held")?;
     let success = reader.read_bool("success")?;
@@ -439,7 +439,7 @@ fn decode_council_append_ack(reader: &mut Reader) -> Result<CouncilAppendAck, De
     }
     Ok(CouncilAppendAck {
         term,
-        group,
+        order_id,
         member,
         held,
         success,
@@ -453,7 +453,7 @@ fn decode_council_append_ack(reader: &mut Reader) -> Result<CouncilAppendAck, De
 
 fn encode_council_append(append: &CouncilAppend, dst: &mut BytesMut) {
     dst.put_u64(append.term);
-    dst.put_u64(GroupId::to_wire(append.controller_group));
+    dst.put_u64(OrderId::to_wire(append.controller_order));
     dst.put_u64(MemberId::to_wire(append.controller_member));
     dst.put_u64(append.committed);
     for configuration in [&append.configuration, &append.committed_configuration] {
@@ -466,8 +466,8 @@ fn encode_council_append(append: &CouncilAppend, dst: &mut BytesMut) {
         }
     }
     dst.put_u32(append.heralds.len() as u32);
-    for (group, member) in &append.heralds {
-        dst.put_u64(group.get());
+    for (order_id, member) in &append.heralds {
+        dst.put_u64(order_id.get());
         dst.put_u64(member.get());
     }
 }
@@ -522,7 +522,7 @@ mod tests {
     fn a_council_append_ack() -> CouncilAppendAck {
         CouncilAppendAck {
             term: 3,
-            group: GroupId::new(1),
+            order_id: OrderId::new(1),
             member: MemberId::new(1),
             held: 1,
             success: true,
@@ -539,12 +539,12 @@ mod tests {
             number: 1,
             council_term: 1,
             next_member_id: 2,
-            next_group_id: 2,
+            next_order_id: 2,
             ..Configuration::default()
         };
         configuration.radiants.insert(MemberId::new(1).unwrap(), address(7400));
-        configuration.orders.insert(GroupId::new(1).unwrap(), [MemberId::new(1).unwrap()].into());
-        configuration.shards = vec![GroupId::new(1).unwrap(); 4];
+        configuration.orders.insert(OrderId::new(1).unwrap(), [MemberId::new(1).unwrap()].into());
+        configuration.shards = vec![OrderId::new(1).unwrap(); 4];
         vec![
             SystemBody::BeaconHandshake(BeaconHandshake {
                 client: "127.0.0.1:7401".into(),
@@ -567,20 +567,20 @@ mod tests {
             }),
             SystemBody::CouncilRequestVote(CouncilRequestVote {
                 term: 3,
-                candidate_group: GroupId::new(2),
+                candidate_order: OrderId::new(2),
                 candidate_member: MemberId::new(5),
                 last_number: 4,
                 last_term: 2,
             }),
-            SystemBody::CouncilVote(CouncilVote { term: 3, group: None, granted: true }),
+            SystemBody::CouncilVote(CouncilVote { term: 3, order_id: None, granted: true }),
             SystemBody::CouncilAppend(Box::new(CouncilAppend {
                 term: 3,
-                controller_group: GroupId::new(1),
+                controller_order: OrderId::new(1),
                 controller_member: MemberId::new(1),
                 committed: 1,
                 configuration: Some(configuration.clone()),
                 committed_configuration: Some(configuration),
-                heralds: vec![(GroupId::new(1).unwrap(), MemberId::new(1).unwrap())],
+                heralds: vec![(OrderId::new(1).unwrap(), MemberId::new(1).unwrap())],
             })),
             SystemBody::CouncilAppendAck(a_council_append_ack()),
             SystemBody::ShardChunk(Box::new(ShardChunk {

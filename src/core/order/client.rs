@@ -95,8 +95,8 @@ impl Order {
                 self.on_transfer_request(to, reply_to, actions);
                 return None;
             }
-            ClientRequest::RecoverOrder { group, survivor } => {
-                self.on_recover_order((group, survivor), reply_to, actions);
+            ClientRequest::RecoverOrder { order_id, survivor } => {
+                self.on_recover_order((order_id, survivor), reply_to, actions);
                 return None;
             }
             ClientRequest::AddRadiant { .. }

@@ -23,7 +23,7 @@ mod state;
 use std::collections::{BTreeMap, VecDeque};
 
 use radiant_protocol::{
-    ClusterId, Command, CouncilEntry, ErrorResponse, GroupId, Limits, LogEntry, LogIndex, MemberId,
+    ClusterId, Command, CouncilEntry, ErrorResponse, Limits, LogEntry, LogIndex, MemberId, OrderId,
     PeerBody, PeerHeader, PeerMessage, Term,
 };
 
@@ -45,7 +45,7 @@ pub struct OrderOptions {
     /// The system this order belongs to; stamped on every message it sends.
     pub cluster: ClusterId,
     /// The order's id.
-    pub group: GroupId,
+    pub order_id: OrderId,
     /// Number of shards keys hash into.
     pub shard_count: u32,
     /// Take a snapshot after this many entries were applied since the last one.
@@ -343,7 +343,10 @@ impl Order {
     /// A peer message. Validates addressing, applies Raft's term rules, dispatches.
     pub(crate) fn on_message(&mut self, message: PeerMessage, actions: &mut Actions) {
         let PeerMessage { header, body } = message;
-        if header.group != self.options.group || header.to != self.me || header.from == self.me {
+        if header.order_id != self.options.order_id
+            || header.to != self.me
+            || header.from == self.me
+        {
             tracing::warn!(?header, "order: dropping a message not addressed to this replica");
             return;
         }
@@ -568,7 +571,7 @@ impl Order {
     fn header(&self, to: MemberId) -> PeerHeader {
         PeerHeader {
             cluster: self.options.cluster,
-            group: self.options.group,
+            order_id: self.options.order_id,
             from: self.me,
             to,
             term: self.term,
@@ -599,8 +602,8 @@ impl Order {
     // ===== the radiant's hooks (council state lives in the order's log) =====
 
     /// The order's id.
-    pub fn group(&self) -> GroupId {
-        self.options.group
+    pub fn order_id(&self) -> OrderId {
+        self.options.order_id
     }
 
     /// `Ok` when this replica can take keyed requests (serve them or send the client
@@ -619,7 +622,7 @@ impl Order {
             return Err(format!(
                 "not ready: order {} has no herald known here yet (it is electing one, or this \
                  radiant has not heard from it since it started); retry shortly",
-                self.options.group
+                self.options.order_id
             ));
         }
         let own_term_committed = self.log.term_at(self.commit_index) == Some(self.term);

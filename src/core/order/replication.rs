@@ -568,7 +568,7 @@ impl Order {
                 }
                 Command::Council(entry) => self.council_applied.push((index, entry)),
                 Command::Migration(entry) => {
-                    let effects = self.shards.apply(self.options.group, &entry);
+                    let effects = self.shards.apply(self.options.order_id, &entry);
                     for effect in effects {
                         actions.push(Action::ShardData(effect));
                     }

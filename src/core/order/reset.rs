@@ -23,7 +23,7 @@
 //! `MEMBER_DOWN_ELECTION_TIMEOUTS` election timeouts.
 
 use radiant_protocol::{
-    ClientResponse, Command, ErrorResponse, GroupId, LogIndex, MemberId, MembershipChange,
+    ClientResponse, Command, ErrorResponse, LogIndex, MemberId, MembershipChange, OrderId,
 };
 
 use super::state::MEMBER_DOWN_ELECTION_TIMEOUTS;
@@ -34,17 +34,17 @@ impl Order {
     /// `RecoverOrder`: carries out the reset, or says why not.
     pub(super) fn on_recover_order(
         &mut self,
-        (group, survivor): (GroupId, MemberId),
+        (order_id, survivor): (OrderId, MemberId),
         reply_to: ReplyTo,
         actions: &mut Actions,
     ) {
-        if self.already_recovered(group, survivor) {
+        if self.already_recovered(order_id, survivor) {
             // A retried recovery (its first answer lost, or the operator running the
             // command again after a later step failed) finds the work done: say so.
             actions.push(Action::Reply { reply_to, result: Ok(ClientResponse::Done) });
             return;
         }
-        if let Err(reason) = self.recover_refusal(group, survivor) {
+        if let Err(reason) = self.recover_refusal(order_id, survivor) {
             let result = Err(ErrorResponse::BadRequest { reason });
             actions.push(Action::Reply { reply_to, result });
             return;
@@ -70,9 +70,9 @@ impl Order {
         self.progress.clear();
     }
 
-    /// Whether `survivor` already is the only voter of `group`, its reset committed.
-    fn already_recovered(&self, group: GroupId, survivor: MemberId) -> bool {
-        group == self.options.group
+    /// Whether `survivor` already is the only voter of `order_id`, its reset committed.
+    fn already_recovered(&self, order_id: OrderId, survivor: MemberId) -> bool {
+        order_id == self.options.order_id
             && survivor == self.me
             && self.pending_reset.is_none()
             && self.membership.voters.len() == 1
@@ -80,12 +80,12 @@ impl Order {
     }
 
     /// Why this replica may not reset its order now, if it may not.
-    fn recover_refusal(&self, group: GroupId, survivor: MemberId) -> Result<(), String> {
-        if group != self.options.group {
+    fn recover_refusal(&self, order_id: OrderId, survivor: MemberId) -> Result<(), String> {
+        if order_id != self.options.order_id {
             return Err(format!(
-                "this radiant is of order {}, not order {group}: send recover-order to the \
-                 survivor of order {group}",
-                self.options.group
+                "this radiant is of order {}, not order {order_id}: send recover-order to the \
+                 survivor of order {order_id}",
+                self.options.order_id
             ));
         }
         if survivor != self.me {
@@ -96,17 +96,17 @@ impl Order {
             ));
         }
         if !self.membership.voters.contains(&self.me) {
-            return Err(format!("member {} is not a voter of order {group}", self.me));
+            return Err(format!("member {} is not a voter of order {order_id}", self.me));
         }
         if self.pending_reset.is_some() {
             return Err(format!(
-                "member {} is committing a reset of order {group} already: retry in a moment",
+                "member {} is committing a reset of order {order_id} already: retry in a moment",
                 self.me
             ));
         }
         if self.role == OrderRole::Herald {
             return Err(format!(
-                "member {} is the herald of order {group}: it has a majority",
+                "member {} is the herald of order {order_id}: it has a majority",
                 self.me
             ));
         }
@@ -114,9 +114,9 @@ impl Order {
         let since_herald = self.now.0.saturating_sub(self.herald_heard_at.0);
         if since_herald < window {
             return Err(format!(
-                "order {group} had a herald {since_herald} ticks ago; a recovery is allowed only \
-                 after {window} ticks ({MEMBER_DOWN_ELECTION_TIMEOUTS} election timeouts) without \
-                 one. Wait, and check that the lost members are really gone"
+                "order {order_id} had a herald {since_herald} ticks ago; a recovery is allowed \
+                 only after {window} ticks ({MEMBER_DOWN_ELECTION_TIMEOUTS} election timeouts) \
+                 without one. Wait, and check that the lost members are really gone"
             ));
         }
         let heard: Vec<MemberId> = self
@@ -134,7 +134,7 @@ impl Order {
             .collect();
         if heard.len() >= self.membership.quorum() {
             return Err(format!(
-                "voters {heard:?} of order {group} were heard within {window} ticks: a majority \
+                "voters {heard:?} of order {order_id} were heard within {window} ticks: a majority \
                  is reachable, so the order can elect a herald by itself; fix the network \
                  instead"
             ));

@@ -3,7 +3,7 @@
 //! takes the request and points the client at the controller.
 
 use radiant_protocol::{
-    ClientRequest, ClientResponse, Configuration, ErrorResponse, GroupId, OrderStateOp,
+    ClientRequest, ClientResponse, Configuration, ErrorResponse, OrderId, OrderStateOp,
     RadiantAddress,
 };
 
@@ -24,7 +24,7 @@ impl System {
                 .ok_or(ErrorResponse::Locked(OrderStateOp::MembershipSet)),
             ClientRequest::RemoveRadiant { member } => self.remove(member),
             ClientRequest::MoveShard { shard, to } => self.move_shard(shard, to),
-            ClientRequest::LeaveOrder { group } => self.leave(group),
+            ClientRequest::LeaveOrder { order_id } => self.leave(order_id),
             _ => Err(ErrorResponse::BadRequest { reason: "not a system admin request".into() }),
         };
         match outcome {
@@ -43,11 +43,11 @@ impl System {
         // The last member of an order takes its order with it: the order leaves (its
         // shards move first), and its removal removes the radiant.
         let latest = &controller.latest;
-        let alone = latest
-            .order_of(member)
-            .filter(|group| latest.orders.get(group).is_some_and(|members| members.len() == 1));
-        if let Some(group) = alone {
-            return self.leave(group);
+        let alone = latest.order_of(member).filter(|order_id| {
+            latest.orders.get(order_id).is_some_and(|members| members.len() == 1)
+        });
+        if let Some(order_id) = alone {
+            return self.leave(order_id);
         }
         let next = shape::without_member(&controller.latest, controller.term, member)
             .map_err(|reason| ErrorResponse::BadRequest { reason })?;
@@ -56,7 +56,7 @@ impl System {
     }
 
     /// An operator's `Move`: one configuration of its own, once earlier moves are done.
-    fn move_shard(&mut self, shard: u32, to: GroupId) -> Result<u64, ErrorResponse> {
+    fn move_shard(&mut self, shard: u32, to: OrderId) -> Result<u64, ErrorResponse> {
         if !self.shards_settled() {
             return Err(ErrorResponse::Locked(OrderStateOp::Replicating));
         }
@@ -71,11 +71,11 @@ impl System {
     }
 
     /// An operator's `Leave`: the order's shards move away, then it goes.
-    fn leave(&mut self, group: GroupId) -> Result<u64, ErrorResponse> {
+    fn leave(&mut self, order_id: OrderId) -> Result<u64, ErrorResponse> {
         let controller = self.settled_controller()?;
-        let next = shape::with_leaving(&controller.latest, controller.term, group)
+        let next = shape::with_leaving(&controller.latest, controller.term, order_id)
             .map_err(|reason| ErrorResponse::BadRequest { reason })?;
-        tracing::info!(%group, configuration = next.number, "controller: an order is leaving");
+        tracing::info!(%order_id, configuration = next.number, "controller: an order is leaving");
         Ok(self.propose_configuration(next))
     }
 

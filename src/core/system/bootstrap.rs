@@ -320,7 +320,7 @@ impl System {
         let (last_number, last_term) = self.held_position();
         let request = CouncilRequestVote {
             term,
-            candidate_group: None,
+            candidate_order: None,
             candidate_member: None,
             last_number,
             last_term,
@@ -373,7 +373,7 @@ impl System {
             // Why: a vote must survive a crash before anyone hears of it.
             self.persist(actions);
         }
-        let vote = CouncilVote { term: self.record.bootstrap_term, group: None, granted };
+        let vote = CouncilVote { term: self.record.bootstrap_term, order_id: None, granted };
         self.send(&from, SystemBody::CouncilVote(vote), actions);
     }
 
@@ -467,7 +467,7 @@ impl System {
         }
         let append = CouncilAppend {
             term: controller.term,
-            controller_group: None,
+            controller_order: None,
             controller_member: None,
             committed: controller.committed.as_ref().map_or(0, |c| c.number),
             configuration: Some(controller.latest.clone()),
@@ -494,7 +494,7 @@ impl System {
         if append.term < self.record.bootstrap_term {
             let ack = CouncilAppendAck {
                 term: self.record.bootstrap_term,
-                group: None,
+                order_id: None,
                 member: None,
                 held: 0,
                 success: false,
@@ -535,7 +535,7 @@ impl System {
         }
         let ack = CouncilAppendAck {
             term: append.term,
-            group: None,
+            order_id: None,
             member: None,
             held,
             success: true,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use radiant_protocol::{
     ClusterId, Command, Configuration, CouncilAppend, CouncilAppendAck, CouncilEntry,
-    CouncilRequestVote, CouncilVote, GroupId, MembershipChange, SystemBody, Term,
+    CouncilRequestVote, CouncilVote, MembershipChange, OrderId, SystemBody, Term,
 };
 
 use super::{newer, Controller, Holder, System};
@@ -27,10 +27,10 @@ impl System {
         // it. Then it takes no part (its replicas keep running), and a removed herald of
         // an order that stays hands over.
         let listed = self.record.configuration.as_ref().is_some_and(|configuration| {
-            configuration.orders.contains_key(&order.group())
+            configuration.orders.contains_key(&order.order_id())
                 && self.record.member.is_some_and(|me| configuration.radiants.contains_key(&me))
         });
-        if !order.is_settled_herald() || self.record.group != Some(order.group()) || !listed {
+        if !order.is_settled_herald() || self.record.order_id != Some(order.order_id()) || !listed {
             self.fail_admin(actions);
             if self.controller.take().is_some() {
                 tracing::info!("controller: no longer herald of its order; stepping down");
@@ -39,7 +39,7 @@ impl System {
             self.proposal_pending = false;
             self.forget_migration();
             // A herald removed from an order that stays still hands the order over.
-            if order.is_settled_herald() && self.record.group == Some(order.group()) {
+            if order.is_settled_herald() && self.record.order_id == Some(order.order_id()) {
                 self.reconcile_membership(order, actions);
             }
             return;
@@ -50,13 +50,13 @@ impl System {
         } else if self.now >= self.council_deadline && !self.proposal_pending {
             let term = self.newest_council_term_seen() + 1;
             tracing::info!(term, "council: no controller heard; standing for controller");
-            self.propose(order, CouncilEntry::Vote { term, candidate: Some(order.group()) });
+            self.propose(order, CouncilEntry::Vote { term, candidate: Some(order.order_id()) });
             self.standing = Some(term);
             self.council_deadline = Tick(self.council_timeout());
         } else if self.candidacy.is_some()
             && self.now.0.is_multiple_of(self.options.heartbeat_interval_ticks.max(1))
         {
-            self.request_votes(order.group(), actions);
+            self.request_votes(order.order_id(), actions);
         }
         self.reconcile_membership(order, actions);
         self.tick_migration(order, actions);
@@ -85,7 +85,7 @@ impl System {
     /// Moves the order one step toward the committed configuration's target members.
     fn reconcile_membership(&mut self, order: &mut Order, actions: &mut Actions) {
         let Some(configuration) = &self.record.configuration else { return };
-        let Some(target) = configuration.orders.get(&order.group()) else { return };
+        let Some(target) = configuration.orders.get(&order.order_id()) else { return };
         if order.membership_change_pending() {
             return;
         }
@@ -139,7 +139,7 @@ impl System {
         for (_, entry) in entries {
             match entry {
                 CouncilEntry::Vote { term, candidate } => {
-                    self.apply_vote(term, candidate, herald, order.group(), actions)
+                    self.apply_vote(term, candidate, herald, order.order_id(), actions)
                 }
                 CouncilEntry::Accept(configuration) => {
                     let newer_than_held = self
@@ -172,9 +172,9 @@ impl System {
     fn apply_vote(
         &mut self,
         term: u64,
-        candidate: Option<GroupId>,
+        candidate: Option<OrderId>,
         herald: bool,
-        mine: GroupId,
+        mine: OrderId,
         actions: &mut Actions,
     ) {
         if term > self.record.council_term {
@@ -201,15 +201,15 @@ impl System {
             if self.standing.take() == Some(term) {
                 self.start_candidacy(term, mine, actions);
             }
-        } else if let Some((group, to)) = self.vote_replies.remove(&term) {
-            if Some(group) == candidate {
-                let vote = CouncilVote { term, group: Some(mine), granted: true };
+        } else if let Some((order_id, to)) = self.vote_replies.remove(&term) {
+            if Some(order_id) == candidate {
+                let vote = CouncilVote { term, order_id: Some(mine), granted: true };
                 self.send(&to, SystemBody::CouncilVote(vote), actions);
             }
         }
     }
 
-    fn start_candidacy(&mut self, term: u64, mine: GroupId, actions: &mut Actions) {
+    fn start_candidacy(&mut self, term: u64, mine: OrderId, actions: &mut Actions) {
         if self.record.accepted.is_none() {
             return;
         }
@@ -220,13 +220,13 @@ impl System {
 
     /// Asks every order that has not voted yet; repeated while the candidacy lasts,
     /// since a herald busy committing an earlier council entry drops the request.
-    fn request_votes(&mut self, mine: GroupId, actions: &mut Actions) {
+    fn request_votes(&mut self, mine: OrderId, actions: &mut Actions) {
         let (Some(held), Some((term, votes))) = (&self.record.accepted, &self.candidacy) else {
             return;
         };
         let request = CouncilRequestVote {
             term: *term,
-            candidate_group: Some(mine),
+            candidate_order: Some(mine),
             candidate_member: self.record.member,
             last_number: held.number,
             last_term: held.council_term,
@@ -240,7 +240,9 @@ impl System {
             let members = configuration
                 .orders
                 .iter()
-                .filter(|(group, _)| held.orders.contains_key(group) && !votes.contains(group))
+                .filter(|(order_id, _)| {
+                    held.orders.contains_key(order_id) && !votes.contains(order_id)
+                })
                 .flat_map(|(_, members)| members.iter());
             targets.extend(members.filter_map(|member| {
                 configuration.radiants.get(member).map(|address| address.peer.clone())
@@ -259,7 +261,7 @@ impl System {
         actions: &mut Actions,
     ) {
         let Some(order) = order.filter(|order| order.is_settled_herald()) else { return };
-        let Some(candidate) = request.candidate_group else { return };
+        let Some(candidate) = request.candidate_order else { return };
         // A dissolved order that never heard it was removed must not disturb the council
         // with ever higher terms (Raft's removed-server problem).
         let member_order = self
@@ -282,8 +284,8 @@ impl System {
             return;
         }
         let term = self.record.council_term;
-        let mine = Some(order.group());
-        let reply = |granted| CouncilVote { term, group: mine, granted };
+        let mine = Some(order.order_id());
+        let reply = |granted| CouncilVote { term, order_id: mine, granted };
         if request.term < term || (request.term == term && self.record.council_vote.is_some()) {
             let granted = request.term == term && self.record.council_vote == Some(candidate);
             self.send(&from, SystemBody::CouncilVote(reply(granted)), actions);
@@ -325,8 +327,8 @@ impl System {
         if vote.term != *term || !vote.granted {
             return;
         }
-        if let Some(group) = vote.group {
-            votes.insert(group);
+        if let Some(order_id) = vote.order_id {
+            votes.insert(order_id);
         }
         self.count_council_votes(actions);
     }
@@ -335,7 +337,7 @@ impl System {
         let Some((term, votes)) = &self.candidacy else { return };
         let Some(held) = self.record.accepted.clone() else { return };
         let voters = voting_orders(&held, self.record.configuration.as_ref());
-        let granted = votes.iter().filter(|group| voters.contains(group)).count();
+        let granted = votes.iter().filter(|order_id| voters.contains(order_id)).count();
         if granted <= voters.len() / 2 {
             return;
         }
@@ -370,18 +372,18 @@ impl System {
     /// The controller's heartbeat to every radiant of its newest configuration.
     fn heartbeat_council(&mut self, actions: &mut Actions) {
         let interval = self.options.heartbeat_interval_ticks;
-        let group = self.record.group;
+        let order_id = self.record.order_id;
         let member = self.record.member;
         let Some(controller) = self.controller.as_mut() else { return };
         if !controller.heartbeat_due(interval) {
             return;
         }
-        if let (Some(group), Some(member)) = (group, member) {
-            controller.heralds.insert(group, member);
+        if let (Some(order_id), Some(member)) = (order_id, member) {
+            controller.heralds.insert(order_id, member);
         }
         let append = CouncilAppend {
             term: controller.term,
-            controller_group: group,
+            controller_order: order_id,
             controller_member: member,
             committed: controller.committed.as_ref().map_or(0, |c| c.number),
             configuration: Some(controller.latest.clone()),
@@ -404,7 +406,7 @@ impl System {
             controller
                 .herald_addresses
                 .iter()
-                .filter(|(group, _)| controller.latest.orders.contains_key(group))
+                .filter(|(order_id, _)| controller.latest.orders.contains_key(order_id))
                 .map(|(_, address)| address.clone()),
         );
         let peers: Vec<String> = peers.into_iter().collect();
@@ -423,7 +425,7 @@ impl System {
         if append.term >= current.max(self.record.council_term) {
             self.controller_view = Some(super::ControllerView {
                 term: append.term,
-                group: append.controller_group,
+                order_id: append.controller_order,
                 member: append.controller_member,
                 address: from.clone(),
                 heard_at: self.now,
@@ -485,7 +487,7 @@ impl System {
         let health = order.health();
         let ack = CouncilAppendAck {
             term: self.record.council_term,
-            group: Some(order.group()),
+            order_id: Some(order.order_id()),
             member: Some(order.me()),
             held: self.record.accepted.as_ref().map_or(0, |c| c.number),
             success,
@@ -504,7 +506,7 @@ impl System {
         ack: CouncilAppendAck,
         actions: &mut Actions,
     ) {
-        let Some(group) = ack.group else {
+        let Some(order_id) = ack.order_id else {
             return self.on_bootstrap_ack(from, ack, actions);
         };
         let Some(controller) = self.controller.as_mut() else { return };
@@ -521,10 +523,10 @@ impl System {
             return;
         }
         if let Some(member) = ack.member {
-            controller.heralds.insert(group, member);
+            controller.heralds.insert(order_id, member);
         }
-        controller.held.insert(Holder::Order(group), ack.held);
-        controller.shard_reports.insert(group, (ack.adopted, ack.moving));
+        controller.held.insert(Holder::Order(order_id), ack.held);
+        controller.shard_reports.insert(order_id, (ack.adopted, ack.moving));
         if let Some(herald) = ack.member {
             let report = super::OrderReport {
                 heard_at: self.now,
@@ -533,15 +535,15 @@ impl System {
                 reason: ack.reason,
                 members: ack.members,
             };
-            controller.order_reports.insert(group, report);
+            controller.order_reports.insert(order_id, report);
         }
-        controller.herald_addresses.insert(group, from);
+        controller.herald_addresses.insert(order_id, from);
         let latest = &controller.latest;
         let voters = voting_orders(latest, controller.committed.as_ref());
         let holding = voters
             .iter()
-            .filter(|group| {
-                controller.held.get(&Holder::Order(**group)).is_some_and(|&n| n >= latest.number)
+            .filter(|order_id| {
+                controller.held.get(&Holder::Order(**order_id)).is_some_and(|&n| n >= latest.number)
             })
             .count();
         let committed_number = controller.committed.as_ref().map_or(0, |c| c.number);
@@ -550,7 +552,7 @@ impl System {
             controller.committed = Some(latest.clone());
             controller.heartbeat_elapsed = u64::MAX;
             let dissolved =
-                self.record.group.is_some_and(|mine| !latest.orders.contains_key(&mine));
+                self.record.order_id.is_some_and(|mine| !latest.orders.contains_key(&mine));
             let latest = latest.clone();
             self.answer_joins(actions);
             self.answer_admin(actions);
@@ -569,14 +571,14 @@ impl System {
 /// its orders, less any it creates over the committed configuration (a new order has no
 /// replica, so no vote, until the configuration that creates it commits). Configurations
 /// add or remove one order at a time, so majorities of consecutive ones overlap.
-fn voting_orders(latest: &Configuration, committed: Option<&Configuration>) -> BTreeSet<GroupId> {
+fn voting_orders(latest: &Configuration, committed: Option<&Configuration>) -> BTreeSet<OrderId> {
     latest
         .orders
         .keys()
         .copied()
-        .filter(|group| {
+        .filter(|order_id| {
             committed.is_none_or(|committed| {
-                committed.number >= latest.number || committed.orders.contains_key(group)
+                committed.number >= latest.number || committed.orders.contains_key(order_id)
             })
         })
         .collect()

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use radiant_protocol::{
-    ClusterId, Command, GroupId, LogIndex, MigrationEntry, ShardChunk, ShardChunkAck, SystemBody,
+    ClusterId, Command, LogIndex, MigrationEntry, OrderId, ShardChunk, ShardChunkAck, SystemBody,
 };
 
 use super::System;
@@ -171,17 +171,21 @@ impl System {
         }
     }
 
-    /// Peer addresses of `group`'s herald, or of all its members when `all` or when
+    /// Peer addresses of `order_id`'s herald, or of all its members when `all` or when
     /// its herald is not known.
-    fn order_addresses(&self, group: GroupId, all: bool) -> Vec<String> {
+    fn order_addresses(&self, order_id: OrderId, all: bool) -> Vec<String> {
         let Some(configuration) = &self.record.configuration else { return Vec::new() };
         let address = |member| configuration.radiants.get(member).map(|a| a.peer.clone());
-        let herald = self.heralds.get(&group).and_then(address);
+        let herald = self.heralds.get(&order_id).and_then(address);
         match herald {
             Some(herald) if !all => vec![herald],
-            _ => {
-                configuration.orders.get(&group).into_iter().flatten().filter_map(address).collect()
-            }
+            _ => configuration
+                .orders
+                .get(&order_id)
+                .into_iter()
+                .flatten()
+                .filter_map(address)
+                .collect(),
         }
     }
 
@@ -312,10 +316,10 @@ impl System {
         let Some(controller) = &self.controller else { return false };
         let Some(committed) = &controller.committed else { return false };
         controller.latest.number == committed.number
-            && committed.orders.keys().all(|group| {
+            && committed.orders.keys().all(|order_id| {
                 controller
                     .shard_reports
-                    .get(group)
+                    .get(order_id)
                     .is_some_and(|&(adopted, moving)| adopted >= committed.number && moving == 0)
             })
     }

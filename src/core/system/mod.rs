@@ -20,7 +20,7 @@ pub mod shape;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use radiant_protocol::{
-    ClusterId, Configuration, GroupId, MemberId, RadiantAddress, SystemBody, SystemMessage, Term,
+    ClusterId, Configuration, MemberId, OrderId, RadiantAddress, SystemBody, SystemMessage, Term,
 };
 
 pub use record::SystemRecord;
@@ -93,7 +93,7 @@ pub struct ControllerView {
     /// Its council term.
     pub term: Term,
     /// Its order (none for the bootstrap controller).
-    pub group: Option<GroupId>,
+    pub order_id: Option<OrderId>,
     /// The controller radiant (none for the bootstrap controller).
     pub member: Option<MemberId>,
     /// Its peer address.
@@ -121,7 +121,7 @@ pub struct OrderReport {
 /// configuration 1 a bootstrap radiant (by address).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Holder {
-    Order(GroupId),
+    Order(OrderId),
     Radiant(String),
 }
 
@@ -133,18 +133,18 @@ struct Controller {
     latest: Configuration,
     committed: Option<Configuration>,
     held: BTreeMap<Holder, u64>,
-    heralds: BTreeMap<GroupId, MemberId>,
+    heralds: BTreeMap<OrderId, MemberId>,
     pending_joins: BTreeMap<String, MemberId>,
     /// Admin requests answered once the configuration number given commits.
     pending_admin: Vec<(ReplyTo, u64)>,
     /// Each order's last report: the configuration it has adopted and how many of its
     /// shards are still moving.
-    shard_reports: BTreeMap<GroupId, (u64, u32)>,
+    shard_reports: BTreeMap<OrderId, (u64, u32)>,
     /// Each order's state and members' liveness as its herald last reported them.
-    order_reports: BTreeMap<GroupId, OrderReport>,
+    order_reports: BTreeMap<OrderId, OrderReport>,
     /// Where each order's herald answered from: heartbeats go there too, so a herald the
     /// newest configuration removed still hears it (and hands over).
-    herald_addresses: BTreeMap<GroupId, String>,
+    herald_addresses: BTreeMap<OrderId, String>,
     heartbeat_elapsed: u64,
 }
 
@@ -187,13 +187,13 @@ pub struct System {
     bootstrap_votes: Option<BTreeSet<String>>,
     // The council (after configuration 1).
     controller_view: Option<ControllerView>,
-    heralds: BTreeMap<GroupId, MemberId>,
+    heralds: BTreeMap<OrderId, MemberId>,
     council_deadline: Tick,
-    candidacy: Option<(Term, BTreeSet<GroupId>)>,
+    candidacy: Option<(Term, BTreeSet<OrderId>)>,
     /// The council term this radiant proposed its own order's candidacy for.
     standing: Option<Term>,
     controller: Option<Controller>,
-    vote_replies: BTreeMap<Term, (GroupId, String)>,
+    vote_replies: BTreeMap<Term, (OrderId, String)>,
     ack_to: Option<String>,
     proposal_pending: bool,
     loopback: VecDeque<SystemMessage>,
@@ -228,11 +228,11 @@ pub struct SystemStatus<'a> {
     /// The controller it last heard.
     pub controller: Option<&'a ControllerView>,
     /// Each order's herald, as the controller reports them.
-    pub heralds: &'a BTreeMap<GroupId, MemberId>,
+    pub heralds: &'a BTreeMap<OrderId, MemberId>,
     /// Whether this radiant is the controller.
     pub is_controller: bool,
     /// As the controller: every order's last report (empty elsewhere).
-    pub order_reports: Option<&'a BTreeMap<GroupId, OrderReport>>,
+    pub order_reports: Option<&'a BTreeMap<OrderId, OrderReport>>,
     /// The system's clock, to age `order_reports` and the controller view.
     pub now: Tick,
     /// Radiants it knows by address (beacon phase).
@@ -308,7 +308,7 @@ impl System {
     }
 
     /// Each order's herald, as the controller last reported them.
-    pub fn heralds(&self) -> &BTreeMap<GroupId, MemberId> {
+    pub fn heralds(&self) -> &BTreeMap<OrderId, MemberId> {
         &self.heralds
     }
 
@@ -317,10 +317,10 @@ impl System {
         self.controller.as_ref().is_some_and(|controller| controller.committed.is_some())
     }
 
-    /// The controller's last report from `group`: the configuration it has adopted and
+    /// The controller's last report from `order_id`: the configuration it has adopted and
     /// its shards in flight (only on the controller).
-    pub fn shard_report(&self, group: GroupId) -> Option<(u64, u32)> {
-        self.controller.as_ref()?.shard_reports.get(&group).copied()
+    pub fn shard_report(&self, order_id: OrderId) -> Option<(u64, u32)> {
+        self.controller.as_ref()?.shard_reports.get(&order_id).copied()
     }
 
     /// The controller's council term, when this radiant is the controller.
@@ -558,15 +558,15 @@ impl System {
             SystemBody::BeaconRefused { reason } => self.on_refused(cluster, from, reason),
             SystemBody::JoinSystem(join) => self.on_join(join, actions),
             SystemBody::JoinAccepted(accepted) => self.on_join_accepted(cluster, accepted, actions),
-            SystemBody::CouncilRequestVote(request) => match request.candidate_group {
+            SystemBody::CouncilRequestVote(request) => match request.candidate_order {
                 None => self.on_bootstrap_request_vote(from, request, actions),
                 Some(_) => self.on_council_request_vote(from, request, order, actions),
             },
-            SystemBody::CouncilVote(vote) => match vote.group {
+            SystemBody::CouncilVote(vote) => match vote.order_id {
                 None => self.on_bootstrap_vote(from, vote, actions),
                 Some(_) => self.on_council_vote(vote, order, actions),
             },
-            SystemBody::CouncilAppend(append) => match append.controller_group {
+            SystemBody::CouncilAppend(append) => match append.controller_order {
                 None => self.on_bootstrap_append(cluster, from, *append, actions),
                 Some(_) => self.on_council_append(cluster, from, *append, order, actions),
             },
@@ -731,10 +731,10 @@ impl System {
         self.record.cluster = cluster;
         self.record.member = Some(me);
         self.record.committed = configuration.number;
-        if self.record.group.is_none() {
-            if let Some(group) = configuration.order_of(me) {
-                self.record.group = Some(group);
-                self.record.initial_membership = initial_membership(&configuration, group);
+        if self.record.order_id.is_none() {
+            if let Some(order_id) = configuration.order_of(me) {
+                self.record.order_id = Some(order_id);
+                self.record.initial_membership = initial_membership(&configuration, order_id);
             }
         }
         self.remember(&configuration);
@@ -792,11 +792,11 @@ fn newer(a: &Configuration, b: &Configuration) -> bool {
     (a.number, a.council_term) > (b.number, b.council_term)
 }
 
-/// The membership a radiant starts its replica of `group` with: the order's target
+/// The membership a radiant starts its replica of `order_id` with: the order's target
 /// members, all voters. A radiant added to a running order learns the order's real
 /// membership from the herald's log; until its own promotion its vote counts nowhere.
-pub fn initial_membership(configuration: &Configuration, group: GroupId) -> Membership {
-    let members = configuration.orders.get(&group).into_iter().flatten();
+pub fn initial_membership(configuration: &Configuration, order_id: OrderId) -> Membership {
+    let members = configuration.orders.get(&order_id).into_iter().flatten();
     Membership::with_voters(members.filter_map(|member| {
         let address = configuration.radiants.get(member)?;
         Some((*member, member_address(&address.peer, &address.client)))
@@ -838,7 +838,7 @@ mod tests {
             .collect();
         let first = shape::initial_configuration(1, &peers, 3, 4);
         let second = Configuration { number: 2, council_term: 6, ..first.clone() };
-        let group = GroupId::new(1).expect("nonzero");
+        let order_id = OrderId::new(1).expect("nonzero");
         let base = SystemRecord {
             cluster: ClusterId(9),
             member: MemberId::new(1),
@@ -846,7 +846,7 @@ mod tests {
             configuration: Some(first.clone()),
             accepted: Some(first.clone()),
             council_term: 1,
-            group: Some(group),
+            order_id: Some(order_id),
             ..SystemRecord::default()
         };
         let herald_record = SystemRecord {
@@ -854,7 +854,7 @@ mod tests {
             configuration: Some(second.clone()),
             accepted: Some(second.clone()),
             council_term: 6,
-            council_vote: Some(group),
+            council_vote: Some(order_id),
             ..base.clone()
         };
         let herald = System::new(options(7400), herald_record, 1);
@@ -863,7 +863,7 @@ mod tests {
         let mut actions = Actions::new();
         lagging.on_snapshot_council(&herald.council_snapshot(), &mut actions);
         let record = lagging.record();
-        assert_eq!((record.council_term, record.council_vote), (6, Some(group)));
+        assert_eq!((record.council_term, record.council_vote), (6, Some(order_id)));
         assert_eq!(record.accepted.as_ref().map(|c| c.number), Some(2));
         assert_eq!(record.committed, 2);
         assert_eq!(record.member, MemberId::new(2), "identity is not taken from the snapshot");

@@ -7,7 +7,7 @@
 //! the byte format; `storage::system_file` owns the file.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use radiant_protocol::{ClusterId, Configuration, GroupId, MemberId, Term};
+use radiant_protocol::{ClusterId, Configuration, MemberId, OrderId, Term};
 
 use crate::core::order::Membership;
 
@@ -31,9 +31,9 @@ pub struct SystemRecord {
     /// Its order's council term (mirrors the order's log, so a restart keeps it).
     pub council_term: Term,
     /// Its order's council vote in `council_term`.
-    pub council_vote: Option<GroupId>,
+    pub council_vote: Option<OrderId>,
     /// The order it was assigned to.
-    pub group: Option<GroupId>,
+    pub order_id: Option<OrderId>,
     /// That order's membership when this radiant started its replica (the replica's
     /// log changes it from there, so it is never rewritten).
     pub initial_membership: Membership,
@@ -65,8 +65,8 @@ impl SystemRecord {
         }
         dst.put_u64(self.committed);
         dst.put_u64(self.council_term);
-        dst.put_u64(GroupId::to_wire(self.council_vote));
-        dst.put_u64(GroupId::to_wire(self.group));
+        dst.put_u64(OrderId::to_wire(self.council_vote));
+        dst.put_u64(OrderId::to_wire(self.order_id));
         let membership = self.initial_membership.encode();
         dst.put_u32(membership.len() as u32);
         dst.put_slice(&membership);
@@ -104,8 +104,8 @@ impl SystemRecord {
         }
         let committed = reader.get_u64();
         let council_term = reader.get_u64();
-        let council_vote = GroupId::new(reader.get_u64());
-        let group = GroupId::new(reader.get_u64());
+        let council_vote = OrderId::new(reader.get_u64());
+        let order_id = OrderId::new(reader.get_u64());
         let membership = get_chunk(&mut reader).ok_or_else(short)?;
         let initial_membership = Membership::decode(membership)
             .ok_or_else(|| "initial membership does not decode".to_string())?;
@@ -122,7 +122,7 @@ impl SystemRecord {
             accepted,
             council_term,
             council_vote,
-            group,
+            order_id,
             initial_membership,
         })
     }
@@ -161,13 +161,13 @@ mod tests {
 
     fn record() -> SystemRecord {
         let member = MemberId::new(1).expect("nonzero");
-        let group = GroupId::new(1).expect("nonzero");
+        let order_id = OrderId::new(1).expect("nonzero");
         let mut configuration = Configuration {
             number: 1,
             council_term: 2,
             next_member_id: 2,
-            next_group_id: 2,
-            shards: vec![group; 4],
+            next_order_id: 2,
+            shards: vec![order_id; 4],
             ..Configuration::default()
         };
         let address = RadiantAddress {
@@ -176,7 +176,7 @@ mod tests {
             resp: String::new(),
         };
         configuration.radiants.insert(member, address);
-        configuration.orders.insert(group, [member].into());
+        configuration.orders.insert(order_id, [member].into());
         SystemRecord {
             cluster: ClusterId(77),
             member: Some(member),
@@ -186,8 +186,8 @@ mod tests {
             committed: 1,
             accepted: Some(configuration),
             council_term: 3,
-            council_vote: Some(group),
-            group: Some(group),
+            council_vote: Some(order_id),
+            order_id: Some(order_id),
             initial_membership: Membership::with_voters([(
                 member,
                 "127.0.0.1:1 127.0.0.1:2".into(),

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use radiant_protocol::{Configuration, GroupId, MemberId, RadiantAddress, Term};
+use radiant_protocol::{Configuration, MemberId, OrderId, RadiantAddress, Term};
 
 /// Configuration 1 for `radiants` (by peer address).
 pub fn initial_configuration(
@@ -32,8 +32,8 @@ pub fn initial_configuration(
         })
         .collect();
     let order_count = (members.len() / order_size).max(1);
-    let groups: Vec<GroupId> =
-        (1..=order_count as u64).map(|id| GroupId::new(id).expect("ids start at 1")).collect();
+    let order_ids: Vec<OrderId> =
+        (1..=order_count as u64).map(|id| OrderId::new(id).expect("ids start at 1")).collect();
     for (position, member) in members.iter().enumerate() {
         // Full orders first; each leftover goes to the next order in turn, which is
         // always one of the smallest.
@@ -42,13 +42,13 @@ pub fn initial_configuration(
         } else {
             (position - order_count * order_size) % order_count
         };
-        configuration.orders.entry(groups[order]).or_default().insert(*member);
+        configuration.orders.entry(order_ids[order]).or_default().insert(*member);
     }
     configuration.shards = (0..shard_count as usize)
-        .map(|shard| groups[shard * order_count / shard_count.max(1) as usize])
+        .map(|shard| order_ids[shard * order_count / shard_count.max(1) as usize])
         .collect();
     configuration.next_member_id = members.len() as u64 + 1;
-    configuration.next_group_id = order_count as u64 + 1;
+    configuration.next_order_id = order_count as u64 + 1;
     configuration
 }
 
@@ -68,21 +68,21 @@ pub fn with_joiner(
         .orders
         .iter()
         .filter(|(_, members)| members.len() < order_size)
-        .min_by_key(|(group, members)| (members.len(), **group))
-        .map(|(&group, _)| group);
+        .min_by_key(|(order_id, members)| (members.len(), **order_id))
+        .map(|(&order_id, _)| order_id);
     match short {
-        Some(group) => {
-            next.orders.entry(group).or_default().insert(member);
+        Some(order_id) => {
+            next.orders.entry(order_id).or_default().insert(member);
         }
         None => {
             next.spares.insert(member);
             if next.spares.len() >= order_size {
-                let group = GroupId::new(next.next_group_id).expect("next_group_id starts at 1");
-                next.next_group_id += 1;
+                let order_id = OrderId::new(next.next_order_id).expect("next_order_id starts at 1");
+                next.next_order_id += 1;
                 let founders: BTreeSet<MemberId> =
                     next.spares.iter().copied().take(order_size).collect();
                 next.spares.retain(|spare| !founders.contains(spare));
-                next.orders.insert(group, founders);
+                next.orders.insert(order_id, founders);
             }
         }
     }
@@ -101,12 +101,12 @@ pub fn without_member(
     let mut next = successor(current, council_term);
     next.radiants.remove(&member);
     next.spares.remove(&member);
-    if let Some(group) = next.order_of(member) {
-        let members = next.orders.get_mut(&group).expect("order_of found it");
+    if let Some(order_id) = next.order_of(member) {
+        let members = next.orders.get_mut(&order_id).expect("order_of found it");
         if members.len() == 1 {
             return Err(format!(
-                "radiant {member} is the last member of order {group}; the order must leave \
-                 (`radiant admin leave {group}`: its shards move to the other orders first)"
+                "radiant {member} is the last member of order {order_id}; the order must leave \
+                 (`radiant admin leave {order_id}`: its shards move to the other orders first)"
             ));
         }
         members.remove(&member);
@@ -120,13 +120,17 @@ pub fn without_member(
 /// leaving order has handed everything over, that order removed with its radiants. One
 /// order leaves per configuration. `None` when there is nothing to do.
 pub fn shard_step(current: &Configuration, council_term: Term) -> Option<Configuration> {
-    let staying: BTreeSet<GroupId> =
-        current.orders.keys().filter(|group| !current.leaving.contains(group)).copied().collect();
+    let staying: BTreeSet<OrderId> = current
+        .orders
+        .keys()
+        .filter(|order_id| !current.leaving.contains(order_id))
+        .copied()
+        .collect();
     if staying.is_empty() {
         return None;
     }
     let leaving_holds = current.shards.iter().any(|owner| current.leaving.contains(owner));
-    let empty_stays = staying.iter().any(|&group| current.shard_count_of(group) == 0);
+    let empty_stays = staying.iter().any(|&order_id| current.shard_count_of(order_id) == 0);
     if leaving_holds || empty_stays {
         let shards = super::balance::rebalance(&current.shards, &staying);
         if shards != current.shards {
@@ -134,7 +138,7 @@ pub fn shard_step(current: &Configuration, council_term: Term) -> Option<Configu
         }
     }
     let drained =
-        current.leaving.iter().copied().find(|&group| current.shard_count_of(group) == 0)?;
+        current.leaving.iter().copied().find(|&order_id| current.shard_count_of(order_id) == 0)?;
     let mut next = successor(current, council_term);
     next.leaving.remove(&drained);
     for member in next.orders.remove(&drained).unwrap_or_default() {
@@ -148,7 +152,7 @@ pub fn with_move(
     current: &Configuration,
     council_term: Term,
     shard: u32,
-    to: GroupId,
+    to: OrderId,
 ) -> Result<Configuration, String> {
     if !current.orders.contains_key(&to) || current.leaving.contains(&to) {
         return Err(format!("order {to} does not exist or is leaving; see `radiant status`"));
@@ -164,21 +168,21 @@ pub fn with_move(
     Ok(Configuration { shards, ..successor(current, council_term) })
 }
 
-/// The next configuration with `group` leaving (its shards move, then it is removed).
+/// The next configuration with `order_id` leaving (its shards move, then it is removed).
 pub fn with_leaving(
     current: &Configuration,
     council_term: Term,
-    group: GroupId,
+    order_id: OrderId,
 ) -> Result<Configuration, String> {
-    if !current.orders.contains_key(&group) {
-        return Err(format!("order {group} is not in configuration {}", current.number));
+    if !current.orders.contains_key(&order_id) {
+        return Err(format!("order {order_id} is not in configuration {}", current.number));
     }
-    let staying = current.orders.keys().filter(|g| !current.leaving.contains(g) && **g != group);
+    let staying = current.orders.keys().filter(|g| !current.leaving.contains(g) && **g != order_id);
     if staying.count() == 0 {
-        return Err(format!("order {group} is the last order; the system needs one to serve"));
+        return Err(format!("order {order_id} is the last order; the system needs one to serve"));
     }
     let mut next = successor(current, council_term);
-    next.leaving.insert(group);
+    next.leaving.insert(order_id);
     Ok(next)
 }
 
@@ -212,9 +216,9 @@ mod tests {
         let configuration = initial_configuration(1, &radiants(6), 3, 64);
         configuration.check().expect("valid");
         assert_eq!(sizes(&configuration), [3, 3]);
-        let group = |id| GroupId::new(id).expect("nonzero");
-        assert_eq!(configuration.shard_count_of(group(1)), 32);
-        assert_eq!(configuration.shard_count_of(group(2)), 32);
+        let order_id = |id| OrderId::new(id).expect("nonzero");
+        assert_eq!(configuration.shard_count_of(order_id(1)), 32);
+        assert_eq!(configuration.shard_count_of(order_id(2)), 32);
     }
 
     #[test]
@@ -253,7 +257,7 @@ mod tests {
             resp: String::new(),
         };
         let (next, member) = with_joiner(&configuration, 1, joiner, 3);
-        assert_eq!(next.order_of(member), GroupId::new(1));
+        assert_eq!(next.order_of(member), OrderId::new(1));
         assert_eq!(sizes(&next), [3]);
         let removed = without_member(&next, 1, MemberId::new(2).expect("nonzero")).expect("ok");
         removed.check().expect("valid");
@@ -293,9 +297,9 @@ mod tests {
                         configuration = with_joiner(&configuration, 1, joiner, 3).0;
                     }
                 } else {
-                    let groups: Vec<GroupId> = configuration.orders.keys().copied().collect();
-                    let group = groups[pick % groups.len()];
-                    if let Ok(next) = with_leaving(&configuration, 1, group) {
+                    let order_ids: Vec<OrderId> = configuration.orders.keys().copied().collect();
+                    let order_id = order_ids[pick % order_ids.len()];
+                    if let Ok(next) = with_leaving(&configuration, 1, order_id) {
                         configuration = next;
                     }
                 }
@@ -306,7 +310,7 @@ mod tests {
                 let counts: Vec<usize> = configuration
                     .orders
                     .keys()
-                    .map(|group| configuration.shard_count_of(*group))
+                    .map(|order_id| configuration.shard_count_of(*order_id))
                     .collect();
                 let (low, high) = (counts.iter().min().copied(), counts.iter().max().copied());
                 proptest::prop_assert!(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use radiant_protocol::resp::RespValue;
 use radiant_protocol::slots::{shard_slot_range, ShardId, SLOT_COUNT};
-use radiant_protocol::{Configuration, GroupId, MemberId};
+use radiant_protocol::{Configuration, MemberId, OrderId};
 
 use crate::storage::state_machine::StateMachine;
 
@@ -38,7 +38,7 @@ pub struct OrderView {
     configuration_number: AtomicU64,
     configuration: parking_lot::Mutex<Option<Arc<Configuration>>>,
     /// Each order's herald as this radiant last heard from the controller.
-    heralds: parking_lot::Mutex<BTreeMap<GroupId, MemberId>>,
+    heralds: parking_lot::Mutex<BTreeMap<OrderId, MemberId>>,
 }
 
 impl OrderView {
@@ -61,7 +61,7 @@ impl OrderView {
     }
 
     /// Publishes each order's herald, when they changed.
-    pub fn publish_heralds(&self, heralds: &BTreeMap<GroupId, MemberId>) {
+    pub fn publish_heralds(&self, heralds: &BTreeMap<OrderId, MemberId>) {
         let mut published = self.heralds.lock();
         if *published != *heralds {
             published.clone_from(heralds);
@@ -133,35 +133,35 @@ impl RespRoutes {
             return vec![SlotRange { first: 0, last: SLOT_COUNT - 1, nodes }];
         };
         let heralds = self.view.heralds.lock().clone();
-        let own_group = self.me().and_then(|me| {
+        let own_order = self.me().and_then(|me| {
             configuration.orders.iter().find(|(_, members)| members.contains(&me)).map(|(g, _)| *g)
         });
         let shard_count = u32::try_from(configuration.shards.len()).unwrap_or(0);
-        let mut ranges: Vec<(u16, u16, radiant_protocol::GroupId)> = Vec::new();
-        for (shard, group) in (0..shard_count).zip(configuration.shards.iter()) {
+        let mut ranges: Vec<(u16, u16, radiant_protocol::OrderId)> = Vec::new();
+        for (shard, order_id) in (0..shard_count).zip(configuration.shards.iter()) {
             let slots = shard_slot_range(ShardId(shard), shard_count);
             if slots.is_empty() {
                 continue;
             }
             match ranges.last_mut() {
-                Some((_, last, owner)) if owner == group && *last + 1 == slots.start => {
+                Some((_, last, owner)) if owner == order_id && *last + 1 == slots.start => {
                     *last = slots.end - 1;
                 }
-                _ => ranges.push((slots.start, slots.end - 1, *group)),
+                _ => ranges.push((slots.start, slots.end - 1, *order_id)),
             }
         }
         ranges
             .into_iter()
-            .map(|(first, last, group)| {
-                let members = configuration.orders.get(&group).cloned().unwrap_or_default();
+            .map(|(first, last, order_id)| {
+                let members = configuration.orders.get(&order_id).cloned().unwrap_or_default();
                 let mut nodes: Vec<Node> = members
                     .into_iter()
                     .filter_map(|member| Some(Node { member, address: self.address_of(member)? }))
                     .collect();
-                let herald = if Some(group) == own_group {
-                    own_herald.or_else(|| heralds.get(&group).copied())
+                let herald = if Some(order_id) == own_order {
+                    own_herald.or_else(|| heralds.get(&order_id).copied())
                 } else {
-                    heralds.get(&group).copied()
+                    heralds.get(&order_id).copied()
                 };
                 first_herald(&mut nodes, herald);
                 SlotRange { first, last, nodes }

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use radiant_protocol::{ClientRequest, GroupId, LogIndex};
+use radiant_protocol::{ClientRequest, LogIndex, OrderId};
 
 use super::{Endpoint, Formation, NetworkFaults, Wire};
 use crate::core::order::InjectedBug;
@@ -54,7 +54,7 @@ pub(super) struct Shards {
     pub(super) history: Vec<Operation>,
     clock_ns: u64,
     /// Per order, the newest shard table any member has applied, with its index.
-    tables: BTreeMap<GroupId, (LogIndex, ShardTable)>,
+    tables: BTreeMap<OrderId, (LogIndex, ShardTable)>,
     /// Operator requests sent.
     pub(super) moves: u64,
     pub(super) leaves: u64,
@@ -208,7 +208,7 @@ impl Formation {
         let members: Vec<usize> = (0..self.nodes.len())
             .filter(|&index| {
                 let order = self.nodes[index].core.as_ref().and_then(Radiant::order);
-                order.is_some_and(|order| order.group() == owner)
+                order.is_some_and(|order| order.order_id() == owner)
             })
             .collect();
         let herald = members.iter().copied().max_by_key(|&index| {
@@ -268,20 +268,20 @@ impl Formation {
         let Some(configuration) = self.nodes[controller].record.configuration.clone() else {
             return Ok(());
         };
-        let groups: Vec<GroupId> = configuration
+        let order_ids: Vec<OrderId> = configuration
             .orders
             .keys()
-            .filter(|group| !configuration.leaving.contains(group))
+            .filter(|order_id| !configuration.leaving.contains(order_id))
             .copied()
             .collect();
         let request = if self.prng.chance(workload.move_per_million, 1_000_000) {
             let shard = self.prng.range(0, configuration.shards.len() as u64) as u32;
-            let to = groups[self.prng.range(0, groups.len() as u64) as usize];
+            let to = order_ids[self.prng.range(0, order_ids.len() as u64) as usize];
             ClientRequest::MoveShard { shard, to }
-        } else if groups.len() >= 2 && self.prng.chance(workload.leave_per_million, 1_000_000) {
-            let group = groups[self.prng.range(0, groups.len() as u64) as usize];
-            ClientRequest::LeaveOrder { group }
-        } else if groups.len() >= 2 && self.prng.chance(workload.remove_per_million, 1_000_000) {
+        } else if order_ids.len() >= 2 && self.prng.chance(workload.leave_per_million, 1_000_000) {
+            let order_id = order_ids[self.prng.range(0, order_ids.len() as u64) as usize];
+            ClientRequest::LeaveOrder { order_id }
+        } else if order_ids.len() >= 2 && self.prng.chance(workload.remove_per_million, 1_000_000) {
             let members: Vec<_> = configuration.radiants.keys().copied().collect();
             let member = members[self.prng.range(0, members.len() as u64) as usize];
             ClientRequest::RemoveRadiant { member }
@@ -305,19 +305,19 @@ impl Formation {
         let Some(shards) = self.shards.as_mut() else { return Ok(()) };
         for node in &self.nodes {
             let Some(order) = node.core.as_ref().and_then(Radiant::order) else { continue };
-            let newest = shards.tables.get(&order.group()).map_or(0, |(index, _)| *index);
+            let newest = shards.tables.get(&order.order_id()).map_or(0, |(index, _)| *index);
             if order.applied_index() > newest {
                 let table = order.shards().clone();
-                shards.tables.insert(order.group(), (order.applied_index(), table));
+                shards.tables.insert(order.order_id(), (order.applied_index(), table));
             }
         }
         let shard_count = self.options.shard_count as usize;
         for shard in 0..shard_count {
-            let serving: Vec<GroupId> = shards
+            let serving: Vec<OrderId> = shards
                 .tables
                 .iter()
                 .filter(|(_, (_, table))| *table.state(shard as u32) == ShardState::Serving)
-                .map(|(group, _)| *group)
+                .map(|(order_id, _)| *order_id)
                 .collect();
             if serving.len() > 1 {
                 return Err(format!(
@@ -336,7 +336,7 @@ impl Formation {
             let order = node.core.as_ref().and_then(Radiant::order);
             let member = configuration.radiants.values().any(|a| a.peer == super::address(index));
             let listed = member
-                && order.is_some_and(|order| configuration.orders.contains_key(&order.group()));
+                && order.is_some_and(|order| configuration.orders.contains_key(&order.order_id()));
             !listed
                 || order.is_some_and(|order| {
                     order.shards().adopted() == number && order.shards().moving() == 0
