@@ -19,12 +19,12 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use radiant_protocol::slots::ShardId;
 use radiant_protocol::{
-    ClientRequest, ClientResponse, ClusterId, Command, Configuration, ErrorResponse, Limits,
-    LogIndex, OrderId, PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
+    ClientResponse, ClusterId, Command, Configuration, ErrorResponse, Limits, LogIndex, OrderId,
+    PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
 };
 
 use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
-use super::network::{Endpoint, Network, NetworkFaults};
+use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
 use super::order::swarm_disk_faults;
 use crate::core::effects;
 use crate::core::order::membership::member_peer_address;
@@ -193,22 +193,6 @@ pub struct FormationReport {
     pub history: Vec<crate::sim::history::Operation>,
 }
 
-#[derive(Clone, Debug)]
-enum Wire {
-    Peer(PeerMessage),
-    System(SystemMessage),
-    /// A client's request.
-    Request {
-        correlation: u64,
-        request: ClientRequest,
-    },
-    /// A radiant's answer to a client.
-    Reply {
-        correlation: u64,
-        result: Result<ClientResponse, ErrorResponse>,
-    },
-}
-
 #[derive(Debug)]
 struct Node {
     core: Option<Radiant>,
@@ -230,7 +214,7 @@ struct Formation {
     prng: Prng,
     now: u64,
     nodes: Vec<Node>,
-    network: Network<Wire>,
+    network: Network<SimMessage>,
     actions: Actions,
     controllers: BTreeMap<Term, usize>,
     configurations: BTreeMap<u64, Configuration>,
@@ -381,18 +365,18 @@ impl Formation {
         self.tick_clients(faulty, &faults)?;
         while let Some((from, to, wire)) = self.network.next_due(self.now) {
             let input = match (to, wire) {
-                (Endpoint::Client(client), Wire::Reply { correlation, result }) => {
+                (Endpoint::Client(client), SimMessage::Reply { correlation, result }) => {
                     self.on_client_reply(client, correlation, result, &faults);
                     continue;
                 }
                 (Endpoint::Client(_), _) => continue,
-                (_, Wire::Peer(message)) => Input::Message(message),
-                (_, Wire::System(message)) => Input::System(message),
-                (_, Wire::Request { correlation, request }) => {
+                (_, SimMessage::Peer(message)) => Input::Message(message),
+                (_, SimMessage::System(message)) => Input::System(message),
+                (_, SimMessage::Request { correlation, request }) => {
                     let Endpoint::Client(client) = from else { continue };
                     Formation::client_input(client, correlation, request)
                 }
-                (_, Wire::Reply { .. }) => continue,
+                (_, SimMessage::Reply { .. }) => continue,
             };
             let Endpoint::Radiant(index) = to else { continue };
             self.step(index, input, &faults)?;
@@ -428,7 +412,7 @@ impl Formation {
         }
         let (from, to) =
             (Endpoint::Radiant(index), Endpoint::Client(reply_to.connection.0 as usize));
-        let wire = Wire::Reply { correlation: reply_to.correlation_id, result };
+        let wire = SimMessage::Reply { correlation: reply_to.correlation_id, result };
         self.network.send(self.now, from, to, wire, faults, &mut self.prng);
     }
 
@@ -842,7 +826,7 @@ struct NodeEffects<'a> {
 }
 
 impl NodeEffects<'_> {
-    fn send(&mut self, to: Option<usize>, wire: Wire) {
+    fn send(&mut self, to: Option<usize>, wire: SimMessage) {
         let Some(to) = to else { return };
         let formation = &mut *self.formation;
         let (from, to) = (Endpoint::Radiant(self.index), Endpoint::Radiant(to));
@@ -861,11 +845,11 @@ impl effects::Network for NodeEffects<'_> {
         let to = membership
             .and_then(|membership| member_peer_address(membership, message.header.to))
             .and_then(|peer| index_of(&peer));
-        self.send(to, Wire::Peer(message));
+        self.send(to, SimMessage::Peer(message));
     }
 
     fn send_system(&mut self, to: String, message: SystemMessage) {
-        self.send(index_of(&to), Wire::System(message));
+        self.send(index_of(&to), SimMessage::System(message));
     }
 
     fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {

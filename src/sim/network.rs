@@ -4,7 +4,33 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use radiant_protocol::{ClientRequest, ClientResponse, ErrorResponse, PeerMessage, SystemMessage};
+
 use crate::core::prng::Prng;
+
+/// A message on the simulated network, in every mode. An order run carries no
+/// `System` message (its one static order has no council).
+#[derive(Clone, Debug)]
+pub enum SimMessage {
+    /// Between radiants of an order.
+    Peer(PeerMessage),
+    /// Between radiants of a system (formation, council, migration).
+    System(SystemMessage),
+    /// A client request.
+    Request {
+        /// Echoed in the reply.
+        correlation: u64,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// A radiant's answer.
+    Reply {
+        /// The request's correlation id.
+        correlation: u64,
+        /// The answer.
+        result: Result<ClientResponse, ErrorResponse>,
+    },
+}
 
 /// A network endpoint: a radiant (by index) or a client (by index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -21,7 +21,7 @@ use radiant_protocol::{
 
 use super::disk::{SimRadiantStorage, SimSnapshot, SimStorage, StartFailure};
 use super::history::Operation;
-use super::network::{Endpoint, Network, NetworkFaults};
+use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
 use super::workload::{ClientContext, ClientTiming, Send, SimClient};
 use crate::core::effects;
 use crate::core::order::membership::member_address;
@@ -35,27 +35,6 @@ use crate::storage::state_machine::StateMachine;
 use crate::storage::state_snapshot::OrderSections;
 use radiant_protocol::slots::ShardId;
 use radiant_protocol::SystemMessage;
-
-/// Messages on the simulated network.
-#[derive(Clone, Debug)]
-pub enum SimMessage {
-    /// Between radiants.
-    Peer(PeerMessage),
-    /// A client request.
-    Request {
-        /// Echoed in the reply.
-        correlation: u64,
-        /// The request.
-        request: ClientRequest,
-    },
-    /// A radiant's answer.
-    Reply {
-        /// The request's correlation id.
-        correlation: u64,
-        /// The answer.
-        result: Result<ClientResponse, ErrorResponse>,
-    },
-}
 
 /// Fault rates for the safety phase.
 #[derive(Clone, Debug, PartialEq, Eq)]

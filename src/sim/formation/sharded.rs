@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use radiant_protocol::{ClientRequest, LogIndex, OrderId};
 
-use super::{Endpoint, Formation, NetworkFaults, Wire};
+use super::{Endpoint, Formation, NetworkFaults, SimMessage};
 use crate::core::order::InjectedBug;
 use crate::core::shards::{ShardState, ShardTable};
 use crate::core::{ConnectionId, Input, Radiant, ReplyTo};
@@ -219,7 +219,7 @@ impl Formation {
     }
 
     fn send_request(&mut self, client: usize, send: Send, faults: &NetworkFaults) {
-        let wire = Wire::Request { correlation: send.correlation, request: send.request };
+        let wire = SimMessage::Request { correlation: send.correlation, request: send.request };
         let (from, to) = (Endpoint::Client(client), Endpoint::Radiant(send.radiant));
         self.network.send(self.now, from, to, wire, faults, &mut self.prng);
     }
