@@ -24,6 +24,7 @@ use radiant_protocol::{
 };
 
 use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
+use super::invariants::OrderChecks;
 use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
 use super::order::swarm_disk_faults;
 use crate::core::effects;
@@ -217,6 +218,8 @@ struct Formation {
     network: Network<SimMessage>,
     actions: Actions,
     controllers: BTreeMap<Term, usize>,
+    /// Raft's safety properties across every order's replicas.
+    order_checks: OrderChecks,
     configurations: BTreeMap<u64, Configuration>,
     cluster: ClusterId,
     partition_until: Option<u64>,
@@ -274,6 +277,7 @@ impl Formation {
             network: Network::new(),
             actions: Actions::new(),
             controllers: BTreeMap::new(),
+            order_checks: OrderChecks::new(),
             configurations: BTreeMap::new(),
             cluster: ClusterId::UNSET,
             partition_until: None,
@@ -540,6 +544,9 @@ impl Formation {
         let node = &mut self.nodes[index];
         node.incarnation += 1;
         let recovered = recover(node, self.options.shard_count);
+        if let Some(order_id) = node.record.order_id {
+            self.order_checks.restarted(index, order_id, recovered.applied_index);
+        }
         let seed = self.options.seed ^ ((index as u64) << 40) ^ node.incarnation;
         node.core = Some(Radiant::forming(
             options,
@@ -580,6 +587,21 @@ impl Formation {
     // ===== invariants =====
 
     fn check(&mut self) -> Result<(), String> {
+        // The replicas of the system's own orders: a bootstrap that lost (another cluster
+        // id, or none yet) may have run an order of the same id with another log.
+        let cluster = self.cluster;
+        let replicas: Vec<(usize, &crate::core::Order)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| node.record.is_associated() && node.record.cluster == cluster)
+            .filter_map(|(index, node)| Some((index, node.core.as_ref()?.order()?)))
+            .collect();
+        let deep = self.now.is_multiple_of(16);
+        let now = self.now;
+        self.order_checks
+            .check(&replicas, deep, |_, _, _| {})
+            .map_err(|violation| format!("tick {now}: {violation}"))?;
         for index in 0..self.nodes.len() {
             let node = &self.nodes[index];
             if let Some(term) =
@@ -998,6 +1020,22 @@ mod tests {
             caught.expect("no seed caught the losing order serving a frozen shard");
         println!("caught at seed {seed}: {failure}");
         assert!(failure.contains("not linearizable"), "seed {seed} failed otherwise: {failure}");
+    }
+
+    #[test]
+    fn an_order_whose_members_vote_twice_in_a_term_is_caught_by_the_order_checks() {
+        // Two heralds of one order's term: before the order checks were shared, the
+        // formation simulator judged orders only through the clients' history.
+        let caught = (1..=300).find_map(|seed| {
+            let mut options = FormationOptions::sharded(seed);
+            if let Some(workload) = options.workload.as_mut() {
+                workload.injected_bug = InjectedBug::VoteTwice;
+            }
+            let failure = run(options).err()?;
+            failure.contains("election safety").then_some((seed, failure))
+        });
+        let (seed, failure) = caught.expect("no seed saw two heralds of an order in one term");
+        println!("caught at seed {seed}: {failure}");
     }
 
     fn first_seeds_pass(seeds: std::ops::RangeInclusive<u64>, make: fn(u64) -> FormationOptions) {

@@ -1,8 +1,9 @@
 //! The deterministic simulators (`radiant sim`): many radiant cores in one thread over a
 //! seeded network ([`network`]) and disks ([`disk`]), driven by simulated clients
 //! ([`workload`]): one order in [`order`], formation and sharded systems in
-//! [`formation`]; and their verification side: the client history format
-//! ([`history`]) and the checkers that judge a history ([`checker`]).
+//! [`formation`]; and their verification side: Raft's safety properties across every
+//! order's replicas ([`invariants`]), the client history format ([`history`]) and the
+//! checkers that judge a history ([`checker`]).
 //!
 //! It must not read a clock, start a thread or depend on unordered iteration: a run,
 //! its history and its verdict are the same for a seed on every run and every machine.
@@ -11,6 +12,7 @@ pub mod checker;
 pub mod disk;
 pub mod formation;
 pub mod history;
+pub mod invariants;
 pub mod network;
 pub mod order;
 pub mod workload;

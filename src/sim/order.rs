@@ -11,7 +11,7 @@
 //! network in which every client must finish its operations. The client history is
 //! then checked for linearizability.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use radiant_protocol::{
@@ -21,6 +21,7 @@ use radiant_protocol::{
 
 use super::disk::{SimRadiantStorage, SimSnapshot, SimStorage, StartFailure};
 use super::history::Operation;
+use super::invariants::OrderChecks;
 use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
 use super::workload::{ClientContext, ClientTiming, Send, SimClient};
 use crate::core::effects;
@@ -269,8 +270,6 @@ struct SimRadiant {
     disk: SimStorage,
     restart_at: u64,
     incarnation: u64,
-    /// Highest index whose commit this radiant reported to the checker.
-    checked_commit: LogIndex,
 }
 
 impl SimRadiant {
@@ -286,7 +285,6 @@ impl SimRadiant {
             disk: SimStorage::new(seed ^ id.rotate_left(48), faults),
             restart_at: 0,
             incarnation: 0,
-            checked_commit: 0,
         }
     }
 }
@@ -305,15 +303,13 @@ pub struct Simulator {
     actions: Actions,
     followups: VecDeque<(usize, Input)>,
     // Checker state.
-    heralds_by_term: BTreeMap<Term, MemberId>,
-    checked_heralds: std::collections::BTreeSet<(MemberId, Term)>,
+    order_checks: OrderChecks,
     /// The membership after every committed change, and the one before the last change.
     committed_membership: Membership,
     previous_membership: Membership,
     membership_changes: u64,
     /// Members an admin request asked to remove (never added back).
     ever_removed: std::collections::BTreeSet<MemberId>,
-    committed: BTreeMap<LogIndex, (Term, Bytes)>,
     crashes: u64,
     refusals: u64,
     partition_until: Option<u64>,
@@ -374,13 +370,11 @@ impl Simulator {
             initial_membership,
             actions: Actions::new(),
             followups: VecDeque::new(),
-            heralds_by_term: BTreeMap::new(),
-            checked_heralds: std::collections::BTreeSet::new(),
+            order_checks: OrderChecks::new(),
             ever_removed: std::collections::BTreeSet::new(),
             committed_membership: initial_membership_for_checks.clone(),
             previous_membership: initial_membership_for_checks,
             membership_changes: 0,
-            committed: BTreeMap::new(),
             crashes: 0,
             refusals: 0,
             partition_until: None,
@@ -439,10 +433,13 @@ impl Simulator {
                 .iter()
                 .filter(|operation| operation.return_ns.is_some())
                 .count(),
-            heralds: self.heralds_by_term.len(),
+            heralds: self.order_checks.herald_terms(),
             crashes: self.crashes,
             refusals: self.refusals,
-            committed: self.committed.keys().next_back().copied().unwrap_or(0),
+            committed: self
+                .order_checks
+                .last_committed(static_order_id())
+                .map_or(0, |(index, _)| index),
             snapshots_installed: self.snapshots_installed,
             membership_changes: self.membership_changes,
             messages: (self.network.delivered, self.network.dropped),
@@ -917,7 +914,7 @@ impl Simulator {
     fn order_options(&self, shard_count: u32) -> OrderOptions {
         OrderOptions {
             cluster: radiant_protocol::ClusterId::UNSET,
-            order_id: OrderId::new(1).expect("nonzero"),
+            order_id: static_order_id(),
             shard_count,
             snapshot_interval_entries: self.options.snapshot_interval_entries,
             snapshot_interval_bytes: self.options.snapshot_interval_bytes,
@@ -987,7 +984,7 @@ impl Simulator {
         };
         let seed = self.options.seed ^ (radiant.member.get() << 32) ^ radiant.incarnation;
         radiant.core = Some(Radiant::new(radiant.member, options, recovered, seed));
-        radiant.checked_commit = commit;
+        self.order_checks.restarted(index, static_order_id(), commit);
     }
 }
 
@@ -1157,142 +1154,35 @@ impl Simulator {
 
 impl Simulator {
     fn check_invariants(&mut self) {
-        self.check_election_safety();
-        self.check_committed_entries();
-        self.check_herald_completeness();
-        if self.now.is_multiple_of(16) {
-            self.check_log_matching();
-        }
-        self.check_durability();
-    }
-
-    /// At most one herald per term, ever.
-    fn check_election_safety(&mut self) {
-        for (member, term) in self.current_heralds() {
-            let recorded = *self.heralds_by_term.entry(term).or_insert(member);
-            if recorded != member {
-                self.fail(format!(
-                    "election safety: {recorded} and {member} both herald in term {term}"
-                ));
-            }
-        }
-    }
-
-    /// State-machine safety: every radiant commits the same entry at each index.
-    fn check_committed_entries(&mut self) {
-        let mut violations = Vec::new();
-        for radiant in &mut self.radiants {
-            let Some(core) = radiant.core.as_ref() else {
-                continue;
-            };
-            let order = static_order(core);
-            let from = radiant.checked_commit.max(order.snapshot_index()) + 1;
-            for index in from..=order.commit_index() {
-                let Some(entry) = order.log_entry(index) else {
-                    continue;
-                };
-                match self.committed.get(&index) {
-                    Some((term, data)) if *term != entry.term || *data != entry.data => violations
-                        .push(format!(
-                            "state-machine safety: radiant {} committed ({}, {index}) where \
-                         ({term}, {index}) was committed",
-                            radiant.member, entry.term
-                        )),
-                    Some(_) => {}
-                    None => {
-                        self.committed.insert(index, (entry.term, entry.data.clone()));
-                        let command = Command::decode(entry.data.clone(), &Limits::DEFAULT);
-                        if let Ok(Command::Membership(change)) = command {
-                            self.membership_changes += 1;
-                            self.previous_membership = self.committed_membership.clone();
-                            self.committed_membership.apply(&change);
-                        }
-                    }
-                }
-            }
-            radiant.checked_commit = radiant.checked_commit.max(order.commit_index());
-        }
-        if let Some(violation) = violations.into_iter().next() {
-            self.fail(violation);
-        }
-    }
-
-    /// Log matching: same index and term means same entry and same history before it.
-    fn check_log_matching(&mut self) {
-        let orders: Vec<_> = self
+        let replicas: Vec<(usize, &crate::core::Order)> = self
             .radiants
             .iter()
-            .filter_map(|radiant| radiant.core.as_ref())
-            .map(static_order)
+            .enumerate()
+            .filter_map(|(index, radiant)| Some((index, static_order(radiant.core.as_ref()?))))
             .collect();
-        let mut violation = None;
-        for (position, a) in orders.iter().enumerate() {
-            for b in &orders[position + 1..] {
-                let low = a.snapshot_index().max(b.snapshot_index()) + 1;
-                let high = a.last_index().min(b.last_index());
-                let mut matched_above = false;
-                for index in (low..=high).rev() {
-                    let (Some(x), Some(y)) = (a.log_entry(index), b.log_entry(index)) else {
-                        continue;
-                    };
-                    if x.term == y.term && x.data != y.data {
-                        violation = Some(format!(
-                            "log matching: {} and {} differ at ({}, {index})",
-                            a.me(),
-                            b.me(),
-                            x.term
-                        ));
-                    }
-                    if matched_above && x.term != y.term {
-                        violation = Some(format!(
-                            "log matching: {} and {} agree above {index} but not at it",
-                            a.me(),
-                            b.me()
-                        ));
-                    }
-                    matched_above |= x.term == y.term;
-                }
+        let deep = self.now.is_multiple_of(16);
+        let mut changes = Vec::new();
+        let checked = self.order_checks.check(&replicas, deep, |_, _, data| {
+            if let Ok(Command::Membership(change)) = Command::decode(data.clone(), &Limits::DEFAULT)
+            {
+                changes.push(change);
             }
+        });
+        for change in changes {
+            self.membership_changes += 1;
+            self.previous_membership = self.committed_membership.clone();
+            self.committed_membership.apply(&change);
         }
-        if let Some(violation) = violation {
+        if let Err(violation) = checked {
             self.fail(violation);
         }
-    }
-
-    /// Leader completeness: a herald's log holds every committed entry.
-    fn check_herald_completeness(&mut self) {
-        // Checked when a radiant is first seen as herald of a term: every entry known
-        // committed by then was committed in an earlier term, so the new herald must
-        // hold it. (A herald of a stale term need not hold entries committed later.)
-        let mut violation = None;
-        for radiant in &self.radiants {
-            let Some(core) = radiant.core.as_ref() else { continue };
-            let order = static_order(core);
-            let newly_elected = order.role() == OrderRole::Herald
-                && self.checked_heralds.insert((order.me(), order.term()));
-            if !newly_elected {
-                continue;
-            }
-            for (&index, (term, _)) in self.committed.range(order.snapshot_index() + 1..) {
-                if order.term_at(index) != Some(*term) {
-                    let (me, current) = (order.me(), order.term());
-                    violation = Some(format!(
-                        "leader completeness: herald {me} elected in term {current} lacks \
-                         committed ({term}, {index})"
-                    ));
-                    break;
-                }
-            }
-        }
-        if let Some(violation) = violation {
-            self.fail(violation);
-        }
+        self.check_durability();
     }
 
     /// Every committed entry is durable on a majority (so no acknowledged write can
     /// be lost to crashes of a minority).
     fn check_durability(&mut self) {
-        let Some((&index, &(term, _))) = self.committed.last_key_value() else {
+        let Some((index, term)) = self.order_checks.last_committed(static_order_id()) else {
             return;
         };
         let holders =
@@ -1309,6 +1199,11 @@ impl Simulator {
             ));
         }
     }
+}
+
+/// The id of the simulated static order.
+fn static_order_id() -> OrderId {
+    OrderId::new(1).expect("nonzero")
 }
 
 /// The simulated radiants run static orders, so each has its replica from the start.
