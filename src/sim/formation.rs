@@ -1006,18 +1006,21 @@ mod tests {
         assert_eq!(report.orders, [3, 3, 3]);
     }
 
-    #[test]
-    fn an_order_that_keeps_serving_a_frozen_shard_is_caught() {
-        let caught = (1..=300).find_map(|seed| {
+    /// The first sharded seed of 1..=300 that fails with `bug` injected, and how.
+    fn first_failure_with(bug: InjectedBug) -> Option<(u64, String)> {
+        (1..=300).find_map(|seed| {
             let mut options = FormationOptions::sharded(seed);
             if let Some(workload) = options.workload.as_mut() {
-                workload.injected_bug = InjectedBug::ServeAfterFreeze;
+                workload.injected_bug = bug;
             }
-            let failure = run(options).err()?;
-            Some((seed, failure))
-        });
-        let (seed, failure) =
-            caught.expect("no seed caught the losing order serving a frozen shard");
+            Some((seed, run(options).err()?))
+        })
+    }
+
+    #[test]
+    fn an_order_that_keeps_serving_a_frozen_shard_is_caught() {
+        let (seed, failure) = first_failure_with(InjectedBug::ServeAfterFreeze)
+            .expect("no seed caught the losing order serving a frozen shard");
         println!("caught at seed {seed}: {failure}");
         assert!(failure.contains("not linearizable"), "seed {seed} failed otherwise: {failure}");
     }
@@ -1026,16 +1029,10 @@ mod tests {
     fn an_order_whose_members_vote_twice_in_a_term_is_caught_by_the_order_checks() {
         // Two heralds of one order's term: before the order checks were shared, the
         // formation simulator judged orders only through the clients' history.
-        let caught = (1..=300).find_map(|seed| {
-            let mut options = FormationOptions::sharded(seed);
-            if let Some(workload) = options.workload.as_mut() {
-                workload.injected_bug = InjectedBug::VoteTwice;
-            }
-            let failure = run(options).err()?;
-            failure.contains("election safety").then_some((seed, failure))
-        });
-        let (seed, failure) = caught.expect("no seed saw two heralds of an order in one term");
+        let (seed, failure) = first_failure_with(InjectedBug::VoteTwice)
+            .expect("no seed saw two heralds of an order in one term");
         println!("caught at seed {seed}: {failure}");
+        assert!(failure.contains("election safety"), "seed {seed} failed otherwise: {failure}");
     }
 
     fn first_seeds_pass(seeds: std::ops::RangeInclusive<u64>, make: fn(u64) -> FormationOptions) {
