@@ -118,6 +118,19 @@ fn a_learner_catches_up_is_promoted_and_a_voter_can_then_be_removed() {
     assert_eq!(voters.len(), 3);
     assert!(!voters.contains(&member(victim as u64 + 1)));
     assert!(put(&mut simulator, herald, "after-removal").is_ok());
+    // The removed member hears its order no more: it must not send clients to the
+    // herald it last knew, which may be long gone, but say why it serves nothing.
+    let state = simulator.order(victim).expect("up").state();
+    assert!(
+        matches!(state, radiant::core::order::OrderState::Error(_)),
+        "removed member is {state}"
+    );
+    match put(&mut simulator, victim, "at-the-removed-member") {
+        Err(ErrorResponse::Unavailable { reason }) => {
+            assert!(reason.contains("ERROR"), "{reason}");
+        }
+        other => panic!("the removed member answered {other:?}"),
+    }
 }
 
 #[test]

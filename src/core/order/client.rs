@@ -194,12 +194,18 @@ impl Order {
         index
     }
 
-    /// Why this replica does not serve: `Locked(VOTING)` during an election (back off
-    /// and retry), otherwise `NotHerald` naming the herald if known.
+    /// Why this replica does not serve: `Unavailable` with the reason when it is in
+    /// ERROR, `Locked(VOTING)` during an election (back off and retry), otherwise
+    /// `NotHerald` naming the herald if known.
     pub(super) fn refuse(&self, reply_to: ReplyTo, actions: &mut Actions) {
         let voting = matches!(self.role, OrderRole::Candidate | OrderRole::PreCandidate)
             || self.transfer.is_some();
-        let error = if voting {
+        let error = if let (Some(_), Err(reason)) = (self.error, self.readiness()) {
+            // A replica in ERROR (a member removed from its order, above all) hears its
+            // order no more, so the herald it knew is stale: naming it sent clients to a
+            // radiant that had long stopped answering (simulator seed 16854).
+            ErrorResponse::Unavailable { reason }
+        } else if voting {
             ErrorResponse::Locked(OrderStateOp::Voting)
         } else {
             let address =
