@@ -40,6 +40,17 @@ pub fn resend_is_harmless(request: &ClientRequest) -> bool {
     }
 }
 
+/// Whether `request` means one radiant, so a refusal is retried there and never
+/// elsewhere: a `RecoverOrder` names its survivor, and the later pages of a shard copy
+/// are held by the radiant that took it.
+pub fn bound_to_its_radiant(request: &ClientRequest) -> bool {
+    match request {
+        ClientRequest::RecoverOrder { .. } => true,
+        ClientRequest::ReadShard { cursor, .. } => *cursor != 0,
+        _ => false,
+    }
+}
+
 /// A client's write requests, each with the next session of its client id, so every
 /// write the client sends can be resent safely. A resent write reuses its request, and
 /// with it its session.
@@ -210,6 +221,7 @@ pub enum Next {
 pub struct CallPolicy {
     timing: CallTiming,
     resendable: bool,
+    bound: bool,
     backoff: Duration,
     redirects: u32,
 }
@@ -220,6 +232,7 @@ impl CallPolicy {
         CallPolicy {
             timing,
             resendable: resend_is_harmless(request),
+            bound: bound_to_its_radiant(request),
             backoff: timing.first_backoff,
             redirects: 0,
         }
@@ -266,7 +279,7 @@ impl CallPolicy {
             }
             ErrorResponse::NotHerald { .. }
             | ErrorResponse::Unavailable { .. }
-            | ErrorResponse::Locked(_) => self.back_off(Some(error), true, elapsed),
+            | ErrorResponse::Locked(_) => self.back_off(Some(error), !self.bound, elapsed),
             ErrorResponse::BadRequest { .. }
             | ErrorResponse::OutcomeUnknown { .. }
             | ErrorResponse::Unauthorized { .. } => Next::Fail(Failure::Refused(error)),
@@ -376,6 +389,26 @@ mod tests {
             let late = policy.after(Attempt::Refused(error.clone()), Duration::from_millis(995));
             assert_eq!(late, Next::Fail(Failure::Deadline(Some(error))));
         }
+    }
+
+    #[test]
+    fn a_request_meant_for_one_radiant_is_retried_there() {
+        let later_page =
+            ClientRequest::ReadShard { shard: 3, cursor: 9, after: None, max_bytes: 64 };
+        let recover = ClientRequest::RecoverOrder {
+            order_id: radiant_protocol::OrderId::new(1).expect("nonzero"),
+            survivor: MemberId::new(2).expect("nonzero"),
+        };
+        for request in [later_page, recover] {
+            let mut policy = CallPolicy::new(&request, TIMING);
+            let next = policy.after(unavailable(), Duration::ZERO);
+            let wait = TIMING.first_backoff;
+            assert_eq!(next, Next::Resend { wait, elsewhere: false }, "{request:?}");
+        }
+        let first_page =
+            ClientRequest::ReadShard { shard: 3, cursor: 0, after: None, max_bytes: 64 };
+        let next = CallPolicy::new(&first_page, TIMING).after(unavailable(), Duration::ZERO);
+        assert!(matches!(next, Next::Resend { elsewhere: true, .. }), "{next:?}");
     }
 
     #[test]
