@@ -52,7 +52,9 @@ impl OrderChecks {
 
     /// The newest committed entry of `order`.
     pub fn last_committed(&self, order: OrderId) -> Option<(LogIndex, Term)> {
-        self.committed_after(order, 0).last().map(|(index, (term, _))| (index, *term))
+        // From the end of the range: this runs every tick, so no walk over the log.
+        let range = (order, 0)..=(order, LogIndex::MAX);
+        self.committed.range(range).next_back().map(|(&(_, index), (term, _))| (index, *term))
     }
 
     /// Runs every check over the live replicas (`index`, replica); `deep` adds log

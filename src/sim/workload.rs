@@ -45,12 +45,7 @@ impl ClientTiming {
 
 /// The ticks a policy's `Duration` stands for, rounded up (a wait is never shortened).
 fn ticks(duration: Duration) -> u64 {
-    let ticks = duration.as_millis() as u64;
-    if Duration::from_millis(ticks) < duration {
-        ticks + 1
-    } else {
-        ticks
-    }
+    duration.as_nanos().div_ceil(1_000_000) as u64
 }
 
 /// What a client needs to know about the moment and the system to act.
