@@ -61,7 +61,17 @@ fn forty_sharded_seeds_with_radiant_removals_stay_linearizable_and_converge() {
 /// bootstrap messages put it in ERROR for good while it was herald of its order; its
 /// shards refused every client (a refusal of a provisional or of one's own cluster id is
 /// now ignored, and the simulator fails a radiant of the system's cluster in ERROR).
+///
+/// 5776 (sharded, with removals): the operator removed a member of an order that had not
+/// elected its first herald; its other member still counted it as a voter and never
+/// could elect one (the controller now refuses to change an order it has heard no herald
+/// of).
 #[test]
 fn sharded_seeds_that_once_failed_pass() {
     every_seed_passes("sharded regression", 20_096..20_097, FormationOptions::sharded);
+    every_seed_passes(
+        "sharded regression (with removals)",
+        5_776..5_777,
+        FormationOptions::sharded_with_removals,
+    );
 }

@@ -49,6 +49,24 @@ impl System {
         if let Some(order_id) = alone {
             return self.leave(order_id);
         }
+        // An order's members change only through its herald's log. An order that has not
+        // yet reported a herald this council term may never have elected one: its
+        // replicas still count the voters they started with, and taking one away
+        // before they can commit that change would leave the rest short of a majority
+        // for good.
+        if let Some(order_id) = latest.order_of(member) {
+            if !controller.heralds.contains_key(&order_id) {
+                return Err(ErrorResponse::Unavailable {
+                    reason: format!(
+                        "radiant {member} belongs to order {order_id}, which has not reported \
+                         a herald to the controller yet (a new order is still electing its \
+                         first); its members change only through its herald: retry shortly, \
+                         or, if the order lost its majority, see `radiant admin \
+                         recover-order`"
+                    ),
+                });
+            }
+        }
         let next = shape::without_member(&controller.latest, controller.term, member)
             .map_err(|reason| ErrorResponse::BadRequest { reason })?;
         tracing::info!(%member, configuration = next.number, "controller: removing a radiant");
@@ -150,5 +168,110 @@ impl System {
                     .into(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use radiant_protocol::{ClusterId, MemberId};
+
+    use super::*;
+    use crate::core::system::{Controller, SystemOptions, SystemRecord};
+    use crate::core::ConnectionId;
+
+    fn address(port: u16) -> RadiantAddress {
+        RadiantAddress {
+            peer: format!("10.0.0.1:{port}"),
+            client: format!("10.0.0.1:{}", port + 1),
+            resp: String::new(),
+        }
+    }
+
+    /// A controller (member 1, herald of order 1 of three) whose configuration has just
+    /// formed order 2 out of two joiners; order 2 has reported no herald.
+    fn controller_with_a_new_order() -> System {
+        let founders: BTreeMap<String, RadiantAddress> =
+            [7400u16, 7410, 7420].map(|port| (address(port).peer, address(port))).into();
+        let first = shape::initial_configuration(1, &founders, 3, 4);
+        let (second, _) = shape::with_joiner(&first, 1, address(7430), 2);
+        let (third, _) = shape::with_joiner(&second, 1, address(7440), 2);
+        assert_eq!(third.orders.len(), 2, "the two joiners form order 2");
+        let order_id = OrderId::new(1).expect("nonzero");
+        let record = SystemRecord {
+            cluster: ClusterId(9),
+            member: MemberId::new(1),
+            committed: third.number,
+            configuration: Some(third.clone()),
+            accepted: Some(third.clone()),
+            council_term: 1,
+            order_id: Some(order_id),
+            ..SystemRecord::default()
+        };
+        let options = SystemOptions {
+            peer_address: address(7400).peer,
+            client_address: address(7400).client,
+            resp_address: String::new(),
+            neighbor: None,
+            bootstrap_expect: 3,
+            order_size: 2,
+            shard_count: 4,
+            bootstrap_backoff_ticks: 1,
+            beacon_interval_ticks: 1,
+            election_timeout_ticks: 5,
+            heartbeat_interval_ticks: 1,
+        };
+        let mut system = System::new(options, record, 1);
+        system.controller = Some(Controller {
+            term: 1,
+            latest: third.clone(),
+            committed: Some(third),
+            held: BTreeMap::new(),
+            heralds: [(order_id, MemberId::new(1).expect("nonzero"))].into(),
+            pending_joins: BTreeMap::new(),
+            pending_admin: Vec::new(),
+            shard_reports: BTreeMap::new(),
+            order_reports: BTreeMap::new(),
+            herald_addresses: BTreeMap::new(),
+            heartbeat_elapsed: 0,
+        });
+        system
+    }
+
+    fn remove(system: &mut System, member: u64) -> Vec<Action> {
+        let mut actions = Actions::new();
+        let reply_to = ReplyTo { connection: ConnectionId(1), correlation_id: member };
+        let member = MemberId::new(member).expect("nonzero");
+        system.on_admin(reply_to, ClientRequest::RemoveRadiant { member }, &mut actions);
+        actions.drain().collect()
+    }
+
+    /// Found by `radiant sim --sharded --remove-radiants --seed 5776`: a member of an
+    /// order that had not elected its first herald was removed, and the other member,
+    /// still counting it as a voter, could never elect one.
+    #[test]
+    fn a_member_of_an_order_without_a_herald_is_not_removed() {
+        let mut system = controller_with_a_new_order();
+        let before = system.controller.as_ref().map(|c| c.latest.number);
+        let actions = remove(&mut system, 4);
+        let refused = actions.iter().any(|action| match action {
+            Action::Reply { result: Err(ErrorResponse::Unavailable { reason }), .. } => {
+                reason.contains("order 2") && reason.contains("herald")
+            }
+            _ => false,
+        });
+        assert!(refused, "removing a member of herald-less order 2 is refused: {actions:?}");
+        assert_eq!(system.controller.as_ref().map(|c| c.latest.number), before);
+
+        // Once order 2 reports a herald, the same removal is proposed.
+        let order_two = OrderId::new(2).expect("nonzero");
+        if let Some(controller) = system.controller.as_mut() {
+            controller.heralds.insert(order_two, MemberId::new(5).expect("nonzero"));
+        }
+        let actions = remove(&mut system, 4);
+        assert!(actions.is_empty(), "answered once the change commits: {actions:?}");
+        let latest = system.controller.as_ref().map(|c| &c.latest).expect("controller");
+        assert_eq!(latest.orders.get(&order_two).map(|members| members.len()), Some(1));
     }
 }
