@@ -40,7 +40,6 @@ pub mod link_auth;
 pub mod memory_budget;
 pub mod metrics;
 pub mod reactor;
-pub mod recovery;
 pub mod service_manager;
 pub mod shard_copies;
 pub mod shard_worker;
@@ -79,6 +78,7 @@ use crate::limits::{
     WAL_QUEUE_CAPACITY,
 };
 use crate::storage::file_system::DataDir;
+use crate::storage::recovery;
 use crate::storage::state_machine::StateMachine;
 use crate::storage::system_file;
 
@@ -278,7 +278,13 @@ fn build_radiant(
         // Before the record names an order there is nothing to replay; the order is moot.
         let order_id = record.order_id.unwrap_or(static_order());
         let shards = (order_id, ShardTable::unassigned(config.shard_count));
-        let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
+        let recovered = recovery::recover(
+            data_dir,
+            &recovery_options(config),
+            machine,
+            (membership, shards),
+            |_| {},
+        )?;
         let last_index = last_recovered_index(&recovered.order);
         let options = system_options(config, (client_listener, peer_listener), resp_address);
         info!(
@@ -301,10 +307,27 @@ fn build_radiant(
             );
         }
         let shards = (static_order(), ShardTable::serving_all(config.shard_count));
-        let recovered = recovery::recover(data_dir, config, machine, membership, shards)?;
+        let recovered = recovery::recover(
+            data_dir,
+            &recovery_options(config),
+            machine,
+            (membership, shards),
+            |_| {},
+        )?;
         let last_index = last_recovered_index(&recovered.order);
         let radiant = Radiant::new(member_id, order_options(config), recovered.order, seed);
         Ok((radiant, recovered.wal, last_index))
+    }
+}
+
+/// How this radiant's data directory is written, from its configuration.
+fn recovery_options(config: &Config) -> recovery::RecoveryOptions {
+    recovery::RecoveryOptions {
+        wal: crate::storage::wal::WalOptions {
+            segment_max_bytes: config.wal_segment_max_bytes,
+            max_record_bytes: crate::storage::wal::MAX_RECORD_BYTES,
+        },
+        limits: config.protocol_limits(),
     }
 }
 
@@ -503,7 +526,7 @@ impl Threads {
         let snapshot_links = snapshot_thread::SnapshotThreadLinks {
             data_dir: data_dir.clone(),
             shard_count: config.shard_count,
-            limits: recovery::snapshot_limits(config),
+            limits: recovery_options(config).snapshot_limits(),
             state: completion_sender.clone(),
             reactor: reactor_sender.clone(),
         };

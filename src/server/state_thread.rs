@@ -24,7 +24,6 @@ use tracing::{error, info, info_span, warn};
 use super::channels::ReactorSender;
 use super::memory_budget::QueuedCharge;
 use super::reactor::ReactorEvent;
-use super::recovery::snapshot_limits;
 use super::shard_copies::ShardCopies;
 use super::shard_worker::{worker_of, ShardDump, WorkerQueue, WorkerRequest};
 use super::snapshot_thread::SnapshotJob;
@@ -38,8 +37,8 @@ use crate::core::system::SystemRecord;
 use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
 use crate::limits::STATE_INBOX_CAPACITY;
 use crate::storage::file_system::DataDir;
+use crate::storage::recovery;
 use crate::storage::state_machine::StateMachine;
-use crate::storage::state_snapshot::{self, Sections};
 use radiant_protocol::slots::ShardId;
 
 /// Inputs to the state thread, from the reactor, the WAL writer and the snapshot thread.
@@ -550,29 +549,12 @@ impl StateThread {
         for _ in 0..self.links.workers.len() {
             let _ = finished.recv();
         }
-        let limits = snapshot_limits(&self.links.config);
-        let mut membership =
+        let membership =
             self.radiant.order().map(|order| order.membership().clone()).unwrap_or_default();
-        let mut council = None;
-        let mut shards = None;
-        let loaded = crate::storage::snapshot::load_latest(&self.links.data_dir, limits);
-        let result = match loaded {
-            Ok(Some(snapshot)) if snapshot.last_index == index && snapshot.last_term == term => {
-                let (config, machine) = (&self.links.config, &self.links.machine);
-                let sections = Sections {
-                    membership: &mut membership,
-                    council: &mut council,
-                    shards: &mut shards,
-                };
-                let limits = (config.shard_count, config.max_key_bytes);
-                state_snapshot::load(snapshot, limits, machine, sections)
-                    .map_err(|error| error.to_string())
-            }
-            Ok(_) => Err("the received snapshot is not the newest on disk".to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        match result {
-            Ok(_) => Some((membership, council, shards)),
+        let options = super::recovery_options(&self.links.config);
+        let (data_dir, machine) = (&self.links.data_dir, &self.links.machine);
+        match recovery::load_received(data_dir, &options, machine, (index, term), membership) {
+            Ok(received) => Some((received.membership, received.council, received.shards)),
             Err(reason) => {
                 error!(index, %reason, "state: cannot load a received snapshot");
                 None

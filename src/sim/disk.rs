@@ -8,16 +8,18 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use radiant_protocol::{LogEntry, LogIndex, Term};
+use radiant_protocol::{LogEntry, LogIndex, OrderId, Term};
 
 use crate::core::effects;
 use crate::core::order::Membership;
-use crate::core::HardState;
+use crate::core::shards::ShardTable;
+use crate::core::{HardState, RecoveredOrder};
 use crate::storage::file_system::DataDir;
 use crate::storage::memory_file_system::{DiskFaults, FaultCounts, MemoryFileSystem};
-use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits, SnapshotWriter};
+use crate::storage::recovery::{self, ReceivedSections, RecoveryError, RecoveryOptions};
+use crate::storage::snapshot::{SnapshotError, SnapshotWriter};
 use crate::storage::state_machine::StateMachine;
-use crate::storage::state_snapshot::{self, OrderSections, ReceiveLimits, Sections, ShardDump};
+use crate::storage::state_snapshot::{self, OrderSections, ReceiveLimits, ShardDump};
 use crate::storage::wal::{Wal, WalError, WalOptions};
 use radiant_protocol::slots::ShardId;
 
@@ -206,22 +208,6 @@ impl SimDisk {
         }
     }
 
-    /// Whether the snapshot is ahead of the log or disagrees with it at its own index (it
-    /// was taken from entries committed elsewhere), so recovery resets the log.
-    pub fn snapshot_supersedes_log(&self) -> bool {
-        let Some(snapshot) = &self.snapshot else { return false };
-        let last_logged = self.log.last().map_or(0, |entry| entry.index);
-        let term_at_snapshot =
-            self.log.iter().find(|entry| entry.index == snapshot.index).map(|entry| entry.term);
-        last_logged < snapshot.index || term_at_snapshot.is_some_and(|term| term != snapshot.term)
-    }
-
-    /// The log entries after the snapshot (all of them without one).
-    pub fn entries_after_snapshot(&self) -> Vec<LogEntry> {
-        let covered = self.snapshot.as_ref().map_or(0, |snapshot| snapshot.index);
-        self.log.iter().filter(|entry| entry.index > covered).cloned().collect()
-    }
-
     /// Whether the durable state holds the entry at `index` with `term`.
     pub fn holds(&self, index: LogIndex, term: Term) -> bool {
         if self.snapshot.as_ref().is_some_and(|snapshot| snapshot.index >= index) {
@@ -253,18 +239,17 @@ pub enum StartFailure {
     DiskError(String),
 }
 
-/// Key and value limits of the simulated radiants' snapshots.
-const SIM_SNAPSHOT_LIMITS: SnapshotLimits = SnapshotLimits {
-    max_key_bytes: radiant_protocol::Limits::DEFAULT.max_key_bytes,
-    max_value_bytes: radiant_protocol::Limits::DEFAULT.max_value_bytes,
-};
-
 /// Where each simulated radiant keeps its data on its own simulated disk.
 const SIM_DATA_DIR: &str = "/radiant";
 
-/// Small segments, so rotation and compaction happen often.
-const SIM_WAL_OPTIONS: WalOptions =
-    WalOptions { segment_max_bytes: 4096, max_record_bytes: crate::storage::wal::MAX_RECORD_BYTES };
+/// Small segments, so rotation and compaction happen often; the default limits.
+const SIM_RECOVERY: RecoveryOptions = RecoveryOptions {
+    wal: WalOptions {
+        segment_max_bytes: 4096,
+        max_record_bytes: crate::storage::wal::MAX_RECORD_BYTES,
+    },
+    limits: radiant_protocol::Limits::DEFAULT,
+};
 
 impl SimStorage {
     /// An empty disk with `faults`, drawn from `seed`.
@@ -408,7 +393,7 @@ impl SimStorage {
         chunk: &radiant_protocol::InstallSnapshot,
         shard_count: u32,
     ) -> Result<u64, SnapshotError> {
-        let checks = ReceiveLimits { limits: SIM_SNAPSHOT_LIMITS, shard_count };
+        let checks = ReceiveLimits { limits: SIM_RECOVERY.snapshot_limits(), shard_count };
         let next = state_snapshot::receive_chunk(&self.data_dir(), chunk, checks)?;
         if chunk.done {
             let (index, term) = (chunk.snapshot_index, chunk.snapshot_term);
@@ -417,65 +402,92 @@ impl SimStorage {
         Ok(next)
     }
 
-    /// Loads the newest snapshot into `machine` and `membership`, as recovery does;
-    /// `Ok(None)` without one. Checks it is no older than the one promised.
-    pub fn load_snapshot(
+    /// Loads a snapshot just received at `(index, term)` into `machine`, as the daemon
+    /// installs one (`storage::recovery::load_received`), and makes it the promise.
+    pub fn load_received(
         &mut self,
         machine: &StateMachine,
-        membership: &mut Membership,
-    ) -> Result<Option<SimSnapshot>, StartFailure> {
-        let data_dir = self.data_dir();
-        let loaded = snapshot::load_latest(&data_dir, SIM_SNAPSHOT_LIMITS)
-            .map_err(|error| self.start_failure(error))?;
-        let promised = self.promised.snapshot.map_or(0, |snapshot| snapshot.index);
-        let Some(loaded) = loaded else {
-            return match promised {
-                0 => Ok(None),
-                _ => Err(self.broken(format!("snapshot {promised} was published, none is left"))),
-            };
-        };
-        let sections = Sections { membership, council: &mut None, shards: &mut None };
-        let limits = (machine.shard_count(), SIM_SNAPSHOT_LIMITS.max_key_bytes);
-        let (index, term) = state_snapshot::load(loaded, limits, machine, sections)
-            .map_err(|error| self.start_failure(error))?;
-        if index < promised {
-            return Err(self.broken(format!("snapshot {promised} was published, {index} loaded")));
-        }
-        let snapshot = SimSnapshot { index, term };
-        self.promised.snapshot = Some(snapshot);
-        Ok(Some(snapshot))
-    }
-
-    fn start_failure(&self, error: SnapshotError) -> StartFailure {
-        match error {
-            SnapshotError::Corrupt { .. } => StartFailure::Refused {
-                reason: error.to_string(),
-                disk_was_damaged: self.file_system.fault_counts().bits_flipped > 0,
-            },
-            error => StartFailure::DiskError(error.to_string()),
-        }
+        (index, term): (LogIndex, Term),
+    ) -> Result<ReceivedSections, String> {
+        let received = recovery::load_received(
+            &self.data_dir(),
+            &SIM_RECOVERY,
+            machine,
+            (index, term),
+            Membership::default(),
+        )?;
+        self.keep_snapshot_promise(Some(SimSnapshot { index, term }))
+            .map_err(|failure| format!("{failure:?}"))?;
+        Ok(received)
     }
 
     fn broken(&self, reason: String) -> StartFailure {
         StartFailure::Refused { reason, disk_was_damaged: false }
     }
 
-    /// Opens the real WAL, as a restarted radiant does. `Ok(Some(broken))` names a promise
-    /// the recovered log broke (a found bug); `Ok(None)` is a clean recovery. Either way the
-    /// recovered log is the new promise.
-    pub fn open(&mut self) -> Result<Option<String>, StartFailure> {
-        match Wal::open(&self.data_dir(), SIM_WAL_OPTIONS) {
-            Ok((wal, recovered)) => {
-                let broken = self.promised.broken_promise(recovered.hard_state, &recovered.entries);
-                self.promised.adopt(recovered.hard_state, recovered.first_index, recovered.entries);
-                self.wal = Some(wal);
-                Ok(broken)
+    /// Starts the radiant's storage through the daemon's own recovery
+    /// (`storage::recovery::recover`): the newest snapshot, then the real WAL, replayed
+    /// into `machine` from `start` (the order's starting membership, id and shard table).
+    /// `Ok((Some(broken), _))` names a promise the recovered state broke (a found bug);
+    /// either way the recovered log is the new promise.
+    pub fn recover(
+        &mut self,
+        machine: &StateMachine,
+        start: (Membership, (OrderId, ShardTable)),
+    ) -> Result<(Option<String>, RecoveredOrder), StartFailure> {
+        let data_dir = self.data_dir();
+        let promised = &mut self.promised;
+        let mut broken = None;
+        let recovered = recovery::recover(&data_dir, &SIM_RECOVERY, machine, start, |found| {
+            broken = promised.broken_promise(found.hard_state, &found.entries);
+            promised.adopt(found.hard_state, found.first_index, found.entries.clone());
+        })
+        .map_err(|error| self.recovery_failure(error))?;
+        let order = recovered.order;
+        let loaded = (order.snapshot_index > 0)
+            .then_some(SimSnapshot { index: order.snapshot_index, term: order.snapshot_term });
+        self.keep_snapshot_promise(loaded)?;
+        if recovered.log_reset {
+            self.promised.reset_log();
+        }
+        self.wal = Some(recovered.wal);
+        Ok((broken, order))
+    }
+
+    /// Checks that a snapshot loaded at a start or an install is no older than the one
+    /// published last, and makes it the promise.
+    fn keep_snapshot_promise(&mut self, loaded: Option<SimSnapshot>) -> Result<(), StartFailure> {
+        let promised = self.promised.snapshot.map_or(0, |snapshot| snapshot.index);
+        match loaded {
+            None if promised > 0 => {
+                Err(self.broken(format!("snapshot {promised} was published, none is left")))
             }
-            Err(error @ WalError::Corrupt { .. }) => Err(StartFailure::Refused {
-                reason: error.to_string(),
-                disk_was_damaged: self.file_system.fault_counts().bits_flipped > 0,
-            }),
-            Err(error) => Err(StartFailure::DiskError(error.to_string())),
+            None => Ok(()),
+            Some(loaded) if loaded.index < promised => {
+                Err(self
+                    .broken(format!("snapshot {promised} was published, {} loaded", loaded.index)))
+            }
+            Some(loaded) => {
+                self.promised.snapshot = Some(loaded);
+                Ok(())
+            }
+        }
+    }
+
+    /// Why recovery refused: damage (a found bug unless bits were flipped), or an I/O
+    /// error (the radiant tries again later).
+    fn recovery_failure(&self, error: RecoveryError) -> StartFailure {
+        let disk_was_damaged = self.file_system.fault_counts().bits_flipped > 0;
+        match error {
+            RecoveryError::Wal(WalError::Corrupt { .. })
+            | RecoveryError::Snapshot(SnapshotError::Corrupt { .. })
+            | RecoveryError::Gap { .. } => {
+                StartFailure::Refused { reason: error.to_string(), disk_was_damaged }
+            }
+            RecoveryError::Command { .. } => self.broken(error.to_string()),
+            RecoveryError::Wal(_) | RecoveryError::Snapshot(_) => {
+                StartFailure::DiskError(error.to_string())
+            }
         }
     }
 }

@@ -476,16 +476,18 @@ impl Formation {
         self.crash(index);
     }
 
-    /// Opens the radiant's real WAL and system file, checking they kept every promise;
-    /// `Ok(false)` when a disk error stops it from starting now (it tries again later).
-    fn recover_storage(&mut self, index: usize) -> Result<bool, String> {
+    /// Reads the radiant's system file, then recovers its order's state through the
+    /// daemon's own recovery, checking both kept every promise; `Ok(None)` when a disk
+    /// error stops it from starting now (it tries again later).
+    fn recover_storage(&mut self, index: usize) -> Result<Option<RecoveredOrder>, String> {
         let retry_at = self.now + self.prng.range(20, 400);
+        let shard_count = self.options.shard_count;
         let node = &mut self.nodes[index];
         let on_disk = match system_file::read(&node.disk.data_dir()) {
             Ok(record) => record.unwrap_or_default(),
             Err(system_file::SystemFileError::Read { .. }) => {
                 node.restart_at = retry_at;
-                return Ok(false);
+                return Ok(None);
             }
             Err(damaged) => return Err(format!("radiant {index}: {damaged}")),
         };
@@ -498,9 +500,20 @@ impl Formation {
         }
         node.record = on_disk;
         node.record_unsure = None;
-        match node.disk.open() {
-            Ok(None) => Ok(true),
-            Ok(Some(broken)) => Err(format!(
+        // As the daemon starts a system radiant: before the record names an order there
+        // is nothing to replay, and the order is moot.
+        let order_id = node.record.order_id.unwrap_or(OrderId::new(1).expect("nonzero"));
+        let start = (
+            node.record.initial_membership.clone(),
+            (order_id, ShardTable::unassigned(shard_count)),
+        );
+        let machine = StateMachine::new(shard_count);
+        match node.disk.recover(&machine, start) {
+            Ok((None, recovered)) => {
+                node.machine = Some(machine);
+                Ok(Some(recovered))
+            }
+            Ok((Some(broken), _)) => Err(format!(
                 "radiant {index} at tick {} recovered less than it synced: {broken}",
                 self.now
             )),
@@ -509,7 +522,7 @@ impl Formation {
             )),
             Err(StartFailure::DiskError(_)) => {
                 node.restart_at = retry_at;
-                Ok(false)
+                Ok(None)
             }
         }
     }
@@ -538,12 +551,9 @@ impl Formation {
             heartbeat_interval_ticks: 4,
         };
         let bug = self.options.workload.as_ref().map_or(InjectedBug::None, |w| w.injected_bug);
-        if !self.recover_storage(index)? {
-            return Ok(());
-        }
+        let Some(recovered) = self.recover_storage(index)? else { return Ok(()) };
         let node = &mut self.nodes[index];
         node.incarnation += 1;
-        let recovered = recover(node, self.options.shard_count);
         if let Some(order_id) = node.record.order_id {
             self.order_checks.restarted(index, order_id, recovered.applied_index);
         }
@@ -784,41 +794,6 @@ impl Formation {
                 )
             })
             .collect()
-    }
-}
-
-/// What the daemon's recovery would hand the core: the durable log, the membership
-/// the radiant started its order with plus committed changes, and the shard table and
-/// data the committed migration entries make.
-fn recover(node: &mut Node, shard_count: u32) -> RecoveredOrder {
-    let mut membership = node.record.initial_membership.clone();
-    let machine = StateMachine::new(shard_count);
-    let mut shards = ShardTable::unassigned(shard_count);
-    let entries = node.disk.promised.log.clone();
-    let last_index = entries.last().map_or(0, |entry| entry.index);
-    let commit = node.disk.promised.hard_state.commit.min(last_index);
-    // As the daemon's recovery replays it. Before the record names an order there is no
-    // data to replay; the order is moot.
-    let order_id = node.record.order_id.unwrap_or(OrderId::new(1).expect("nonzero"));
-    let replayed = machine.replay_committed(
-        &entries,
-        commit,
-        &mut membership,
-        (&mut shards, order_id),
-        &Limits::DEFAULT,
-    );
-    if let Err((index, error)) = replayed {
-        panic!("sim: committed entry {index} does not decode: {error}");
-    }
-    node.machine = Some(machine);
-    RecoveredOrder {
-        hard_state: node.disk.promised.hard_state,
-        snapshot_index: 0,
-        snapshot_term: 0,
-        membership,
-        entries,
-        applied_index: commit,
-        shards: Some(shards),
     }
 }
 

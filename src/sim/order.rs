@@ -19,7 +19,7 @@ use radiant_protocol::{
     MemberId, OrderId, PeerBody, PeerMessage, ReadConsistency, Term,
 };
 
-use super::disk::{SimRadiantStorage, SimSnapshot, SimStorage, StartFailure};
+use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
 use super::history::Operation;
 use super::invariants::OrderChecks;
 use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
@@ -863,28 +863,24 @@ impl Simulator {
         self.crash(index);
     }
 
-    /// Opens the radiant's real WAL and newest snapshot (loaded into its state machine and
-    /// `membership`) and checks they kept every promise; `None` when the radiant cannot
-    /// start now (a disk error: later) or ever (damage: it refuses).
+    /// Recovers the radiant's state from its disk through the daemon's own recovery and
+    /// checks it kept every promise; `None` when the radiant cannot start now (a disk
+    /// error: later) or ever (damage: it refuses).
     fn recover_storage(
         &mut self,
         index: usize,
-        membership: &mut Membership,
-    ) -> Option<Option<SimSnapshot>> {
+        start: (Membership, (OrderId, ShardTable)),
+    ) -> Option<RecoveredOrder> {
         let radiant = &mut self.radiants[index];
-        let opened = radiant.disk.open().and_then(|broken| {
-            let snapshot = radiant.disk.load_snapshot(&radiant.machine, membership)?;
-            Ok((broken, snapshot))
-        });
-        match opened {
-            Ok((broken, snapshot)) => {
+        match radiant.disk.recover(&radiant.machine, start) {
+            Ok((broken, recovered)) => {
                 if let Some(broken) = broken {
                     self.fail(format!(
                         "radiant {} recovered less than it synced: {broken}",
                         index + 1
                     ));
                 }
-                Some(snapshot)
+                Some(recovered)
             }
             Err(StartFailure::Refused { reason, disk_was_damaged }) => {
                 // It stays down for good: a damaged log is repaired by replacing the radiant.
@@ -929,62 +925,22 @@ impl Simulator {
     }
 
     /// Recovers a radiant from its disk, as the daemon does: snapshot, then the log
-    /// replayed through the persisted commit index; the rest goes to the core.
+    /// replayed through the persisted commit index; the rest goes to the core. A static
+    /// order serves every shard.
     fn start(&mut self, index: usize) {
-        self.radiants[index].machine.clear();
-        let mut membership = self.initial_membership.clone();
-        let Some(snapshot) = self.recover_storage(index, &mut membership) else { return };
-        let (snapshot_index, snapshot_term) =
-            snapshot.map_or((0, 0), |snapshot| (snapshot.index, snapshot.term));
-        let limits = Limits::DEFAULT;
-        let options = self.order_options(self.radiants[index].machine.shard_count());
+        let radiant = &mut self.radiants[index];
+        radiant.machine.clear();
+        let shard_count = radiant.machine.shard_count();
+        let shards = ShardTable::serving_all(shard_count);
+        let start = (self.initial_membership.clone(), (static_order_id(), shards));
+        let Some(recovered) = self.recover_storage(index, start) else { return };
+        let options = self.order_options(shard_count);
         let radiant = &mut self.radiants[index];
         radiant.incarnation += 1;
-        // A snapshot taken from entries committed elsewhere can be ahead of this disk's
-        // log (or disagree with it); the daemon's recovery resets such a log, and so do we.
-        if radiant.disk.promised.snapshot_supersedes_log() {
-            if let Err(error) = radiant.disk.reset_log(snapshot_index) {
-                self.stop_on_disk_error(index, &error);
-                return;
-            }
-        }
-        let entries = radiant.disk.promised.entries_after_snapshot();
-        if let Some(first) = entries.first() {
-            assert_eq!(
-                first.index,
-                snapshot_index + 1,
-                "sim: durable log of radiant {} does not follow its snapshot",
-                radiant.member
-            );
-        }
-        let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
-        let commit = radiant.disk.promised.hard_state.commit.clamp(snapshot_index, last_index);
-        // As the daemon's recovery replays it; a static order serves every shard.
-        let mut shards = ShardTable::serving_all(radiant.machine.shard_count());
-        let order_id = options.order_id;
-        let replayed = radiant.machine.replay_committed(
-            &entries,
-            commit,
-            &mut membership,
-            (&mut shards, order_id),
-            &limits,
-        );
-        if let Err((index, error)) = replayed {
-            panic!("sim: committed entry {index} does not decode: {error}");
-        }
-        let recovered = RecoveredOrder {
-            hard_state: radiant.disk.promised.hard_state,
-            snapshot_index,
-            snapshot_term,
-            membership,
-            entries,
-            applied_index: commit,
-            // Static orders serve every shard; nothing moves.
-            shards: None,
-        };
+        let applied = recovered.applied_index;
         let seed = self.options.seed ^ (radiant.member.get() << 32) ^ radiant.incarnation;
         radiant.core = Some(Radiant::new(radiant.member, options, recovered, seed));
-        self.order_checks.restarted(index, static_order_id(), commit);
+        self.order_checks.restarted(index, static_order_id(), applied);
     }
 }
 
@@ -1098,23 +1054,23 @@ impl Simulator {
                 .followups
                 .push_back((index, Input::SnapshotChunkWritten { snapshot_index, next_offset })),
             Ok(_) => {
-                let mut membership = Membership::default();
-                match radiant.disk.load_snapshot(&radiant.machine, &mut membership) {
-                    Ok(Some(_)) => {}
-                    other => {
-                        let message =
-                            format!("radiant {}: a received snapshot: {other:?}", index + 1);
-                        self.fail(message);
+                let received = match radiant
+                    .disk
+                    .load_received(&radiant.machine, (snapshot_index, term))
+                {
+                    Ok(received) => received,
+                    Err(reason) => {
+                        self.fail(format!("radiant {}: a received snapshot: {reason}", index + 1));
                         return;
                     }
-                }
+                };
                 self.snapshots_installed += 1;
                 let input = Input::SnapshotInstalled {
                     index: snapshot_index,
                     term,
-                    membership,
-                    council: None,
-                    shards: None,
+                    membership: received.membership,
+                    council: received.council,
+                    shards: received.shards,
                 };
                 self.followups.push_back((index, input));
             }

@@ -5,6 +5,7 @@
 pub mod file_system;
 pub mod injected_bugs;
 pub mod memory_file_system;
+pub mod recovery;
 pub mod shard_map;
 pub mod snapshot;
 pub mod state_machine;

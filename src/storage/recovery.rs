@@ -2,11 +2,14 @@
 //! membership), then replay the write-ahead log past it through the last persisted
 //! commit index. Entries after that go to the core, which applies them once it learns
 //! they are committed. The radiant resumes with exactly the state it had durably.
+//!
+//! The daemon and the simulator both start radiants through `recover`: the daemon on
+//! its real data directory, the simulator on a faulty in-memory one, where it checks the
+//! result against what each radiant had synced before its crash.
 
-use radiant_protocol::{DecodeError, LogEntry, LogIndex, OrderId};
+use radiant_protocol::{DecodeError, Limits, LogEntry, LogIndex, OrderId};
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::core::order::Membership;
 use crate::core::shards::ShardTable;
 use crate::core::RecoveredOrder;
@@ -14,7 +17,7 @@ use crate::storage::file_system::DataDir;
 use crate::storage::snapshot::{self, SnapshotError, SnapshotLimits};
 use crate::storage::state_machine::StateMachine;
 use crate::storage::state_snapshot::{self, Sections};
-use crate::storage::wal::{Wal, WalError, WalOptions};
+use crate::storage::wal::{self, Wal, WalError, WalOptions};
 
 /// Why recovery refused to start the radiant.
 #[derive(Debug, thiserror::Error)]
@@ -57,38 +60,54 @@ pub enum RecoveryError {
     },
 }
 
-/// What recovery hands to the daemon.
+/// What recovery hands to the radiant.
 pub struct Recovered {
     /// The open log, ready for appends.
     pub wal: Wal,
     /// The order's recovered state, for the core.
     pub order: RecoveredOrder,
+    /// Whether the log was reset because the snapshot superseded it.
+    pub log_reset: bool,
 }
 
-/// Snapshot limits from the configuration.
-pub fn snapshot_limits(config: &Config) -> SnapshotLimits {
-    SnapshotLimits { max_key_bytes: config.max_key_bytes, max_value_bytes: config.max_value_bytes }
+/// How the data directory was written: the log's segment size and the limits every
+/// key and value was checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct RecoveryOptions {
+    /// The write-ahead log's options.
+    pub wal: WalOptions,
+    /// The protocol limits (keys and values in snapshots and log entries).
+    pub limits: Limits,
+}
+
+impl RecoveryOptions {
+    /// The key and value limits a snapshot is read with.
+    pub fn snapshot_limits(&self) -> SnapshotLimits {
+        SnapshotLimits {
+            max_key_bytes: self.limits.max_key_bytes,
+            max_value_bytes: self.limits.max_value_bytes,
+        }
+    }
 }
 
 /// Loads the snapshot and replays the log into `machine`. `membership` is the order as
 /// configured and `shards` the order `order_id`'s shard table before any entry; a
-/// snapshot's sections replace them.
+/// snapshot's sections replace them. `log_found` sees the log exactly as the WAL
+/// returned it, before recovery drops what the snapshot covers (the simulator checks it
+/// against what the radiant had synced).
 pub fn recover(
     data_dir: &DataDir,
-    config: &Config,
+    options: &RecoveryOptions,
     machine: &StateMachine,
-    membership: Membership,
-    (order_id, shards): (OrderId, ShardTable),
+    (membership, (order_id, shards)): (Membership, (OrderId, ShardTable)),
+    log_found: impl FnOnce(&wal::Recovered),
 ) -> Result<Recovered, RecoveryError> {
     let mut membership = membership;
     let mut shards = shards;
     let (snapshot_index, snapshot_term) =
-        load_newest_snapshot(data_dir, config, machine, (&mut membership, &mut shards))?;
-    let options = WalOptions {
-        segment_max_bytes: config.wal_segment_max_bytes,
-        max_record_bytes: crate::storage::wal::MAX_RECORD_BYTES,
-    };
-    let (mut wal, recovered) = Wal::open(data_dir, options)?;
+        load_newest_snapshot(data_dir, options, machine, (&mut membership, &mut shards))?;
+    let (mut wal, recovered) = Wal::open(data_dir, options.wal)?;
+    log_found(&recovered);
     if let Some(torn) = &recovered.torn_tail {
         warn!(
             segment = %torn.segment.display(),
@@ -126,7 +145,7 @@ pub fn recover(
     let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
     let commit = recovered.hard_state.commit.clamp(snapshot_index, last_index);
     let state = ReplayState { membership: &mut membership, order_id, shards: &mut shards };
-    replay(data_dir, config, machine, state, &entries, commit)?;
+    replay(data_dir, &options.limits, machine, state, &entries, commit)?;
     info!(
         snapshot_index,
         replayed = commit - snapshot_index,
@@ -143,33 +162,71 @@ pub fn recover(
         applied_index: commit,
         shards: Some(shards),
     };
-    Ok(Recovered { wal, order })
+    Ok(Recovered { wal, order, log_reset: superseded })
 }
 
 /// Loads the newest snapshot, if any, replacing `membership` and `shards` with its
 /// sections. The council section is already in the system file (written when applied).
 fn load_newest_snapshot(
     data_dir: &DataDir,
-    config: &Config,
+    options: &RecoveryOptions,
     machine: &StateMachine,
     (membership, shards): (&mut Membership, &mut ShardTable),
 ) -> Result<(LogIndex, u64), RecoveryError> {
-    let Some(snapshot) = snapshot::load_latest(data_dir, snapshot_limits(config))? else {
+    let Some(snapshot) = snapshot::load_latest(data_dir, options.snapshot_limits())? else {
         return Ok((0, 0));
     };
     let mut loaded_shards = None;
     let sections = Sections { membership, council: &mut None, shards: &mut loaded_shards };
-    let position = state_snapshot::load(
-        snapshot,
-        (config.shard_count, config.max_key_bytes),
-        machine,
-        sections,
-    )?;
+    let limits = (machine.shard_count(), options.limits.max_key_bytes);
+    let position = state_snapshot::load(snapshot, limits, machine, sections)?;
     info!(index = position.0, keys = machine.map().len(), "recovery: snapshot loaded");
     if let Some(loaded) = loaded_shards {
         *shards = loaded;
     }
     Ok(position)
+}
+
+/// The sections of a snapshot received from the herald, once loaded.
+pub struct ReceivedSections {
+    /// The order's membership as of the snapshot.
+    pub membership: Membership,
+    /// The council section, when the snapshot has one.
+    pub council: Option<bytes::Bytes>,
+    /// The shard table, when the snapshot has one.
+    pub shards: Option<ShardTable>,
+}
+
+/// Loads the snapshot received at `(index, term)` into `machine` (replacing its data);
+/// `membership` is kept where the snapshot has no membership section. Refused, saying
+/// why, when the newest snapshot on disk is another one or does not load.
+pub fn load_received(
+    data_dir: &DataDir,
+    options: &RecoveryOptions,
+    machine: &StateMachine,
+    (index, term): (LogIndex, u64),
+    membership: Membership,
+) -> Result<ReceivedSections, String> {
+    let mut received = ReceivedSections { membership, council: None, shards: None };
+    match snapshot::load_latest(data_dir, options.snapshot_limits()) {
+        Ok(Some(snapshot)) if snapshot.last_index == index && snapshot.last_term == term => {
+            let sections = Sections {
+                membership: &mut received.membership,
+                council: &mut received.council,
+                shards: &mut received.shards,
+            };
+            let limits = (machine.shard_count(), options.limits.max_key_bytes);
+            state_snapshot::load(snapshot, limits, machine, sections)
+                .map_err(|error| error.to_string())?;
+            Ok(received)
+        }
+        Ok(Some(snapshot)) => Err(format!(
+            "the newest snapshot on disk ends at ({}, {}), not at the received ({term}, {index})",
+            snapshot.last_term, snapshot.last_index
+        )),
+        Ok(None) => Err(format!("the received snapshot ({term}, {index}) is not on disk")),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// What replay advances besides the key-value data.
@@ -183,15 +240,14 @@ struct ReplayState<'a> {
 /// migration entries through the same shard table, writes only to served shards.
 fn replay(
     data_dir: &DataDir,
-    config: &Config,
+    limits: &Limits,
     machine: &StateMachine,
     state: ReplayState<'_>,
     entries: &[LogEntry],
     commit: LogIndex,
 ) -> Result<(), RecoveryError> {
-    let limits = config.protocol_limits();
     let shards = (state.shards, state.order_id);
-    machine.replay_committed(entries, commit, state.membership, shards, &limits).map_err(
+    machine.replay_committed(entries, commit, state.membership, shards, limits).map_err(
         |(index, source)| RecoveryError::Command { data_dir: data_dir.path.clone(), index, source },
     )
 }
@@ -220,21 +276,21 @@ mod tests {
     #[test]
     fn a_snapshot_with_a_bad_section_replaces_nothing() {
         let directory = tempfile::tempdir().expect("temp dir");
-        let config = Config::embedded_default();
-        let machine = StateMachine::new(config.shard_count);
+        let shard_count = 8;
+        let machine = StateMachine::new(shard_count);
         let kept = Bytes::from_static(b"kept");
-        machine.map().put(key_shard(&kept, config.shard_count), kept.clone(), kept.clone());
+        machine.map().put(key_shard(&kept, shard_count), kept.clone(), kept.clone());
         let directory = DataDir::real(directory.path());
-        let snapshot = snapshot_with_a_broken_section(&directory, config.shard_count);
+        let snapshot = snapshot_with_a_broken_section(&directory, shard_count);
         let mut membership = Membership::default();
         let (mut council, mut shards) = (None, None);
         let sections =
             Sections { membership: &mut membership, council: &mut council, shards: &mut shards };
-        let limits = (config.shard_count, config.max_key_bytes);
+        let limits = (shard_count, 1024);
         let error =
             state_snapshot::load(snapshot, limits, &machine, sections).expect_err("refused");
         assert!(error.to_string().contains("unreadable shards section"), "{error}");
-        let shard = key_shard(&kept, config.shard_count);
+        let shard = key_shard(&kept, shard_count);
         assert_eq!(machine.get(shard, &kept).as_deref(), Some(&b"kept"[..]), "the state was wiped");
         assert_eq!(machine.map().len(), 1);
         assert!(shards.is_none());
