@@ -161,7 +161,8 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
                 println!(
                 "seed {seed}: ok: {shape}: configuration {}, orders {:?}, {} controller terms, \
                  {} crashes, {} partitions, converged at tick {}, messages {}/{} \
-                 delivered/dropped, {}/{} operations answered, operator moves/leaves/removals {:?}",
+                 delivered/dropped, {}/{} operations answered, operator \
+                 moves/leaves/removals {:?}, snapshots written/installed {:?}",
                 report.configuration,
                 report.orders,
                 report.controller_terms,
@@ -173,6 +174,7 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
                 report.operations.0,
                 report.operations.1,
                 report.operator,
+                report.snapshots,
             )
             }
             Err(failure) => {

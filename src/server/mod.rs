@@ -278,13 +278,7 @@ fn build_radiant(
         // Before the record names an order there is nothing to replay; the order is moot.
         let order_id = record.order_id.unwrap_or(static_order());
         let shards = (order_id, ShardTable::unassigned(config.shard_count));
-        let recovered = recovery::recover(
-            data_dir,
-            &recovery_options(config),
-            machine,
-            (membership, shards),
-            |_| {},
-        )?;
+        let recovered = recover(config, data_dir, machine, (membership, shards))?;
         let last_index = last_recovered_index(&recovered.order);
         let options = system_options(config, (client_listener, peer_listener), resp_address);
         info!(
@@ -307,17 +301,21 @@ fn build_radiant(
             );
         }
         let shards = (static_order(), ShardTable::serving_all(config.shard_count));
-        let recovered = recovery::recover(
-            data_dir,
-            &recovery_options(config),
-            machine,
-            (membership, shards),
-            |_| {},
-        )?;
+        let recovered = recover(config, data_dir, machine, (membership, shards))?;
         let last_index = last_recovered_index(&recovered.order);
         let radiant = Radiant::new(member_id, order_options(config), recovered.order, seed);
         Ok((radiant, recovered.wal, last_index))
     }
+}
+
+/// Recovers the order's state from the data directory (`storage::recovery`).
+fn recover(
+    config: &Config,
+    data_dir: &DataDir,
+    machine: &StateMachine,
+    start: (Membership, (OrderId, ShardTable)),
+) -> Result<recovery::Recovered, recovery::RecoveryError> {
+    recovery::recover(data_dir, &recovery_options(config), machine, start, |_| {})
 }
 
 /// How this radiant's data directory is written, from its configuration.

@@ -14,28 +14,22 @@
 
 mod sharded;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-use bytes::Bytes;
-use radiant_protocol::slots::ShardId;
-use radiant_protocol::{
-    ClientResponse, ClusterId, Command, Configuration, ErrorResponse, Limits, LogIndex, OrderId,
-    PeerHeader, PeerMessage, ShardChunk, SystemMessage, Term,
-};
+use radiant_protocol::{ClusterId, Configuration, Limits, MemberId, OrderId, Term};
 
-use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
+use super::disk::{SimStorage, StartFailure};
 use super::invariants::OrderChecks;
 use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
 use super::order::swarm_disk_faults;
-use crate::core::effects;
+use super::radiant::{self, SimRadiant, SimWorld};
 use crate::core::order::membership::member_peer_address;
-use crate::core::order::{InjectedBug, Membership, OrderOptions, OrderRole, RecoveredOrder};
+use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
 use crate::core::prng::Prng;
-use crate::core::shards::{ShardEffect, ShardTable};
-use crate::core::system::{SystemOptions, SystemRecord};
-use crate::core::{Action, Actions, Input, Radiant, ReplyTo, Tick};
+use crate::core::shards::ShardTable;
+use crate::core::system::SystemOptions;
+use crate::core::{Actions, Input, Radiant};
 use crate::storage::memory_file_system::DiskFaults;
-use crate::storage::state_machine::StateMachine;
 use crate::storage::system_file;
 pub use sharded::Workload;
 
@@ -56,6 +50,17 @@ impl FormationOptions {
             self.ticks = self.ticks.max(workload.operations_per_client * 12);
         }
         self
+    }
+}
+
+/// Two seeds in three snapshot every 8 to 80 entries, the rest never (drawn apart from
+/// the other choices, so adding it left every other choice of a seed as it was).
+fn snapshot_interval_entries(seed: u64) -> u64 {
+    let mut prng = Prng::new(seed ^ 0x5E5E_5E5E);
+    if prng.chance(2, 3) {
+        prng.range(8, 81)
+    } else {
+        u64::MAX / 2
     }
 }
 
@@ -97,6 +102,9 @@ pub struct FormationOptions {
     /// Clients, an operator moving shards, and the shard invariants (the sharded
     /// simulator); none for formation alone.
     pub workload: Option<Workload>,
+    /// Entries between an order's snapshots (`u64::MAX / 2`: none). A snapshot holds
+    /// every section the daemon writes: data, sessions, membership, council, shard table.
+    pub snapshot_interval_entries: u64,
 }
 
 impl FormationOptions {
@@ -123,6 +131,7 @@ impl FormationOptions {
             partition_per_million: prng.range(0, 1_500),
             disk: DiskFaults { bit_flip_per_million: 0, ..swarm_disk_faults(&mut prng) },
             workload: None,
+            snapshot_interval_entries: snapshot_interval_entries(seed),
         }
     }
 
@@ -182,6 +191,8 @@ pub struct FormationReport {
     pub crashes: u64,
     /// Partitions injected.
     pub partitions: u64,
+    /// Snapshots written by radiants and installed from heralds.
+    pub snapshots: (u64, u64),
     /// Tick at which the healed system had converged.
     pub converged_at: u64,
     /// Messages delivered and dropped.
@@ -194,29 +205,22 @@ pub struct FormationReport {
     pub history: Vec<crate::sim::history::Operation>,
 }
 
-#[derive(Debug)]
-struct Node {
-    core: Option<Radiant>,
-    /// Its real WAL on its own simulated disk, and what it promised to keep.
-    disk: SimStorage,
-    /// The system record last written (the system file holds it, or the one before it
-    /// when `record_unsure` says the write failed part-way).
-    record: SystemRecord,
-    record_unsure: Option<SystemRecord>,
-    start_at: u64,
-    restart_at: u64,
-    incarnation: u64,
-    /// The key-value data (none while stopped): rebuilt from the log at each start.
-    machine: Option<StateMachine>,
-}
-
 struct Formation {
     options: FormationOptions,
     prng: Prng,
     now: u64,
-    nodes: Vec<Node>,
+    nodes: Vec<SimRadiant>,
+    /// When each radiant first starts.
+    start_at: Vec<u64>,
     network: Network<SimMessage>,
+    /// The network's faults this tick (none once it heals).
+    network_faults: NetworkFaults,
+    /// Whether this tick is in the faulty phase.
+    faults_on: bool,
     actions: Actions,
+    followups: VecDeque<(usize, Input)>,
+    /// A found bug from a radiant's effects, returned after the step.
+    failure: Option<String>,
     controllers: BTreeMap<Term, usize>,
     /// Raft's safety properties across every order's replicas.
     order_checks: OrderChecks,
@@ -224,8 +228,6 @@ struct Formation {
     cluster: ClusterId,
     partition_until: Option<u64>,
     report: FormationReport,
-    /// Pieces of frozen shards read for a radiant, fed back to it next.
-    chunks_read: Vec<(usize, ShardChunk)>,
     /// Clients and shard invariants (sharded runs).
     shards: Option<sharded::Shards>,
 }
@@ -250,39 +252,38 @@ impl Formation {
     fn new(options: FormationOptions) -> Self {
         let mut prng = Prng::new(options.seed);
         let total = options.founders + options.joiners;
-        let nodes = (0..total)
+        let start_at = (0..total)
             .map(|index| {
-                let start_at = if index < options.founders {
+                if index < options.founders {
                     prng.range(0, 60)
                 } else {
                     prng.range(options.ticks / 4, options.ticks * 3 / 4)
-                };
-                let disk_seed = options.seed ^ ((index as u64 + 1) << 48);
-                Node {
-                    core: None,
-                    disk: SimStorage::new(disk_seed, options.disk),
-                    record: SystemRecord::default(),
-                    record_unsure: None,
-                    start_at,
-                    restart_at: 0,
-                    incarnation: 0,
-                    machine: None,
                 }
+            })
+            .collect();
+        let nodes = (0..total)
+            .map(|index| {
+                let disk_seed = options.seed ^ ((index as u64 + 1) << 48);
+                SimRadiant::new(SimStorage::new(disk_seed, options.disk), options.shard_count)
             })
             .collect();
         Formation {
             prng,
             now: 0,
             nodes,
+            start_at,
             network: Network::new(),
+            network_faults: NetworkFaults::none(),
+            faults_on: false,
             actions: Actions::new(),
+            followups: VecDeque::new(),
+            failure: None,
             controllers: BTreeMap::new(),
             order_checks: OrderChecks::new(),
             configurations: BTreeMap::new(),
             cluster: ClusterId::UNSET,
             partition_until: None,
             report: FormationReport { radiants: total, ..FormationReport::default() },
-            chunks_read: Vec::new(),
             shards: options.workload.as_ref().map(|workload| sharded::Shards::new(workload, total)),
             options,
         }
@@ -353,7 +354,7 @@ impl Formation {
             let node = &self.nodes[index];
             // Joiners start once the system exists, as an operator would start them.
             let formed = index < self.options.founders || !self.configurations.is_empty();
-            let due = formed && self.now >= node.start_at && self.now >= node.restart_at;
+            let due = formed && self.now >= self.start_at[index] && self.now >= node.restart_at;
             if node.core.is_none() && due {
                 let first_join = index >= self.options.founders && node.incarnation == 0;
                 self.start(index)?;
@@ -366,6 +367,8 @@ impl Formation {
             self.inject_faults();
         }
         let faults = self.faults(faulty);
+        self.network_faults = faults.clone();
+        self.faults_on = faulty;
         self.tick_clients(faulty, &faults)?;
         while let Some((from, to, wire)) = self.network.next_due(self.now) {
             let input = match (to, wire) {
@@ -383,41 +386,21 @@ impl Formation {
                 (_, SimMessage::Reply { .. }) => continue,
             };
             let Endpoint::Radiant(index) = to else { continue };
-            self.step(index, input, &faults)?;
-        }
-        for (index, chunk) in std::mem::take(&mut self.chunks_read) {
-            self.step(index, Input::ShardChunkRead(chunk), &faults)?;
+            self.step(index, input)?;
         }
         for index in 0..self.nodes.len() {
             if self.nodes[index].core.is_some() {
                 match self.nodes[index].disk.sync_due(self.now) {
-                    Ok(Some(sequence)) => self.step(index, Input::Durable { sequence }, &faults)?,
+                    Ok(Some(sequence)) => self.step(index, Input::Durable { sequence })?,
                     Ok(None) => {}
                     Err(error) => self.stop_on_disk_error(index, &error),
                 }
             }
-            self.step(index, Input::Tick, &faults)?;
-            self.step(index, Input::Flush, &faults)?;
+            self.step(index, Input::Tick)?;
+            self.step(index, Input::Flush)?;
         }
         self.check()?;
         self.check_shards()
-    }
-
-    /// An answer from radiant `index` to a client (the operator's are dropped).
-    fn reply(
-        &mut self,
-        index: usize,
-        reply_to: ReplyTo,
-        result: Result<ClientResponse, ErrorResponse>,
-        faults: &NetworkFaults,
-    ) {
-        if reply_to.connection.0 == sharded::OPERATOR {
-            return;
-        }
-        let (from, to) =
-            (Endpoint::Radiant(index), Endpoint::Client(reply_to.connection.0 as usize));
-        let wire = SimMessage::Reply { correlation: reply_to.correlation_id, result };
-        self.network.send(self.now, from, to, wire, faults, &mut self.prng);
     }
 
     fn inject_faults(&mut self) {
@@ -447,11 +430,7 @@ impl Formation {
     fn crash(&mut self, index: usize) {
         self.report.crashes += 1;
         let down = self.prng.range(20, 400);
-        let node = &mut self.nodes[index];
-        node.core = None;
-        node.machine = None;
-        node.disk.crash();
-        node.restart_at = self.now + down;
+        self.nodes[index].crash(self.now + down);
     }
 
     /// A join during a herald failover: the herald of a random order dies as the
@@ -507,12 +486,9 @@ impl Formation {
             node.record.initial_membership.clone(),
             (order_id, ShardTable::unassigned(shard_count)),
         );
-        let machine = StateMachine::new(shard_count);
-        match node.disk.recover(&machine, start) {
-            Ok((None, recovered)) => {
-                node.machine = Some(machine);
-                Ok(Some(recovered))
-            }
+        node.machine.clear();
+        match node.disk.recover(&node.machine, start) {
+            Ok((None, recovered)) => Ok(Some(recovered)),
             Ok((Some(broken), _)) => Err(format!(
                 "radiant {index} at tick {} recovered less than it synced: {broken}",
                 self.now
@@ -561,37 +537,16 @@ impl Formation {
         node.core = Some(Radiant::forming(
             options,
             node.record.clone(),
-            order_template(self.options.shard_count, bug),
+            order_template(&self.options, bug),
             recovered,
             seed,
         ));
         Ok(())
     }
 
-    fn step(&mut self, index: usize, input: Input, faults: &NetworkFaults) -> Result<(), String> {
-        let Some(core) = self.nodes[index].core.as_mut() else { return Ok(()) };
-        let now = Tick(self.now);
-        let actions = &mut self.actions;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            core.step(now, input, actions)
-        }));
-        if let Err(panic) = result {
-            let message = super::panic_message(panic.as_ref());
-            return Err(format!("radiant {index} core assertion at tick {}: {message}", self.now));
-        }
-        let actions: Vec<Action> = self.actions.drain().collect();
-        for action in actions {
-            self.execute(index, action, faults);
-        }
-        Ok(())
-    }
-
-    fn execute(&mut self, index: usize, action: Action, faults: &NetworkFaults) {
-        if self.nodes[index].core.is_none() {
-            // Stopped by a disk error earlier in this batch: the rest of it never happens.
-            return;
-        }
-        effects::carry_out(action, &mut NodeEffects { formation: self, index, faults });
+    fn step(&mut self, index: usize, input: Input) -> Result<(), String> {
+        radiant::step(self, index, input)?;
+        self.failure.take().map_or(Ok(()), Err)
     }
 
     // ===== invariants =====
@@ -797,155 +752,89 @@ impl Formation {
     }
 }
 
-fn order_template(shard_count: u32, injected_bug: InjectedBug) -> OrderOptions {
+fn order_template(options: &FormationOptions, injected_bug: InjectedBug) -> OrderOptions {
     OrderOptions {
         cluster: ClusterId::UNSET,
         order_id: OrderId::new(1).expect("nonzero"),
-        shard_count,
-        snapshot_interval_entries: u64::MAX / 2,
+        shard_count: options.shard_count,
+        snapshot_interval_entries: options.snapshot_interval_entries,
         snapshot_interval_bytes: u64::MAX / 2,
         election_timeout_ticks: 20,
         heartbeat_interval_ticks: 4,
         replication_max_bytes: 64 << 10,
         max_inflight_appends: 4,
-        catch_up_entries: 1_000,
+        // A lagging member past this many entries gets a snapshot: small enough here that
+        // snapshotting seeds also install them.
+        catch_up_entries: (options.snapshot_interval_entries / 2).clamp(4, 1_000),
         limits: Limits::DEFAULT,
         injected_bug,
     }
 }
 
-/// What radiant `index`'s actions do in the formation simulator. No snapshots here: the
-/// order simulator covers them.
-struct NodeEffects<'a> {
-    formation: &'a mut Formation,
-    index: usize,
-    faults: &'a NetworkFaults,
-}
-
-impl NodeEffects<'_> {
-    fn send(&mut self, to: Option<usize>, wire: SimMessage) {
-        let Some(to) = to else { return };
-        let formation = &mut *self.formation;
-        let (from, to) = (Endpoint::Radiant(self.index), Endpoint::Radiant(to));
-        formation.network.send(formation.now, from, to, wire, self.faults, &mut formation.prng);
+impl SimWorld for Formation {
+    fn now(&self) -> u64 {
+        self.now
     }
 
-    fn machine(&self) -> Option<&StateMachine> {
-        self.formation.nodes[self.index].machine.as_ref()
-    }
-}
-
-impl effects::Network for NodeEffects<'_> {
-    fn send_peer(&mut self, message: PeerMessage) {
-        let core = self.formation.nodes[self.index].core.as_ref();
-        let membership = core.and_then(Radiant::order).map(|order| order.membership());
-        let to = membership
-            .and_then(|membership| member_peer_address(membership, message.header.to))
-            .and_then(|peer| index_of(&peer));
-        self.send(to, SimMessage::Peer(message));
+    fn radiant(&mut self, index: usize) -> &mut SimRadiant {
+        &mut self.nodes[index]
     }
 
-    fn send_system(&mut self, to: String, message: SystemMessage) {
-        self.send(index_of(&to), SimMessage::System(message));
+    fn actions(&mut self) -> &mut Actions {
+        &mut self.actions
     }
 
-    fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
-        self.formation.reply(self.index, reply_to, result, self.faults);
+    fn followups(&mut self) -> &mut VecDeque<(usize, Input)> {
+        &mut self.followups
     }
 
-    fn membership_changed(&mut self, _membership: Membership) {}
-}
+    /// Through the network with this tick's faults; answers to the operator are dropped.
+    fn send(&mut self, from: usize, to: Endpoint, message: SimMessage) {
+        if to == Endpoint::Client(sharded::OPERATOR as usize) {
+            return;
+        }
+        let from = Endpoint::Radiant(from);
+        self.network.send(self.now, from, to, message, &self.network_faults, &mut self.prng);
+    }
 
-impl SimRadiantStorage for NodeEffects<'_> {
-    fn storage(&mut self) -> &mut SimStorage {
-        &mut self.formation.nodes[self.index].disk
+    /// By the member's peer address in the sender's order membership.
+    fn peer_index(&self, from: usize, member: MemberId) -> Option<usize> {
+        let order = self.nodes[from].core.as_ref().and_then(Radiant::order)?;
+        index_of(&member_peer_address(order.membership(), member)?)
+    }
+
+    fn system_index(&self, address: &str) -> Option<usize> {
+        index_of(address)
     }
 
     fn fsync_done_at(&mut self) -> u64 {
-        self.formation.now + self.formation.prng.range(0, 4)
+        self.now + self.prng.range(0, 4)
     }
 
-    fn stop_on_disk_error(&mut self, error: &dyn std::fmt::Display) {
-        self.formation.stop_on_disk_error(self.index, error);
-    }
-}
-
-impl effects::SnapshotStore for NodeEffects<'_> {
-    fn write_snapshot(&mut self, _position: (LogIndex, Term), _state: effects::SnapshotState) {}
-
-    fn send_snapshot_chunk(
-        &mut self,
-        _header: PeerHeader,
-        _position: (LogIndex, Term),
-        _offset: u64,
-        _max_bytes: u64,
-    ) {
+    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display) {
+        Formation::stop_on_disk_error(self, index, error);
     }
 
-    fn write_snapshot_chunk(&mut self, _chunk: radiant_protocol::InstallSnapshot) {}
-}
-
-impl effects::SystemStore for NodeEffects<'_> {
-    /// As the daemon does: written before any later action, and a radiant that cannot
-    /// write it stops.
-    fn persist_system(&mut self, record: SystemRecord) {
-        let node = &mut self.formation.nodes[self.index];
-        match system_file::write(&node.disk.data_dir(), &record) {
-            Ok(()) => node.record = record,
-            Err(error) => {
-                node.record_unsure = Some(record);
-                self.formation.stop_on_disk_error(self.index, &error);
-            }
-        }
-    }
-}
-
-impl effects::Apply for NodeEffects<'_> {
-    fn apply(
-        &mut self,
-        shard: ShardId,
-        index: LogIndex,
-        command: Command,
-        reply_to: Option<ReplyTo>,
-    ) {
-        let Some(machine) = self.machine() else { return };
-        let response = machine.apply(shard, index, command);
-        if let Some(reply_to) = reply_to {
-            self.formation.reply(self.index, reply_to, Ok(response), self.faults);
-        }
+    /// One snapshot in twenty of the faulty phase.
+    fn snapshot_cut_short(&mut self) -> Option<usize> {
+        let cut = self.faults_on && self.prng.chance(1, 20);
+        cut.then(|| self.prng.range(0, 64) as usize)
     }
 
-    fn read(&mut self, shard: ShardId, key: Bytes, reply_to: ReplyTo) {
-        let Some(machine) = self.machine() else { return };
-        let value = machine.get(shard, &key);
-        let answer = Ok(ClientResponse::GetResult { value });
-        self.formation.reply(self.index, reply_to, answer, self.faults);
+    fn crash(&mut self, index: usize) {
+        Formation::crash(self, index);
     }
 
-    /// The simulated clients take no backups; an answer keeps the request from
-    /// hanging if one ever did.
-    fn copy_shard(&mut self, _shard: ShardId, _index: LogIndex, reply_to: ReplyTo) {
-        let reason = "the simulator keeps no shard copies for backups".to_string();
-        let refusal = radiant_protocol::ErrorResponse::BadRequest { reason };
-        self.formation.reply(self.index, reply_to, Err(refusal), self.faults);
+    fn fail(&mut self, message: String) {
+        self.failure.get_or_insert(message);
     }
 
-    fn shard_data(&mut self, effect: ShardEffect) {
-        if let Some(machine) = self.machine() {
-            machine.apply_shard_effect(effect, &Limits::DEFAULT);
-        }
+    fn snapshot_written(&mut self, _index: usize) {
+        self.report.snapshots.0 += 1;
     }
 
-    fn read_shard_chunk(
-        &mut self,
-        shard: ShardId,
-        number: u64,
-        after: Option<Bytes>,
-        max_bytes: u64,
-    ) {
-        let Some(machine) = self.machine() else { return };
-        let chunk = machine.read_chunk(shard, number, after, max_bytes);
-        self.formation.chunks_read.push((self.index, chunk));
+    fn snapshot_installed(&mut self, _index: usize) {
+        self.report.snapshots.1 += 1;
     }
 }
 
@@ -976,6 +865,7 @@ mod tests {
             partition_per_million: 0,
             disk: DiskFaults::default(),
             workload: None,
+            snapshot_interval_entries: 16,
         };
         let report = run(options).expect("forms");
         assert_eq!(report.orders, [3, 3, 3]);

@@ -15,6 +15,7 @@ pub mod history;
 pub mod invariants;
 pub mod network;
 pub mod order;
+pub mod radiant;
 pub mod workload;
 
 /// The message of a caught panic (a core assertion, or the simulator's own).

@@ -13,29 +13,23 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use radiant_protocol::{
-    ClientRequest, ClientResponse, Command, ErrorResponse, InstallSnapshot, Limits, LogIndex,
-    MemberId, OrderId, PeerBody, PeerMessage, ReadConsistency, Term,
+    ClientRequest, ClientResponse, Command, ErrorResponse, Limits, LogIndex, MemberId, OrderId,
+    PeerMessage, ReadConsistency, Term,
 };
 
-use super::disk::{SimRadiantStorage, SimStorage, StartFailure};
+use super::disk::{SimStorage, StartFailure};
 use super::history::Operation;
 use super::invariants::OrderChecks;
 use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
+use super::radiant::{self, SimRadiant, SimWorld};
 use super::workload::{ClientContext, ClientTiming, Send, SimClient};
-use crate::core::effects;
 use crate::core::order::membership::member_address;
 use crate::core::order::{InjectedBug, Membership, OrderOptions, RecoveredOrder};
 use crate::core::prng::Prng;
 use crate::core::shards::ShardTable;
-use crate::core::{Action, Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo, Tick};
+use crate::core::{Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo};
 use crate::storage::memory_file_system::DiskFaults;
-use crate::storage::snapshot::SnapshotError;
-use crate::storage::state_machine::StateMachine;
-use crate::storage::state_snapshot::OrderSections;
-use radiant_protocol::slots::ShardId;
-use radiant_protocol::SystemMessage;
 
 /// Fault rates for the safety phase.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,32 +255,18 @@ impl std::fmt::Display for SimFailure {
     }
 }
 
-/// One simulated radiant.
-struct SimRadiant {
-    member: MemberId,
-    core: Option<Radiant>,
-    machine: StateMachine,
-    /// Its real WAL on its own simulated disk, and what it promised to keep.
-    disk: SimStorage,
-    restart_at: u64,
-    incarnation: u64,
+/// Radiant `id` (member `id`, at index `id - 1`) before its first start. Bit flips hit
+/// only the first radiant's disk.
+fn fresh_radiant(id: u64, seed: u64, mut faults: DiskFaults) -> SimRadiant {
+    if id != 1 {
+        faults.bit_flip_per_million = 0;
+    }
+    SimRadiant::new(SimStorage::new(seed ^ id.rotate_left(48), faults), 8)
 }
 
-impl SimRadiant {
-    /// Radiant `id` before its first start: empty disk, nothing running.
-    fn fresh(id: u64, seed: u64, mut faults: DiskFaults) -> SimRadiant {
-        if id != 1 {
-            faults.bit_flip_per_million = 0;
-        }
-        SimRadiant {
-            member: MemberId::new(id).expect("ids start at 1"),
-            core: None,
-            machine: StateMachine::new(8),
-            disk: SimStorage::new(seed ^ id.rotate_left(48), faults),
-            restart_at: 0,
-            incarnation: 0,
-        }
-    }
+/// The member radiant `index` is (static orders number their members from 1).
+fn member_at(index: usize) -> MemberId {
+    MemberId::new(index as u64 + 1).expect("nonzero")
 }
 
 /// The simulator.
@@ -336,7 +316,7 @@ impl Simulator {
         let initial_membership_for_checks = initial_membership.clone();
         let mut prng = Prng::new(options.seed);
         let radiants = (1..=options.radiants as u64)
-            .map(|id| SimRadiant::fresh(id, options.seed, options.faults.disk))
+            .map(|id| fresh_radiant(id, options.seed, options.faults.disk))
             .collect();
         let election = options.election_timeout_ticks;
         let timing = ClientTiming {
@@ -796,7 +776,7 @@ impl Simulator {
             .max_by_key(|order| (order.term(), order.commit_index()));
         let Some(membership) = newest.map(|order| order.membership().clone()) else { return };
         let spare = (self.options.voters..self.radiants.len())
-            .map(|index| self.radiants[index].member)
+            .map(member_at)
             .find(|member| !membership.contains(*member) && !self.ever_removed.contains(member));
         let request = if let Some(member) = spare {
             let address = member_address(&format!("sim-{member}"), &format!("sim-{member}"));
@@ -850,10 +830,7 @@ impl Simulator {
         self.crashes += 1;
         let (low, high) = self.options.faults.down_ticks;
         let down = self.prng.range(low, high + 1);
-        let radiant = &mut self.radiants[index];
-        radiant.core = None;
-        radiant.disk.crash();
-        radiant.restart_at = self.now + down;
+        self.radiants[index].crash(self.now + down);
     }
 
     /// A write or sync failed: the radiant stops (fail-stop, as the daemon does) and is
@@ -938,8 +915,9 @@ impl Simulator {
         let radiant = &mut self.radiants[index];
         radiant.incarnation += 1;
         let applied = recovered.applied_index;
-        let seed = self.options.seed ^ (radiant.member.get() << 32) ^ radiant.incarnation;
-        radiant.core = Some(Radiant::new(radiant.member, options, recovered, seed));
+        let member = member_at(index);
+        let seed = self.options.seed ^ (member.get() << 32) ^ radiant.incarnation;
+        radiant.core = Some(Radiant::new(member, options, recovered, seed));
         self.order_checks.restarted(index, static_order_id(), applied);
     }
 }
@@ -948,154 +926,9 @@ impl Simulator {
 
 impl Simulator {
     fn step(&mut self, index: usize, input: Input) {
-        self.followups.push_back((index, input));
-        while let Some((index, input)) = self.followups.pop_front() {
-            let Some(core) = self.radiants[index].core.as_mut() else {
-                continue;
-            };
-            let now = Tick(self.now);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                core.step(now, input, &mut self.actions)
-            }));
-            if let Err(panic) = result {
-                let message = super::panic_message(panic.as_ref());
-                self.fail(format!("radiant {} core assertion: {message}", index + 1));
-                self.actions.drain().for_each(drop);
-                return;
-            }
-            let actions: Vec<Action> = self.actions.drain().collect();
-            for action in actions {
-                self.execute(index, action);
-            }
+        if let Err(message) = radiant::step(self, index, input) {
+            self.fail(message);
         }
-    }
-
-    fn execute(&mut self, index: usize, action: Action) {
-        if self.radiants[index].core.is_none() {
-            // Stopped by a disk error earlier in this batch: the rest of it never happens.
-            return;
-        }
-        effects::carry_out(action, &mut RadiantEffects { simulator: self, index });
-    }
-
-    fn send_peer(&mut self, index: usize, message: PeerMessage) {
-        let to = message.header.to.get() as usize - 1;
-        let faults = self.network_faults();
-        self.network.send(
-            self.now,
-            Endpoint::Radiant(index),
-            Endpoint::Radiant(to),
-            SimMessage::Peer(message),
-            &faults,
-            &mut self.prng,
-        );
-    }
-
-    /// `Action::Snapshot`, through the daemon's own snapshot code on the radiant's disk.
-    fn write_snapshot(
-        &mut self,
-        index: usize,
-        (log_index, term): (LogIndex, Term),
-        (membership, council, shards): (&Membership, Option<&Bytes>, &Bytes),
-    ) {
-        if self.faults_on && self.prng.chance(1, 20) {
-            let pairs_written = self.prng.range(0, 64) as usize;
-            let radiant = &mut self.radiants[index];
-            radiant.disk.write_snapshot_cut_short(
-                (log_index, term),
-                &radiant.machine,
-                pairs_written,
-            );
-            self.crash(index);
-            return;
-        }
-        let radiant = &mut self.radiants[index];
-        let sections = OrderSections { membership, council, shards };
-        match radiant.disk.write_snapshot((log_index, term), &radiant.machine, sections) {
-            Ok(()) => {
-                let written = Input::SnapshotWritten { index: log_index, term };
-                self.followups.push_back((index, written));
-            }
-            Err(error) => self.stop_on_disk_error(index, &error),
-        }
-    }
-
-    fn send_snapshot_chunk(
-        &mut self,
-        index: usize,
-        header: radiant_protocol::PeerHeader,
-        (snapshot_index, snapshot_term): (LogIndex, Term),
-        offset: u64,
-        max_bytes: u64,
-    ) {
-        let disk = &self.radiants[index].disk;
-        let Some((chunk, total)) = disk.read_snapshot_chunk(snapshot_index, offset, max_bytes)
-        else {
-            return;
-        };
-        let chunk = InstallSnapshot {
-            snapshot_index,
-            snapshot_term,
-            offset,
-            total_bytes: total,
-            done: offset + chunk.len() as u64 == total,
-            chunk,
-        };
-        let message = PeerMessage { header, body: PeerBody::InstallSnapshot(chunk) };
-        self.send_peer(index, message);
-    }
-
-    fn write_snapshot_chunk(&mut self, index: usize, chunk: &InstallSnapshot) {
-        let radiant = &mut self.radiants[index];
-        let shard_count = radiant.machine.shard_count();
-        let (snapshot_index, term) = (chunk.snapshot_index, chunk.snapshot_term);
-        match radiant.disk.receive_snapshot_chunk(chunk, shard_count) {
-            Ok(next_offset) if !chunk.done => self
-                .followups
-                .push_back((index, Input::SnapshotChunkWritten { snapshot_index, next_offset })),
-            Ok(_) => {
-                let received = match radiant
-                    .disk
-                    .load_received(&radiant.machine, (snapshot_index, term))
-                {
-                    Ok(received) => received,
-                    Err(reason) => {
-                        self.fail(format!("radiant {}: a received snapshot: {reason}", index + 1));
-                        return;
-                    }
-                };
-                self.snapshots_installed += 1;
-                let input = Input::SnapshotInstalled {
-                    index: snapshot_index,
-                    term,
-                    membership: received.membership,
-                    council: received.council,
-                    shards: received.shards,
-                };
-                self.followups.push_back((index, input));
-            }
-            Err(error @ SnapshotError::Io { .. }) => self.stop_on_disk_error(index, &error),
-            Err(error) => self.fail(format!("radiant {}: a received snapshot: {error}", index + 1)),
-        }
-    }
-
-    fn reply(
-        &mut self,
-        index: usize,
-        reply_to: ReplyTo,
-        result: Result<ClientResponse, ErrorResponse>,
-    ) {
-        let client = reply_to.connection.0 as usize;
-        let message = SimMessage::Reply { correlation: reply_to.correlation_id, result };
-        let faults = self.network_faults();
-        self.network.send(
-            self.now,
-            Endpoint::Radiant(index),
-            Endpoint::Client(client),
-            message,
-            &faults,
-            &mut self.prng,
-        );
     }
 
     fn fail(&mut self, message: String) {
@@ -1171,103 +1004,61 @@ fn static_member(core: &Radiant) -> radiant_protocol::MemberId {
     core.member_id().expect("a simulated radiant has a static member id")
 }
 
-/// What radiant `index`'s actions do in the simulator. Simulated radiants run static
-/// orders: no shard moves (`sim::formation` covers them), no system messages or records.
-struct RadiantEffects<'a> {
-    simulator: &'a mut Simulator,
-    index: usize,
-}
-
-impl effects::Network for RadiantEffects<'_> {
-    fn send_peer(&mut self, message: PeerMessage) {
-        self.simulator.send_peer(self.index, message);
+impl SimWorld for Simulator {
+    fn now(&self) -> u64 {
+        self.now
     }
 
-    fn send_system(&mut self, _to: String, _message: SystemMessage) {}
-
-    fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
-        self.simulator.reply(self.index, reply_to, result);
+    fn radiant(&mut self, index: usize) -> &mut SimRadiant {
+        &mut self.radiants[index]
     }
 
-    fn membership_changed(&mut self, _membership: Membership) {}
-}
+    fn actions(&mut self) -> &mut Actions {
+        &mut self.actions
+    }
 
-impl SimRadiantStorage for RadiantEffects<'_> {
-    fn storage(&mut self) -> &mut SimStorage {
-        &mut self.simulator.radiants[self.index].disk
+    fn followups(&mut self) -> &mut VecDeque<(usize, Input)> {
+        &mut self.followups
+    }
+
+    fn send(&mut self, from: usize, to: Endpoint, message: SimMessage) {
+        let faults = self.network_faults();
+        let from = Endpoint::Radiant(from);
+        self.network.send(self.now, from, to, message, &faults, &mut self.prng);
+    }
+
+    fn peer_index(&self, _from: usize, member: MemberId) -> Option<usize> {
+        (member.get() as usize).checked_sub(1).filter(|&index| index < self.radiants.len())
+    }
+
+    /// A static order has no system.
+    fn system_index(&self, _address: &str) -> Option<usize> {
+        None
     }
 
     fn fsync_done_at(&mut self) -> u64 {
-        let simulator = &mut *self.simulator;
-        simulator.now + simulator.prng.range(0, simulator.options.faults.fsync_max_ticks + 1)
+        self.now + self.prng.range(0, self.options.faults.fsync_max_ticks + 1)
     }
 
-    fn stop_on_disk_error(&mut self, error: &dyn std::fmt::Display) {
-        self.simulator.stop_on_disk_error(self.index, error);
-    }
-}
-
-impl effects::SnapshotStore for RadiantEffects<'_> {
-    fn write_snapshot(&mut self, position: (LogIndex, Term), state: effects::SnapshotState) {
-        let sections = (&state.membership, state.council.as_ref(), &state.shards.encode());
-        self.simulator.write_snapshot(self.index, position, sections);
+    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display) {
+        Simulator::stop_on_disk_error(self, index, error);
     }
 
-    fn send_snapshot_chunk(
-        &mut self,
-        header: radiant_protocol::PeerHeader,
-        position: (LogIndex, Term),
-        offset: u64,
-        max_bytes: u64,
-    ) {
-        self.simulator.send_snapshot_chunk(self.index, header, position, offset, max_bytes);
+    fn snapshot_cut_short(&mut self) -> Option<usize> {
+        let cut = self.faults_on && self.prng.chance(1, 20);
+        cut.then(|| self.prng.range(0, 64) as usize)
     }
 
-    fn write_snapshot_chunk(&mut self, chunk: InstallSnapshot) {
-        self.simulator.write_snapshot_chunk(self.index, &chunk);
-    }
-}
-
-impl effects::SystemStore for RadiantEffects<'_> {
-    fn persist_system(&mut self, _record: crate::core::system::SystemRecord) {}
-}
-
-impl effects::Apply for RadiantEffects<'_> {
-    fn apply(
-        &mut self,
-        shard: ShardId,
-        index: LogIndex,
-        command: Command,
-        reply_to: Option<ReplyTo>,
-    ) {
-        let response = self.simulator.radiants[self.index].machine.apply(shard, index, command);
-        if let Some(reply_to) = reply_to {
-            self.simulator.reply(self.index, reply_to, Ok(response));
-        }
+    fn crash(&mut self, index: usize) {
+        Simulator::crash(self, index);
     }
 
-    fn read(&mut self, shard: ShardId, key: Bytes, reply_to: ReplyTo) {
-        let value = self.simulator.radiants[self.index].machine.get(shard, &key);
-        self.simulator.reply(self.index, reply_to, Ok(ClientResponse::GetResult { value }));
+    fn fail(&mut self, message: String) {
+        Simulator::fail(self, message);
     }
 
-    /// The simulated clients take no backups; an answer keeps the request from
-    /// hanging if one ever did.
-    fn copy_shard(&mut self, _shard: ShardId, _index: LogIndex, reply_to: ReplyTo) {
-        let reason = "the simulator keeps no shard copies for backups".to_string();
-        let refusal = radiant_protocol::ErrorResponse::BadRequest { reason };
-        self.simulator.reply(self.index, reply_to, Err(refusal));
-    }
-
-    fn shard_data(&mut self, _effect: crate::core::shards::ShardEffect) {}
-
-    fn read_shard_chunk(
-        &mut self,
-        _shard: ShardId,
-        _number: u64,
-        _after: Option<Bytes>,
-        _max_bytes: u64,
-    ) {
+    fn snapshot_installed(&mut self, _index: usize) {
+        self.snapshots_installed += 1;
     }
 }
 

@@ -148,7 +148,7 @@ impl Formation {
         if faulty {
             self.crash_during_a_move();
         }
-        self.operate(faults)
+        self.operate()
     }
 
     /// Now and then, while a shard is in flight, crash the herald of an order moving
@@ -258,7 +258,7 @@ impl Formation {
 
     /// The operator, now and then: move a random shard to a random order, or dissolve
     /// a random order, through whichever radiant is controller.
-    fn operate(&mut self, faults: &NetworkFaults) -> Result<(), String> {
+    fn operate(&mut self) -> Result<(), String> {
         let Some(workload) = self.options.workload.clone() else { return Ok(()) };
         let controller = (0..self.nodes.len()).find(|&index| {
             let system = self.nodes[index].core.as_ref().and_then(Radiant::system);
@@ -296,7 +296,7 @@ impl Formation {
             }
         }
         let input = Formation::client_input(OPERATOR as usize, 0, request);
-        self.step(controller, input, faults)
+        self.step(controller, input)
     }
 
     /// Each shard is served by at most one order, judged by each order's newest applied
