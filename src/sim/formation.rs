@@ -389,15 +389,12 @@ impl Formation {
             self.step(index, input)?;
         }
         for index in 0..self.nodes.len() {
-            if self.nodes[index].core.is_some() {
-                match self.nodes[index].disk.sync_due(self.now) {
-                    Ok(Some(sequence)) => self.step(index, Input::Durable { sequence })?,
-                    Ok(None) => {}
-                    Err(error) => self.stop_on_disk_error(index, &error),
-                }
-            }
+            radiant::complete_due_fsyncs(self, index)?;
             self.step(index, Input::Tick)?;
             self.step(index, Input::Flush)?;
+        }
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
         }
         self.check()?;
         self.check_shards()

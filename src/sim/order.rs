@@ -584,12 +584,8 @@ impl Simulator {
         }
         self.restart_due();
         for index in 0..self.radiants.len() {
-            if self.radiants[index].core.is_some() {
-                match self.radiants[index].disk.sync_due(self.now) {
-                    Ok(Some(sequence)) => self.step(index, Input::Durable { sequence }),
-                    Ok(None) => {}
-                    Err(error) => self.stop_on_disk_error(index, &error),
-                }
+            if let Err(message) = radiant::complete_due_fsyncs(self, index) {
+                self.fail(message);
             }
         }
         while let Some((from, to, message)) = self.network.next_due(self.now) {

@@ -136,6 +136,24 @@ pub fn step<W: SimWorld>(world: &mut W, index: usize, input: Input) -> Result<()
     Ok(())
 }
 
+/// Completes radiant `index`'s fsyncs due now and tells its core which writes are
+/// durable; a failed sync stops the radiant.
+pub fn complete_due_fsyncs<W: SimWorld>(world: &mut W, index: usize) -> Result<(), String> {
+    let now = world.now();
+    let radiant = world.radiant(index);
+    if radiant.core.is_none() {
+        return Ok(());
+    }
+    match radiant.disk.sync_due(now) {
+        Ok(Some(sequence)) => step(world, index, Input::Durable { sequence }),
+        Ok(None) => Ok(()),
+        Err(error) => {
+            world.stop_on_disk_error(index, &error);
+            Ok(())
+        }
+    }
+}
+
 /// What radiant `index`'s actions do in a simulator.
 struct SimEffects<'a, W> {
     world: &'a mut W,
