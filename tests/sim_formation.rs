@@ -65,13 +65,22 @@ fn forty_sharded_seeds_with_radiant_removals_stay_linearizable_and_converge() {
 /// 5776 (sharded, with removals): the operator removed a member of an order that had not
 /// elected its first herald; its other member still counted it as a voter and never
 /// could elect one (the controller now refuses to change an order it has heard no herald
-/// of).
+/// of). 6445 (sharded, with removals, with snapshots): a joiner installed a snapshot
+/// taken before its own `AddLearner`, applied a later removal of another member, judged
+/// itself removed (`ERROR(RECOVERABLE(MEMBERSHIP))`) and stayed so after it was listed;
+/// its herald, handing over to it, waited forever (the error now clears when the member
+/// is listed again).
 #[test]
 fn sharded_seeds_that_once_failed_pass() {
     every_seed_passes("sharded regression", 20_096..20_097, FormationOptions::sharded);
     every_seed_passes(
         "sharded regression (with removals)",
         5_776..5_777,
+        FormationOptions::sharded_with_removals,
+    );
+    every_seed_passes(
+        "sharded regression (with removals and snapshots)",
+        6_445..6_446,
         FormationOptions::sharded_with_removals,
     );
 }

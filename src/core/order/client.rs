@@ -295,9 +295,7 @@ impl Order {
     }
 
     fn after_membership_change(&mut self, change: &MembershipChange) {
-        if !self.membership.contains(self.me) && self.log.last_index() > 0 {
-            self.error = Some(super::OrderStateError::Recoverable(super::OrderError::Membership));
-        }
+        self.check_own_membership();
         if self.role != OrderRole::Herald {
             return;
         }

@@ -696,6 +696,23 @@ impl Order {
         Some(self.append_command(command, None))
     }
 
+    /// A member the order's membership no longer lists is in
+    /// `ERROR(RECOVERABLE(MEMBERSHIP))`, and recovers when a later change or an
+    /// installed snapshot lists it again (the controller added it back: it kept its log
+    /// and votes, so it may take part as before). Before, the error stayed for good, and
+    /// a herald handing its role to such a member waited forever (sharded simulator,
+    /// seed 6445 with removals).
+    fn check_own_membership(&mut self) {
+        let removed = Some(OrderStateError::Recoverable(OrderError::Membership));
+        let listed = self.membership.contains(self.me);
+        if !listed && self.log.last_index() > 0 {
+            self.error = removed;
+        } else if listed && self.error == removed {
+            tracing::info!("order: this member is in its order's membership again");
+            self.error = None;
+        }
+    }
+
     /// Whether a membership change is appended but not yet applied.
     pub fn membership_change_pending(&self) -> bool {
         self.pending_membership_index.is_some()

@@ -516,6 +516,7 @@ impl Order {
         self.durable_index = self.durable_index.clamp(index, self.log.last_index());
         self.local_snapshot = Some((index, term));
         self.membership = membership.clone();
+        self.check_own_membership();
         self.waiting.clear();
         tracing::info!(index, term, keeps_suffix, "order: installed a snapshot from the herald");
         actions.push(Action::MembershipChanged(membership));
