@@ -210,17 +210,9 @@ mod tests {
             ..SystemRecord::default()
         };
         let options = SystemOptions {
-            peer_address: address(7400).peer,
-            client_address: address(7400).client,
-            resp_address: String::new(),
-            neighbor: None,
             bootstrap_expect: 3,
             order_size: 2,
-            shard_count: 4,
-            bootstrap_backoff_ticks: 1,
-            beacon_interval_ticks: 1,
-            election_timeout_ticks: 5,
-            heartbeat_interval_ticks: 1,
+            ..crate::core::system::tests::options(7400)
         };
         let mut system = System::new(options, record, 1);
         system.controller = Some(Controller {

@@ -807,7 +807,8 @@ pub fn initial_membership(configuration: &Configuration, order_id: OrderId) -> M
 mod tests {
     use super::*;
 
-    fn options(port: u16) -> SystemOptions {
+    /// Options of a test radiant at 10.0.0.1:`port` (shared by this module's tests).
+    pub(crate) fn options(port: u16) -> SystemOptions {
         SystemOptions {
             peer_address: format!("10.0.0.1:{port}"),
             client_address: format!("10.0.0.1:{}", port + 1),
