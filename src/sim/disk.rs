@@ -403,22 +403,15 @@ impl SimStorage {
     }
 
     /// Loads a snapshot just received at `(index, term)` into `machine`, as the daemon
-    /// installs one (`storage::recovery::load_received`), and makes it the promise.
+    /// installs one (`storage::recovery::load_received`). Its last chunk already made it
+    /// the promise (`receive_snapshot_chunk`).
     pub fn load_received(
-        &mut self,
+        &self,
         machine: &StateMachine,
-        (index, term): (LogIndex, Term),
+        position: (LogIndex, Term),
     ) -> Result<ReceivedSections, String> {
-        let received = recovery::load_received(
-            &self.data_dir(),
-            &SIM_RECOVERY,
-            machine,
-            (index, term),
-            Membership::default(),
-        )?;
-        self.keep_snapshot_promise(Some(SimSnapshot { index, term }))
-            .map_err(|failure| format!("{failure:?}"))?;
-        Ok(received)
+        let membership = Membership::default();
+        recovery::load_received(&self.data_dir(), &SIM_RECOVERY, machine, position, membership)
     }
 
     fn broken(&self, reason: String) -> StartFailure {
@@ -454,7 +447,7 @@ impl SimStorage {
         Ok((broken, order))
     }
 
-    /// Checks that a snapshot loaded at a start or an install is no older than the one
+    /// Checks that the snapshot recovery loaded at a start is no older than the one
     /// published last, and makes it the promise.
     fn keep_snapshot_promise(&mut self, loaded: Option<SimSnapshot>) -> Result<(), StartFailure> {
         let promised = self.promised.snapshot.map_or(0, |snapshot| snapshot.index);
