@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use radiant::core::OrderRole;
-use radiant::sim::order::Simulator;
+use radiant::sim::order::{member_entry, Simulator};
 use radiant_protocol::{ClientRequest, ClientResponse, ErrorResponse, MemberId, OrderStateOp};
 
 /// Ten ticks is one election timeout in the simulator.
@@ -92,7 +92,7 @@ fn a_learner_catches_up_is_promoted_and_a_voter_can_then_be_removed() {
     for index in 0..30 {
         assert!(put(&mut simulator, herald, &format!("k{index}")).is_ok());
     }
-    let add = ClientRequest::AddMember { member: member(4), address: "sim-4 sim-4".to_string() };
+    let add = ClientRequest::AddMember { member: member(4), address: member_entry(3) };
     assert_eq!(simulator.request(herald, add, 10 * ELECTION), Ok(ClientResponse::Done));
     simulator.run_ticks(10 * ELECTION);
     let herald_order = simulator.order(herald).expect("up");
@@ -139,10 +139,9 @@ fn a_second_membership_change_while_one_is_pending_gets_locked() {
     let (herald, _) = settled(&mut simulator);
     // Radiant 4 is down, so the learner never catches up and the change stays pending.
     simulator.isolate(3);
-    let add = ClientRequest::AddMember { member: member(4), address: "sim-4 sim-4".to_string() };
+    let add = ClientRequest::AddMember { member: member(4), address: member_entry(3) };
     assert_eq!(simulator.request(herald, add, 10 * ELECTION), Ok(ClientResponse::Done));
-    let add_another =
-        ClientRequest::AddMember { member: member(5), address: "sim-5 sim-5".to_string() };
+    let add_another = ClientRequest::AddMember { member: member(5), address: member_entry(4) };
     let answer = simulator.request(herald, add_another, 10 * ELECTION);
     assert_eq!(answer, Err(ErrorResponse::Locked(OrderStateOp::MembershipUpdate)));
 }

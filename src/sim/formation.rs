@@ -14,21 +14,18 @@
 
 mod sharded;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
-use radiant_protocol::{ClusterId, Configuration, Limits, MemberId, OrderId, Term};
+use radiant_protocol::{ClientResponse, ClusterId, Configuration, ErrorResponse, Limits, OrderId};
 
-use super::disk::{SimStorage, StartFailure};
-use super::invariants::OrderChecks;
-use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
+use super::driver::{self, address, Driver, Scenario, SimFaults};
+use super::network::NetworkFaults;
 use super::order::swarm_disk_faults;
-use super::radiant::{self, SimRadiant, SimWorld};
-use crate::core::order::membership::member_peer_address;
 use crate::core::order::{InjectedBug, OrderOptions, OrderRole, RecoveredOrder};
 use crate::core::prng::Prng;
 use crate::core::shards::ShardTable;
 use crate::core::system::SystemOptions;
-use crate::core::{Actions, Input, Radiant};
+use crate::core::Radiant;
 use crate::storage::memory_file_system::DiskFaults;
 use crate::storage::system_file;
 pub use sharded::Workload;
@@ -90,15 +87,9 @@ pub struct FormationOptions {
     pub ticks: u64,
     /// Neighbour layout.
     pub topology: Topology,
-    /// Loss, duplication, delay.
-    pub network: NetworkFaults,
-    /// Chance per tick that a live radiant crashes.
-    pub crash_per_million: u64,
-    /// Chance per tick that the network splits in two (healed after a while).
-    pub partition_per_million: u64,
-    /// The disks' faults (no bit flips here: a radiant that refuses to start for good is
-    /// the order simulator's business).
-    pub disk: DiskFaults,
+    /// The faults of the faulty phase. No bit flips here: a radiant that refuses its
+    /// damaged disk stays down for good, and these runs must converge with everyone.
+    pub faults: SimFaults,
     /// Clients, an operator moving shards, and the shard invariants (the sharded
     /// simulator); none for formation alone.
     pub workload: Option<Workload>,
@@ -121,15 +112,20 @@ impl FormationOptions {
             shard_count: 16,
             ticks: 3_000,
             topology: if prng.chance(1, 2) { Topology::Ring } else { Topology::Star },
-            network: NetworkFaults {
-                loss_per_million: prng.range(0, 150_000),
-                duplicate_per_million: prng.range(0, 20_000),
-                delay_min_ticks: 1,
-                delay_max_ticks: prng.range(1, 12),
+            faults: SimFaults {
+                network: NetworkFaults {
+                    loss_per_million: prng.range(0, 150_000),
+                    duplicate_per_million: prng.range(0, 20_000),
+                    delay_min_ticks: 1,
+                    delay_max_ticks: prng.range(1, 12),
+                },
+                crash_per_million: prng.range(0, 400),
+                down_ticks: (20, 399),
+                partition_per_million: prng.range(0, 1_500),
+                partition_ticks: (50, 599),
+                fsync_max_ticks: 3,
+                disk: DiskFaults { bit_flip_per_million: 0, ..swarm_disk_faults(&mut prng) },
             },
-            crash_per_million: prng.range(0, 400),
-            partition_per_million: prng.range(0, 1_500),
-            disk: DiskFaults { bit_flip_per_million: 0, ..swarm_disk_faults(&mut prng) },
             workload: None,
             snapshot_interval_entries: snapshot_interval_entries(seed),
         }
@@ -205,41 +201,18 @@ pub struct FormationReport {
     pub history: Vec<crate::sim::history::Operation>,
 }
 
+/// A formation or sharded run: a scenario of the [`Driver`].
 struct Formation {
+    driver: Driver,
     options: FormationOptions,
-    prng: Prng,
-    now: u64,
-    nodes: Vec<SimRadiant>,
     /// When each radiant first starts.
     start_at: Vec<u64>,
-    network: Network<SimMessage>,
-    /// The network's faults this tick (none once it heals).
-    network_faults: NetworkFaults,
-    /// Whether this tick is in the faulty phase.
-    faults_on: bool,
-    actions: Actions,
-    followups: VecDeque<(usize, Input)>,
-    /// A found bug from a radiant's effects, returned after the step.
-    failure: Option<String>,
-    controllers: BTreeMap<Term, usize>,
-    /// Raft's safety properties across every order's replicas.
-    order_checks: OrderChecks,
+    controllers: BTreeMap<radiant_protocol::Term, usize>,
     configurations: BTreeMap<u64, Configuration>,
     cluster: ClusterId,
-    partition_until: Option<u64>,
     report: FormationReport,
     /// Clients and shard invariants (sharded runs).
     shards: Option<sharded::Shards>,
-}
-
-fn address(index: usize) -> String {
-    format!("10.0.{}.{}:7400", index / 250, index % 250 + 1)
-}
-
-fn index_of(address: &str) -> Option<usize> {
-    let host = address.strip_suffix(":7400")?.strip_prefix("10.0.")?;
-    let (high, low) = host.split_once('.')?;
-    Some(high.parse::<usize>().ok()? * 250 + low.parse::<usize>().ok()?.checked_sub(1)?)
 }
 
 /// Runs one formation simulation.
@@ -261,28 +234,14 @@ impl Formation {
                 }
             })
             .collect();
-        let nodes = (0..total)
-            .map(|index| {
-                let disk_seed = options.seed ^ ((index as u64 + 1) << 48);
-                SimRadiant::new(SimStorage::new(disk_seed, options.disk), options.shard_count)
-            })
-            .collect();
+        let shard_count = options.shard_count;
+        let driver = Driver::new(options.seed, prng, total, shard_count, options.faults.clone());
         Formation {
-            prng,
-            now: 0,
-            nodes,
+            driver,
             start_at,
-            network: Network::new(),
-            network_faults: NetworkFaults::none(),
-            faults_on: false,
-            actions: Actions::new(),
-            followups: VecDeque::new(),
-            failure: None,
             controllers: BTreeMap::new(),
-            order_checks: OrderChecks::new(),
             configurations: BTreeMap::new(),
             cluster: ClusterId::UNSET,
-            partition_until: None,
             report: FormationReport { radiants: total, ..FormationReport::default() },
             shards: options.workload.as_ref().map(|workload| sharded::Shards::new(workload, total)),
             options,
@@ -290,23 +249,22 @@ impl Formation {
     }
 
     fn run(&mut self) -> Result<FormationReport, String> {
-        while self.now < self.options.ticks {
-            self.tick(true)?;
+        while self.driver.now < self.options.ticks {
+            self.tick()?;
         }
-        self.network.heal();
-        for index in 0..self.nodes.len() {
-            self.nodes[index].disk.calm();
-            if self.nodes[index].core.is_none() {
-                self.start(index)?;
-            }
-        }
-        let limit = self.now + LIVENESS_TICKS.max(self.options.ticks);
-        while self.now < limit {
-            self.tick(false)?;
-            if self.now.is_multiple_of(50) && self.converged() && self.workload_finished() {
-                self.report.converged_at = self.now;
+        self.driver.heal();
+        let limit = self.driver.now + LIVENESS_TICKS.max(self.options.ticks);
+        while self.driver.now < limit {
+            self.tick()?;
+            if self.driver.now.is_multiple_of(50) && self.converged() && self.workload_finished() {
+                let driver = &self.driver;
+                self.report.converged_at = driver.now;
                 self.report.controller_terms = self.controllers.len();
-                self.report.messages = (self.network.delivered, self.network.dropped);
+                self.report.messages = (driver.network.delivered, driver.network.dropped);
+                self.report.crashes = driver.counts.crashes;
+                self.report.partitions = driver.counts.partitions;
+                let counts = driver.counts;
+                self.report.snapshots = (counts.snapshots_written, counts.snapshots_installed);
                 self.check_history()?;
                 if let Some(shards) = &mut self.shards {
                     self.report.operations = shards.operations();
@@ -340,168 +298,64 @@ impl Formation {
         shards.clients_done() && self.shards_settled(number)
     }
 
-    fn faults(&self, faulty: bool) -> NetworkFaults {
-        if faulty {
-            self.options.network.clone()
-        } else {
-            NetworkFaults::none()
-        }
-    }
-
-    fn tick(&mut self, faulty: bool) -> Result<(), String> {
-        self.now += 1;
-        for index in 0..self.nodes.len() {
-            let node = &self.nodes[index];
-            // Joiners start once the system exists, as an operator would start them.
-            let formed = index < self.options.founders || !self.configurations.is_empty();
-            let due = formed && self.now >= self.start_at[index] && self.now >= node.restart_at;
-            if node.core.is_none() && due {
-                let first_join = index >= self.options.founders && node.incarnation == 0;
-                self.start(index)?;
-                if first_join && faulty && self.prng.chance(1, 2) {
-                    self.crash_a_herald();
-                }
-            }
-        }
-        if faulty {
-            self.inject_faults();
-        }
-        let faults = self.faults(faulty);
-        self.network_faults = faults.clone();
-        self.faults_on = faulty;
-        self.tick_clients(faulty, &faults)?;
-        while let Some((from, to, wire)) = self.network.next_due(self.now) {
-            let input = match (to, wire) {
-                (Endpoint::Client(client), SimMessage::Reply { correlation, result }) => {
-                    self.on_client_reply(client, correlation, result, &faults);
-                    continue;
-                }
-                (Endpoint::Client(_), _) => continue,
-                (_, SimMessage::Peer(message)) => Input::Message(message),
-                (_, SimMessage::System(message)) => Input::System(message),
-                (_, SimMessage::Request { correlation, request }) => {
-                    let Endpoint::Client(client) = from else { continue };
-                    Formation::client_input(client, correlation, request)
-                }
-                (_, SimMessage::Reply { .. }) => continue,
-            };
-            let Endpoint::Radiant(index) = to else { continue };
-            self.step(index, input)?;
-        }
-        for index in 0..self.nodes.len() {
-            radiant::complete_due_fsyncs(self, index)?;
-            self.step(index, Input::Tick)?;
-            self.step(index, Input::Flush)?;
-        }
-        if let Some(failure) = self.failure.take() {
-            return Err(failure);
-        }
-        self.check()?;
-        self.check_shards()
-    }
-
-    fn inject_faults(&mut self) {
-        for index in 0..self.nodes.len() {
-            let live = self.nodes[index].core.is_some();
-            if live && self.prng.chance(self.options.crash_per_million, 1_000_000) {
-                self.crash(index);
-            }
-        }
-        match self.partition_until {
-            Some(until) if self.now >= until => {
-                self.network.heal();
-                self.partition_until = None;
-            }
-            None if self.prng.chance(self.options.partition_per_million, 1_000_000) => {
-                let all: Vec<Endpoint> = (0..self.nodes.len()).map(Endpoint::Radiant).collect();
-                let side: Vec<Endpoint> =
-                    all.iter().copied().filter(|_| self.prng.chance(1, 2)).collect();
-                self.network.partition(&side, &all);
-                self.partition_until = Some(self.now + self.prng.range(50, 600));
-                self.report.partitions += 1;
-            }
-            _ => {}
-        }
-    }
-
-    fn crash(&mut self, index: usize) {
-        self.report.crashes += 1;
-        let down = self.prng.range(20, 400);
-        self.nodes[index].crash(self.now + down);
+    fn tick(&mut self) -> Result<(), String> {
+        driver::tick(self).map_err(|(tick, message)| format!("tick {tick}: {message}"))
     }
 
     /// A join during a herald failover: the herald of a random order dies as the
     /// newcomer arrives.
     fn crash_a_herald(&mut self) {
-        let heralds: Vec<usize> = (0..self.nodes.len())
+        let driver = &mut self.driver;
+        let heralds: Vec<usize> = (0..driver.radiants.len())
             .filter(|&index| {
-                let order = self.nodes[index].core.as_ref().and_then(Radiant::order);
+                let order = driver.radiants[index].core.as_ref().and_then(Radiant::order);
                 order.is_some_and(|order| order.role() == OrderRole::Herald)
             })
             .collect();
         if !heralds.is_empty() {
-            let pick = self.prng.range(0, heralds.len() as u64) as usize;
-            self.crash(heralds[pick]);
+            let pick = driver.prng.range(0, heralds.len() as u64) as usize;
+            driver.crash(heralds[pick]);
         }
-    }
-
-    /// A write or sync failed: the radiant stops (fail-stop, as the daemon does) and is
-    /// restarted later from what its disk holds.
-    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display) {
-        self.nodes[index].disk.assert_error_was_injected(error);
-        self.crash(index);
     }
 
     /// Reads the radiant's system file, then recovers its order's state through the
-    /// daemon's own recovery, checking both kept every promise; `Ok(None)` when a disk
-    /// error stops it from starting now (it tries again later).
-    fn recover_storage(&mut self, index: usize) -> Result<Option<RecoveredOrder>, String> {
-        let retry_at = self.now + self.prng.range(20, 400);
+    /// daemon's own recovery, checking both kept every promise; `None` when it cannot
+    /// start now (a disk error: it tries again later) or a found bug stops the run.
+    fn recover_storage(&mut self, index: usize) -> Option<RecoveredOrder> {
         let shard_count = self.options.shard_count;
-        let node = &mut self.nodes[index];
-        let on_disk = match system_file::read(&node.disk.data_dir()) {
+        let radiant = &mut self.driver.radiants[index];
+        let on_disk = match system_file::read(&radiant.disk.data_dir()) {
             Ok(record) => record.unwrap_or_default(),
             Err(system_file::SystemFileError::Read { .. }) => {
-                node.restart_at = retry_at;
-                return Ok(None);
+                self.driver.start_later(index);
+                return None;
             }
-            Err(damaged) => return Err(format!("radiant {index}: {damaged}")),
+            Err(damaged) => {
+                self.driver.fail(format!("radiant {index}: {damaged}"));
+                return None;
+            }
         };
-        if on_disk != node.record && node.record_unsure.as_ref() != Some(&on_disk) {
-            return Err(format!(
-                "radiant {index} at tick {}: the system file holds {on_disk:?}, not the record \
-                 last written {:?}",
-                self.now, node.record
-            ));
+        if on_disk != radiant.record && radiant.record_unsure.as_ref() != Some(&on_disk) {
+            let message = format!(
+                "radiant {index}: the system file holds {on_disk:?}, not the record last \
+                 written {:?}",
+                radiant.record
+            );
+            self.driver.fail(message);
+            return None;
         }
-        node.record = on_disk;
-        node.record_unsure = None;
+        radiant.record = on_disk;
+        radiant.record_unsure = None;
         // As the daemon starts a system radiant: before the record names an order there
         // is nothing to replay, and the order is moot.
-        let order_id = node.record.order_id.unwrap_or(OrderId::new(1).expect("nonzero"));
-        let start = (
-            node.record.initial_membership.clone(),
-            (order_id, ShardTable::unassigned(shard_count)),
-        );
-        node.machine.clear();
-        match node.disk.recover(&node.machine, start) {
-            Ok((None, recovered)) => Ok(Some(recovered)),
-            Ok((Some(broken), _)) => Err(format!(
-                "radiant {index} at tick {} recovered less than it synced: {broken}",
-                self.now
-            )),
-            Err(StartFailure::Refused { reason, .. }) => Err(format!(
-                "radiant {index} refused to start on a disk without bit flips: {reason}"
-            )),
-            Err(StartFailure::DiskError(_)) => {
-                node.restart_at = retry_at;
-                Ok(None)
-            }
-        }
+        let order_id = radiant.record.order_id.unwrap_or(OrderId::new(1).expect("nonzero"));
+        let membership = radiant.record.initial_membership.clone();
+        let start = (membership, (order_id, ShardTable::unassigned(shard_count)));
+        self.driver.recover(index, start)
     }
 
     /// Starts (or restarts) a radiant from its durable record and log.
-    fn start(&mut self, index: usize) -> Result<(), String> {
+    fn start(&mut self, index: usize) {
         let founders = self.options.founders;
         let neighbor = match self.options.topology {
             _ if founders == 1 && index == 0 => None,
@@ -524,73 +378,55 @@ impl Formation {
             heartbeat_interval_ticks: 4,
         };
         let bug = self.options.workload.as_ref().map_or(InjectedBug::None, |w| w.injected_bug);
-        let Some(recovered) = self.recover_storage(index)? else { return Ok(()) };
-        let node = &mut self.nodes[index];
-        node.incarnation += 1;
-        if let Some(order_id) = node.record.order_id {
-            self.order_checks.restarted(index, order_id, recovered.applied_index);
+        let Some(recovered) = self.recover_storage(index) else { return };
+        let record = self.driver.radiants[index].record.clone();
+        if let Some(order_id) = record.order_id {
+            self.driver.order_checks.restarted(index, order_id, recovered.applied_index);
         }
-        let seed = self.options.seed ^ ((index as u64) << 40) ^ node.incarnation;
-        node.core = Some(Radiant::forming(
-            options,
-            node.record.clone(),
-            order_template(&self.options, bug),
-            recovered,
-            seed,
-        ));
-        Ok(())
-    }
-
-    fn step(&mut self, index: usize, input: Input) -> Result<(), String> {
-        radiant::step(self, index, input)?;
-        self.failure.take().map_or(Ok(()), Err)
+        let seed = self.driver.core_seed(index);
+        let template = order_template(&self.options, bug);
+        let core = Radiant::forming(options, record, template, recovered, seed);
+        self.driver.radiants[index].run(core);
     }
 
     // ===== invariants =====
 
-    fn check(&mut self) -> Result<(), String> {
+    fn check_system(&mut self) -> Result<(), String> {
         // The replicas of the system's own orders: a bootstrap that lost (another cluster
         // id, or none yet) may have run an order of the same id with another log.
         let cluster = self.cluster;
         let replicas: Vec<(usize, &crate::core::Order)> = self
-            .nodes
+            .driver
+            .radiants
             .iter()
             .enumerate()
             .filter(|(_, node)| node.record.is_associated() && node.record.cluster == cluster)
             .filter_map(|(index, node)| Some((index, node.core.as_ref()?.order()?)))
             .collect();
-        let deep = self.now.is_multiple_of(16);
-        let now = self.now;
-        self.order_checks
-            .check(&replicas, deep, |_, _, _| {})
-            .map_err(|violation| format!("tick {now}: {violation}"))?;
-        for index in 0..self.nodes.len() {
-            let node = &self.nodes[index];
+        let deep = self.driver.now.is_multiple_of(16);
+        self.driver.order_checks.check(&replicas, deep, |_, _, _| {})?;
+        for index in 0..self.driver.radiants.len() {
+            let node = &self.driver.radiants[index];
             if let Some(term) =
                 node.core.as_ref().and_then(Radiant::system).and_then(|s| s.controller_term())
             {
                 let first = *self.controllers.entry(term).or_insert(index);
                 if first != index {
                     return Err(format!(
-                        "tick {}: radiants {first} and {index} are both controller in council \
-                         term {term}",
-                        self.now
+                        "radiants {first} and {index} are both controller in council term {term}"
                     ));
                 }
             }
             if let Some(configuration) = node.record.configuration.clone() {
                 self.check_configuration(index, &configuration)?;
             }
-            let record = &self.nodes[index].record;
+            let record = &self.driver.radiants[index].record;
             // ERROR means "you hold another system's data": never true of a radiant
             // whose record holds this system's cluster id.
-            let system = self.nodes[index].core.as_ref().and_then(Radiant::system);
+            let system = self.driver.radiants[index].core.as_ref().and_then(Radiant::system);
             let refused = system.is_some_and(|system| system.is_refused());
             if refused && record.is_associated() && record.cluster == self.cluster {
-                return Err(format!(
-                    "tick {}: radiant {index} of the system's own cluster is in ERROR",
-                    self.now
-                ));
+                return Err(format!("radiant {index} of the system's own cluster is in ERROR"));
             }
             if record.is_associated() {
                 let member = record
@@ -652,9 +488,8 @@ impl Formation {
         if let Some(known) = self.configurations.get(&number) {
             if *known != content {
                 return Err(format!(
-                    "tick {}: radiant {index} holds a different committed configuration \
-                     {number}:\n{configuration:?}\nvs\n{known:?}",
-                    self.now
+                    "radiant {index} holds a different committed configuration \
+                     {number}:\n{configuration:?}\nvs\n{known:?}"
                 ));
             }
             return Ok(());
@@ -665,9 +500,9 @@ impl Formation {
         let after = self.configurations.get(&(number + 1));
         let pairs = [before.map(|before| (before, &content)), after.map(|after| (&content, after))];
         for (earlier, later) in pairs.into_iter().flatten() {
-            earlier.check_successor(later).map_err(|reason| {
-                format!("tick {}: committed configurations break a rule: {reason}", self.now)
-            })?;
+            earlier
+                .check_successor(later)
+                .map_err(|reason| format!("committed configurations break a rule: {reason}"))?;
         }
         self.configurations.insert(number, content);
         Ok(())
@@ -688,7 +523,9 @@ impl Formation {
         };
         let mut controllers = Vec::new();
         let mut heralds: BTreeMap<OrderId, usize> = BTreeMap::new();
-        for (index, node) in self.nodes.iter().enumerate().filter(|(index, _)| !removed(*index)) {
+        for (index, node) in
+            self.driver.radiants.iter().enumerate().filter(|(index, _)| !removed(*index))
+        {
             let Some(core) = &node.core else { return false };
             let Some(configuration) = &node.record.configuration else { return false };
             if configuration.number != newest.number || !listed(&newest, index) {
@@ -714,7 +551,8 @@ impl Formation {
     }
 
     fn describe(&self) -> String {
-        self.nodes
+        self.driver
+            .radiants
             .iter()
             .enumerate()
             .map(|(index, node)| {
@@ -768,84 +606,58 @@ fn order_template(options: &FormationOptions, injected_bug: InjectedBug) -> Orde
     }
 }
 
-impl SimWorld for Formation {
-    fn now(&self) -> u64 {
-        self.now
+impl Scenario for Formation {
+    fn driver(&mut self) -> &mut Driver {
+        &mut self.driver
     }
 
-    fn radiant(&mut self, index: usize) -> &mut SimRadiant {
-        &mut self.nodes[index]
-    }
-
-    fn actions(&mut self) -> &mut Actions {
-        &mut self.actions
-    }
-
-    fn followups(&mut self) -> &mut VecDeque<(usize, Input)> {
-        &mut self.followups
-    }
-
-    /// Through the network with this tick's faults; answers to the operator are dropped.
-    fn send(&mut self, from: usize, to: Endpoint, message: SimMessage) {
-        if to == Endpoint::Client(sharded::OPERATOR as usize) {
-            return;
+    /// Founders start at their drawn tick; joiners at theirs once the system exists, as
+    /// an operator would start them, half of the time as a herald crashes.
+    fn start_due(&mut self) {
+        for index in 0..self.driver.radiants.len() {
+            let formed = index < self.options.founders || !self.configurations.is_empty();
+            if !formed || self.driver.now < self.start_at[index] || !self.driver.due(index) {
+                continue;
+            }
+            let first_join =
+                index >= self.options.founders && self.driver.radiants[index].incarnation == 0;
+            self.start(index);
+            if first_join && self.driver.faults_on && self.driver.prng.chance(1, 2) {
+                self.crash_a_herald();
+            }
         }
-        let from = Endpoint::Radiant(from);
-        self.network.send(self.now, from, to, message, &self.network_faults, &mut self.prng);
     }
 
-    /// By the member's peer address in the sender's order membership.
-    fn peer_index(&self, from: usize, member: MemberId) -> Option<usize> {
-        let order = self.nodes[from].core.as_ref().and_then(Radiant::order)?;
-        index_of(&member_peer_address(order.membership(), member)?)
+    /// Now and then, in a sharded run, a herald moving a shard crashes.
+    fn inject_faults(&mut self) {
+        if self.shards.is_some() {
+            self.crash_during_a_move();
+        }
     }
 
-    fn system_index(&self, address: &str) -> Option<usize> {
-        index_of(address)
+    fn on_reply(
+        &mut self,
+        client: usize,
+        correlation: u64,
+        result: Result<ClientResponse, ErrorResponse>,
+    ) {
+        self.on_client_reply(client, correlation, result);
     }
 
-    fn fsync_done_at(&mut self) -> u64 {
-        self.now + self.prng.range(0, 4)
+    fn run_clients(&mut self) {
+        self.tick_clients();
     }
 
-    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display) {
-        Formation::stop_on_disk_error(self, index, error);
-    }
-
-    /// One snapshot in twenty of the faulty phase.
-    fn snapshot_cut_short(&mut self) -> Option<usize> {
-        let cut = self.faults_on && self.prng.chance(1, 20);
-        cut.then(|| self.prng.range(0, 64) as usize)
-    }
-
-    fn crash(&mut self, index: usize) {
-        Formation::crash(self, index);
-    }
-
-    fn fail(&mut self, message: String) {
-        self.failure.get_or_insert(message);
-    }
-
-    fn snapshot_written(&mut self, _index: usize) {
-        self.report.snapshots.0 += 1;
-    }
-
-    fn snapshot_installed(&mut self, _index: usize) {
-        self.report.snapshots.1 += 1;
+    fn check(&mut self) {
+        if let Err(message) = self.check_system().and_then(|()| self.check_shards()) {
+            self.driver.fail(message);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_map_back_to_their_radiant() {
-        for index in [0, 1, 249, 250, 999] {
-            assert_eq!(index_of(&address(index)), Some(index));
-        }
-        assert_eq!(index_of("10.0.0.0:7400"), None);
-    }
 
     #[test]
     fn a_quiet_ring_of_six_forms_two_orders_of_three() {
@@ -857,10 +669,15 @@ mod tests {
             shard_count: 16,
             ticks: 1_500,
             topology: Topology::Ring,
-            network: NetworkFaults::none(),
-            crash_per_million: 0,
-            partition_per_million: 0,
-            disk: DiskFaults::default(),
+            faults: SimFaults {
+                network: NetworkFaults::none(),
+                crash_per_million: 0,
+                down_ticks: (20, 399),
+                partition_per_million: 0,
+                partition_ticks: (50, 599),
+                fsync_max_ticks: 3,
+                disk: DiskFaults::default(),
+            },
             workload: None,
             snapshot_interval_entries: 16,
         };

@@ -11,45 +11,22 @@
 //! network in which every client must finish its operations. The client history is
 //! then checked for linearizability.
 
-use std::collections::VecDeque;
-
 use radiant_protocol::{
     ClientRequest, ClientResponse, Command, ErrorResponse, Limits, LogIndex, MemberId, OrderId,
     PeerMessage, ReadConsistency, Term,
 };
 
-use super::disk::{SimStorage, StartFailure};
+pub use super::driver::SimFaults;
+use super::driver::{self, address, Driver, Scenario, ADMIN_CLIENT};
 use super::history::Operation;
-use super::invariants::OrderChecks;
-use super::network::{Endpoint, Network, NetworkFaults, SimMessage};
-use super::radiant::{self, SimRadiant, SimWorld};
+use super::network::{Endpoint, NetworkFaults, SimMessage};
 use super::workload::{ClientContext, ClientTiming, Send, SimClient};
 use crate::core::order::membership::member_address;
-use crate::core::order::{InjectedBug, Membership, OrderOptions, RecoveredOrder};
+use crate::core::order::{InjectedBug, Membership, OrderOptions};
 use crate::core::prng::Prng;
 use crate::core::shards::ShardTable;
-use crate::core::{Actions, ConnectionId, Input, OrderRole, Radiant, ReplyTo};
+use crate::core::{Input, OrderRole, Radiant};
 use crate::storage::memory_file_system::DiskFaults;
-
-/// Fault rates for the safety phase.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SimFaults {
-    /// Network loss, duplication and delay.
-    pub network: NetworkFaults,
-    /// Chance per tick that a live radiant crashes.
-    pub crash_per_million: u64,
-    /// Ticks a crashed radiant stays down (range).
-    pub down_ticks: (u64, u64),
-    /// Chance per tick that a partition starts (when none is active).
-    pub partition_per_million: u64,
-    /// Ticks a partition lasts (range).
-    pub partition_ticks: (u64, u64),
-    /// Longest fsync, ticks.
-    pub fsync_max_ticks: u64,
-    /// The disks' faults. Bit flips hit only the first radiant's disk, so at most one
-    /// radiant refuses to start and its order keeps a majority.
-    pub disk: DiskFaults,
-}
 
 /// Everything a run depends on. The same options give the same run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,50 +232,33 @@ impl std::fmt::Display for SimFailure {
     }
 }
 
-/// Radiant `id` (member `id`, at index `id - 1`) before its first start. Bit flips hit
-/// only the first radiant's disk.
-fn fresh_radiant(id: u64, seed: u64, mut faults: DiskFaults) -> SimRadiant {
-    if id != 1 {
-        faults.bit_flip_per_million = 0;
-    }
-    SimRadiant::new(SimStorage::new(seed ^ id.rotate_left(48), faults), 8)
-}
-
 /// The member radiant `index` is (static orders number their members from 1).
 fn member_at(index: usize) -> MemberId {
     MemberId::new(index as u64 + 1).expect("nonzero")
 }
 
-/// The simulator.
+/// The membership entry of radiant `index`: its peer and client addresses (the peer
+/// address is how the driver finds a member's radiant).
+pub fn member_entry(index: usize) -> String {
+    member_address(&address(index), &format!("client-{index}"))
+}
+
+/// The simulator of one static order: a scenario of the [`Driver`].
 pub struct Simulator {
+    driver: Driver,
     options: SimOptions,
-    prng: Prng,
-    now: u64,
-    clock_ns: u64,
-    radiants: Vec<SimRadiant>,
-    network: Network<SimMessage>,
     clients: Vec<SimClient>,
     history: Vec<Operation>,
     initial_membership: Membership,
-    actions: Actions,
-    followups: VecDeque<(usize, Input)>,
-    // Checker state.
-    order_checks: OrderChecks,
     /// The membership after every committed change, and the one before the last change.
     committed_membership: Membership,
     previous_membership: Membership,
     membership_changes: u64,
     /// Members an admin request asked to remove (never added back).
     ever_removed: std::collections::BTreeSet<MemberId>,
-    crashes: u64,
-    refusals: u64,
-    partition_until: Option<u64>,
-    snapshots_installed: u64,
-    faults_on: bool,
     liveness_start_ns: Option<u64>,
     next_admin_correlation: u64,
     admin_replies: Vec<(u64, Result<ClientResponse, ErrorResponse>)>,
-    failure: Option<SimFailure>,
 }
 
 impl Simulator {
@@ -309,15 +269,10 @@ impl Simulator {
             options.voters >= 1 && options.voters <= options.radiants,
             "voters must be 1..=radiants"
         );
-        let initial_membership = Membership::with_voters((1..=options.voters as u64).map(|id| {
-            let member = MemberId::new(id).expect("ids start at 1");
-            (member, member_address(&format!("sim-{id}"), &format!("sim-{id}")))
-        }));
-        let initial_membership_for_checks = initial_membership.clone();
+        let initial_membership = Membership::with_voters(
+            (0..options.voters).map(|index| (member_at(index), member_entry(index))),
+        );
         let mut prng = Prng::new(options.seed);
-        let radiants = (1..=options.radiants as u64)
-            .map(|id| fresh_radiant(id, options.seed, options.faults.disk))
-            .collect();
         let election = options.election_timeout_ticks;
         let timing = ClientTiming {
             attempt_timeout_ticks: 4 * election,
@@ -339,54 +294,35 @@ impl Simulator {
                 client
             })
             .collect();
+        let driver =
+            Driver::new(options.seed, prng, options.radiants, SHARD_COUNT, options.faults.clone());
         let mut simulator = Simulator {
-            prng,
-            now: 0,
-            clock_ns: 0,
-            radiants,
-            network: Network::new(),
+            driver,
             clients,
             history: Vec::new(),
+            committed_membership: initial_membership.clone(),
+            previous_membership: initial_membership.clone(),
             initial_membership,
-            actions: Actions::new(),
-            followups: VecDeque::new(),
-            order_checks: OrderChecks::new(),
-            ever_removed: std::collections::BTreeSet::new(),
-            committed_membership: initial_membership_for_checks.clone(),
-            previous_membership: initial_membership_for_checks,
             membership_changes: 0,
-            crashes: 0,
-            refusals: 0,
-            partition_until: None,
-            snapshots_installed: 0,
-            faults_on: true,
+            ever_removed: std::collections::BTreeSet::new(),
             liveness_start_ns: None,
             next_admin_correlation: 0,
             admin_replies: Vec::new(),
-            failure: None,
             options,
         };
-        for index in 0..simulator.radiants.len() {
-            simulator.start(index);
-        }
+        simulator.start_due();
         simulator
     }
 
     /// Runs both phases and checks the history.
     pub fn run(mut self) -> Result<(SimReport, Vec<Operation>), SimFailure> {
         for _ in 0..self.options.ticks {
-            self.step_tick();
-            if let Some(failure) = self.failure.take() {
-                return Err(failure);
-            }
+            self.tick()?;
         }
         self.enter_liveness_phase();
-        let deadline = self.now + self.options.liveness_ticks;
-        while self.now < deadline && !self.all_clients_done() {
-            self.step_tick();
-            if let Some(failure) = self.failure.take() {
-                return Err(failure);
-            }
+        let deadline = self.driver.now + self.options.liveness_ticks;
+        while self.driver.now < deadline && !self.all_clients_done() {
+            self.tick()?;
         }
         if !self.all_clients_done() {
             let busy =
@@ -403,26 +339,36 @@ impl Simulator {
         Ok((self.report(), self.history))
     }
 
+    fn tick(&mut self) -> Result<(), SimFailure> {
+        driver::tick(self).map_err(|(tick, message)| SimFailure::Invariant {
+            seed: self.options.seed,
+            tick,
+            message,
+        })
+    }
+
     fn report(&self) -> SimReport {
+        let counts = self.driver.counts;
         SimReport {
             seed: self.options.seed,
-            ticks: self.now,
+            ticks: self.driver.now,
             operations: self.history.len(),
             completed: self
                 .history
                 .iter()
                 .filter(|operation| operation.return_ns.is_some())
                 .count(),
-            heralds: self.order_checks.herald_terms(),
-            crashes: self.crashes,
-            refusals: self.refusals,
+            heralds: self.driver.order_checks.herald_terms(),
+            crashes: counts.crashes,
+            refusals: counts.refusals,
             committed: self
+                .driver
                 .order_checks
                 .last_committed(static_order_id())
                 .map_or(0, |(index, _)| index),
-            snapshots_installed: self.snapshots_installed,
+            snapshots_installed: counts.snapshots_installed,
             membership_changes: self.membership_changes,
-            messages: (self.network.delivered, self.network.dropped),
+            messages: (self.driver.network.delivered, self.driver.network.dropped),
         }
     }
 
@@ -461,9 +407,6 @@ impl Simulator {
 
 // ===== hand-written scenarios =====
 
-/// Client index whose answers the scenario API collects (no simulated client has it).
-const ADMIN_CLIENT: usize = usize::MAX / 2;
-
 impl Simulator {
     /// A simulator without faults or clients, for hand-written scenarios.
     pub fn quiet(seed: u64, radiants: usize, voters: usize) -> Simulator {
@@ -474,15 +417,14 @@ impl Simulator {
         options.faults.partition_per_million = 0;
         options.faults.network = NetworkFaults::none();
         let mut simulator = Simulator::new(options);
-        simulator.faults_on = false;
+        simulator.driver.faults_on = false;
         simulator
     }
 
     /// Runs `ticks` ticks, checking every invariant; panics on a violation.
     pub fn run_ticks(&mut self, ticks: u64) {
         for _ in 0..ticks {
-            self.step_tick();
-            if let Some(failure) = self.failure.take() {
+            if let Err(failure) = self.tick() {
                 panic!("{failure}");
             }
         }
@@ -490,18 +432,17 @@ impl Simulator {
 
     /// Cuts `radiant` off from every other radiant, both ways.
     pub fn isolate(&mut self, radiant: usize) {
-        let all: Vec<Endpoint> = (0..self.radiants.len()).map(Endpoint::Radiant).collect();
-        self.network.partition(&[Endpoint::Radiant(radiant)], &all);
+        self.driver.isolate(radiant);
     }
 
     /// Restores every link.
     pub fn heal(&mut self) {
-        self.network.heal();
+        self.driver.network.heal();
     }
 
     /// The radiant currently herald of the highest term, with that term.
     pub fn herald(&self) -> Option<(usize, Term)> {
-        let heralds = self.radiants.iter().enumerate().filter_map(|(index, radiant)| {
+        let heralds = self.driver.radiants.iter().enumerate().filter_map(|(index, radiant)| {
             let order = radiant.core.as_ref()?.order()?;
             (order.role() == OrderRole::Herald).then_some((index, order.term()))
         });
@@ -511,15 +452,16 @@ impl Simulator {
     /// Hands `message` straight to radiant `radiant`, as if a peer had sent it (for
     /// scenarios that play a buggy or hostile peer).
     pub fn inject(&mut self, radiant: usize, message: PeerMessage) {
-        self.step(radiant, Input::Message(message));
-        if let Some(failure) = self.failure.take() {
+        self.driver.step(radiant, Input::Message(message));
+        if let Some((tick, message)) = self.driver.take_failure() {
+            let failure = SimFailure::Invariant { seed: self.options.seed, tick, message };
             panic!("{failure}");
         }
     }
 
     /// Radiant `radiant`'s replica of the order, if it is up.
     pub fn order(&self, radiant: usize) -> Option<&crate::core::Order> {
-        self.radiants[radiant].core.as_ref().and_then(Radiant::order)
+        self.driver.radiants[radiant].core.as_ref().and_then(Radiant::order)
     }
 
     /// Sends `request` to `radiant` over the network and runs until it is answered
@@ -542,20 +484,13 @@ impl Simulator {
         requests: Vec<ClientRequest>,
         limit: u64,
     ) -> Vec<Result<ClientResponse, ErrorResponse>> {
-        let faults = self.network_faults();
         let mut correlations = Vec::new();
         for request in requests {
             self.next_admin_correlation += 1;
             let correlation = self.next_admin_correlation;
             correlations.push(correlation);
-            self.network.send(
-                self.now,
-                Endpoint::Client(ADMIN_CLIENT),
-                Endpoint::Radiant(radiant),
-                SimMessage::Request { correlation, request },
-                &faults,
-                &mut self.prng,
-            );
+            let message = SimMessage::Request { correlation, request };
+            self.driver.send(Endpoint::Client(ADMIN_CLIENT), Endpoint::Radiant(radiant), message);
         }
         for _ in 0..limit {
             self.run_ticks(1);
@@ -574,93 +509,70 @@ impl Simulator {
     }
 }
 
-// ===== the tick loop =====
+// ===== the scenario: clients, membership changes, recovery =====
 
-impl Simulator {
-    fn step_tick(&mut self) {
-        self.now += 1;
-        if self.faults_on {
-            self.inject_faults();
-        }
-        self.restart_due();
-        for index in 0..self.radiants.len() {
-            if let Err(message) = radiant::complete_due_fsyncs(self, index) {
-                self.fail(message);
-            }
-        }
-        while let Some((from, to, message)) = self.network.next_due(self.now) {
-            self.clock_ns += 1;
-            self.deliver(from, to, message);
-        }
-        for index in 0..self.radiants.len() {
-            if self.radiants[index].core.is_some() {
-                self.step(index, Input::Tick);
-            }
-        }
-        self.run_clients();
-        // The end of the tick's batch: heralds write and replicate what it appended.
-        for index in 0..self.radiants.len() {
-            if self.radiants[index].core.is_some() {
-                self.step(index, Input::Flush);
-            }
-        }
-        self.check_invariants();
+impl Scenario for Simulator {
+    fn driver(&mut self) -> &mut Driver {
+        &mut self.driver
     }
 
-    fn deliver(&mut self, from: Endpoint, to: Endpoint, message: SimMessage) {
-        match (to, message) {
-            (Endpoint::Radiant(index), SimMessage::Peer(message)) => {
-                if self.radiants[index].core.is_some() {
-                    self.step(index, Input::Message(message));
-                }
+    fn start_due(&mut self) {
+        for index in 0..self.driver.radiants.len() {
+            if self.driver.due(index) {
+                self.start(index);
             }
-            (Endpoint::Radiant(index), SimMessage::Request { correlation, request }) => {
-                let Endpoint::Client(client) = from else {
-                    return;
-                };
-                if self.radiants[index].core.is_some() {
-                    let reply_to = ReplyTo {
-                        connection: ConnectionId(client as u64),
-                        correlation_id: correlation,
-                    };
-                    self.step(index, Input::Client { reply_to, request });
-                }
-            }
-            (Endpoint::Client(ADMIN_CLIENT), SimMessage::Reply { correlation, result }) => {
-                self.admin_replies.push((correlation, result));
-            }
-            (Endpoint::Client(client), SimMessage::Reply { correlation, result }) => {
-                let context = ClientContext {
-                    now: self.now,
-                    clock_ns: self.clock_ns,
-                    radiants: self.radiants.len(),
-                };
-                let history = &mut self.history;
-                let resend = self.clients[client].on_reply(context, correlation, result, history);
-                if let Some(send) = resend {
-                    self.client_send(client, send);
-                }
-            }
-            (to, message) => panic!("sim: {message:?} delivered to {to:?}"),
+        }
+    }
+
+    fn inject_faults(&mut self) {
+        let chance = self.options.membership_changes_per_million;
+        if self.driver.prng.chance(chance, 1_000_000) {
+            self.change_membership_at_random();
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        client: usize,
+        correlation: u64,
+        result: Result<ClientResponse, ErrorResponse>,
+    ) {
+        if client == ADMIN_CLIENT {
+            self.admin_replies.push((correlation, result));
+            return;
+        }
+        let driver = &self.driver;
+        let radiants = driver.radiants.len();
+        let context = ClientContext { now: driver.now, clock_ns: driver.clock_ns, radiants };
+        let history = &mut self.history;
+        let resend = self.clients[client].on_reply(context, correlation, result, history);
+        if let Some(send) = resend {
+            self.client_send(client, send);
         }
     }
 
     fn run_clients(&mut self) {
-        let radiants = self.radiants.len();
+        let radiants = self.driver.radiants.len();
         for client in 0..self.clients.len() {
-            self.clock_ns += 1;
-            let sent =
-                self.clients[client].on_tick(self.now, self.clock_ns, radiants, &mut self.history);
+            let driver = &mut self.driver;
+            driver.clock_ns += 1;
+            let sent = self.clients[client].on_tick(
+                driver.now,
+                driver.clock_ns,
+                radiants,
+                &mut self.history,
+            );
             if let Some(send) = sent {
                 self.client_send(client, send);
             }
-            self.clock_ns += 1;
+            let driver = &mut self.driver;
+            driver.clock_ns += 1;
             let keys = self.options.keys;
             if let Some(mut send) = self.clients[client].maybe_start(
-                self.now,
-                self.clock_ns,
+                driver.now,
+                driver.clock_ns,
                 keys,
-                &mut self.prng,
+                &mut driver.prng,
                 &mut self.history,
             ) {
                 // A follower read goes to any member, as a client spreading reads would.
@@ -668,7 +580,7 @@ impl Simulator {
                     send.request,
                     ClientRequest::Get { consistency: ReadConsistency::Follower, .. }
                 ) {
-                    send.radiant = self.prng.range(0, radiants as u64) as usize;
+                    send.radiant = driver.prng.range(0, radiants as u64) as usize;
                     self.clients[client].set_target(send.radiant);
                 }
                 self.client_send(client, send);
@@ -676,26 +588,16 @@ impl Simulator {
         }
     }
 
+    fn check(&mut self) {
+        self.check_invariants();
+    }
+}
+
+impl Simulator {
     fn client_send(&mut self, client: usize, send: Send) {
         let Send { radiant, correlation, request } = send;
         let message = SimMessage::Request { correlation, request };
-        let faults = self.network_faults();
-        self.network.send(
-            self.now,
-            Endpoint::Client(client),
-            Endpoint::Radiant(radiant),
-            message,
-            &faults,
-            &mut self.prng,
-        );
-    }
-
-    fn network_faults(&self) -> NetworkFaults {
-        if self.faults_on {
-            self.options.faults.network.clone()
-        } else {
-            NetworkFaults::none()
-        }
+        self.driver.send(Endpoint::Client(client), Endpoint::Radiant(radiant), message);
     }
 
     fn all_clients_done(&self) -> bool {
@@ -703,7 +605,8 @@ impl Simulator {
     }
 
     fn current_heralds(&self) -> Vec<(MemberId, Term)> {
-        self.radiants
+        self.driver
+            .radiants
             .iter()
             .filter_map(|radiant| radiant.core.as_ref())
             .filter(|core| static_order(core).role() == OrderRole::Herald)
@@ -712,50 +615,10 @@ impl Simulator {
     }
 
     fn enter_liveness_phase(&mut self) {
-        self.faults_on = false;
-        for radiant in &self.radiants {
-            radiant.disk.calm();
-        }
-        self.network.heal();
-        self.partition_until = None;
-        for index in 0..self.radiants.len() {
-            // A radiant that refused its damaged disk stays down (`restart_at` never comes).
-            let refused = self.radiants[index].restart_at == u64::MAX;
-            if self.radiants[index].core.is_none() && !refused {
-                self.start(index);
-            }
-        }
-        self.liveness_start_ns = Some(self.clock_ns + 1);
+        self.driver.heal();
+        self.liveness_start_ns = Some(self.driver.clock_ns + 1);
         for client in &mut self.clients {
             client.remaining += self.options.liveness_operations_per_client;
-        }
-    }
-}
-
-// ===== faults, crashes and recovery =====
-
-impl Simulator {
-    fn inject_faults(&mut self) {
-        let faults = self.options.faults.clone();
-        for index in 0..self.radiants.len() {
-            if self.radiants[index].core.is_some()
-                && self.prng.chance(faults.crash_per_million, 1_000_000)
-            {
-                self.crash(index);
-            }
-        }
-        if self.prng.chance(self.options.membership_changes_per_million, 1_000_000) {
-            self.change_membership_at_random();
-        }
-        match self.partition_until {
-            Some(until) if self.now >= until => {
-                self.network.heal();
-                self.partition_until = None;
-            }
-            None if self.prng.chance(faults.partition_per_million, 1_000_000) => {
-                self.start_partition()
-            }
-            _ => {}
         }
     }
 
@@ -765,21 +628,22 @@ impl Simulator {
     fn change_membership_at_random(&mut self) {
         self.admin_replies.clear();
         let newest = self
+            .driver
             .radiants
             .iter()
             .filter_map(|radiant| radiant.core.as_ref())
             .map(static_order)
             .max_by_key(|order| (order.term(), order.commit_index()));
         let Some(membership) = newest.map(|order| order.membership().clone()) else { return };
-        let spare = (self.options.voters..self.radiants.len())
-            .map(member_at)
-            .find(|member| !membership.contains(*member) && !self.ever_removed.contains(member));
-        let request = if let Some(member) = spare {
-            let address = member_address(&format!("sim-{member}"), &format!("sim-{member}"));
-            ClientRequest::AddMember { member, address }
+        let spare = (self.options.voters..self.driver.radiants.len()).find(|&index| {
+            let member = member_at(index);
+            !membership.contains(member) && !self.ever_removed.contains(&member)
+        });
+        let request = if let Some(index) = spare {
+            ClientRequest::AddMember { member: member_at(index), address: member_entry(index) }
         } else if membership.voters.len() > self.options.voters {
             let voters: Vec<MemberId> = membership.voters.iter().copied().collect();
-            let member = voters[self.prng.range(0, voters.len() as u64) as usize];
+            let member = voters[self.driver.prng.range(0, voters.len() as u64) as usize];
             self.ever_removed.insert(member);
             ClientRequest::RemoveMember { member }
         } else {
@@ -787,97 +651,9 @@ impl Simulator {
         };
         self.next_admin_correlation += 1;
         let message = SimMessage::Request { correlation: self.next_admin_correlation, request };
-        let target = Endpoint::Radiant(self.prng.range(0, self.radiants.len() as u64) as usize);
-        let faults = self.network_faults();
-        self.network.send(
-            self.now,
-            Endpoint::Client(ADMIN_CLIENT),
-            target,
-            message,
-            &faults,
-            &mut self.prng,
-        );
-    }
-
-    fn start_partition(&mut self) {
-        let all: Vec<Endpoint> = (0..self.radiants.len()).map(Endpoint::Radiant).collect();
-        let isolated = self.prng.range(0, all.len() as u64) as usize;
-        if self.prng.chance(1, 3) {
-            // Asymmetric: the isolated radiant can send but not receive (or the reverse).
-            for other in all.iter().filter(|&&other| other != all[isolated]) {
-                if self.prng.chance(1, 2) {
-                    self.network.cut_one_way(*other, all[isolated]);
-                } else {
-                    self.network.cut_one_way(all[isolated], *other);
-                }
-            }
-        } else {
-            let size = self.prng.range(1, (all.len() as u64 / 2).max(1) + 1) as usize;
-            let side: Vec<Endpoint> =
-                (0..size).map(|offset| all[(isolated + offset) % all.len()]).collect();
-            self.network.partition(&side, &all);
-        }
-        let (low, high) = self.options.faults.partition_ticks;
-        self.partition_until = Some(self.now + self.prng.range(low, high + 1));
-    }
-
-    /// A power loss: the process and everything its disk had not made durable are gone.
-    fn crash(&mut self, index: usize) {
-        self.crashes += 1;
-        let (low, high) = self.options.faults.down_ticks;
-        let down = self.prng.range(low, high + 1);
-        self.radiants[index].crash(self.now + down);
-    }
-
-    /// A write or sync failed: the radiant stops (fail-stop, as the daemon does) and is
-    /// restarted later from what its disk holds; the rest of its order carries on.
-    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display) {
-        self.radiants[index].disk.assert_error_was_injected(error);
-        self.crash(index);
-    }
-
-    /// Recovers the radiant's state from its disk through the daemon's own recovery and
-    /// checks it kept every promise; `None` when the radiant cannot start now (a disk
-    /// error: later) or ever (damage: it refuses).
-    fn recover_storage(
-        &mut self,
-        index: usize,
-        start: (Membership, (OrderId, ShardTable)),
-    ) -> Option<RecoveredOrder> {
-        let radiant = &mut self.radiants[index];
-        match radiant.disk.recover(&radiant.machine, start) {
-            Ok((broken, recovered)) => {
-                if let Some(broken) = broken {
-                    self.fail(format!(
-                        "radiant {} recovered less than it synced: {broken}",
-                        index + 1
-                    ));
-                }
-                Some(recovered)
-            }
-            Err(StartFailure::Refused { reason, disk_was_damaged }) => {
-                // It stays down for good: a damaged log is repaired by replacing the radiant.
-                self.radiants[index].restart_at = u64::MAX;
-                self.refusals += 1;
-                if !disk_was_damaged {
-                    self.fail(format!("radiant {} refused to start: {reason}", index + 1));
-                }
-                None
-            }
-            Err(StartFailure::DiskError(_)) => {
-                let (low, high) = self.options.faults.down_ticks;
-                self.radiants[index].restart_at = self.now + self.prng.range(low, high + 1);
-                None
-            }
-        }
-    }
-
-    fn restart_due(&mut self) {
-        for index in 0..self.radiants.len() {
-            if self.radiants[index].core.is_none() && self.now >= self.radiants[index].restart_at {
-                self.start(index);
-            }
-        }
+        let radiants = self.driver.radiants.len() as u64;
+        let target = Endpoint::Radiant(self.driver.prng.range(0, radiants) as usize);
+        self.driver.send(Endpoint::Client(ADMIN_CLIENT), target, message);
     }
 
     fn order_options(&self, shard_count: u32) -> OrderOptions {
@@ -897,41 +673,19 @@ impl Simulator {
         }
     }
 
-    /// Recovers a radiant from its disk, as the daemon does: snapshot, then the log
-    /// replayed through the persisted commit index; the rest goes to the core. A static
-    /// order serves every shard.
+    /// Starts a member of the static order from its disk, as the daemon does: snapshot,
+    /// then the log replayed through the persisted commit index; the rest goes to the
+    /// core. A static order serves every shard.
     fn start(&mut self, index: usize) {
-        let radiant = &mut self.radiants[index];
-        radiant.machine.clear();
-        let shard_count = radiant.machine.shard_count();
-        let shards = ShardTable::serving_all(shard_count);
+        let shards = ShardTable::serving_all(SHARD_COUNT);
         let start = (self.initial_membership.clone(), (static_order_id(), shards));
-        let Some(recovered) = self.recover_storage(index, start) else { return };
-        let options = self.order_options(shard_count);
-        let radiant = &mut self.radiants[index];
-        radiant.incarnation += 1;
+        let Some(recovered) = self.driver.recover(index, start) else { return };
+        let options = self.order_options(SHARD_COUNT);
         let applied = recovered.applied_index;
-        let member = member_at(index);
-        let seed = self.options.seed ^ (member.get() << 32) ^ radiant.incarnation;
-        radiant.core = Some(Radiant::new(member, options, recovered, seed));
-        self.order_checks.restarted(index, static_order_id(), applied);
-    }
-}
-
-// ===== carrying out actions =====
-
-impl Simulator {
-    fn step(&mut self, index: usize, input: Input) {
-        if let Err(message) = radiant::step(self, index, input) {
-            self.fail(message);
-        }
-    }
-
-    fn fail(&mut self, message: String) {
-        if self.failure.is_none() {
-            self.failure =
-                Some(SimFailure::Invariant { seed: self.options.seed, tick: self.now, message });
-        }
+        let seed = self.driver.core_seed(index);
+        let core = Radiant::new(member_at(index), options, recovered, seed);
+        self.driver.radiants[index].run(core);
+        self.driver.order_checks.restarted(index, static_order_id(), applied);
     }
 }
 
@@ -939,15 +693,15 @@ impl Simulator {
 
 impl Simulator {
     fn check_invariants(&mut self) {
-        let replicas: Vec<(usize, &crate::core::Order)> = self
-            .radiants
+        let Driver { radiants, order_checks, now, .. } = &mut self.driver;
+        let replicas: Vec<(usize, &crate::core::Order)> = radiants
             .iter()
             .enumerate()
             .filter_map(|(index, radiant)| Some((index, static_order(radiant.core.as_ref()?))))
             .collect();
-        let deep = self.now.is_multiple_of(16);
+        let deep = now.is_multiple_of(16);
         let mut changes = Vec::new();
-        let checked = self.order_checks.check(&replicas, deep, |_, _, data| {
+        let checked = order_checks.check(&replicas, deep, |_, _, data| {
             if let Ok(Command::Membership(change)) = Command::decode(data.clone(), &Limits::DEFAULT)
             {
                 changes.push(change);
@@ -959,7 +713,7 @@ impl Simulator {
             self.committed_membership.apply(&change);
         }
         if let Err(violation) = checked {
-            self.fail(violation);
+            self.driver.fail(violation);
         }
         self.check_durability();
     }
@@ -967,24 +721,30 @@ impl Simulator {
     /// Every committed entry is durable on a majority (so no acknowledged write can
     /// be lost to crashes of a minority).
     fn check_durability(&mut self) {
-        let Some((index, term)) = self.order_checks.last_committed(static_order_id()) else {
-            return;
-        };
-        let holders =
-            self.radiants.iter().filter(|radiant| radiant.disk.promised.holds(index, term)).count();
+        let last = self.driver.order_checks.last_committed(static_order_id());
+        let Some((index, term)) = last else { return };
+        let holders = self
+            .driver
+            .radiants
+            .iter()
+            .filter(|radiant| radiant.disk.promised.holds(index, term))
+            .count();
         // The committed membership, as of the entries committed so far. Entries committed
         // around a single-member change may have been counted under the membership before
         // it, so the smaller of the two majorities is the bound (consecutive majorities
         // overlap, which is what keeps such entries safe).
         let quorum = self.committed_membership.quorum().min(self.previous_membership.quorum());
         if holders < quorum {
-            self.fail(format!(
+            self.driver.fail(format!(
                 "durability: committed ({term}, {index}) is durable on {holders} radiants, fewer \
                  than a majority ({quorum})"
             ));
         }
     }
 }
+
+/// Shards of the simulated static order (it serves them all).
+const SHARD_COUNT: u32 = 8;
 
 /// The id of the simulated static order.
 fn static_order_id() -> OrderId {
@@ -998,64 +758,6 @@ fn static_order(core: &Radiant) -> &crate::core::Order {
 
 fn static_member(core: &Radiant) -> radiant_protocol::MemberId {
     core.member_id().expect("a simulated radiant has a static member id")
-}
-
-impl SimWorld for Simulator {
-    fn now(&self) -> u64 {
-        self.now
-    }
-
-    fn radiant(&mut self, index: usize) -> &mut SimRadiant {
-        &mut self.radiants[index]
-    }
-
-    fn actions(&mut self) -> &mut Actions {
-        &mut self.actions
-    }
-
-    fn followups(&mut self) -> &mut VecDeque<(usize, Input)> {
-        &mut self.followups
-    }
-
-    fn send(&mut self, from: usize, to: Endpoint, message: SimMessage) {
-        let faults = self.network_faults();
-        let from = Endpoint::Radiant(from);
-        self.network.send(self.now, from, to, message, &faults, &mut self.prng);
-    }
-
-    fn peer_index(&self, _from: usize, member: MemberId) -> Option<usize> {
-        (member.get() as usize).checked_sub(1).filter(|&index| index < self.radiants.len())
-    }
-
-    /// A static order has no system.
-    fn system_index(&self, _address: &str) -> Option<usize> {
-        None
-    }
-
-    fn fsync_done_at(&mut self) -> u64 {
-        self.now + self.prng.range(0, self.options.faults.fsync_max_ticks + 1)
-    }
-
-    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display) {
-        Simulator::stop_on_disk_error(self, index, error);
-    }
-
-    fn snapshot_cut_short(&mut self) -> Option<usize> {
-        let cut = self.faults_on && self.prng.chance(1, 20);
-        cut.then(|| self.prng.range(0, 64) as usize)
-    }
-
-    fn crash(&mut self, index: usize) {
-        Simulator::crash(self, index);
-    }
-
-    fn fail(&mut self, message: String) {
-        Simulator::fail(self, message);
-    }
-
-    fn snapshot_installed(&mut self, _index: usize) {
-        self.snapshots_installed += 1;
-    }
 }
 
 #[cfg(test)]

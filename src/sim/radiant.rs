@@ -1,11 +1,10 @@
 //! One simulated radiant, and the one place its core's actions are carried out, for
-//! every simulator: `step` runs the core on an input and hands each action to
+//! every mode of the simulator: `step` runs the core on an input and hands each action to
 //! `core::effects::carry_out` through `SimEffects`, which does to the radiant's simulated
 //! disk, state machine and network what the daemon's state thread does to the real ones.
-//! A simulator is a `SimWorld`: it says where messages go, how long an fsync takes,
-//! what a crash does and what counts as a failure.
+//! The [`Driver`] says where messages go, how long an fsync takes and what a crash does.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use radiant_protocol::slots::ShardId;
@@ -15,12 +14,14 @@ use radiant_protocol::{
 };
 
 use super::disk::{SimRadiantStorage, SimStorage};
+use super::driver::{index_of, Driver};
 use super::network::{Endpoint, SimMessage};
 use crate::core::effects;
+use crate::core::order::membership::member_peer_address;
 use crate::core::order::Membership;
 use crate::core::shards::ShardEffect;
 use crate::core::system::SystemRecord;
-use crate::core::{Actions, Input, Radiant, ReplyTo, Tick};
+use crate::core::{Input, Radiant, ReplyTo, Tick};
 use crate::storage::snapshot::SnapshotError;
 use crate::storage::state_machine::StateMachine;
 use crate::storage::state_snapshot::OrderSections;
@@ -45,6 +46,10 @@ pub struct SimRadiant {
     pub restart_at: u64,
     /// How many times it has started.
     pub incarnation: u64,
+    /// The radiant each member of its order is, by the peer address its membership gave:
+    /// kept across membership changes while it runs (as the daemon never forgets a
+    /// member's address, so a removed member still hears of its removal).
+    pub peers: BTreeMap<MemberId, usize>,
 }
 
 impl SimRadiant {
@@ -58,6 +63,7 @@ impl SimRadiant {
             record_unsure: None,
             restart_at: 0,
             incarnation: 0,
+            peers: BTreeMap::new(),
         }
     }
 
@@ -65,53 +71,41 @@ impl SimRadiant {
     /// it may start again at `restart_at`.
     pub fn crash(&mut self, restart_at: u64) {
         self.core = None;
+        self.peers.clear();
         self.disk.crash();
         self.restart_at = restart_at;
     }
 }
 
-/// What a simulator gives its radiants' actions.
-pub trait SimWorld {
-    /// The current tick.
-    fn now(&self) -> u64;
-    /// Radiant `index`.
-    fn radiant(&mut self, index: usize) -> &mut SimRadiant;
-    /// The buffer `step` collects a core's actions in.
-    fn actions(&mut self) -> &mut Actions;
-    /// Inputs the radiants' own effects produced, fed back after the current step.
-    fn followups(&mut self) -> &mut VecDeque<(usize, Input)>;
-    /// Sends `message` from radiant `from` over the seeded network.
-    fn send(&mut self, from: usize, to: Endpoint, message: SimMessage);
-    /// The radiant that member `member` of radiant `from`'s order is.
-    fn peer_index(&self, from: usize, member: MemberId) -> Option<usize>;
-    /// The radiant at system peer address `address`.
-    fn system_index(&self, address: &str) -> Option<usize>;
-    /// The tick a persist issued now has its fsync done.
-    fn fsync_done_at(&mut self) -> u64;
-    /// A write or sync failed: the radiant stops (fail-stop, as the daemon does).
-    fn stop_on_disk_error(&mut self, index: usize, error: &dyn std::fmt::Display);
-    /// Whether the snapshot being written is cut short by a crash, and after how many
-    /// pairs (drawn from the seed).
-    fn snapshot_cut_short(&mut self) -> Option<usize>;
-    /// Radiant `index` loses power.
-    fn crash(&mut self, index: usize);
-    /// A found bug.
-    fn fail(&mut self, message: String);
-    /// Radiant `index` wrote a snapshot of its own (counted for the report).
-    fn snapshot_written(&mut self, _index: usize) {}
-    /// Radiant `index` installed a snapshot from its herald (counted for the report).
-    fn snapshot_installed(&mut self, index: usize);
+impl SimRadiant {
+    /// Runs `core` from now on, knowing the members its order starts with.
+    pub fn run(&mut self, core: Radiant) {
+        if let Some(order) = core.order() {
+            self.learn_peers(order.membership());
+        }
+        self.core = Some(core);
+    }
+
+    /// Remembers where every member of `membership` is.
+    fn learn_peers(&mut self, membership: &Membership) {
+        for &member in membership.addresses.keys() {
+            let address = member_peer_address(membership, member);
+            if let Some(index) = address.as_deref().and_then(index_of) {
+                self.peers.insert(member, index);
+            }
+        }
+    }
 }
 
 /// Runs radiant `index`'s core on `input`, carries out every action, then every input
 /// those actions fed back. A core assertion is the error.
-pub fn step<W: SimWorld>(world: &mut W, index: usize, input: Input) -> Result<(), String> {
-    world.followups().push_back((index, input));
-    while let Some((index, input)) = world.followups().pop_front() {
-        let now = Tick(world.now());
-        let mut actions = std::mem::take(world.actions());
-        let Some(core) = world.radiant(index).core.as_mut() else {
-            *world.actions() = actions;
+pub fn step(driver: &mut Driver, index: usize, input: Input) -> Result<(), String> {
+    driver.followups().push_back((index, input));
+    while let Some((index, input)) = driver.followups().pop_front() {
+        let now = Tick(driver.now);
+        let mut actions = std::mem::take(driver.actions());
+        let Some(core) = driver.radiants[index].core.as_mut() else {
+            *driver.actions() = actions;
             continue;
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -120,102 +114,112 @@ pub fn step<W: SimWorld>(world: &mut W, index: usize, input: Input) -> Result<()
         if let Err(panic) = result {
             let message = super::panic_message(panic.as_ref());
             actions.drain().for_each(drop);
-            *world.actions() = actions;
-            world.followups().clear();
+            *driver.actions() = actions;
+            driver.followups().clear();
             return Err(format!("radiant {index} core assertion at tick {}: {message}", now.0));
         }
         for action in actions.drain() {
-            if world.radiant(index).core.is_none() {
+            if driver.radiants[index].core.is_none() {
                 // Stopped by a disk error earlier in this batch: the rest never happens.
                 continue;
             }
-            effects::carry_out(action, &mut SimEffects { world: &mut *world, index });
+            effects::carry_out(action, &mut SimEffects { driver: &mut *driver, index });
         }
-        *world.actions() = actions;
+        *driver.actions() = actions;
     }
     Ok(())
 }
 
 /// Completes radiant `index`'s fsyncs due now and tells its core which writes are
 /// durable; a failed sync stops the radiant.
-pub fn complete_due_fsyncs<W: SimWorld>(world: &mut W, index: usize) -> Result<(), String> {
-    let now = world.now();
-    let radiant = world.radiant(index);
+pub fn complete_due_fsyncs(driver: &mut Driver, index: usize) -> Result<(), String> {
+    let now = driver.now;
+    let radiant = &mut driver.radiants[index];
     if radiant.core.is_none() {
         return Ok(());
     }
     match radiant.disk.sync_due(now) {
-        Ok(Some(sequence)) => step(world, index, Input::Durable { sequence }),
+        Ok(Some(sequence)) => step(driver, index, Input::Durable { sequence }),
         Ok(None) => Ok(()),
         Err(error) => {
-            world.stop_on_disk_error(index, &error);
+            driver.stop_on_disk_error(index, &error);
             Ok(())
         }
     }
 }
 
 /// What radiant `index`'s actions do in a simulator.
-struct SimEffects<'a, W> {
-    world: &'a mut W,
+struct SimEffects<'a> {
+    driver: &'a mut Driver,
     index: usize,
 }
 
-impl<W: SimWorld> SimEffects<'_, W> {
+impl SimEffects<'_> {
     fn radiant(&mut self) -> &mut SimRadiant {
-        self.world.radiant(self.index)
+        &mut self.driver.radiants[self.index]
     }
 
     fn send_to_peer(&mut self, message: PeerMessage) {
-        let Some(to) = self.world.peer_index(self.index, message.header.to) else { return };
-        self.world.send(self.index, Endpoint::Radiant(to), SimMessage::Peer(message));
+        let Some(&to) = self.radiant().peers.get(&message.header.to) else { return };
+        self.driver.send(
+            Endpoint::Radiant(self.index),
+            Endpoint::Radiant(to),
+            SimMessage::Peer(message),
+        );
     }
 
     fn answer(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
         let to = Endpoint::Client(reply_to.connection.0 as usize);
         let message = SimMessage::Reply { correlation: reply_to.correlation_id, result };
-        self.world.send(self.index, to, message);
+        self.driver.send(Endpoint::Radiant(self.index), to, message);
     }
 }
 
-impl<W: SimWorld> effects::Network for SimEffects<'_, W> {
+impl effects::Network for SimEffects<'_> {
     fn send_peer(&mut self, message: PeerMessage) {
         self.send_to_peer(message);
     }
 
     fn send_system(&mut self, to: String, message: SystemMessage) {
-        let Some(to) = self.world.system_index(&to) else { return };
-        self.world.send(self.index, Endpoint::Radiant(to), SimMessage::System(message));
+        let Some(to) = index_of(&to) else { return };
+        self.driver.send(
+            Endpoint::Radiant(self.index),
+            Endpoint::Radiant(to),
+            SimMessage::System(message),
+        );
     }
 
     fn reply(&mut self, reply_to: ReplyTo, result: Result<ClientResponse, ErrorResponse>) {
         self.answer(reply_to, result);
     }
 
-    fn membership_changed(&mut self, _membership: Membership) {}
+    fn membership_changed(&mut self, membership: Membership) {
+        self.radiant().learn_peers(&membership);
+    }
 }
 
-impl<W: SimWorld> SimRadiantStorage for SimEffects<'_, W> {
+impl SimRadiantStorage for SimEffects<'_> {
     fn storage(&mut self) -> &mut SimStorage {
         &mut self.radiant().disk
     }
 
     fn fsync_done_at(&mut self) -> u64 {
-        self.world.fsync_done_at()
+        self.driver.fsync_done_at()
     }
 
     fn stop_on_disk_error(&mut self, error: &dyn std::fmt::Display) {
-        self.world.stop_on_disk_error(self.index, error);
+        self.driver.stop_on_disk_error(self.index, error);
     }
 }
 
-impl<W: SimWorld> effects::SnapshotStore for SimEffects<'_, W> {
+impl effects::SnapshotStore for SimEffects<'_> {
     /// Through the daemon's own snapshot code on the radiant's disk; now and then a
     /// crash cuts the write short (the daemon writes snapshots on their own thread).
     fn write_snapshot(&mut self, (index, term): (LogIndex, Term), state: effects::SnapshotState) {
-        if let Some(pairs_written) = self.world.snapshot_cut_short() {
+        if let Some(pairs_written) = self.driver.snapshot_cut_short() {
             let radiant = self.radiant();
             radiant.disk.write_snapshot_cut_short((index, term), &radiant.machine, pairs_written);
-            self.world.crash(self.index);
+            self.driver.crash(self.index);
             return;
         }
         let shards = state.shards.encode();
@@ -227,11 +231,11 @@ impl<W: SimWorld> effects::SnapshotStore for SimEffects<'_, W> {
         let radiant = self.radiant();
         match radiant.disk.write_snapshot((index, term), &radiant.machine, sections) {
             Ok(()) => {
-                self.world.snapshot_written(self.index);
+                self.driver.counts.snapshots_written += 1;
                 let written = Input::SnapshotWritten { index, term };
-                self.world.followups().push_back((self.index, written));
+                self.driver.followups().push_back((self.index, written));
             }
-            Err(error) => self.world.stop_on_disk_error(self.index, &error),
+            Err(error) => self.driver.stop_on_disk_error(self.index, &error),
         }
     }
 
@@ -269,7 +273,7 @@ impl<W: SimWorld> effects::SnapshotStore for SimEffects<'_, W> {
             }
             Ok(_) => match radiant.disk.load_received(&radiant.machine, (snapshot_index, term)) {
                 Ok(received) => {
-                    self.world.snapshot_installed(index);
+                    self.driver.counts.snapshots_installed += 1;
                     Input::SnapshotInstalled {
                         index: snapshot_index,
                         term,
@@ -279,24 +283,24 @@ impl<W: SimWorld> effects::SnapshotStore for SimEffects<'_, W> {
                     }
                 }
                 Err(reason) => {
-                    self.world.fail(format!("radiant {index}: a received snapshot: {reason}"));
+                    self.driver.fail(format!("radiant {index}: a received snapshot: {reason}"));
                     return;
                 }
             },
             Err(error @ SnapshotError::Io { .. }) => {
-                self.world.stop_on_disk_error(index, &error);
+                self.driver.stop_on_disk_error(index, &error);
                 return;
             }
             Err(error) => {
-                self.world.fail(format!("radiant {index}: a received snapshot: {error}"));
+                self.driver.fail(format!("radiant {index}: a received snapshot: {error}"));
                 return;
             }
         };
-        self.world.followups().push_back((index, input));
+        self.driver.followups().push_back((index, input));
     }
 }
 
-impl<W: SimWorld> effects::SystemStore for SimEffects<'_, W> {
+impl effects::SystemStore for SimEffects<'_> {
     /// As the daemon does: written before any later action, and a radiant that cannot
     /// write it stops.
     fn persist_system(&mut self, record: SystemRecord) {
@@ -305,13 +309,13 @@ impl<W: SimWorld> effects::SystemStore for SimEffects<'_, W> {
             Ok(()) => radiant.record = record,
             Err(error) => {
                 radiant.record_unsure = Some(record);
-                self.world.stop_on_disk_error(self.index, &error);
+                self.driver.stop_on_disk_error(self.index, &error);
             }
         }
     }
 }
 
-impl<W: SimWorld> effects::Apply for SimEffects<'_, W> {
+impl effects::Apply for SimEffects<'_> {
     fn apply(
         &mut self,
         shard: ShardId,
@@ -350,6 +354,6 @@ impl<W: SimWorld> effects::Apply for SimEffects<'_, W> {
         max_bytes: u64,
     ) {
         let chunk = self.radiant().machine.read_chunk(shard, number, after, max_bytes);
-        self.world.followups().push_back((self.index, Input::ShardChunkRead(chunk)));
+        self.driver.followups().push_back((self.index, Input::ShardChunkRead(chunk)));
     }
 }

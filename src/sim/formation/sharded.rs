@@ -15,17 +15,16 @@ use std::collections::BTreeMap;
 
 use radiant_protocol::{ClientRequest, LogIndex, OrderId};
 
-use super::{Endpoint, Formation, NetworkFaults, SimMessage};
+use super::Formation;
 use crate::core::order::InjectedBug;
 use crate::core::shards::{ShardState, ShardTable};
 use crate::core::{ConnectionId, Input, Radiant, ReplyTo};
 use crate::sim::checker::linearizability::{check, Verdict};
+use crate::sim::driver::{address, ADMIN_CLIENT};
 use crate::sim::history::Operation;
+use crate::sim::network::{Endpoint, SimMessage};
 use crate::sim::workload::{ClientContext, ClientTiming, Send, SimClient};
 use radiant_protocol::slots::key_shard;
-
-/// The connection id of the operator's admin requests (their answers are dropped).
-pub(super) const OPERATOR: u64 = u64::MAX;
 
 /// Clients and operator of a sharded run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +51,6 @@ pub struct Workload {
 pub(super) struct Shards {
     clients: Vec<SimClient>,
     pub(super) history: Vec<Operation>,
-    clock_ns: u64,
     /// Per order, the newest shard table any member has applied, with its index.
     tables: BTreeMap<OrderId, (LogIndex, ShardTable)>,
     /// Operator requests sent.
@@ -85,7 +83,6 @@ impl Shards {
         Shards {
             clients,
             history: Vec::new(),
-            clock_ns: 0,
             tables: BTreeMap::new(),
             moves: 0,
             leaves: 0,
@@ -115,51 +112,44 @@ impl Shards {
 }
 
 impl Formation {
-    /// Clients start, time out, retry and get routed; the operator acts; in the faulty
-    /// phase, heralds moving shards crash now and then.
-    pub(super) fn tick_clients(
-        &mut self,
-        faulty: bool,
-        faults: &NetworkFaults,
-    ) -> Result<(), String> {
-        let Some(mut shards) = self.shards.take() else { return Ok(()) };
-        let radiants = self.nodes.len();
+    /// Clients start, time out, retry and get routed; the operator acts.
+    pub(super) fn tick_clients(&mut self) {
+        let Some(mut shards) = self.shards.take() else { return };
+        let radiants = self.driver.radiants.len();
         let keys = self.options.workload.as_ref().map_or(1, |workload| workload.keys);
         for client in 0..shards.clients.len() {
-            shards.clock_ns += 1;
-            let Shards { clients, history, clock_ns, .. } = &mut shards;
+            let Shards { clients, history, .. } = &mut shards;
             let client_state = &mut clients[client];
+            let driver = &mut self.driver;
             let mut sends = Vec::new();
-            sends.extend(client_state.on_tick(self.now, *clock_ns, radiants, history));
-            *clock_ns += 1;
+            driver.clock_ns += 1;
+            sends.extend(client_state.on_tick(driver.now, driver.clock_ns, radiants, history));
+            driver.clock_ns += 1;
             sends.extend(client_state.maybe_start(
-                self.now,
-                *clock_ns,
+                driver.now,
+                driver.clock_ns,
                 keys,
-                &mut self.prng,
+                &mut driver.prng,
                 history,
             ));
             for send in sends {
                 let send = self.routed(client_state, send);
-                self.send_request(client, send, faults);
+                self.send_request(client, send);
             }
         }
         self.shards = Some(shards);
-        if faulty {
-            self.crash_during_a_move();
-        }
-        self.operate()
+        self.operate();
     }
 
     /// Now and then, while a shard is in flight, crash the herald of an order moving
     /// it (losing or gaining) or the controller: the moves must finish anyway.
-    fn crash_during_a_move(&mut self) {
-        if !self.prng.chance(1, 400) {
+    pub(super) fn crash_during_a_move(&mut self) {
+        if !self.driver.prng.chance(1, 400) {
             return;
         }
-        let moving: Vec<usize> = (0..self.nodes.len())
+        let moving: Vec<usize> = (0..self.driver.radiants.len())
             .filter(|&index| {
-                let core = self.nodes[index].core.as_ref();
+                let core = self.driver.radiants[index].core.as_ref();
                 let order = core.and_then(Radiant::order);
                 let herald_moving = order.is_some_and(|order| {
                     order.role() == crate::core::OrderRole::Herald && order.shards().moving() > 0
@@ -171,13 +161,13 @@ impl Formation {
             })
             .collect();
         if !moving.is_empty() {
-            let pick = moving[self.prng.range(0, moving.len() as u64) as usize];
-            self.crash(pick);
+            let pick = moving[self.driver.prng.range(0, moving.len() as u64) as usize];
+            self.driver.crash(pick);
         }
     }
 
     fn moves_in_flight(&self) -> bool {
-        self.nodes.iter().any(|node| {
+        self.driver.radiants.iter().any(|node| {
             let order = node.core.as_ref().and_then(Radiant::order);
             order.is_some_and(|order| order.shards().moving() > 0)
         })
@@ -198,75 +188,66 @@ impl Formation {
     /// configuration a live radiant holds, its herald when one is known.
     fn route(&mut self, key: &[u8]) -> Option<usize> {
         let configuration = self
-            .nodes
+            .driver
+            .radiants
             .iter()
             .filter(|node| node.core.is_some())
             .filter_map(|node| node.record.configuration.as_ref())
             .max_by_key(|configuration| configuration.number)?;
         let shard_count = u32::try_from(configuration.shards.len()).ok()?;
         let owner = *configuration.shards.get(key_shard(key, shard_count).0 as usize)?;
-        let members: Vec<usize> = (0..self.nodes.len())
+        let members: Vec<usize> = (0..self.driver.radiants.len())
             .filter(|&index| {
-                let order = self.nodes[index].core.as_ref().and_then(Radiant::order);
+                let order = self.driver.radiants[index].core.as_ref().and_then(Radiant::order);
                 order.is_some_and(|order| order.order_id() == owner)
             })
             .collect();
         let herald = members.iter().copied().max_by_key(|&index| {
-            let order = self.nodes[index].core.as_ref().and_then(Radiant::order);
+            let order = self.driver.radiants[index].core.as_ref().and_then(Radiant::order);
             order.map(|order| (order.role() == crate::core::OrderRole::Herald, order.term()))
         });
         herald.or_else(|| members.first().copied())
     }
 
-    fn send_request(&mut self, client: usize, send: Send, faults: &NetworkFaults) {
+    fn send_request(&mut self, client: usize, send: Send) {
         let wire = SimMessage::Request { correlation: send.correlation, request: send.request };
-        let (from, to) = (Endpoint::Client(client), Endpoint::Radiant(send.radiant));
-        self.network.send(self.now, from, to, wire, faults, &mut self.prng);
+        self.driver.send(Endpoint::Client(client), Endpoint::Radiant(send.radiant), wire);
     }
 
-    /// A client's request arrives at a radiant.
-    pub(super) fn client_input(client: usize, correlation: u64, request: ClientRequest) -> Input {
-        let reply_to =
-            ReplyTo { connection: ConnectionId(client as u64), correlation_id: correlation };
-        Input::Client { reply_to, request }
-    }
-
-    /// An answer arrives at a client.
+    /// An answer arrives at a client (the operator's are dropped).
     pub(super) fn on_client_reply(
         &mut self,
         client: usize,
         correlation: u64,
         result: Result<radiant_protocol::ClientResponse, radiant_protocol::ErrorResponse>,
-        faults: &NetworkFaults,
     ) {
         let Some(mut shards) = self.shards.take() else { return };
-        shards.clock_ns += 1;
-        let context =
-            ClientContext { now: self.now, clock_ns: shards.clock_ns, radiants: self.nodes.len() };
+        let driver = &self.driver;
+        let radiants = driver.radiants.len();
+        let context = ClientContext { now: driver.now, clock_ns: driver.clock_ns, radiants };
         let Shards { clients, history, .. } = &mut shards;
-        let Some(client_state) = clients.get_mut(client) else {
-            self.shards = Some(shards);
-            return;
-        };
-        let resend = client_state.on_reply(context, correlation, result, history);
-        if let Some(send) = resend {
-            let send = self.routed(client_state, send);
-            self.send_request(client, send, faults);
+        if let Some(client_state) = clients.get_mut(client) {
+            let resend = client_state.on_reply(context, correlation, result, history);
+            if let Some(send) = resend {
+                let send = self.routed(client_state, send);
+                self.send_request(client, send);
+            }
         }
         self.shards = Some(shards);
     }
 
     /// The operator, now and then: move a random shard to a random order, or dissolve
     /// a random order, through whichever radiant is controller.
-    fn operate(&mut self) -> Result<(), String> {
-        let Some(workload) = self.options.workload.clone() else { return Ok(()) };
-        let controller = (0..self.nodes.len()).find(|&index| {
-            let system = self.nodes[index].core.as_ref().and_then(Radiant::system);
+    fn operate(&mut self) {
+        let Some(workload) = self.options.workload.clone() else { return };
+        let controller = (0..self.driver.radiants.len()).find(|&index| {
+            let system = self.driver.radiants[index].core.as_ref().and_then(Radiant::system);
             system.is_some_and(crate::core::system::System::is_controller)
         });
-        let Some(controller) = controller else { return Ok(()) };
-        let Some(configuration) = self.nodes[controller].record.configuration.clone() else {
-            return Ok(());
+        let Some(controller) = controller else { return };
+        let Some(configuration) = self.driver.radiants[controller].record.configuration.clone()
+        else {
+            return;
         };
         let order_ids: Vec<OrderId> = configuration
             .orders
@@ -274,19 +255,23 @@ impl Formation {
             .filter(|order_id| !configuration.leaving.contains(order_id))
             .copied()
             .collect();
-        let request = if self.prng.chance(workload.move_per_million, 1_000_000) {
-            let shard = self.prng.range(0, configuration.shards.len() as u64) as u32;
-            let to = order_ids[self.prng.range(0, order_ids.len() as u64) as usize];
+        let request = if self.driver.prng.chance(workload.move_per_million, 1_000_000) {
+            let shard = self.driver.prng.range(0, configuration.shards.len() as u64) as u32;
+            let to = order_ids[self.driver.prng.range(0, order_ids.len() as u64) as usize];
             ClientRequest::MoveShard { shard, to }
-        } else if order_ids.len() >= 2 && self.prng.chance(workload.leave_per_million, 1_000_000) {
-            let order_id = order_ids[self.prng.range(0, order_ids.len() as u64) as usize];
+        } else if order_ids.len() >= 2
+            && self.driver.prng.chance(workload.leave_per_million, 1_000_000)
+        {
+            let order_id = order_ids[self.driver.prng.range(0, order_ids.len() as u64) as usize];
             ClientRequest::LeaveOrder { order_id }
-        } else if order_ids.len() >= 2 && self.prng.chance(workload.remove_per_million, 1_000_000) {
+        } else if order_ids.len() >= 2
+            && self.driver.prng.chance(workload.remove_per_million, 1_000_000)
+        {
             let members: Vec<_> = configuration.radiants.keys().copied().collect();
-            let member = members[self.prng.range(0, members.len() as u64) as usize];
+            let member = members[self.driver.prng.range(0, members.len() as u64) as usize];
             ClientRequest::RemoveRadiant { member }
         } else {
-            return Ok(());
+            return;
         };
         if let Some(shards) = self.shards.as_mut() {
             match request {
@@ -295,15 +280,15 @@ impl Formation {
                 _ => shards.leaves += 1,
             }
         }
-        let input = Formation::client_input(OPERATOR as usize, 0, request);
-        self.step(controller, input)
+        let reply_to = ReplyTo { connection: ConnectionId(ADMIN_CLIENT as u64), correlation_id: 0 };
+        self.driver.step(controller, Input::Client { reply_to, request });
     }
 
     /// Each shard is served by at most one order, judged by each order's newest applied
     /// shard table.
     pub(super) fn check_shards(&mut self) -> Result<(), String> {
         let Some(shards) = self.shards.as_mut() else { return Ok(()) };
-        for node in &self.nodes {
+        for node in &self.driver.radiants {
             let Some(order) = node.core.as_ref().and_then(Radiant::order) else { continue };
             let newest = shards.tables.get(&order.order_id()).map_or(0, |(index, _)| *index);
             if order.applied_index() > newest {
@@ -322,7 +307,7 @@ impl Formation {
             if serving.len() > 1 {
                 return Err(format!(
                     "tick {}: shard {shard} is served by orders {serving:?} at once",
-                    self.now
+                    self.driver.now
                 ));
             }
         }
@@ -332,9 +317,9 @@ impl Formation {
     /// Every order of configuration `number` has adopted it and has nothing in flight.
     pub(super) fn shards_settled(&self, number: u64) -> bool {
         let Some(configuration) = self.configurations.get(&number) else { return false };
-        self.nodes.iter().enumerate().all(|(index, node)| {
+        self.driver.radiants.iter().enumerate().all(|(index, node)| {
             let order = node.core.as_ref().and_then(Radiant::order);
-            let member = configuration.radiants.values().any(|a| a.peer == super::address(index));
+            let member = configuration.radiants.values().any(|a| a.peer == address(index));
             let listed = member
                 && order.is_some_and(|order| configuration.orders.contains_key(&order.order_id()));
             !listed
