@@ -42,6 +42,14 @@ fn forty_seeds_of_five_radiants_keep_every_invariant_and_stay_linearizable() {
     sweep(5, 20_000..20_040, 2_000);
 }
 
+/// Seeds that found a bug, kept so it stays fixed. 3978: an order of four with one member
+/// refusing its damaged disk deadlocked its elections (the lagging replica refused the
+/// promoted member, the only one the third would vote for).
+#[test]
+fn order_seeds_that_once_failed_pass() {
+    sweep(3, 3_978..3_979, 3_000);
+}
+
 fn stale_read_after(history: &[Operation]) -> Option<Operation> {
     // Two completed puts to one key, the second called after the first returned: a get
     // after both that returns the first value is a stale read.

@@ -1,5 +1,5 @@
 //! The one place the core's actions are taken apart: `carry_out` hands each `Action` to
-//! the narrow interface that performs it. The daemon's state thread, both simulators and
+//! the narrow interface that performs it. The daemon's state thread, the simulator and
 //! the replication benchmark implement the interfaces and never match on `Action`, so a
 //! changed action is one change here and one in each implementation the compiler names.
 //!

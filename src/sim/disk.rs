@@ -485,9 +485,9 @@ impl SimStorage {
     }
 }
 
-/// One simulated radiant's storage as its simulator reaches it, so both simulators share
-/// one `LogStore`: the core's log actions go to its `SimStorage`, and a disk error stops
-/// the radiant.
+/// One simulated radiant's storage as the executor reaches it, so the core's log actions
+/// are carried out here, beside the `SimStorage` they change, and a disk error stops the
+/// radiant.
 pub trait SimRadiantStorage {
     /// The radiant's storage.
     fn storage(&mut self) -> &mut SimStorage;

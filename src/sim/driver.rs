@@ -246,7 +246,7 @@ impl Driver {
     }
 
     /// The network's faults now: none once the faulty phase is over.
-    pub fn network_faults(&self) -> NetworkFaults {
+    fn network_faults(&self) -> NetworkFaults {
         if self.faults_on {
             self.faults.network.clone()
         } else {
@@ -311,8 +311,9 @@ impl Driver {
 
     /// Recovers radiant `index`'s order state from its disk through the daemon's own
     /// recovery, from `start` when the disk holds nothing, and checks it kept every
-    /// promise, counting a new incarnation; `None` when it cannot start now (a disk error: later) or ever (damage:
-    /// it refuses, a found bug unless a bit of its disk was flipped).
+    /// promise, counting a new incarnation; `None` when it cannot start now (a disk
+    /// error: later) or ever (damage: it refuses, a found bug unless a bit of its disk
+    /// was flipped).
     pub fn recover(
         &mut self,
         index: usize,

@@ -1,7 +1,7 @@
-//! The order simulator: the radiants of one static order, their disks (the daemon's own
-//! storage code on `MemoryFileSystem`) and state machines, a seeded network and clients,
-//! all in one thread. Every random choice comes from one PRNG seeded by `--seed`, so a
-//! failing seed replays exactly.
+//! The order scenario (`radiant sim`, the default mode): the radiants of one static
+//! order on the [`Driver`], their disks (the daemon's own storage code on
+//! `MemoryFileSystem`) and state machines, a seeded network and clients. Every random
+//! choice comes from one PRNG seeded by `--seed`, so a failing seed replays exactly.
 //!
 //! A run has two phases (TigerBeetle's VOPR): a safety phase with faults (loss,
 //! duplication, delay, partitions, power loss with torn and out-of-order writes, bit
@@ -329,8 +329,10 @@ impl Simulator {
                 self.clients.iter().filter(|client| client.busy() || client.remaining > 0).count();
             let heralds = self.current_heralds();
             let message = format!(
-                "{busy} clients unfinished after {} healed ticks; heralds now {heralds:?}",
-                self.options.liveness_ticks
+                "{busy} clients unfinished after {} healed ticks; heralds now {heralds:?}; \
+                 radiants:{}",
+                self.options.liveness_ticks,
+                self.describe()
             );
             return Err(SimFailure::Liveness { seed: self.options.seed, message });
         }
@@ -598,6 +600,30 @@ impl Simulator {
         let Send { radiant, correlation, request } = send;
         let message = SimMessage::Request { correlation, request };
         self.driver.send(Endpoint::Client(client), Endpoint::Radiant(radiant), message);
+    }
+
+    /// Each radiant's state, for a failure report.
+    fn describe(&self) -> String {
+        let radiants = self.driver.radiants.iter().enumerate();
+        radiants
+            .map(|(index, radiant)| match radiant.core.as_ref() {
+                None if radiant.restart_at == u64::MAX => format!("\n  {index}: refused"),
+                None => format!("\n  {index}: down until tick {}", radiant.restart_at),
+                Some(core) => {
+                    let order = static_order(core);
+                    format!(
+                        "\n  {index}: {} {:?} term {} commit {} last {} voters {:?} peers {:?}",
+                        order.state(),
+                        order.role(),
+                        order.term(),
+                        order.commit_index(),
+                        order.last_index(),
+                        order.membership().voters,
+                        radiant.peers,
+                    )
+                }
+            })
+            .collect()
     }
 
     fn all_clients_done(&self) -> bool {

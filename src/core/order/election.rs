@@ -192,9 +192,17 @@ impl Order {
             return;
         }
         let up_to_date = self.log.is_behind(request.last_log_index, request.last_log_term);
-        // Only a voter of this replica's membership may be elected: a learner or a
-        // stranger with an up-to-date log must not lead an order it is not part of.
-        let is_voter = self.election_membership().voters.contains(&candidate);
+        // A voter of this replica's newest membership may be elected, and so may a
+        // candidate whose log is strictly ahead of this one: this replica may only lack
+        // the entry that promoted it. Refusing such a candidate deadlocked an order of
+        // four with one member gone (seed 3978): the lagging replica knew only three
+        // voters and refused the promoted one, which held the longest log and so was the
+        // only one the third would vote for. Raft's up-to-date rule alone keeps
+        // elections safe; this check keeps a learner or a stranger no further ahead than
+        // this replica from leading an order it is not part of.
+        let strictly_ahead = (request.last_log_term, request.last_log_index)
+            > (self.log.last_term(), self.log.last_index());
+        let is_voter = self.election_membership().voters.contains(&candidate) || strictly_ahead;
         let grant = if request.pre_vote {
             // A pre-vote is granted for a future term to an up-to-date candidate.
             header.term > self.term && up_to_date && is_voter
