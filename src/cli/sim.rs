@@ -160,13 +160,15 @@ fn run_formation(args: &SimArgs) -> Result<ExitCode, String> {
                 }
                 println!(
                 "seed {seed}: ok: {shape}: configuration {}, orders {:?}, {} controller terms, \
-                 {} crashes, {} partitions, converged at tick {}, messages {}/{} \
+                 {} crashes, {} refused a damaged disk, {} partitions, converged at tick {}, \
+                 messages {}/{} \
                  delivered/dropped, {}/{} operations answered, operator \
                  moves/leaves/removals {:?}, snapshots written/installed {:?}",
                 report.configuration,
                 report.orders,
                 report.controller_terms,
                 report.crashes,
+                report.refusals,
                 report.partitions,
                 report.converged_at,
                 report.messages.0,

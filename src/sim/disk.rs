@@ -268,6 +268,16 @@ impl SimStorage {
         self.file_system.set_faults(DiskFaults::default());
     }
 
+    /// Replaces the disk's faults (a scenario that starts flipping bits only later).
+    pub fn set_faults(&self, faults: DiskFaults) {
+        self.file_system.set_faults(faults);
+    }
+
+    /// Whether any bit of this disk's synced data was flipped: damage it may refuse.
+    pub fn was_damaged(&self) -> bool {
+        self.file_system.fault_counts().bits_flipped > 0
+    }
+
     /// What the disk's faults have done.
     pub fn fault_counts(&self) -> FaultCounts {
         self.file_system.fault_counts()
@@ -470,7 +480,7 @@ impl SimStorage {
     /// Why recovery refused: damage (a found bug unless bits were flipped), or an I/O
     /// error (the radiant tries again later).
     fn recovery_failure(&self, error: RecoveryError) -> StartFailure {
-        let disk_was_damaged = self.file_system.fault_counts().bits_flipped > 0;
+        let disk_was_damaged = self.was_damaged();
         match error {
             RecoveryError::Wal(WalError::Corrupt { .. })
             | RecoveryError::Snapshot(SnapshotError::Corrupt { .. })

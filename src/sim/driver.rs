@@ -330,12 +330,7 @@ impl Driver {
                 Some(recovered)
             }
             Err(StartFailure::Refused { reason, disk_was_damaged }) => {
-                // It stays down for good: a damaged log is repaired by replacing the radiant.
-                self.radiants[index].restart_at = u64::MAX;
-                self.counts.refusals += 1;
-                if !disk_was_damaged {
-                    self.fail(format!("radiant {index} refused to start: {reason}"));
-                }
+                self.refuse(index, &reason, disk_was_damaged);
                 None
             }
             Err(StartFailure::DiskError(_)) => {
@@ -343,6 +338,22 @@ impl Driver {
                 None
             }
         }
+    }
+
+    /// Radiant `index` refuses to start on its damaged disk: it stays down for good (a
+    /// damaged log is repaired by replacing the radiant); a found bug when no bit of its
+    /// disk was flipped.
+    pub fn refuse(&mut self, index: usize, reason: &str, disk_was_damaged: bool) {
+        self.radiants[index].restart_at = u64::MAX;
+        self.counts.refusals += 1;
+        if !disk_was_damaged {
+            self.fail(format!("radiant {index} refused to start: {reason}"));
+        }
+    }
+
+    /// Whether radiant `index` refused its damaged disk (it never starts again).
+    pub fn refused(&self, index: usize) -> bool {
+        self.radiants[index].restart_at == u64::MAX
     }
 
     /// The faulty phase's crashes and partitions for this tick.
@@ -399,6 +410,7 @@ impl Driver {
         let now = self.now;
         for radiant in &mut self.radiants {
             radiant.disk.calm();
+            // `u64::MAX`: it refused its damaged disk.
             if radiant.restart_at != u64::MAX {
                 radiant.restart_at = radiant.restart_at.min(now);
             }

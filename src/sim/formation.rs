@@ -87,8 +87,8 @@ pub struct FormationOptions {
     pub ticks: u64,
     /// Neighbour layout.
     pub topology: Topology,
-    /// The faults of the faulty phase. No bit flips here: a radiant that refuses its
-    /// damaged disk stays down for good, and these runs must converge with everyone.
+    /// The faults of the faulty phase. Bit flips (radiant 0's disk only) start once the
+    /// system has formed.
     pub faults: SimFaults,
     /// Clients, an operator moving shards, and the shard invariants (the sharded
     /// simulator); none for formation alone.
@@ -124,11 +124,25 @@ impl FormationOptions {
                 partition_per_million: prng.range(0, 1_500),
                 partition_ticks: (50, 599),
                 fsync_max_ticks: 3,
-                disk: DiskFaults { bit_flip_per_million: 0, ..swarm_disk_faults(&mut prng) },
+                disk: swarm_disk_faults(&mut prng),
             },
             workload: None,
             snapshot_interval_entries: snapshot_interval_entries(seed),
         }
+        .with_bit_flips()
+    }
+
+    /// Half the runs of three or more founders in orders of three flip bits in radiant
+    /// 0's synced data once the system has formed (drawn apart from the other choices):
+    /// it may then refuse its damaged disk and stay down for good, which an order of
+    /// three survives. Smaller orders or a system still forming would not (an operator
+    /// replaces such a radiant; these runs do not play that), so those runs flip none.
+    fn with_bit_flips(mut self) -> Self {
+        let mut prng = Prng::new(self.seed ^ 0xB17F_11B5);
+        let survivable = self.founders >= 3 && self.order_size == 3;
+        self.faults.disk.bit_flip_per_million =
+            if survivable && prng.chance(1, 2) { prng.range(100_000, 1_000_001) as u32 } else { 0 };
+        self
     }
 
     /// A random sharded run for `seed`: a formation swarm of 4 to 7 founders in orders
@@ -139,11 +153,13 @@ impl FormationOptions {
         if let Some(workload) = options.workload.as_mut() {
             workload.remove_per_million = 0;
         }
-        options
+        options.with_bit_flips()
     }
 
     /// As `sharded`, and the operator also removes random radiants now and then (kept
-    /// apart so the default sweep's figures stay comparable).
+    /// apart so the default sweep's figures stay comparable). No bit flips: removals can
+    /// shrink an order to two, which a member refusing its damaged disk would leave
+    /// without a majority until an operator recovered it.
     pub fn sharded_with_removals(seed: u64) -> Self {
         let mut options = FormationOptions::swarm(seed);
         let mut prng = Prng::new(seed ^ 0x5AA5_5AA5);
@@ -158,6 +174,7 @@ impl FormationOptions {
             remove_per_million: prng.range(0, 400),
             injected_bug: InjectedBug::None,
         });
+        options.faults.disk.bit_flip_per_million = 0;
         options
     }
 
@@ -185,6 +202,8 @@ pub struct FormationReport {
     pub controller_terms: usize,
     /// Crashes injected.
     pub crashes: u64,
+    /// Radiants that refused their damaged disk (bit flips) and stayed down.
+    pub refusals: u64,
     /// Partitions injected.
     pub partitions: u64,
     /// Snapshots written by radiants and installed from heralds.
@@ -213,6 +232,10 @@ struct Formation {
     report: FormationReport,
     /// Clients and shard invariants (sharded runs).
     shards: Option<sharded::Shards>,
+    /// Whether radiant 0's disk flips bits yet (once the system has formed).
+    flipping: bool,
+    /// The neighbour each radiant beacons in its current start.
+    neighbors: Vec<Option<usize>>,
 }
 
 /// Runs one formation simulation.
@@ -236,6 +259,8 @@ impl Formation {
             .collect();
         let shard_count = options.shard_count;
         let driver = Driver::new(options.seed, prng, total, shard_count, options.faults.clone());
+        let unflipped = DiskFaults { bit_flip_per_million: 0, ..options.faults.disk };
+        driver.radiants[0].disk.set_faults(unflipped);
         Formation {
             driver,
             start_at,
@@ -244,6 +269,8 @@ impl Formation {
             cluster: ClusterId::UNSET,
             report: FormationReport { radiants: total, ..FormationReport::default() },
             shards: options.workload.as_ref().map(|workload| sharded::Shards::new(workload, total)),
+            flipping: false,
+            neighbors: vec![None; total],
             options,
         }
     }
@@ -262,6 +289,7 @@ impl Formation {
                 self.report.controller_terms = self.controllers.len();
                 self.report.messages = (driver.network.delivered, driver.network.dropped);
                 self.report.crashes = driver.counts.crashes;
+                self.report.refusals = driver.counts.refusals;
                 self.report.partitions = driver.counts.partitions;
                 let counts = driver.counts;
                 self.report.snapshots = (counts.snapshots_written, counts.snapshots_installed);
@@ -318,6 +346,23 @@ impl Formation {
         }
     }
 
+    /// The radiant `index` beacons: its place in the topology, or, when that radiant
+    /// refused its damaged disk, the next founder that did not (as an operator would
+    /// restart a radiant whose neighbour is gone with another one).
+    fn neighbor(&self, index: usize) -> Option<usize> {
+        let founders = self.options.founders;
+        let first = match self.options.topology {
+            _ if founders == 1 && index == 0 => None,
+            Topology::Ring if index < founders => Some((index + 1) % founders),
+            Topology::Ring => Some(index % founders),
+            Topology::Star if index == 0 => Some(1),
+            Topology::Star => Some(0),
+        }?;
+        (0..founders)
+            .map(|offset| (first + offset) % founders)
+            .find(|&candidate| candidate != index && !self.driver.refused(candidate))
+    }
+
     /// Reads the radiant's system file, then recovers its order's state through the
     /// daemon's own recovery, checking both kept every promise; `None` when it cannot
     /// start now (a disk error: it tries again later) or a found bug stops the run.
@@ -331,7 +376,9 @@ impl Formation {
                 return None;
             }
             Err(damaged) => {
-                self.driver.fail(format!("radiant {index}: {damaged}"));
+                let reason = format!("its system file: {damaged}");
+                let disk_was_damaged = radiant.disk.was_damaged();
+                self.driver.refuse(index, &reason, disk_was_damaged);
                 return None;
             }
         };
@@ -357,13 +404,8 @@ impl Formation {
     /// Starts (or restarts) a radiant from its durable record and log.
     fn start(&mut self, index: usize) {
         let founders = self.options.founders;
-        let neighbor = match self.options.topology {
-            _ if founders == 1 && index == 0 => None,
-            Topology::Ring if index < founders => Some((index + 1) % founders),
-            Topology::Ring => Some(index % founders),
-            Topology::Star if index == 0 => Some(1),
-            Topology::Star => Some(0),
-        };
+        let neighbor = self.neighbor(index);
+        self.neighbors[index] = neighbor;
         let options = SystemOptions {
             peer_address: address(index),
             client_address: format!("client-{index}"),
@@ -517,9 +559,12 @@ impl Formation {
         let listed = |configuration: &Configuration, index: usize| {
             configuration.radiants.values().any(|radiant| radiant.peer == address(index))
         };
-        // Radiants an order's `leave` removed are out of the system: they need not agree.
+        // Radiants an order's `leave` removed are out of the system: they need not agree;
+        // nor need one that refused its damaged disk (it never starts again).
         let removed = |index: usize| {
-            !listed(&newest, index) && self.configurations.values().any(|c| listed(c, index))
+            let left =
+                !listed(&newest, index) && self.configurations.values().any(|c| listed(c, index));
+            left || self.driver.refused(index)
         };
         let mut controllers = Vec::new();
         let mut heralds: BTreeMap<OrderId, usize> = BTreeMap::new();
@@ -614,7 +659,18 @@ impl Scenario for Formation {
     /// Founders start at their drawn tick; joiners at theirs once the system exists, as
     /// an operator would start them, half of the time as a herald crashes.
     fn start_due(&mut self) {
+        if !self.flipping && self.driver.faults_on && !self.configurations.is_empty() {
+            self.flipping = true;
+            self.driver.radiants[0].disk.set_faults(self.options.faults.disk);
+        }
         for index in 0..self.driver.radiants.len() {
+            // A radiant still looking for its system through a neighbour that refused its
+            // damaged disk is restarted with another (what its operator would do).
+            let radiant = &self.driver.radiants[index];
+            let lost = self.neighbors[index].is_some_and(|neighbor| self.driver.refused(neighbor));
+            if radiant.core.is_some() && !radiant.record.is_associated() && lost {
+                self.driver.crash(index);
+            }
             let formed = index < self.options.founders || !self.configurations.is_empty();
             if !formed || self.driver.now < self.start_at[index] || !self.driver.due(index) {
                 continue;
@@ -726,6 +782,18 @@ mod tests {
     #[test]
     fn the_first_sharded_seeds_keep_every_invariant_and_converge() {
         first_seeds_pass(1..=10, FormationOptions::sharded);
+    }
+
+    #[test]
+    fn a_radiant_that_refuses_its_damaged_disk_stays_down_and_the_rest_converge() {
+        // Seeds 20 and 24 flip bits on radiant 0's disk that it then refuses.
+        let refusals: u64 = (20..=24)
+            .map(|seed| match run(FormationOptions::swarm(seed)) {
+                Ok(report) => report.refusals,
+                Err(failure) => panic!("seed {seed}: {failure}"),
+            })
+            .sum();
+        assert!(refusals > 0, "no seed of 20..=24 refused a damaged disk");
     }
 
     #[test]

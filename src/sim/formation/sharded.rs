@@ -317,12 +317,15 @@ impl Formation {
     /// Every order of configuration `number` has adopted it and has nothing in flight.
     pub(super) fn shards_settled(&self, number: u64) -> bool {
         let Some(configuration) = self.configurations.get(&number) else { return false };
-        self.driver.radiants.iter().enumerate().all(|(index, node)| {
+        let driver = &self.driver;
+        driver.radiants.iter().enumerate().all(|(index, node)| {
             let order = node.core.as_ref().and_then(Radiant::order);
             let member = configuration.radiants.values().any(|a| a.peer == address(index));
             let listed = member
                 && order.is_some_and(|order| configuration.orders.contains_key(&order.order_id()));
+            // A radiant that refused its damaged disk never adopts anything.
             !listed
+                || driver.refused(index)
                 || order.is_some_and(|order| {
                     order.shards().adopted() == number && order.shards().moving() == 0
                 })
