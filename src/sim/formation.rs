@@ -16,7 +16,9 @@ mod sharded;
 
 use std::collections::BTreeMap;
 
-use radiant_protocol::{ClientResponse, ClusterId, Configuration, ErrorResponse, Limits, OrderId};
+use radiant_protocol::{
+    ClientResponse, ClusterId, Configuration, ErrorResponse, Limits, OrderId, Term,
+};
 
 use super::driver::{self, address, Driver, Scenario, SimFaults};
 use super::network::NetworkFaults;
@@ -226,7 +228,7 @@ struct Formation {
     options: FormationOptions,
     /// When each radiant first starts.
     start_at: Vec<u64>,
-    controllers: BTreeMap<radiant_protocol::Term, usize>,
+    controllers: BTreeMap<Term, usize>,
     configurations: BTreeMap<u64, Configuration>,
     cluster: ClusterId,
     report: FormationReport,
