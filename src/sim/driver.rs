@@ -101,8 +101,10 @@ pub struct Driver {
     /// What the faults did.
     pub counts: FaultCounts,
     partition_until: Option<u64>,
-    actions: Actions,
-    followups: VecDeque<(usize, Input)>,
+    /// The buffer `radiant::step` collects a core's actions in.
+    pub(super) actions: Actions,
+    /// Inputs the radiants' own effects produced, fed back after the current step.
+    pub(super) followups: VecDeque<(usize, Input)>,
     /// The first bug found, with its tick.
     failure: Option<(u64, String)>,
 }
@@ -226,9 +228,6 @@ impl Driver {
     /// Runs radiant `index`'s core on `input` (nothing when it is down) and carries out
     /// what it asks for; a core assertion is a found bug.
     pub fn step(&mut self, index: usize, input: Input) {
-        if self.radiants[index].core.is_none() {
-            return;
-        }
         if let Err(message) = radiant::step(self, index, input) {
             self.fail(message);
         }
@@ -421,16 +420,6 @@ impl Driver {
     pub fn isolate(&mut self, index: usize) {
         let all: Vec<Endpoint> = (0..self.radiants.len()).map(Endpoint::Radiant).collect();
         self.network.partition(&[Endpoint::Radiant(index)], &all);
-    }
-
-    /// The buffer `radiant::step` collects a core's actions in.
-    pub(super) fn actions(&mut self) -> &mut Actions {
-        &mut self.actions
-    }
-
-    /// Inputs the radiants' own effects produced, fed back after the current step.
-    pub(super) fn followups(&mut self) -> &mut VecDeque<(usize, Input)> {
-        &mut self.followups
     }
 }
 

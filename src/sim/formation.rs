@@ -661,10 +661,6 @@ impl Scenario for Formation {
     /// Founders start at their drawn tick; joiners at theirs once the system exists, as
     /// an operator would start them, half of the time as a herald crashes.
     fn start_due(&mut self) {
-        if !self.flipping && self.driver.faults_on && !self.configurations.is_empty() {
-            self.flipping = true;
-            self.driver.radiants[0].disk.set_faults(self.options.faults.disk);
-        }
         for index in 0..self.driver.radiants.len() {
             // A radiant still looking for its system through a neighbour that refused its
             // damaged disk is restarted with another (what its operator would do).
@@ -686,10 +682,15 @@ impl Scenario for Formation {
         }
     }
 
-    /// Now and then, in a sharded run, a herald moving a shard crashes.
+    /// Now and then, in a sharded run, a herald moving a shard crashes; once the system
+    /// has formed, radiant 0's disk starts flipping bits (where the run flips any).
     fn inject_faults(&mut self) {
         if self.shards.is_some() {
             self.crash_during_a_move();
+        }
+        if !self.flipping && !self.configurations.is_empty() {
+            self.flipping = true;
+            self.driver.radiants[0].disk.set_faults(self.options.faults.disk);
         }
     }
 

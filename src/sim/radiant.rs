@@ -100,12 +100,12 @@ impl SimRadiant {
 /// Runs radiant `index`'s core on `input`, carries out every action, then every input
 /// those actions fed back. A core assertion is the error.
 pub fn step(driver: &mut Driver, index: usize, input: Input) -> Result<(), String> {
-    driver.followups().push_back((index, input));
-    while let Some((index, input)) = driver.followups().pop_front() {
+    driver.followups.push_back((index, input));
+    while let Some((index, input)) = driver.followups.pop_front() {
         let now = Tick(driver.now);
-        let mut actions = std::mem::take(driver.actions());
+        let mut actions = std::mem::take(&mut driver.actions);
         let Some(core) = driver.radiants[index].core.as_mut() else {
-            *driver.actions() = actions;
+            driver.actions = actions;
             continue;
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -114,8 +114,8 @@ pub fn step(driver: &mut Driver, index: usize, input: Input) -> Result<(), Strin
         if let Err(panic) = result {
             let message = super::panic_message(panic.as_ref());
             actions.drain().for_each(drop);
-            *driver.actions() = actions;
-            driver.followups().clear();
+            driver.actions = actions;
+            driver.followups.clear();
             return Err(format!("radiant {index} core assertion at tick {}: {message}", now.0));
         }
         for action in actions.drain() {
@@ -125,7 +125,7 @@ pub fn step(driver: &mut Driver, index: usize, input: Input) -> Result<(), Strin
             }
             effects::carry_out(action, &mut SimEffects { driver: &mut *driver, index });
         }
-        *driver.actions() = actions;
+        driver.actions = actions;
     }
     Ok(())
 }
@@ -233,7 +233,7 @@ impl effects::SnapshotStore for SimEffects<'_> {
             Ok(()) => {
                 self.driver.counts.snapshots_written += 1;
                 let written = Input::SnapshotWritten { index, term };
-                self.driver.followups().push_back((self.index, written));
+                self.driver.followups.push_back((self.index, written));
             }
             Err(error) => self.driver.stop_on_disk_error(self.index, &error),
         }
@@ -296,7 +296,7 @@ impl effects::SnapshotStore for SimEffects<'_> {
                 return;
             }
         };
-        self.driver.followups().push_back((index, input));
+        self.driver.followups.push_back((index, input));
     }
 }
 
@@ -354,6 +354,6 @@ impl effects::Apply for SimEffects<'_> {
         max_bytes: u64,
     ) {
         let chunk = self.radiant().machine.read_chunk(shard, number, after, max_bytes);
-        self.driver.followups().push_back((self.index, Input::ShardChunkRead(chunk)));
+        self.driver.followups.push_back((self.index, Input::ShardChunkRead(chunk)));
     }
 }
